@@ -1,0 +1,407 @@
+"""Every message that crosses NATS, as msgspec structs tagged by a ``type`` field.
+
+Flow of one request (SPEC.md §1)::
+
+    ChatMessage ─classifier→ Classification ─┬─(SEQUENTIAL) planner → TurnRequest → role actor
+                                             ├─(SIMPLE, BREAKGLASS) TurnRequest → role actor
+                                             └─(BRANCH) brainstorm → BrainstormResult → consolidator
+    role actor ─→ Reply (to the gateway) and TurnResult → evaluator → Evaluation → reflector
+    consolidator ─→ ConsolidatedOptions (to the gateway)
+
+Progress, Reply and ConsolidatedOptions go to the gateway that sent the request
+(``ChatMessage.origin``); ExecutionEvent goes to the event stream; SessionState is the value kept
+in the session KV bucket. Times are Unix seconds (float), durations milliseconds, costs US dollars.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Flow(enum.StrEnum):
+    """How a request is handled (SPEC.md §1.3)."""
+
+    SIMPLE = "simple"
+    BRANCH = "branch"
+    SEQUENTIAL = "sequential"
+    BREAKGLASS = "breakglass"
+
+
+class Complexity(enum.StrEnum):
+    """Task complexity; it sets the loop's max turns (SPEC.md §3: 10 / 20 / 35)."""
+
+    SIMPLE = "simple"
+    MEDIUM = "medium"
+    COMPLEX = "complex"
+
+
+class TaskType(enum.StrEnum):
+    """What kind of work a request is, as the classifier sees it."""
+
+    SOCIAL = "social"
+    QUESTION = "question"
+    CODING = "coding"
+    COMMAND = "command"
+    DEVOPS = "devops"
+    ARCHITECTURE = "architecture"
+    REVIEW = "review"
+    DOCS = "docs"
+    DATABASE = "database"
+    RESEARCH = "research"
+    BRAINSTORM = "brainstorm"
+
+
+class ErrorCode(enum.StrEnum):
+    """Why a request ended without a normal answer; carried by ``Reply.error``."""
+
+    MALFORMED = "malformed"
+    MODEL_ERROR = "model_error"
+    MODEL_TIMEOUT = "model_timeout"
+    TOOL_ERROR = "tool_error"
+    TIMEOUT = "timeout"
+    DEAD_LETTER = "dead_letter"
+    ABORTED = "aborted"
+    INTERNAL = "internal"
+
+
+AGENT_ROLES: tuple[str, ...] = (
+    "command_executor",
+    "python_coder",
+    "js_ts_coder",
+    "devops_engineer",
+    "architect",
+    "code_reviewer",
+    "documentation_writer",
+    "dba",
+    "researcher",
+)
+"""The nine agent roles of SPEC.md §2, each an actor name and a task subject token."""
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    """Base of every tagged wire message."""
+
+
+class _Part(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of untagged parts nested in messages."""
+
+
+class Attachment(_Part, kw_only=True):
+    """A file the user attached; ``size`` in bytes, ``url`` where the gateway can fetch it."""
+
+    name: str
+    url: str = ""
+    size: int = 0
+    content_type: str = ""
+
+
+class FileBlob(_Part, kw_only=True):
+    """A file sent back to the user; ``data`` travels base64-encoded in JSON."""
+
+    name: str
+    data: bytes
+
+
+class Usage(_Part, kw_only=True):
+    """Tokens and cost of model calls, as litellm reports them."""
+
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            model=other.model or self.model,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            calls=self.calls + other.calls,
+        )
+
+
+class ChatMessage(_Wire, tag="chat_message", kw_only=True):
+    """A person's message, as the gateway received it.
+
+    ``origin`` names the gateway instance; every Progress and Reply for this message is
+    published to that gateway's outbox subject.
+    """
+
+    message_id: str
+    session: str
+    origin: str
+    user_id: str
+    user_name: str = ""
+    text: str
+    channel_id: str = ""
+    guild_id: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    breakglass: bool = False
+    sent_at: float = 0.0
+
+
+class Classification(_Wire, tag="classification", kw_only=True):
+    """The classifier's verdict on a ChatMessage."""
+
+    request: ChatMessage
+    respond: bool
+    flow: Flow = Flow.SIMPLE
+    task_type: TaskType = TaskType.SOCIAL
+    role: str = "researcher"
+    complexity: Complexity = Complexity.SIMPLE
+    reason: str = ""
+
+
+class TurnRequest(_Wire, tag="turn_request", kw_only=True):
+    """Work for a role actor: one turn (SIMPLE, BREAKGLASS) or the agentic loop (SEQUENTIAL).
+
+    ``plan`` and ``memory`` come from the planner; ``tier`` is the model tier (1-4) to start at.
+    """
+
+    classification: Classification
+    plan: tuple[str, ...] = ()
+    memory: str = ""
+    tier: int = 1
+    max_turns: int = 1
+    usage: Usage = Usage()
+
+
+class ToolCall(_Wire, tag="tool_call", kw_only=True):
+    """A model's request to run a tool; ``arguments`` is the JSON text the model produced."""
+
+    call_id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ToolResult(_Wire, tag="tool_result", kw_only=True):
+    """What a tool returned to the model; ``is_error`` marks a refusal or failure."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+class TrajectoryStep(_Part, kw_only=True):
+    """One turn of the agentic loop: what the model said and which tools ran."""
+
+    turn: int
+    model: str
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
+    confidence: int = 50
+    duration_ms: float = 0.0
+
+
+class TurnResult(_Wire, tag="turn_result", kw_only=True):
+    """A role actor's outcome: the answer and the trajectory that produced it."""
+
+    request: TurnRequest
+    text: str
+    ok: bool = True
+    error: str = ""
+    turns: int = 1
+    trajectory: tuple[TrajectoryStep, ...] = ()
+    files_written: tuple[str, ...] = ()
+    confidence: int = 50
+    usage: Usage = Usage()
+    duration_ms: float = 0.0
+
+
+class Scores(_Part, kw_only=True):
+    """Evaluator scores, each 0-100 (SPEC.md §4)."""
+
+    task_completion: int
+    code_quality: int
+    efficiency: int
+
+    @property
+    def overall(self) -> int:
+        return round((self.task_completion + self.code_quality + self.efficiency) / 3)
+
+
+class Evaluation(_Wire, tag="evaluation", kw_only=True):
+    """The evaluator's heuristic scores of a TurnResult's trajectory."""
+
+    result: TurnResult
+    scores: Scores
+    notes: tuple[str, ...] = ()
+
+
+class Reflection(_Wire, tag="reflection", kw_only=True):
+    """A Reflexion self-reflection on one run (Shinn et al. 2023; SPEC.md §4)."""
+
+    session: str
+    what_worked: str
+    what_failed: str
+    root_cause: str
+    strategy_change: str
+    key_insight: str
+    scores: Scores
+    task: str = ""
+    created_at: float = 0.0
+
+
+class Approach(_Part, kw_only=True):
+    """One way to solve a problem, with its trade-offs."""
+
+    title: str
+    summary: str
+    pros: tuple[str, ...] = ()
+    cons: tuple[str, ...] = ()
+
+
+class BrainstormProposal(_Wire, tag="brainstorm_proposal", kw_only=True):
+    """The approaches one model proposed."""
+
+    model: str
+    approaches: tuple[Approach, ...]
+    usage: Usage = Usage()
+
+
+class BrainstormResult(_Wire, tag="brainstorm_result", kw_only=True):
+    """The proposals of the models that brainstormed in parallel, for the consolidator."""
+
+    classification: Classification
+    proposals: tuple[BrainstormProposal, ...]
+
+
+class ConsolidatedOptions(_Wire, tag="consolidated_options", kw_only=True):
+    """2-3 distinct options merged from the proposals; the BRANCH flow's answer."""
+
+    session: str
+    origin: str
+    in_reply_to: str
+    question: str
+    options: tuple[Approach, ...]
+    usage: Usage = Usage()
+
+
+class Progress(_Wire, tag="progress", kw_only=True):
+    """Feedback while a request is worked on.
+
+    ``stage`` is one of ``classified``, ``planning``, ``planned``, ``turn``, ``stream``,
+    ``brainstorm``, ``consolidating``, ``retrying``. For ``stream``, ``text`` is the whole
+    answer so far (not a delta), so a renderer can edit one message in place.
+    """
+
+    session: str
+    origin: str
+    in_reply_to: str
+    stage: str
+    text: str = ""
+    flow: Flow = Flow.SIMPLE
+    turn: int = 0
+    max_turns: int = 0
+    confidence: int = 0
+    model: str = ""
+    files_read: tuple[str, ...] = ()
+    files_written: tuple[str, ...] = ()
+
+
+class Reply(_Wire, tag="reply", kw_only=True):
+    """The final answer to a ChatMessage; ``error`` is set when the request failed."""
+
+    session: str
+    origin: str
+    in_reply_to: str
+    text: str
+    files: tuple[FileBlob, ...] = ()
+    flow: Flow = Flow.SIMPLE
+    error: ErrorCode | None = None
+    usage: Usage = Usage()
+
+
+class Control(_Wire, tag="control", kw_only=True):
+    """A person's control on a session: ``abort`` a run, or ``feedback`` (``value`` ±)."""
+
+    session: str
+    action: str
+    value: int = 0
+    user_id: str = ""
+    message_id: str = ""
+
+
+class ExecutionEvent(_Wire, tag="execution_event", kw_only=True):
+    """One step of the system, for observers (SPEC.md §9).
+
+    ``kind`` is what happened (``handled``, ``failed``, ``retry``, ``dead_letter``,
+    ``model_call``, ``tool_call``, ``turn``, ``reflection``, ...); ``step`` is the message type
+    handled.
+    """
+
+    event_id: str
+    session: str
+    actor: str
+    kind: str
+    step: str = ""
+    at: float = 0.0
+    duration_ms: float = 0.0
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    detail: str = ""
+    trace_id: str = ""
+    pid: int = 0
+
+
+class DeadLetter(_Wire, tag="dead_letter", kw_only=True):
+    """A task that could not be handled, kept with its original bytes and headers."""
+
+    actor: str
+    subject: str
+    reason: str
+    deliveries: int
+    data: bytes
+    headers: dict[str, str] = {}
+    at: float = 0.0
+
+
+class HistoryEntry(_Part, kw_only=True):
+    """One message of a session's conversation; ``role`` is ``user`` or ``assistant``."""
+
+    role: str
+    text: str
+    user_id: str = ""
+    at: float = 0.0
+
+
+class Insight(_Part, kw_only=True):
+    """A key insight kept in session memory; ``score`` ranks it, ``seen`` counts repeats."""
+
+    text: str
+    score: int = 0
+    seen: int = 1
+
+
+class SessionState(msgspec.Struct, kw_only=True):
+    """The value of a session in the sessions KV bucket (SPEC.md §4, §5).
+
+    Memory windows: ``reflections`` keeps the last 5, ``insights`` the top 20.
+    ``confidence`` is 10-100.
+    """
+
+    session: str
+    confidence: int = 50
+    history: list[HistoryEntry] = []
+    reflections: list[Reflection] = []
+    insights: list[Insight] = []
+    trajectory_summary: str = ""
+    scores: Scores | None = None
+    runs: int = 0
+    updated_at: float = 0.0
+
+
+TaskMessage = (
+    ChatMessage | Classification | TurnRequest | TurnResult | Evaluation | BrainstormResult
+)
+"""What arrives on a task subject (``<prefix>.task.<role>``)."""
+
+Outbound = Progress | Reply | ConsolidatedOptions
+"""What arrives on a gateway's outbox subject (``<prefix>.out.<origin>``)."""

@@ -1,0 +1,86 @@
+"""Subject, stream, consumer and bucket names: the only place they are spelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol._ids import check_token
+
+DEFAULT_PREFIX = "sb"
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Names under one prefix, so several deployments can share a NATS server.
+
+    Subjects (``p`` is the prefix)::
+
+        p.task.<role>              work for one actor role (JetStream, work-queue stream per role)
+        p.out.<origin>             Progress / Reply / ConsolidatedOptions for one gateway instance
+        p.event.<actor>.<kind>     ExecutionEvent (JetStream, limits retention)
+        p.dlq.<role>               DeadLetter
+        p.control.<session>        Control (abort, feedback)
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_token(self.prefix, "subject prefix")
+
+    @property
+    def _upper(self) -> str:
+        return self.prefix.upper().replace("-", "_")
+
+    def task(self, role: str) -> str:
+        return f"{self.prefix}.task.{check_token(role, 'role')}"
+
+    def task_stream(self, role: str) -> str:
+        return f"{self._upper}_TASK_{check_token(role, 'role').upper().replace('-', '_')}"
+
+    def durable(self, role: str) -> str:
+        """The durable consumer every replica of ``role`` shares."""
+        return f"{self.prefix}-{check_token(role, 'role')}"
+
+    def outbox(self, origin: str) -> str:
+        return f"{self.prefix}.out.{check_token(origin, 'origin')}"
+
+    @property
+    def outbox_all(self) -> str:
+        return f"{self.prefix}.out.>"
+
+    @property
+    def outbox_stream(self) -> str:
+        return f"{self._upper}_OUTBOX"
+
+    def event(self, actor: str, kind: str) -> str:
+        return f"{self.prefix}.event.{check_token(actor, 'actor')}.{check_token(kind, 'kind')}"
+
+    @property
+    def events_all(self) -> str:
+        return f"{self.prefix}.event.>"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self._upper}_EVENTS"
+
+    def dead_letter(self, role: str) -> str:
+        return f"{self.prefix}.dlq.{check_token(role, 'role')}"
+
+    @property
+    def dead_letter_all(self) -> str:
+        return f"{self.prefix}.dlq.>"
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return f"{self._upper}_DLQ"
+
+    def control(self, session: str) -> str:
+        return f"{self.prefix}.control.{check_token(session, 'session')}"
+
+    @property
+    def control_all(self) -> str:
+        return f"{self.prefix}.control.>"
+
+    @property
+    def sessions_bucket(self) -> str:
+        return f"{self._upper}_SESSIONS"

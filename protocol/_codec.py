@@ -19,7 +19,7 @@ HEADER_SESSION = "Sb-Session"
 HEADER_TRACEPARENT = "traceparent"
 """W3C Trace Context (https://www.w3.org/TR/trace-context/), as OpenTelemetry propagates it."""
 HEADER_MSG_ID = "Nats-Msg-Id"
-"""JetStream de-duplication id (docs.nats.io, "JetStream Model Deep Dive", Message Deduplication)."""
+"""JetStream de-duplication id (docs.nats.io, "JetStream Model Deep Dive", deduplication)."""
 
 encoder = msgspec.json.Encoder()
 task_decoder = msgspec.json.Decoder(TaskMessage)

@@ -1,0 +1,234 @@
+"""NATS connection and JetStream provisioning: streams, the sessions bucket, durable consumers.
+
+Stream layout (SPEC.md §8; names from ``protocol.Subjects``):
+
+- one work-queue stream per actor role (``SB_TASK_<ROLE>``): a task is removed once acked;
+- ``SB_OUTBOX`` (1 h), ``SB_EVENTS`` (7 days, 1 GiB), ``SB_DLQ`` (30 days): limits retention;
+- KV bucket ``SB_SESSIONS`` with direct get (26 % faster gets, shared/NOTES.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+from actors.config import ActorSpec, Settings, Topology
+from actors.errors import BrokerError, NotRunningError
+from protocol import Subjects
+
+_log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+API_TIMEOUT_S = 10.0
+DUPLICATE_WINDOW_S = 120.0
+"""JetStream de-duplication window for task subjects (the server default, 2 minutes)."""
+
+
+def resolve_nats_url(settings: Settings, override: str | None = None) -> str:
+    """The NATS URL to use: ``--nats-url``, ``NATS_URL``, the URL the embedded server wrote
+    under the data directory, else ``nats://127.0.0.1:<SB_NATS_PORT>``."""
+    if override:
+        return override
+    if settings.nats_url:
+        return settings.nats_url
+    url_file = Path(settings.data_dir) / "nats.url"
+    if url_file.is_file():
+        text = url_file.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    return f"nats://127.0.0.1:{settings.nats_port}"
+
+
+async def connect(
+    url: str,
+    *,
+    name: str,
+    settings: Settings | None = None,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    reconnect: bool = True,
+    reconnected_cb: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    """Connect to NATS.
+
+    Args:
+        url: server URL(s), comma-separated.
+        name: connection name shown by the server's ``/connz`` (``classifier/0``, ...).
+        settings: credentials (``NATS_USER`` / ``NATS_PASSWORD`` or ``NATS_CREDS``).
+        timeout_s: give up after this many seconds.
+        reconnect: keep reconnecting forever after a broker restart (actors) or fail fast
+            (command-line tools).
+        reconnected_cb: called after each reconnect (pull consumers re-pull then).
+
+    Raises:
+        BrokerError: the server cannot be reached within ``timeout_s``.
+    """
+    options: dict[str, object] = {
+        "servers": [u.strip() for u in url.split(",")],
+        "name": name,
+        "connect_timeout": timeout_s,
+        "allow_reconnect": reconnect,
+        "max_reconnect_attempts": -1 if reconnect else 0,
+        "reconnect_time_wait": 0.5,
+    }
+    if settings is not None:
+        if settings.nats_user:
+            options["user"] = settings.nats_user
+            options["password"] = settings.nats_password
+        if settings.nats_creds:
+            options["user_credentials"] = settings.nats_creds
+
+    async def _quiet(exc: Exception) -> None:
+        _log.debug("nats %s: %s", name, exc)
+
+    options["error_cb"] = _quiet
+    if reconnected_cb is not None:
+        options["reconnected_cb"] = reconnected_cb
+    try:
+        async with asyncio.timeout(timeout_s + 1):
+            return await nats.connect(**options)  # type: ignore[arg-type]
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        msg = f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
+        raise BrokerError(msg) from exc
+
+
+def _task_stream(subjects: Subjects, role: str) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.task_stream(role),
+        subjects=[subjects.task(role)],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+    )
+
+
+def _shared_streams(subjects: Subjects) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=subjects.outbox_stream, subjects=[subjects.outbox_all],
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            max_age=3600.0, duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
+            name=subjects.events_stream, subjects=[subjects.events_all],
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            max_age=7 * 86400.0, max_bytes=1 << 30, duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
+            name=subjects.dead_letter_stream, subjects=[subjects.dead_letter_all],
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            max_age=30 * 86400.0, duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+    ]
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        # Exists with another configuration (err_code 10058): bring it to ours.
+        await js.update_stream(config)
+
+
+async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[str]) -> None:
+    """Create (or update) the streams of ``roles``, the shared streams and the sessions bucket.
+
+    Idempotent: every process calls it for what it uses, so ``switchboard actor ROLE`` works on
+    a fresh server too.
+
+    Raises:
+        BrokerError: JetStream is not enabled or an API call fails.
+    """
+    subjects = topology.subjects
+    try:
+        async with asyncio.timeout(API_TIMEOUT_S):
+            for config in _shared_streams(subjects):
+                await _ensure_stream(js, config)
+            for role in roles:
+                await _ensure_stream(js, _task_stream(subjects, role))
+            await sessions_bucket(js, subjects)
+    except TimeoutError as exc:
+        msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"
+        raise BrokerError(msg) from exc
+    except nats.js.errors.ServiceUnavailableError as exc:
+        msg = "JetStream is not enabled on this NATS server (start it with -js)"
+        raise BrokerError(msg) from exc
+    except nats.errors.Error as exc:
+        msg = f"provisioning JetStream failed: {exc}"
+        raise BrokerError(msg) from exc
+
+
+async def sessions_bucket(js: JetStreamContext, subjects: Subjects) -> KeyValue:
+    """The sessions KV bucket, created when missing."""
+    try:
+        return await js.key_value(subjects.sessions_bucket)
+    except nats.js.errors.BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=subjects.sessions_bucket, history=1, storage=StorageType.FILE, direct=True,
+        )
+        return await js.create_key_value(config)
+
+
+async def ensure_consumer(
+    js: JetStreamContext, subjects: Subjects, role: str, spec: ActorSpec
+) -> tuple[str, str]:
+    """Create or update the durable pull consumer every replica of ``role`` shares.
+
+    ``max_deliver`` is one more than ``spec.max_deliveries`` so the runtime itself sees the
+    delivery that exceeds the bound and dead-letters it (a crash loop included).
+
+    Returns:
+        ``(stream, durable)`` names.
+    """
+    stream, durable = subjects.task_stream(role), subjects.durable(role)
+    config = ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliveries + 1,
+        max_ack_pending=10_000,
+        max_waiting=512,
+        filter_subject=subjects.task(role),
+    )
+    try:
+        async with asyncio.timeout(API_TIMEOUT_S):
+            await js.add_consumer(stream, config)
+    except TimeoutError as exc:
+        msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s creating consumer {durable}"
+        raise BrokerError(msg) from exc
+    except nats.errors.Error as exc:
+        msg = f"cannot create consumer {durable} on {stream}: {exc}"
+        raise BrokerError(msg) from exc
+    return stream, durable
+
+
+async def check_running(js: JetStreamContext, subjects: Subjects) -> None:
+    """Raise ``NotRunningError`` unless the classifier's stream exists on this server."""
+    try:
+        async with asyncio.timeout(API_TIMEOUT_S):
+            await js.stream_info(subjects.task_stream("classifier"))
+    except nats.js.errors.NotFoundError as exc:
+        msg = "Switchboard is not running on this NATS server (no classifier stream)"
+        raise NotRunningError(msg) from exc
+    except (TimeoutError, nats.errors.Error) as exc:
+        msg = f"JetStream did not answer: {exc or type(exc).__name__}"
+        raise NotRunningError(msg) from exc

@@ -1,0 +1,18 @@
+"""Model calls through litellm, the offline model and parsing of model answers.
+
+Importing this package does not import litellm; the first call does.
+"""
+
+from actors.llm._client import ModelReply, complete, register_providers
+from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
+
+__all__ = [
+    "ModelReply",
+    "Report",
+    "Status",
+    "complete",
+    "parse_json_object",
+    "parse_report",
+    "register_providers",
+    "strip_report",
+]

@@ -1,0 +1,313 @@
+"""Every model call goes through here: ``litellm.acompletion`` with streaming, translated errors.
+
+``import litellm`` costs about 1.6 s and 160 MB (shared/NOTES.md), so it is imported on first
+use, never when ``actors.llm`` is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+import msgspec
+
+from actors.config import ModelSpec
+from actors.errors import ConfigError, ModelError, ModelTimeoutError
+from protocol import ToolCall, Usage
+
+_log = logging.getLogger(__name__)
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
+_DETAIL_CHARS = 300
+
+OnText = Callable[[str], Awaitable[None]]
+
+_providers: dict[str, str] = {}
+"""Registered custom providers: name → ``module:Class`` (keeps registration idempotent)."""
+
+
+class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
+    """What one model call produced.
+
+    ``text`` is the whole answer; ``tool_calls`` are complete (arguments are the JSON text the
+    model streamed); ``usage`` counts this one call (``calls=1``); ``finish_reason`` is the
+    provider's (``stop``, ``tool_calls``, ``length``, ...).
+    """
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+    finish_reason: str = "stop"
+
+
+def _litellm() -> ModuleType:
+    """Import litellm once, quietly, with its bundled cost map (no network at import)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    if not getattr(litellm, "_switchboard_quiet", False):
+        litellm.suppress_debug_info = True
+        litellm.set_verbose = False
+        for name in _LITELLM_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        litellm._switchboard_quiet = True
+    return litellm
+
+
+def register_providers(providers: dict[str, str]) -> None:
+    """Register custom litellm providers (``topology.yaml`` ``providers:``).
+
+    Args:
+        providers: provider name (the part of a model name before ``/``) → ``module:Class`` of
+            a ``litellm.CustomLLM`` subclass, e.g. ``{"offline": "actors.llm.offline:OfflineLLM"}``.
+            Registering the same name twice replaces the earlier entry, never duplicates it.
+
+    Raises:
+        ConfigError: a target is not ``module:Class``, cannot be imported, or is not a
+            ``litellm.CustomLLM``.
+    """
+    litellm = _litellm()
+    for name, target in providers.items():
+        if _providers.get(name) == target:
+            continue
+        handler = _instantiate(litellm, name, target)
+        litellm.custom_provider_map = [
+            item for item in litellm.custom_provider_map if item["provider"] != name
+        ] + [{"provider": name, "custom_handler": handler}]
+        _providers[name] = target
+        _log.info("registered litellm provider %r -> %s", name, target)
+
+
+def _instantiate(litellm: ModuleType, name: str, target: str) -> Any:
+    module_name, _, class_name = target.partition(":")
+    if not module_name or not class_name:
+        msg = f"provider {name!r}: {target!r} is not 'module:Class'"
+        raise ConfigError(msg)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        msg = f"provider {name!r}: cannot import {target!r}: {exc}"
+        raise ConfigError(msg) from exc
+    if not (isinstance(cls, type) and issubclass(cls, litellm.CustomLLM)):
+        msg = f"provider {name!r}: {target!r} is not a litellm.CustomLLM subclass"
+        raise ConfigError(msg)
+    return cls()
+
+
+def _call_kwargs(
+    spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+    timeout_s: float,
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model": spec.name,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "timeout": timeout_s,
+        "tools": tools or None,
+        "api_base": spec.api_base,
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+    }
+    if spec.api_key_env:
+        try:
+            kwargs["api_key"] = os.environ[spec.api_key_env]
+        except KeyError as exc:
+            msg = (f"model {spec.name!r}: the API key variable {spec.api_key_env} is not set "
+                   "in the environment")
+            raise ModelError(msg, model=spec.name) from exc
+    kwargs.update(spec.params)
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+async def complete(
+    spec: ModelSpec,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    on_text: OnText | None = None,
+    timeout_s: float | None = None,
+) -> ModelReply:
+    """Call a model through ``litellm.acompletion`` with streaming.
+
+    Args:
+        spec: the model; ``spec.params`` are passed to litellm as they are.
+        messages: OpenAI-style chat messages.
+        tools: OpenAI function-calling schemas (``actors.tools.TOOL_SCHEMAS``), or None.
+        on_text: awaited with the whole text so far each time the streamed text grows (not
+            throttled here); its exceptions propagate unchanged.
+        timeout_s: bound on the whole call in seconds; defaults to ``spec.timeout_s``.
+
+    Returns:
+        The text, complete tool calls, usage (tokens, cost in US dollars, ``calls=1``) and
+        finish reason.
+
+    Raises:
+        ModelTimeoutError: the call took longer than the timeout.
+        ModelError: litellm or the provider failed (unknown provider, authentication, rate
+            limit, bad request, connection); the message names the model and the cause.
+    """
+    litellm = _litellm()
+    limit = timeout_s or spec.timeout_s
+    kwargs = _call_kwargs(spec, messages, tools, limit)
+    try:
+        async with asyncio.timeout(limit):
+            return await _stream(litellm, spec, kwargs, on_text)
+    except _CallbackError as wrapped:
+        raise wrapped.error from None
+    except TimeoutError as exc:
+        msg = f"model {spec.name!r} did not finish within {limit:g} s"
+        raise ModelTimeoutError(msg, model=spec.name) from exc
+    except (ModelError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise _translate(litellm, spec, exc, limit) from exc
+
+
+class _CallbackError(Exception):
+    """Carries an exception of the caller's ``on_text`` past the litellm error translation."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Accumulator:
+    """Builds the answer from stream chunks: text, tool calls by index, usage, finish reason."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.calls: dict[int, dict[str, str]] = {}
+        self.usage: Any = None
+        self.finish_reason = ""
+
+    def add(self, chunk: Any) -> bool:
+        """Fold one chunk in; True when the text grew."""
+        if getattr(chunk, "usage", None):
+            self.usage = chunk.usage
+        if not chunk.choices:
+            return False
+        choice = chunk.choices[0]
+        if choice.finish_reason:
+            self.finish_reason = choice.finish_reason
+        delta = choice.delta
+        if delta is None:
+            return False
+        for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
+            self._add_call(position, call)
+        content = getattr(delta, "content", None)
+        if content:
+            self.text += content
+            return True
+        return False
+
+    def _add_call(self, position: int, call: Any) -> None:
+        index = call.index if call.index is not None else position
+        entry = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        if call.id and not entry["id"]:
+            entry["id"] = call.id
+        function = call.function
+        if function is not None:
+            if function.name and not entry["name"]:
+                entry["name"] = function.name
+            entry["arguments"] += function.arguments or ""
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(call_id=entry["id"] or f"call_{index}", name=entry["name"],
+                     arguments=entry["arguments"] or "{}")
+            for index, entry in sorted(self.calls.items())
+        )
+
+
+async def _stream(
+    litellm: ModuleType, spec: ModelSpec, kwargs: dict[str, Any], on_text: OnText | None,
+) -> ModelReply:
+    response = await litellm.acompletion(**kwargs)
+    acc = _Accumulator()
+    async for chunk in response:
+        if acc.add(chunk) and on_text is not None:
+            try:
+                await on_text(acc.text)
+            except Exception as exc:
+                raise _CallbackError(exc) from exc
+    usage = _usage(litellm, spec, kwargs["messages"], acc)
+    finish = acc.finish_reason or ("tool_calls" if acc.calls else "stop")
+    return ModelReply(text=acc.text, tool_calls=acc.tool_calls(), usage=usage,
+                      finish_reason=finish)
+
+
+def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]],
+           acc: _Accumulator) -> Usage:
+    """Tokens from the stream's usage chunk, else counted locally; cost where litellm knows it."""
+    if acc.usage is not None:
+        prompt = int(getattr(acc.usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(acc.usage, "completion_tokens", 0) or 0)
+    else:
+        prompt, completion = _count_tokens(litellm, spec.name, messages, acc.text)
+    return Usage(model=spec.name, prompt_tokens=prompt, completion_tokens=completion,
+                 cost_usd=_cost(litellm, spec.name, prompt, completion), calls=1)
+
+
+def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]],
+                  text: str) -> tuple[int, int]:
+    try:
+        return (int(litellm.token_counter(model=model, messages=messages)),
+                int(litellm.token_counter(model=model, text=text)) if text else 0)
+    except Exception:  # noqa: BLE001 - a tokenizer problem must not fail the call
+        _log.debug("token_counter failed for %s; estimating", model, exc_info=True)
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        return chars // 4 + 1, len(text) // 4
+
+
+def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> float:
+    """US dollars for the tokens, by litellm's bundled price map; 0.0 for unpriced models."""
+    if model.partition("/")[0] in _providers:
+        return 0.0
+    try:
+        response = litellm.ModelResponse(model=model)
+        response.usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion,
+                                       total_tokens=prompt + completion)
+        return float(litellm.completion_cost(completion_response=response, model=model))
+    except Exception:  # noqa: BLE001 - litellm raises many kinds for unpriced models
+        _log.debug("no price for %s", model)
+        return 0.0
+
+
+def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: float) -> ModelError:
+    """A ModelError naming the model and the cause, without the API key."""
+    name = spec.name
+    if isinstance(exc, litellm.Timeout):
+        return ModelTimeoutError(f"model {name!r} timed out after {limit:g} s", model=name)
+    detail = _detail(exc, spec)
+    if isinstance(exc, litellm.AuthenticationError):
+        hint = f" (check {spec.api_key_env})" if spec.api_key_env else ""
+        cause = f"authentication failed{hint}"
+    elif isinstance(exc, litellm.RateLimitError):
+        cause = "rate limited by the provider"
+    elif isinstance(exc, litellm.NotFoundError):
+        cause = "the provider does not know this model"
+    elif "LLM Provider NOT provided" in detail or "Unknown provider" in detail:
+        provider = name.partition("/")[0] if "/" in name else name
+        cause = (f"unknown provider {provider!r}: not a litellm provider and not registered "
+                 "under providers: in topology.yaml")
+    elif isinstance(exc, litellm.APIConnectionError):
+        cause = "cannot reach the provider"
+    elif isinstance(exc, litellm.BadRequestError):
+        cause = "the provider rejected the request"
+    else:
+        cause = f"unexpected {type(exc).__name__}"
+    return ModelError(f"model {name!r} failed: {cause}: {detail}", model=name)
+
+
+def _detail(exc: Exception, spec: ModelSpec) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text.removeprefix("litellm.")
+    if spec.api_key_env and (key := os.environ.get(spec.api_key_env)):
+        text = text.replace(key, "***")
+    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"

@@ -1,0 +1,88 @@
+"""Run one replica of one actor role until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from actors.bus import connect, ensure_consumer, provision, sessions_bucket
+from actors.config import Settings, Topology
+from actors.runtime._actor import Actor, Services
+from actors.runtime._dispatch import Dispatcher
+from actors.runtime._pull import PullConsumer
+from actors.runtime._sessions import SessionStore
+from actors.runtime._tracing import setup_tracing
+from protocol import ActorId
+
+_log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 10.0
+
+
+async def run_actor(
+    actor_cls: type[Actor],
+    replica: int,
+    *,
+    settings: Settings,
+    topology: Topology,
+    nats_url: str,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Connect, provision, consume ``actor_cls.role``'s durable consumer until ``stop`` is set
+    (or SIGTERM / SIGINT arrives), then drain for up to 10 s and disconnect.
+
+    Raises:
+        BrokerError: NATS cannot be reached or JetStream provisioning fails.
+    """
+    role = actor_cls.role
+    actor_id = ActorId(role, replica)
+    stop = stop or _stop_on_signals()
+    setup_tracing(f"switchboard-{role}", console=settings.trace_console)
+    consumer: PullConsumer | None = None
+
+    async def _reconnected() -> None:
+        _log.warning("%s reconnected to NATS; re-pulling", actor_id)
+        if consumer is not None:
+            consumer.reset_requests()
+
+    nc = await connect(nats_url, name=str(actor_id), settings=settings,
+                       reconnected_cb=_reconnected)
+    try:
+        js = nc.jetstream(timeout=10.0)
+        await provision(js, topology, topology.roles)
+        kv = await sessions_bucket(js, topology.subjects)
+        services = Services(nc=nc, js=js, sessions=SessionStore(kv), topology=topology,
+                            settings=settings, subjects=topology.subjects)
+        actor = actor_cls(services, actor_id)
+        await actor.on_start()
+        try:
+            stream, durable = await ensure_consumer(js, topology.subjects, role, actor.spec)
+            consumer = PullConsumer(
+                nc, stream, durable, Dispatcher(actor).handle,
+                max_in_flight=actor.spec.max_in_flight, name=str(actor_id),
+            )
+            await consumer.start()
+            _log.info("%s consuming %s (max %d in flight)", actor_id, stream,
+                      actor.spec.max_in_flight)
+            await actor.emit("started", "system", detail=str(actor_id))
+            await stop.wait()
+            _log.info("%s stopping: draining messages in flight", actor_id)
+            await consumer.stop(drain_timeout_s=DRAIN_TIMEOUT_S)
+            await actor.emit("stopped", "system", detail=str(actor_id))
+        finally:
+            await actor.on_stop()
+    finally:
+        try:
+            async with asyncio.timeout(5.0):
+                await nc.drain()
+        except Exception:  # noqa: BLE001 - closing anyway
+            await nc.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

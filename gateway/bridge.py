@@ -1,0 +1,180 @@
+"""The gateway's side of NATS: send a person's message to the actors, receive what comes back.
+
+Every gateway instance has an ``origin`` (one subject token); actors publish Progress, Reply and
+ConsolidatedOptions for its requests to ``<prefix>.out.<origin>``. A Discord gateway reads them
+through a durable consumer, so answers published while it was down are delivered when it comes
+back; a terminal chat uses a plain subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from actors.bus import check_running, connect
+from actors.config import Settings
+from actors.errors import BrokerError
+from actors.errors import NotRunningError as BusNotRunning
+from gateway.errors import NotRunningError
+from protocol import (
+    HEADER_MSG_ID,
+    HEADER_SESSION,
+    HEADER_TYPE,
+    ChatMessage,
+    Outbound,
+    Subjects,
+    check_token,
+    encoder,
+    outbound_decoder,
+)
+
+_log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0
+OutboundHandler = Callable[[Outbound], Awaitable[None]]
+
+
+class Bridge:
+    """Connects one gateway instance (``origin``) to the actors over NATS.
+
+    Args:
+        nc: a connected client (the bridge does not close it unless it opened it).
+        subjects: subject names for the deployment's prefix.
+        origin: this gateway's token, e.g. ``discord-main`` or ``term-3f2a``.
+    """
+
+    def __init__(self, nc: Client, subjects: Subjects, origin: str) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self.subjects = subjects
+        self.origin = check_token(origin, "origin")
+        self._sub: Subscription | None = None
+        self._pull_task: asyncio.Task[None] | None = None
+        self._owns_connection = False
+
+    async def start(self, on_outbound: OutboundHandler, *, durable: bool = False) -> None:
+        """Begin delivering what actors publish to this origin's outbox to ``on_outbound``.
+
+        With ``durable``, a durable consumer named after the origin keeps undelivered messages
+        across restarts and a message is acked only after ``on_outbound`` returns; without it,
+        a core subscription sees only what arrives while it is connected.
+
+        Raises:
+            NotRunningError: Switchboard's streams do not exist on the server.
+        """
+        await self._check()
+        subject = self.subjects.outbox(self.origin)
+        if not durable:
+            async def _deliver(msg: Msg) -> None:
+                await self._deliver(msg, on_outbound)
+
+            self._sub = await self.nc.subscribe(subject, cb=_deliver)
+            return
+        name = f"gateway-{self.origin}"
+        config = ConsumerConfig(
+            durable_name=name, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW,
+            filter_subject=subject, ack_wait=30.0, max_deliver=5,
+        )
+        try:
+            await self.js.add_consumer(self.subjects.outbox_stream, config)
+        except nats.js.errors.BadRequestError:
+            _log.debug("consumer %s exists", name)
+        psub = await self.js.pull_subscribe_bind(name, stream=self.subjects.outbox_stream)
+        self._pull_task = asyncio.create_task(self._pull_loop(psub, on_outbound),
+                                              name=f"outbox:{self.origin}")
+
+    async def _pull_loop(self, psub: object, on_outbound: OutboundHandler) -> None:
+        while True:
+            try:
+                msgs = await psub.fetch(1, timeout=5.0)  # type: ignore[attr-defined]
+            except TimeoutError:
+                continue
+            except nats.errors.Error as exc:
+                _log.warning("outbox %s: fetch failed: %s", self.origin, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                await self._deliver(msg, on_outbound)
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()
+
+    async def _deliver(self, msg: Msg, on_outbound: OutboundHandler) -> None:
+        try:
+            message = outbound_decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            _log.error("outbox %s: dropping unreadable message: %s", self.origin, exc)
+            return
+        try:
+            await on_outbound(message)
+        except Exception:
+            _log.exception("outbox %s: handling %s failed", self.origin, type(message).__name__)
+
+    async def _check(self) -> None:
+        try:
+            await check_running(self.js, self.subjects)
+        except BusNotRunning as exc:
+            raise NotRunningError(str(exc)) from exc
+
+    async def send(self, message: ChatMessage) -> None:
+        """Publish ``message`` to the classifier and wait until JetStream has stored it.
+
+        Raises:
+            NotRunningError: no stream takes the classifier's subject, or NATS does not answer
+                within 5 s.
+        """
+        headers = {
+            HEADER_TYPE: "chat_message",
+            HEADER_SESSION: message.session,
+            HEADER_MSG_ID: f"chat:{message.session}:{message.message_id}",
+        }
+        subject = self.subjects.task("classifier")
+        try:
+            await self.js.publish(subject, encoder.encode(message), headers=headers,
+                                  timeout=PUBLISH_TIMEOUT_S)
+        except nats.errors.NoRespondersError as exc:
+            msg = "Switchboard is not running: no stream takes new messages"
+            raise NotRunningError(msg) from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            msg = f"Switchboard did not take the message: {exc or type(exc).__name__}"
+            raise NotRunningError(msg) from exc
+
+    async def stop(self) -> None:
+        """Stop delivering; close the connection when the bridge opened it."""
+        if self._pull_task is not None:
+            self._pull_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pull_task
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
+        if self._owns_connection:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+
+async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
+                         nats_url: str, reconnect: bool = True) -> Bridge:
+    """Connect to NATS and return a bridge that owns the connection.
+
+    Raises:
+        NotRunningError: the server cannot be reached.
+    """
+    try:
+        nc = await connect(nats_url, name=f"gateway/{origin}", settings=settings,
+                           reconnect=reconnect, timeout_s=3.0)
+    except BrokerError as exc:
+        msg = f"Switchboard is not running: {exc}. Start it with `switchboard up`."
+        raise NotRunningError(msg) from exc
+    bridge = Bridge(nc, subjects, origin)
+    bridge._owns_connection = True  # noqa: SLF001 - set by its own factory
+    return bridge

@@ -1,0 +1,81 @@
+"""Session memory rules (SPEC.md §4): pure functions over ``SessionState``.
+
+Windows: the last 5 reflections (sliding window), the top 20 key insights (ranked by score,
+deduplicated), the conversation history capped by ``topology.history_window`` entries.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from protocol import HistoryEntry, Insight, Reflection, SessionState
+
+REFLECTION_WINDOW = 5
+INSIGHT_LIMIT = 20
+SEEN_BONUS = 5
+"""Score points an insight gains each time a later reflection repeats it."""
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\W_]+", " ", text.lower()).strip()
+
+
+def append_exchange(
+    state: SessionState, user_text: str, answer: str, *, user_id: str, window: int
+) -> None:
+    """Add the person's message and the answer to the history, keeping the last ``window``."""
+    now = time.time()
+    state.history.append(HistoryEntry(role="user", text=user_text, user_id=user_id, at=now))
+    state.history.append(HistoryEntry(role="assistant", text=answer, at=now))
+    if window >= 0:
+        del state.history[: max(0, len(state.history) - window)]
+
+
+def history_messages(state: SessionState, limit: int = 10) -> list[dict[str, Any]]:
+    """The last ``limit`` history entries as chat messages for a model."""
+    entries = state.history[-limit:] if limit > 0 else []
+    return [{"role": e.role, "content": e.text} for e in entries]
+
+
+def add_reflection(state: SessionState, reflection: Reflection, summary: str) -> None:
+    """Keep ``reflection`` in the window of 5 and rank its key insight among the top 20."""
+    state.reflections.append(reflection)
+    del state.reflections[: max(0, len(state.reflections) - REFLECTION_WINDOW)]
+    state.scores = reflection.scores
+    state.trajectory_summary = summary
+    state.runs += 1
+    text = reflection.key_insight.strip()
+    if text:
+        key = _norm(text)
+        score = reflection.scores.overall
+        for i, insight in enumerate(state.insights):
+            if _norm(insight.text) == key:
+                state.insights[i] = Insight(text=insight.text, seen=insight.seen + 1,
+                                            score=max(insight.score, score) + SEEN_BONUS)
+                break
+        else:
+            state.insights.append(Insight(text=text, score=score))
+    state.insights.sort(key=lambda i: (i.score, i.seen), reverse=True)
+    del state.insights[INSIGHT_LIMIT:]
+
+
+def memory_text(state: SessionState) -> str:
+    """What the planner is shown of earlier runs: strategy changes of the recent reflections,
+    the ranked insights, the last trajectory summary and scores. Empty for a new session."""
+    lines: list[str] = []
+    for reflection in reversed(state.reflections):
+        if reflection.strategy_change:
+            lines.append(f"- Strategy change: {reflection.strategy_change}")
+    for insight in state.insights:
+        lines.append(f"- Insight (score {insight.score}): {insight.text}")
+    if state.trajectory_summary:
+        lines.append(f"- Previous run: {state.trajectory_summary}")
+    if state.scores is not None:
+        s = state.scores
+        lines.append(
+            f"- Previous scores: completion {s.task_completion}, quality {s.code_quality}, "
+            f"efficiency {s.efficiency}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,317 @@
+"""The ``switchboard`` command: up, chat, actor, gateway, events tail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from actors.config import Settings, Topology, load_topology
+from actors.errors import SwitchboardError
+
+_log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+
+DESCRIPTION = """\
+Switchboard: a Discord AI bot built as actors over NATS JetStream.
+
+  switchboard up                       start NATS (embedded), every actor, and Discord if
+                                       DISCORD_TOKEN is set
+  switchboard chat --message "hello"   ask from the terminal (same actors as Discord)
+  switchboard events tail              follow every step as it happens
+  switchboard actor python_coder --replicas 3   add replicas of one role (any host)
+"""
+
+ENVIRONMENT = """\
+environment:
+  NATS_URL             use this NATS server instead of the embedded one
+  DISCORD_TOKEN        run the Discord bot with this token
+  DISCORD_API_BASE     Discord REST base URL (for proxies / a local stand-in)
+  DISCORD_GATEWAY_URL  Discord gateway URL (for proxies / a local stand-in)
+  SB_MODEL             one litellm model for every tier (e.g. openrouter/openai/gpt-4o-mini);
+                       put its key in the provider's variable (OPENROUTER_API_KEY, ...)
+  SB_TOPOLOGY          topology file (default: topology.yaml of this checkout)
+  SB_DATA_DIR          data directory: NATS store, workspaces (default: ./.switchboard)
+  SB_NATS_PORT         embedded NATS port (default 4222)
+  SB_LOG_LEVEL         DEBUG, INFO, WARNING (default INFO); SB_LOG_JSON=1 for JSON lines
+"""
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    updates: dict[str, Any] = {}
+    if args.nats_url:
+        updates["nats_url"] = args.nats_url
+    if args.topology:
+        updates["topology"] = Path(args.topology)
+    if args.data_dir:
+        updates["data_dir"] = Path(args.data_dir)
+    if args.log_level:
+        updates["log_level"] = args.log_level
+    return Settings().model_copy(update=updates)
+
+
+# ---------------------------------------------------------------------------------------- up
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from actors.embedded import EmbeddedNats, port_is_free
+    from actors.logs import setup_logging
+    from actors.supervisor import Supervisor, plan_processes
+
+    setup_logging("supervisor", level=settings.log_level, as_json=settings.log_json)
+    started = time.monotonic()
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    url_file = data_dir / "nats.url"
+    server: EmbeddedNats | None = None
+    if settings.nats_url:
+        url = resolve_nats_url(settings)
+    else:
+        port = args.port or settings.nats_port
+        if not port_is_free(port):
+            _say(f"❌ Port {port} on 127.0.0.1 is in use (another Switchboard or NATS server?).\n"
+                 f"   Use that server with NATS_URL=nats://127.0.0.1:{port}, or pick another "
+                 f"port with --port / SB_NATS_PORT.")
+            return EXIT_CONFIG
+        server = EmbeddedNats(data_dir / "nats", port=port).start()
+        url = server.url
+        url_file.write_text(url + "\n", encoding="utf-8")
+    try:
+        asyncio.run(_provision(settings, topology, url))
+        discord = bool(settings.discord_token) and not args.no_discord
+        specs = plan_processes(settings, topology, url, gateway=discord)
+        supervisor = Supervisor(specs, on_change=lambda s: _write_pids(data_dir, s.pids()))
+        roles = sorted({s.name.split("/")[0] for s in specs if s.name != "gateway"})
+        watcher = threading.Thread(
+            target=_announce_ready, args=(settings, topology, url, roles, started, discord),
+            daemon=True, name="ready-watch",
+        )
+        watcher.start()
+        return supervisor.run()
+    finally:
+        if server is not None:
+            server.stop()
+            url_file.unlink(missing_ok=True)
+        (data_dir / "processes.json").unlink(missing_ok=True)
+
+
+async def _provision(settings: Settings, topology: Topology, url: str) -> None:
+    from actors.bus import connect, provision
+
+    nc = await connect(url, name="switchboard-up", settings=settings, reconnect=False)
+    try:
+        await provision(nc.jetstream(timeout=10), topology, topology.roles)
+    finally:
+        await nc.close()
+
+
+def _write_pids(data_dir: Path, pids: dict[str, int]) -> None:
+    target = data_dir / "processes.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(pids, indent=1), encoding="utf-8")
+    tmp.replace(target)
+
+
+def _announce_ready(settings: Settings, topology: Topology, url: str, roles: list[str],
+                    started: float, discord: bool) -> None:
+    """Print one line when every role has a replica pulling from its consumer (or after 60 s)."""
+    ready = asyncio.run(_wait_ready(settings, topology, url, roles, timeout_s=60.0))
+    took = time.monotonic() - started
+    if ready:
+        _say(f"✅ Switchboard is up in {took:.1f} s: {len(roles)} actor roles on {url}"
+             f"{', Discord bot connecting' if discord else ' (no DISCORD_TOKEN: terminal only)'}.")
+        _say('   Try: switchboard chat --message "hello"   ·   switchboard events tail   ·   '
+             "Ctrl-C to stop")
+    else:
+        _say(f"⚠️ Not every actor is consuming after {took:.0f} s; see the log above.")
+
+
+async def _wait_ready(settings: Settings, topology: Topology, url: str, roles: list[str], *,
+                      timeout_s: float) -> bool:
+    from actors.bus import connect
+
+    subjects = topology.subjects
+    nc = await connect(url, name="switchboard-ready", settings=settings, reconnect=False)
+    js = nc.jetstream(timeout=5)
+    deadline = time.monotonic() + timeout_s
+    try:
+        waiting = set(roles)
+        while waiting and time.monotonic() < deadline:
+            for role in list(waiting):
+                try:
+                    info = await js.consumer_info(subjects.task_stream(role),
+                                                  subjects.durable(role))
+                except Exception:  # noqa: BLE001 - not created yet
+                    continue
+                if (info.num_waiting or 0) > 0:
+                    waiting.discard(role)
+            await asyncio.sleep(0.2)
+        return not waiting
+    finally:
+        await nc.close()
+
+
+# ------------------------------------------------------------------------------------- chat
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from gateway.chat import run_chat
+
+    logging.basicConfig(level=logging.WARNING)
+    save_dir = Path(args.save_dir) if args.save_dir else None
+    return asyncio.run(run_chat(
+        settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
+        session=args.session, timeout_s=args.timeout, save_dir=save_dir,
+    ))
+
+
+# ------------------------------------------------------------------------------------ actor
+
+
+def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from actors.config import actor_kind
+    from actors.logs import setup_logging
+    from actors.supervisor import Supervisor, plan_processes
+
+    setup_logging("supervisor", level=settings.log_level, as_json=settings.log_json)
+    actor_kind(args.role)  # raises ConfigError with the known roles
+    replicas = args.replicas if args.replicas is not None else topology.actor(args.role).replicas
+    url = resolve_nats_url(settings)
+    specs = plan_processes(settings, topology, url, roles={args.role: max(1, replicas)})
+    _say(f"Running {len(specs)} replica(s) of {args.role} against {url}; Ctrl-C to stop.")
+    return Supervisor(specs).run()
+
+
+# ---------------------------------------------------------------------------------- gateway
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from actors.worker import run_gateway_process
+
+    if not settings.discord_token:
+        _say("❌ DISCORD_TOKEN is not set: the gateway needs a bot token "
+             "(see README, 'Discord setup'). For a terminal chat use `switchboard chat`.")
+        return EXIT_CONFIG
+    run_gateway_process(settings, topology, resolve_nats_url(settings))
+    return 0
+
+
+# ----------------------------------------------------------------------------------- events
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from actors.events_tail import tail_events
+
+    try:
+        return asyncio.run(tail_events(
+            settings, topology, resolve_nats_url(settings), session=args.session,
+            actor=args.actor, as_json=args.json, last=args.last, limit=args.limit,
+        ))
+    except KeyboardInterrupt:
+        return 0
+
+
+# ------------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description=DESCRIPTION, epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--nats-url", help="NATS server URL (default: NATS_URL, else the "
+                        "embedded server's, else nats://127.0.0.1:4222)")
+    parser.add_argument("--topology", help="topology YAML file (default: SB_TOPOLOGY or "
+                        "./topology.yaml)")
+    parser.add_argument("--data-dir", help="data directory (default: SB_DATA_DIR or "
+                        "./.switchboard)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser(
+        "up", help="start everything: embedded NATS, every actor, Discord if DISCORD_TOKEN",
+        description="Start the embedded NATS server (unless NATS_URL / --nats-url is given), "
+        "every actor of the topology as its own process with its replica count, and the "
+        "Discord gateway when DISCORD_TOKEN is set. Ctrl-C stops all cleanly.")
+    up.add_argument("--port", type=int, help="embedded NATS port (default: SB_NATS_PORT, 4222)")
+    up.add_argument("--no-discord", action="store_true", help="do not start the Discord bot")
+    up.set_defaults(func=cmd_up)
+
+    chat = commands.add_parser(
+        "chat", help="talk to Switchboard from the terminal",
+        description="Talk to the running Switchboard through the same actors as Discord. "
+        "Exit codes: 0 answered, 1 the request failed, 2 Switchboard is not running, "
+        "3 no answer in time.")
+    chat.add_argument("--message", "-m", help="send one message, print progress and the "
+                      "answer, and exit")
+    chat.add_argument("--session", help="session id (default: terminal-<your user name>)")
+    chat.add_argument("--timeout", type=float, default=300.0,
+                      help="seconds to wait for an answer (default 300)")
+    chat.add_argument("--save-dir", help="save files sent with answers into this directory")
+    chat.set_defaults(func=cmd_chat)
+
+    actor = commands.add_parser(
+        "actor", help="run one actor role alone (to scale it, on any host)",
+        description="Run REPLICAS processes of one actor role against NATS_URL; they share "
+        "the role's durable consumer with any other replicas, anywhere.")
+    actor.add_argument("role", help="classifier, planner, python_coder, ..., evaluator, "
+                       "reflector, brainstorm, consolidator")
+    actor.add_argument("--replicas", type=int, help="processes to run (default: topology)")
+    actor.set_defaults(func=cmd_actor)
+
+    gateway = commands.add_parser("gateway", help="run the Discord gateway alone",
+                                  description="Run the Discord bot (DISCORD_TOKEN) against "
+                                  "NATS_URL.")
+    gateway.set_defaults(func=cmd_gateway)
+
+    events = commands.add_parser("events", help="observe execution events")
+    event_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND",
+                                           required=True)
+    tail = event_commands.add_parser(
+        "tail", help="follow execution events, one line each",
+        description="Print one line per execution event as it happens (subject "
+        "<prefix>.event.<actor>.<kind>).")
+    tail.add_argument("--session", help="only this session")
+    tail.add_argument("--actor", help="only this actor role")
+    tail.add_argument("--json", action="store_true", help="print raw JSON events")
+    tail.add_argument("--last", type=int, default=0,
+                      help="first replay the last N stored events")
+    tail.add_argument("--limit", type=int, default=0,
+                      help="exit after N events (default: follow until Ctrl-C)")
+    tail.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        topology = load_topology(settings=settings)
+        return int(args.func(args, settings, topology))
+    except SwitchboardError as exc:
+        _say(f"❌ {exc}")
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

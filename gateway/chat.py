@@ -1,0 +1,165 @@
+"""The terminal chat: the same actors as Discord, from a shell.
+
+``switchboard chat --message TEXT`` sends one message, prints progress as it arrives and the
+answer, and exits 0; without ``--message`` it reads lines until EOF or ``/quit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from actors.config import Settings, Topology
+from gateway.bridge import Bridge, connect_bridge
+from gateway.errors import NotRunningError
+from gateway.render import render_options, render_progress, render_reply
+from protocol import ChatMessage, ConsolidatedOptions, Outbound, Progress, Reply, SessionId
+
+EXIT_OK, EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+def _token(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:64] or "user"
+
+
+class TerminalChat:
+    """One terminal conversation (session ``terminal-<name>``) over a bridge.
+
+    Args:
+        bridge: connected bridge whose origin is this terminal.
+        session: the session id string.
+        user: the person's name.
+        out: where progress and answers are written.
+        save_dir: where files sent back with an answer are saved (None: not saved).
+    """
+
+    def __init__(self, bridge: Bridge, session: str, user: str, out: TextIO,
+                 save_dir: Path | None = None) -> None:
+        self.bridge, self.session, self.user, self.out = bridge, session, user, out
+        self.save_dir = save_dir
+        self._waiting: dict[str, asyncio.Future[Outbound]] = {}
+        self._last_stream = ""
+
+    async def start(self) -> None:
+        await self.bridge.start(self._on_outbound)
+
+    async def _on_outbound(self, message: Outbound) -> None:
+        match message:
+            case Progress(stage="stream"):
+                self._last_stream = message.text
+            case Progress():
+                self._write(render_progress(message))
+            case Reply() | ConsolidatedOptions():
+                future = self._waiting.get(message.in_reply_to)
+                if future is not None and not future.done():
+                    future.set_result(message)
+
+    def _write(self, text: str) -> None:
+        self.out.write(text.rstrip() + "\n")
+        self.out.flush()
+
+    async def ask(self, text: str, *, timeout_s: float) -> int:
+        """Send ``text``, print progress, then the answer; returns an exit code."""
+        message_id = uuid.uuid4().hex
+        future: asyncio.Future[Outbound] = asyncio.get_running_loop().create_future()
+        self._waiting[message_id] = future
+        try:
+            await self.bridge.send(ChatMessage(
+                message_id=message_id, session=self.session, origin=self.bridge.origin,
+                user_id=f"terminal:{self.user}", user_name=self.user, text=text,
+                sent_at=time.time(),
+            ))
+            async with asyncio.timeout(timeout_s):
+                answer = await future
+        except TimeoutError:
+            self._write(f"⏱️ No answer within {timeout_s:.0f} s. The request is still queued; "
+                        "see `switchboard events tail` for what is happening.")
+            return EXIT_TIMEOUT
+        finally:
+            self._waiting.pop(message_id, None)
+        if isinstance(answer, ConsolidatedOptions):
+            self._write(render_options(answer))
+            return EXIT_OK
+        assert isinstance(answer, Reply)
+        self._write(render_reply(answer) if answer.text or answer.error else
+                    "(Switchboard decided this message needs no answer.)")
+        self._save_files(answer)
+        return EXIT_FAILED if answer.error else EXIT_OK
+
+    def _save_files(self, reply: Reply) -> None:
+        for blob in reply.files:
+            if self.save_dir is None:
+                self._write(f"📎 {blob.name} ({len(blob.data)} bytes)")
+                continue
+            target = self.save_dir / Path(blob.name).name
+            target.write_bytes(blob.data)
+            self._write(f"📎 {blob.name} saved to {target}")
+
+
+async def run_chat(
+    settings: Settings,
+    topology: Topology,
+    *,
+    nats_url: str,
+    message: str | None,
+    session: str | None = None,
+    timeout_s: float = 300.0,
+    out: TextIO = sys.stdout,
+    read_line: Callable[[], str] | None = None,
+    save_dir: Path | None = None,
+) -> int:
+    """Run the terminal chat; returns the process exit code (0 answered, 1 the request failed,
+    2 Switchboard is not running, 3 no answer within ``timeout_s`` seconds)."""
+    user = _token(getpass.getuser())
+    session_id = session or str(SessionId("terminal", user))
+    origin = f"term-{uuid.uuid4().hex[:12]}"
+    try:
+        bridge = await connect_bridge(settings, topology.subjects, origin, nats_url=nats_url,
+                                      reconnect=False)
+    except NotRunningError as exc:
+        out.write(f"❌ {exc}\n")
+        return EXIT_NOT_RUNNING
+    try:
+        chat = TerminalChat(bridge, session_id, user, out, save_dir)
+        try:
+            await chat.start()
+        except NotRunningError as exc:
+            out.write(f"❌ {exc}. Start it with `switchboard up`.\n")
+            return EXIT_NOT_RUNNING
+        if message is not None:
+            try:
+                return await chat.ask(message, timeout_s=timeout_s)
+            except NotRunningError as exc:
+                out.write(f"❌ {exc}\n")
+                return EXIT_NOT_RUNNING
+        return await _interactive(chat, timeout_s, read_line or _read_line)
+    finally:
+        await bridge.stop()
+
+
+def _read_line() -> str:
+    return input("you> ")
+
+
+async def _interactive(chat: TerminalChat, timeout_s: float, read_line: Callable[[], str]) -> int:
+    chat._write(f"Switchboard terminal chat, session {chat.session}. /quit or Ctrl-D to leave.")
+    while True:
+        try:
+            line = await asyncio.to_thread(read_line)
+        except (EOFError, KeyboardInterrupt):
+            return EXIT_OK
+        line = line.strip()
+        if line in {"/quit", "/exit"}:
+            return EXIT_OK
+        if line:
+            try:
+                await chat.ask(line, timeout_s=timeout_s)
+            except NotRunningError as exc:
+                chat._write(f"❌ {exc}")

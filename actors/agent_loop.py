@@ -114,9 +114,10 @@ class AgentLoop:
             results.append(result)
             messages.append({"role": "tool", "tool_call_id": call.call_id,
                              "content": result.content})
-            r, w = files_touched(call)
-            read += [r] if r and not result.is_error else []
-            written += [w] if w and not result.is_error else []
+            if not result.is_error:
+                touched = files_touched(call)
+                read += touched.read
+                written += touched.written
             await self.ctx.emit("tool_call", detail=f"{call.name} "
                                 f"{'error' if result.is_error else 'ok'}: {call.arguments}"[:500])
         for path in written:

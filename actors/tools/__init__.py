@@ -1,0 +1,17 @@
+"""The agentic loop's tools (SPEC.md §3): files and commands inside a session's workspace."""
+
+from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
+from actors.tools._run import FilesTouched, files_touched, run_tool
+from actors.tools._schemas import TOOL_NAMES, TOOL_SCHEMAS
+from actors.tools._workspace import Workspace
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "TOOL_NAMES",
+    "TOOL_SCHEMAS",
+    "FilesTouched",
+    "Workspace",
+    "command_env",
+    "files_touched",
+    "run_tool",
+]

@@ -1,0 +1,170 @@
+"""Workspace tools: paths stay inside the workspace, commands are allowlisted and bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from actors.config import ToolPolicy
+from actors.errors import ToolError
+from actors.tools import TOOL_SCHEMAS, Workspace, files_touched, run_tool
+from protocol import ToolCall
+
+
+def _call(name: str, **arguments: object) -> ToolCall:
+    return ToolCall(call_id=f"c-{name}", name=name, arguments=json.dumps(arguments))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.for_session(tmp_path / "workspaces", "session-1")
+
+
+@pytest.fixture
+def policy() -> ToolPolicy:
+    return ToolPolicy(timeout_s=10)
+
+
+def test_for_session_creates_directory(tmp_path: Path) -> None:
+    ws = Workspace.for_session(tmp_path, "abc")
+    assert ws.root == (tmp_path / "abc").resolve()
+    assert ws.root.is_dir()
+    with pytest.raises(ToolError):
+        Workspace.for_session(tmp_path, "../evil")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.txt", "a/../../outside.txt", ""])
+def test_resolve_refuses_escapes(workspace: Workspace, path: str) -> None:
+    with pytest.raises(ToolError):
+        workspace.resolve(path)
+
+
+def test_resolve_allows_inner_dotdot(workspace: Workspace) -> None:
+    assert workspace.resolve("a/../b.py") == workspace.root / "b.py"
+
+
+def test_symlink_escape_refused(workspace: Workspace, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    (workspace.root / "link").symlink_to(tmp_path)
+    (workspace.root / "file_link").symlink_to(secret)
+    with pytest.raises(ToolError, match="symlink"):
+        workspace.resolve("link/secret.txt")
+    with pytest.raises(ToolError, match="symlink"):
+        workspace.resolve("file_link")
+
+
+async def test_read_write_list(workspace: Workspace, policy: ToolPolicy) -> None:
+    written = await run_tool(workspace, _call("write_file", path="src/a.py", content="x = 1\n"),
+                             policy)
+    assert not written.is_error, written.content
+    read = await run_tool(workspace, _call("read_file", path="src/a.py"), policy)
+    assert read.content == "x = 1\n"
+    listed = await run_tool(workspace, _call("list_files"), policy)
+    assert listed.content.splitlines() == ["src/", "src/a.py"]
+
+
+async def test_refusals_are_results_not_exceptions(workspace: Workspace,
+                                                   policy: ToolPolicy) -> None:
+    bad_json = ToolCall(call_id="1", name="read_file", arguments="{not json")
+    cases = [
+        bad_json,
+        _call("read_file", path="/etc/passwd"),
+        _call("write_file", path="../x.py", content="boom"),
+        _call("read_file", path="missing.txt"),
+        _call("delete_everything"),
+        _call("write_file", path="a.py"),
+    ]
+    for call in cases:
+        result = await run_tool(workspace, call, policy)
+        assert result.is_error, call
+        assert result.content.startswith("error: "), result.content
+    assert not (workspace.root.parent / "x.py").exists()
+
+
+async def test_file_size_limit(workspace: Workspace) -> None:
+    policy = ToolPolicy(max_file_bytes=100)
+    result = await run_tool(workspace, _call("write_file", path="big.txt", content="x" * 101),
+                            policy)
+    assert result.is_error and "over the limit" in result.content
+    (workspace.root / "big.txt").write_text("y" * 500)
+    result = await run_tool(workspace, _call("read_file", path="big.txt"), policy)
+    assert result.is_error and "500 bytes" in result.content
+
+
+async def test_allowlist_refusal(workspace: Workspace, policy: ToolPolicy) -> None:
+    for command in ["rm -rf /", "bash -c 'echo hi'", "/usr/bin/curl http://example.com"]:
+        result = await run_tool(workspace, _call("run_command", command=command), policy)
+        assert result.is_error
+        assert "not an allowed program" in result.content
+
+
+async def test_command_runs_in_workspace_with_exit_code(workspace: Workspace,
+                                                        policy: ToolPolicy) -> None:
+    (workspace.root / "hello.txt").write_text("hi")
+    result = await run_tool(workspace, _call("run_command", command="ls"), policy)
+    assert not result.is_error
+    assert "exit code: 0" in result.content and "hello.txt" in result.content
+    failing = await run_tool(
+        workspace, _call("run_command", command="python -c 'raise SystemExit(3)'"), policy)
+    assert failing.is_error and "exit code: 3" in failing.content
+
+
+async def test_command_uses_this_python(workspace: Workspace, policy: ToolPolicy) -> None:
+    command = "python -c 'import sys; print(sys.prefix)'"
+    result = await run_tool(workspace, _call("run_command", command=command), policy)
+    assert sys.prefix in result.content
+
+
+async def test_timeout_kills_process_group(workspace: Workspace) -> None:
+    policy = ToolPolicy(timeout_s=0.5)
+    # The child spawns a grandchild that would outlive a plain kill of the child.
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              "print('started', flush=True); time.sleep(60)")
+    result = await run_tool(workspace, _call("run_command", command=f'python -c "{script}"'),
+                            policy)
+    assert result.is_error
+    assert "timed out after 0.5 s" in result.content
+    assert "started" in result.content
+
+
+async def test_output_truncated(workspace: Workspace) -> None:
+    policy = ToolPolicy(max_output_bytes=1000)
+    command = "python -c 'print(\"a\" * 50000); print(\"THE END\")'"
+    result = await run_tool(workspace, _call("run_command", command=command), policy)
+    assert "output truncated" in result.content
+    assert len(result.content) < 1400
+    assert "THE END" in result.content  # the tail is kept: test summaries come last
+
+
+async def test_env_has_no_secrets(workspace: Workspace, policy: ToolPolicy,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "hunter2-do-not-leak")
+    assert os.environ["SECRET_TOKEN"]
+    command = "python -c 'import os, json; print(json.dumps(dict(os.environ)))'"
+    result = await run_tool(workspace, _call("run_command", command=command), policy)
+    assert "hunter2" not in result.content
+    env = json.loads(result.content.splitlines()[2])
+    assert "SECRET_TOKEN" not in env
+    assert env["HOME"] == str(workspace.root)
+    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+
+
+async def test_memory_limit(workspace: Workspace, policy: ToolPolicy) -> None:
+    command = "python -c 'x = bytearray(3 * 1024 ** 3)'"
+    result = await run_tool(workspace, _call("run_command", command=command), policy,
+                            memory_limit=512 * 1024 * 1024)
+    assert result.is_error and "MemoryError" in result.content
+
+
+def test_files_touched_and_schemas() -> None:
+    assert files_touched(_call("read_file", path="a.py")).read == ("a.py",)
+    assert files_touched(_call("write_file", path="b.py", content="")).written == ("b.py",)
+    assert files_touched(ToolCall(call_id="1", name="write_file", arguments="{")) == ((), ())
+    names = {schema["function"]["name"] for schema in TOOL_SCHEMAS}
+    assert names == {"read_file", "write_file", "list_files", "run_command"}

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
@@ -71,13 +72,14 @@ def register_providers(providers: dict[str, str]) -> None:
         ConfigError: a target is not ``module:Class``, cannot be imported, or is not a
             ``litellm.CustomLLM``.
     """
-    litellm = _litellm()
+    litellm: Any = _litellm()
     for name, target in providers.items():
         if _providers.get(name) == target:
             continue
         handler = _instantiate(litellm, name, target)
+        current = getattr(litellm, "custom_provider_map", [])
         litellm.custom_provider_map = [
-            item for item in litellm.custom_provider_map if item["provider"] != name
+            item for item in current if item["provider"] != name
         ] + [{"provider": name, "custom_handler": handler}]
         _providers[name] = target
         _log.info("registered litellm provider %r -> %s", name, target)
@@ -259,7 +261,7 @@ def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]
     try:
         return (int(litellm.token_counter(model=model, messages=messages)),
                 int(litellm.token_counter(model=model, text=text)) if text else 0)
-    except Exception:  # noqa: BLE001 - a tokenizer problem must not fail the call
+    except Exception:  # a tokenizer problem must not fail the call
         _log.debug("token_counter failed for %s; estimating", model, exc_info=True)
         chars = sum(len(str(m.get("content") or "")) for m in messages)
         return chars // 4 + 1, len(text) // 4
@@ -267,47 +269,70 @@ def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]
 
 def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> float:
     """US dollars for the tokens, by litellm's bundled price map; 0.0 for unpriced models."""
-    if model.partition("/")[0] in _providers:
+    if name_provider(model) in _providers:
         return 0.0
     try:
         response = litellm.ModelResponse(model=model)
         response.usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion,
                                        total_tokens=prompt + completion)
         return float(litellm.completion_cost(completion_response=response, model=model))
-    except Exception:  # noqa: BLE001 - litellm raises many kinds for unpriced models
+    except Exception:  # litellm raises many kinds for unpriced models
         _log.debug("no price for %s", model)
         return 0.0
 
 
 def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: float) -> ModelError:
     """A ModelError naming the model and the cause, without the API key."""
+    errors = litellm.exceptions
     name = spec.name
-    if isinstance(exc, litellm.Timeout):
+    original = getattr(exc, "original_exception", None)
+    if isinstance(exc, errors.MidStreamFallbackError) and isinstance(original, Exception):
+        exc = original  # an error raised while streaming, wrapped by litellm
+    if isinstance(exc, errors.Timeout):
         return ModelTimeoutError(f"model {name!r} timed out after {limit:g} s", model=name)
     detail = _detail(exc, spec)
-    if isinstance(exc, litellm.AuthenticationError):
-        hint = f" (check {spec.api_key_env})" if spec.api_key_env else ""
-        cause = f"authentication failed{hint}"
-    elif isinstance(exc, litellm.RateLimitError):
-        cause = "rate limited by the provider"
-    elif isinstance(exc, litellm.NotFoundError):
-        cause = "the provider does not know this model"
-    elif "LLM Provider NOT provided" in detail or "Unknown provider" in detail:
-        provider = name.partition("/")[0] if "/" in name else name
-        cause = (f"unknown provider {provider!r}: not a litellm provider and not registered "
-                 "under providers: in topology.yaml")
-    elif isinstance(exc, litellm.APIConnectionError):
-        cause = "cannot reach the provider"
-    elif isinstance(exc, litellm.BadRequestError):
-        cause = "the provider rejected the request"
-    else:
-        cause = f"unexpected {type(exc).__name__}"
-    return ModelError(f"model {name!r} failed: {cause}: {detail}", model=name)
+    return ModelError(f"model {name!r} failed: {_cause(errors, spec, exc, detail)}", model=name)
+
+
+def _cause(errors: ModuleType, spec: ModelSpec, exc: Exception, detail: str) -> str:
+    if isinstance(exc, errors.AuthenticationError):
+        where = spec.api_key_env or "the provider's API key variable"
+        return f"authentication failed: check {where} ({detail})"
+    if isinstance(exc, errors.RateLimitError):
+        return f"rate limited by the provider ({detail})"
+    if isinstance(exc, errors.NotFoundError):
+        return f"the provider does not know this model ({detail})"
+    if "LLM Provider NOT provided" in detail or isinstance(exc, errors.LiteLLMUnknownProvider):
+        provider = name_provider(spec.name)
+        return (f"unknown provider {provider!r}: name models as 'provider/model' with a litellm "
+                "provider (openai, openrouter, anthropic, ollama, ...) or one registered under "
+                "providers: in topology.yaml")
+    if isinstance(exc, errors.APIConnectionError) or "Connection error" in detail:
+        return f"cannot reach the provider at {spec.api_base or 'its default address'} ({detail})"
+    if isinstance(exc, errors.ContextWindowExceededError):
+        return f"the conversation is longer than the model's context window ({detail})"
+    if isinstance(exc, errors.BadRequestError):
+        return f"the provider rejected the request ({detail})"
+    if isinstance(exc, errors.InternalServerError | errors.ServiceUnavailableError):
+        return f"the provider failed or is unavailable ({detail})"
+    return f"{type(exc).__name__} ({detail})"
+
+
+def name_provider(model: str) -> str:
+    """The provider part of a litellm model name (``openrouter/x/y`` → ``openrouter``)."""
+    return model.partition("/")[0] if "/" in model else model
+
+
+_NOISE = re.compile(r"^(litellm\.)?\w+(Error|Exception):\s*", re.IGNORECASE)
 
 
 def _detail(exc: Exception, spec: ModelSpec) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = text.removeprefix("litellm.")
+    """The first line of the error's message, without litellm's class-name prefixes."""
+    text = str(getattr(exc, "message", "") or exc).split("Traceback", 1)[0]
+    text = " ".join(text.split())
+    while (match := _NOISE.match(text)) is not None:
+        text = text[match.end():]
+    text = text or type(exc).__name__
     if spec.api_key_env and (key := os.environ.get(spec.api_key_env)):
         text = text.replace(key, "***")
     return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"

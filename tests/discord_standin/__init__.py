@@ -1,0 +1,9 @@
+"""A local stand-in of Discord's gateway and REST API, for the genuine discord.py client.
+
+Use ``async with DiscordStandIn() as standin:`` (or the helpers in
+``tests.discord_standin.fixtures``); see ``_standin.py`` for what it records.
+"""
+
+from ._standin import Bot, DiscordStandIn, Edit, ReactionRecord
+
+__all__ = ["Bot", "DiscordStandIn", "Edit", "ReactionRecord"]

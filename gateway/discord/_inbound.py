@@ -1,0 +1,86 @@
+"""Which Discord messages Switchboard answers, and their translation into ``ChatMessage``.
+
+SPEC.md §7: the bot answers @mentions, replies to its own messages, DMs (configurable) and
+every message in a thread it opened; never its own or other bots' messages.
+"""
+
+from __future__ import annotations
+
+import re
+
+import discord
+
+from protocol import Attachment, ChatMessage, SessionId
+
+THREAD_NAME_LIMIT = 100
+"""Characters in a thread name (https://discord.com/developers/docs/resources/channel, "Start
+Thread from Message": name, 1-100 characters)."""
+
+
+def should_answer(message: discord.Message, me: discord.ClientUser, *, dms: bool) -> bool:
+    """Whether ``message`` is for the bot ``me``.
+
+    Args:
+        message: a received message.
+        me: the bot's own user.
+        dms: whether direct messages are answered.
+    """
+    if message.author.bot or message.author.id == me.id:
+        return False
+    if message.guild is None:
+        return dms and isinstance(message.channel, discord.DMChannel | discord.PartialMessageable)
+    channel = message.channel
+    if isinstance(channel, discord.Thread) and channel.owner_id == me.id:
+        return True
+    if any(user.id == me.id for user in message.mentions):
+        return True
+    return _replies_to(message, me)
+
+
+def _replies_to(message: discord.Message, me: discord.ClientUser) -> bool:
+    reference = message.reference
+    if reference is None:
+        return False
+    resolved = reference.resolved or reference.cached_message
+    return isinstance(resolved, discord.Message) and resolved.author.id == me.id
+
+
+def strip_mentions(text: str, me_id: int) -> str:
+    """``text`` without ``<@me_id>`` / ``<@!me_id>`` mentions, whitespace collapsed at the ends.
+
+    Mention syntax: https://discord.com/developers/docs/reference#message-formatting.
+    """
+    return re.sub(rf"<@!?{me_id}>", "", text).strip()
+
+
+def session_of(channel: discord.abc.Messageable | discord.PartialMessageable) -> str:
+    """The session id of a thread, channel or DM: ``discord-<its id>``."""
+    return str(SessionId("discord", str(getattr(channel, "id", 0))))
+
+
+def thread_name(text: str) -> str:
+    """A thread name from a request's text: its first line, at most 100 characters."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    name = first or "Switchboard"
+    if len(name) > THREAD_NAME_LIMIT:
+        name = name[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
+    return name
+
+
+def to_chat_message(message: discord.Message, me_id: int, origin: str) -> ChatMessage:
+    """The protocol message for a Discord message (mention of the bot stripped)."""
+    return ChatMessage(
+        message_id=str(message.id),
+        session=session_of(message.channel),
+        origin=origin,
+        user_id=str(message.author.id),
+        user_name=message.author.display_name,
+        text=strip_mentions(message.content, me_id),
+        channel_id=str(message.channel.id),
+        guild_id=str(message.guild.id) if message.guild else "",
+        attachments=tuple(
+            Attachment(name=a.filename, url=a.url, size=a.size, content_type=a.content_type or "")
+            for a in message.attachments
+        ),
+        sent_at=message.created_at.timestamp(),
+    )

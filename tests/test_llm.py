@@ -180,6 +180,18 @@ async def test_reflector_json() -> None:
     assert all(isinstance(data[key], str) and data[key] for key in keys)
     assert "FAILED" in data["what_failed"]
 
+    # The reflector actor's own format: "task completion 90, code quality 80, ...".
+    prompt = render("reflector", task=TASK,
+                    scores="task completion 90, code quality 80, efficiency 85",
+                    trajectory="turn 3 (offline/tier-2, confidence 80): run_command\n"
+                               "  -> $ python test_reverse_string.py\nexit code: 0")
+    reply = await complete(ModelSpec(name="offline/tier-4"),
+                           [{"role": "system", "content": prompt},
+                            {"role": "user", "content": "Reflect on this run."}])
+    data = parse_json_object(reply.text)
+    assert data is not None and data["what_failed"] == "Nothing significant."
+    assert "reverses a string" in data["key_insight"]
+
 
 async def test_brainstormers_overlap_partly() -> None:
     messages = [{"role": "system", "content": render("brainstorm")},
@@ -195,6 +207,17 @@ async def test_brainstormers_overlap_partly() -> None:
         titles.append({a["title"] for a in data["approaches"]})
     assert titles[0] & titles[1]
     assert titles[0] ^ titles[1]
+
+
+async def test_on_text_errors_propagate_unchanged() -> None:
+    class Boom(Exception):
+        pass
+
+    async def on_text(text: str) -> None:
+        raise Boom(text)
+
+    with pytest.raises(Boom):
+        await complete(OFFLINE, [{"role": "user", "content": "hello"}], on_text=on_text)
 
 
 async def test_unknown_provider_is_a_readable_model_error() -> None:

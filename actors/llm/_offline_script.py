@@ -167,7 +167,9 @@ def _section(prompt: str, heading: str) -> str:
 
 
 def _score(prompt: str, name: str, default: int) -> int:
-    match = re.search(rf"{name}\D{{0,12}}(\d{{1,3}})", prompt, re.IGNORECASE)
+    """The score after ``name`` (``task_completion: 40`` or ``task completion 40``)."""
+    pattern = name.replace("_", r"[\s_]")
+    match = re.search(rf"{pattern}\D{{0,12}}(\d{{1,3}})", prompt, re.IGNORECASE)
     return int(match.group(1)) if match else default
 
 

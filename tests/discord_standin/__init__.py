@@ -4,6 +4,7 @@ Use ``async with DiscordStandIn() as standin:`` (or the helpers in
 ``tests.discord_standin.fixtures``); see ``_standin.py`` for what it records.
 """
 
-from ._standin import Bot, DiscordStandIn, Edit, ReactionRecord
+from ._records import Bot, Edit, ReactionRecord
+from ._standin import DiscordStandIn
 
 __all__ = ["Bot", "DiscordStandIn", "Edit", "ReactionRecord"]

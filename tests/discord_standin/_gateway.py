@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from ._payloads import Payload
 
 if TYPE_CHECKING:
-    from ._standin import Bot
+    from ._records import Bot
 
 _log = logging.getLogger(__name__)
 

@@ -18,9 +18,11 @@ from aiohttp import web
 
 from . import _payloads as p
 from ._payloads import Payload
+from ._records import Edit
 
 if TYPE_CHECKING:
-    from ._standin import Bot, DiscordStandIn
+    from ._records import Bot
+    from ._standin import DiscordStandIn
 
 Handler = Callable[[web.Request, "Bot"], Awaitable[web.StreamResponse]]
 V10 = "/api/v10"
@@ -235,9 +237,7 @@ class RestApi:
         return web.Response(body=data, content_type="application/octet-stream")
 
 
-def _edit(message: Payload) -> Any:
-    from ._standin import Edit
-
+def _edit(message: Payload) -> Edit:
     return Edit(message["channel_id"], message["id"], message["content"])
 
 

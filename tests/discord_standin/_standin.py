@@ -14,67 +14,20 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 from aiohttp import web
 
 from . import _payloads as p
 from ._gateway import Gateway
 from ._payloads import Payload
+from ._records import Bot, ReactionRecord, Recorded
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SHUTDOWN_TIMEOUT_S = 5.0
-
-
-@dataclass
-class Bot:
-    """One bot account: its token, user and application."""
-
-    token: str
-    user: Payload
-    application: Payload
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One ``PATCH`` of a message: its channel, id and the content after the edit."""
-
-    channel_id: str
-    message_id: str
-    content: str
-
-
-@dataclass(frozen=True)
-class ReactionRecord:
-    """A reaction added (``added``) or removed on a message by ``user_id``."""
-
-    channel_id: str
-    message_id: str
-    emoji: str
-    user_id: str
-    added: bool
-
-
-@dataclass
-class Recorded:
-    """Everything the stand-in saw, in arrival order."""
-
-    messages: dict[str, list[Payload]] = field(default_factory=dict)
-    """Channel (or thread, or DM) id → every message in it, people's and bots'."""
-    edits: list[Edit] = field(default_factory=list)
-    reactions: list[ReactionRecord] = field(default_factory=list)
-    typing: list[str] = field(default_factory=list)
-    files: dict[str, bytes] = field(default_factory=dict)
-    """Attachment id → bytes, for files sent by bots and by people."""
-    requests: list[str] = field(default_factory=list)
-    """``"METHOD /path"`` of every REST request."""
-    unknown_routes: list[str] = field(default_factory=list)
-    not_found: list[str] = field(default_factory=list)
-    """Known routes naming an object that does not exist (answered 404, not a test failure)."""
 
 
 class DiscordStandIn(Recorded):
@@ -366,7 +319,3 @@ class DiscordStandIn(Recorded):
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-
-def public(payload: Payload) -> dict[str, Any]:
-    """``payload`` without the stand-in's private (``_``-prefixed) keys."""
-    return {k: v for k, v in payload.items() if not k.startswith("_")}

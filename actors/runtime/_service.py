@@ -66,9 +66,15 @@ async def run_actor(
             _log.info("%s consuming %s (max %d in flight)", actor_id, stream,
                       actor.spec.max_in_flight)
             await actor.emit("started", "system", detail=str(actor_id))
-            await stop.wait()
-            _log.info("%s stopping: draining messages in flight", actor_id)
-            await consumer.stop(drain_timeout_s=DRAIN_TIMEOUT_S)
+            drain_s = DRAIN_TIMEOUT_S
+            try:
+                await stop.wait()
+                _log.info("%s stopping: draining messages in flight", actor_id)
+            except asyncio.CancelledError:
+                drain_s = 0.0  # cancelled: abandon work in flight; JetStream redelivers it
+                raise
+            finally:
+                await consumer.stop(drain_timeout_s=drain_s)
             await actor.emit("stopped", "system", detail=str(actor_id))
         finally:
             await actor.on_stop()

@@ -26,7 +26,10 @@ _tracer = trace.get_tracer("switchboard")
 
 
 def setup_tracing(service: str, *, console: bool = False) -> None:
-    """Install an SDK tracer provider for this process, named ``service``."""
+    """Install an SDK tracer provider for this process, named ``service`` (once per process:
+    OpenTelemetry refuses to replace a provider)."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))

@@ -1,0 +1,259 @@
+"""The actor runtime against a real nats-server: ack, nak + redelivery, dead letters,
+concurrency in flight, de-duplication, and redelivery after a replica dies mid-task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import msgspec
+import nats
+import pytest
+from waiting import eventually
+
+from actors.bus import provision
+from actors.config import Settings, Topology, load_topology
+from actors.errors import PermanentError, TransientError
+from actors.runtime import Actor, MessageContext, handler, run_actor
+from gateway.bridge import Bridge
+from protocol import (
+    ChatMessage,
+    DeadLetter,
+    ExecutionEvent,
+    Outbound,
+    Reply,
+    dead_letter_decoder,
+    event_decoder,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _is_zero(count: Any) -> bool:
+    return await count == 0
+
+
+class Probe(Actor):
+    """A classifier stand-in whose behaviour is chosen by the message text."""
+
+    role = "classifier"
+    inside: ClassVar[int] = 0
+    most_inside: ClassVar[int] = 0
+    release: ClassVar[asyncio.Event]
+    hung: ClassVar[asyncio.Event]
+    handled: ClassVar[list[str]] = []
+
+    @handler
+    async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
+        text = message.text
+        if text == "fail-once" and ctx.deliveries == 1:
+            raise TransientError("the model hiccuped")
+        if text == "always-fail":
+            raise TransientError("the model is down")
+        if text == "permanent":
+            raise PermanentError("this request can never work")
+        if text.startswith("block"):
+            Probe.inside += 1
+            Probe.most_inside = max(Probe.most_inside, Probe.inside)
+            try:
+                await Probe.release.wait()
+            finally:
+                Probe.inside -= 1
+        if text == "hang" and ctx.deliveries == 1:
+            Probe.hung.set()
+            await asyncio.Event().wait()
+        Probe.handled.append(text)
+        await ctx.reply(message.origin, Reply(session=message.session, origin=message.origin,
+                                              in_reply_to=message.message_id, text=f"ok:{text}"))
+
+
+def _topology(**classifier: Any) -> Topology:
+    base = load_topology()
+    spec = {"ack_wait_s": 2.0, "max_deliveries": 3, "nak_delay_s": 0.05,
+            "max_in_flight": 8, **classifier}
+    return base.model_copy(update={"actors": {**base.actors, "classifier":
+                                               base.actor("classifier").model_copy(update=spec)}})
+
+
+class Harness:
+    def __init__(self, url: str, topology: Topology) -> None:
+        self.url, self.topology = url, topology
+        self.replies: dict[str, Reply] = {}
+        self.arrived = asyncio.Condition()
+        self.nc: nats.aio.client.Client
+        self.bridge: Bridge
+        self._actors: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def __aenter__(self) -> Harness:
+        self.nc = await nats.connect(self.url)
+        await provision(self.nc.jetstream(), self.topology, self.topology.roles)
+        self.bridge = Bridge(self.nc, self.topology.subjects, "test-origin")
+        await self.bridge.start(self._on_outbound)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for stop, task in self._actors:
+            stop.set()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 15)
+        await self.bridge.stop()
+        await self.nc.close()
+
+    async def _on_outbound(self, message: Outbound) -> None:
+        if isinstance(message, Reply):
+            async with self.arrived:
+                self.replies[message.in_reply_to] = message
+                self.arrived.notify_all()
+
+    def start_actor(self, replica: int = 0) -> tuple[asyncio.Event, asyncio.Task[None]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_actor(Probe, replica, settings=Settings(),
+                                             topology=self.topology, nats_url=self.url,
+                                             stop=stop))
+        self._actors.append((stop, task))
+        return stop, task
+
+    async def send(self, text: str, message_id: str | None = None) -> str:
+        message_id = message_id or uuid.uuid4().hex
+        await self.bridge.send(ChatMessage(message_id=message_id, session="terminal-test",
+                                           origin="test-origin", user_id="u1", text=text))
+        return message_id
+
+    async def reply_to(self, message_id: str, wait_s: float = 20) -> Reply:
+        async with asyncio.timeout(wait_s), self.arrived:
+            await self.arrived.wait_for(lambda: message_id in self.replies)
+        return self.replies[message_id]
+
+    async def stream_messages(self, stream: str) -> int:
+        info = await self.nc.jetstream().stream_info(stream)
+        return info.state.messages
+
+    async def dead_letters(self, count: int, wait_s: float = 20) -> list[DeadLetter]:
+        js = self.nc.jetstream()
+        sub = await js.subscribe(self.topology.subjects.dead_letter("classifier"),
+                                 ordered_consumer=True)
+        letters = []
+        async with asyncio.timeout(wait_s):
+            while len(letters) < count:
+                msg = await sub.next_msg(timeout=wait_s)
+                letters.append(dead_letter_decoder.decode(msg.data))
+        await sub.unsubscribe()
+        return letters
+
+
+@pytest.fixture
+async def harness(nats_url: str) -> AsyncIterator[Harness]:
+    Probe.inside = Probe.most_inside = 0
+    Probe.release = asyncio.Event()
+    Probe.hung = asyncio.Event()
+    Probe.handled = []
+    async with Harness(nats_url, _topology()) as h:
+        yield h
+
+
+async def test_handled_message_is_acked_and_answered(harness: Harness) -> None:
+    harness.start_actor()
+    reply = await harness.reply_to(await harness.send("hello"))
+    assert reply.text == "ok:hello"
+    # Work-queue retention: an acked task leaves the stream.
+    subjects = harness.topology.subjects
+    stream = subjects.task_stream("classifier")
+    await eventually(lambda: _is_zero(harness.stream_messages(stream)), within_s=5,
+                     what="the acked task leaves the work-queue stream")
+
+
+async def test_transient_failure_is_redelivered_and_then_answered(harness: Harness) -> None:
+    events: list[ExecutionEvent] = []
+
+    async def _append(msg: Any) -> None:
+        events.append(event_decoder.decode(msg.data))
+
+    sub = await harness.nc.subscribe(harness.topology.subjects.event("classifier", "retry"),
+                                     cb=_append)
+    harness.start_actor()
+    reply = await harness.reply_to(await harness.send("fail-once"))
+    assert reply.text == "ok:fail-once"
+    assert reply.error is None
+    assert any("the model hiccuped" in e.detail for e in events)
+    await sub.unsubscribe()
+
+
+async def test_repeated_failure_goes_to_dead_letter_and_user_is_told(harness: Harness) -> None:
+    harness.start_actor()
+    message_id = await harness.send("always-fail")
+    reply = await harness.reply_to(message_id)
+    assert reply.error == "dead_letter"
+    assert "the model is down" in reply.text
+    [letter] = await harness.dead_letters(1)
+    assert letter.deliveries == 3
+    original = msgspec.json.decode(letter.data)
+    assert original["message_id"] == message_id  # the original bytes are kept
+
+
+async def test_permanent_error_dead_letters_without_retry(harness: Harness) -> None:
+    harness.start_actor()
+    reply = await harness.reply_to(await harness.send("permanent"))
+    assert reply.error is not None
+    [letter] = await harness.dead_letters(1)
+    assert letter.deliveries == 1
+    assert "can never work" in letter.reason
+
+
+async def test_malformed_and_unhandled_messages_are_dead_lettered(harness: Harness) -> None:
+    harness.start_actor()
+    js = harness.nc.jetstream()
+    subject = harness.topology.subjects.task("classifier")
+    await js.publish(subject, b"{not json")
+    await js.publish(subject, b'{"type":"evaluation","nonsense":1}')
+    await js.publish(subject, msgspec.json.encode({
+        "type": "turn_result", "text": "x", "request": {
+            "type": "turn_request", "classification": {
+                "type": "classification", "respond": True, "request": {
+                    "type": "chat_message", "message_id": "m", "session": "terminal-x",
+                    "origin": "test-origin", "user_id": "u", "text": "t"}}}}))
+    letters = await harness.dead_letters(3)
+    reasons = sorted(letter.reason for letter in letters)
+    assert sum("MalformedMessageError" in r for r in reasons) == 2
+    assert sum("has no handler for 'turn_result'" in r for r in reasons) == 1
+    assert {bytes(letter.data[:9]) for letter in letters} >= {b"{not json"}
+
+
+async def test_a_waiting_handler_does_not_block_the_inbox(harness: Harness) -> None:
+    harness.start_actor()
+    ids = [await harness.send(f"block-{i}") for i in range(3)]
+    quick = await harness.send("quick")
+    assert (await harness.reply_to(quick)).text == "ok:quick"  # answered while 3 wait
+    await eventually(lambda: Probe.inside == 3, within_s=10, what="3 handlers waiting at once")
+    Probe.release.set()
+    for message_id in ids:
+        await harness.reply_to(message_id)
+    assert Probe.most_inside == 3
+
+
+async def test_a_duplicate_publish_is_handled_once(harness: Harness) -> None:
+    harness.start_actor()
+    message_id = uuid.uuid4().hex
+    await harness.send("once", message_id)
+    await harness.send("once", message_id)  # same Nats-Msg-Id: de-duplicated by JetStream
+    await harness.reply_to(message_id)
+    marker = await harness.send("after")
+    await harness.reply_to(marker)
+    assert Probe.handled.count("once") == 1
+
+
+async def test_task_of_a_dead_replica_is_redelivered_to_another(harness: Harness) -> None:
+    _stop, first = harness.start_actor(replica=0)
+    message_id = await harness.send("hang")
+    async with asyncio.timeout(10):
+        await Probe.hung.wait()
+    # The replica dies without acking (its task is cancelled mid-handler, its connection
+    # closes): JetStream redelivers after ack_wait to the replica that is still alive.
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await first
+    harness.start_actor(replica=1)
+    reply = await harness.reply_to(message_id, wait_s=30)
+    assert reply.text == "ok:hang"

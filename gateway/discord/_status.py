@@ -63,7 +63,10 @@ class StatusEditor:
         """
         if state.status is None:
             async with asyncio.timeout(REST_TIMEOUT_S):
-                state.status = await state.target.send(text)
+                if state.thread is None:  # in the channel: answer as a reply to the person
+                    state.status = await state.message.reply(text, mention_author=False)
+                else:
+                    state.status = await state.target.send(text)
             state.shown = text
             state.last_edit = asyncio.get_running_loop().time()
             return

@@ -5,6 +5,9 @@ Stream layout (SPEC.md §8; names from ``protocol.Subjects``):
 - one work-queue stream per actor role (``SB_TASK_<ROLE>``): a task is removed once acked;
 - ``SB_OUTBOX`` (1 h), ``SB_EVENTS`` (7 days, 1 GiB), ``SB_DLQ`` (30 days): limits retention;
 - KV bucket ``SB_SESSIONS`` with direct get (26 % faster gets, shared/NOTES.md).
+
+Every stream and the bucket keep ``topology.stream_replicas`` copies: 1 on one server, 3 on a
+NATS cluster (R3, SPEC.md §8).
 """
 
 from __future__ import annotations
@@ -109,8 +112,9 @@ async def connect(
         raise BrokerError(msg) from exc
 
 
-def _task_stream(subjects: Subjects, role: str) -> StreamConfig:
+def _task_stream(subjects: Subjects, role: str, replicas: int) -> StreamConfig:
     return StreamConfig(
+        num_replicas=replicas,
         name=subjects.task_stream(role),
         subjects=[subjects.task(role)],
         retention=RetentionPolicy.WORK_QUEUE,
@@ -120,21 +124,21 @@ def _task_stream(subjects: Subjects, role: str) -> StreamConfig:
     )
 
 
-def _shared_streams(subjects: Subjects) -> list[StreamConfig]:
+def _shared_streams(subjects: Subjects, replicas: int) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=subjects.outbox_stream, subjects=[subjects.outbox_all],
-            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
             max_age=3600.0, duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
             name=subjects.events_stream, subjects=[subjects.events_all],
-            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
             max_age=7 * 86400.0, max_bytes=1 << 30, duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
             name=subjects.dead_letter_stream, subjects=[subjects.dead_letter_all],
-            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
             max_age=30 * 86400.0, duplicate_window=DUPLICATE_WINDOW_S,
         ),
     ]
@@ -160,11 +164,12 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
     subjects = topology.subjects
     try:
         async with asyncio.timeout(API_TIMEOUT_S):
-            for config in _shared_streams(subjects):
+            replicas = topology.stream_replicas
+            for config in _shared_streams(subjects, replicas):
                 await _ensure_stream(js, config)
             for role in roles:
-                await _ensure_stream(js, _task_stream(subjects, role))
-            await sessions_bucket(js, subjects)
+                await _ensure_stream(js, _task_stream(subjects, role, replicas))
+            await sessions_bucket(js, subjects, replicas=replicas)
     except TimeoutError as exc:
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"
         raise BrokerError(msg) from exc
@@ -176,13 +181,15 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
         raise BrokerError(msg) from exc
 
 
-async def sessions_bucket(js: JetStreamContext, subjects: Subjects) -> KeyValue:
-    """The sessions KV bucket, created when missing."""
+async def sessions_bucket(js: JetStreamContext, subjects: Subjects, *, replicas: int = 1
+                          ) -> KeyValue:
+    """The sessions KV bucket, created when missing (``replicas`` copies in a cluster)."""
     try:
         return await js.key_value(subjects.sessions_bucket)
     except nats.js.errors.BucketNotFoundError:
         config = KeyValueConfig(
             bucket=subjects.sessions_bucket, history=1, storage=StorageType.FILE, direct=True,
+            replicas=replicas,
         )
         return await js.create_key_value(config)
 

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     discord_api_base: str | None = Field(default=None, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(default=None, validation_alias="DISCORD_GATEWAY_URL")
     trace_console: bool = False
+    stream_replicas: int | None = None
+    """Overrides ``topology.stream_replicas`` (``SB_STREAM_REPLICAS=3`` on a NATS cluster)."""
 
     @property
     def workspace_root(self) -> Path:
@@ -136,6 +138,8 @@ class Topology(BaseModel):
     tools: ToolPolicy = ToolPolicy()
     breakglass: BreakglassSpec = BreakglassSpec()
     history_window: int = Field(default=20, ge=0)
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    """Copies JetStream keeps of every stream and bucket: 3 on a cluster (R3)."""
     model_override: str | None = None
 
     @field_validator("prefix")
@@ -231,6 +235,8 @@ def load_topology(path: Path | None = None, *, settings: Settings | None = None)
         raise ConfigError(msg) from exc
     if settings.model:
         raw["model_override"] = settings.model
+    if settings.stream_replicas:
+        raw["stream_replicas"] = settings.stream_replicas
     try:
         return Topology.model_validate(raw)
     except ValidationError as exc:

@@ -1,0 +1,11 @@
+# One image for every Switchboard process; docker-compose.yml picks the command.
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 LITELLM_LOCAL_MODEL_COST_MAP=True SB_DATA_DIR=/data
+WORKDIR /app
+COPY pyproject.toml README.md topology.yaml ./
+COPY protocol ./protocol
+COPY actors ./actors
+COPY gateway ./gateway
+RUN pip install --no-cache-dir . && mkdir -p /data
+ENV SB_TOPOLOGY=/app/topology.yaml
+ENTRYPOINT ["switchboard"]

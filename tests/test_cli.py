@@ -1,0 +1,92 @@
+"""The `switchboard` command as a user meets it: --help, errors, and `up` with the embedded
+NATS server (the README's first command)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from system import REPO
+
+from actors.embedded import free_port, port_is_free
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "actors.cli", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=60, env=env or _clean_env(), check=False)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SB_", "DISCORD_", "NATS_"))}
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@pytest.mark.parametrize("command", [[], ["up"], ["chat"], ["actor"], ["gateway"],
+                                     ["events"], ["events", "tail"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = _run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: switchboard" in result.stdout
+    assert len(result.stdout.splitlines()) > 3
+
+
+def test_top_level_help_lists_commands_and_environment() -> None:
+    out = _run("--help").stdout
+    for word in ("up", "chat", "actor", "gateway", "events", "NATS_URL", "DISCORD_TOKEN",
+                 "SB_MODEL"):
+        assert word in out
+
+
+def test_unknown_role_and_missing_token_are_clear_errors() -> None:
+    result = _run("actor", "wizard")
+    assert result.returncode == 2 and "unknown actor role 'wizard'" in result.stdout
+    assert "python_coder" in result.stdout  # lists the known roles
+    result = _run("gateway")
+    assert result.returncode == 2 and "DISCORD_TOKEN is not set" in result.stdout
+
+
+def test_a_bad_topology_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "topology.yaml"
+    bad.write_text("tiers: {1: [offline/x]}\nactors: {wizard: {}}\n")
+    result = _run("--topology", str(bad), "chat", "-m", "hi")
+    assert result.returncode == 2
+    assert "topology" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = _clean_env(SB_DATA_DIR=str(tmp_path / "data"))
+    up = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--port", str(port)],
+                          cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 90
+        while not any("Switchboard is up" in line for line in lines):
+            assert up.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines[-30:])
+            time.sleep(0.1)
+        assert (tmp_path / "data" / "nats.url").read_text().strip() == f"nats://127.0.0.1:{port}"
+        chat = _run("chat", "--message", "hello", env=env)  # finds the server by itself
+        assert chat.returncode == 0, chat.stdout + chat.stderr
+        assert "offline model" in chat.stdout
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=60)
+        reader.join(timeout=5)
+    assert code == 0, "".join(lines[-30:])
+    assert not (tmp_path / "data" / "nats.url").exists()
+    assert port_is_free(port), "the embedded nats-server was stopped"
+    assert any("stopping" in line for line in lines)

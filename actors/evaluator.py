@@ -66,7 +66,7 @@ def score(result: TurnResult) -> tuple[Scores, tuple[str, ...]]:
         notes.append("hit max turns")
     wrote_tests = any(_TEST_FILE.search(path) for path in result.files_written)
     average_confidence = (sum(s.confidence for s in steps) / len(steps)) if steps else 50
-    quality = 50 + 20 * wrote_tests + 10 * bool(result.files_written)
+    quality = 50.0 + 20 * wrote_tests + 10 * bool(result.files_written)
     quality += -min(40, 10 * tool_errors) + (average_confidence - 50) / 5
     efficiency = 100 * (1 - (max(1, len(steps)) - 1) / max_turns) - 5 * tool_errors - 10 * repeats
     if tool_errors:

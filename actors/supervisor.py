@@ -120,7 +120,8 @@ class Supervisor:
         return 0
 
     def _start(self, spec: ProcessSpec) -> None:
-        process = self._ctx.Process(target=spec.target, args=spec.args, name=spec.name,
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=spec.target, args=spec.args, name=spec.name,
                                     daemon=False)
         process.start()
         spec.process, spec.started_at, spec.restart_at = process, time.monotonic(), None

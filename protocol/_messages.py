@@ -88,7 +88,7 @@ class _Part(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Base of untagged parts nested in messages."""
 
 
-class Attachment(_Part, kw_only=True):
+class Attachment(_Part, kw_only=True, frozen=True):
     """A file the user attached; ``size`` in bytes, ``url`` where the gateway can fetch it."""
 
     name: str
@@ -97,14 +97,14 @@ class Attachment(_Part, kw_only=True):
     content_type: str = ""
 
 
-class FileBlob(_Part, kw_only=True):
+class FileBlob(_Part, kw_only=True, frozen=True):
     """A file sent back to the user; ``data`` travels base64-encoded in JSON."""
 
     name: str
     data: bytes
 
 
-class Usage(_Part, kw_only=True):
+class Usage(_Part, kw_only=True, frozen=True):
     """Tokens and cost of model calls, as litellm reports them."""
 
     model: str = ""
@@ -123,7 +123,7 @@ class Usage(_Part, kw_only=True):
         )
 
 
-class ChatMessage(_Wire, tag="chat_message", kw_only=True):
+class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     """A person's message, as the gateway received it.
 
     ``origin`` names the gateway instance; every Progress and Reply for this message is
@@ -143,7 +143,7 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True):
     sent_at: float = 0.0
 
 
-class Classification(_Wire, tag="classification", kw_only=True):
+class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
     """The classifier's verdict on a ChatMessage."""
 
     request: ChatMessage
@@ -155,7 +155,7 @@ class Classification(_Wire, tag="classification", kw_only=True):
     reason: str = ""
 
 
-class TurnRequest(_Wire, tag="turn_request", kw_only=True):
+class TurnRequest(_Wire, tag="turn_request", kw_only=True, frozen=True):
     """Work for a role actor: one turn (SIMPLE, BREAKGLASS) or the agentic loop (SEQUENTIAL).
 
     ``plan`` and ``memory`` come from the planner; ``tier`` is the model tier (1-4) to start at.
@@ -169,7 +169,7 @@ class TurnRequest(_Wire, tag="turn_request", kw_only=True):
     usage: Usage = Usage()
 
 
-class ToolCall(_Wire, tag="tool_call", kw_only=True):
+class ToolCall(_Wire, tag="tool_call", kw_only=True, frozen=True):
     """A model's request to run a tool; ``arguments`` is the JSON text the model produced."""
 
     call_id: str
@@ -177,7 +177,7 @@ class ToolCall(_Wire, tag="tool_call", kw_only=True):
     arguments: str = "{}"
 
 
-class ToolResult(_Wire, tag="tool_result", kw_only=True):
+class ToolResult(_Wire, tag="tool_result", kw_only=True, frozen=True):
     """What a tool returned to the model; ``is_error`` marks a refusal or failure."""
 
     call_id: str
@@ -186,7 +186,7 @@ class ToolResult(_Wire, tag="tool_result", kw_only=True):
     is_error: bool = False
 
 
-class TrajectoryStep(_Part, kw_only=True):
+class TrajectoryStep(_Part, kw_only=True, frozen=True):
     """One turn of the agentic loop: what the model said and which tools ran."""
 
     turn: int
@@ -198,7 +198,7 @@ class TrajectoryStep(_Part, kw_only=True):
     duration_ms: float = 0.0
 
 
-class TurnResult(_Wire, tag="turn_result", kw_only=True):
+class TurnResult(_Wire, tag="turn_result", kw_only=True, frozen=True):
     """A role actor's outcome: the answer and the trajectory that produced it."""
 
     request: TurnRequest
@@ -213,7 +213,7 @@ class TurnResult(_Wire, tag="turn_result", kw_only=True):
     duration_ms: float = 0.0
 
 
-class Scores(_Part, kw_only=True):
+class Scores(_Part, kw_only=True, frozen=True):
     """Evaluator scores, each 0-100 (SPEC.md §4)."""
 
     task_completion: int
@@ -225,7 +225,7 @@ class Scores(_Part, kw_only=True):
         return round((self.task_completion + self.code_quality + self.efficiency) / 3)
 
 
-class Evaluation(_Wire, tag="evaluation", kw_only=True):
+class Evaluation(_Wire, tag="evaluation", kw_only=True, frozen=True):
     """The evaluator's heuristic scores of a TurnResult's trajectory."""
 
     result: TurnResult
@@ -233,7 +233,7 @@ class Evaluation(_Wire, tag="evaluation", kw_only=True):
     notes: tuple[str, ...] = ()
 
 
-class Reflection(_Wire, tag="reflection", kw_only=True):
+class Reflection(_Wire, tag="reflection", kw_only=True, frozen=True):
     """A Reflexion self-reflection on one run (Shinn et al. 2023; SPEC.md §4)."""
 
     session: str
@@ -247,7 +247,7 @@ class Reflection(_Wire, tag="reflection", kw_only=True):
     created_at: float = 0.0
 
 
-class Approach(_Part, kw_only=True):
+class Approach(_Part, kw_only=True, frozen=True):
     """One way to solve a problem, with its trade-offs."""
 
     title: str
@@ -256,7 +256,7 @@ class Approach(_Part, kw_only=True):
     cons: tuple[str, ...] = ()
 
 
-class BrainstormProposal(_Wire, tag="brainstorm_proposal", kw_only=True):
+class BrainstormProposal(_Wire, tag="brainstorm_proposal", kw_only=True, frozen=True):
     """The approaches one model proposed."""
 
     model: str
@@ -264,14 +264,14 @@ class BrainstormProposal(_Wire, tag="brainstorm_proposal", kw_only=True):
     usage: Usage = Usage()
 
 
-class BrainstormResult(_Wire, tag="brainstorm_result", kw_only=True):
+class BrainstormResult(_Wire, tag="brainstorm_result", kw_only=True, frozen=True):
     """The proposals of the models that brainstormed in parallel, for the consolidator."""
 
     classification: Classification
     proposals: tuple[BrainstormProposal, ...]
 
 
-class ConsolidatedOptions(_Wire, tag="consolidated_options", kw_only=True):
+class ConsolidatedOptions(_Wire, tag="consolidated_options", kw_only=True, frozen=True):
     """2-3 distinct options merged from the proposals; the BRANCH flow's answer."""
 
     session: str
@@ -282,7 +282,7 @@ class ConsolidatedOptions(_Wire, tag="consolidated_options", kw_only=True):
     usage: Usage = Usage()
 
 
-class Progress(_Wire, tag="progress", kw_only=True):
+class Progress(_Wire, tag="progress", kw_only=True, frozen=True):
     """Feedback while a request is worked on.
 
     ``stage`` is one of ``classified``, ``planning``, ``planned``, ``turn``, ``stream``,
@@ -304,7 +304,7 @@ class Progress(_Wire, tag="progress", kw_only=True):
     files_written: tuple[str, ...] = ()
 
 
-class Reply(_Wire, tag="reply", kw_only=True):
+class Reply(_Wire, tag="reply", kw_only=True, frozen=True):
     """The final answer to a ChatMessage; ``error`` is set when the request failed."""
 
     session: str
@@ -317,7 +317,7 @@ class Reply(_Wire, tag="reply", kw_only=True):
     usage: Usage = Usage()
 
 
-class Control(_Wire, tag="control", kw_only=True):
+class Control(_Wire, tag="control", kw_only=True, frozen=True):
     """A person's control on a session: ``abort`` a run, or ``feedback`` (``value`` ±)."""
 
     session: str
@@ -327,7 +327,7 @@ class Control(_Wire, tag="control", kw_only=True):
     message_id: str = ""
 
 
-class ExecutionEvent(_Wire, tag="execution_event", kw_only=True):
+class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     """One step of the system, for observers (SPEC.md §9).
 
     ``kind`` is what happened (``handled``, ``failed``, ``retry``, ``dead_letter``,
@@ -351,7 +351,7 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True):
     pid: int = 0
 
 
-class DeadLetter(_Wire, tag="dead_letter", kw_only=True):
+class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):
     """A task that could not be handled, kept with its original bytes and headers."""
 
     actor: str
@@ -363,7 +363,7 @@ class DeadLetter(_Wire, tag="dead_letter", kw_only=True):
     at: float = 0.0
 
 
-class HistoryEntry(_Part, kw_only=True):
+class HistoryEntry(_Part, kw_only=True, frozen=True):
     """One message of a session's conversation; ``role`` is ``user`` or ``assistant``."""
 
     role: str
@@ -372,7 +372,7 @@ class HistoryEntry(_Part, kw_only=True):
     at: float = 0.0
 
 
-class Insight(_Part, kw_only=True):
+class Insight(_Part, kw_only=True, frozen=True):
     """A key insight kept in session memory; ``score`` ranks it, ``seen`` counts repeats."""
 
     text: str

@@ -96,8 +96,8 @@ class Dispatcher:
         try:
             message = task_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            error = MalformedMessageError(f"not a Switchboard task message: {exc}")
-            await self._dead_letter(msg, None, session or "unknown", error, deliveries)
+            malformed = MalformedMessageError(f"not a Switchboard task message: {exc}")
+            await self._dead_letter(msg, None, session or "unknown", malformed, deliveries)
             return
         if isinstance(message, ChatMessage):
             session = message.session

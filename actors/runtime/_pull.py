@@ -21,14 +21,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 _log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[Msg], Awaitable[None]]
+MessageHandler = Callable[[Msg], Coroutine[Any, Any, None]]
 
 
 class _PullRequest:
@@ -77,7 +79,7 @@ class PullConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._inbox = ""
-        self._sub = None
+        self._sub: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
         self._stopping = False
         self._serial = 0

@@ -1,0 +1,109 @@
+"""``python -m bench run [--scenario NAME] [--quick]`` and ``python -m bench report``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench._store import DB_PATH, RESULTS_DIR, Figure, Store, latest, rows_of_run
+from bench._table import summary
+
+_log = logging.getLogger("bench")
+
+SCENARIOS = ("throughput", "replicas", "memory", "coldstart")
+
+
+def _runner(name: str, quick: bool, delays: list[float] | None) -> Callable[[Path], list[Figure]]:
+    from bench._footprint import run_cold_start, run_memory
+    from bench._throughput import run_scaling, run_throughput
+
+    match name:
+        case "throughput":
+            chosen = delays if delays is not None else ([0.0] if quick else [0.0, 0.2])
+            return lambda d: run_throughput(d, quick=quick, delays=chosen)
+        case "replicas":
+            return lambda d: run_scaling(d, quick=quick, delays=delays or [0.0])
+        case "memory":
+            return lambda d: run_memory(d, quick=quick)
+        case _:
+            return lambda d: run_cold_start(d, quick=quick)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the chosen scenarios, save each one's figures as soon as it ends, print a summary."""
+    names = [args.scenario] if args.scenario else list(SCENARIOS)
+    delays = [float(x) for x in args.delays.split(",")] if args.delays else None
+    store = Store(Path(args.db))
+    failed = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
+        for name in names:
+            _log.info("scenario %s (%s)", name, "quick" if args.quick else "full")
+            t0 = time.monotonic()
+            try:
+                figures = _runner(name, args.quick, delays)(Path(tmp) / name)
+            except Exception:
+                _log.exception("scenario %s failed", name)
+                failed.append(name)
+                continue
+            store.save(figures)
+            _log.info("scenario %s done in %.0f s: %d figures", name, time.monotonic() - t0,
+                      len(figures))
+    print(f"\nBench run {store.run_id} at commit {store.commit}, "
+          f"{time.monotonic() - started:.0f} s, figures in {store.path}\n")
+    print(summary(rows_of_run(store.run_id, store.path)))
+    if failed:
+        print(f"FAILED scenarios: {', '.join(failed)} (see the log above)")
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print the latest figures of every scenario and draw the PNG plots."""
+    from bench._plots import draw_all
+
+    rows = latest(Path(args.db))
+    if not rows:
+        print(f"No figures in {args.db}: run `python -m bench run --quick` first.")
+        return 1
+    runs = sorted({(r["scenario"], r["run_id"], r["git_commit"]) for r in rows})
+    for scenario, run_id, commit in runs:
+        print(f"{scenario}: run {run_id}, commit {commit}")
+    print()
+    print(summary(rows))
+    for path in draw_all(rows, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--db", default=str(DB_PATH), help=f"DuckDB file (default {DB_PATH})")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="drive load through a real Switchboard")
+    run.add_argument("--scenario", choices=SCENARIOS, help="one scenario (default: all)")
+    run.add_argument("--quick", action="store_true",
+                     help="fewer requests and attempts: all scenarios in about 2 minutes")
+    run.add_argument("--delays", help="simulated model latencies in seconds, comma-separated "
+                     "(default: 0 with --quick, else 0,0.2 for throughput and 0 for replicas)")
+    run.set_defaults(func=cmd_run)
+    report = commands.add_parser("report", help="print the latest figures and draw PNGs")
+    report.add_argument("--out", default=str(RESULTS_DIR), help="where to write the PNGs")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("nats").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,10 +25,12 @@ from actors.bus import check_running, connect
 from actors.config import Settings
 from actors.errors import BrokerError
 from actors.errors import NotRunningError as BusNotRunning
+from actors.runtime import current_traceparent, setup_tracing, span_from_headers
 from gateway.errors import NotRunningError
 from protocol import (
     HEADER_MSG_ID,
     HEADER_SESSION,
+    HEADER_TRACEPARENT,
     HEADER_TYPE,
     ChatMessage,
     Outbound,
@@ -139,8 +141,11 @@ class Bridge:
         }
         subject = self.subjects.task("classifier")
         try:
-            await self.js.publish(subject, encoder.encode(message), headers=headers,
-                                  timeout=PUBLISH_TIMEOUT_S)
+            # The request's trace starts here; every actor's span is a descendant.
+            with span_from_headers(f"gateway {self.origin} chat_message", None):
+                headers[HEADER_TRACEPARENT] = current_traceparent()
+                await self.js.publish(subject, encoder.encode(message), headers=headers,
+                                      timeout=PUBLISH_TIMEOUT_S)
         except nats.errors.NoRespondersError as exc:
             msg = "Switchboard is not running: no stream takes new messages"
             raise NotRunningError(msg) from exc
@@ -175,6 +180,7 @@ async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
     except BrokerError as exc:
         msg = f"Switchboard is not running: {exc}. Start it with `switchboard up`."
         raise NotRunningError(msg) from exc
+    setup_tracing(f"switchboard-gateway-{origin}", console=settings.trace_console)
     bridge = Bridge(nc, subjects, origin)
     bridge._owns_connection = True  # noqa: SLF001 - set by its own factory
     return bridge

@@ -15,7 +15,7 @@ import pytest
 from system import REPO, RunningSystem, running_system
 
 from actors.embedded import EmbeddedNats
-from protocol import Subjects, session_decoder
+from protocol import Subjects, event_decoder, session_decoder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -36,9 +36,9 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
         yield running
 
 
-def _events_tail(system: RunningSystem, limit: int) -> subprocess.Popen[str]:
+def _events_tail(system: RunningSystem, limit: int, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "events", "tail", "--limit", str(limit)],
+        [sys.executable, "-m", "actors.cli", "events", "tail", "--limit", str(limit), *extra],
         env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -76,6 +76,24 @@ def test_sequential_flow_writes_a_file_with_visible_progress(system: RunningSyst
                         ("evaluator", "evaluated"), ("reflector", "reflection")]:
         assert any(actor in line and kind in line and "terminal-seq" in line
                    for line in events.splitlines()), f"no {actor} {kind} event:\n{events}"
+
+
+def test_one_request_is_one_trace_across_processes(system: RunningSystem) -> None:
+    tail = _events_tail(system, 400, "--json", "--session", "terminal-trace")
+    try:
+        result = system.chat("write a python function that computes fibonacci and test it",
+                             session="terminal-trace")
+        assert result.returncode == 0, result.stdout
+        asyncio.run(_session(system, "terminal-trace", wait_for_reflection=True))
+    finally:
+        tail.terminate()
+        lines = tail.communicate(timeout=30)[0].splitlines()
+    events = [event_decoder.decode(line) for line in lines if line.startswith("{")]
+    actors = {e.actor for e in events}
+    assert {"classifier", "planner", "python_coder", "evaluator", "reflector"} <= actors
+    trace_ids = {e.trace_id for e in events}
+    assert len(trace_ids) == 1 and "" not in trace_ids, trace_ids
+    assert len({e.pid for e in events}) >= 5  # five processes, one trace
 
 
 async def _session(system: RunningSystem, session: str, *, wait_for_reflection: bool):

@@ -6,6 +6,12 @@ from actors.runtime._dispatch import Dispatcher, waiting_request
 from actors.runtime._pull import PullConsumer
 from actors.runtime._service import run_actor
 from actors.runtime._sessions import SessionStore
+from actors.runtime._tracing import (
+    current_trace_id,
+    current_traceparent,
+    setup_tracing,
+    span_from_headers,
+)
 
 __all__ = [
     "Actor",
@@ -14,7 +20,11 @@ __all__ = [
     "PullConsumer",
     "Services",
     "SessionStore",
+    "current_trace_id",
+    "current_traceparent",
     "handler",
     "run_actor",
+    "setup_tracing",
+    "span_from_headers",
     "waiting_request",
 ]

@@ -6,7 +6,6 @@ YAML file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -256,7 +255,3 @@ def actor_kind(role: str) -> ActorKind:
         return role  # type: ignore[return-value]
     msg = f"unknown actor role {role!r}; known: {', '.join(_ALL_ACTORS)}"
     raise ConfigError(msg)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}

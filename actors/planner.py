@@ -34,7 +34,7 @@ class Planner(ModelActor):
         request = verdict.request
         await ctx.reply(request.origin, Progress(
             session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            stage="planning", flow=Flow.SEQUENTIAL, text="Planning…",
+            stage="planning", flow=Flow.SEQUENTIAL,
         ))
         state = await self.services.sessions.get(request.session)
         memory = memory_text(state)

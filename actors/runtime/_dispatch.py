@@ -61,10 +61,9 @@ def waiting_request(message: TaskMessage) -> ChatMessage | None:
     match message:
         case ChatMessage():
             return message
-        case Classification() | BrainstormResult():
-            return message.request if isinstance(message, Classification) else (
-                message.classification.request)
-        case TurnRequest():
+        case Classification():
+            return message.request
+        case TurnRequest() | BrainstormResult():
             return message.classification.request
         case _:
             return None

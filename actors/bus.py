@@ -3,7 +3,8 @@
 Stream layout (SPEC.md §8; names from ``protocol.Subjects``):
 
 - one work-queue stream per actor role (``SB_TASK_<ROLE>``): a task is removed once acked;
-- ``SB_OUTBOX`` (1 h), ``SB_EVENTS`` (7 days, 1 GiB), ``SB_DLQ`` (30 days): limits retention;
+- ``SB_OUTBOX`` (1 h), ``SB_EVENTS`` (7 days, 1 GiB), ``SB_CONTROL`` (1 day), ``SB_DLQ``
+  (30 days): limits retention;
 - KV bucket ``SB_SESSIONS`` with direct get (26 % faster gets, shared/NOTES.md).
 
 Every stream and the bucket keep ``topology.stream_replicas`` copies: 1 on one server, 3 on a
@@ -135,6 +136,11 @@ def _shared_streams(subjects: Subjects, replicas: int) -> list[StreamConfig]:
             name=subjects.events_stream, subjects=[subjects.events_all],
             retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
             max_age=7 * 86400.0, max_bytes=1 << 30, duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
+            name=subjects.control_stream, subjects=[subjects.control_all],
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
+            max_age=86400.0, duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
             name=subjects.dead_letter_stream, subjects=[subjects.dead_letter_all],

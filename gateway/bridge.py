@@ -33,6 +33,8 @@ from protocol import (
     HEADER_TRACEPARENT,
     HEADER_TYPE,
     ChatMessage,
+    Control,
+    ControlAction,
     Outbound,
     Subjects,
     check_token,
@@ -151,6 +153,35 @@ class Bridge:
             raise NotRunningError(msg) from exc
         except (TimeoutError, nats.errors.Error) as exc:
             msg = f"Switchboard did not take the message: {exc or type(exc).__name__}"
+            raise NotRunningError(msg) from exc
+
+    async def control(self, control: Control) -> None:
+        """Publish a person's control (see ``protocol.Control`` for where each action goes) and
+        wait until JetStream stored it.
+
+        Raises:
+            NotRunningError: no stream took it within 5 s.
+            ValueError: ``merge`` / ``discard`` without a ``role``.
+        """
+        match control.action:
+            case ControlAction.ABORT:
+                subject = self.subjects.control(control.session)
+            case ControlAction.FEEDBACK | ControlAction.DELETE_SESSION:
+                subject = self.subjects.task("reflector")
+            case _:
+                if not control.role:
+                    msg = f"{control.action} needs the role that made the branch"
+                    raise ValueError(msg)
+                subject = self.subjects.task(control.role)
+        headers = {HEADER_TYPE: "control", HEADER_SESSION: control.session}
+        if control.message_id:
+            headers[HEADER_MSG_ID] = (f"control:{control.action}:{control.session}:"
+                                      f"{control.message_id}:{control.user_id}:{control.value}")
+        try:
+            await self.js.publish(subject, encoder.encode(control), headers=headers,
+                                  timeout=PUBLISH_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error) as exc:
+            msg = f"Switchboard did not take the control: {exc or type(exc).__name__}"
             raise NotRunningError(msg) from exc
 
     async def stop(self) -> None:

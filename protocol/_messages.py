@@ -315,16 +315,45 @@ class Reply(_Wire, tag="reply", kw_only=True, frozen=True):
     flow: Flow = Flow.SIMPLE
     error: ErrorCode | None = None
     usage: Usage = Usage()
+    role: str = ""
+    """The agent role that answered (controls on the answer go back to it)."""
+    branch: str = ""
+    """The git branch holding this run's work, when it committed any."""
+    commit: str = ""
+    """The commit message of that work (👍 merges the branch, 👎 deletes it)."""
+
+
+class ControlAction(enum.StrEnum):
+    """What a person asks of a session (SPEC.md §3, §5, §6)."""
+
+    ABORT = "abort"
+    """Stop the session's running loop at its next turn (🛑)."""
+    FEEDBACK = "feedback"
+    """👍 / 👎 on a bot message: ``value`` is the confidence change (+15 / -20)."""
+    MERGE = "merge"
+    """👍 on a commit message: merge ``branch`` into main."""
+    DISCARD = "discard"
+    """👎 on a commit message: delete ``branch``."""
+    DELETE_SESSION = "delete_session"
+    """The thread was deleted: remove its workspace and stored artifacts."""
 
 
 class Control(_Wire, tag="control", kw_only=True, frozen=True):
-    """A person's control on a session: ``abort`` a run, or ``feedback`` (``value`` ±)."""
+    """A person's control on a session.
+
+    Routing (``gateway.bridge.Bridge.control``): ``abort`` on ``<prefix>.control.<session>``,
+    which every agent replica watches; ``feedback`` and ``delete_session`` to the reflector's
+    task subject; ``merge`` and ``discard`` to ``role``'s task subject.
+    """
 
     session: str
-    action: str
+    action: ControlAction
     value: int = 0
     user_id: str = ""
     message_id: str = ""
+    role: str = ""
+    branch: str = ""
+    origin: str = ""
 
 
 class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
@@ -400,6 +429,7 @@ class SessionState(msgspec.Struct, kw_only=True):
 
 TaskMessage = (
     ChatMessage | Classification | TurnRequest | TurnResult | Evaluation | BrainstormResult
+    | Control
 )
 """What arrives on a task subject (``<prefix>.task.<role>``)."""
 

@@ -19,7 +19,7 @@ class Subjects:
         p.out.<origin>             Progress / Reply / ConsolidatedOptions for one gateway instance
         p.event.<actor>.<kind>     ExecutionEvent (JetStream, limits retention)
         p.dlq.<role>               DeadLetter
-        p.control.<session>        Control (abort, feedback)
+        p.control.<session>        Control: abort (JetStream, limits retention, 1 day)
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -80,6 +80,10 @@ class Subjects:
     @property
     def control_all(self) -> str:
         return f"{self.prefix}.control.>"
+
+    @property
+    def control_stream(self) -> str:
+        return f"{self._upper}_CONTROL"
 
     @property
     def sessions_bucket(self) -> str:

@@ -9,6 +9,7 @@ from protocol._messages import (
     DeadLetter,
     ExecutionEvent,
     Outbound,
+    RunState,
     SessionState,
     TaskMessage,
 )
@@ -28,6 +29,7 @@ event_decoder = msgspec.json.Decoder(ExecutionEvent)
 control_decoder = msgspec.json.Decoder(Control)
 dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 session_decoder = msgspec.json.Decoder(SessionState)
+run_decoder = msgspec.json.Decoder(RunState)
 
 
 def type_tag(message: msgspec.Struct) -> str:

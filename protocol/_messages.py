@@ -425,6 +425,27 @@ class SessionState(msgspec.Struct, kw_only=True):
     scores: Scores | None = None
     runs: int = 0
     updated_at: float = 0.0
+    tier: int = 0
+    """Model tier chosen for this session with ``/model`` (1-4); 0 lets each role choose."""
+
+
+class RunState(msgspec.Struct, kw_only=True):
+    """The SEQUENTIAL run a session has in progress: the value under the session's key in the
+    runs KV bucket (``<PREFIX>_RUNS``), written by the replica that holds the run's lock and
+    read by ``/status``. ``status`` is ``running``, ``paused`` (waiting for the person's answer
+    to a clarifying question), ``aborting`` or ``done``; times are Unix seconds."""
+
+    session: str
+    role: str
+    holder: str
+    request_id: str
+    status: str = "running"
+    turn: int = 0
+    max_turns: int = 0
+    model: str = ""
+    confidence: int = 50
+    started_at: float = 0.0
+    updated_at: float = 0.0
 
 
 TaskMessage = (

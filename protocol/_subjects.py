@@ -88,3 +88,28 @@ class Subjects:
     @property
     def sessions_bucket(self) -> str:
         return f"{self._upper}_SESSIONS"
+
+    @property
+    def runs_bucket(self) -> str:
+        """Run locks and run state, one key per session (TTL-expired when the holder dies)."""
+        return f"{self._upper}_RUNS"
+
+    @property
+    def users_bucket(self) -> str:
+        """Per-user memory, one key per bot and user."""
+        return f"{self._upper}_USERS"
+
+    @property
+    def limits_bucket(self) -> str:
+        """Rate-limit windows and daily token counts, shared by every gateway replica."""
+        return f"{self._upper}_LIMITS"
+
+    @property
+    def bots_bucket(self) -> str:
+        """Bot configurations of the gateway's bot pool."""
+        return f"{self._upper}_BOTS"
+
+    @property
+    def artifacts_bucket(self) -> str:
+        """The object store of workspaces and attachments (``<session>/<path>`` names)."""
+        return f"{self._upper}_ARTIFACTS"

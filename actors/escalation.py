@@ -18,9 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import msgspec
-
-from protocol import ToolCall, ToolResult
+from protocol import EscalationMemo, ToolCall, ToolResult
 
 LOW_CONFIDENCE = 30
 LOW_CONFIDENCE_TURNS = 2
@@ -30,14 +28,6 @@ ERROR_PENALTY, MAX_ERROR_PENALTY, TEST_PASS_BONUS = 10, 30, 10
 
 _TEST_COMMAND = re.compile(r"pytest|unittest|\btest|npm test|jest|go test", re.IGNORECASE)
 _EXIT_ZERO = re.compile(r"exit code:\s*0\b")
-
-
-class EscalationMemo(msgspec.Struct, kw_only=True):
-    """What the rules remember between turns (kept in checkpoints)."""
-
-    low_turns: int = 0
-    unchanged_turns: int = 0
-    errors: dict[str, int] = {}
 
 
 @dataclass(frozen=True, slots=True)

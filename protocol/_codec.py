@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from protocol._messages import (
+    Checkpoint,
     Control,
     DeadLetter,
     ExecutionEvent,
@@ -30,6 +31,7 @@ control_decoder = msgspec.json.Decoder(Control)
 dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 session_decoder = msgspec.json.Decoder(SessionState)
 run_decoder = msgspec.json.Decoder(RunState)
+checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
 
 
 def type_tag(message: msgspec.Struct) -> str:

@@ -167,6 +167,8 @@ class TurnRequest(_Wire, tag="turn_request", kw_only=True, frozen=True):
     tier: int = 1
     max_turns: int = 1
     usage: Usage = Usage()
+    answer: ChatMessage | None = None
+    """The person's answer to the clarifying question of a paused run: resume that run."""
 
 
 class ToolCall(_Wire, tag="tool_call", kw_only=True, frozen=True):
@@ -427,6 +429,41 @@ class SessionState(msgspec.Struct, kw_only=True):
     updated_at: float = 0.0
     tier: int = 0
     """Model tier chosen for this session with ``/model`` (1-4); 0 lets each role choose."""
+
+
+class EscalationMemo(msgspec.Struct, kw_only=True):
+    """What the escalation rules remember between turns (``actors.escalation``)."""
+
+    low_turns: int = 0
+    unchanged_turns: int = 0
+    errors: dict[str, int] = {}
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    """A SEQUENTIAL run's state after ``turn`` turns, in the checkpoints KV bucket under the
+    session's key: written every 5 turns, when the run pauses for the person, and at the end.
+
+    ``messages`` is the model conversation (zlib-compressed JSON); ``status`` is ``running``,
+    ``paused`` (``question`` asked), ``done`` or ``aborted``; ``reply`` is the final answer
+    (``done``), so a redelivered task republishes it instead of running again.
+    """
+
+    session: str
+    request_id: str
+    request: TurnRequest
+    turn: int
+    status: str = "running"
+    level: int = 0
+    confidence: int = 50
+    escalation: EscalationMemo = msgspec.field(default_factory=EscalationMemo)
+    messages: bytes = b""
+    trajectory: tuple[TrajectoryStep, ...] = ()
+    files_written: tuple[str, ...] = ()
+    usage: Usage = Usage()
+    branch: str = ""
+    question: str = ""
+    reply: Reply | None = None
+    at: float = 0.0
 
 
 class RunState(msgspec.Struct, kw_only=True):

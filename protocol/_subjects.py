@@ -95,6 +95,11 @@ class Subjects:
         return f"{self._upper}_RUNS"
 
     @property
+    def checkpoints_bucket(self) -> str:
+        """Checkpoints of SEQUENTIAL runs, one key per session."""
+        return f"{self._upper}_CHECKPOINTS"
+
+    @property
     def users_bucket(self) -> str:
         """Per-user memory, one key per bot and user."""
         return f"{self._upper}_USERS"

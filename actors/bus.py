@@ -175,7 +175,9 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
                 await _ensure_stream(js, config)
             for role in roles:
                 await _ensure_stream(js, _task_stream(subjects, role, replicas))
-            await sessions_bucket(js, subjects, replicas=replicas)
+            for bucket in (subjects.sessions_bucket, subjects.runs_bucket,
+                           subjects.checkpoints_bucket):
+                await kv_bucket(js, bucket, replicas=replicas)
     except TimeoutError as exc:
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"
         raise BrokerError(msg) from exc
@@ -187,17 +189,22 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
         raise BrokerError(msg) from exc
 
 
+async def kv_bucket(js: JetStreamContext, name: str, *, replicas: int = 1) -> KeyValue:
+    """The KV bucket ``name``, created when missing: file storage, history 1, direct get, and
+    per-key TTLs allowed (run locks expire that way)."""
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        config = KeyValueConfig(
+            bucket=name, history=1, storage=StorageType.FILE, direct=True, replicas=replicas,
+        )
+        return await js.create_key_value(config)
+
+
 async def sessions_bucket(js: JetStreamContext, subjects: Subjects, *, replicas: int = 1
                           ) -> KeyValue:
     """The sessions KV bucket, created when missing (``replicas`` copies in a cluster)."""
-    try:
-        return await js.key_value(subjects.sessions_bucket)
-    except nats.js.errors.BucketNotFoundError:
-        config = KeyValueConfig(
-            bucket=subjects.sessions_bucket, history=1, storage=StorageType.FILE, direct=True,
-            replicas=replicas,
-        )
-        return await js.create_key_value(config)
+    return await kv_bucket(js, subjects.sessions_bucket, replicas=replicas)
 
 
 async def ensure_consumer(

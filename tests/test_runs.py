@@ -1,0 +1,116 @@
+"""Run control on a real nats-server: the lock with its lease, abort flag, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from actors.bus import kv_bucket, provision
+from actors.config import load_topology
+from actors.errors import TransientError
+from actors.runs import (
+    CheckpointStore,
+    LockLostError,
+    RunLock,
+    abort_requested,
+    control_sequence,
+    pack_messages,
+    unpack_messages,
+)
+from protocol import (
+    ChatMessage,
+    Checkpoint,
+    Classification,
+    Control,
+    ControlAction,
+    RunState,
+    Subjects,
+    TurnRequest,
+    encoder,
+)
+
+pytestmark = pytest.mark.timeout(60)
+SUBJECTS = Subjects()
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    topology = load_topology()
+    await provision(nc.jetstream(), topology, ["classifier"])
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def _lock(js: JetStreamContext, holder: str, request: str = "r1", ttl: float = 1.5
+                ) -> RunLock:
+    kv = await kv_bucket(js, SUBJECTS.runs_bucket)
+    state = RunState(session="discord-1", role="python_coder", holder=holder,
+                     request_id=request)
+    return RunLock(js, kv, SUBJECTS.runs_bucket, state, ttl_s=ttl)
+
+
+async def test_one_run_per_session_and_the_lease_is_renewed(js: JetStreamContext) -> None:
+    first = await _lock(js, "python_coder/0")
+    await first.acquire(wait_s=0)
+    second = await _lock(js, "python_coder/1", request="r2")
+    with pytest.raises(TransientError, match="busy"):
+        await second.acquire(wait_s=0)
+    await asyncio.sleep(2.5)  # longer than the TTL: renewals keep it
+    assert (await second.current()) is not None
+    await first.update(turn=3, model="m")
+    assert (await second.current()).turn == 3  # type: ignore[union-attr]
+    await first.release()
+    await second.acquire(wait_s=0)
+    await second.release()
+
+
+async def test_a_dead_holders_lock_expires(js: JetStreamContext) -> None:
+    dead = await _lock(js, "python_coder/0")
+    await dead.acquire(wait_s=0)
+    dead._renewer.cancel()  # type: ignore[union-attr]  # the holder dies: no more renewals
+    waiting: list[RunState] = []
+
+    async def told(holder: RunState) -> None:
+        waiting.append(holder)
+
+    heir = await _lock(js, "python_coder/1", request="r2")
+    started = time.monotonic()
+    await heir.acquire(wait_s=10, on_wait=told)
+    assert time.monotonic() - started < 6
+    assert waiting and waiting[0].holder == "python_coder/0"
+    with pytest.raises(LockLostError):
+        await dead.update(turn=9)
+    await heir.release()
+
+
+async def test_abort_is_a_flag_anyone_can_set(js: JetStreamContext) -> None:
+    start = await control_sequence(js, SUBJECTS, "discord-7")
+    assert not await abort_requested(js, SUBJECTS, "discord-7", start)
+    control = Control(session="discord-7", action=ControlAction.ABORT, user_id="u")
+    await js.publish(SUBJECTS.control("discord-7"), encoder.encode(control))
+    assert await abort_requested(js, SUBJECTS, "discord-7", start)
+    later = await control_sequence(js, SUBJECTS, "discord-7")
+    assert not await abort_requested(js, SUBJECTS, "discord-7", later)  # only newer ones count
+
+
+async def test_checkpoints_round_trip(js: JetStreamContext) -> None:
+    store = CheckpointStore(await kv_bucket(js, SUBJECTS.checkpoints_bucket))
+    assert await store.load("discord-1") is None
+    chat = ChatMessage(message_id="m", session="discord-1", origin="o", user_id="u", text="t")
+    request = TurnRequest(classification=Classification(request=chat, respond=True))
+    messages = [{"role": "user", "content": "x" * 100_000}]
+    checkpoint = Checkpoint(session="discord-1", request_id="m", request=request, turn=5,
+                            messages=pack_messages(messages))
+    await store.save(checkpoint)
+    loaded = await store.load("discord-1")
+    assert loaded is not None and loaded.turn == 5
+    assert unpack_messages(loaded.messages) == messages
+    assert len(loaded.messages) < 2_000  # compressed
+    await store.delete("discord-1")
+    assert await store.load("discord-1") is None

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     trace_console: bool = False
     stream_replicas: int | None = None
     """Overrides ``topology.stream_replicas`` (``SB_STREAM_REPLICAS=3`` on a NATS cluster)."""
+    s3_bucket: str | None = None
+    """When set, artifacts go to this S3 bucket (aioboto3; credentials from the standard AWS
+    environment variables) instead of the JetStream object store (SPEC.md §6)."""
+    s3_endpoint_url: str | None = None
+    """An S3-compatible endpoint (MinIO, moto, LocalStack); None is AWS itself."""
+    s3_prefix: str = "threads/"
+    """Key prefix: objects are ``<prefix><session>/<path>`` (seed 003:
+    ``s3://discord-bot-artifacts/threads/<thread-id>/``)."""
 
     @property
     def workspace_root(self) -> Path:
@@ -91,7 +99,11 @@ class ActorSpec(BaseModel):
 
 
 class ToolPolicy(BaseModel):
-    """Limits of the workspace tools (SPEC.md §3: allowlist, time and output limits)."""
+    """Limits of the workspace tools (SPEC.md §3: allowlist, time and output limits).
+
+    ``memory_bytes`` is the address-space limit (``RLIMIT_AS``) of a command; ``network``
+    False runs commands in a new, empty network namespace.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -103,6 +115,7 @@ class ToolPolicy(BaseModel):
     max_output_bytes: int = Field(default=16_000, gt=0)
     max_file_bytes: int = Field(default=1_000_000, gt=0)
     network: bool = False
+    memory_bytes: int = Field(default=1 << 30, gt=0)
 
 
 class BreakglassSpec(BaseModel):
@@ -137,6 +150,10 @@ class Topology(BaseModel):
     tools: ToolPolicy = ToolPolicy()
     breakglass: BreakglassSpec = BreakglassSpec()
     history_window: int = Field(default=20, ge=0)
+    lock_ttl_s: float = Field(default=30.0, gt=0)
+    """Lease of a session's run lock: a crashed holder's lock expires after this (SPEC.md §3)."""
+    lock_wait_s: float = Field(default=1800.0, ge=0)
+    """How long a second request waits for the session's running one before it is retried."""
     stream_replicas: int = Field(default=1, ge=1, le=5)
     """Copies JetStream keeps of every stream and bucket: 3 on a cluster (R3)."""
     model_override: str | None = None

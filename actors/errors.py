@@ -7,6 +7,8 @@ Hierarchy::
     ├── BrokerError              NATS / JetStream failed or is unreachable
     │   └── NotRunningError      no Switchboard streams on the server (system not up)
     ├── EmbeddedServerError      the embedded nats-server could not start
+    ├── ArtifactError            the artifact store (JetStream object store, S3) failed
+    │   └── ArtifactNotFoundError   no such artifact in the store
     └── HandlerError             a handler could not finish; decides ack / nak / term
         ├── TransientError       worth retrying: nak with a delay, redelivered later
         │   ├── ModelError       a model call failed (litellm error, bad response)
@@ -16,6 +18,7 @@ Hierarchy::
             ├── MalformedMessageError   the bytes are not a known message
             ├── UnhandledMessageError   the actor has no handler for this message type
             └── ToolError        a tool refused or failed (shown to the model, not raised out)
+                └── GitError     a git command in the workspace failed (merge conflict, bad ref)
 """
 
 from __future__ import annotations
@@ -79,3 +82,15 @@ class UnhandledMessageError(PermanentError):
 
 class ToolError(PermanentError):
     """A tool refused (path outside the workspace, command not allowed) or failed."""
+
+
+class ArtifactError(SwitchboardError):
+    """The artifact store (JetStream object store or S3) failed, timed out or is missing."""
+
+
+class ArtifactNotFoundError(ArtifactError):
+    """No artifact with this session and path is in the store."""
+
+
+class GitError(ToolError):
+    """A git command in a workspace failed: a merge conflict, a bad branch name, a timeout."""

@@ -69,6 +69,8 @@ class RunLock:
         self._ttl_s = ttl_s
         self._revision = 0
         self._renewer: asyncio.Task[None] | None = None
+        self._released = asyncio.Event()
+        self._writing = asyncio.Lock()
         self.lost = asyncio.Event()
 
     async def acquire(self, *, wait_s: float, on_wait: Any = None) -> None:
@@ -116,8 +118,8 @@ class RunLock:
                 entry = await self._kv.get(self.state.session)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError) as exc:
             # A deleted key still has a last revision (its delete marker) to compare with.
-            entry = getattr(exc, "entry", None)
-            return (entry.revision or 0) if entry is not None else 0
+            marker = getattr(exc, "entry", None)
+            return int(marker.revision or 0) if marker is not None else 0
         return -1 if entry.value else entry.revision
 
     async def _put(self, last: int) -> int:
@@ -163,7 +165,11 @@ class RunLock:
         await self._write()
 
     async def _write(self) -> None:
-        self.state.updated_at = time.time()
+        async with self._writing:  # a renewal and an update must not race on one revision
+            self.state.updated_at = time.time()
+            await self._write_locked()
+
+    async def _write_locked(self) -> None:
         try:
             self._revision = await self._put(self._revision)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
@@ -173,7 +179,10 @@ class RunLock:
 
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl_s / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._ttl_s / 3):
+                    await self._released.wait()
+                return  # released: never cut a renewal short (its revision would be lost)
             try:
                 await self._write()
             except LockLostError:
@@ -184,10 +193,13 @@ class RunLock:
 
     async def release(self) -> None:
         """Stop renewing and delete the lock (when still ours)."""
+        self._released.set()
         if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            try:
+                async with asyncio.timeout(KV_TIMEOUT_S + 1):
+                    await self._renewer
+            except TimeoutError:
+                self._renewer.cancel()
         if self.lost.is_set():
             return
         with contextlib.suppress(Exception):

@@ -464,6 +464,9 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     question: str = ""
     reply: Reply | None = None
     at: float = 0.0
+    control_seq: int = 0
+    """Sequence of the session's last control message when the run started: only aborts
+    published after it stop this run."""
 
 
 class RunState(msgspec.Struct, kw_only=True):

@@ -235,3 +235,29 @@ async def test_missing_s3_bucket_is_a_clear_error(s3_url: str, aws_env: None) ->
     settings = Settings(s3_bucket="no-such-bucket", s3_endpoint_url=s3_url)
     with pytest.raises(ArtifactError, match="no-such-bucket"):
         await open_artifact_store(None, settings, _TOPOLOGY)  # type: ignore[arg-type]
+
+
+async def test_git_branches_survive_the_move(store: ArtifactStore, tmp_path: Path) -> None:
+    from actors.tools import GitRepo
+
+    branch = "switchboard/discord-21-abcd1234"
+    a = Workspace.for_session(tmp_path / "a", "discord-21")
+    repo_a = GitRepo(a)
+    await repo_a.ensure(branch)
+    (a.root / "app.py").write_text("print('turn 1')\n")
+    first = await repo_a.commit_all("turn 1")
+    await sync_to_store(store, a)
+    (a.root / "app.py").write_text("print('turn 2')\n")
+    second = await repo_a.commit_all("turn 2")
+    report = await sync_to_store(store, a)
+    assert 0 < report.uploaded < len(await store.list("discord-21"))  # only what turn 2 made
+
+    b = Workspace.for_session(tmp_path / "b", "discord-21")
+    await restore_workspace(store, b)
+    repo_b = GitRepo(b)
+    assert await repo_b.current_branch() == branch
+    assert await repo_b.changed_files() == ["app.py"]
+    assert first is not None and second is not None
+    assert await repo_b.commit_all("nothing new") is None
+    await repo_b.merge(branch)
+    assert (b.root / "app.py").read_text() == "print('turn 2')\n"

@@ -1,6 +1,7 @@
 """The agentic loop's tools (SPEC.md §3): files and commands inside a session's workspace."""
 
 from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
+from actors.tools._git import GitRepo, branch_name, check_branch_name
 from actors.tools._run import FilesTouched, files_touched, run_tool
 from actors.tools._schemas import TOOL_NAMES, TOOL_SCHEMAS
 from actors.tools._workspace import Workspace
@@ -10,7 +11,10 @@ __all__ = [
     "TOOL_NAMES",
     "TOOL_SCHEMAS",
     "FilesTouched",
+    "GitRepo",
     "Workspace",
+    "branch_name",
+    "check_branch_name",
     "command_env",
     "files_touched",
     "run_tool",

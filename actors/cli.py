@@ -28,6 +28,7 @@ Switchboard: a Discord AI bot built as actors over NATS JetStream.
   switchboard chat --message "hello"   ask from the terminal (same actors as Discord)
   switchboard events tail              follow every step as it happens
   switchboard actor python_coder --replicas 3   add replicas of one role (any host)
+  switchboard bots add NAME --token-env VAR     add a Discord bot to the running pool
 """
 
 ENVIRONMENT = """\
@@ -282,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Run the Discord bot (DISCORD_TOKEN) against "
                                   "NATS_URL.")
     gateway.set_defaults(func=cmd_gateway)
+
+    from gateway.bots_cli import add_parser as add_bots_parser
+
+    add_bots_parser(commands)
 
     events = commands.add_parser("events", help="observe execution events")
     event_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND",

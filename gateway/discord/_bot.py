@@ -4,41 +4,29 @@ posts what comes back (progress, answers, options) in threads (SPEC.md §7)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from typing import Any, Protocol
 
 import discord
 
-from gateway.discord._inbound import (
-    session_of,
-    should_answer,
-    strip_mentions,
-    thread_name,
-    to_chat_message,
-)
+from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
+from gateway.discord._attachments import store_attachments
+from gateway.discord._inbound import should_answer, to_chat_message
+from gateway.discord._intake import Intake, Pending
+from gateway.discord._outbound import OutboundPoster
+from gateway.discord._reactions import Reaction, control_for
+from gateway.discord._services import BotServices
 from gateway.discord._status import REST_TIMEOUT_S, RequestState, StatusEditor
-from gateway.errors import NotRunningError
-from gateway.render import render_options, render_progress, render_reply, split_message
-from protocol import (
-    ChatMessage,
-    ConsolidatedOptions,
-    FileBlob,
-    Flow,
-    Outbound,
-    Progress,
-    Reply,
-    SessionId,
-)
+from gateway.discord._tracker import MessageTracker
+from gateway.errors import AttachmentError, NotRunningError
+from protocol import ChatMessage, Control, Outbound
 
 _log = logging.getLogger(__name__)
 
-FILES_PER_MESSAGE = 10
-"""Attachments in one message (https://discord.com/developers/docs/resources/message,
-"Create Message": up to 10 files)."""
-THREADED_FLOWS = frozenset({Flow.SEQUENTIAL, Flow.BRANCH})
 NOT_RUNNING_TEXT = "⚠️ Switchboard is not running right now, so I cannot answer. Try again later."
 EMPTY_TEXT = "👋 Mention me with a question, or reply to one of my messages."
+QUEUED_TEXT = ("⏳ Queued: I'm still working on the previous request here, and I'll answer "
+               "this right after it.")
 
 
 class Sender(Protocol):
@@ -47,6 +35,8 @@ class Sender(Protocol):
     origin: str
 
     async def send(self, message: ChatMessage) -> None: ...
+
+    async def control(self, control: Control) -> None: ...
 
 
 def default_intents() -> discord.Intents:
@@ -62,35 +52,67 @@ def default_intents() -> discord.Intents:
 
 
 class SwitchboardBot(discord.Client):
-    """The Discord side of one Switchboard gateway instance.
+    """The Discord side of one bot of the pool.
 
     Args:
-        bridge: sends ChatMessages to the actors (``None`` until ``attach``; messages received
-            meanwhile are answered with "not running").
-        dms: answer direct messages (SPEC.md §7: configurable, on by default).
-        edit_interval_s: at most one status edit per request per this many seconds.
+        bridge: sends ChatMessages and Controls to the actors (``None`` until ``attach``;
+            messages received meanwhile are answered with "not running").
+        config: the bot's configuration (DMs, allowlists, profile); a DM-enabled bot with no
+            allowlist by default.
+        settings: gateway settings (debounce, throttles, limits).
+        services: limits, artifact store, runs and sessions buckets.
+        dms: overrides ``config.dms``.
+        edit_interval_s: overrides ``settings.edit_interval_s``.
         **options: passed to ``discord.Client`` (``guild_ready_timeout``, ...).
     """
 
-    def __init__(self, bridge: Sender | None = None, *, dms: bool = True,
-                 edit_interval_s: float = 1.0, **options: Any) -> None:
+    def __init__(self, bridge: Sender | None = None, *, config: BotConfig | None = None,
+                 settings: GatewaySettings | None = None, services: BotServices | None = None,
+                 dms: bool | None = None, edit_interval_s: float | None = None,
+                 **options: Any) -> None:
         options.setdefault("intents", default_intents())
         super().__init__(**options)
         self.bridge = bridge
-        self.dms = dms
-        self.status_editor = StatusEditor(edit_interval_s)
+        self.settings = settings or GatewaySettings()
+        self.config = config or BotConfig(name=DEFAULT_BOT, token="-")
+        if dms is not None:
+            self.config = self.config.model_copy(update={"dms": dms})
+        self.services = services or BotServices()
+        self.status_editor = StatusEditor(edit_interval_s or self.settings.edit_interval_s)
         self.requests: dict[str, RequestState] = {}
+        self.tracker = MessageTracker()
+        self.intake = Intake(self._dispatch, self._tell_queued,
+                             debounce_s=self.settings.debounce_s,
+                             stale_s=self.settings.queue_stale_s)
+        self.poster = OutboundPoster(self)
+        self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = None
         self._closed = asyncio.Event()
+
+    @property
+    def dms(self) -> bool:
+        return self.config.dms
+
+    @property
+    def origin(self) -> str:
+        return self.bridge.origin if self.bridge else "none"
 
     def attach(self, bridge: Sender) -> None:
         """Start sending received messages through ``bridge``."""
         self.bridge = bridge
 
+    def apply_config(self, config: BotConfig) -> None:
+        """Use a new configuration of the same token (allowlists, DMs, profile) at once."""
+        self.config = config
+
+    async def sync_commands(self) -> None:
+        """Register the slash commands (a no-op until commands are set up)."""
+
     async def close(self) -> None:
-        """Close the Discord connection (scheduled status edits are dropped)."""
+        """Close the Discord connection (scheduled status edits and queued sends are dropped)."""
         for state in self.requests.values():
             if state.flusher is not None:
                 state.flusher.cancel()
+        await self.intake.close()
         await super().close()
         self._closed.set()
 
@@ -100,16 +122,53 @@ class SwitchboardBot(discord.Client):
 
     # ------------------------------------------------------------------ inbound
 
-    async def on_message(self, message: discord.Message) -> None:
+    def allowed(self, message: discord.Message) -> bool:
+        """Whether this bot answers ``message``: the rules of ``should_answer`` and the
+        configuration's DM setting and guild / channel allowlists."""
         me = self.user
-        if me is None or not should_answer(message, me, dms=self.dms):
+        if me is None or not should_answer(message, me, dms=self.config.dms):
+            return False
+        channel = message.channel
+        parent = getattr(channel, "parent_id", None)
+        return self.config.allows(message.guild.id if message.guild else None,
+                                  (channel.id, parent))
+
+    async def on_message(self, message: discord.Message) -> None:
+        if not self.allowed(message):
             return
-        request = to_chat_message(message, me.id, self.bridge.origin if self.bridge else "none")
+        assert self.user is not None
+        request = to_chat_message(message, self.user.id, self.origin)
         if not request.text and not request.attachments:
-            await self._say(message, EMPTY_TEXT, request.session)
+            await self.say(message, EMPTY_TEXT, request.session)
             return
+        await self.intake.submit(Pending(request, message, list(message.attachments)))
+
+    async def submit(self, pending: Pending) -> None:
+        """Send a request made another way (a slash command) through the same queue."""
+        await self.intake.submit(pending, debounce=False)
+
+    async def _dispatch(self, pending: Pending) -> bool:
+        """Check limits, store attachments, send; False (the person told why) when refused."""
+        request, message = pending.request, pending.anchor
+        limiter = self.services.limiter
+        if limiter is not None:
+            refusal = await limiter.admit(request.user_id, request.guild_id)
+            if refusal is not None:
+                _log.info("session %s: user %s refused: %s", request.session, request.user_id,
+                          refusal.reason)
+                await self.say(message, refusal.text, request.session)
+                return False
+        if pending.attachments and self.services.artifacts is not None:
+            try:
+                await store_attachments(pending.attachments, request.session,
+                                        self.services.artifacts,
+                                        self.settings.attachment_max_bytes)
+            except AttachmentError as exc:
+                await self.say(message, str(exc), request.session)
+                return False
         thread = message.channel if isinstance(message.channel, discord.Thread) else None
-        self.requests[request.message_id] = RequestState(message, request.session, thread=thread)
+        self.requests[request.message_id] = RequestState(
+            message, request.session, thread=thread, user_id=request.user_id, text=request.text)
         try:
             if self.bridge is None:
                 raise NotRunningError
@@ -117,108 +176,59 @@ class SwitchboardBot(discord.Client):
         except NotRunningError as exc:
             self.requests.pop(request.message_id, None)
             _log.warning("session %s: not sent: %s", request.session, exc)
-            await self._say(message, NOT_RUNNING_TEXT, request.session)
-            return
+            await self.say(message, NOT_RUNNING_TEXT, request.session)
+            return False
         _log.info("session %s: message %s sent", request.session, request.message_id)
+        return True
+
+    async def _tell_queued(self, pending: Pending) -> None:
+        await self.say(pending.anchor, QUEUED_TEXT, pending.request.session)
+
+    # ------------------------------------------------------------------ reactions
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if self.user is None or payload.user_id == self.user.id:
+            return
+        tracked = self.tracker.get(payload.message_id)
+        if tracked is None:
+            return
+        found = control_for(Reaction(str(payload.emoji), payload.user_id, payload.message_id),
+                            tracked, self.origin)
+        if found is None:
+            return
+        control, ack = found
+        try:
+            if self.bridge is None:
+                raise NotRunningError
+            await self.bridge.control(control)
+        except (NotRunningError, ValueError) as exc:
+            _log.warning("session %s: %s not sent: %s", control.session, control.action, exc)
+            ack = NOT_RUNNING_TEXT
+        _log.info("session %s: %s from user %s", control.session, control.action,
+                  payload.user_id)
+        if ack is not None:
+            await self._post_in(payload.channel_id, ack)
+
+    async def _post_in(self, channel_id: int, text: str) -> None:
+        try:
+            channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
+            if isinstance(channel, discord.abc.Messageable):
+                async with asyncio.timeout(REST_TIMEOUT_S):
+                    await channel.send(text)
+        except (discord.HTTPException, TimeoutError) as exc:
+            _log.warning("channel %s: could not post %r: %s", channel_id, text, exc)
 
     # ------------------------------------------------------------------ outbound
 
     async def on_outbound(self, outbound: Outbound) -> None:
-        """Handle one message from the bridge; Discord errors are logged and told in Discord."""
-        state = await self._state_for(outbound.in_reply_to, outbound.session)
-        if state is None:
-            _log.warning("session %s: %s for unknown message %s dropped", outbound.session,
-                         type(outbound).__name__, outbound.in_reply_to)
-            return
-        try:
-            match outbound:
-                case Progress():
-                    await self._on_progress(state, outbound)
-                case Reply():
-                    await self._on_reply(state, outbound)
-                case ConsolidatedOptions():
-                    await self._on_options(state, outbound)
-        except (discord.HTTPException, TimeoutError) as exc:
-            _log.exception("session %s: posting %s failed", state.session,
-                           type(outbound).__name__)
-            await self._say(state.message, f"⚠️ I could not post the answer: {exc}",
-                            state.session)
+        """Handle one message from the bridge (see ``OutboundPoster.handle``)."""
+        await self.poster.handle(outbound)
 
-    async def _on_progress(self, state: RequestState, p: Progress) -> None:
-        if p.stage == "classified" and p.flow in THREADED_FLOWS:
-            await self._open_thread(state)
-        elif p.stage == "classified" and state.status is None:
-            async with asyncio.timeout(REST_TIMEOUT_S):
-                await state.target.typing()
-            return
-        state.streamed = p.stage == "stream"
-        await self.status_editor.show(state, render_progress(p))
-
-    async def _open_thread(self, state: RequestState) -> None:
-        message = state.message
-        if state.thread is not None or not isinstance(message.channel, discord.TextChannel):
-            return
-        name = thread_name(strip_mentions(message.content, self.user.id if self.user else 0))
-        async with asyncio.timeout(REST_TIMEOUT_S):
-            state.thread = await message.create_thread(name=name)
-        _log.info("session %s: opened thread %s", state.session, state.thread.id)
-
-    async def _on_reply(self, state: RequestState, r: Reply) -> None:
-        await self.status_editor.finish(state)
-        self.requests.pop(r.in_reply_to, None)
-        chunks = split_message(render_reply(r))
-        if state.streamed and state.status is not None and chunks and state.thread is None:
-            async with asyncio.timeout(REST_TIMEOUT_S):
-                await state.status.edit(content=chunks[0])
-            chunks = chunks[1:]
-        await self._post(state, chunks, r.files, reply=r.flow not in THREADED_FLOWS)
-        _log.info("session %s: answered %s (%d chunks, %d files)", state.session,
-                  r.in_reply_to, len(chunks), len(r.files))
-
-    async def _on_options(self, state: RequestState, o: ConsolidatedOptions) -> None:
-        await self.status_editor.finish(state)
-        self.requests.pop(o.in_reply_to, None)
-        await self._post(state, split_message(render_options(o)), (), reply=False)
-
-    async def _post(self, state: RequestState, chunks: list[str], files: tuple[FileBlob, ...],
-                    *, reply: bool) -> None:
-        """Send ``chunks`` to the thread (or channel); files ride on the last chunk, ten per
-        message, extra batches in messages of their own."""
-        batches = [files[i:i + FILES_PER_MESSAGE] for i in range(0, len(files), FILES_PER_MESSAGE)]
-        messages: list[tuple[str | None, tuple[FileBlob, ...]]] = [(c, ()) for c in chunks]
-        if batches and messages:
-            messages[-1] = (messages[-1][0], batches.pop(0))
-        messages.extend((None, batch) for batch in batches)
-        for index, (text, batch) in enumerate(messages):
-            attachments = [discord.File(io.BytesIO(f.data), filename=f.name) for f in batch]
-            async with asyncio.timeout(REST_TIMEOUT_S):
-                if index == 0 and reply and state.thread is None:
-                    await state.message.reply(text, files=attachments, mention_author=False)
-                else:
-                    await state.target.send(text, files=attachments)
-
-    async def _say(self, message: discord.Message, text: str, session: str) -> None:
+    async def say(self, message: discord.Message, text: str, session: str) -> None:
+        """Reply ``text`` to ``message``; a failure is logged, never raised."""
         try:
             async with asyncio.timeout(REST_TIMEOUT_S):
                 await message.reply(text, mention_author=False)
         except (discord.HTTPException, TimeoutError) as exc:
             _log.warning("session %s: could not tell the user %r: %s", session, text, exc)
 
-    async def _state_for(self, message_id: str, session: str) -> RequestState | None:
-        """The request's state; rebuilt from Discord when it is not in memory (a restart)."""
-        if (state := self.requests.get(message_id)) is not None:
-            return state
-        try:
-            channel_id = int(SessionId.from_str(session).key)
-            channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
-            if not isinstance(channel, discord.abc.Messageable):
-                return None
-            async with asyncio.timeout(REST_TIMEOUT_S):
-                message = await channel.fetch_message(int(message_id))
-        except (ValueError, discord.HTTPException, TimeoutError) as exc:
-            _log.warning("session %s: cannot find message %s: %s", session, message_id, exc)
-            return None
-        thread = message.channel if isinstance(message.channel, discord.Thread) else None
-        state = RequestState(message, session_of(message.channel), thread=thread)
-        self.requests[message_id] = state
-        return state

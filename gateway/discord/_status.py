@@ -26,11 +26,15 @@ class RequestState:
         thread: the thread the bot opened (or the thread the message was in), if any.
         status: the one status message that progress edits.
         streamed: the status message shows the answer so far (``stream`` progress).
+        user_id: the person who asked (limits count their tokens).
+        text: the request's text (names the thread when the anchor is the bot's own message).
     """
 
     message: discord.Message
     session: str
     thread: discord.Thread | None = None
+    user_id: str = ""
+    text: str = ""
     status: discord.Message | None = None
     streamed: bool = False
     shown: str = ""

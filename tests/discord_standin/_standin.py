@@ -77,6 +77,14 @@ class DiscordStandIn(Recorded):
         self.bots[bot.token] = bot
         return bot
 
+    def rotate_token(self, bot: Bot) -> str:
+        """Give ``bot``'s account a new token (as "Reset Token" does); the old one stops
+        working. Returns the new token."""
+        del self.bots[bot.token]
+        bot.token = f"standin-token-{bot.user['id']}-{self.ids.next()}"
+        self.bots[bot.token] = bot
+        return bot.token
+
     def _add_text_channel(self, name: str) -> Payload:
         channel = p.text_channel(self.ids.next(), self.guild_id, name, len(self.channels))
         self.channels[channel["id"]] = channel

@@ -1,0 +1,166 @@
+"""Typed configuration of the gateway: one ``BotConfig`` per bot of the pool (stored in the bots
+KV bucket) and the process-wide ``GatewaySettings`` (defaults, overridable by ``SB_GATEWAY_*``
+environment variables). Parsed once; a change replaces the object, never mutates it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.errors import BotConfigError
+from protocol import AGENT_ROLES, check_token
+
+_log = logging.getLogger(__name__)
+
+MAX_BOTS = 50
+"""Bots one gateway process runs at most by default (SPEC.md §7: "up to 50, configurable")."""
+DEFAULT_BOT = "default"
+"""The name of the bot made from ``DISCORD_TOKEN`` alone."""
+
+
+class BotConfig(BaseModel):
+    """One bot of the pool: the value stored under ``bot.<name>`` in the bots bucket.
+
+    Attributes:
+        name: the bot's key (1-128 of ``A-Z a-z 0-9 _ -``).
+        token: the Discord bot token (never logged; ``bots list`` masks it).
+        profile: the default agent role for this bot's requests (one of ``AGENT_ROLES``;
+            empty lets the classifier choose).
+        dms: answer direct messages.
+        guilds: guild ids this bot answers in; empty means every guild.
+        channels: channel (or thread parent) ids this bot answers in; empty means every channel.
+        models: model overrides, tier (``"1"``..``"4"``) → litellm model name.
+        command_guilds: register slash commands in these guilds (instant) instead of globally
+            (up to an hour to propagate:
+            https://discord.com/developers/docs/interactions/application-commands).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    token: str = Field(min_length=1, repr=False)
+    profile: str = ""
+    dms: bool = True
+    guilds: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    models: dict[str, str] = {}
+    command_guilds: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_token(value, "bot name")
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        if value and value not in AGENT_ROLES:
+            msg = f"unknown agent profile {value!r}; known: {', '.join(AGENT_ROLES)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if k not in {"1", "2", "3", "4"})
+        if bad:
+            msg = f"model overrides are keyed by tier 1-4, not {bad}"
+            raise ValueError(msg)
+        return value
+
+    def allows(self, guild_id: int | None, channel_ids: tuple[int | None, ...]) -> bool:
+        """Whether the allowlists let this bot answer in ``guild_id`` / any of ``channel_ids``
+        (a thread passes its own id and its parent's)."""
+        if guild_id is not None and self.guilds and str(guild_id) not in self.guilds:
+            return False
+        if guild_id is not None and self.channels:
+            return any(c is not None and str(c) in self.channels for c in channel_ids)
+        return True
+
+    def public(self) -> dict[str, Any]:
+        """The configuration without the token, for display."""
+        data = self.model_dump(exclude={"token"})
+        data["token"] = mask_token(self.token)
+        return data
+
+
+def mask_token(token: str) -> str:
+    """``abcd…wxyz``: enough to tell tokens apart, never enough to use one."""
+    return f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "…"
+
+
+class GatewaySettings(BaseSettings):
+    """Gateway behaviour, defaults for every bot; ``SB_GATEWAY_<FIELD>`` overrides each field
+    (``SB_GATEWAY_DEBOUNCE_S=0.5``).
+
+    Durations are seconds, sizes bytes, token counts model tokens (prompt + completion).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SB_GATEWAY_", frozen=True, extra="ignore")
+
+    max_bots: int = Field(default=MAX_BOTS, ge=1, le=1000)
+    debounce_s: float = Field(default=1.5, ge=0)
+    """Messages from one person in one conversation closer than this are one request."""
+    edit_interval_s: float = Field(default=1.0, gt=0)
+    """At most one status edit per request per this many seconds."""
+    queue_stale_s: float = Field(default=900.0, gt=0)
+    """A request with no answer for this long no longer holds its conversation's queue."""
+    attachment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    """Largest attachment stored into a workspace (8 MiB)."""
+    user_rate: int = Field(default=10, ge=0)
+    """Requests one person may make per ``rate_window_s`` (0: unlimited)."""
+    guild_rate: int = Field(default=60, ge=0)
+    """Requests one guild may make per ``rate_window_s`` (0: unlimited)."""
+    rate_window_s: float = Field(default=60.0, gt=0)
+    daily_tokens: int = Field(default=200_000, ge=0)
+    """Model tokens one person may use per UTC day (0: unlimited)."""
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    """How long each bot gets to close when it stops."""
+    ready_timeout_s: float = Field(default=60.0, gt=0)
+    """How long a bot may take to log in and receive READY."""
+    guild_ready_timeout_s: float = Field(default=2.0, ge=0)
+    """discord.py's wait for GUILD_CREATE after READY."""
+
+
+def load_bots_file(path: Path) -> list[BotConfig]:
+    """Read bot configurations from YAML: a list of bots, or ``{bots: [...]}``, or
+    ``{bots: {name: {...}}}``.
+
+    Raises:
+        BotConfigError: the file cannot be read, is not YAML, or a bot does not validate.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except OSError as exc:
+        msg = f"cannot read {path}: {exc.strerror}"
+        raise BotConfigError(msg) from exc
+    except yaml.YAMLError as exc:
+        msg = f"{path} is not valid YAML: {exc}"
+        raise BotConfigError(msg) from exc
+    if isinstance(raw, dict):
+        raw = raw.get("bots", [])
+    if isinstance(raw, dict):
+        raw = [{"name": name, **(spec or {})} for name, spec in raw.items()]
+    if not isinstance(raw, list):
+        msg = f"{path}: expected a list of bots or a 'bots:' key"
+        raise BotConfigError(msg)
+    return [parse_bot(item, where=str(path)) for item in raw]
+
+
+def parse_bot(data: Any, *, where: str = "bot") -> BotConfig:
+    """Validate one bot configuration.
+
+    Raises:
+        BotConfigError: it does not validate (the message names the field, never the token).
+    """
+    try:
+        return BotConfig.model_validate(data)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        msg = f"{where}: invalid bot configuration: {fields}"
+        raise BotConfigError(msg) from None

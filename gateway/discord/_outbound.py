@@ -1,0 +1,175 @@
+"""What comes back from the actors, posted in Discord: progress in one status message edited in
+place, the answer (split, with files), options; each bot message remembered for reactions."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from gateway.discord._inbound import session_of, strip_mentions, thread_name
+from gateway.discord._reactions import STOP, THUMBS_DOWN, THUMBS_UP
+from gateway.discord._status import REST_TIMEOUT_S, RequestState
+from gateway.discord._tracker import Kind, Tracked
+from gateway.render import render_options, render_progress, render_reply, split_message
+from protocol import ConsolidatedOptions, FileBlob, Flow, Outbound, Progress, Reply, SessionId
+
+if TYPE_CHECKING:
+    from gateway.discord._bot import SwitchboardBot
+
+_log = logging.getLogger(__name__)
+
+FILES_PER_MESSAGE = 10
+"""Attachments in one message (https://discord.com/developers/docs/resources/message,
+"Create Message": up to 10 files)."""
+THREADED_FLOWS = frozenset({Flow.SEQUENTIAL, Flow.BRANCH})
+
+
+class OutboundPoster:
+    """Posts one bot's outbound messages.
+
+    Args:
+        bot: the bot (its ``requests``, ``status_editor``, ``tracker``, ``intake``).
+    """
+
+    def __init__(self, bot: SwitchboardBot) -> None:
+        self.bot = bot
+
+    async def handle(self, outbound: Outbound) -> None:
+        """Handle one message from the bridge; Discord errors are logged and told in Discord."""
+        state = await self._state_for(outbound.in_reply_to, outbound.session)
+        if state is None:
+            _log.warning("session %s: %s for unknown message %s dropped", outbound.session,
+                         type(outbound).__name__, outbound.in_reply_to)
+            return
+        try:
+            match outbound:
+                case Progress():
+                    await self._on_progress(state, outbound)
+                case Reply():
+                    await self._on_reply(state, outbound)
+                case ConsolidatedOptions():
+                    await self._on_options(state, outbound)
+        except (discord.HTTPException, TimeoutError) as exc:
+            _log.exception("session %s: posting %s failed", state.session,
+                           type(outbound).__name__)
+            await self.bot.say(state.message, f"⚠️ I could not post the answer: {exc}",
+                               state.session)
+        finally:
+            if not isinstance(outbound, Progress):
+                self.bot.intake.finish(outbound.in_reply_to)
+
+    async def _on_progress(self, state: RequestState, p: Progress) -> None:
+        if p.stage == "classified" and p.flow in THREADED_FLOWS:
+            await self._open_thread(state)
+        elif p.stage == "classified" and state.status is None:
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                await state.target.typing()
+            return
+        state.streamed = p.stage == "stream"
+        first = state.status is None
+        await self.bot.status_editor.show(state, render_progress(p))
+        if first and state.status is not None:
+            self.bot.tracker.remember(state.status.id, Tracked(
+                Kind.STATUS if p.flow == Flow.SEQUENTIAL else Kind.ANSWER, state.session,
+                str(state.message.id)))
+            if p.flow == Flow.SEQUENTIAL:
+                await self._react(state.status, STOP)
+
+    async def _open_thread(self, state: RequestState) -> None:
+        message = state.message
+        if state.thread is not None or not isinstance(message.channel, discord.TextChannel):
+            return
+        me = self.bot.user.id if self.bot.user else 0
+        name = thread_name(strip_mentions(message.content, me) or state.text)
+        async with asyncio.timeout(REST_TIMEOUT_S):
+            state.thread = await message.create_thread(name=name)
+        self.bot.tracker.remember_thread(state.thread.id, state.session)
+        self.bot.intake.hold(session_of(state.thread), str(message.id))
+        _log.info("session %s: opened thread %s", state.session, state.thread.id)
+
+    async def _on_reply(self, state: RequestState, r: Reply) -> None:
+        await self.bot.status_editor.finish(state)
+        self.bot.requests.pop(r.in_reply_to, None)
+        await self._count_tokens(state, r.usage.prompt_tokens + r.usage.completion_tokens)
+        chunks = split_message(render_reply(r))
+        kind = Kind.COMMIT if r.branch else Kind.ANSWER
+        tracked = Tracked(kind, r.session, r.in_reply_to, role=r.role, branch=r.branch)
+        posted: list[discord.Message] = []
+        if state.streamed and state.status is not None and chunks and state.thread is None:
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                await state.status.edit(content=chunks[0])
+            posted.append(state.status)
+            chunks = chunks[1:]
+        posted += await self._post(state, chunks, r.files, reply=r.flow not in THREADED_FLOWS)
+        for message in posted:
+            self.bot.tracker.remember(message.id, tracked)
+        if kind is Kind.COMMIT and posted:
+            for emoji in (THUMBS_UP, THUMBS_DOWN):
+                await self._react(posted[-1], emoji)
+        _log.info("session %s: answered %s (%d chunks, %d files)", state.session,
+                  r.in_reply_to, len(chunks), len(r.files))
+
+    async def _on_options(self, state: RequestState, o: ConsolidatedOptions) -> None:
+        await self.bot.status_editor.finish(state)
+        self.bot.requests.pop(o.in_reply_to, None)
+        await self._count_tokens(state, o.usage.prompt_tokens + o.usage.completion_tokens)
+        posted = await self._post(state, split_message(render_options(o)), (), reply=False)
+        for message in posted:
+            self.bot.tracker.remember(message.id, Tracked(Kind.ANSWER, o.session,
+                                                          o.in_reply_to))
+
+    async def _count_tokens(self, state: RequestState, tokens: int) -> None:
+        limiter = self.bot.services.limiter
+        if limiter is not None and state.user_id:
+            await limiter.add_tokens(state.user_id, tokens)
+
+    async def _post(self, state: RequestState, chunks: list[str], files: tuple[FileBlob, ...],
+                    *, reply: bool) -> list[discord.Message]:
+        """Send ``chunks`` to the thread (or channel); files ride on the last chunk, ten per
+        message, extra batches in messages of their own. Returns the messages posted."""
+        batches = [files[i:i + FILES_PER_MESSAGE] for i in range(0, len(files), FILES_PER_MESSAGE)]
+        messages: list[tuple[str | None, tuple[FileBlob, ...]]] = [(c, ()) for c in chunks]
+        if batches and messages:
+            messages[-1] = (messages[-1][0], batches.pop(0))
+        messages.extend((None, batch) for batch in batches)
+        posted = []
+        for index, (text, batch) in enumerate(messages):
+            attachments = [discord.File(io.BytesIO(f.data), filename=f.name) for f in batch]
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                if index == 0 and reply and state.thread is None:
+                    posted.append(await state.message.reply(text, files=attachments,
+                                                            mention_author=False))
+                else:
+                    posted.append(await state.target.send(text, files=attachments))
+        return posted
+
+    async def _react(self, message: discord.Message, emoji: str) -> None:
+        try:
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                await message.add_reaction(emoji)
+        except (discord.HTTPException, TimeoutError) as exc:
+            _log.warning("could not add %s to message %s: %s", emoji, message.id, exc)
+
+    async def _state_for(self, message_id: str, session: str) -> RequestState | None:
+        """The request's state; rebuilt from Discord when it is not in memory (a restart)."""
+        if (state := self.bot.requests.get(message_id)) is not None:
+            return state
+        try:
+            channel_id = int(SessionId.from_str(session).key)
+            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                return None
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                message = await channel.fetch_message(int(message_id))
+        except (ValueError, discord.HTTPException, TimeoutError) as exc:
+            _log.warning("session %s: cannot find message %s: %s", session, message_id, exc)
+            return None
+        thread = message.channel if isinstance(message.channel, discord.Thread) else None
+        state = RequestState(message, session_of(message.channel), thread=thread,
+                             user_id=str(message.author.id))
+        self.bot.requests[message_id] = state
+        return state

@@ -1,0 +1,56 @@
+"""Reactions as controls (SPEC.md §3, §5): 🛑 on a run's status message aborts it, 👍 / 👎 on
+an answer is feedback (+15 / −20 confidence; 👎 asks for a reflection), 👍 / 👎 on a commit
+message merges / deletes its branch. Pure: the bot publishes what this returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.discord._tracker import Kind, Tracked
+from protocol import Control, ControlAction
+
+STOP, THUMBS_UP, THUMBS_DOWN = "🛑", "👍", "👎"
+FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
+"""Confidence change of 👍 / 👎 (SPEC.md §5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """A person's reaction on a bot message: the emoji, who, which message."""
+
+    emoji: str
+    user_id: int
+    message_id: int
+
+
+def control_for(reaction: Reaction, tracked: Tracked, origin: str
+                ) -> tuple[Control, str | None] | None:
+    """The control a reaction asks for, and the acknowledgement to post (None: post nothing).
+
+    Emoji with a skin-tone modifier count as the plain emoji. Returns None when the reaction
+    means nothing on this kind of message.
+    """
+    emoji = reaction.emoji
+    up, down = emoji.startswith(THUMBS_UP), emoji.startswith(THUMBS_DOWN)
+
+    def control(action: ControlAction, *, value: int = 0, branch: str = "") -> Control:
+        return Control(session=tracked.session, action=action, value=value,
+                       user_id=str(reaction.user_id), message_id=str(reaction.message_id),
+                       role=tracked.role, branch=branch, origin=origin)
+
+    match tracked.kind:
+        case Kind.STATUS if emoji == STOP:
+            return (control(ControlAction.ABORT),
+                    f"⏹️ Stop requested by <@{reaction.user_id}>, halting at the next turn.")
+        case Kind.COMMIT if up or down:
+            if up:
+                return (control(ControlAction.MERGE, branch=tracked.branch),
+                        f"🔀 Merging `{tracked.branch}`…")
+            return (control(ControlAction.DISCARD, branch=tracked.branch),
+                    f"🗑️ Deleting branch `{tracked.branch}`…")
+        case Kind.ANSWER | Kind.STATUS if up or down:
+            if up:
+                return control(ControlAction.FEEDBACK, value=FEEDBACK_UP), None
+            return (control(ControlAction.FEEDBACK, value=FEEDBACK_DOWN),
+                    "📝 Thanks, noted: I'll reflect on what went wrong.")
+    return None

@@ -18,6 +18,7 @@ Hierarchy::
             ├── MalformedMessageError   the bytes are not a known message
             ├── UnhandledMessageError   the actor has no handler for this message type
             └── ToolError        a tool refused or failed (shown to the model, not raised out)
+                ├── ToolRefusedError  a safety rule refused the call; ``kind`` names the rule
                 └── GitError     a git command in the workspace failed (merge conflict, bad ref)
 """
 
@@ -82,6 +83,15 @@ class UnhandledMessageError(PermanentError):
 
 class ToolError(PermanentError):
     """A tool refused (path outside the workspace, command not allowed) or failed."""
+
+
+class ToolRefusedError(ToolError):
+    """A tool's safety rule refused the call; ``kind`` names the rule for events
+    (``path_outside_workspace``, ``command_not_allowed``, ``network_unavailable``, ...)."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ArtifactError(SwitchboardError):

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from actors.config import ToolPolicy
 from actors.errors import ToolError
-from actors.tools import TOOL_SCHEMAS, Workspace, files_touched, run_tool
+from actors.tools import (
+    REFUSAL_KINDS,
+    TOOL_SCHEMAS,
+    Workspace,
+    _sandbox,
+    files_touched,
+    refusal_kind,
+    run_tool,
+)
 from protocol import ToolCall
 
 
@@ -155,11 +165,15 @@ async def test_env_has_no_secrets(workspace: Workspace, policy: ToolPolicy,
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
 
 
-async def test_memory_limit(workspace: Workspace, policy: ToolPolicy) -> None:
-    command = "python -c 'x = bytearray(3 * 1024 ** 3)'"
-    result = await run_tool(workspace, _call("run_command", command=command), policy,
-                            memory_limit=512 * 1024 * 1024)
-    assert result.is_error and "MemoryError" in result.content
+async def test_memory_limit(workspace: Workspace) -> None:
+    policy = ToolPolicy(timeout_s=10, memory_bytes=256 << 20)
+    command = "python -c 'x = bytearray(2 * 1024 ** 3)'"
+    result = await run_tool(workspace, _call("run_command", command=command), policy)
+    assert result.is_error and "MemoryError" in result.content, result.content
+    assert "exit code: 1" in result.content
+    small = "python -c 'x = bytearray(64 * 1024 ** 2); print(len(x))'"
+    result = await run_tool(workspace, _call("run_command", command=small), policy)
+    assert not result.is_error and str(64 * 1024 ** 2) in result.content, result.content
 
 
 def test_files_touched_and_schemas() -> None:
@@ -168,3 +182,93 @@ def test_files_touched_and_schemas() -> None:
     assert files_touched(ToolCall(call_id="1", name="write_file", arguments="{")) == ((), ())
     names = {schema["function"]["name"] for schema in TOOL_SCHEMAS}
     assert names == {"read_file", "write_file", "list_files", "run_command"}
+
+
+_CONNECT = ("python -c \"import socket; "
+            "socket.create_connection(('127.0.0.1', {port}), timeout=5); print('connected')\"")
+
+
+@pytest.fixture
+async def listening_port() -> AsyncIterator[int]:
+    """A TCP server on the host's loopback that accepts and closes connections."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_no_network_by_default(workspace: Workspace, listening_port: int) -> None:
+    policy = ToolPolicy(timeout_s=20)
+    assert policy.network is False
+    command = _CONNECT.format(port=listening_port)
+    result = await run_tool(workspace, _call("run_command", command=command), policy)
+    assert result.is_error, result.content
+    output = result.content.split("\n", 2)[2]
+    assert "connected" not in output
+    assert "Network is unreachable" in output or "Connection refused" in output, output
+    assert refusal_kind(result) is None  # the command ran; the network was simply not there
+
+
+async def test_network_when_allowed(workspace: Workspace, listening_port: int) -> None:
+    policy = ToolPolicy(timeout_s=20, network=True)
+    command = _CONNECT.format(port=listening_port)
+    result = await run_tool(workspace, _call("run_command", command=command), policy)
+    assert not result.is_error, result.content
+    assert "connected" in result.content.split("\n", 2)[2]
+
+
+async def test_refused_when_isolation_is_unavailable(workspace: Workspace,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sandbox, "NETWORK_ISOLATION",
+                        _sandbox.NetworkIsolation(program="no-such-unshare"))
+    (workspace.root / "marker.txt").write_text("x")
+    result = await run_tool(workspace, _call("run_command", command="ls"), ToolPolicy())
+    assert result.is_error and result.content.startswith("error: ")
+    assert "network isolation is unavailable" in result.content
+    assert "network: true" in result.content
+    assert "marker.txt" not in result.content  # never ran
+    assert refusal_kind(result) == "network_unavailable"
+    allowed = await run_tool(workspace, _call("run_command", command="ls"),
+                             ToolPolicy(network=True))
+    assert not allowed.is_error and "marker.txt" in allowed.content
+
+
+@pytest.mark.parametrize(("call", "policy", "kind"), [
+    (_call("read_file", path="/etc/passwd"), ToolPolicy(), "path_outside_workspace"),
+    (_call("write_file", path="../x.py", content="boom"), ToolPolicy(), "path_outside_workspace"),
+    (_call("list_files", path="a/../../.."), ToolPolicy(), "path_outside_workspace"),
+    (_call("run_command", command="rm -rf /"), ToolPolicy(), "command_not_allowed"),
+    (_call("run_command", command="python -c 'import time; time.sleep(30)'"),
+     ToolPolicy(timeout_s=0.3), "timeout"),
+    (_call("run_command", command="python -c 'print(\"a\" * 5000)'"),
+     ToolPolicy(max_output_bytes=100), "output_truncated"),
+    (_call("write_file", path="big.txt", content="x" * 101), ToolPolicy(max_file_bytes=100),
+     "file_too_large"),
+    (ToolCall(call_id="1", name="read_file", arguments="{not json"), ToolPolicy(),
+     "invalid_arguments"),
+    (_call("run_command", command="echo 'unclosed"), ToolPolicy(), "invalid_arguments"),
+    (_call("delete_everything"), ToolPolicy(), "unknown_tool"),
+    (_call("read_file", path="missing.txt"), ToolPolicy(), None),
+    (_call("run_command", command="python -c 'raise SystemExit(2)'"), ToolPolicy(), None),
+    (_call("run_command", command="echo fine"), ToolPolicy(), None),
+])
+async def test_refusal_kinds(workspace: Workspace, call: ToolCall, policy: ToolPolicy,
+                             kind: str | None) -> None:
+    result = await run_tool(workspace, call, policy)
+    assert refusal_kind(result) == kind, result.content
+    assert kind is None or kind in REFUSAL_KINDS
+    if kind is not None and kind != "output_truncated":
+        assert result.is_error and result.content.startswith("error: ")
+
+
+async def test_command_output_cannot_pose_as_a_refusal(workspace: Workspace) -> None:
+    command = "python -c 'print(\"error: nope [network_unavailable]\")'"
+    result = await run_tool(workspace, _call("run_command", command=command), ToolPolicy())
+    assert "[network_unavailable]" in result.content
+    assert refusal_kind(result) is None

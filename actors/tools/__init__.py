@@ -2,12 +2,14 @@
 
 from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
 from actors.tools._git import GitRepo, branch_name, check_branch_name
+from actors.tools._refusal import REFUSAL_KINDS, refusal_kind
 from actors.tools._run import FilesTouched, files_touched, run_tool
 from actors.tools._schemas import TOOL_NAMES, TOOL_SCHEMAS
 from actors.tools._workspace import Workspace
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "REFUSAL_KINDS",
     "TOOL_NAMES",
     "TOOL_SCHEMAS",
     "FilesTouched",
@@ -17,5 +19,6 @@ __all__ = [
     "check_branch_name",
     "command_env",
     "files_touched",
+    "refusal_kind",
     "run_tool",
 ]

@@ -1,8 +1,9 @@
 """``run_command``: one allowlisted program in the workspace, no shell, bounded in time, output
-and memory, with a clean environment (no secrets of the actor process reach it).
+and memory, with a clean environment (no secrets of the actor process reach it) and, unless
+``tools.network`` is true, no network (an empty network namespace, see ``_sandbox``).
 
-Not enforced here: ``ToolPolicy.network`` (there is no network namespace without privileges);
-the environment carries no proxy settings or credentials.
+Where the namespace cannot be made (no ``unshare``, user namespaces forbidden), commands are
+refused with a ``network_unavailable`` error rather than run with network.
 """
 
 from __future__ import annotations
@@ -19,13 +20,23 @@ import sys
 from pathlib import PurePath
 
 from actors.config import ToolPolicy
-from actors.errors import ToolError
+from actors.errors import ToolError, ToolRefusedError
+from actors.tools import _sandbox
+from actors.tools._refusal import (
+    COMMAND_NOT_ALLOWED,
+    INVALID_ARGUMENTS,
+    NETWORK_UNAVAILABLE,
+    OUTPUT_TRUNCATED,
+    TIMEOUT,
+    tag,
+)
 from actors.tools._workspace import Workspace
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_MEMORY_LIMIT = 1 << 30
-"""Address-space limit of a command in bytes (``RLIMIT_AS``): 1 GiB."""
+DEFAULT_MEMORY_LIMIT = ToolPolicy().memory_bytes
+"""Default address-space limit of a command in bytes (``RLIMIT_AS``): 1 GiB
+(``tools.memory_bytes`` in ``topology.yaml``)."""
 
 _READ_CHUNK = 65_536
 _KILL_WAIT_S = 5.0
@@ -44,15 +55,15 @@ def _argv(command: str, policy: ToolPolicy, env: dict[str, str]) -> list[str]:
         argv = shlex.split(command)
     except ValueError as exc:
         msg = f"cannot parse the command ({exc}); quote arguments properly"
-        raise ToolError(msg) from exc
+        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS) from exc
     if not argv:
         msg = "the command is empty"
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
     program = PurePath(argv[0]).name
     if program not in policy.allowlist:
         msg = (f"{program!r} is not an allowed program; allowed: {', '.join(policy.allowlist)}"
                " (commands run without a shell: no pipes, redirections or &&)")
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=COMMAND_NOT_ALLOWED)
     executable = shutil.which(program, path=env["PATH"])
     if executable is None:
         msg = f"{program!r} is allowed but not installed here"
@@ -80,6 +91,10 @@ class _Capture:
             self.tail += data
             del self.tail[: max(0, len(self.tail) - self.half)]
 
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.limit
+
     def text(self) -> str:
         head = self.head.decode("utf-8", errors="replace")
         if self.total <= self.limit:
@@ -88,6 +103,24 @@ class _Capture:
         note = (f"\n[... output truncated: {self.total} bytes in all, over the limit of "
                 f"{self.limit}; {cut} bytes left out here ...]\n")
         return head + note + self.tail.decode("utf-8", errors="replace")
+
+
+async def _isolation(policy: ToolPolicy) -> tuple[str, ...]:
+    """The argv prefix that takes the network away, or ``()`` when ``policy.network``.
+
+    Raises:
+        ToolRefusedError: no network is asked for but isolation is unavailable here.
+    """
+    if policy.network:
+        return ()
+    prefix = await _sandbox.NETWORK_ISOLATION.prefix()
+    if prefix is None:
+        msg = (f"commands are refused: network isolation is unavailable on this machine "
+               f"({_sandbox.NETWORK_ISOLATION.reason}) and commands never run with network "
+               "unless allowed; an operator can allow it with `tools: {network: true}` in "
+               "topology.yaml")
+        raise ToolRefusedError(msg, kind=NETWORK_UNAVAILABLE)
+    return prefix
 
 
 def _limit_memory(limit: int) -> None:
@@ -100,33 +133,34 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-async def run_command(
-    workspace: Workspace, command: str, policy: ToolPolicy, *,
-    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
-) -> tuple[str, bool]:
+async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
+                      ) -> tuple[str, bool]:
     """Run ``command`` in the workspace.
 
     Args:
         workspace: the working directory (also HOME).
         command: a command line, split with ``shlex`` (no shell); the program (argv[0]'s base
             name) must be in ``policy.allowlist`` and is looked up on the clean PATH.
-        policy: allowlist, ``timeout_s`` (seconds) and ``max_output_bytes``.
-        memory_limit: ``RLIMIT_AS`` of the child in bytes; None for no limit.
+        policy: allowlist, ``timeout_s`` (seconds), ``max_output_bytes``, ``memory_bytes``
+            (``RLIMIT_AS`` of the child) and ``network`` (False: an empty network namespace).
 
     Returns:
-        The text for the model (command, exit code, output of stdout and stderr merged) and
-        whether it is an error (non-zero exit or timeout).
+        The text for the model and whether it is an error (non-zero exit or timeout). The text
+        is ``$ command``, ``exit code: N`` and the output (stdout and stderr merged); a
+        timeout's or a truncated output's first line carries its refusal tag.
 
     Raises:
-        ToolError: the command is refused (unparsable, not allowed, not installed).
+        ToolRefusedError: the command is refused (unparsable, not allowed, no network isolation).
+        ToolError: the program is allowed but not installed.
     """
     env = command_env(workspace)
     argv = _argv(command, policy, env)
-    preexec = (lambda: _limit_memory(memory_limit)) if memory_limit else None
+    prefix = await _isolation(policy)
+    limit = policy.memory_bytes
     process = await asyncio.create_subprocess_exec(
-        *argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+        *prefix, *argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True, preexec_fn=preexec,
+        start_new_session=True, preexec_fn=lambda: _limit_memory(limit),
     )
     capture = _Capture(policy.max_output_bytes)
     try:
@@ -137,13 +171,13 @@ async def run_command(
             code = await process.wait()
     except TimeoutError:
         _log.info("command timed out after %gs: %s", policy.timeout_s, command)
-        output = capture.text()
-        msg = (f"error: `{command}` timed out after {policy.timeout_s:g} s and was killed "
-               f"(with its child processes).\n{output}")
-        return msg, True
+        first = (f"error: `{command}` timed out after {policy.timeout_s:g} s and was killed "
+                 "(with its child processes).")
+        return f"{tag(first, TIMEOUT)}\n{capture.text()}", True
     finally:
         if process.returncode is None:
             _kill_group(process)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), _KILL_WAIT_S)
-    return f"$ {command}\nexit code: {code}\n{capture.text()}", code != 0
+    first = tag(f"$ {command}", OUTPUT_TRUNCATED) if capture.truncated else f"$ {command}"
+    return f"{first}\nexit code: {code}\n{capture.text()}", code != 0

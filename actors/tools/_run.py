@@ -7,8 +7,9 @@ import logging
 from typing import Any, NamedTuple
 
 from actors.config import ToolPolicy
-from actors.errors import ToolError
-from actors.tools._command import DEFAULT_MEMORY_LIMIT, run_command
+from actors.errors import ToolError, ToolRefusedError
+from actors.tools._command import run_command
+from actors.tools._refusal import FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL, tag
 from actors.tools._schemas import TOOL_NAMES
 from actors.tools._workspace import Workspace
 from protocol import ToolCall, ToolResult
@@ -28,10 +29,10 @@ def _arguments(call: ToolCall) -> dict[str, Any]:
         arguments = json.loads(call.arguments or "{}")
     except ValueError as exc:
         msg = f"the arguments of {call.name} are not valid JSON ({exc}); send a JSON object"
-        raise ToolError(msg) from exc
+        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS) from exc
     if not isinstance(arguments, dict):
         msg = f"the arguments of {call.name} must be a JSON object"
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
     return arguments
 
 
@@ -39,7 +40,7 @@ def _string(arguments: dict[str, Any], name: str, tool: str, default: str | None
     value = arguments.get(name, default)
     if not isinstance(value, str):
         msg = f"{tool} needs the argument {name!r} as a string"
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
     return value
 
 
@@ -71,7 +72,7 @@ def _read(workspace: Workspace, path: str, policy: ToolPolicy) -> str:
     if size > policy.max_file_bytes:
         msg = (f"{path!r} is {size} bytes, over the limit of {policy.max_file_bytes}; "
                "read part of it with run_command (head, tail, grep)")
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=FILE_TOO_LARGE)
     return target.read_bytes().decode("utf-8", errors="replace")
 
 
@@ -81,7 +82,7 @@ def _write(workspace: Workspace, path: str, content: str, policy: ToolPolicy) ->
     if len(data) > policy.max_file_bytes:
         msg = (f"the content is {len(data)} bytes, over the limit of {policy.max_file_bytes}; "
                "split it into smaller files")
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=FILE_TOO_LARGE)
     if target.is_dir():
         msg = f"{path!r} is a directory"
         raise ToolError(msg)
@@ -94,22 +95,20 @@ def _list(workspace: Workspace, path: str) -> str:
     return "\n".join(workspace.list(path)) or "(the directory is empty)"
 
 
-async def run_tool(
-    workspace: Workspace, call: ToolCall, policy: ToolPolicy, *,
-    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
-) -> ToolResult:
+async def run_tool(workspace: Workspace, call: ToolCall, policy: ToolPolicy) -> ToolResult:
     """Run one tool call; failures become an error result, never an exception.
 
     Args:
         workspace: the session's workspace.
         call: the model's call (``read_file``, ``write_file``, ``list_files``, ``run_command``).
-        policy: the limits (allowlist, seconds, bytes) from ``topology.yaml`` ``tools:``.
-        memory_limit: address-space limit of commands in bytes (None: unlimited).
+        policy: the limits (allowlist, seconds, bytes, memory, network) from
+            ``topology.yaml`` ``tools:``.
 
     Returns:
         The result; ``is_error`` for a refusal (bad arguments, unknown tool, path outside the
-        workspace, file over ``max_file_bytes``, program not allowed), a timeout or a command
-        that exits non-zero. Error contents start with ``error:`` and say what to do instead.
+        workspace, file over ``max_file_bytes``, program not allowed, no network isolation),
+        a timeout or a command that exits non-zero. Error contents start with ``error:`` and
+        say what to do instead; ``refusal_kind(result)`` names the rule that refused it.
     """
     try:
         arguments = _arguments(call)
@@ -124,11 +123,14 @@ async def run_tool(
                 content = _list(workspace, _string(arguments, "path", call.name, "."))
             case "run_command":
                 content, is_error = await run_command(
-                    workspace, _string(arguments, "command", call.name), policy,
-                    memory_limit=memory_limit)
+                    workspace, _string(arguments, "command", call.name), policy)
             case _:
                 msg = f"unknown tool {call.name!r}; the tools are {', '.join(TOOL_NAMES)}"
-                raise ToolError(msg)
+                raise ToolRefusedError(msg, kind=UNKNOWN_TOOL)
+    except ToolRefusedError as exc:
+        _log.debug("tool %s refused (%s): %s", call.name, exc.kind, exc)
+        return ToolResult(call_id=call.call_id, name=call.name,
+                          content=tag(f"error: {exc}", exc.kind), is_error=True)
     except ToolError as exc:
         _log.debug("tool %s refused: %s", call.name, exc)
         return ToolResult(call_id=call.call_id, name=call.name, content=f"error: {exc}",

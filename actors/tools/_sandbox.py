@@ -24,7 +24,8 @@ _FORMS = (("-rn",), ("-n",))
 class NetworkIsolation:
     """Finds, once, the ``unshare`` command line that cuts a program off the network."""
 
-    def __init__(self) -> None:
+    def __init__(self, program: str = "unshare") -> None:
+        self.program = program
         self._lock = asyncio.Lock()
         self._probed = False
         self._prefix: tuple[str, ...] | None = None
@@ -41,10 +42,10 @@ class NetworkIsolation:
         return self._prefix
 
     async def _probe(self) -> tuple[str, ...] | None:
-        unshare = shutil.which("unshare")
+        unshare = shutil.which(self.program)
         true = shutil.which("true")
         if unshare is None or true is None:
-            self.reason = "the unshare program (util-linux) is not installed"
+            self.reason = f"the {self.program} program (util-linux) is not installed"
             return None
         errors: list[str] = []
         for form in _FORMS:

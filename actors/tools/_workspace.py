@@ -6,7 +6,8 @@ import logging
 import re
 from pathlib import Path, PurePosixPath
 
-from actors.errors import ToolError
+from actors.errors import ToolError, ToolRefusedError
+from actors.tools._refusal import INVALID_ARGUMENTS, PATH_OUTSIDE_WORKSPACE
 
 _log = logging.getLogger(__name__)
 
@@ -44,17 +45,18 @@ class Workspace:
         """The absolute path of ``relpath`` inside the workspace.
 
         Raises:
-            ToolError: the path is empty, absolute, leaves the workspace through ``..``, or
-                goes through a symlink that points outside.
+            ToolRefusedError: the path is empty (kind ``invalid_arguments``), or absolute,
+                leaves the workspace through ``..``, or goes through a symlink that points
+                outside (kind ``path_outside_workspace``).
         """
         if not relpath or not relpath.strip() or "\x00" in relpath:
             msg = "the path is empty: give a path relative to the workspace, e.g. 'main.py'"
-            raise ToolError(msg)
+            raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
         pure = PurePosixPath(relpath.replace("\\", "/"))
         if pure.is_absolute() or re.match(r"^[A-Za-z]:", relpath):
             msg = (f"absolute paths are not allowed ({relpath!r}): use a path relative to the "
                    "workspace, e.g. 'src/main.py'")
-            raise ToolError(msg)
+            raise ToolRefusedError(msg, kind=PATH_OUTSIDE_WORKSPACE)
         resolved = (self._root / pure).resolve()
         if resolved == self._root or resolved.is_relative_to(self._root):
             return resolved
@@ -62,7 +64,7 @@ class Workspace:
             msg = f"{relpath!r} leaves the workspace through '..': stay inside the workspace"
         else:
             msg = f"{relpath!r} goes through a symlink that points outside the workspace"
-        raise ToolError(msg)
+        raise ToolRefusedError(msg, kind=PATH_OUTSIDE_WORKSPACE)
 
     def relative(self, path: Path) -> str:
         """``path`` (inside the workspace) relative to its root, with ``/`` separators."""

@@ -1,0 +1,51 @@
+"""Why a tool result was refused or cut short, readable by the agent loop for its events.
+
+A refused or limited result names its reason at the end of its first line, in brackets:
+``error: 'rm' is not an allowed program; ... [command_not_allowed]``, or
+``$ python big.py [output_truncated]``. The first line is always written by the tools (command
+output starts on the third line), so what a program prints cannot pose as a refusal.
+"""
+
+from __future__ import annotations
+
+import re
+
+from protocol import ToolResult
+
+PATH_OUTSIDE_WORKSPACE = "path_outside_workspace"
+COMMAND_NOT_ALLOWED = "command_not_allowed"
+NETWORK_UNAVAILABLE = "network_unavailable"
+TIMEOUT = "timeout"
+OUTPUT_TRUNCATED = "output_truncated"
+FILE_TOO_LARGE = "file_too_large"
+INVALID_ARGUMENTS = "invalid_arguments"
+UNKNOWN_TOOL = "unknown_tool"
+
+REFUSAL_KINDS = frozenset({
+    PATH_OUTSIDE_WORKSPACE, COMMAND_NOT_ALLOWED, NETWORK_UNAVAILABLE, TIMEOUT, OUTPUT_TRUNCATED,
+    FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL,
+})
+"""Every reason ``refusal_kind`` can return."""
+
+_TAG = re.compile(r" \[([a-z_]+)\]$")
+
+
+def tag(first_line: str, kind: str) -> str:
+    """``first_line`` with ``kind`` appended in brackets (``kind`` must be a refusal kind)."""
+    assert kind in REFUSAL_KINDS, kind
+    return f"{first_line} [{kind}]"
+
+
+def refusal_kind(result: ToolResult) -> str | None:
+    """The safety rule that refused or limited ``result``, or None for an ordinary result.
+
+    Returns:
+        One of ``REFUSAL_KINDS``: ``path_outside_workspace``, ``command_not_allowed``,
+        ``network_unavailable``, ``timeout``, ``output_truncated``, ``file_too_large``,
+        ``invalid_arguments``, ``unknown_tool``.
+    """
+    first_line = result.content.split("\n", 1)[0]
+    match = _TAG.search(first_line)
+    if match is None or match.group(1) not in REFUSAL_KINDS:
+        return None
+    return match.group(1)

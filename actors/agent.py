@@ -10,11 +10,20 @@ from __future__ import annotations
 import time
 from functools import cache
 
-from actors.agent_loop import AgentLoop
-from actors.memory import append_exchange, history_messages
+from actors.agent_run import AgentRun
+from actors.errors import PermanentError, ToolError
 from actors.modeled import ModelActor
 from actors.runtime import MessageContext, handler
-from protocol import AGENT_ROLES, ChatMessage, Flow, Progress, Reply, TurnRequest
+from protocol import (
+    AGENT_ROLES,
+    ChatMessage,
+    Control,
+    ControlAction,
+    Flow,
+    Progress,
+    Reply,
+    TurnRequest,
+)
 
 STREAM_INTERVAL_S = 0.5
 """Least time between two streamed Progress updates of one answer."""
@@ -51,9 +60,41 @@ class AgentActor(ModelActor):
     @handler
     async def on_turn_request(self, request: TurnRequest, ctx: MessageContext) -> None:
         if request.classification.flow is Flow.SEQUENTIAL:
-            await AgentLoop(self, ctx, request).run()
+            await AgentRun(self, ctx, request).run()
         else:
             await self._single_turn(request, ctx)
+
+    @handler
+    async def on_control(self, control: Control, ctx: MessageContext) -> None:
+        """👍 / 👎 on a commit message: merge the run's branch into main, or delete it."""
+        from actors.artifacts import restore_workspace, sync_to_store
+        from actors.tools import GitRepo, Workspace
+
+        if control.action not in {ControlAction.MERGE, ControlAction.DISCARD}:
+            msg = f"{self.actor_id.role} does not handle {control.action} controls"
+            raise PermanentError(msg)
+        workspace = Workspace.for_session(self.services.settings.workspace_root,
+                                          control.session)
+        if self.services.artifacts is not None:
+            await restore_workspace(self.services.artifacts, workspace)
+        git = GitRepo(workspace)
+        try:
+            if control.action is ControlAction.MERGE:
+                sha = await git.merge(control.branch)
+                text = f"✅ Merged `{control.branch}` into `main` ({sha[:12]})."
+            else:
+                await git.delete_branch(control.branch)
+                text = f"🗑️ Deleted branch `{control.branch}`."
+        except ToolError as exc:
+            text = f"⚠️ Could not {control.action} `{control.branch}`: {exc}"
+        if self.services.artifacts is not None:
+            await sync_to_store(self.services.artifacts, workspace)
+        await ctx.emit(str(control.action), detail=f"{control.branch}: {text}"[:500])
+        if control.origin:
+            await ctx.reply(control.origin, Reply(
+                session=control.session, origin=control.origin, in_reply_to=control.message_id,
+                text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role,
+            ))
 
     async def _single_turn(self, request: TurnRequest, ctx: MessageContext) -> None:
         from actors.llm import strip_report
@@ -61,10 +102,11 @@ class AgentActor(ModelActor):
 
         chat = request.classification.request
         flow = request.classification.flow
-        spec = self.topology.model_for_tier(request.tier)
-        state = await self.services.sessions.get(chat.session)
+        session = await self.services.sessions.get(chat.session)
+        tier = session.tier if session.tier and flow is not Flow.BREAKGLASS else request.tier
+        spec = self.topology.model_for_tier(tier)
         system = render(self.actor_id.role, plan="", memory="")
-        messages = [{"role": "system", "content": system}, *history_messages(state),
+        messages = [{"role": "system", "content": system}, *await self.context_messages(chat),
                     {"role": "user", "content": chat.text}]
         stream = ProgressStream(ctx, chat, flow, spec.name)
         reply = await self.call_model(ctx, spec, messages, on_text=stream.update,
@@ -72,10 +114,9 @@ class AgentActor(ModelActor):
         answer = strip_report(reply.text)
         await ctx.reply(chat.origin, Reply(
             session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,
-            flow=flow, usage=request.usage + reply.usage,
+            flow=flow, usage=request.usage + reply.usage, role=self.actor_id.role,
         ))
-        await self.services.sessions.update(chat.session, lambda s: append_exchange(
-            s, chat.text, answer, user_id=chat.user_id, window=self.topology.history_window))
+        await self.remember(chat, answer)
 
 
 @cache

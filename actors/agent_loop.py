@@ -1,187 +1,169 @@
-"""The agentic loop of the SEQUENTIAL flow (SPEC.md §3), one run per TurnRequest.
+"""The turns of the agentic loop (SPEC.md §3): one model call with tools per turn.
 
-Each turn: one model call with the workspace tools → run the tools it asked for → publish
-progress (turn n/max, confidence, model, files read/written) → escalate to the next model of
-the path when the model reports it is stuck or its confidence stays under 30 for 2 turns →
-finish when the model answers without tools and does not say ``continue``, or at max turns.
+A turn: one model call with the workspace tools → run the tools it asked for → confidence
+from the model's report and the evaluator's signals → progress to the person (turn n/max,
+confidence, model, files read/written) → the escalation rules (``actors.escalation``). The run
+around the turns (lock, checkpoints, abort, pause, git, artifacts) is ``actors.agent_run``.
 """
 
 from __future__ import annotations
 
-import re
+import enum
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actors.memory import append_exchange, history_messages
+from actors.config import ModelSpec
+from actors.escalation import TurnSignals, observe, turn_confidence
 from protocol import (
-    FileBlob,
+    EscalationMemo,
     Flow,
     Progress,
-    Reply,
+    ToolCall,
     ToolResult,
     TrajectoryStep,
-    TurnRequest,
-    TurnResult,
+    Usage,
 )
 
 if TYPE_CHECKING:
     from actors.agent import AgentActor
     from actors.runtime import MessageContext
-
-LOW_CONFIDENCE = 30
-LOW_CONFIDENCE_TURNS = 2
-MAX_FILE_BYTES = 8 * 1024 * 1024
-"""Largest file attached to an answer (Discord's upload limit without boosts)."""
-_MARKER = re.compile(r"<<([^<>\n]{1,300})>>")
+    from actors.tools import Workspace
+    from protocol import ChatMessage
 
 
-class AgentLoop:
-    """Runs one SEQUENTIAL request to its end and publishes the Reply and the TurnResult."""
+class Outcome(enum.Enum):
+    """What a turn decided."""
 
-    def __init__(self, actor: AgentActor, ctx: MessageContext, request: TurnRequest) -> None:
-        from actors.tools import Workspace
+    CONTINUE = "continue"
+    DONE = "done"
+    STUCK = "stuck"
+    """Escalation was due but the path has no higher model: ask the person."""
 
-        self.actor, self.ctx, self.request = actor, ctx, request
-        self.chat = request.classification.request
-        self.topology = actor.topology
-        self.workspace = Workspace.for_session(actor.services.settings.workspace_root,
-                                               self.chat.session)
-        path = self.topology.escalation_path()
-        start = self.topology.model_for_tier(request.tier).name
-        self.path = path
-        self.level = next((i for i, m in enumerate(path) if m.name == start), 0)
-        self.usage = request.usage
-        self.trajectory: list[TrajectoryStep] = []
-        self.files_written: list[str] = []
-        self.confidence = 50
-        self.low_turns = 0
 
-    async def run(self) -> None:
-        from actors.llm import strip_report
+@dataclass
+class LoopState:
+    """Everything the loop needs to go on; a checkpoint stores it."""
 
-        started = time.perf_counter()
-        messages = await self._first_messages()
-        text = ""
-        max_turns = max(1, self.request.max_turns)
-        for turn in range(1, max_turns + 1):
-            text, done = await self._turn(turn, max_turns, messages)
-            if done:
-                break
-        answer = strip_report(text) or "I stopped without a final answer."
-        answer, files = self._attach_files(answer)
-        chat = self.chat
-        await self.ctx.reply(chat.origin, Reply(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,
-            files=files, flow=Flow.SEQUENTIAL, usage=self.usage,
-        ))
-        await self.actor.services.sessions.update(chat.session, lambda s: append_exchange(
-            s, chat.text, answer, user_id=chat.user_id, window=self.topology.history_window))
-        await self.ctx.send("evaluator", TurnResult(
-            request=self.request, text=answer, turns=len(self.trajectory),
-            trajectory=tuple(self.trajectory), files_written=tuple(self.files_written),
-            confidence=self.confidence, usage=self.usage,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        ))
+    level: int
+    messages: list[dict[str, Any]]
+    turn: int = 0
+    confidence: int = 50
+    memo: EscalationMemo = field(default_factory=EscalationMemo)
+    trajectory: list[TrajectoryStep] = field(default_factory=list)
+    files_written: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    last_text: str = ""
+    stuck_reason: str = ""
 
-    async def _first_messages(self) -> list[dict[str, Any]]:
-        from actors.prompts import render
 
-        plan = "\n".join(f"{i}. {step}" for i, step in enumerate(self.request.plan, 1))
-        system = render(self.actor.actor_id.role, plan=plan, memory=self.request.memory)
-        state = await self.actor.services.sessions.get(self.chat.session)
-        return [{"role": "system", "content": system}, *history_messages(state, 6),
-                {"role": "user", "content": self.chat.text}]
+class TurnEngine:
+    """Runs single turns for one run.
 
-    async def _turn(self, turn: int, max_turns: int, messages: list[dict[str, Any]]
-                    ) -> tuple[str, bool]:
+    Args:
+        actor: the role actor (model calls, topology).
+        ctx: the delivery being handled (events, progress).
+        workspace: the thread's workspace.
+        path: the escalation path of models.
+        reply_to: the message whose thread gets the progress.
+        max_turns: the run's turn limit.
+    """
+
+    def __init__(self, actor: AgentActor, ctx: MessageContext, workspace: Workspace,
+                 path: list[ModelSpec], reply_to: ChatMessage, max_turns: int) -> None:
+        self.actor, self.ctx, self.workspace = actor, ctx, workspace
+        self.path, self.reply_to, self.max_turns = path, reply_to, max_turns
+
+    async def turn(self, state: LoopState) -> Outcome:
+        """Run turn ``state.turn + 1`` and update ``state``."""
         from actors.llm import parse_report
-        from actors.tools import TOOL_SCHEMAS, files_touched, run_tool
+        from actors.tools import TOOL_SCHEMAS
 
-        spec = self.path[self.level]
+        state.turn += 1
+        spec = self.path[state.level]
         started = time.perf_counter()
-        reply = await self.actor.call_model(self.ctx, spec, messages, tools=TOOL_SCHEMAS,
-                                            purpose=f"turn {turn}")
-        self.usage = self.usage + reply.usage
+        reply = await self.actor.call_model(self.ctx, spec, state.messages, tools=TOOL_SCHEMAS,
+                                            purpose=f"turn {state.turn}")
+        state.usage = state.usage + reply.usage
+        state.last_text = reply.text
         report = parse_report(reply.text)
-        if report.confidence is not None:
-            self.confidence = report.confidence
-        messages.append(_assistant_message(reply.text, reply.tool_calls))
+        state.messages.append(_assistant_message(reply.text, reply.tool_calls))
+        results, read, written = await self._run_tools(reply.tool_calls, state)
+        signals = TurnSignals(reported_confidence=report.confidence, status=report.status,
+                              tool_calls=tuple(reply.tool_calls), tool_results=tuple(results),
+                              files_changed=len(written))
+        state.confidence = turn_confidence(state.confidence, signals)
+        state.trajectory.append(TrajectoryStep(
+            turn=state.turn, model=spec.name, text=reply.text,
+            tool_calls=tuple(reply.tool_calls), tool_results=tuple(results),
+            confidence=state.confidence, duration_ms=(time.perf_counter() - started) * 1000,
+        ))
+        await self._progress(state, spec.name, read, written)
+        await self.ctx.emit("turn", model=spec.name, detail=(
+            f"turn {state.turn}/{self.max_turns} confidence {state.confidence} "
+            f"tools {len(results)} status {report.status or '-'}"))
+        reason = observe(state.memo, state.confidence, signals)
+        if reason is not None:
+            if state.level + 1 >= len(self.path):
+                state.stuck_reason = reason
+                return Outcome.STUCK
+            await self._escalate(state, reason)
+        if not reply.tool_calls and report.status not in {"continue", "stuck"}:
+            return Outcome.DONE
+        if not reply.tool_calls:
+            state.messages.append({"role": "user", "content": "Continue with the next step."})
+        return Outcome.CONTINUE
+
+    async def _run_tools(self, calls: tuple[ToolCall, ...], state: LoopState
+                         ) -> tuple[list[ToolResult], list[str], list[str]]:
+        from actors.tools import files_touched, refusal_kind, run_tool
+
         results: list[ToolResult] = []
         read: list[str] = []
         written: list[str] = []
-        for call in reply.tool_calls:
-            result = await run_tool(self.workspace, call, self.topology.tools)
+        for call in calls:
+            result = await run_tool(self.workspace, call, self.actor.topology.tools)
             results.append(result)
-            messages.append({"role": "tool", "tool_call_id": call.call_id,
-                             "content": result.content})
+            state.messages.append({"role": "tool", "tool_call_id": call.call_id,
+                                   "content": result.content})
             if not result.is_error:
                 touched = files_touched(call)
                 read += touched.read
                 written += touched.written
-            await self.ctx.emit("tool_call", detail=f"{call.name} "
-                                f"{'error' if result.is_error else 'ok'}: {call.arguments}"[:500])
+            refused = refusal_kind(result)
+            await self.ctx.emit("tool_refused" if refused else "tool_call", detail=(
+                f"{call.name} {refused or ('error' if result.is_error else 'ok')}: "
+                f"{call.arguments}")[:500])
         for path in written:
-            if path not in self.files_written:
-                self.files_written.append(path)
-        self.trajectory.append(TrajectoryStep(
-            turn=turn, model=spec.name, text=reply.text, tool_calls=tuple(reply.tool_calls),
-            tool_results=tuple(results), confidence=self.confidence,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        ))
-        chat = self.chat
+            if path not in state.files_written:
+                state.files_written.append(path)
+        return results, read, written
+
+    async def _progress(self, state: LoopState, model: str, read: list[str],
+                        written: list[str]) -> None:
+        chat = self.reply_to
         await self.ctx.reply(chat.origin, Progress(
             session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, stage="turn",
-            flow=Flow.SEQUENTIAL, turn=turn, max_turns=max_turns, confidence=self.confidence,
-            model=spec.name, files_read=tuple(read), files_written=tuple(written),
+            flow=Flow.SEQUENTIAL, turn=state.turn, max_turns=self.max_turns,
+            confidence=state.confidence, model=model, files_read=tuple(read),
+            files_written=tuple(written),
         ))
-        await self.ctx.emit("turn", model=spec.name,
-                            detail=f"turn {turn}/{max_turns} confidence {self.confidence} "
-                                   f"tools {len(results)} status {report.status or '-'}")
-        await self._maybe_escalate(report.status, turn)
-        done = not reply.tool_calls and report.status != "continue"
-        if not reply.tool_calls and not done:
-            messages.append({"role": "user", "content": "Continue with the next step."})
-        return reply.text, done
 
-    async def _maybe_escalate(self, status: str | None, turn: int) -> None:
-        self.low_turns = self.low_turns + 1 if self.confidence < LOW_CONFIDENCE else 0
-        reason = ""
-        if status == "stuck":
-            reason = "the model reported it is stuck"
-        elif self.low_turns >= LOW_CONFIDENCE_TURNS:
-            reason = f"confidence under {LOW_CONFIDENCE} for {self.low_turns} turns"
-        if not reason or self.level + 1 >= len(self.path):
-            return
-        previous = self.path[self.level].name
-        self.level += 1
-        self.low_turns = 0
-        await self.ctx.emit("escalation", model=self.path[self.level].name,
-                            detail=f"turn {turn}: {previous} → {self.path[self.level].name}: "
-                                   f"{reason}")
-
-    def _attach_files(self, answer: str) -> tuple[str, tuple[FileBlob, ...]]:
-        """Replace each ``<<path>>`` marker by a note and attach the file (SPEC.md §6)."""
-        from actors.errors import ToolError
-
-        files: list[FileBlob] = []
-
-        def _swap(match: re.Match[str]) -> str:
-            rel = match.group(1).strip()
-            try:
-                path = self.workspace.resolve(rel)
-            except ToolError as exc:
-                return f"(cannot attach {rel}: {exc})"
-            if not path.is_file():
-                return f"(cannot attach {rel}: no such file in the workspace)"
-            if path.stat().st_size > MAX_FILE_BYTES:
-                return f"(cannot attach {rel}: larger than {MAX_FILE_BYTES // 2**20} MiB)"
-            files.append(FileBlob(name=rel, data=path.read_bytes()))
-            return f"📎 {rel}"
-
-        return _MARKER.sub(_swap, answer), tuple(files)
+    async def _escalate(self, state: LoopState, reason: str) -> None:
+        previous = self.path[state.level].name
+        state.level += 1
+        target = self.path[state.level].name
+        await self.ctx.emit("escalation", model=target,
+                            detail=f"turn {state.turn}: {previous} → {target}: {reason}")
+        chat = self.reply_to
+        await self.ctx.reply(chat.origin, Progress(
+            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id,
+            stage="escalated", flow=Flow.SEQUENTIAL, turn=state.turn, max_turns=self.max_turns,
+            confidence=state.confidence, model=target, text=f"Escalating to {target}: {reason}",
+        ))
 
 
-def _assistant_message(text: str, tool_calls: Any) -> dict[str, Any]:
+def _assistant_message(text: str, tool_calls: tuple[ToolCall, ...]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if tool_calls:
         message["tool_calls"] = [
@@ -190,4 +172,3 @@ def _assistant_message(text: str, tool_calls: Any) -> dict[str, Any]:
             for c in tool_calls
         ]
     return message
-

@@ -176,7 +176,7 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
             for role in roles:
                 await _ensure_stream(js, _task_stream(subjects, role, replicas))
             for bucket in (subjects.sessions_bucket, subjects.runs_bucket,
-                           subjects.checkpoints_bucket):
+                           subjects.checkpoints_bucket, subjects.users_bucket):
                 await kv_bucket(js, bucket, replicas=replicas)
     except TimeoutError as exc:
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"

@@ -150,6 +150,8 @@ class Classifier(Actor):
 
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
+        if await self._resume_paused(message, ctx):
+            return
         verdict = classify(message, self.topology)
         await ctx.emit("classified", step="chat_message",
                        detail=f"{verdict.flow} {verdict.role} {verdict.complexity}: "
@@ -174,3 +176,24 @@ class Classifier(Actor):
                 await ctx.send(verdict.role, TurnRequest(classification=verdict, tier=4))
             case _:
                 await ctx.send(verdict.role, TurnRequest(classification=verdict, tier=1))
+
+    async def _resume_paused(self, message: ChatMessage, ctx: MessageContext) -> bool:
+        """A message in a session whose run paused on a clarifying question is the answer:
+        send it to that run (SPEC.md §3) instead of classifying it afresh."""
+        from actors.runs import CheckpointStore
+
+        checkpoint = await CheckpointStore(self.services.checkpoints).load(message.session)
+        if checkpoint is None or checkpoint.status != "paused":
+            return False
+        paused = checkpoint.request
+        await ctx.emit("classified", step="chat_message",
+                       detail=f"answer to the paused run of {paused.classification.role}")
+        await ctx.reply(message.origin, Progress(
+            session=message.session, origin=message.origin, in_reply_to=message.message_id,
+            stage="classified", flow=Flow.SEQUENTIAL, text="Resuming with your answer…",
+        ))
+        await ctx.send(paused.classification.role, TurnRequest(
+            classification=paused.classification, plan=paused.plan, memory=paused.memory,
+            tier=paused.tier, max_turns=paused.max_turns, answer=message,
+        ))
+        return True

@@ -73,4 +73,4 @@ class Consolidator(Actor):
                        f"{len(result.proposals)} proposals: {summary}"[:500])
         await self.services.sessions.update(request.session, lambda s: append_exchange(
             s, request.text, f"Options: {summary}", user_id=request.user_id,
-            window=self.topology.history_window))
+            window=self.topology.history_window, session=request.session))

@@ -22,13 +22,20 @@ def _norm(text: str) -> str:
     return re.sub(r"[\W_]+", " ", text.lower()).strip()
 
 
+USER_MEMORY_LINES = 6
+"""Entries from a person's other conversations shown to a model."""
+_KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
+
+
 def append_exchange(
-    state: SessionState, user_text: str, answer: str, *, user_id: str, window: int
+    state: SessionState, user_text: str, answer: str, *, user_id: str, window: int,
+    session: str = "",
 ) -> None:
     """Add the person's message and the answer to the history, keeping the last ``window``."""
     now = time.time()
-    state.history.append(HistoryEntry(role="user", text=user_text, user_id=user_id, at=now))
-    state.history.append(HistoryEntry(role="assistant", text=answer, at=now))
+    state.history.append(HistoryEntry(role="user", text=user_text, user_id=user_id, at=now,
+                                      session=session))
+    state.history.append(HistoryEntry(role="assistant", text=answer, at=now, session=session))
     if window >= 0:
         del state.history[: max(0, len(state.history) - window)]
 
@@ -37,6 +44,22 @@ def history_messages(state: SessionState, limit: int = 10) -> list[dict[str, Any
     """The last ``limit`` history entries as chat messages for a model."""
     entries = state.history[-limit:] if limit > 0 else []
     return [{"role": e.role, "content": e.text} for e in entries]
+
+
+def user_key(origin: str, user_id: str) -> str:
+    """The per-user memory key: one per bot (``origin``) and person, so two people — or two
+    bots — never share memory (SPEC.md §4)."""
+    return f"user.{_KEY_UNSAFE.sub('_', origin)}.{_KEY_UNSAFE.sub('_', user_id)}"
+
+
+def user_memory_text(memory: SessionState, current_session: str) -> str:
+    """What this person said and was told in their other conversations (newest last)."""
+    entries = [e for e in memory.history if e.session != current_session]
+    lines = [f"- {e.role}: {' '.join(e.text.split())[:200]}"
+             for e in entries[-USER_MEMORY_LINES:]]
+    if not lines:
+        return ""
+    return "What you remember of this person from other conversations:\n" + "\n".join(lines)
 
 
 def add_reflection(state: SessionState, reflection: Reflection, summary: str) -> None:

@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.config import ModelSpec
+from actors.memory import append_exchange, history_messages, user_key, user_memory_text
 from actors.runtime import Actor, MessageContext
-from protocol import Usage
+from protocol import ChatMessage, Usage
 
 ModelMessages = list[dict[str, Any]]
 
@@ -24,6 +25,27 @@ class ModelActor(Actor):
         from actors.llm import register_providers
 
         register_providers(self.topology.providers)
+
+    async def context_messages(self, chat: ChatMessage, *, limit: int = 10
+                               ) -> list[dict[str, Any]]:
+        """The conversation so far for a model: what this person said elsewhere (per-user
+        memory, as a system message) and this session's recent history."""
+        session = await self.services.sessions.get(chat.session)
+        person = await self.services.users.get(user_key(chat.origin, chat.user_id))
+        remembered = user_memory_text(person, chat.session)
+        extra = [{"role": "system", "content": remembered}] if remembered else []
+        return [*extra, *history_messages(session, limit)]
+
+    async def remember(self, chat: ChatMessage, answer: str) -> None:
+        """Keep the exchange in the session's history and in the person's memory."""
+        window = self.topology.history_window
+
+        def _add(state: Any) -> None:
+            append_exchange(state, chat.text, answer, user_id=chat.user_id, window=window,
+                            session=chat.session)
+
+        await self.services.sessions.update(chat.session, _add)
+        await self.services.users.update(user_key(chat.origin, chat.user_id), _add)
 
     async def call_model(
         self,

@@ -55,6 +55,6 @@ class Planner(ModelActor):
                        detail=f"{len(plan)} steps; memory {'used' if memory else 'empty'}")
         await ctx.send(verdict.role, TurnRequest(
             classification=verdict, plan=plan, memory=memory,
-            tier=self.topology.actor(verdict.role).tier,
+            tier=state.tier or self.topology.actor(verdict.role).tier,
             max_turns=self.topology.max_turns[verdict.complexity], usage=reply.usage,
         ))

@@ -7,14 +7,23 @@ for, a reflection is derived from the scores instead, so memory is never skipped
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import msgspec
 
+from actors.errors import PermanentError
 from actors.memory import add_reflection
 from actors.modeled import ModelActor
 from actors.runtime import MessageContext, handler
-from protocol import Evaluation, Reflection, Scores
+from protocol import (
+    Control,
+    ControlAction,
+    Evaluation,
+    Reflection,
+    Scores,
+    SessionState,
+)
 
 
 class _Answer(msgspec.Struct):
@@ -58,10 +67,82 @@ def summarize(evaluation: Evaluation) -> str:
             f"{evaluation.scores.efficiency}")
 
 
+FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
+"""Confidence change of 👍 and 👎 on a bot message (SPEC.md §5); clamped to 10-100."""
+
+
 class Reflector(ModelActor):
-    """Writes each run's reflection and key insight into the session (windows 5 and 20)."""
+    """Writes each run's reflection and key insight into the session (windows 5 and 20);
+    applies people's feedback to the session's confidence (👎 also asks for a reflection);
+    forgets a deleted thread's workspace and artifacts."""
 
     role = "reflector"
+
+    @handler
+    async def on_control(self, control: Control, ctx: MessageContext) -> None:
+        match control.action:
+            case ControlAction.FEEDBACK:
+                await self._feedback(control, ctx)
+            case ControlAction.DELETE_SESSION:
+                await self._delete_session(control, ctx)
+            case _:
+                msg = f"the reflector does not handle {control.action} controls"
+                raise PermanentError(msg)
+
+    async def _feedback(self, control: Control, ctx: MessageContext) -> None:
+        def _apply(state: SessionState) -> None:
+            state.confidence += control.value
+
+        state = await self.services.sessions.update(control.session, _apply)
+        await ctx.emit("feedback", detail=f"{control.value:+d} by {control.user_id}: "
+                       f"confidence now {state.confidence}")
+        if control.value < 0:
+            await self._reflect_on_feedback(state, control, ctx)
+
+    async def _reflect_on_feedback(self, state: SessionState, control: Control,
+                                   ctx: MessageContext) -> None:
+        from actors.prompts import render
+
+        asked = next((e.text for e in reversed(state.history) if e.role == "user"), "")
+        answered = next((e.text for e in reversed(state.history) if e.role == "assistant"), "")
+        scores = state.scores or Scores(task_completion=30, code_quality=50, efficiency=50)
+        spec = self.topology.model_for_tier(self.spec.tier)
+        reply = await self.call_model(ctx, spec, [
+            {"role": "system", "content": render(
+                "reflector", task=asked or "(unknown)",
+                trajectory=(state.trajectory_summary or "") + f"\nanswer: {answered[:500]}",
+                scores=f"task completion {scores.task_completion}, code quality "
+                       f"{scores.code_quality}, efficiency {scores.efficiency}; "
+                       "the person reacted 👎 to the answer")},
+            {"role": "user", "content": "Reflect on why the answer disappointed."},
+        ], purpose="reflection on 👎")
+        answer = parse_reflection(reply.text) or _Answer(
+            what_failed="the person disliked the answer", root_cause="unknown",
+            strategy_change="ask what was wrong before retrying",
+            key_insight="confirm the goal with the person when an answer is rejected")
+        reflection = Reflection(
+            session=control.session, what_worked=answer.what_worked,
+            what_failed=answer.what_failed, root_cause=answer.root_cause,
+            strategy_change=answer.strategy_change, key_insight=answer.key_insight,
+            scores=scores, task=asked[:500], created_at=time.time(),
+        )
+        await self.services.sessions.update(
+            control.session, lambda s: add_reflection(s, reflection, s.trajectory_summary))
+        await ctx.emit("reflection", model=spec.name,
+                       detail=f"after 👎: {reflection.key_insight}"[:500])
+
+    async def _delete_session(self, control: Control, ctx: MessageContext) -> None:
+        from actors.runs import CheckpointStore
+        from actors.tools import Workspace
+
+        removed = 0
+        if self.services.artifacts is not None:
+            removed = await self.services.artifacts.delete_session(control.session)
+        workspace = Workspace.for_session(self.services.settings.workspace_root,
+                                          control.session)
+        shutil.rmtree(workspace.root, ignore_errors=True)
+        await CheckpointStore(self.services.checkpoints).delete(control.session)
+        await ctx.emit("session_deleted", detail=f"workspace and {removed} artifacts removed")
 
     @handler
     async def on_evaluation(self, evaluation: Evaluation, ctx: MessageContext) -> None:

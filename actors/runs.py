@@ -120,7 +120,7 @@ class RunLock:
             # A deleted key still has a last revision (its delete marker) to compare with.
             marker = getattr(exc, "entry", None)
             return int(marker.revision or 0) if marker is not None else 0
-        return -1 if entry.value else entry.revision
+        return -1 if entry.value else int(entry.revision or 0)
 
     async def _put(self, last: int) -> int:
         """Write the state if the key's last revision is ``last``, with the lease TTL.

@@ -401,6 +401,8 @@ class HistoryEntry(_Part, kw_only=True, frozen=True):
     text: str
     user_id: str = ""
     at: float = 0.0
+    session: str = ""
+    """The session it was said in (per-user memory spans sessions)."""
 
 
 class Insight(_Part, kw_only=True, frozen=True):

@@ -16,6 +16,7 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from actors.config import ActorSpec, Settings, Topology
 from actors.errors import BrokerError
@@ -49,7 +50,9 @@ def handler(func: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Non
 
 @dataclass(slots=True)
 class Services:
-    """What every actor of a process shares: connection, JetStream, sessions, configuration."""
+    """What every actor of a process shares: connection, JetStream, session store, the runs
+    and checkpoints buckets, the artifact store (None when it could not be opened),
+    configuration."""
 
     nc: Client
     js: JetStreamContext
@@ -57,6 +60,11 @@ class Services:
     topology: Topology
     settings: Settings
     subjects: Subjects
+    runs: KeyValue
+    checkpoints: KeyValue
+    users: SessionStore
+    """Per-user memory: a SessionState per bot and person (``actors.memory.user_key``)."""
+    artifacts: Any = None
 
 
 class Actor:

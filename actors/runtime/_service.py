@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
-from actors.bus import connect, ensure_consumer, provision, sessions_bucket
+from actors.bus import connect, ensure_consumer, kv_bucket, provision
 from actors.config import Settings, Topology
 from actors.runtime._actor import Actor, Services
 from actors.runtime._dispatch import Dispatcher
@@ -51,9 +52,15 @@ async def run_actor(
     try:
         js = nc.jetstream(timeout=10.0)
         await provision(js, topology, topology.roles)
-        kv = await sessions_bucket(js, topology.subjects)
-        services = Services(nc=nc, js=js, sessions=SessionStore(kv), topology=topology,
-                            settings=settings, subjects=topology.subjects)
+        subjects = topology.subjects
+        services = Services(
+            nc=nc, js=js, sessions=SessionStore(await kv_bucket(js, subjects.sessions_bucket)),
+            topology=topology, settings=settings, subjects=subjects,
+            runs=await kv_bucket(js, subjects.runs_bucket),
+            checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
+            users=SessionStore(await kv_bucket(js, subjects.users_bucket)),
+            artifacts=await _artifact_store(js, settings, topology),
+        )
         actor = actor_cls(services, actor_id)
         await actor.on_start()
         try:
@@ -78,12 +85,27 @@ async def run_actor(
             await actor.emit("stopped", "system", detail=str(actor_id))
         finally:
             await actor.on_stop()
+            if services.artifacts is not None:
+                await services.artifacts.close()
     finally:
         try:
             async with asyncio.timeout(5.0):
                 await nc.drain()
         except Exception:  # noqa: BLE001 - closing anyway
             await nc.close()
+
+
+async def _artifact_store(js: Any, settings: Settings, topology: Topology) -> Any:
+    """The deployment's artifact store, or None (logged) when it cannot be opened: runs then
+    keep their workspace on this machine only."""
+    from actors.artifacts import open_artifact_store
+    from actors.errors import SwitchboardError
+
+    try:
+        return await open_artifact_store(js, settings, topology)
+    except SwitchboardError as exc:
+        _log.error("artifact store unavailable, workspaces stay local: %s", exc)
+        return None
 
 
 def _stop_on_signals() -> asyncio.Event:

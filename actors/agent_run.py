@@ -1,0 +1,295 @@
+"""One SEQUENTIAL run from lock to answer (SPEC.md §3-§6).
+
+1. Take the session's run lock (a second request waits, and the person is told it is queued).
+2. Resume from the session's checkpoint when it belongs to this request (a redelivery after a
+   crash, or the person's answer to a clarifying question); otherwise start afresh.
+3. Restore the workspace from the artifact store and check out the run's git branch.
+4. Turns until done, max turns, an abort, or stuck at the top of the escalation path — then
+   ask the person and pause. Each turn's file changes are committed; a checkpoint every 5
+   turns, at a pause and at the end.
+5. Answer (files attached for ``<<path>>`` markers; branch and commit named, 👍 merges and 👎
+   deletes), sync the workspace to the artifact store, hand the trajectory to the evaluator.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from actors.agent_loop import LoopState, Outcome, TurnEngine
+from actors.errors import SwitchboardError, ToolError
+from actors.runs import (
+    CHECKPOINT_EVERY,
+    CheckpointStore,
+    RunLock,
+    abort_requested,
+    control_sequence,
+    pack_messages,
+    unpack_messages,
+)
+from protocol import (
+    ChatMessage,
+    Checkpoint,
+    ErrorCode,
+    FileBlob,
+    Flow,
+    Progress,
+    Reply,
+    RunState,
+    TurnRequest,
+    TurnResult,
+)
+
+if TYPE_CHECKING:
+    from actors.agent import AgentActor
+    from actors.runtime import MessageContext
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+"""Largest file attached to an answer (Discord's upload limit without boosts)."""
+_MARKER = re.compile(r"<<([^<>\n]{1,300})>>")
+
+
+class AgentRun:
+    """Runs one SEQUENTIAL TurnRequest (see the module docstring)."""
+
+    def __init__(self, actor: AgentActor, ctx: MessageContext, request: TurnRequest) -> None:
+        from actors.tools import Workspace
+
+        self.actor, self.ctx, self.request = actor, ctx, request
+        self.chat = request.classification.request
+        self.reply_to: ChatMessage = request.answer or self.chat
+        self.session = self.chat.session
+        self.topology = actor.topology
+        self.services = actor.services
+        self.workspace = Workspace.for_session(self.services.settings.workspace_root,
+                                               self.session)
+        self.path = self.topology.escalation_path()
+        self.max_turns = max(1, request.max_turns)
+        self.checkpoints = CheckpointStore(self.services.checkpoints)
+        self.engine = TurnEngine(actor, ctx, self.workspace, self.path, self.reply_to,
+                                 self.max_turns)
+        self.started = time.perf_counter()
+        self.control_seq = 0
+        self.branch = ""
+
+    async def run(self) -> None:
+        lock = RunLock(self.services.js, self.services.runs, self.services.subjects.runs_bucket,
+                       RunState(session=self.session, role=self.actor.actor_id.role,
+                                holder=str(self.actor.actor_id),
+                                request_id=self.chat.message_id, max_turns=self.max_turns),
+                       ttl_s=self.topology.lock_ttl_s)
+        await lock.acquire(wait_s=self.topology.lock_wait_s, on_wait=self._tell_queued)
+        try:
+            state = await self._start_or_resume()
+            if state is None:
+                return
+            await self._prepare_workspace()
+            await self._turns(state, lock)
+        finally:
+            await lock.release()
+
+    # ------------------------------------------------------------------ start / resume
+
+    async def _start_or_resume(self) -> LoopState | None:
+        checkpoint = await self.checkpoints.load(self.session)
+        if checkpoint is None or checkpoint.request_id != self.chat.message_id:
+            self.control_seq = await control_sequence(self.services.js, self.services.subjects,
+                                                      self.session)
+            return LoopState(level=self._start_level(), messages=await self._first_messages(),
+                             usage=self.request.usage)
+        self.control_seq, self.branch = checkpoint.control_seq, checkpoint.branch
+        if checkpoint.status in {"done", "aborted"}:
+            if checkpoint.reply is not None:  # finished before the ack: answer again
+                await self.ctx.reply(checkpoint.reply.origin, checkpoint.reply)
+            return None
+        if checkpoint.status == "paused" and self.request.answer is None:
+            return None  # a duplicate of the request that paused
+        state = _state_from(checkpoint)
+        if self.request.answer is not None:
+            state.messages.append({"role": "user", "content": self.request.answer.text})
+            state.memo.low_turns = state.memo.unchanged_turns = 0
+            await self.ctx.emit("resumed", detail=f"after the person's answer, turn {state.turn}")
+        else:
+            await self.ctx.emit("resumed", detail=f"from the checkpoint of turn {state.turn}")
+        return state
+
+    def _start_level(self) -> int:
+        session_tier = self.request.tier
+        start = self.topology.model_for_tier(session_tier).name
+        return next((i for i, m in enumerate(self.path) if m.name == start), 0)
+
+    async def _first_messages(self) -> list[dict[str, Any]]:
+        from actors.prompts import render
+
+        plan = "\n".join(f"{i}. {step}" for i, step in enumerate(self.request.plan, 1))
+        system = render(self.actor.actor_id.role, plan=plan, memory=self.request.memory)
+        return [{"role": "system", "content": system},
+                *await self.actor.context_messages(self.chat, limit=6),
+                {"role": "user", "content": self.chat.text}]
+
+    async def _prepare_workspace(self) -> None:
+        from actors.artifacts import restore_workspace
+        from actors.tools import GitRepo, branch_name
+
+        if self.services.artifacts is not None:
+            report = await restore_workspace(self.services.artifacts, self.workspace)
+            if report.downloaded:
+                await self.ctx.emit("workspace_restored", detail=f"{report.downloaded} files")
+        self.branch = self.branch or branch_name(self.session, self.chat.message_id)
+        await GitRepo(self.workspace).ensure(self.branch)
+
+    async def _tell_queued(self, holder: RunState) -> None:
+        chat = self.reply_to
+        await self.ctx.reply(chat.origin, Progress(
+            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id,
+            stage="queued", flow=Flow.SEQUENTIAL,
+            text=f"Queued: another run is working in this thread (turn {holder.turn}); "
+                 "this one starts when it ends.",
+        ))
+
+    # ------------------------------------------------------------------ turns
+
+    async def _turns(self, state: LoopState, lock: RunLock) -> None:
+        from actors.tools import GitRepo
+
+        git = GitRepo(self.workspace)
+        while state.turn < self.max_turns:
+            if await abort_requested(self.services.js, self.services.subjects, self.session,
+                                     self.control_seq):
+                await self._finish(state, status="aborted")
+                return
+            outcome = await self.engine.turn(state)
+            commit = await git.commit_all(f"turn {state.turn}: "
+                                          f"{', '.join(state.files_written[-3:]) or 'changes'}")
+            if commit is not None:
+                await self.ctx.emit("commit", detail=f"{self.branch} {commit[:12]}")
+            await lock.update(turn=state.turn, model=self.path[state.level].name,
+                              confidence=state.confidence)
+            if outcome is Outcome.STUCK:
+                await self._pause(state)
+                return
+            if outcome is Outcome.DONE:
+                break
+            if state.turn % CHECKPOINT_EVERY == 0:
+                await self._checkpoint(state, "running")
+        await self._finish(state, status="done")
+
+    async def _checkpoint(self, state: LoopState, status: str, *, question: str = "",
+                          reply: Reply | None = None) -> None:
+        await self.checkpoints.save(Checkpoint(
+            session=self.session, request_id=self.chat.message_id, request=self.request,
+            turn=state.turn, status=status, level=state.level, confidence=state.confidence,
+            escalation=state.memo, messages=pack_messages(state.messages),
+            trajectory=tuple(state.trajectory), files_written=tuple(state.files_written),
+            usage=state.usage, branch=self.branch, question=question, reply=reply,
+            control_seq=self.control_seq,
+        ))
+        await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({status})")
+
+    async def _pause(self, state: LoopState) -> None:
+        """Stuck at the top of the escalation path: ask the person and wait (SPEC.md §3)."""
+        question = _question(state)
+        chat = self.reply_to
+        await self._checkpoint(state, "paused", question=question)
+        await self.ctx.emit("paused", model=self.path[state.level].name,
+                            detail=f"turn {state.turn}: {state.stuck_reason}; asked the person")
+        await self.ctx.reply(chat.origin, Reply(
+            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id,
+            text=question, flow=Flow.SEQUENTIAL, usage=state.usage,
+            role=self.actor.actor_id.role,
+        ))
+        await self._sync_workspace()
+
+    # ------------------------------------------------------------------ finish
+
+    async def _finish(self, state: LoopState, *, status: str) -> None:
+        from actors.llm import strip_report
+        from actors.tools import GitRepo
+
+        if status == "aborted":
+            answer = f"⏹️ Stopped at turn {state.turn} as asked."
+            await self.ctx.emit("abort", detail=f"stopped before turn {state.turn + 1}")
+        else:
+            answer = strip_report(state.last_text) or "I stopped without a final answer."
+        answer, files = self._attach_files(answer)
+        changed = await GitRepo(self.workspace).changed_files()
+        commit_message = _commit_message(self.chat.text, changed) if changed else ""
+        if commit_message:
+            answer += (f"\n\n📝 Commit: {commit_message}\nBranch: `{self.branch}`\n"
+                       f"Files: {', '.join(changed)}\n👍 to merge · 👎 to delete the branch")
+        chat = self.reply_to
+        reply = Reply(
+            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,
+            files=files, flow=Flow.SEQUENTIAL, usage=state.usage,
+            error=ErrorCode.ABORTED if status == "aborted" else None,
+            role=self.actor.actor_id.role, branch=self.branch if changed else "",
+            commit=commit_message,
+        )
+        await self._checkpoint(state, status, reply=reply)
+        await self.ctx.reply(chat.origin, reply)
+        await self.actor.remember(self.reply_to, answer)
+        await self._sync_workspace()
+        await self.ctx.send("evaluator", TurnResult(
+            request=self.request, text=answer, ok=status == "done", turns=len(state.trajectory),
+            trajectory=tuple(state.trajectory), files_written=tuple(state.files_written),
+            confidence=state.confidence, usage=state.usage,
+            duration_ms=(time.perf_counter() - self.started) * 1000,
+        ))
+
+    async def _sync_workspace(self) -> None:
+        from actors.artifacts import sync_to_store
+
+        if self.services.artifacts is None:
+            return
+        try:
+            report = await sync_to_store(self.services.artifacts, self.workspace)
+        except SwitchboardError as exc:
+            await self.ctx.emit("sync_failed", detail=str(exc)[:500])
+            return
+        await self.ctx.emit("workspace_synced", detail=f"{report.uploaded} uploaded, "
+                            f"{report.skipped} unchanged, {report.bytes} bytes")
+
+    def _attach_files(self, answer: str) -> tuple[str, tuple[FileBlob, ...]]:
+        """Replace each ``<<path>>`` marker by a note and attach the file (SPEC.md §6)."""
+        files: list[FileBlob] = []
+
+        def _swap(match: re.Match[str]) -> str:
+            rel = match.group(1).strip()
+            try:
+                path = self.workspace.resolve(rel)
+            except ToolError as exc:
+                return f"(cannot attach {rel}: {exc})"
+            if not path.is_file():
+                return f"(cannot attach {rel}: no such file in the workspace)"
+            if path.stat().st_size > MAX_FILE_BYTES:
+                return f"(cannot attach {rel}: larger than {MAX_FILE_BYTES // 2**20} MiB)"
+            files.append(FileBlob(name=rel, data=path.read_bytes()))
+            return f"📎 {rel}"
+
+        return _MARKER.sub(_swap, answer), tuple(files)
+
+
+def _state_from(checkpoint: Checkpoint) -> LoopState:
+    return LoopState(
+        level=checkpoint.level, messages=unpack_messages(checkpoint.messages),
+        turn=checkpoint.turn, confidence=checkpoint.confidence, memo=checkpoint.escalation,
+        trajectory=list(checkpoint.trajectory), files_written=list(checkpoint.files_written),
+        usage=checkpoint.usage,
+    )
+
+
+def _question(state: LoopState) -> str:
+    """The model's own question when it asked one, else a plain one with the reason."""
+    from actors.llm import strip_report
+
+    text = strip_report(state.last_text)
+    asked = [line.strip() for line in text.splitlines() if line.strip().endswith("?")]
+    ask = asked[-1] if asked else "Could you clarify what you need, or give me a hint?"
+    return (f"❓ I'm stuck ({state.stuck_reason}) and already on the strongest model. {ask}\n"
+            "Answer in this thread and I will continue from where I stopped.")
+
+
+def _commit_message(task: str, changed: list[str]) -> str:
+    first = " ".join(task.split())[:60].rstrip(" .")
+    return f"{first} ({len(changed)} file{'s' if len(changed) != 1 else ''})"

@@ -2,6 +2,9 @@
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 LITELLM_LOCAL_MODEL_COST_MAP=True SB_DATA_DIR=/data
 WORKDIR /app
+# git: each thread's work is a branch; util-linux: `unshare` keeps commands off the network.
+RUN apt-get update && apt-get install -y --no-install-recommends git util-linux \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md topology.yaml ./
 COPY protocol ./protocol
 COPY actors ./actors

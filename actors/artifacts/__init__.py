@@ -25,12 +25,8 @@ _log = logging.getLogger(__name__)
 
 
 def artifacts_bucket(topology: Topology) -> str:
-    """The object store bucket of this deployment: ``SB_ARTIFACTS`` for prefix ``sb``.
-
-    Spelled like ``protocol.Subjects``' stream and bucket names (prefix upper-cased, ``-`` →
-    ``_``); it belongs in ``Subjects`` as ``artifacts_bucket`` once protocol/ can change.
-    """
-    return f"{topology.prefix.upper().replace('-', '_')}_ARTIFACTS"
+    """The object store bucket of this deployment: ``SB_ARTIFACTS`` for prefix ``sb``."""
+    return topology.subjects.artifacts_bucket
 
 
 async def open_artifact_store(js: JetStreamContext, settings: Settings, topology: Topology

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from system import REPO, RunningSystem, running_system
 
@@ -207,3 +208,41 @@ async def test_a_killed_run_resumes_from_its_checkpoint(system: RunningSystem) -
     workspace = system.data_dir / "workspaces" / session
     assert sorted(p.name for p in workspace.glob("step_*.txt")) == [
         f"step_{i}.txt" for i in range(1, 9)]
+
+
+async def test_thumbs_down_deletes_the_branch_and_deleting_the_thread_forgets_it(
+        system: RunningSystem) -> None:
+    session = "terminal-discard"
+    code, out = await _finish(_chat(system, session, "[commit] write a python hello script"))
+    assert code == 0, out
+    branch = re.search(r"Branch: `([^`]+)`", out).group(1)  # type: ignore[union-attr]
+    workspace = system.data_dir / "workspaces" / session
+    nc = await nats.connect(system.nats_url)
+    try:
+        answers: asyncio.Queue[Outbound] = asyncio.Queue()
+        bridge = Bridge(nc, SUBJECTS, "test-discard")
+        await bridge.start(answers.put)
+        await bridge.control(Control(session=session, action=ControlAction.DISCARD,
+                                     role="python_coder", branch=branch, user_id="alice",
+                                     message_id="commit-message-2", origin="test-discard"))
+        reply = await asyncio.wait_for(answers.get(), 60)
+        assert isinstance(reply, Reply) and "Deleted branch" in reply.text, reply
+        assert branch not in _git(workspace, "branch", "--list")
+        store = await nc.jetstream().object_store(SUBJECTS.artifacts_bucket)
+        assert any(name.startswith(f"{session}/") for name in await _names(store))
+        async with Events(system.nats_url, session) as events:
+            await bridge.control(Control(session=session, action=ControlAction.DELETE_SESSION,
+                                         user_id="alice", message_id="thread-deleted"))
+            await events.wait("session_deleted")
+        assert not any(name.startswith(f"{session}/") for name in await _names(store))
+        assert not workspace.exists()
+        await bridge.stop()
+    finally:
+        await nc.close()
+
+
+async def _names(store: object) -> list[str]:
+    try:
+        return [o.name for o in await store.list()]  # type: ignore[attr-defined]
+    except nats.js.errors.NotFoundError:  # an empty object store
+        return []

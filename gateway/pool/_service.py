@@ -48,12 +48,9 @@ async def open_services(js: JetStreamContext, settings: Settings, topology: Topo
 
 
 async def _artifacts(js: JetStreamContext, settings: Settings, topology: Topology
-                     ) -> ArtifactSink | None:
-    try:
-        from actors.artifacts import open_artifact_store
-    except ImportError:
-        _log.warning("no artifact store (actors.artifacts): attachments are not stored")
-        return None
+                     ) -> ArtifactSink:
+    from actors.artifacts import open_artifact_store
+
     store: ArtifactSink = await open_artifact_store(js, settings, topology)
     return store
 

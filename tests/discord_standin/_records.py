@@ -50,5 +50,9 @@ class Recorded:
     requests: list[str] = field(default_factory=list)
     """``"METHOD /path"`` of every REST request."""
     unknown_routes: list[str] = field(default_factory=list)
+    rate_limited: list[str] = field(default_factory=list)
+    """``"METHOD /path"`` of requests answered 429 (``planned_429s``)."""
+    planned_429s: list[tuple[str, str, float]] = field(default_factory=list)
+    """(method, path fragment, retry_after seconds): the next matching request answers 429."""
     not_found: list[str] = field(default_factory=list)
     """Known routes naming an object that does not exist (answered 404, not a test failure)."""

@@ -79,6 +79,8 @@ class RestApi:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             self.s.requests.append(f"{request.method} {request.path}")
             self.s.changed()
+            if (limited := self._rate_limited(request)) is not None:
+                return limited
             token = request.headers.get("Authorization", "").removeprefix("Bot ")
             bot = self.s.bots.get(token)
             if bot is None:
@@ -86,6 +88,29 @@ class RestApi:
             return await handler(request, bot)
 
         return wrapped
+
+    def _rate_limited(self, request: web.Request) -> web.Response | None:
+        """Answer 429 when a planned rate limit matches (``DiscordStandIn.rate_limit_next``).
+
+        Body and headers from https://discord.com/developers/docs/topics/rate-limits
+        ("Exceeding A Rate Limit"); ``Via`` marks it as Discord's, not Cloudflare's (discord.py
+        2.7 treats a 429 without it as a ban, shared/NOTES.md).
+        """
+        for index, (method, fragment, retry_after) in enumerate(self.s.planned_429s):
+            if request.method == method and fragment in request.path:
+                del self.s.planned_429s[index]
+                self.s.rate_limited.append(f"{request.method} {request.path}")
+                self.s.changed()
+                body = {"message": "You are being rate limited.", "retry_after": retry_after,
+                        "global": False}
+                return web.Response(body=json.dumps(body).encode(), status=429, headers={
+                    "Content-Type": "application/json", "Via": "1.1 google",
+                    "Retry-After": str(max(1, round(retry_after))),
+                    "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": str(retry_after),
+                    "X-RateLimit-Bucket": "standin-bucket", "X-RateLimit-Scope": "user",
+                })
+        return None
 
     def _not_found(self, request: web.Request, code: int, what: str) -> web.Response:
         self.s.not_found.append(f"{request.method} {request.path}")

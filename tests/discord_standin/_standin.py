@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -215,6 +216,11 @@ class DiscordStandIn(Recorded):
         """A person reacts to a message: recorded, then MESSAGE_REACTION_ADD dispatched."""
         await self.record_reaction(channel_id, message_id, user_id, emoji, added=True)
 
+    def rate_limit_next(self, method: str, path_fragment: str, retry_after: float) -> None:
+        """Answer the next ``method`` request whose path contains ``path_fragment`` with 429
+        and ``retry_after`` seconds (recorded in ``rate_limited``)."""
+        self.planned_429s.append((method, path_fragment, retry_after))
+
     async def reconnect_gateway(self) -> None:
         """Send RECONNECT (op 7) to every client; they come back with RESUME."""
         await self._gateway().reconnect_all()
@@ -225,7 +231,7 @@ class DiscordStandIn(Recorded):
                    content_type: str | None = None) -> Payload:
         attachment_id = self.ids.next()
         self.files[attachment_id] = data
-        url = f"{self.http_base}/attachments/{channel_id}/{attachment_id}/{name}"
+        url = f"{self.http_base}/attachments/{channel_id}/{attachment_id}/{quote(name, safe='')}"
         return p.attachment(attachment_id, name, data, url, content_type)
 
     async def store_and_dispatch(self, message: Payload) -> None:

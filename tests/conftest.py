@@ -43,6 +43,16 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats | None]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JetStream server shared by one test module (``NATS_URL`` when set)."""
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
+        yield server.url
+
+
 @pytest.fixture
 def nats_url(nats_server: EmbeddedNats | None) -> Iterator[str]:
     """The URL of the JetStream server under test."""

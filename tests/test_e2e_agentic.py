@@ -20,7 +20,6 @@ import nats.js.errors
 import pytest
 from system import REPO, RunningSystem, running_system
 
-from actors.embedded import EmbeddedNats
 from gateway.bridge import Bridge
 from protocol import (
     Control,
@@ -51,15 +50,6 @@ def _topology(delay_s: float = 0.0) -> dict[str, object]:
         "lock_ttl_s": 3.0,
         "actors": {"python_coder": {"tier": 1, "ack_wait_s": 3.0}},
     }
-
-
-@pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if os.environ.get("NATS_URL"):
-        yield os.environ["NATS_URL"]
-        return
-    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
-        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -149,20 +139,27 @@ async def test_a_finished_run_commits_and_thumbs_up_merges_the_branch(
     workspace = system.data_dir / "workspaces" / session
     assert _git(workspace, "show", f"{branch}:hello.py") == "print('hello')\n"
     assert _git(workspace, "ls-tree", "--name-only", "main").strip() == ""
+    reply = await _react(system, Control(
+        session=session, action=ControlAction.MERGE, role="python_coder", branch=branch,
+        user_id="alice", message_id="commit-message-1", origin="test-reactions"))
+    assert "Merged" in reply.text, reply
+    assert _git(workspace, "show", "main:hello.py") == "print('hello')\n"
+
+
+async def _react(system: RunningSystem, control: Control) -> Reply:
+    """Publish ``control`` as the gateway does for a reaction; return the answer to it."""
     nc = await nats.connect(system.nats_url)
     try:
         answers: asyncio.Queue[Outbound] = asyncio.Queue()
-        bridge = Bridge(nc, SUBJECTS, "test-reactions")
+        bridge = Bridge(nc, SUBJECTS, control.origin)
         await bridge.start(answers.put)
-        await bridge.control(Control(session=session, action=ControlAction.MERGE,
-                                     role="python_coder", branch=branch, user_id="alice",
-                                     message_id="commit-message-1", origin="test-reactions"))
+        await bridge.control(control)
         reply = await asyncio.wait_for(answers.get(), 60)
-        assert isinstance(reply, Reply) and "Merged" in reply.text, reply
         await bridge.stop()
     finally:
         await nc.close()
-    assert _git(workspace, "show", "main:hello.py") == "print('hello')\n"
+    assert isinstance(reply, Reply), reply
+    return reply
 
 
 def _git(workspace: Path, *args: str) -> str:
@@ -217,17 +214,14 @@ async def test_thumbs_down_deletes_the_branch_and_deleting_the_thread_forgets_it
     assert code == 0, out
     branch = re.search(r"Branch: `([^`]+)`", out).group(1)  # type: ignore[union-attr]
     workspace = system.data_dir / "workspaces" / session
+    reply = await _react(system, Control(
+        session=session, action=ControlAction.DISCARD, role="python_coder", branch=branch,
+        user_id="alice", message_id="commit-message-2", origin="test-discard"))
+    assert "Deleted branch" in reply.text, reply
+    assert branch not in _git(workspace, "branch", "--list")
     nc = await nats.connect(system.nats_url)
     try:
-        answers: asyncio.Queue[Outbound] = asyncio.Queue()
         bridge = Bridge(nc, SUBJECTS, "test-discard")
-        await bridge.start(answers.put)
-        await bridge.control(Control(session=session, action=ControlAction.DISCARD,
-                                     role="python_coder", branch=branch, user_id="alice",
-                                     message_id="commit-message-2", origin="test-discard"))
-        reply = await asyncio.wait_for(answers.get(), 60)
-        assert isinstance(reply, Reply) and "Deleted branch" in reply.text, reply
-        assert branch not in _git(workspace, "branch", "--list")
         store = await nc.jetstream().object_store(SUBJECTS.artifacts_bucket)
         assert any(name.startswith(f"{session}/") for name in await _names(store))
         async with Events(system.nats_url, session) as events:
@@ -236,7 +230,6 @@ async def test_thumbs_down_deletes_the_branch_and_deleting_the_thread_forgets_it
             await events.wait("session_deleted")
         assert not any(name.startswith(f"{session}/") for name in await _names(store))
         assert not workspace.exists()
-        await bridge.stop()
     finally:
         await nc.close()
 

@@ -21,15 +21,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if os.environ.get("NATS_URL"):
-        yield os.environ["NATS_URL"]
-        return
-    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
-        yield server.url
-
-
-@pytest.fixture(scope="module")
 def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[RunningSystem]:
     with running_system(module_nats, tmp_path_factory.mktemp("switchboard")) as running:

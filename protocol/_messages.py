@@ -288,7 +288,8 @@ class Progress(_Wire, tag="progress", kw_only=True, frozen=True):
     """Feedback while a request is worked on.
 
     ``stage`` is one of ``classified``, ``planning``, ``planned``, ``turn``, ``stream``,
-    ``brainstorm``, ``consolidating``, ``retrying``. For ``stream``, ``text`` is the whole
+    ``escalated``, ``queued`` (another run holds the session), ``brainstorm``,
+    ``consolidating``, ``retrying``. For ``stream``, ``text`` is the whole
     answer so far (not a delta), so a renderer can edit one message in place.
     """
 

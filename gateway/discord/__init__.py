@@ -5,7 +5,7 @@ from gateway.discord._endpoints import configure_discord_endpoints, current_endp
 from gateway.discord._inbound import should_answer, strip_mentions, thread_name
 from gateway.discord._run import discord_gateway
 from gateway.discord._runner import BotRunner, origin_for
-from gateway.discord._services import ArtifactSink, BotServices
+from gateway.services import ArtifactSink, BotServices
 
 __all__ = [
     "ArtifactSink",

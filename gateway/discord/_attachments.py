@@ -10,8 +10,8 @@ from pathlib import PurePosixPath
 
 import discord
 
-from gateway.discord._services import ArtifactSink
 from gateway.errors import AttachmentError, AttachmentTooLargeError
+from gateway.services import ArtifactSink
 
 _log = logging.getLogger(__name__)
 

@@ -11,14 +11,15 @@ import discord
 
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord._attachments import store_attachments
+from gateway.discord._commands import build_tree, sync_tree
 from gateway.discord._inbound import should_answer, to_chat_message
 from gateway.discord._intake import Intake, Pending
 from gateway.discord._outbound import OutboundPoster
 from gateway.discord._reactions import Reaction, control_for
-from gateway.discord._services import BotServices
 from gateway.discord._status import REST_TIMEOUT_S, RequestState, StatusEditor
 from gateway.discord._tracker import MessageTracker
 from gateway.errors import AttachmentError, NotRunningError
+from gateway.services import BotServices
 from protocol import ChatMessage, Control, Outbound
 
 _log = logging.getLogger(__name__)
@@ -63,13 +64,14 @@ class SwitchboardBot(discord.Client):
         services: limits, artifact store, runs and sessions buckets.
         dms: overrides ``config.dms``.
         edit_interval_s: overrides ``settings.edit_interval_s``.
+        commands: register and answer slash commands.
         **options: passed to ``discord.Client`` (``guild_ready_timeout``, ...).
     """
 
     def __init__(self, bridge: Sender | None = None, *, config: BotConfig | None = None,
                  settings: GatewaySettings | None = None, services: BotServices | None = None,
                  dms: bool | None = None, edit_interval_s: float | None = None,
-                 **options: Any) -> None:
+                 commands: bool = True, **options: Any) -> None:
         options.setdefault("intents", default_intents())
         super().__init__(**options)
         self.bridge = bridge
@@ -85,7 +87,8 @@ class SwitchboardBot(discord.Client):
                              debounce_s=self.settings.debounce_s,
                              stale_s=self.settings.queue_stale_s)
         self.poster = OutboundPoster(self)
-        self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = None
+        self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = (
+            build_tree(self) if commands else None)
         self._closed = asyncio.Event()
 
     @property
@@ -105,7 +108,9 @@ class SwitchboardBot(discord.Client):
         self.config = config
 
     async def sync_commands(self) -> None:
-        """Register the slash commands (a no-op until commands are set up)."""
+        """Register this bot's slash commands with Discord (logged, never raised)."""
+        if self.tree is not None:
+            await sync_tree(self, self.tree)
 
     async def close(self) -> None:
         """Close the Discord connection (scheduled status edits and queued sends are dropped)."""

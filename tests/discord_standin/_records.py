@@ -42,6 +42,8 @@ class Recorded:
 
     messages: dict[str, list[Payload]] = field(default_factory=dict)
     """Channel (or thread, or DM) id → every message in it, people's and bots'."""
+    ephemeral: list[Payload] = field(default_factory=list)
+    """Ephemeral interaction messages (only the person who ran the command sees them)."""
     edits: list[Edit] = field(default_factory=list)
     reactions: list[ReactionRecord] = field(default_factory=list)
     typing: list[str] = field(default_factory=list)

@@ -71,6 +71,7 @@ class RestApi:
         ]
         defs = [web.route(method, V10 + path, self._authed(handler))
                 for method, path, handler in table]
+        defs += self.s.interactions.routes(V10, self._authed, self._recorded)
         defs.append(web.get("/attachments/{cid}/{aid}/{name}", self.get_attachment))
         defs.append(web.route("*", "/{tail:.*}", self.unknown))
         return defs
@@ -86,6 +87,18 @@ class RestApi:
             if bot is None:
                 return error(401, 0, "401: Unauthorized")
             return await handler(request, bot)
+
+        return wrapped
+
+    def _recorded(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """For routes authorised by the interaction token in the path, not a bot token."""
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            self.s.requests.append(f"{request.method} {request.path}")
+            self.s.changed()
+            if (limited := self._rate_limited(request)) is not None:
+                return limited
+            return await handler(request)
 
         return wrapped
 
@@ -112,7 +125,7 @@ class RestApi:
                 })
         return None
 
-    def _not_found(self, request: web.Request, code: int, what: str) -> web.Response:
+    def not_found(self, request: web.Request, code: int, what: str) -> web.Response:
         self.s.not_found.append(f"{request.method} {request.path}")
         self.s.changed()
         return error(404, code, f"Unknown {what}")
@@ -144,20 +157,20 @@ class RestApi:
     async def get_channel(self, request: web.Request, bot: Bot) -> web.Response:
         channel = self.s.channel(request.match_info["cid"])
         if channel is None:
-            return self._not_found(request, 10003, "Channel")
+            return self.not_found(request, 10003, "Channel")
         return json_response(_public(channel))
 
     async def get_message(self, request: web.Request, bot: Bot) -> web.Response:
         message = self.s.by_id.get(request.match_info["mid"])
         if message is None or message["channel_id"] != request.match_info["cid"]:
-            return self._not_found(request, 10008, "Message")
+            return self.not_found(request, 10008, "Message")
         return json_response(message)
 
     async def create_message(self, request: web.Request, bot: Bot) -> web.Response:
         cid = request.match_info["cid"]
         channel = self.s.channel(cid)
         if channel is None:
-            return self._not_found(request, 10003, "Channel")
+            return self.not_found(request, 10003, "Channel")
         body, files = await _read_body(request)
         content = str(body.get("content") or "")
         if len(content) > 2000:
@@ -176,7 +189,7 @@ class RestApi:
     async def edit_message(self, request: web.Request, bot: Bot) -> web.Response:
         message = self.s.by_id.get(request.match_info["mid"])
         if message is None or message["channel_id"] != request.match_info["cid"]:
-            return self._not_found(request, 10008, "Message")
+            return self.not_found(request, 10008, "Message")
         if message["author"]["id"] != bot.user["id"]:
             return error(403, 50005, "Cannot edit a message authored by another user")
         body, files = await _read_body(request)
@@ -197,7 +210,7 @@ class RestApi:
     async def typing(self, request: web.Request, bot: Bot) -> web.Response:
         cid = request.match_info["cid"]
         if self.s.channel(cid) is None:
-            return self._not_found(request, 10003, "Channel")
+            return self.not_found(request, 10003, "Channel")
         self.s.typing.append(cid)
         self.s.changed()
         return no_content()
@@ -208,9 +221,9 @@ class RestApi:
         cid, mid = request.match_info["cid"], request.match_info["mid"]
         parent, message = self.s.channels.get(cid), self.s.by_id.get(mid)
         if parent is None or parent["type"] != p.TEXT_CHANNEL:
-            return self._not_found(request, 10003, "Channel")
+            return self.not_found(request, 10003, "Channel")
         if message is None or message["channel_id"] != cid:
-            return self._not_found(request, 10008, "Message")
+            return self.not_found(request, 10008, "Message")
         if mid in self.s.threads:
             return error(400, 160004, "A thread has already been created for this message")
         body, _ = await _read_body(request)
@@ -219,7 +232,7 @@ class RestApi:
     async def thread_without_message(self, request: web.Request, bot: Bot) -> web.Response:
         parent = self.s.channels.get(request.match_info["cid"])
         if parent is None or parent["type"] != p.TEXT_CHANNEL:
-            return self._not_found(request, 10003, "Channel")
+            return self.not_found(request, 10003, "Channel")
         body, _ = await _read_body(request)
         kind = int(body.get("type") or p.PRIVATE_THREAD)
         return await self._open_thread(self.s.ids.next(), parent, bot, body, kind)
@@ -250,7 +263,7 @@ class RestApi:
         cid, mid = request.match_info["cid"], request.match_info["mid"]
         message = self.s.by_id.get(mid)
         if message is None or message["channel_id"] != cid:
-            return self._not_found(request, 10008, "Message")
+            return self.not_found(request, 10008, "Message")
         await self.s.record_reaction(cid, mid, bot.user["id"], request.match_info["emoji"],
                                      added=added)
         return no_content()
@@ -258,7 +271,7 @@ class RestApi:
     async def get_attachment(self, request: web.Request) -> web.Response:
         data = self.s.files.get(request.match_info["aid"])
         if data is None:
-            return self._not_found(request, 0, "Attachment")
+            return self.not_found(request, 0, "Attachment")
         return web.Response(body=data, content_type="application/octet-stream")
 
 

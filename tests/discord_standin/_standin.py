@@ -15,13 +15,14 @@ import logging
 import socket
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
 
 from . import _payloads as p
 from ._gateway import Gateway
+from ._interactions import Interactions
 from ._payloads import Payload
 from ._records import Bot, ReactionRecord, Recorded
 
@@ -61,6 +62,7 @@ class DiscordStandIn(Recorded):
         self.channel_id = self._add_text_channel("general")["id"]
         self.second_channel_id = self._add_text_channel("random")["id"]
         self.bot = self.add_bot(bot_name)
+        self.interactions = Interactions(self)
 
     # ---------------------------------------------------------------- world
 
@@ -216,6 +218,19 @@ class DiscordStandIn(Recorded):
         """A person reacts to a message: recorded, then MESSAGE_REACTION_ADD dispatched."""
         await self.record_reaction(channel_id, message_id, user_id, emoji, added=True)
 
+    async def run_command(self, channel_id: str, user_id: str, name: str,
+                          options: dict[str, Any] | None = None, *, bot: Bot | None = None
+                          ) -> Payload:
+        """A person runs ``/name`` in ``channel_id``: INTERACTION_CREATE is dispatched to the
+        bot; returns the interaction payload (its ``token`` finds the responses:
+        ``interactions.responses(token)``)."""
+        bot = bot or self.bot
+        payload = self.interactions.create(bot, channel_id, self.users[user_id], name, options)
+        for session in list(self._gateway().sessions.values()):
+            if session.bot is bot:
+                await session.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
     def rate_limit_next(self, method: str, path_fragment: str, retry_after: float) -> None:
         """Answer the next ``method`` request whose path contains ``path_fragment`` with 429
         and ``retry_after`` seconds (recorded in ``rate_limited``)."""
@@ -302,6 +317,7 @@ class DiscordStandIn(Recorded):
         """Bind 127.0.0.1 on a free port and serve."""
         from ._rest import RestApi
 
+        self.rest = RestApi(self)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -309,7 +325,7 @@ class DiscordStandIn(Recorded):
                                        self.unknown_routes.append)
         app = web.Application(client_max_size=1 << 26)
         app.router.add_get("/gateway", self._gateway_server.handle)
-        app.router.add_routes(RestApi(self).routes())
+        app.router.add_routes(self.rest.routes())
         self._runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                      handle_signals=False, access_log=None)
         await self._runner.setup()

@@ -1,0 +1,99 @@
+"""What the slash commands answer (SPEC.md §7), shared by the websocket bots
+(``gateway.discord``) and the Interactions HTTP endpoint (``gateway.interactions``). No Discord
+I/O here: each function returns the text to send."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import msgspec
+import nats.errors
+import nats.js.errors
+
+from actors.errors import BrokerError, StoreConflictError
+from gateway.errors import StoreError
+from gateway.kv import KV_TIMEOUT_S
+from gateway.services import BotServices
+from protocol import RunState, run_decoder
+
+_log = logging.getLogger(__name__)
+
+TIERS = {1: "cheap chat", 2: "tool-capable", 3: "strong code", 4: "critical decisions"}
+"""Model tiers (SPEC.md §3)."""
+
+
+class CommandError(Exception):
+    """A command cannot be done; the message is for the person (answered ephemerally)."""
+
+
+async def run_state(services: BotServices, session: str) -> RunState | None:
+    """The run in progress for ``session`` (None when nothing runs).
+
+    Raises:
+        CommandError: the runs bucket did not answer.
+    """
+    try:
+        kv = await services.runs()
+        if kv is None:
+            return None
+        async with asyncio.timeout(KV_TIMEOUT_S):
+            entry = await kv.get(session)
+    except nats.js.errors.KeyNotFoundError:
+        return None
+    except (StoreError, TimeoutError, nats.errors.Error) as exc:
+        msg = f"⚠️ I could not read the run state: {exc or type(exc).__name__}"
+        raise CommandError(msg) from exc
+    if not entry.value:
+        return None
+    try:
+        return run_decoder.decode(entry.value)
+    except msgspec.DecodeError:
+        _log.error("session %s: unreadable run state", session)
+        return None
+
+
+async def status_text(services: BotServices, session: str) -> str:
+    """``/status``: what runs in this conversation — turn, model, confidence."""
+    state = await run_state(services, session)
+    if state is None or state.status == "done":
+        return "💤 Nothing is running in this conversation."
+    elapsed = time.time() - state.started_at if state.started_at else 0.0
+    turn = f"turn {state.turn}/{state.max_turns}" if state.max_turns else f"turn {state.turn}"
+    return (f"⚙️ **{state.role}** is {state.status}: {turn}, model `{state.model or '?'}`, "
+            f"confidence {state.confidence}%, for {elapsed:.0f} s.")
+
+
+async def model_text(services: BotServices, session: str, tier: int | None) -> str:
+    """``/model``: show this conversation's model tier, or set it (1-4).
+
+    Raises:
+        CommandError: the tier is out of range or the session store failed.
+    """
+    if services.sessions is None:
+        msg = "⚠️ Model tiers cannot be changed here (no session store)."
+        raise CommandError(msg)
+    if tier is not None and tier not in TIERS:
+        msg = f"⚠️ Pick a tier from 1 to 4: {_tiers()}."
+        raise CommandError(msg)
+    try:
+        if tier is None:
+            current = (await services.sessions.get(session)).tier
+        else:
+            def choose(state: object) -> None:
+                state.tier = tier  # type: ignore[attr-defined]
+
+            current = (await services.sessions.update(session, choose)).tier
+    except (BrokerError, StoreConflictError) as exc:
+        msg = f"⚠️ The session store did not answer: {exc}"
+        raise CommandError(msg) from exc
+    if tier is not None:
+        return f"✅ This conversation now uses tier {tier} ({TIERS[tier]})."
+    if not current:
+        return f"🧠 Each role picks its own tier here. Set one with `/model tier:N` ({_tiers()})."
+    return f"🧠 This conversation uses tier {current} ({TIERS[current]})."
+
+
+def _tiers() -> str:
+    return ", ".join(f"{n} {name}" for n, name in TIERS.items())

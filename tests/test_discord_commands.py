@@ -1,0 +1,118 @@
+"""Slash commands per bot (issue 3 item 4) through discord.py's CommandTree and the stand-in's
+application commands, INTERACTION_CREATE, callbacks and webhooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import nats
+import pytest_asyncio
+from discord_standin import DiscordStandIn
+from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
+from discord_standin.fixtures import discord_standin, running_bot  # noqa: F401 - fixture
+from nats.js import JetStreamContext
+
+from actors.bus import sessions_bucket
+from actors.runtime import SessionStore
+from gateway.config import BotConfig
+from gateway.kv import open_bucket
+from gateway.services import BotServices
+from protocol import ControlAction, RunState, Subjects, encoder
+
+TIMEOUT_S = 20.0
+SUBJECTS = Subjects("sb")
+COMMANDS = {"ask", "status", "stop", "model", "breakglass"}
+
+
+@pytest_asyncio.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
+
+
+async def _services(js: JetStreamContext, **more: object) -> BotServices:
+    sessions = SessionStore(await sessions_bucket(js, SUBJECTS))
+    return BotServices(js=js, subjects=SUBJECTS, sessions=sessions, **more)  # type: ignore[arg-type]
+
+
+def _ephemeral_texts(s: DiscordStandIn) -> list[str]:
+    return [m["content"] for m in s.ephemeral]
+
+
+async def test_commands_are_registered_per_bot(
+        nats_url: str, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    app = s.bot.application["id"]
+    async with running_bot(nats_url, s):
+        assert {c["name"] for c in s.interactions.commands[(app, None)]} == COMMANDS
+    config = BotConfig(name="g", token=s.token, command_guilds=(s.guild_id,))
+    async with running_bot(nats_url, s, config=config):
+        assert {c["name"] for c in s.interactions.commands[(app, s.guild_id)]} == COMMANDS
+
+
+async def test_ask_status_stop_model_and_breakglass(
+        nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors,  # noqa: F811
+        js: JetStreamContext) -> None:
+    s = discord_standin
+    services = await _services(js, breakglass_users=frozenset({s.alice["id"]}))
+    bob = s.add_user("bob")
+    session = f"discord-{s.channel_id}"
+    async with running_bot(nats_url, s, all_roles=True, services=services):
+        # /ask goes through the same path as a mention; the answer replies to the question.
+        ask = await s.run_command(s.channel_id, s.alice["id"], "ask", {"question": "2+2?"})
+        request = await actors.next()
+        assert (request.text, request.session, request.breakglass) == ("2+2?", session, False)
+        [question] = s.interactions.responses(ask["token"])
+        assert question["id"] == request.message_id and "2+2?" in question["content"]
+        await actors.reply(request, "4")
+        answer = await s.wait_for(lambda: [m for m in s.bot_messages(s.channel_id)
+                                           if m["content"] == "4"], timeout=TIMEOUT_S)
+        assert answer[0]["message_reference"]["message_id"] == question["id"]
+
+        # /status: nothing, then the run the agent actor wrote in the runs bucket.
+        await s.run_command(s.channel_id, s.alice["id"], "status")
+        await s.wait_for(lambda: "💤 Nothing is running in this conversation." in
+                         _ephemeral_texts(s), timeout=TIMEOUT_S)
+        runs = await open_bucket(js, SUBJECTS.runs_bucket)  # the agent actors' bucket
+        assert runs is not None
+        await runs.put(session, encoder.encode(RunState(
+            session=session, role="python_coder", holder="python_coder/0", request_id="1",
+            turn=3, max_turns=20, model="offline/tier-2", confidence=65,
+            started_at=time.time() - 5)))
+        await s.run_command(s.channel_id, s.alice["id"], "status")
+        shown = await s.wait_for(lambda: [t for t in _ephemeral_texts(s) if "turn 3/20" in t],
+                                 timeout=TIMEOUT_S)
+        assert "python_coder" in shown[0] and "offline/tier-2" in shown[0] and "65%" in shown[0]
+
+        # /stop publishes an abort for the session.
+        await s.run_command(s.channel_id, s.alice["id"], "stop")
+        subject, control = await actors.next_control()
+        assert (subject, control.action) == (SUBJECTS.control(session), ControlAction.ABORT)
+        await s.wait_for(lambda: any("Stop requested" in m["content"]
+                                     for m in s.bot_messages(s.channel_id)), timeout=TIMEOUT_S)
+
+        # /model shows, sets, and refuses a bad tier ephemerally.
+        await s.run_command(s.channel_id, s.alice["id"], "model")
+        await s.wait_for(lambda: any("picks its own tier" in t for t in _ephemeral_texts(s)),
+                         timeout=TIMEOUT_S)
+        await s.run_command(s.channel_id, s.alice["id"], "model", {"tier": 3})
+        await s.wait_for(lambda: any("now uses tier 3" in t for t in _ephemeral_texts(s)),
+                         timeout=TIMEOUT_S)
+        assert (await services.sessions.get(session)).tier == 3  # type: ignore[union-attr]
+        await s.run_command(s.channel_id, s.alice["id"], "model", {"tier": 9})
+        await s.wait_for(lambda: any("Pick a tier from 1 to 4" in t
+                                     for t in _ephemeral_texts(s)), timeout=TIMEOUT_S)
+
+        # /breakglass: refused for bob, sent with breakglass=True for alice.
+        await s.run_command(s.channel_id, bob["id"], "breakglass", {"question": "prod down"})
+        await s.wait_for(lambda: any("only for the users" in t for t in _ephemeral_texts(s)),
+                         timeout=TIMEOUT_S)
+        await s.run_command(s.channel_id, s.alice["id"], "breakglass", {"question": "prod down"})
+        urgent = await actors.next()
+        assert (urgent.text, urgent.breakglass, urgent.user_id) == (
+            "prod down", True, s.alice["id"])
+        assert actors.inbox.empty()

@@ -37,6 +37,8 @@ environment:
   DISCORD_TOKEN        run the Discord bot with this token
   DISCORD_API_BASE     Discord REST base URL (for proxies / a local stand-in)
   DISCORD_GATEWAY_URL  Discord gateway URL (for proxies / a local stand-in)
+  DISCORD_PUBLIC_KEY   application public key (switchboard gateway --interactions)
+  SB_GATEWAY_*         gateway settings: MAX_BOTS, DEBOUNCE_S, USER_RATE, DAILY_TOKENS, ...
   SB_MODEL             one litellm model for every tier (e.g. openrouter/openai/gpt-4o-mini);
                        put its key in the provider's variable (OPENROUTER_API_KEY, ...)
   SB_TOPOLOGY          topology file (default: topology.yaml of this checkout)
@@ -207,6 +209,18 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
     from actors.bus import resolve_nats_url
     from actors.worker import run_gateway_process
 
+    if args.interactions:
+        from gateway.errors import GatewayError
+        from gateway.interactions import run_interactions
+
+        logging.basicConfig(level=settings.log_level)
+        try:
+            asyncio.run(run_interactions(settings, topology, nats_url=resolve_nats_url(settings),
+                                         listen=args.interactions))
+        except GatewayError as exc:
+            _say(f"❌ {exc}")
+            return EXIT_CONFIG
+        return 0
     if not settings.discord_token:
         _say("❌ DISCORD_TOKEN is not set: the gateway needs a bot token "
              "(see README, 'Discord setup'). For a terminal chat use `switchboard chat`.")
@@ -282,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="run the Discord gateway alone",
                                   description="Run the Discord bot (DISCORD_TOKEN) against "
                                   "NATS_URL.")
+    gateway.add_argument("--interactions", metavar="HOST:PORT",
+                         help="serve the Discord Interactions HTTP endpoint (POST /interactions) "
+                         "instead of the websocket bots; needs DISCORD_PUBLIC_KEY")
     gateway.set_defaults(func=cmd_gateway)
 
     from gateway.bots_cli import add_parser as add_bots_parser

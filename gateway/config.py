@@ -125,6 +125,8 @@ class GatewaySettings(BaseSettings):
     """How long a bot may take to log in and receive READY."""
     guild_ready_timeout_s: float = Field(default=2.0, ge=0)
     """discord.py's wait for GUILD_CREATE after READY."""
+    public_key: str | None = Field(default=None, validation_alias="DISCORD_PUBLIC_KEY")
+    """The application's Ed25519 public key, hex, for the Interactions endpoint."""
 
 
 def load_bots_file(path: Path) -> list[BotConfig]:

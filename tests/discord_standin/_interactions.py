@@ -125,7 +125,7 @@ class Interactions:
         return record
 
     async def callback(self, request: web.Request) -> web.Response:
-        from ._rest import _read_body, error, json_response
+        from ._rest import _read_body, error
 
         record = self._record(request)
         if record is None or record["payload"]["id"] != request.match_info["iid"]:
@@ -133,7 +133,19 @@ class Interactions:
         if record["callbacks"]:
             return error(400, 40060, "Interaction has already been acknowledged.")
         body, files = await _read_body(request)
+        return await self.respond(record, body, files)
+
+    async def acknowledge(self, token: str, body: Payload) -> web.Response:
+        """What Discord does with the HTTP answer of an Interactions endpoint (PONG aside):
+        ``body`` is the endpoint's interaction response, as it would be for the callback."""
+        return await self.respond(self.by_token[token], body, [])
+
+    async def respond(self, record: dict[str, Any], body: Payload,
+                      files: list[tuple[str, bytes, str | None]]) -> web.Response:
+        from ._rest import error, json_response
+
         record["callbacks"].append(body)
+        self.s.changed()
         kind, data = body.get("type"), body.get("data") or {}
         if kind not in (CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE):
             return error(400, 50035, f"Invalid Form Body: type {kind}")

@@ -1,0 +1,87 @@
+"""``switchboard gateway --interactions HOST:PORT``: serve the Interactions endpoint until
+SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import aiohttp
+from aiohttp import web
+
+from actors.config import Settings, Topology
+from gateway.bridge import connect_bridge
+from gateway.config import GatewaySettings
+from gateway.errors import DiscordConfigError
+from gateway.interactions._server import PATH, InteractionsEndpoint
+from gateway.interactions._webhook import InteractionWebhooks
+
+_log = logging.getLogger(__name__)
+
+ORIGIN = "discord-interactions"
+"""The outbox origin of the endpoint (one endpoint process per deployment and prefix)."""
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT`` for every interface) → ``(host, port)``.
+
+    Raises:
+        DiscordConfigError: not ``HOST:PORT`` with a port 1-65535.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        msg = f"--interactions expects HOST:PORT, e.g. 0.0.0.0:8080, not {value!r}"
+        raise DiscordConfigError(msg)
+    return host or "0.0.0.0", int(port)
+
+
+async def run_interactions(settings: Settings, topology: Topology, *, nats_url: str,
+                           listen: str, gateway: GatewaySettings | None = None,
+                           stop: asyncio.Event | None = None) -> None:
+    """Serve ``POST /interactions`` on ``listen`` until ``stop`` (default: SIGTERM / SIGINT).
+
+    Raises:
+        DiscordConfigError: no or an invalid ``DISCORD_PUBLIC_KEY``, or a bad ``listen``.
+        NotRunningError: NATS or Switchboard's streams are not there.
+    """
+    from gateway.pool import open_services
+
+    gateway = gateway or GatewaySettings()
+    if not gateway.public_key:
+        msg = ("DISCORD_PUBLIC_KEY is not set: the Interactions endpoint needs the "
+               "application's public key (Developer Portal → General Information)")
+        raise DiscordConfigError(msg)
+    host, port = parse_listen(listen)
+    bridge = await connect_bridge(settings, topology.subjects, ORIGIN, nats_url=nats_url)
+    runner: web.AppRunner | None = None
+    try:
+        services = await open_services(bridge.js, settings, topology, gateway)
+        async with aiohttp.ClientSession() as http:
+            endpoint = InteractionsEndpoint(
+                gateway.public_key, bridge, InteractionWebhooks(http, settings.discord_api_base),
+                services, edit_interval_s=gateway.edit_interval_s)
+            await bridge.start(endpoint.on_outbound, durable=True)
+            runner = web.AppRunner(endpoint.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                                   handle_signals=False, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            _log.info("Interactions endpoint on http://%s:%d%s", host, port, PATH)
+            await (stop or _stop_on_signals()).wait()
+    finally:
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                    await runner.cleanup()
+        await bridge.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,233 @@
+"""The Discord Interactions HTTP endpoint (SPEC.md §7), for deployments without a websocket:
+Discord POSTs each interaction; the endpoint verifies its signature, answers PING with PONG,
+answers quick commands at once (ephemerally) and defers ``/ask`` and ``/breakglass`` (type 5),
+delivering the answer later through the interaction's webhook.
+
+Interaction and response types:
+https://discord.com/developers/docs/interactions/receiving-and-responding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway.bridge import Bridge
+from gateway.commands import CommandError, model_text, status_text
+from gateway.errors import GatewayError, NotRunningError, SignatureError
+from gateway.interactions._verify import MAX_AGE_S, load_public_key, verify
+from gateway.interactions._webhook import InteractionWebhooks
+from gateway.render import render_options, render_progress, render_reply, split_message
+from gateway.services import BotServices
+from protocol import (
+    ChatMessage,
+    ConsolidatedOptions,
+    Control,
+    ControlAction,
+    FileBlob,
+    Outbound,
+    Progress,
+)
+
+_log = logging.getLogger(__name__)
+
+PING, APPLICATION_COMMAND = 1, 2
+PONG, CHANNEL_MESSAGE, DEFERRED = 1, 4, 5
+EPHEMERAL = 1 << 6
+PATH = "/interactions"
+
+
+@dataclass(eq=False)
+class _Deferred:
+    app_id: str
+    token: str
+    user_id: str
+    pending: str | None = None
+    flusher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(data).encode(), status=status,
+                        headers={"Content-Type": "application/json"})
+
+
+def _message(text: str, *, ephemeral: bool = True) -> web.Response:
+    data: dict[str, Any] = {"content": text[:2000]}
+    if ephemeral:
+        data["flags"] = EPHEMERAL
+    return _json({"type": CHANNEL_MESSAGE, "data": data})
+
+
+class InteractionsEndpoint:
+    """The aiohttp application answering ``POST /interactions``.
+
+    Args:
+        public_key: the application's public key, hex (``DISCORD_PUBLIC_KEY``).
+        bridge: sends requests and controls to the actors (its outbox answers come to
+            ``on_outbound``).
+        webhooks: edits and follow-ups of deferred interactions.
+        services: what ``/status``, ``/model`` and ``/breakglass`` use.
+        edit_interval_s: at most one progress edit per interaction per this many seconds.
+        max_age_s: oldest signature timestamp accepted.
+        clock: Unix seconds now.
+
+    Raises:
+        SignatureError: ``public_key`` is not a valid key.
+    """
+
+    def __init__(self, public_key: str, bridge: Bridge, webhooks: InteractionWebhooks,
+                 services: BotServices, *, edit_interval_s: float = 1.0,
+                 max_age_s: float = MAX_AGE_S, clock: Any = time.time) -> None:
+        self.key = load_public_key(public_key)
+        self.bridge = bridge
+        self.webhooks = webhooks
+        self.services = services
+        self.edit_interval_s = edit_interval_s
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self.deferred: dict[str, _Deferred] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_post(PATH, self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            verify(self.key, request.headers.get("X-Signature-Ed25519"),
+                   request.headers.get("X-Signature-Timestamp"), body, now=self.clock(),
+                   max_age_s=self.max_age_s)
+        except SignatureError as exc:
+            _log.warning("interaction refused (401): %s", exc)
+            return web.Response(status=401, text="invalid request signature")
+        try:
+            interaction = json.loads(body)
+            kind = interaction["type"]
+        except (ValueError, KeyError, TypeError):
+            return web.Response(status=400, text="malformed interaction")
+        if kind == PING:
+            return _json({"type": PONG})
+        if kind != APPLICATION_COMMAND:
+            return _message("⚠️ This kind of interaction is not supported.")
+        try:
+            return await self._command(interaction)
+        except CommandError as exc:
+            return _message(str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            _log.warning("malformed command interaction: %r", exc)
+            return web.Response(status=400, text="malformed interaction")
+
+    async def _command(self, interaction: dict[str, Any]) -> web.Response:
+        data = interaction["data"]
+        name = data["name"]
+        options = {o["name"]: o.get("value") for o in data.get("options") or []}
+        user = (interaction.get("member") or {}).get("user") or interaction.get("user") or {}
+        user_id = str(user.get("id", ""))
+        channel_id = str(interaction.get("channel_id") or
+                         (interaction.get("channel") or {}).get("id", ""))
+        session = f"discord-{channel_id}"
+        match name:
+            case "status":
+                return _message(await status_text(self.services, session))
+            case "model":
+                tier = options.get("tier")
+                return _message(await model_text(self.services, session,
+                                                 int(tier) if tier is not None else None))
+            case "stop":
+                await self._control(Control(session=session, action=ControlAction.ABORT,
+                                            user_id=user_id, message_id=str(interaction["id"]),
+                                            origin=self.bridge.origin))
+                return _message(f"⏹️ Stop requested by <@{user_id}>, halting at the next turn.",
+                                ephemeral=False)
+            case "ask" | "breakglass":
+                breakglass = name == "breakglass"
+                if breakglass and user_id not in self.services.breakglass_users:
+                    raise CommandError("🔒 /breakglass is only for the users the operator "
+                                       "allowed.")
+                return await self._defer(interaction, str(options.get("question") or ""),
+                                         user, channel_id, breakglass=breakglass)
+        raise CommandError(f"⚠️ Unknown command /{name}.")
+
+    async def _control(self, control: Control) -> None:
+        try:
+            await self.bridge.control(control)
+        except NotRunningError as exc:
+            raise CommandError(f"⚠️ {exc}") from exc
+
+    async def _defer(self, interaction: dict[str, Any], question: str, user: dict[str, Any],
+                     channel_id: str, *, breakglass: bool) -> web.Response:
+        if not question.strip():
+            raise CommandError("👋 Ask a question: `/ask question:...`")
+        interaction_id = str(interaction["id"])
+        request = ChatMessage(
+            message_id=interaction_id, session=f"discord-{channel_id}",
+            origin=self.bridge.origin, user_id=str(user.get("id", "")),
+            user_name=str(user.get("global_name") or user.get("username") or ""),
+            text=question, channel_id=channel_id, guild_id=str(interaction.get("guild_id", "")),
+            breakglass=breakglass, sent_at=self.clock())
+        limiter = self.services.limiter
+        if limiter is not None:
+            refusal = await limiter.admit(request.user_id, request.guild_id)
+            if refusal is not None:
+                return _message(refusal.text)
+        try:
+            await self.bridge.send(request)
+        except NotRunningError as exc:
+            raise CommandError("⚠️ Switchboard is not running right now, so I cannot "
+                               "answer. Try again later.") from exc
+        self.deferred[interaction_id] = _Deferred(str(interaction["application_id"]),
+                                                  str(interaction["token"]), request.user_id)
+        _log.info("interaction %s deferred (session %s)", interaction_id, request.session)
+        return _json({"type": DEFERRED})
+
+    async def _flush(self, deferred: _Deferred) -> None:
+        """Show the latest progress, then at most one edit per ``edit_interval_s``."""
+        while deferred.pending is not None:
+            text, deferred.pending = deferred.pending, None
+            try:
+                await self.webhooks.edit_original(deferred.app_id, deferred.token, text)
+            except GatewayError as exc:
+                _log.warning("interaction progress not shown: %s", exc)
+            await asyncio.sleep(self.edit_interval_s)  # pacing edits, not a wait-for
+
+    async def on_outbound(self, outbound: Outbound) -> None:
+        """Deliver what the actors sent for a deferred interaction through its webhook."""
+        deferred = self.deferred.get(outbound.in_reply_to)
+        if deferred is None:
+            _log.warning("outbound for unknown interaction %s dropped", outbound.in_reply_to)
+            return
+        if isinstance(outbound, Progress):
+            deferred.pending = render_progress(outbound)[:2000]
+            if deferred.flusher is None or deferred.flusher.done():
+                deferred.flusher = asyncio.create_task(self._flush(deferred),
+                                                       name=f"interaction:{outbound.in_reply_to}")
+            return
+        del self.deferred[outbound.in_reply_to]
+        if deferred.flusher is not None:
+            deferred.flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deferred.flusher
+        files: tuple[FileBlob, ...] = ()
+        if isinstance(outbound, ConsolidatedOptions):
+            text, usage = render_options(outbound), outbound.usage
+        else:
+            text, files, usage = render_reply(outbound), outbound.files, outbound.usage
+        if self.services.limiter is not None:
+            await self.services.limiter.add_tokens(
+                deferred.user_id, usage.prompt_tokens + usage.completion_tokens)
+        chunks = split_message(text) or ["(empty answer)"]
+        await self.webhooks.edit_original(deferred.app_id, deferred.token, chunks[0])
+        for index, chunk in enumerate(chunks[1:], start=1):
+            last = index == len(chunks) - 1
+            await self.webhooks.follow_up(deferred.app_id, deferred.token, chunk,
+                                          files[:10] if last else ())
+        if files and len(chunks) == 1:
+            await self.webhooks.follow_up(deferred.app_id, deferred.token, None, files[:10])

@@ -1,0 +1,169 @@
+"""The Discord Interactions HTTP endpoint (issue 3 item 5): requests signed by a test key are
+answered (PING → PONG, commands deferred and delivered through the stand-in's webhooks);
+forged, replayed (stale) and malformed ones get 401."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import nacl.signing
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from discord_standin import DiscordStandIn
+from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
+from discord_standin.fixtures import discord_standin, provision_streams  # noqa: F401 - fixture
+
+from actors.config import Settings
+from gateway.bridge import connect_bridge
+from gateway.errors import SignatureError
+from gateway.interactions import InteractionsEndpoint, InteractionWebhooks, verify
+from gateway.interactions._run import ORIGIN, parse_listen
+from gateway.services import BotServices
+from protocol import Subjects
+
+TIMEOUT_S = 20.0
+
+
+@dataclass
+class Endpoint:
+    url: str
+    key: nacl.signing.SigningKey
+    http: aiohttp.ClientSession
+
+    async def post(self, body: bytes, *, key: nacl.signing.SigningKey | None = None,
+                   timestamp: str | None = None, signature: str | None = None,
+                   ) -> tuple[int, Any]:
+        ts = timestamp or str(int(time.time()))
+        sig = signature or (key or self.key).sign(ts.encode() + body).signature.hex()
+        headers = {"X-Signature-Ed25519": sig, "X-Signature-Timestamp": ts,
+                   "Content-Type": "application/json"}
+        async with self.http.post(self.url, data=body, headers=headers) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
+
+@pytest_asyncio.fixture
+async def endpoint(nats_url: str, discord_standin: DiscordStandIn  # noqa: F811
+                   ) -> AsyncIterator[Endpoint]:
+    await provision_streams(nats_url, all_roles=True)
+    key = nacl.signing.SigningKey.generate()
+    bridge = await connect_bridge(Settings(), Subjects("sb"), ORIGIN, nats_url=nats_url)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    async with aiohttp.ClientSession() as http:
+        server = InteractionsEndpoint(
+            key.verify_key.encode().hex(), bridge,
+            InteractionWebhooks(http, discord_standin.api_base),
+            BotServices(breakglass_users=frozenset()), edit_interval_s=0.05)
+        await bridge.start(server.on_outbound)
+        runner = web.AppRunner(server.app(), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        try:
+            yield Endpoint(f"http://127.0.0.1:{sock.getsockname()[1]}/interactions", key, http)
+        finally:
+            await runner.cleanup()
+            await bridge.stop()
+
+
+async def test_ping_and_a_deferred_ask_answered_through_the_webhook(
+        endpoint: Endpoint, discord_standin: DiscordStandIn,  # noqa: F811
+        actors: FakeActors) -> None:  # noqa: F811
+    s = discord_standin
+    assert await endpoint.post(b'{"type": 1, "id": "1", "application_id": "2"}') == (
+        200, {"type": 1})
+
+    interaction = s.interactions.create(s.bot, s.channel_id, s.alice, "ask",
+                                        {"question": "write a long story"})
+    status, answer = await endpoint.post(json.dumps(interaction).encode())
+    assert (status, answer) == (200, {"type": 5})
+    await s.interactions.acknowledge(interaction["token"], answer)  # what Discord does with it
+
+    request = await actors.next()
+    assert (request.text, request.origin, request.user_id) == (
+        "write a long story", ORIGIN, s.alice["id"])
+    assert request.message_id == interaction["id"]
+    await actors.progress(request, "classified")
+    await actors.progress(request, "stream", text="Once upon")
+    await s.wait_for(lambda: any(e.content.startswith("Once upon") for e in s.edits),
+                     timeout=TIMEOUT_S, what="progress in the original response")
+    story = "\n\n".join(f"Paragraph {i}. " + "words " * 60 for i in range(12))
+    await actors.reply(request, story)
+
+    def delivered() -> list[dict[str, Any]]:
+        messages = s.interactions.responses(interaction["token"])
+        return messages if len(messages) > 1 and messages[-1]["content"].strip().endswith(
+            "words") and "Paragraph 11." in messages[-1]["content"] else []
+
+    messages = await s.wait_for(delivered, timeout=TIMEOUT_S, what="the whole answer")
+    assert messages[0]["content"].startswith("Paragraph 0.")
+    assert all(len(m["content"]) <= 2000 for m in messages)
+    assert any(r.startswith("PATCH /api/v10/webhooks/") and r.endswith("@original")
+               for r in s.requests)
+
+
+async def test_quick_commands_answer_at_once(endpoint: Endpoint,
+                                             discord_standin: DiscordStandIn,  # noqa: F811
+                                             actors: FakeActors) -> None:  # noqa: F811
+    s = discord_standin
+    status = s.interactions.create(s.bot, s.channel_id, s.alice, "status")
+    code, body = await endpoint.post(json.dumps(status).encode())
+    assert code == 200 and body["type"] == 4 and body["data"]["flags"] == 64
+    assert "Nothing is running" in body["data"]["content"]
+    glass = s.interactions.create(s.bot, s.channel_id, s.alice, "breakglass",
+                                  {"question": "x"})
+    code, body = await endpoint.post(json.dumps(glass).encode())
+    assert code == 200 and "only for the users" in body["data"]["content"]
+    stop = s.interactions.create(s.bot, s.channel_id, s.alice, "stop")
+    code, body = await endpoint.post(json.dumps(stop).encode())
+    assert code == 200 and "Stop requested" in body["data"]["content"]
+    _, control = await actors.next_control()
+    assert control.session == f"discord-{s.channel_id}"
+
+
+async def test_forged_replayed_and_malformed_requests_get_401(endpoint: Endpoint) -> None:
+    body = b'{"type": 1}'
+    forger = nacl.signing.SigningKey.generate()
+    assert (await endpoint.post(body, key=forger))[0] == 401
+    stale = str(int(time.time()) - 600)
+    assert (await endpoint.post(body, timestamp=stale))[0] == 401
+    assert (await endpoint.post(body, signature="zz" * 64))[0] == 401
+    assert (await endpoint.post(body, signature="ab" * 10))[0] == 401
+    async with endpoint.http.post(endpoint.url, data=body) as response:
+        assert response.status == 401
+    signed_other = endpoint.key.sign(b"1700000000" + body).signature.hex()
+    assert (await endpoint.post(b'{"type": 2}', signature=signed_other))[0] == 401
+    status, _ = await endpoint.post(b"not json")
+    assert status == 400
+
+
+def test_verify_and_listen_parsing() -> None:
+    key = nacl.signing.SigningKey.generate()
+    ts, body = "1000", b"{}"
+    signature = key.sign(ts.encode() + body).signature.hex()
+    verify(key.verify_key, signature, ts, body, now=1100)
+    with pytest.raises(SignatureError, match="stale"):
+        verify(key.verify_key, signature, ts, body, now=1000 + 301)
+    with pytest.raises(SignatureError, match="missing"):
+        verify(key.verify_key, None, ts, body, now=1000)
+    assert parse_listen("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert parse_listen(":9000") == ("0.0.0.0", 9000)
+
+
+def test_gateway_interactions_needs_the_public_key(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.cli import main
+
+    monkeypatch.delenv("DISCORD_PUBLIC_KEY", raising=False)
+    assert main(["gateway", "--interactions", "127.0.0.1:0"]) == 2
+    assert "DISCORD_PUBLIC_KEY is not set" in capsys.readouterr().out

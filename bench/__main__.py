@@ -15,11 +15,12 @@ from bench._table import summary
 
 _log = logging.getLogger("bench")
 
-SCENARIOS = ("throughput", "replicas", "memory", "coldstart")
+SCENARIOS = ("throughput", "replicas", "memory", "coldstart", "runtime")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None) -> Callable[[Path], list[Figure]]:
     from bench._footprint import run_cold_start, run_memory
+    from bench._runtime import run_runtime
     from bench._throughput import run_scaling, run_throughput
 
     match name:
@@ -28,6 +29,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None) -> Callable[[Pat
             return lambda d: run_throughput(d, quick=quick, delays=chosen)
         case "replicas":
             return lambda d: run_scaling(d, quick=quick, delays=delays or [0.0])
+        case "runtime":
+            return lambda d: run_runtime(d, quick=quick)
         case "memory":
             return lambda d: run_memory(d, quick=quick)
         case _:

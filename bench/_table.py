@@ -122,6 +122,17 @@ def coldstart_table(rows: Iterable[Mapping[str, Any]]) -> str:
     return _render(["attempt", *(h for _, h in columns)], lines)
 
 
+def runtime_cpu_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """CPU microseconds per step of each process of the ``runtime`` scenario, by load."""
+    per: dict[int, dict[str, float]] = {}
+    for row in rows:
+        if row["scenario"] == "runtime" and row["metric"] == "cpu_per_step":
+            per.setdefault(row["in_flight"], {})[row["label"]] = row["value"]
+    names = sorted({name for v in per.values() for name in v})
+    lines = [[str(k), *(_fmt(v.get(n), "{:.0f}") for n in names)] for k, v in sorted(per.items())]
+    return _render(["in flight", *names], lines)
+
+
 def summary(rows: list[dict[str, Any]]) -> str:
     """Every section for the scenarios present in ``rows``."""
     present = {row["scenario"] for row in rows}
@@ -132,6 +143,11 @@ def summary(rows: list[dict[str, Any]]) -> str:
         if scenario in present:
             parts += [f"== {title} ==", load_table(rows, scenario), "",
                       f"-- CPU per task ({scenario}) --", cpu_table(rows, scenario), ""]
+    if "runtime" in present:
+        parts += ["== Runtime alone: 5 durable hops, bench actors (latency: send to Reply) ==",
+                  load_table(rows, "runtime"), "",
+                  "-- CPU µs per step (per task for nats-server and the client) --",
+                  runtime_cpu_table(rows), ""]
     if "memory" in present:
         parts += ["== Memory of the default deployment (MB) ==", memory_table(rows), ""]
     if "coldstart" in present:

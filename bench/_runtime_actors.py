@@ -1,0 +1,120 @@
+"""Five tiny actors for the ``runtime`` scenario: a 5-hop durable pipeline that uses nothing but
+Switchboard's runtime (no model, no prompt, no tool), under the role names of the real pipeline.
+
+classifier (ChatMessage) → planner (Classification) → evaluator (TurnRequest) → reflector
+(TurnRequest, tier 2) → consolidator (TurnRequest, tier 3): one KV put and a Reply to the
+request's outbox. Every hop decodes (the runtime does), sends onward with ``ctx.send`` (a
+JetStream publish whose ack it awaits) and emits one ``step`` execution event; the runtime
+adds its own ``handled`` event per step, so a step publishes two events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from actors.config import Settings, Topology
+from actors.errors import BrokerError
+from actors.logs import setup_logging
+from actors.runtime import Actor, MessageContext, handler, run_actor
+from protocol import ChatMessage, Classification, Reply, TurnRequest
+
+_log = logging.getLogger(__name__)
+
+ROLES = ("classifier", "planner", "evaluator", "reflector", "consolidator")
+"""The pipeline's roles, in order (role names of ``topology.yaml``, bench-only classes)."""
+KV_TIMEOUT_S = 5.0
+KV_PREFIX = "bench-runtime."
+
+
+class BenchClassifier(Actor):
+    """Hop 1: ChatMessage → Classification to the planner."""
+
+    role = "classifier"
+
+    @handler
+    async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
+        await ctx.send("planner", Classification(request=message, respond=True))
+        await ctx.emit("step")
+
+
+class BenchPlanner(Actor):
+    """Hop 2: Classification → TurnRequest to the evaluator."""
+
+    role = "planner"
+
+    @handler
+    async def on_classification(self, message: Classification, ctx: MessageContext) -> None:
+        await ctx.send("evaluator", TurnRequest(classification=message, plan=("answer",)))
+        await ctx.emit("step")
+
+
+class BenchEvaluator(Actor):
+    """Hop 3: TurnRequest → TurnRequest (tier 2) to the reflector."""
+
+    role = "evaluator"
+
+    @handler
+    async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
+        await ctx.send("reflector", TurnRequest(classification=message.classification,
+                                                plan=message.plan, tier=2))
+        await ctx.emit("step")
+
+
+class BenchReflector(Actor):
+    """Hop 4: TurnRequest → TurnRequest (tier 3) to the consolidator."""
+
+    role = "reflector"
+
+    @handler
+    async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
+        await ctx.send("consolidator", TurnRequest(classification=message.classification,
+                                                   plan=message.plan, tier=3))
+        await ctx.emit("step")
+
+
+class BenchConsolidator(Actor):
+    """Hop 5: one KV put (the runs bucket, key ``bench-runtime.<session>``), then a Reply to
+    the request's outbox."""
+
+    role = "consolidator"
+
+    @handler
+    async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
+        request = message.classification.request
+        try:
+            async with asyncio.timeout(KV_TIMEOUT_S):
+                await self.services.runs.put(KV_PREFIX + request.session,
+                                             request.message_id.encode())
+        except TimeoutError as exc:
+            msg = f"KV put for {request.session} took more than {KV_TIMEOUT_S} s"
+            raise BrokerError(msg) from exc
+        await ctx.reply(request.origin, Reply(session=request.session, origin=request.origin,
+                                              in_reply_to=request.message_id, text="done"))
+        await ctx.emit("step")
+
+
+BENCH_ACTORS: dict[str, type[Actor]] = {
+    cls.role: cls
+    for cls in (BenchClassifier, BenchPlanner, BenchEvaluator, BenchReflector, BenchConsolidator)
+}
+
+
+def run_bench_actor_process(
+    role: str, replica: int, settings: Settings, topology: Topology, nats_url: str
+) -> None:
+    """Run one replica of the bench actor for ``role`` until SIGTERM (a supervisor target,
+    like ``actors.worker.run_actor_process`` but with the classes above)."""
+    from actors.worker import _install_uvloop
+
+    setup_logging(f"{role}/{replica}", level=settings.log_level, as_json=settings.log_json)
+    _install_uvloop()
+    try:
+        asyncio.run(run_actor(BENCH_ACTORS[role], replica, settings=settings, topology=topology,
+                              nats_url=nats_url))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        _log.exception("%s/%d failed", role, replica)
+        sys.exit(1)

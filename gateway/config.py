@@ -4,6 +4,7 @@ environment variables). Parsed once; a change replaces the object, never mutates
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ class BotConfig(BaseModel):
         if guild_id is not None and self.channels:
             return any(c is not None and str(c) in self.channels for c in channel_ids)
         return True
+
+    def fingerprint(self) -> str:
+        """12 hex characters that change with any field (the token included, never shown):
+        the status key records the fingerprint a running bot applied."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
 
     def public(self) -> dict[str, Any]:
         """The configuration without the token, for display."""

@@ -83,8 +83,10 @@ class BotPool:
                 await self._stop(name)
                 await self._start(name, config)
             elif config != current:
-                self.runners[name].apply(config)
+                runner = self.runners[name]
+                runner.apply(config)
                 self.configs[name] = config
+                await self.store.set_status(name, self._running(runner))
                 _log.info("bot %s: configuration applied without restart", name)
         finally:
             async with self.changed:
@@ -111,8 +113,12 @@ class BotPool:
             await runner.stop()
             raise
         self.runners[name] = runner
+        await self.store.set_status(name, self._running(runner))
+
+    @staticmethod
+    def _running(runner: BotRunner) -> BotStatus:
         user_id = str(runner.bot.user.id) if runner.bot.user else ""
-        await self.store.set_status(name, BotStatus("running", user_id=user_id))
+        return BotStatus("running", user_id=user_id, applied=runner.config.fingerprint())
 
     async def _stop(self, name: str) -> None:
         self.configs.pop(name, None)

@@ -31,11 +31,13 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class BotStatus:
     """What the gateway reports about one bot: ``state`` is ``starting``, ``running``,
-    ``failed`` or ``stopped``; ``at`` Unix seconds."""
+    ``failed`` or ``stopped``; ``applied`` the ``BotConfig.fingerprint`` in effect; ``at`` Unix
+    seconds."""
 
     state: str
     error: str = ""
     user_id: str = ""
+    applied: str = ""
     at: float = 0.0
 
 

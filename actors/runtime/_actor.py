@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from actors.config import ActorSpec, Settings, Topology
 from actors.errors import BrokerError
+from actors.runtime._publish import Publisher
 from actors.runtime._sessions import SessionStore
 from actors.runtime._tracing import current_trace_id, current_traceparent
 from protocol import (
@@ -65,6 +67,51 @@ class Services:
     users: SessionStore
     """Per-user memory: a SessionState per bot and person (``actors.memory.user_key``)."""
     artifacts: Any = None
+    publisher: Publisher | None = None
+    """JetStream publishes confirmed through a callback (``MessageContext.send``); None makes
+    every send wait for its own ack."""
+
+
+class Confirmations:
+    """The publishes of one delivery that JetStream has not confirmed yet.
+
+    ``on_idle`` is called each time the count drops to zero; ``error`` keeps the first failure.
+    """
+
+    __slots__ = ("error", "on_idle", "pending")
+
+    def __init__(self, on_idle: Callable[[], None]) -> None:
+        self.pending = 0
+        self.error: BrokerError | None = None
+        self.on_idle = on_idle
+
+    def settled(self, error: BrokerError | None) -> None:
+        """One publish is answered (``error`` None: stored)."""
+        self.pending -= 1
+        if error is not None and self.error is None:
+            self.error = error
+        if self.pending == 0:
+            self.on_idle()
+
+
+class _EventIds:
+    """Event ids unique per process: a random prefix drawn in each process (forked processes
+    start with their parent's module state) and a counter; cheaper than ``uuid4`` (a
+    ``getrandom`` system call per id)."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self, pid: int) -> str:
+        if pid != self._pid:
+            self._pid, self._prefix = pid, uuid.uuid4().hex[:20]
+            self._counter = itertools.count()
+        return f"{self._prefix}{next(self._counter):012x}"
+
+
+_event_ids = _EventIds()
 
 
 class Actor:
@@ -97,6 +144,7 @@ class Actor:
         self.actor_id = actor_id
         self.spec: ActorSpec = services.topology.actor(actor_id.role)
         self.log = logging.getLogger(f"actors.{actor_id.role}")
+        self._event_subjects: dict[str, str] = {}
 
     @property
     def topology(self) -> Topology:
@@ -118,12 +166,19 @@ class Actor:
         Events are observability, not work: a core publish that the events stream captures,
         without waiting for a JetStream ack, so an event costs the hot path about 2 µs
         (shared/NOTES.md) and a broker outage delays nothing (but can lose events).
+        ``trace_id`` defaults to the current span's.
         """
+        pid = os.getpid()
+        if "trace_id" not in fields:
+            fields["trace_id"] = current_trace_id()
         event = ExecutionEvent(
-            event_id=uuid.uuid4().hex, session=session, actor=self.actor_id.role, kind=kind,
-            at=time.time(), trace_id=current_trace_id(), pid=os.getpid(), **fields,
+            event_id=_event_ids.next(pid), session=session, actor=self.actor_id.role,
+            kind=kind, at=time.time(), pid=pid, **fields,
         )
-        subject = self.services.subjects.event(self.actor_id.role, kind)
+        subject = self._event_subjects.get(kind)
+        if subject is None:
+            subject = self._event_subjects[kind] = self.services.subjects.event(
+                self.actor_id.role, kind)
         headers = {HEADER_TYPE: "execution_event", HEADER_SESSION: session}
         try:
             await self.services.nc.publish(subject, encoder.encode(event), headers=headers)
@@ -138,6 +193,12 @@ class MessageContext:
     Publishes made through the context carry a ``Nats-Msg-Id`` derived from this delivery's
     stream sequence, so a redelivered task that publishes again is de-duplicated by JetStream
     instead of running the next step twice.
+
+    With ``confirmations`` (the dispatcher's deliveries), ``send`` and ``reply`` return once
+    the message is handed to the client, and the delivery is acknowledged only after JetStream
+    confirmed every one of them; a publish that fails makes the delivery fail (nak and
+    redelivery, the publishes that did succeed de-duplicated by their ids). Without it each
+    publish waits for its own ack.
     """
 
     actor: Actor
@@ -145,6 +206,7 @@ class MessageContext:
     stream_seq: int
     deliveries: int
     _sent: int = field(default=0)
+    confirmations: Confirmations | None = None
 
     def _msg_id(self, target: str) -> str:
         self._sent += 1
@@ -162,27 +224,36 @@ class MessageContext:
         return headers
 
     async def send(self, role: str, message: msgspec.Struct) -> None:
-        """Publish ``message`` to ``role``'s task subject and wait for JetStream to store it.
+        """Publish ``message`` to ``role``'s task subject; this delivery is acked only once
+        JetStream stored it (see the class docstring).
 
         Raises:
-            BrokerError: no stream stored it within 10 s.
+            BrokerError: no stream stored it within 10 s (only without ``confirmations``; with
+                them the delivery fails instead).
         """
-        subjects = self.actor.services.subjects
-        await _js_publish(
-            self.actor.services.js, subjects.task(role), message, self._headers(message, role)
-        )
+        await self._publish(self.actor.services.subjects.task(role), message, role)
 
     async def reply(self, origin: str, message: msgspec.Struct) -> None:
-        """Publish a Progress / Reply / ConsolidatedOptions to the gateway ``origin``.
+        """Publish a Progress / Reply / ConsolidatedOptions to the gateway ``origin`` (stored
+        by the outbox stream before this delivery is acked, as for ``send``).
 
         Raises:
-            BrokerError: the outbox stream did not store it within 10 s.
+            BrokerError: the outbox stream did not store it within 10 s (only without
+                ``confirmations``).
         """
-        subjects = self.actor.services.subjects
-        await _js_publish(
-            self.actor.services.js, subjects.outbox(origin), message,
-            self._headers(message, f"out-{origin}"),
-        )
+        await self._publish(self.actor.services.subjects.outbox(origin), message,
+                            f"out-{origin}")
+
+    async def _publish(self, subject: str, message: msgspec.Struct, target: str) -> None:
+        headers = self._headers(message, target)
+        publisher = self.actor.services.publisher
+        confirmations = self.confirmations
+        if publisher is None or confirmations is None:
+            await _js_publish(self.actor.services.js, subject, message, headers)
+            return
+        confirmations.pending += 1
+        await publisher.publish(subject, encoder.encode(message), headers,
+                                confirmations.settled)
 
     async def emit(self, kind: str, **fields: Any) -> None:
         """Publish an ExecutionEvent for this session."""

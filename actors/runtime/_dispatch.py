@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
+import typing
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 import msgspec
+import nats.errors
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span
 
 from actors.errors import (
     BrokerError,
@@ -34,8 +40,8 @@ from actors.errors import (
     TransientError,
     UnhandledMessageError,
 )
-from actors.runtime._actor import Actor, MessageContext, _js_publish
-from actors.runtime._tracing import record_error, span_from_headers
+from actors.runtime._actor import Actor, Confirmations, MessageContext, _js_publish
+from actors.runtime._tracing import attach_span, record_error, start_span
 from protocol import (
     HEADER_SESSION,
     BrainstormResult,
@@ -79,24 +85,126 @@ def _error_code(exc: BaseException) -> ErrorCode:
     return ErrorCode.DEAD_LETTER
 
 
+class _Resume:
+    """Awaits a coroutine that already ran its first step outside any task and stopped at
+    ``first`` (what it yielded): lets the dispatcher run a handler inline and move it into a
+    task only when it really waits for something."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro, self._first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - forwarded into the handler
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+class _Delivery:
+    """One delivery being handled: the message, its span and context, its publishes."""
+
+    __slots__ = ("confirmations", "context", "deliveries", "done", "handler_done", "message",
+                 "msg", "seq", "session", "settled", "span", "started", "step", "trace_id")
+
+    def __init__(self, msg: Msg, message: TaskMessage, session: str, step: str,
+                 deliveries: int, seq: int, started: float, done: Callable[[], None]) -> None:
+        self.msg, self.message, self.session, self.step = msg, message, session, step
+        self.deliveries, self.seq, self.started, self.done = deliveries, seq, started, done
+        self.context = contextvars.copy_context()
+        self.span: Span | None = None
+        self.trace_id = ""
+        self.confirmations: Confirmations | None = None
+        self.handler_done = False
+        self.settled = False
+
+
+def _ack_info(msg: Msg) -> tuple[int, int]:
+    """(delivery count, stream sequence) from the ack subject
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``
+    (the 9-token form nats-py's ``Msg.Metadata._from_reply`` parses; the longer form with a
+    domain and account hash goes through nats-py itself)."""
+    reply = msg.reply
+    tokens = reply.split(".") if reply else []
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[4]), int(tokens[5])
+    meta = msg.metadata
+    return meta.num_delivered, meta.sequence.stream
+
+
 class Dispatcher:
-    """Settles every delivery of one actor replica (see the module docstring)."""
+    """Settles every delivery of one actor replica (see the module docstring).
+
+    A delivery runs inline in the pull subscription's callback, in its own ``contextvars``
+    context (its span is current there); when the handler waits for something (a model, a KV
+    read) it continues as a named task. The delivery is acked once the handler returned and
+    JetStream confirmed everything it published; acks (and the ``handled`` events) go out in
+    batches from one task. A delivery still open after ``ack_wait_s / 3`` seconds (at least
+    0.5) gets a progress ack every such period from one keep-alive task, so a long model call
+    is not redelivered to another replica while this one is alive.
+    """
 
     def __init__(self, actor: Actor) -> None:
         self.actor = actor
         self.spec = actor.spec
         self._keepalive_s = max(0.5, self.spec.ack_wait_s / 3)
+        self._open: dict[int, _Delivery] = {}
+        self._acks: list[_Delivery] = []
+        self._ack_wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._role = actor.actor_id.role
 
-    async def handle(self, msg: Msg) -> None:
+    def start(self) -> None:
+        """Start the acking and keep-alive tasks."""
+        self._workers = [
+            asyncio.create_task(self._run_acks(), name=f"acks:{self._role}"),
+            asyncio.create_task(self._run_keepalive(), name=f"keepalive:{self._role}"),
+        ]
+
+    async def stop(self) -> None:
+        """Cancel handlers still running (JetStream redelivers their messages after
+        ``ack_wait``), send the acks already due, and stop the tasks; bounded to 5 s."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3.0):
+                await self._flush_acks()
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.wait(workers, timeout=1.0)
+
+    def deliver(self, msg: Msg, done: Callable[[], None]) -> None:
+        """Handle one delivery; ``done`` is called once it is acked, nakked or terminated (or
+        abandoned at shutdown)."""
         started = time.perf_counter()
-        meta = msg.metadata
-        deliveries = meta.num_delivered
-        session = (msg.headers or {}).get(HEADER_SESSION, "")
+        deliveries, seq = _ack_info(msg)
+        headers = msg.headers
+        session = headers.get(HEADER_SESSION, "") if headers else ""
         try:
             message = task_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             malformed = MalformedMessageError(f"not a Switchboard task message: {exc}")
-            await self._dead_letter(msg, None, session or "unknown", malformed, deliveries)
+            self._spawn(self._dead_letter_then(msg, None, session or "unknown", malformed,
+                                               deliveries, done), "dead-letter", None)
             return
         if isinstance(message, ChatMessage):
             session = message.session
@@ -109,48 +217,149 @@ class Dispatcher:
                 f"delivered {deliveries} times without being acknowledged "
                 f"(the handler crashed or timed out each time)"
             )
-            await self._dead_letter(msg, message, session, error, deliveries)
+            self._spawn(self._dead_letter_then(msg, message, session, error, deliveries, done),
+                        "dead-letter", None)
             return
-        with span_from_headers(f"{self.actor.actor_id.role} {step}", msg.headers):
-            await self._run(msg, message, session, step, deliveries, started)
+        delivery = _Delivery(msg, message, session, step, deliveries, seq, started, done)
+        self._open[id(delivery)] = delivery
+        delivery.context.run(self._begin, delivery)
 
-    async def _run(
-        self, msg: Msg, message: TaskMessage, session: str, step: str, deliveries: int,
-        started: float,
-    ) -> None:
-        handler = self.actor.handler_for(message)
-        ctx = MessageContext(
-            actor=self.actor, session=session, stream_seq=msg.metadata.sequence.stream,
-            deliveries=deliveries,
-        )
-        keepalive = asyncio.create_task(self._keep_alive(msg), name=f"keepalive:{step}")
+    def _begin(self, d: _Delivery) -> None:
+        """Runs in the delivery's own context: span, handler's first step."""
+        span = d.span = start_span(f"{self._role} {d.step}", d.msg.headers)
+        attach_span(span)
+        context = span.get_span_context()
+        d.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
+        handler = self.actor.handler_for(d.message)
+        if handler is None:
+            text = f"{self._role} has no handler for '{d.step}' messages"
+            self._handler_failed(d, UnhandledMessageError(text))
+            return
+        confirmations = d.confirmations = Confirmations(lambda: self._confirmed(d))
+        ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
+                             deliveries=d.deliveries, confirmations=confirmations)
+        coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
         try:
-            if handler is None:
-                msg_text = f"{self.actor.actor_id.role} has no handler for '{step}' messages"
-                raise UnhandledMessageError(msg_text)
-            await handler(message, ctx)
-        except asyncio.CancelledError:
-            raise
-        except PermanentError as exc:
-            record_error(exc)
-            await self._dead_letter(msg, message, session, exc, deliveries)
-        except Exception as exc:  # noqa: BLE001 - every failure is settled explicitly below
-            record_error(exc)
-            await self._retry_or_dead_letter(msg, message, session, exc, deliveries)
-        else:
-            await msg.ack()
-            await ctx.emit("handled", step=step,
-                           duration_ms=(time.perf_counter() - started) * 1000)
-        finally:
-            keepalive.cancel()
+            yielded = coro.send(None)
+        except StopIteration:
+            self._handler_returned(d)
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is settled explicitly
+            self._handler_failed(d, exc)
+            return
+        self._spawn(self._continue(d, coro, yielded), d.step, d.context)
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        """Tell JetStream the message is still being worked on, so a long model call is not
-        redelivered to another replica while this one is alive."""
+    async def _continue(self, d: _Delivery, coro: Coroutine[Any, Any, None],
+                        yielded: Any) -> None:
+        try:
+            await _Resume(coro, yielded)
+        except asyncio.CancelledError:
+            self._close(d)  # abandoned at shutdown: JetStream redelivers it after ack_wait
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is settled explicitly
+            self._handler_failed(d, exc)
+            return
+        self._handler_returned(d)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str,
+               context: contextvars.Context | None) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self._role}:{what}",
+                                                      context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _handler_returned(self, d: _Delivery) -> None:
+        d.handler_done = True
+        if d.confirmations is None or d.confirmations.pending == 0:
+            self._complete(d)
+
+    def _confirmed(self, d: _Delivery) -> None:
+        if d.handler_done:
+            self._complete(d)
+
+    def _complete(self, d: _Delivery) -> None:
+        """The handler returned and every publish is answered: ack, or retry on a failed
+        publish."""
+        if d.settled:
+            return
+        d.settled = True
+        error = d.confirmations.error if d.confirmations is not None else None
+        if error is not None:
+            self._spawn(self._fail(d, error), "retry", d.context)
+            return
+        self._acks.append(d)
+        self._ack_wake.set()
+
+    def _handler_failed(self, d: _Delivery, exc: Exception) -> None:
+        if d.settled:
+            return
+        d.settled = True
+        record_error(exc)
+        self._spawn(self._fail(d, exc), "failed", d.context)
+
+    async def _fail(self, d: _Delivery, exc: Exception) -> None:
+        try:
+            if isinstance(exc, PermanentError):
+                await self._dead_letter(d.msg, d.message, d.session, exc, d.deliveries)
+            else:
+                await self._retry_or_dead_letter(d.msg, d.message, d.session, exc,
+                                                 d.deliveries)
+        finally:
+            self._close(d)
+
+    async def _dead_letter_then(self, msg: Msg, message: TaskMessage | None, session: str,
+                                exc: BaseException, deliveries: int,
+                                done: Callable[[], None]) -> None:
+        try:
+            await self._dead_letter(msg, message, session, exc, deliveries)
+        finally:
+            done()
+
+    def _close(self, d: _Delivery) -> None:
+        if self._open.pop(id(d), None) is None:
+            return
+        if d.span is not None:
+            d.span.end()
+        d.done()
+
+    async def _run_acks(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._ack_wake.wait()
+            self._ack_wake.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        """Ack the deliveries due, then emit their ``handled`` events."""
+        batch, self._acks = self._acks, []
+        if not batch:
+            return
+        nc = self.actor.services.nc
+        now = time.perf_counter()
+        for d in batch:
+            try:
+                await nc.publish(d.msg.reply, b"+ACK")
+            except nats.errors.Error as exc:
+                # Not acked: JetStream redelivers it after ack_wait; its publishes are
+                # de-duplicated by their ids.
+                self.actor.log.warning("session %s: ack failed: %s", d.session, exc)
+        for d in batch:
+            await self.actor.emit("handled", d.session, step=d.step, trace_id=d.trace_id,
+                                  duration_ms=(now - d.started) * 1000)
+            self._close(d)
+
+    async def _run_keepalive(self) -> None:
+        """Tell JetStream that deliveries open longer than the keep-alive period are still
+        being worked on."""
+        nc = self.actor.services.nc
         while True:
             await asyncio.sleep(self._keepalive_s)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            oldest = time.perf_counter() - self._keepalive_s
+            for d in list(self._open.values()):
+                if d.started <= oldest and not d.settled and d.msg.reply:
+                    with contextlib.suppress(nats.errors.Error):
+                        await nc.publish(d.msg.reply, b"+WPI")
 
     async def _retry_or_dead_letter(
         self, msg: Msg, message: TaskMessage, session: str, exc: Exception, deliveries: int

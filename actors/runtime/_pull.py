@@ -21,8 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,7 +29,9 @@ from nats.aio.subscription import Subscription
 
 _log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[Msg], Coroutine[Any, Any, None]]
+MessageHandler = Callable[[Msg, Callable[[], None]], None]
+"""Called once per delivered message with a ``done`` callback that it calls exactly once, when
+the message is settled (acked, nakked, terminated, or abandoned at shutdown)."""
 
 
 class _PullRequest:
@@ -44,13 +45,15 @@ class _PullRequest:
 class PullConsumer:
     """Delivers a durable consumer's messages to ``handler``, at most ``max_in_flight`` at once.
 
-    Each message runs in its own named task; ``handler`` must settle it (ack / nak / term).
+    ``handler`` is called in the subscription's callback and must settle each message
+    (ack / nak / term), then call the ``done`` it was given; it runs its own tasks when a
+    message needs waiting for.
 
     Args:
         nc: a connected client.
         stream: the stream name.
         durable: the durable consumer name (it must exist).
-        handler: coroutine called once per delivered message.
+        handler: called once per delivered message (``MessageHandler``).
         max_in_flight: messages requested or being handled at once (>= 1).
         batch: largest pull request, in messages.
         expires_s: lifetime of one pull request, in seconds.
@@ -76,18 +79,18 @@ class PullConsumer:
         self._expires_s = expires_s
         self._name = name or durable
         self._requests: collections.deque[_PullRequest] = collections.deque()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._open = 0
+        self._idle = asyncio.Event()
         self._wake = asyncio.Event()
         self._inbox = ""
         self._sub: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
         self._stopping = False
-        self._serial = 0
 
     @property
     def in_flight(self) -> int:
         """Messages delivered and not yet settled."""
-        return len(self._tasks)
+        return self._open
 
     @property
     def requested(self) -> int:
@@ -106,8 +109,9 @@ class PullConsumer:
         self._wake.set()
 
     async def stop(self, *, drain_timeout_s: float = 10.0) -> None:
-        """Stop pulling, wait up to ``drain_timeout_s`` seconds for handlers in flight to finish,
-        then cancel the rest (their messages are redelivered after ``ack_wait``)."""
+        """Stop pulling and wait up to ``drain_timeout_s`` seconds for the messages in flight
+        to be settled (the handler's owner cancels what is left; JetStream redelivers those
+        after ``ack_wait``)."""
         self._stopping = True
         self._wake.set()
         if self._pump is not None:
@@ -117,12 +121,13 @@ class PullConsumer:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=drain_timeout_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2.0)
+        if self._open and drain_timeout_s > 0:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_timeout_s):
+                    while self._open:
+                        await self._idle.wait()
+                        self._idle.clear()
 
     async def _run_pump(self) -> None:
         while not self._stopping:
@@ -158,16 +163,23 @@ class PullConsumer:
             head.remaining -= 1
             if head.remaining <= 0:
                 self._requests.popleft()
-        self._serial += 1
-        task = asyncio.create_task(self._handler(msg), name=f"{self._name}#{self._serial}")
-        self._tasks.add(task)
-        task.add_done_callback(self._settled)
+        self._open += 1
+        try:
+            self._handler(msg, self._settled)
+        except Exception:
+            # A bug in the handler's owner: the message is redelivered after ack_wait.
+            _log.exception("%s: delivery handler crashed", self._name)
+            self._settled()
 
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("%s: handler task crashed", self._name, exc_info=task.exception())
-        self._wake.set()
+    def _settled(self) -> None:
+        self._open -= 1
+        if self._open <= 0:
+            self._idle.set()
+        # Wake the pump only when it would pull: half a batch of credit is free, or nothing
+        # is requested at all.
+        free = self._max - self._open - self.requested
+        if free >= max(1, self._batch // 2) or not self._requests:
+            self._wake.set()
 
     def _on_status(self, status: str, msg: Msg) -> None:
         headers = msg.headers or {}

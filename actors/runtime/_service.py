@@ -11,6 +11,7 @@ from actors.bus import connect, ensure_consumer, kv_bucket, provision
 from actors.config import Settings, Topology
 from actors.runtime._actor import Actor, Services
 from actors.runtime._dispatch import Dispatcher
+from actors.runtime._publish import Publisher
 from actors.runtime._pull import PullConsumer
 from actors.runtime._sessions import SessionStore
 from actors.runtime._tracing import setup_tracing
@@ -19,6 +20,8 @@ from protocol import ActorId
 _log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 10.0
+PUBLISH_TIMEOUT_S = 10.0
+"""A task publish JetStream has not confirmed after this many seconds fails (nak, retry)."""
 
 
 async def run_actor(
@@ -60,15 +63,20 @@ async def run_actor(
             checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
             users=SessionStore(await kv_bucket(js, subjects.users_bucket)),
             artifacts=await _artifact_store(js, settings, topology),
+            publisher=Publisher(nc, timeout_s=PUBLISH_TIMEOUT_S),
         )
+        assert services.publisher is not None
+        await services.publisher.start()
         actor = actor_cls(services, actor_id)
         await actor.on_start()
+        dispatcher = Dispatcher(actor)
         try:
             stream, durable = await ensure_consumer(js, topology.subjects, role, actor.spec)
             consumer = PullConsumer(
-                nc, stream, durable, Dispatcher(actor).handle,
+                nc, stream, durable, dispatcher.deliver,
                 max_in_flight=actor.spec.max_in_flight, name=str(actor_id),
             )
+            dispatcher.start()
             await consumer.start()
             _log.info("%s consuming %s (max %d in flight)", actor_id, stream,
                       actor.spec.max_in_flight)
@@ -82,9 +90,12 @@ async def run_actor(
                 raise
             finally:
                 await consumer.stop(drain_timeout_s=drain_s)
+                await dispatcher.stop()
             await actor.emit("stopped", "system", detail=str(actor_id))
         finally:
+            await dispatcher.stop()
             await actor.on_stop()
+            await services.publisher.stop()
             if services.artifacts is not None:
                 await services.artifacts.close()
     finally:

@@ -95,6 +95,9 @@ async def tail_events(
                                stream=subjects.events_stream, config=config)
         else:
             await nc.subscribe(subject, cb=_on_event)
+        await nc.flush(timeout=5)  # the server has the subscription: nothing from now is missed
+        sys.stderr.write(f"Following {subject} on {nats_url} (Ctrl-C to stop)\n")
+        sys.stderr.flush()
         await done.wait()
         return 0
     finally:

@@ -28,10 +28,15 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
 
 
 def _events_tail(system: RunningSystem, limit: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    """``switchboard events tail`` in the background, returned once it is subscribed."""
+    tail = subprocess.Popen(
         [sys.executable, "-m", "actors.cli", "events", "tail", "--limit", str(limit), *extra],
-        env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    assert tail.stderr is not None
+    first = tail.stderr.readline()  # "Following ..." once the subscription is in place
+    assert first.startswith("Following"), first + tail.stderr.read()
+    return tail
 
 
 def test_hello_is_answered_by_the_offline_model(system: RunningSystem) -> None:

@@ -44,10 +44,11 @@ async def test_a_second_message_waits_for_the_running_one(
         nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors) -> None:  # noqa: F811
     s = discord_standin
     async with running_bot(nats_url, s):
-        await s.post_user_message(s.channel_id, s.alice["id"], "first")
+        dm = s.dm_channel(s.alice)  # one conversation (a thread or a DM): one run at a time
+        await s.post_user_message(dm["id"], s.alice["id"], "first", mention_bot=False)
         first = await actors.next()
-        second = await s.post_user_message(s.channel_id, s.alice["id"], "second")
-        queued = await s.wait_for(lambda: [m for m in s.bot_messages(s.channel_id)
+        second = await s.post_user_message(dm["id"], s.alice["id"], "second", mention_bot=False)
+        queued = await s.wait_for(lambda: [m for m in s.bot_messages(dm["id"])
                                            if m["content"] == QUEUED_TEXT], timeout=TIMEOUT_S)
         assert queued[0]["message_reference"]["message_id"] == second["id"]
         assert actors.inbox.empty()

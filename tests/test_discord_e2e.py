@@ -97,7 +97,7 @@ async def test_mention_is_answered_in_the_channel(
     request = await actors.next()
     assert request.message_id == posted["id"]
     assert request.text == "what is 6 x 7?"
-    assert request.session == f"discord-{s.channel_id}"
+    assert request.session == f"discord-{posted['id']}"  # the id its thread would have
     assert request.origin == f"discord-{s.bot.user['id']}"
     assert (request.user_id, request.user_name) == (s.alice["id"], "alice")
     assert (request.channel_id, request.guild_id) == (s.channel_id, s.guild_id)
@@ -165,7 +165,7 @@ async def test_sequential_progress_opens_a_thread_and_edits_one_status_message(
     # A follow-up in the bot's thread needs no mention.
     await s.post_user_message(thread["id"], s.alice["id"], "add tests", mention_bot=False)
     follow_up = await actors.next()
-    assert follow_up.session == f"discord-{thread['id']}"
+    assert follow_up.session == f"discord-{thread['id']}" == request.session  # one session
     assert follow_up.text == "add tests"
 
 

@@ -54,8 +54,23 @@ def strip_mentions(text: str, me_id: int) -> str:
 
 
 def session_of(channel: discord.abc.Messageable | discord.PartialMessageable) -> str:
-    """The session id of a thread, channel or DM: ``discord-<its id>``."""
+    """The session id of a thread or DM: ``discord-<its id>``."""
     return str(SessionId("discord", str(getattr(channel, "id", 0))))
+
+
+def session_of_message(message: discord.Message) -> str:
+    """The session a message belongs to: its thread, its DM, or — for a message in a guild
+    channel — the thread the bot would open from it.
+
+    A thread started from a message has the message's id ("Start Thread from Message",
+    https://discord.com/developers/docs/resources/channel#start-thread-from-message), so a
+    request and everything said later in its thread share one session: one workspace, one
+    run lock, one memory, and the answer to a clarifying question finds the paused run.
+    """
+    channel = message.channel
+    if isinstance(channel, discord.Thread | discord.DMChannel | discord.GroupChannel):
+        return session_of(channel)
+    return str(SessionId("discord", str(message.id)))
 
 
 def thread_name(text: str) -> str:
@@ -71,7 +86,7 @@ def to_chat_message(message: discord.Message, me_id: int, origin: str) -> ChatMe
     """The protocol message for a Discord message (mention of the bot stripped)."""
     return ChatMessage(
         message_id=str(message.id),
-        session=session_of(message.channel),
+        session=session_of_message(message),
         origin=origin,
         user_id=str(message.author.id),
         user_name=message.author.display_name,

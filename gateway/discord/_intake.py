@@ -85,7 +85,9 @@ class Intake:
         if not debounce or self.debounce_s <= 0:
             await self._admit(pending)
             return
-        key = (pending.request.session, pending.request.user_id)
+        # A burst is one person in one channel: in a guild channel each message would start
+        # its own session (its own thread), so the burst is keyed by channel, not session.
+        key = (pending.request.channel_id or pending.request.session, pending.request.user_id)
         burst = self._bursts.get(key)
         if burst is None:
             burst = self._bursts[key] = _Burst(pending)

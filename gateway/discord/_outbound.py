@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from gateway.discord._inbound import session_of, strip_mentions, thread_name
+from gateway.discord._inbound import (
+    session_of,
+    session_of_message,
+    strip_mentions,
+    thread_name,
+)
 from gateway.discord._reactions import STOP, THUMBS_DOWN, THUMBS_UP
 from gateway.discord._status import REST_TIMEOUT_S, RequestState
 from gateway.discord._tracker import Kind, Tracked
@@ -161,6 +166,10 @@ class OutboundPoster:
         try:
             channel_id = int(SessionId.from_str(session).key)
             channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            if isinstance(channel, discord.Thread) and str(channel.id) == message_id:
+                parent = channel.parent  # the request that opened this thread lives there
+                if parent is not None:
+                    channel = parent
             if not isinstance(channel, discord.abc.Messageable):
                 return None
             async with asyncio.timeout(REST_TIMEOUT_S):
@@ -169,7 +178,7 @@ class OutboundPoster:
             _log.warning("session %s: cannot find message %s: %s", session, message_id, exc)
             return None
         thread = message.channel if isinstance(message.channel, discord.Thread) else None
-        state = RequestState(message, session_of(message.channel), thread=thread,
+        state = RequestState(message, session_of_message(message), thread=thread,
                              user_id=str(message.author.id))
         self.bot.requests[message_id] = state
         return state

@@ -20,7 +20,7 @@ from gateway.discord._status import REST_TIMEOUT_S, RequestState, StatusEditor
 from gateway.discord._tracker import MessageTracker
 from gateway.errors import AttachmentError, NotRunningError
 from gateway.services import BotServices
-from protocol import ChatMessage, Control, Outbound
+from protocol import ChatMessage, Control, ControlAction, Outbound, SessionId
 
 _log = logging.getLogger(__name__)
 
@@ -213,6 +213,22 @@ class SwitchboardBot(discord.Client):
                   payload.user_id)
         if ack is not None:
             await self._post_in(payload.channel_id, ack)
+
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        """A deleted thread takes its workspace and stored artifacts with it (SPEC.md §6):
+        its session is ``discord-<thread id>``."""
+        control = Control(session=str(SessionId("discord", str(payload.thread_id))),
+                          action=ControlAction.DELETE_SESSION,
+                          message_id=str(payload.thread_id), origin=self.origin)
+        try:
+            if self.bridge is None:
+                raise NotRunningError
+            await self.bridge.control(control)
+        except NotRunningError as exc:
+            _log.warning("session %s: thread deleted but not forgotten: %s", control.session,
+                         exc)
+            return
+        _log.info("session %s: thread deleted; forgetting its workspace", control.session)
 
     async def _post_in(self, channel_id: int, text: str) -> None:
         try:

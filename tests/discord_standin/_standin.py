@@ -283,6 +283,16 @@ class DiscordStandIn(Recorded):
         await self.dispatch("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE",
                             data, channel_id)
 
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread as a moderator would: THREAD_DELETE to every bot
+        (https://discord.com/developers/docs/topics/gateway-events#thread-delete: id,
+        guild_id, parent_id, type)."""
+        thread = self.threads.pop(thread_id)
+        await self.dispatch("THREAD_DELETE", {
+            "id": thread["id"], "guild_id": thread.get("guild_id"),
+            "parent_id": thread.get("parent_id"), "type": thread.get("type", 11),
+        })
+
     async def dispatch(self, event: str, data: Payload, channel_id: str | None = None) -> None:
         """Send an event to every bot that can see ``channel_id`` (all bots for guild events)."""
         channel = self.channel(channel_id) if channel_id else None

@@ -1,0 +1,167 @@
+"""Issue 3's items through the whole system: `switchboard up` (every actor its own process, a
+real nats-server) with the genuine discord.py bot talking to the local stand-in of Discord.
+
+Reactions (🛑, 👍 / 👎 on answers and on commit messages), /status while a run works, files
+in and out, per-user memory with two people at once, rate limits, and a deleted thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.js.errors
+import pytest
+from discord_standin import DiscordStandIn
+from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
+from system import RunningSystem, running_system
+
+from actors.memory import user_key
+from protocol import Subjects, session_decoder
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+SUBJECTS = Subjects()
+TASK = "write a python function that reverses a string and test it"
+SLOW_TIER_2 = {
+    1: ["offline/tier-1"],
+    2: [{"name": "offline/tier-2", "params": {"delay_s": 0.6}}],
+    3: ["offline/tier-3"],
+    4: ["offline/tier-4"],
+}
+
+
+@contextlib.asynccontextmanager
+async def _system(nats_url: str, workdir: Path, standin: DiscordStandIn,
+                  env: dict[str, str] | None = None, **topology: Any
+                  ) -> AsyncIterator[RunningSystem]:
+    context = running_system(nats_url, workdir, extra_env={
+        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
+        "DISCORD_GATEWAY_URL": standin.gateway_url, "SB_GATEWAY_DEBOUNCE_S": "0",
+        "SB_GATEWAY_EDIT_INTERVAL_S": "0.2", **(env or {})}, **topology)
+    system = await asyncio.to_thread(context.__enter__)
+    try:
+        await standin.wait_for(lambda: standin._gateway_server.identified.is_set(), timeout=60,
+                               what="the bot identified on the gateway")
+        yield system
+    finally:
+        await asyncio.to_thread(context.__exit__, None, None, None)
+
+
+async def _session(url: str, session: str) -> Any:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(SUBJECTS.sessions_bucket)
+        return session_decoder.decode((await kv.get(session)).value)
+    finally:
+        await nc.close()
+
+
+async def _memory(url: str, key: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(SUBJECTS.users_bucket)
+        return (await kv.get(key)).value.decode()
+    except nats.js.errors.KeyNotFoundError:
+        return ""
+    finally:
+        await nc.close()
+
+
+def _containing(s: DiscordStandIn, channel: str, text: str) -> list[dict[str, Any]]:
+    return [m for m in s.bot_messages(channel) if text in m["content"]]
+
+
+async def test_reactions_commit_merge_feedback_and_thread_deletion(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    async with _system(nats_url, tmp_path, s) as system:
+        alice = s.alice["id"]
+        hello = await s.post_user_message(s.channel_id, alice, "hello")
+        [answer] = await s.wait_for(lambda: _containing(s, s.channel_id, "SB_MODEL"),
+                                    timeout=60, what="the answer to hello")
+        await s.add_user_reaction(s.channel_id, answer["id"], alice, "👎")
+        for _ in range(100):
+            state = await _session(system.nats_url, f"discord-{hello['id']}")
+            if state.confidence == 30 and state.reflections:
+                break
+            await asyncio.sleep(0.1)
+        assert state.confidence == 30  # 50 - 20 (SPEC.md §5)
+        assert state.reflections, "👎 asks the reflector for a reflection"
+
+        task = await s.post_user_message(s.channel_id, alice, TASK)
+        thread = await s.wait_for(lambda: s.threads_from(task["id"]), timeout=60,
+                                  what="a thread for the work")
+        [commit] = await s.wait_for(lambda: _containing(s, thread["id"], "👍 to merge"),
+                                    timeout=120, what="the commit message")
+        assert "reverse_string.py" in s.attachment_bytes(commit)
+        me = s.bot.user["id"]
+        await s.wait_for(lambda: [r for r in s.reactions if r.message_id == commit["id"]
+                                  and r.user_id == me and r.emoji == "👎"], timeout=30,
+                         what="the bot's own 👍 👎 on its commit message")
+        await s.add_user_reaction(thread["id"], commit["id"], alice, "👍")
+        await s.wait_for(lambda: _containing(s, thread["id"], "Merged"), timeout=60,
+                         what="the merge confirmation")
+        workspace = system.data_dir / "workspaces" / f"discord-{thread['id']}"
+        assert (workspace / "reverse_string.py").is_file()
+
+        await s.delete_thread(thread["id"])
+        for _ in range(200):
+            if not workspace.exists():
+                break
+            await asyncio.sleep(0.1)
+        assert not workspace.exists(), "deleting the thread deletes its workspace"
+
+
+async def test_stop_reaction_status_command_and_attachments(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    async with _system(nats_url, tmp_path, s, tiers=SLOW_TIER_2) as system:
+        alice = s.alice["id"]
+        data = b"name,value\nx,1\n"
+        task = await s.post_user_message(s.channel_id, alice, TASK,
+                                         files={"data.csv": data})
+        thread = await s.wait_for(lambda: s.threads_from(task["id"]), timeout=60,
+                                  what="a thread for the work")
+        [status] = await s.wait_for(lambda: _containing(s, thread["id"], "Turn 1/"),
+                                    timeout=60, what="the status message at turn 1")
+        interaction = await s.run_command(thread["id"], alice, "status")
+        replies = await s.wait_for(lambda: s.interactions.responses(interaction["token"]),
+                                   timeout=30, what="the /status answer")
+        assert "Turn" in replies[0]["content"] or "turn" in replies[0]["content"], replies
+        await s.add_user_reaction(thread["id"], status["id"], alice, "🛑")
+        await s.wait_for(lambda: _containing(s, thread["id"], "Stopped at turn"), timeout=60,
+                         what="the run stopped at the next turn")
+        workspace = system.data_dir / "workspaces" / f"discord-{thread['id']}"
+        assert (workspace / "data.csv").read_bytes() == data  # stored before the run
+
+
+async def test_two_people_at_once_keep_their_own_memory_and_limits_hold(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    bob = s.add_user("bob")
+    async with _system(nats_url, tmp_path, s, env={"SB_GATEWAY_USER_RATE": "2"}) as system:
+        alice = s.alice["id"]
+        await asyncio.gather(
+            s.post_user_message(s.channel_id, alice, "hi, my favourite colour is teal"),
+            s.post_user_message(s.channel_id, bob["id"], "hi, my favourite colour is red"),
+        )
+        await s.wait_for(lambda: len(_containing(s, s.channel_id, "SB_MODEL")) >= 2,
+                         timeout=60, what="both answered")
+        origin = f"discord-{s.bot.user['id']}"
+        mine, theirs = "", ""
+        for _ in range(100):  # the memory is written right after the answer is sent
+            mine = await _memory(system.nats_url, user_key(origin, alice))
+            theirs = await _memory(system.nats_url, user_key(origin, bob["id"]))
+            if "teal" in mine and "red" in theirs:
+                break
+            await asyncio.sleep(0.1)
+        assert "teal" in mine and "red" not in mine
+        assert "red" in theirs and "teal" not in theirs
+        for text in ("hello again", "and again"):
+            await s.post_user_message(s.channel_id, alice, text)
+        refusal = await s.wait_for(lambda: _containing(s, s.channel_id, "Try again"),
+                                   timeout=60, what="the rate limit's answer")
+        assert "⏳" in refusal[0]["content"]

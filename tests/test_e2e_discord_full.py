@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import nacl.signing
 import nats
 import nats.js.errors
 import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
-from system import RunningSystem, running_system
+from system import REPO, RunningSystem, running_system
 
+from actors.embedded import free_port
 from actors.memory import user_key
 from protocol import Subjects, session_decoder
 
@@ -165,3 +173,75 @@ async def test_two_people_at_once_keep_their_own_memory_and_limits_hold(
         refusal = await s.wait_for(lambda: _containing(s, s.channel_id, "Try again"),
                                    timeout=60, what="the rate limit's answer")
         assert "⏳" in refusal[0]["content"]
+
+
+async def test_a_second_message_in_a_working_thread_is_queued_then_answered(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    async with _system(nats_url, tmp_path, s, tiers=SLOW_TIER_2):
+        alice = s.alice["id"]
+        task = await s.post_user_message(s.channel_id, alice, TASK)
+        thread = await s.wait_for(lambda: s.threads_from(task["id"]), timeout=60,
+                                  what="a thread for the work")
+        await s.wait_for(lambda: _containing(s, thread["id"], "Turn 1/"), timeout=60,
+                         what="the run under way")
+        await s.post_user_message(thread["id"], alice, "also handle None", mention_bot=False)
+        await s.wait_for(lambda: _containing(s, thread["id"], "Queued"), timeout=30,
+                         what="the person told the second message is queued")
+        first = await s.wait_for(lambda: _containing(s, thread["id"], "👍 to merge"),
+                                 timeout=120, what="the first answer")
+        # Only after the first run's answer does the second get its own answer.
+        answers = await s.wait_for(
+            lambda: [m for m in s.bot_messages(thread["id"])
+                     if m["id"] > first[0]["id"] and "offline model" in m["content"]],
+            timeout=120, what="the queued message answered after the first")
+        assert answers
+
+
+async def test_the_interactions_endpoint_answers_ask_with_the_real_actors(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    key = nacl.signing.SigningKey.generate()
+    port = free_port()
+    context = running_system(nats_url, tmp_path)
+    system = await asyncio.to_thread(context.__enter__)
+    env = {**system.env, "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+           "DISCORD_API_BASE": s.api_base}
+    endpoint = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "actors.cli", "gateway", "--interactions", f"127.0.0.1:{port}"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/interactions"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):  # the endpoint process starts listening
+                with contextlib.suppress(aiohttp.ClientError):
+                    if (await _signed(http, url, key, b'{"type": 1}'))[0] == 200:
+                        break
+                await asyncio.sleep(0.1)
+            interaction = s.interactions.create(s.bot, s.channel_id, s.alice, "ask",
+                                                {"question": "hello"})
+            status, body = await _signed(http, url, key, json.dumps(interaction).encode())
+            assert (status, body) == (200, {"type": 5})  # deferred
+            await s.interactions.acknowledge(interaction["token"], body)
+            forged = nacl.signing.SigningKey.generate()
+            assert (await _signed(http, url, forged, b'{"type": 1}'))[0] == 401
+        answers = await s.wait_for(
+            lambda: [m for m in s.interactions.responses(interaction["token"])
+                     if "SB_MODEL" in m["content"]],
+            timeout=60, what="the offline model's answer through the webhook")
+        assert "offline model" in answers[0]["content"]
+    finally:
+        endpoint.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(endpoint.wait, 30)
+        await asyncio.to_thread(context.__exit__, None, None, None)
+
+
+async def _signed(http: aiohttp.ClientSession, url: str, key: nacl.signing.SigningKey,
+                  body: bytes) -> tuple[int, Any]:
+    stamp = str(int(time.time()))
+    headers = {"X-Signature-Ed25519": key.sign(stamp.encode() + body).signature.hex(),
+               "X-Signature-Timestamp": stamp, "Content-Type": "application/json"}
+    async with http.post(url, data=body, headers=headers) as response:
+        text = await response.text()
+        return response.status, (json.loads(text) if text.startswith("{") else text)

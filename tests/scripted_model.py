@@ -9,6 +9,8 @@ text (the first user message) picks the script:
   with ``hint``, it writes ``answer.txt`` and finishes.
 - ``[long N]``: N turns, each writing ``step_<i>.txt``, then done.
 - ``[commit]``: writes ``hello.py`` and finishes.
+- ``[badpath]``: writes ``ok.txt``, then answers with ``<<path>>`` markers for it, a missing
+  file, a path out of the workspace and an absolute path.
 Options (``ModelSpec.params``): ``delay_s`` before each answer.
 """
 
@@ -57,6 +59,13 @@ def script(model: str, messages: list[dict[str, Any]]) -> ScriptedReply:
             return ScriptedReply(f"[{model}] step {done + 1}\nConfidence: 80\nStatus: continue",
                                  (_write(done, f"step_{done + 1}.txt", f"{done + 1}\n"),))
         return ScriptedReply(f"[{model}] All {total} steps written.\nConfidence: 90\n"
+                             "Status: done")
+    if "[badpath]" in task:
+        if not done:
+            return ScriptedReply(f"[{model}] Writing it.\nConfidence: 80\nStatus: continue",
+                                 (_write(0, "ok.txt", "fine\n"),))
+        return ScriptedReply(f"[{model}] Files: <<ok.txt>> <<missing.txt>> "
+                             "<<../../outside.txt>> <</etc/passwd>>\nConfidence: 90\n"
                              "Status: done")
     if "[commit]" in task and not done:
         return ScriptedReply(f"[{model}] Writing it.\nConfidence: 80\nStatus: continue",

@@ -239,3 +239,14 @@ async def _names(store: object) -> list[str]:
         return [o.name for o in await store.list()]  # type: ignore[attr-defined]
     except nats.js.errors.NotFoundError:  # an empty object store
         return []
+
+
+async def test_file_markers_attach_workspace_files_and_explain_the_rest(
+        system: RunningSystem) -> None:
+    code, out = await _finish(_chat(system, "terminal-files", "[badpath] write a python file"))
+    assert code == 0, out
+    assert "📎 ok.txt" in out
+    assert "cannot attach missing.txt" in out
+    assert "cannot attach ../../outside.txt" in out and "cannot attach /etc/passwd" in out
+    attached = [line for line in out.splitlines() if line.startswith("📎 ") and "bytes)" in line]
+    assert attached == ["📎 ok.txt (5 bytes)"], out

@@ -104,7 +104,7 @@ class AgentActor(ModelActor):
         flow = request.classification.flow
         session = await self.services.sessions.get(chat.session)
         tier = session.tier if session.tier and flow is not Flow.BREAKGLASS else request.tier
-        spec = self.topology.model_for_tier(tier)
+        spec = self.topology.with_tier_models(chat.models).model_for_tier(tier)
         system = render(self.actor_id.role, plan="", memory="")
         messages = [{"role": "system", "content": system}, *await self.context_messages(chat),
                     {"role": "user", "content": chat.text}]

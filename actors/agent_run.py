@@ -60,7 +60,7 @@ class AgentRun:
         self.chat = request.classification.request
         self.reply_to: ChatMessage = request.answer or self.chat
         self.session = self.chat.session
-        self.topology = actor.topology
+        self.topology = actor.topology.with_tier_models(self.chat.models)
         self.services = actor.services
         self.workspace = Workspace.for_session(self.services.settings.workspace_root,
                                                self.session)

@@ -12,6 +12,7 @@ import re
 from actors.config import Topology
 from actors.runtime import Actor, MessageContext, handler
 from protocol import (
+    AGENT_ROLES,
     ChatMessage,
     Classification,
     Complexity,
@@ -134,12 +135,14 @@ def classify(message: ChatMessage, topology: Topology) -> Classification:
             request=message, respond=True, flow=Flow.SIMPLE, task_type=TaskType.QUESTION,
             role=role, complexity=Complexity.SIMPLE, reason=f"question about {word.strip()!r}",
         )
+    # General chat goes to the bot's own profile when it has one (its "agent profile").
+    role = message.profile if message.profile in AGENT_ROLES else "researcher"
     if _SOCIAL.match(text):
         return Classification(request=message, respond=True, flow=Flow.SIMPLE,
-                              task_type=TaskType.SOCIAL, role="researcher", reason="social")
+                              task_type=TaskType.SOCIAL, role=role, reason="social")
     task_type = TaskType.QUESTION if _QUESTION.search(text) else TaskType.SOCIAL
     return Classification(request=message, respond=True, flow=Flow.SIMPLE, task_type=task_type,
-                          role="researcher", reason="general chat")
+                          role=role, reason="general chat")
 
 
 class Classifier(Actor):

@@ -95,8 +95,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         url = server.url
         url_file.write_text(url + "\n", encoding="utf-8")
     try:
-        asyncio.run(_provision(settings, topology, url))
-        discord = bool(settings.discord_token) and not args.no_discord
+        stored_bots = asyncio.run(_provision(settings, topology, url))
+        discord = (bool(settings.discord_token) or stored_bots > 0) and not args.no_discord
         specs = plan_processes(settings, topology, url, gateway=discord)
         supervisor = Supervisor(specs, on_change=lambda s: _write_pids(data_dir, s.pids()))
         roles = sorted({s.name.split("/")[0] for s in specs if s.name != "gateway"})
@@ -113,12 +113,22 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         (data_dir / "processes.json").unlink(missing_ok=True)
 
 
-async def _provision(settings: Settings, topology: Topology, url: str) -> None:
+async def _provision(settings: Settings, topology: Topology, url: str) -> int:
+    """Create the streams and buckets; returns how many bots the bots bucket holds (the
+    gateway starts for them even without ``DISCORD_TOKEN``)."""
+    import nats.js.errors
+
     from actors.bus import connect, provision
 
     nc = await connect(url, name="switchboard-up", settings=settings, reconnect=False)
     try:
-        await provision(nc.jetstream(timeout=10), topology, topology.roles)
+        js = nc.jetstream(timeout=10)
+        await provision(js, topology, topology.roles)
+        try:
+            kv = await js.key_value(topology.subjects.bots_bucket)
+            return sum(1 for key in await kv.keys() if key.startswith("bot."))
+        except (nats.js.errors.NotFoundError, nats.js.errors.NoKeysError):
+            return 0  # no bots bucket yet, or no bots in it
     finally:
         await nc.close()
 
@@ -266,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         "up", help="start everything: embedded NATS, every actor, Discord if DISCORD_TOKEN",
         description="Start the embedded NATS server (unless NATS_URL / --nats-url is given), "
         "every actor of the topology as its own process with its replica count, and the "
-        "Discord gateway when DISCORD_TOKEN is set. Ctrl-C stops all cleanly.")
+        "Discord gateway when DISCORD_TOKEN is set or bots were added with `switchboard bots "
+        "add`. Ctrl-C stops all cleanly.")
     up.add_argument("--port", type=int, help="embedded NATS port (default: SB_NATS_PORT, 4222)")
     up.add_argument("--no-discord", action="store_true", help="do not start the Discord bot")
     up.set_defaults(func=cmd_up)

@@ -207,6 +207,24 @@ class Topology(BaseModel):
                     return spec
         return ModelSpec(name=name)
 
+    def with_tier_models(self, overrides: dict[str, str]) -> Topology:
+        """This topology with the first model of some tiers replaced (a bot's ``models``:
+        tier ``"1"``..``"4"`` → litellm model name); the escalation path follows.
+
+        Unknown tiers are ignored.
+        """
+        tiers = {t: list(models) for t, models in self.tiers.items()}
+        renamed: dict[str, str] = {}
+        for key, name in overrides.items():
+            tier = int(key) if key.isdigit() else 0
+            if tier in tiers and name:
+                renamed[tiers[tier][0].name] = name
+                tiers[tier] = [ModelSpec(name=name), *tiers[tier][1:]]
+        if not renamed:
+            return self
+        escalation = [renamed.get(name, name) for name in self.escalation]
+        return self.model_copy(update={"tiers": tiers, "escalation": escalation})
+
     def escalation_path(self) -> list[ModelSpec]:
         if self.model_override:
             return [ModelSpec(name=self.model_override)]

@@ -141,6 +141,10 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     attachments: tuple[Attachment, ...] = ()
     breakglass: bool = False
     sent_at: float = 0.0
+    profile: str = ""
+    """The answering bot's default agent role for general chat ("" lets the classifier pick)."""
+    models: dict[str, str] = {}
+    """The answering bot's model overrides: tier (``"1"``..``"4"``) → litellm model name."""
 
 
 class Classification(_Wire, tag="classification", kw_only=True, frozen=True):

@@ -69,3 +69,11 @@ def test_complexity_grows_with_scope() -> None:
     assert short.complexity is Complexity.SIMPLE
     assert big.complexity is Complexity.COMPLEX
     assert TOPOLOGY.max_turns[big.complexity] == 35
+
+
+def test_general_chat_goes_to_the_bots_profile() -> None:
+    assert classify(_msg("hello", profile="architect"), TOPOLOGY).role == "architect"
+    assert classify(_msg("hello", profile="wizard"), TOPOLOGY).role == "researcher"
+    work = classify(_msg("write a python function to add numbers", profile="architect"),
+                    TOPOLOGY)
+    assert work.role == "python_coder"  # work still goes to the role that does it

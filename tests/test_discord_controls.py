@@ -57,6 +57,17 @@ async def test_a_second_message_waits_for_the_running_one(
         assert (following.text, following.message_id) == ("second", second["id"])
 
 
+async def test_requests_carry_the_bots_profile_and_model_overrides(
+        nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors) -> None:  # noqa: F811
+    s = discord_standin
+    config = BotConfig(name="arch", token=s.token, profile="architect",
+                       models={"2": "openai/gpt-4o-mini"})
+    async with running_bot(nats_url, s, config=config):
+        await s.post_user_message(s.channel_id, s.alice["id"], "hi there")
+        request = await actors.next()
+        assert (request.profile, request.models) == ("architect", {"2": "openai/gpt-4o-mini"})
+
+
 async def test_guild_and_channel_allowlists(
         nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors) -> None:  # noqa: F811
     s = discord_standin

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -245,3 +246,30 @@ async def _signed(http: aiohttp.ClientSession, url: str, key: nacl.signing.Signi
     async with http.post(url, data=body, headers=headers) as response:
         text = await response.text()
         return response.status, (json.loads(text) if text.startswith("{") else text)
+
+
+async def test_up_runs_the_bots_added_with_the_cli_without_discord_token(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SB_", "DISCORD_"))}
+    env.update(NATS_URL=nats_url, SB_DATA_DIR=str(tmp_path / "data"),
+               PROFILE_BOT_TOKEN=s.token)
+    added = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "actors.cli", "bots", "add", "helper",
+         "--token-env", "PROFILE_BOT_TOKEN", "--profile", "architect"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert added.returncode == 0, added.stdout + added.stderr
+    context = running_system(nats_url, tmp_path, extra_env={
+        "DISCORD_API_BASE": s.api_base, "DISCORD_GATEWAY_URL": s.gateway_url})
+    system = await asyncio.to_thread(context.__enter__)
+    try:
+        assert system.wait_for_output("started gateway", 5), "".join(system.output[-20:])
+        await s.wait_for(lambda: s._gateway_server.identified.is_set(), timeout=60,
+                         what="the stored bot identified on the gateway")
+        await s.post_user_message(s.channel_id, s.alice["id"], "hello")
+        answers = await s.wait_for(lambda: _containing(s, s.channel_id, "SB_MODEL"),
+                                   timeout=60, what="the stored bot's answer")
+        assert answers
+    finally:
+        await asyncio.to_thread(context.__exit__, None, None, None)

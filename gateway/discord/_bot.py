@@ -142,7 +142,8 @@ class SwitchboardBot(discord.Client):
         if not self.allowed(message):
             return
         assert self.user is not None
-        request = to_chat_message(message, self.user.id, self.origin)
+        request = to_chat_message(message, self.user.id, self.origin,
+                                  profile=self.config.profile, models=self.config.models)
         if not request.text and not request.attachments:
             await self.say(message, EMPTY_TEXT, request.session)
             return

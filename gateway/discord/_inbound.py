@@ -82,9 +82,13 @@ def thread_name(text: str) -> str:
     return name
 
 
-def to_chat_message(message: discord.Message, me_id: int, origin: str) -> ChatMessage:
-    """The protocol message for a Discord message (mention of the bot stripped)."""
+def to_chat_message(message: discord.Message, me_id: int, origin: str, *, profile: str = "",
+                    models: dict[str, str] | None = None) -> ChatMessage:
+    """The protocol message for a Discord message (mention of the bot stripped), carrying the
+    bot's agent profile and model overrides."""
     return ChatMessage(
+        profile=profile,
+        models=dict(models or {}),
         message_id=str(message.id),
         session=session_of_message(message),
         origin=origin,

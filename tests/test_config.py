@@ -1,0 +1,55 @@
+"""Typed configuration: topology.yaml validation and per-bot model overrides (no server)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from actors.config import Settings, load_topology
+from actors.errors import ConfigError
+
+TOPOLOGY = load_topology()
+
+
+def test_the_default_topology_is_offline_with_every_actor() -> None:
+    assert all(spec.name.startswith("offline/") for t in (1, 2, 3, 4)
+               for spec in TOPOLOGY.models_for_tier(t))
+    assert set(TOPOLOGY.actors) == set(TOPOLOGY.roles)
+    assert [m.name for m in TOPOLOGY.escalation_path()] == [
+        "offline/tier-1", "offline/tier-2", "offline/tier-3", "offline/tier-4"]
+
+
+def test_a_bots_model_overrides_replace_tiers_and_the_escalation_path() -> None:
+    topology = TOPOLOGY.with_tier_models({"2": "openai/gpt-4o-mini", "9": "x/ignored"})
+    assert topology.model_for_tier(2).name == "openai/gpt-4o-mini"
+    assert topology.model_for_tier(3).name == "offline/tier-3"
+    assert [m.name for m in topology.escalation_path()][1] == "openai/gpt-4o-mini"
+    assert TOPOLOGY.model_for_tier(2).name == "offline/tier-2"  # the original is untouched
+    assert TOPOLOGY.with_tier_models({}) is TOPOLOGY
+
+
+def test_sb_model_overrides_every_tier(tmp_path: Path) -> None:
+    settings = Settings().model_copy(update={"model": "ollama/llama3.1"})
+    topology = load_topology(settings=settings)
+    assert {topology.model_for_tier(t).name for t in (1, 2, 3, 4)} == {"ollama/llama3.1"}
+
+
+@pytest.mark.parametrize(("text", "complaint"), [
+    ("tiers: {1: [a/b]}\nactors: {}\n", "tiers [2, 3, 4] have no model"),
+    ("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {wizard: {}}\n", "unknown actors"),
+    ("tiers: [\n", "not valid YAML"),
+    ("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {planner: {replicas: -1}}\n",
+     "replicas"),
+])
+def test_a_bad_topology_says_what_is_wrong(tmp_path: Path, text: str, complaint: str) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(complaint)):
+        load_topology(path)
+
+
+def test_a_missing_topology_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read topology"):
+        load_topology(tmp_path / "nope.yaml")

@@ -2,6 +2,7 @@
 
 - ``<PREFIX>_BOTS``: bot configurations (``bot.<name>``) and their status (``status.<name>``);
 - ``<PREFIX>_LIMITS``: rate-limit windows and daily token counts (keys expire after 2 days);
+- ``<PREFIX>_MESSAGES``: what each bot message is, for its reactions (30 days);
 - ``<PREFIX>_RUNS``: read only here (``/status``); the agent actors write it.
 """
 
@@ -54,6 +55,20 @@ async def bots_bucket(js: JetStreamContext, subjects: Subjects, *, replicas: int
                       ) -> KeyValue:
     """The bots bucket (created when missing)."""
     kv = await open_bucket(js, subjects.bots_bucket, replicas=replicas)
+    assert kv is not None
+    return kv
+
+
+MESSAGES_TTL_S = 30 * 86400.0
+"""How long a bot message's meaning is kept for its reactions."""
+
+
+async def messages_bucket(js: JetStreamContext, subjects: Subjects, *, replicas: int = 1
+                          ) -> KeyValue:
+    """The bucket of what each bot message is (created when missing; keys expire after 30
+    days)."""
+    kv = await open_bucket(js, subjects.messages_bucket, ttl_s=MESSAGES_TTL_S,
+                           replicas=replicas)
     assert kv is not None
     return kv
 

@@ -33,6 +33,7 @@ class BotServices:
         subjects: the deployment's names (the runs bucket's).
         sessions: the session store ``/model`` reads and writes.
         breakglass_users: user ids allowed to use ``/breakglass``.
+        messages: what each bot message is (None: kept in memory only, lost on restart).
     """
 
     limiter: Limiter | None = None
@@ -41,6 +42,7 @@ class BotServices:
     subjects: Subjects = field(default_factory=Subjects)
     sessions: SessionStore | None = None
     breakglass_users: frozenset[str] = field(default_factory=frozenset)
+    messages: KeyValue | None = None
 
     async def runs(self) -> KeyValue | None:
         """The runs bucket the agent actors write, or None while it does not exist (no run

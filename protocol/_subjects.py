@@ -115,6 +115,12 @@ class Subjects:
         return f"{self._upper}_BOTS"
 
     @property
+    def messages_bucket(self) -> str:
+        """What each bot message is (status, answer, commit), so reactions still work after a
+        gateway restart; keys ``m.<message id>``, kept 30 days."""
+        return f"{self._upper}_MESSAGES"
+
+    @property
     def artifacts_bucket(self) -> str:
         """The object store of workspaces and attachments (``<session>/<path>`` names)."""
         return f"{self._upper}_ARTIFACTS"

@@ -273,3 +273,26 @@ async def test_up_runs_the_bots_added_with_the_cli_without_discord_token(
         assert answers
     finally:
         await asyncio.to_thread(context.__exit__, None, None, None)
+
+
+async def test_reactions_still_work_after_the_gateway_process_restarts(
+        nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
+    s = discord_standin
+    async with _system(nats_url, tmp_path, s) as system:
+        alice = s.alice["id"]
+        task = await s.post_user_message(s.channel_id, alice, TASK)
+        thread = await s.wait_for(lambda: s.threads_from(task["id"]), timeout=60,
+                                  what="a thread for the work")
+        [commit] = await s.wait_for(lambda: _containing(s, thread["id"], "👍 to merge"),
+                                    timeout=120, what="the commit message")
+        me = s.bot.user["id"]
+        await s.wait_for(lambda: [r for r in s.reactions if r.message_id == commit["id"]
+                                  and r.user_id == me and r.emoji == "👎"], timeout=30,
+                         what="the bot's own 👍 👎 on its commit message")
+        gateway_pid = system.pids()["gateway"]
+        os.kill(gateway_pid, signal.SIGKILL)  # the gateway dies: its memory is gone
+        await s.wait_for(lambda: len(s._gateway_server.sessions) >= 2, timeout=60,
+                         what="the restarted gateway identified again")
+        await s.add_user_reaction(thread["id"], commit["id"], alice, "👍")
+        await s.wait_for(lambda: _containing(s, thread["id"], "Merged"), timeout=60,
+                         what="the merge after the restart")

@@ -82,7 +82,7 @@ class SwitchboardBot(discord.Client):
         self.services = services or BotServices()
         self.status_editor = StatusEditor(edit_interval_s or self.settings.edit_interval_s)
         self.requests: dict[str, RequestState] = {}
-        self.tracker = MessageTracker()
+        self.tracker = MessageTracker(kv=self.services.messages)
         self.intake = Intake(self._dispatch, self._tell_queued,
                              debounce_s=self.settings.debounce_s,
                              stale_s=self.settings.queue_stale_s)
@@ -195,7 +195,7 @@ class SwitchboardBot(discord.Client):
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         if self.user is None or payload.user_id == self.user.id:
             return
-        tracked = self.tracker.get(payload.message_id)
+        tracked = await self.tracker.lookup(payload.message_id)
         if tracked is None:
             return
         found = control_for(Reaction(str(payload.emoji), payload.user_id, payload.message_id),

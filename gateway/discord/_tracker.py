@@ -1,12 +1,25 @@
 """Which bot message is what: the status message of a run (🛑 aborts it), an answer (👍 / 👎 is
 feedback) or a commit message (👍 merges, 👎 deletes the branch); and which session a thread the
-bot opened belongs to. Bounded: the oldest entries are forgotten first."""
+bot opened belongs to. Kept in memory (bounded: the oldest entries are forgotten first) and, when
+a KV bucket is given, written through to it so reactions still work after a gateway restart."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import enum
+import json
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+_log = logging.getLogger(__name__)
+KV_TIMEOUT_S = 5.0
 
 TRACKED_LIMIT = 10_000
 """Bot messages remembered per bot."""
@@ -40,19 +53,50 @@ class Tracked:
 class MessageTracker:
     """Bot message id → ``Tracked``; thread id → the session of the run it was opened for."""
 
-    def __init__(self, limit: int = TRACKED_LIMIT) -> None:
+    def __init__(self, limit: int = TRACKED_LIMIT, *, kv: KeyValue | None = None) -> None:
         self.limit = limit
+        self._kv = kv
         self._messages: OrderedDict[int, Tracked] = OrderedDict()
         self._threads: OrderedDict[int, str] = OrderedDict()
+        self._writes: set[asyncio.Task[None]] = set()
 
     def remember(self, message_id: int, tracked: Tracked) -> None:
         self._messages[message_id] = tracked
         self._messages.move_to_end(message_id)
         while len(self._messages) > self.limit:
             self._messages.popitem(last=False)
+        if self._kv is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._store(message_id, tracked), name=f"track:{message_id}")
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _store(self, message_id: int, tracked: Tracked) -> None:
+        assert self._kv is not None
+        data = dataclasses.asdict(tracked)
+        try:
+            async with asyncio.timeout(KV_TIMEOUT_S):
+                await self._kv.put(f"m.{message_id}", json.dumps(data).encode())
+        except (TimeoutError, nats.errors.Error) as exc:
+            _log.warning("message %s: not kept for reactions after a restart: %s",
+                         message_id, exc)
 
     def get(self, message_id: int) -> Tracked | None:
         return self._messages.get(message_id)
+
+    async def lookup(self, message_id: int) -> Tracked | None:
+        """What ``message_id`` is: from memory, else from the bucket (after a restart)."""
+        if (tracked := self._messages.get(message_id)) is not None or self._kv is None:
+            return tracked
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError, TimeoutError,
+                                 nats.errors.Error, ValueError, TypeError, KeyError):
+            async with asyncio.timeout(KV_TIMEOUT_S):
+                entry = await self._kv.get(f"m.{message_id}")
+            data = json.loads(entry.value or b"{}")
+            data["kind"] = Kind(data["kind"])
+            tracked = Tracked(**data)
+            self._messages[message_id] = tracked
+        return tracked
 
     def remember_thread(self, thread_id: int, session: str) -> None:
         self._threads[thread_id] = session

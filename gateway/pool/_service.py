@@ -21,7 +21,7 @@ from gateway.bridge import Bridge
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord import ArtifactSink, BotServices, configure_discord_endpoints
 from gateway.errors import NotRunningError
-from gateway.kv import limits_bucket
+from gateway.kv import limits_bucket, messages_bucket
 from gateway.limits import Limiter
 from gateway.pool._pool import BotPool
 from gateway.pool._store import BotStore
@@ -44,7 +44,8 @@ async def open_services(js: JetStreamContext, settings: Settings, topology: Topo
     sessions = SessionStore(await sessions_bucket(js, subjects, replicas=replicas))
     return BotServices(limiter=limiter, artifacts=await _artifacts(js, settings, topology),
                        js=js, subjects=subjects, sessions=sessions,
-                       breakglass_users=frozenset(topology.breakglass.allowed_users))
+                       breakglass_users=frozenset(topology.breakglass.allowed_users),
+                       messages=await messages_bucket(js, subjects, replicas=replicas))
 
 
 async def _artifacts(js: JetStreamContext, settings: Settings, topology: Topology

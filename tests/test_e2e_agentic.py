@@ -19,6 +19,7 @@ import nats
 import nats.js.errors
 import pytest
 from system import REPO, RunningSystem, running_system
+from waiting import eventually
 
 from gateway.bridge import Bridge
 from protocol import (
@@ -88,9 +89,8 @@ class Events:
         return [e for e in self.events if e.kind == kind]
 
     async def wait(self, kind: str, count: int = 1, within_s: float = 60) -> list[ExecutionEvent]:
-        async with asyncio.timeout(within_s):
-            while len(self.of(kind)) < count:  # noqa: ASYNC110 - events arrive by callback
-                await asyncio.sleep(0.05)
+        await eventually(lambda: len(self.of(kind)) >= count, within_s=within_s,
+                         what=f"{count} {kind} events in {self.session}")
         return self.of(kind)
 
 

@@ -26,6 +26,7 @@ import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from system import REPO, RunningSystem, running_system
+from waiting import eventually, until
 
 from actors.embedded import free_port
 from actors.memory import user_key
@@ -92,11 +93,9 @@ async def test_reactions_commit_merge_feedback_and_thread_deletion(
         [answer] = await s.wait_for(lambda: _containing(s, s.channel_id, "SB_MODEL"),
                                     timeout=60, what="the answer to hello")
         await s.add_user_reaction(s.channel_id, answer["id"], alice, "👎")
-        for _ in range(100):
-            state = await _session(system.nats_url, f"discord-{hello['id']}")
-            if state.confidence == 30 and state.reflections:
-                break
-            await asyncio.sleep(0.1)
+        state = await until(lambda: _session(system.nats_url, f"discord-{hello['id']}"),
+                            lambda st: st.confidence != 50 and st.reflections, within_s=30,
+                            what="the 👎 applied to the session")
         assert state.confidence == 30  # 50 - 20 (SPEC.md §5)
         assert state.reflections, "👎 asks the reflector for a reflection"
 
@@ -117,11 +116,8 @@ async def test_reactions_commit_merge_feedback_and_thread_deletion(
         assert (workspace / "reverse_string.py").is_file()
 
         await s.delete_thread(thread["id"])
-        for _ in range(200):
-            if not workspace.exists():
-                break
-            await asyncio.sleep(0.1)
-        assert not workspace.exists(), "deleting the thread deletes its workspace"
+        await eventually(lambda: not workspace.exists(), within_s=30,
+                         what="deleting the thread deletes its workspace")
 
 
 async def test_stop_reaction_status_command_and_attachments(
@@ -160,13 +156,11 @@ async def test_two_people_at_once_keep_their_own_memory_and_limits_hold(
         await s.wait_for(lambda: len(_containing(s, s.channel_id, "SB_MODEL")) >= 2,
                          timeout=60, what="both answered")
         origin = f"discord-{s.bot.user['id']}"
-        mine, theirs = "", ""
-        for _ in range(100):  # the memory is written right after the answer is sent
-            mine = await _memory(system.nats_url, user_key(origin, alice))
-            theirs = await _memory(system.nats_url, user_key(origin, bob["id"]))
-            if "teal" in mine and "red" in theirs:
-                break
-            await asyncio.sleep(0.1)
+        # The memory is written right after the answer is sent.
+        mine = await until(lambda: _memory(system.nats_url, user_key(origin, alice)),
+                           lambda text: "colour" in text, within_s=30, what="alice's memory")
+        theirs = await until(lambda: _memory(system.nats_url, user_key(origin, bob["id"])),
+                             lambda text: "colour" in text, within_s=30, what="bob's memory")
         assert "teal" in mine and "red" not in mine
         assert "red" in theirs and "teal" not in theirs
         for text in ("hello again", "and again"):
@@ -215,11 +209,13 @@ async def test_the_interactions_endpoint_answers_ask_with_the_real_actors(
     try:
         url = f"http://127.0.0.1:{port}/interactions"
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):  # the endpoint process starts listening
+
+            async def _listening() -> bool:
                 with contextlib.suppress(aiohttp.ClientError):
-                    if (await _signed(http, url, key, b'{"type": 1}'))[0] == 200:
-                        break
-                await asyncio.sleep(0.1)
+                    return (await _signed(http, url, key, b'{"type": 1}'))[0] == 200
+                return False
+
+            await eventually(_listening, within_s=30, what="the endpoint answers PING")
             interaction = s.interactions.create(s.bot, s.channel_id, s.alice, "ask",
                                                 {"question": "hello"})
             status, body = await _signed(http, url, key, json.dumps(interaction).encode())

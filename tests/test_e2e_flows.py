@@ -13,9 +13,10 @@ from pathlib import Path
 import nats
 import pytest
 from system import REPO, RunningSystem, running_system
+from waiting import until
 
 from actors.embedded import EmbeddedNats
-from protocol import Subjects, event_decoder, session_decoder
+from protocol import SessionState, Subjects, event_decoder, session_decoder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -92,16 +93,17 @@ def test_one_request_is_one_trace_across_processes(system: RunningSystem) -> Non
     assert len({e.pid for e in events}) >= 5  # five processes, one trace
 
 
-async def _session(system: RunningSystem, session: str, *, wait_for_reflection: bool):
+async def _session(system: RunningSystem, session: str, *, wait_for_reflection: bool
+                   ) -> SessionState:
     nc = await nats.connect(system.nats_url)
     try:
         kv = await nc.jetstream().key_value(Subjects().sessions_bucket)
-        for _ in range(200):
-            state = session_decoder.decode((await kv.get(session)).value)
-            if state.reflections or not wait_for_reflection:
-                return state
-            await asyncio.sleep(0.1)
-        return state
+
+        async def _read() -> SessionState:
+            return session_decoder.decode((await kv.get(session)).value)
+
+        return await until(_read, lambda s: s.reflections or not wait_for_reflection,
+                           within_s=20, what=f"a reflection saved in {session}")
     finally:
         await nc.close()
 

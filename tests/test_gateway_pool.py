@@ -3,7 +3,6 @@ restarted and stopped live; a bad token fails only its bot; ``switchboard bots``
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
 from discord_standin.fixtures import discord_standin, running_pool  # noqa: F401 - fixture
+from waiting import eventually
 
 from actors.cli import main
 from gateway.config import BotConfig, load_bots_file
@@ -91,9 +91,7 @@ async def test_a_bad_token_fails_that_bot_only(
             status = await pool.store.status("broken")
             return status is not None and status.state == "failed"
 
-        async with asyncio.timeout(TIMEOUT_S):
-            while not await failed():  # noqa: ASYNC110 - the status key is KV state
-                await asyncio.sleep(0.05)
+        await eventually(failed, within_s=TIMEOUT_S, what="the broken bot marked failed")
         status = await pool.store.status("broken")
         assert status is not None and "rejected the token" in status.error
         assert "broken" not in pool.runners

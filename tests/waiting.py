@@ -6,8 +6,10 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 POLL_S = 0.05
+T = TypeVar("T")
 
 
 async def eventually(
@@ -24,3 +26,19 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within_s:.0f} s: {what}")
         await asyncio.sleep(POLL_S)
+
+
+async def until(fetch: Callable[[], T | Awaitable[T]], ok: Callable[[T], object], *,
+                within_s: float, what: str) -> T:
+    """Fetch a value until ``ok(value)``; return that value (fail after ``within_s`` s)."""
+    found: list[T] = []
+
+    async def _check() -> bool:
+        value = fetch()
+        if inspect.isawaitable(value):
+            value = await value
+        found[:] = [value]  # type: ignore[list-item]
+        return bool(ok(value))  # type: ignore[arg-type]
+
+    await eventually(_check, within_s=within_s, what=what)
+    return found[0]

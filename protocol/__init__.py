@@ -24,7 +24,6 @@ from protocol._messages import (
     BrainstormProposal,
     BrainstormResult,
     ChatMessage,
-    Checkpoint,
     Classification,
     Complexity,
     ConsolidatedOptions,
@@ -32,20 +31,15 @@ from protocol._messages import (
     ControlAction,
     DeadLetter,
     ErrorCode,
-    EscalationMemo,
     Evaluation,
     ExecutionEvent,
     FileBlob,
     Flow,
-    HistoryEntry,
-    Insight,
     Outbound,
     Progress,
     Reflection,
     Reply,
-    RunState,
     Scores,
-    SessionState,
     TaskMessage,
     TaskType,
     ToolCall,
@@ -54,6 +48,14 @@ from protocol._messages import (
     TurnRequest,
     TurnResult,
     Usage,
+)
+from protocol._state import (
+    Checkpoint,
+    EscalationMemo,
+    HistoryEntry,
+    Insight,
+    RunState,
+    SessionState,
 )
 from protocol._subjects import DEFAULT_PREFIX, Subjects
 

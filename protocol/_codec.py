@@ -5,15 +5,13 @@ from __future__ import annotations
 import msgspec
 
 from protocol._messages import (
-    Checkpoint,
     Control,
     DeadLetter,
     ExecutionEvent,
     Outbound,
-    RunState,
-    SessionState,
     TaskMessage,
 )
+from protocol._state import Checkpoint, RunState, SessionState
 
 HEADER_TYPE = "Sb-Type"
 """The message's ``type`` tag, so a reader can route before decoding."""

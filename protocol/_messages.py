@@ -9,8 +9,9 @@ Flow of one request (SPEC.md §1)::
     consolidator ─→ ConsolidatedOptions (to the gateway)
 
 Progress, Reply and ConsolidatedOptions go to the gateway that sent the request
-(``ChatMessage.origin``); ExecutionEvent goes to the event stream; SessionState is the value kept
-in the session KV bucket. Times are Unix seconds (float), durations milliseconds, costs US dollars.
+(``ChatMessage.origin``); ExecutionEvent goes to the event stream. Values kept in KV buckets
+(SessionState, RunState, Checkpoint) are in ``_state.py``. Times are Unix seconds (float),
+durations milliseconds, costs US dollars.
 """
 
 from __future__ import annotations
@@ -397,102 +398,6 @@ class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):
     data: bytes
     headers: dict[str, str] = {}
     at: float = 0.0
-
-
-class HistoryEntry(_Part, kw_only=True, frozen=True):
-    """One message of a session's conversation; ``role`` is ``user`` or ``assistant``."""
-
-    role: str
-    text: str
-    user_id: str = ""
-    at: float = 0.0
-    session: str = ""
-    """The session it was said in (per-user memory spans sessions)."""
-
-
-class Insight(_Part, kw_only=True, frozen=True):
-    """A key insight kept in session memory; ``score`` ranks it, ``seen`` counts repeats."""
-
-    text: str
-    score: int = 0
-    seen: int = 1
-
-
-class SessionState(msgspec.Struct, kw_only=True):
-    """The value of a session in the sessions KV bucket (SPEC.md §4, §5).
-
-    Memory windows: ``reflections`` keeps the last 5, ``insights`` the top 20.
-    ``confidence`` is 10-100.
-    """
-
-    session: str
-    confidence: int = 50
-    history: list[HistoryEntry] = []
-    reflections: list[Reflection] = []
-    insights: list[Insight] = []
-    trajectory_summary: str = ""
-    scores: Scores | None = None
-    runs: int = 0
-    updated_at: float = 0.0
-    tier: int = 0
-    """Model tier chosen for this session with ``/model`` (1-4); 0 lets each role choose."""
-
-
-class EscalationMemo(msgspec.Struct, kw_only=True):
-    """What the escalation rules remember between turns (``actors.escalation``)."""
-
-    low_turns: int = 0
-    unchanged_turns: int = 0
-    errors: dict[str, int] = {}
-
-
-class Checkpoint(msgspec.Struct, kw_only=True):
-    """A SEQUENTIAL run's state after ``turn`` turns, in the checkpoints KV bucket under the
-    session's key: written every 5 turns, when the run pauses for the person, and at the end.
-
-    ``messages`` is the model conversation (zlib-compressed JSON); ``status`` is ``running``,
-    ``paused`` (``question`` asked), ``done`` or ``aborted``; ``reply`` is the final answer
-    (``done``), so a redelivered task republishes it instead of running again.
-    """
-
-    session: str
-    request_id: str
-    request: TurnRequest
-    turn: int
-    status: str = "running"
-    level: int = 0
-    confidence: int = 50
-    escalation: EscalationMemo = msgspec.field(default_factory=EscalationMemo)
-    messages: bytes = b""
-    trajectory: tuple[TrajectoryStep, ...] = ()
-    files_written: tuple[str, ...] = ()
-    usage: Usage = Usage()
-    branch: str = ""
-    question: str = ""
-    reply: Reply | None = None
-    at: float = 0.0
-    control_seq: int = 0
-    """Sequence of the session's last control message when the run started: only aborts
-    published after it stop this run."""
-
-
-class RunState(msgspec.Struct, kw_only=True):
-    """The SEQUENTIAL run a session has in progress: the value under the session's key in the
-    runs KV bucket (``<PREFIX>_RUNS``), written by the replica that holds the run's lock and
-    read by ``/status``. ``status`` is ``running``, ``paused`` (waiting for the person's answer
-    to a clarifying question), ``aborting`` or ``done``; times are Unix seconds."""
-
-    session: str
-    role: str
-    holder: str
-    request_id: str
-    status: str = "running"
-    turn: int = 0
-    max_turns: int = 0
-    model: str = ""
-    confidence: int = 50
-    started_at: float = 0.0
-    updated_at: float = 0.0
 
 
 TaskMessage = (

@@ -217,7 +217,7 @@ class AgentRun:
         commit_message = _commit_message(self.chat.text, changed) if changed else ""
         if commit_message:
             answer += (f"\n\n📝 Commit: {commit_message}\nBranch: `{self.branch}`\n"
-                       f"Files: {', '.join(changed)}\n👍 to merge · 👎 to delete the branch")
+                       f"Files: {', '.join(changed)}")
         chat = self.reply_to
         reply = Reply(
             session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,

@@ -134,7 +134,8 @@ async def test_a_finished_run_commits_and_thumbs_up_merges_the_branch(
     session = "terminal-merge"
     code, out = await _finish(_chat(system, session, "[commit] write a python hello script"))
     assert code == 0, out
-    assert "👍 to merge" in out and "hello.py" in out
+    assert "📝 Commit:" in out and "hello.py" in out
+    assert "👍" not in out  # the reaction hint is Discord's, not the terminal's
     branch = re.search(r"Branch: `([^`]+)`", out).group(1)  # type: ignore[union-attr]
     workspace = system.data_dir / "workspaces" / session
     assert _git(workspace, "show", f"{branch}:hello.py") == "print('hello')\n"

@@ -33,6 +33,10 @@ FILES_PER_MESSAGE = 10
 THREADED_FLOWS = frozenset({Flow.SEQUENTIAL, Flow.BRANCH})
 
 
+COMMIT_HINT = "👍 to merge · 👎 to delete the branch"
+"""What the reactions on a commit message do (SPEC.md §3); the bot adds both to the message."""
+
+
 class OutboundPoster:
     """Posts one bot's outbound messages.
 
@@ -100,8 +104,9 @@ class OutboundPoster:
         await self.bot.status_editor.finish(state)
         self.bot.requests.pop(r.in_reply_to, None)
         await self._count_tokens(state, r.usage.prompt_tokens + r.usage.completion_tokens)
-        chunks = split_message(render_reply(r))
         kind = Kind.COMMIT if r.branch else Kind.ANSWER
+        text = render_reply(r) + (f"\n{COMMIT_HINT}" if kind is Kind.COMMIT else "")
+        chunks = split_message(text)
         tracked = Tracked(kind, r.session, r.in_reply_to, role=r.role, branch=r.branch)
         posted: list[discord.Message] = []
         if state.streamed and state.status is not None and chunks and state.thread is None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from actors.config import Settings, Topology
 from actors.logs import setup_logging
+
+if TYPE_CHECKING:
+    from actors.runtime import Actor
 
 _log = logging.getLogger(__name__)
 
@@ -20,17 +24,21 @@ def _install_uvloop() -> None:
 
 
 def run_actor_process(
-    role: str, replica: int, settings: Settings, topology: Topology, nats_url: str
+    role: str, replica: int, settings: Settings, topology: Topology, nats_url: str,
+    actor_cls: type[Actor] | None = None,
 ) -> None:
-    """Run one replica of ``role`` until SIGTERM / SIGINT (a supervisor process target)."""
+    """Run one replica of ``role`` until SIGTERM / SIGINT (a supervisor process target).
+
+    ``actor_cls`` serves the role instead of the registry's class (the bench's actors).
+    """
     from actors.registry import actor_class
     from actors.runtime import run_actor
 
     setup_logging(f"{role}/{replica}", level=settings.log_level, as_json=settings.log_json)
     _install_uvloop()
     try:
-        asyncio.run(run_actor(actor_class(role), replica, settings=settings, topology=topology,
-                              nats_url=nats_url))
+        asyncio.run(run_actor(actor_cls or actor_class(role), replica, settings=settings,
+                              topology=topology, nats_url=nats_url))
     except KeyboardInterrupt:
         pass
     except Exception:

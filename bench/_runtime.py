@@ -32,10 +32,11 @@ from nats.aio.msg import Msg
 
 from actors.config import Settings, Topology, load_topology
 from actors.supervisor import ProcessSpec, Supervisor
+from actors.worker import run_actor_process
 from bench._consumers import consumer_counts, redeliveries
 from bench._measure import percentile
 from bench._procs import cpu_seconds
-from bench._runtime_actors import ROLES, run_bench_actor_process
+from bench._runtime_actors import BENCH_ACTORS, ROLES
 from bench._store import Figure
 from bench._system import REPO, bench_nats
 from protocol import ChatMessage, Subjects, encoder, outbound_decoder
@@ -177,8 +178,9 @@ def supervised(topology: Topology, nats_url: str, data_dir: Path) -> Iterator[Su
     """The five bench actors under the real Supervisor (fork server), in a thread of this
     process; stopped (SIGTERM, then SIGKILL after 15 s) when the block ends."""
     settings = Settings(nats_url=nats_url, data_dir=data_dir, log_level="WARNING", model=None)
-    specs = [ProcessSpec(f"{role}/0", run_bench_actor_process,
-                         (role, 0, settings, topology, nats_url)) for role in ROLES]
+    specs = [ProcessSpec(f"{role}/0", run_actor_process,
+                         (role, 0, settings, topology, nats_url, BENCH_ACTORS[role]))
+             for role in ROLES]
     supervisor = Supervisor(specs)
     thread = threading.Thread(target=supervisor.run, kwargs={"install_signals": False},
                               name="supervisor", daemon=True)

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
-from actors.config import Settings, Topology
 from actors.errors import BrokerError
-from actors.logs import setup_logging
-from actors.runtime import Actor, MessageContext, handler, run_actor
+from actors.runtime import Actor, MessageContext, handler
 from protocol import ChatMessage, Classification, Reply, TurnRequest
 
 _log = logging.getLogger(__name__)
@@ -99,22 +96,3 @@ BENCH_ACTORS: dict[str, type[Actor]] = {
     cls.role: cls
     for cls in (BenchClassifier, BenchPlanner, BenchEvaluator, BenchReflector, BenchConsolidator)
 }
-
-
-def run_bench_actor_process(
-    role: str, replica: int, settings: Settings, topology: Topology, nats_url: str
-) -> None:
-    """Run one replica of the bench actor for ``role`` until SIGTERM (a supervisor target,
-    like ``actors.worker.run_actor_process`` but with the classes above)."""
-    from actors.worker import _install_uvloop
-
-    setup_logging(f"{role}/{replica}", level=settings.log_level, as_json=settings.log_json)
-    _install_uvloop()
-    try:
-        asyncio.run(run_actor(BENCH_ACTORS[role], replica, settings=settings, topology=topology,
-                              nats_url=nats_url))
-    except KeyboardInterrupt:
-        pass
-    except Exception:
-        _log.exception("%s/%d failed", role, replica)
-        sys.exit(1)

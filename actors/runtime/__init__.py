@@ -4,7 +4,7 @@ consumer, session store, tracing, and the loop that runs one replica."""
 from actors.runtime._actor import Actor, MessageContext, Services, handler
 from actors.runtime._dispatch import Dispatcher, waiting_request
 from actors.runtime._pull import PullConsumer
-from actors.runtime._service import run_actor
+from actors.runtime._service import run_actor, stop_on_signals
 from actors.runtime._sessions import SessionStore
 from actors.runtime._tracing import (
     current_trace_id,
@@ -26,5 +26,6 @@ __all__ = [
     "run_actor",
     "setup_tracing",
     "span_from_headers",
+    "stop_on_signals",
     "waiting_request",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
@@ -41,7 +42,7 @@ async def run_actor(
     """
     role = actor_cls.role
     actor_id = ActorId(role, replica)
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     setup_tracing(f"switchboard-{role}", console=settings.trace_console)
     consumer: PullConsumer | None = None
 
@@ -119,9 +120,12 @@ async def _artifact_store(js: Any, settings: Settings, topology: Topology) -> An
         return None
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM in the running loop (left unset where the loop
+    cannot take signal handlers: another thread, Windows)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     return stop

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 import aiohttp
 from aiohttp import web
 
 from actors.config import Settings, Topology
+from actors.runtime import stop_on_signals
 from gateway.bridge import connect_bridge
 from gateway.config import GatewaySettings
 from gateway.errors import DiscordConfigError
@@ -69,7 +69,7 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             _log.info("Interactions endpoint on http://%s:%d%s", host, port, PATH)
-            await (stop or _stop_on_signals()).wait()
+            await (stop or stop_on_signals()).wait()
     finally:
         if runner is not None:
             with contextlib.suppress(Exception):
@@ -77,11 +77,3 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
                     await runner.cleanup()
         await bridge.stop()
 
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import Any
 
 from nats.aio.client import Client
@@ -16,7 +15,7 @@ from actors.bus import check_running, connect, sessions_bucket
 from actors.config import Settings, Topology
 from actors.errors import BrokerError
 from actors.errors import NotRunningError as BusNotRunning
-from actors.runtime import SessionStore, setup_tracing
+from actors.runtime import SessionStore, setup_tracing, stop_on_signals
 from gateway.bridge import Bridge
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord import ArtifactSink, BotServices, configure_discord_endpoints
@@ -83,7 +82,7 @@ async def run_gateway(settings: Settings, topology: Topology, *, nats_url: str,
         raise NotRunningError(msg) from exc
     setup_tracing("switchboard-gateway", console=settings.trace_console)
     try:
-        await _serve(nc, settings, topology, gateway, stop or _stop_on_signals(), bot_options)
+        await _serve(nc, settings, topology, gateway, stop or stop_on_signals(), bot_options)
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -116,11 +115,3 @@ async def _serve(nc: Client, settings: Settings, topology: Topology, gateway: Ga
     if running in done and running.exception() is not None:
         raise running.exception()  # type: ignore[misc]
 
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop

@@ -193,25 +193,15 @@ class Interactions:
         return json_response(self.s.by_id[record["original"]])
 
     async def edit_original(self, request: web.Request) -> web.Response:
-        from ._rest import _edit, _read_body, error, json_response
+        from ._rest import apply_edit, json_response
 
         record = self._record(request)
         if record is None or record["original"] is None:
             return self.s.rest.not_found(request, 10015, "Webhook")
         message = self.s.by_id[record["original"]]
-        body, files = await _read_body(request)
-        if "content" in body:
-            content = str(body["content"] or "")
-            if len(content) > 2000:
-                return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
-            message["content"] = content
-        if files:
-            message["attachments"] = message["attachments"] + [
-                self.s.store_file(message["channel_id"], n, d, t) for n, d, t in files]
+        if (refused := await apply_edit(self.s, message, request)) is not None:
+            return refused
         message["flags"] = int(message["flags"]) & ~LOADING
-        message["edited_timestamp"] = p.timestamp()
-        self.s.edits.append(_edit(message))
-        self.s.changed()
         return json_response(message)
 
     async def followup(self, request: web.Request) -> web.Response:

@@ -192,18 +192,8 @@ class RestApi:
             return self.not_found(request, 10008, "Message")
         if message["author"]["id"] != bot.user["id"]:
             return error(403, 50005, "Cannot edit a message authored by another user")
-        body, files = await _read_body(request)
-        if "content" in body:
-            content = str(body["content"] or "")
-            if len(content) > 2000:
-                return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
-            message["content"] = content
-        if files:
-            message["attachments"] = message["attachments"] + [
-                self.s.store_file(message["channel_id"], n, d, t) for n, d, t in files]
-        message["edited_timestamp"] = p.timestamp()
-        self.s.edits.append(_edit(message))
-        self.s.changed()
+        if (refused := await apply_edit(self.s, message, request)) is not None:
+            return refused
         await self.s.dispatch("MESSAGE_UPDATE", message, message["channel_id"])
         return json_response(message)
 
@@ -273,6 +263,25 @@ class RestApi:
         if data is None:
             return self.not_found(request, 0, "Attachment")
         return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def apply_edit(standin: Any, message: Payload, request: web.Request
+                     ) -> web.Response | None:
+    """Apply a message edit (PATCH body: ``content``, files) and record it; returns the error
+    response when the edit is refused (content over 2,000 characters), else None."""
+    body, files = await _read_body(request)
+    if "content" in body:
+        content = str(body["content"] or "")
+        if len(content) > 2000:
+            return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
+        message["content"] = content
+    if files:
+        message["attachments"] = message["attachments"] + [
+            standin.store_file(message["channel_id"], n, d, t) for n, d, t in files]
+    message["edited_timestamp"] = p.timestamp()
+    standin.edits.append(_edit(message))
+    standin.changed()
+    return None
 
 
 def _edit(message: Payload) -> Edit:

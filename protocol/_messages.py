@@ -65,6 +65,8 @@ class ErrorCode(enum.StrEnum):
     DEAD_LETTER = "dead_letter"
     ABORTED = "aborted"
     INTERNAL = "internal"
+    REFUSED = "refused"
+    """A rule of ``topology.yaml`` refused the request (the reply says which and why)."""
 
 
 AGENT_ROLES: tuple[str, ...] = (
@@ -146,10 +148,25 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     """The answering bot's default agent role for general chat ("" lets the classifier pick)."""
     models: dict[str, str] = {}
     """The answering bot's model overrides: tier (``"1"``..``"4"``) → litellm model name."""
+    addressed: bool = True
+    """The person spoke to the bot (mention, reply, DM, slash command, terminal); False for a
+    message in the bot's own thread or a listening channel that may be meant for other people:
+    the router then asks whether to respond at all."""
+    bot: str = ""
+    """Who answers, for per-user memory (one memory per bot and person); "" means ``origin``."""
+    max_answer_chars: int = 0
+    """The bot's cap on answer characters (0: none); longer answers are cut with a note."""
+    max_tokens: int = 0
+    """The bot's cap on a model call's completion tokens (0: the model's own setting)."""
 
 
 class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
-    """The classifier's verdict on a ChatMessage."""
+    """The router's verdict on a ChatMessage (``actors.router``).
+
+    ``decided_by`` names what made the decision: ``rule:<name>``, ``model``, ``keywords``
+    (the fallback), ``breakglass``; ``tier`` is the starting tier the router chose (0: the
+    role's own).
+    """
 
     request: ChatMessage
     respond: bool
@@ -158,6 +175,12 @@ class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
     role: str = "researcher"
     complexity: Complexity = Complexity.SIMPLE
     reason: str = ""
+    decided_by: str = ""
+    tier: int = 0
+    tier_min: int = 0
+    """Rules' floor on every tier of this request (0: none)."""
+    tier_max: int = 0
+    """Rules' cap on every tier of this request (0: none)."""
 
 
 class TurnRequest(_Wire, tag="turn_request", kw_only=True, frozen=True):
@@ -386,6 +409,9 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     detail: str = ""
     trace_id: str = ""
     pid: int = 0
+    source: str = ""
+    """For ``routed`` and ``tier_chosen`` events: what decided (``rule``, ``case``, ``model``,
+    ``keywords``, ``session``, ``default``)."""
 
 
 class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):

@@ -54,6 +54,42 @@ class SessionState(msgspec.Struct, kw_only=True):
     updated_at: float = 0.0
     tier: int = 0
     """Model tier chosen for this session with ``/model`` (1-4); 0 lets each role choose."""
+    last_case: str = ""
+    """Id of the case (``Case.case_id``) of this session's last finished run: 👍 / 👎 on its
+    answer mark that case succeeded / failed."""
+
+
+class Case(msgspec.Struct, kw_only=True, frozen=True):
+    """One finished SEQUENTIAL run, kept in the case base (``<PREFIX>_CASES`` stream, one
+    subject per case) so the router and the planner learn from it (seed 001's inductive
+    reasoning; SPEC.md §4).
+
+    Tiers are 1-4; ``tiers`` lists the tier of each turn in order; ``outcome`` is
+    ``succeeded`` or ``failed`` (from the evaluator's scores, overridden by feedback:
+    ``feedback`` +1 for 👍, -1 for 👎); cost in US dollars; ``at`` Unix seconds.
+    """
+
+    case_id: str
+    session: str
+    task: str
+    role: str
+    task_type: str = ""
+    complexity: str = ""
+    plan: tuple[str, ...] = ()
+    start_tier: int = 1
+    final_tier: int = 1
+    tiers: tuple[int, ...] = ()
+    escalations: int = 0
+    turns: int = 0
+    outcome: str = "succeeded"
+    scores: Scores | None = None
+    feedback: int = 0
+    cost_usd: float = 0.0
+    at: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "succeeded"
 
 
 class EscalationMemo(msgspec.Struct, kw_only=True):

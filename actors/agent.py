@@ -7,10 +7,12 @@ SEQUENTIAL run's TurnResult goes on to the evaluator.
 
 from __future__ import annotations
 
+import random
 import time
 from functools import cache
 
 from actors.agent_run import AgentRun
+from actors.answer import cap_answer
 from actors.errors import PermanentError, ToolError
 from actors.modeled import ModelActor
 from actors.runtime import MessageContext, handler
@@ -23,6 +25,7 @@ from protocol import (
     Progress,
     Reply,
     TurnRequest,
+    Usage,
 )
 
 STREAM_INTERVAL_S = 0.5
@@ -99,25 +102,65 @@ class AgentActor(ModelActor):
     async def _single_turn(self, request: TurnRequest, ctx: MessageContext) -> None:
         from actors.llm import strip_report
         from actors.prompts import render
+        from actors.router import models_for
 
         chat = request.classification.request
         flow = request.classification.flow
-        session = await self.services.sessions.get(chat.session)
-        tier = session.tier if session.tier and flow is not Flow.BREAKGLASS else request.tier
-        spec = self.topology.with_tier_models(chat.models).model_for_tier(tier)
+        models = models_for(self.topology, request.tier, role=self.actor_id.role,
+                            overrides=chat.models)
         system = render(self.actor_id.role, plan="", memory="")
         messages = [{"role": "system", "content": system}, *await self.context_messages(chat),
                     {"role": "user", "content": chat.text}]
-        stream = ProgressStream(ctx, chat, flow, spec.name)
-        reply = await self.call_model(ctx, spec, messages, on_text=stream.update,
-                                      purpose=f"{flow} answer")
+        stream = ProgressStream(ctx, chat, flow, models[0].name)
+        reply = await self.call_model(ctx, models, messages, on_text=stream.update,
+                                      purpose=f"{flow} answer", max_tokens=chat.max_tokens)
         answer = strip_report(reply.text)
+        usage = request.usage + reply.usage
+        if self.actor_id.role == "code_reviewer" and self.topology.peer_review:
+            opinion = await self.peer_opinion(ctx, chat, request.tier, reply.usage.model,
+                                              answer)
+            if opinion is not None:
+                answer = f"{answer}\n\n{opinion[0]}"
+                usage = usage + opinion[1]
+        answer = cap_answer(answer, chat.max_answer_chars)
         await ctx.reply(chat.origin, Reply(
             session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,
-            flow=flow, usage=request.usage + reply.usage, role=self.actor_id.role,
+            flow=flow, usage=usage, role=self.actor_id.role,
         ))
         await self.remember(chat, answer)
 
+    async def peer_opinion(self, ctx: MessageContext, chat: ChatMessage, tier: int,
+                           answered_by: str, review: str) -> tuple[str, Usage] | None:
+        """A second opinion on a review from a randomly chosen other model of the same tier
+        (seed 003, "Code Reviewer w/ Random Peer"); None when the tier has no other model or
+        the peer fails (the review stands on its own)."""
+        from actors.errors import ModelError
+        from actors.llm import strip_report
+        from actors.router import models_for
+
+        peers = [m for m in models_for(self.topology, tier, role=self.actor_id.role)
+                 if m.name != answered_by]
+        if not peers:
+            return None
+        peer = random.choice(peers)
+        try:
+            reply = await self.call_model(ctx, peer, [
+                {"role": "system", "content": _PEER_PROMPT},
+                {"role": "user", "content": f"Request:\n{chat.text}\n\nReview by "
+                                            f"{answered_by}:\n{review}"},
+            ], purpose="peer review", max_tokens=chat.max_tokens)
+        except ModelError as exc:
+            await ctx.emit("peer_review_failed", model=peer.name, detail=str(exc)[:500])
+            return None
+        text = strip_report(reply.text).strip()
+        return (f"🔁 Second opinion ({peer.name}):\n{text}", reply.usage) if text else None
+
+
+_PEER_PROMPT = (
+    "You are Switchboard's code reviewer peer.\n"
+    "Another model reviewed the code in the request below. Give a short second opinion: what "
+    "you agree with, what it missed or got wrong. A few bullet points, no repetition."
+)
 
 @cache
 def agent_class(role: str) -> type[AgentActor]:

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actors.config import ModelSpec
 from actors.escalation import TurnSignals, observe, turn_confidence
 from protocol import (
     EscalationMemo,
@@ -27,6 +26,7 @@ from protocol import (
 
 if TYPE_CHECKING:
     from actors.agent import AgentActor
+    from actors.router import Level
     from actors.runtime import MessageContext
     from actors.tools import Workspace
     from protocol import ChatMessage
@@ -64,13 +64,13 @@ class TurnEngine:
         actor: the role actor (model calls, topology).
         ctx: the delivery being handled (events, progress).
         workspace: the thread's workspace.
-        path: the escalation path of models.
+        path: the escalation path: tiers with their models in fallback order.
         reply_to: the message whose thread gets the progress.
         max_turns: the run's turn limit.
     """
 
     def __init__(self, actor: AgentActor, ctx: MessageContext, workspace: Workspace,
-                 path: list[ModelSpec], reply_to: ChatMessage, max_turns: int) -> None:
+                 path: list[Level], reply_to: ChatMessage, max_turns: int) -> None:
         self.actor, self.ctx, self.workspace = actor, ctx, workspace
         self.path, self.reply_to, self.max_turns = path, reply_to, max_turns
 
@@ -80,10 +80,12 @@ class TurnEngine:
         from actors.tools import TOOL_SCHEMAS
 
         state.turn += 1
-        spec = self.path[state.level]
+        level = self.path[state.level]
         started = time.perf_counter()
-        reply = await self.actor.call_model(self.ctx, spec, state.messages, tools=TOOL_SCHEMAS,
-                                            purpose=f"turn {state.turn}")
+        reply = await self.actor.call_model(self.ctx, level.models, state.messages,
+                                            tools=TOOL_SCHEMAS, purpose=f"turn {state.turn}",
+                                            max_tokens=self.reply_to.max_tokens)
+        model = reply.usage.model or level.name
         state.usage = state.usage + reply.usage
         state.last_text = reply.text
         report = parse_report(reply.text)
@@ -94,12 +96,13 @@ class TurnEngine:
                               files_changed=len(written))
         state.confidence = turn_confidence(state.confidence, signals)
         state.trajectory.append(TrajectoryStep(
-            turn=state.turn, model=spec.name, text=reply.text,
+            turn=state.turn, model=model, text=reply.text,
             tool_calls=tuple(reply.tool_calls), tool_results=tuple(results),
             confidence=state.confidence, duration_ms=(time.perf_counter() - started) * 1000,
+            tier=level.tier,
         ))
-        await self._progress(state, spec.name, read, written)
-        await self.ctx.emit("turn", model=spec.name, detail=(
+        await self._progress(state, model, read, written)
+        await self.ctx.emit("turn", model=model, detail=(
             f"turn {state.turn}/{self.max_turns} confidence {state.confidence} "
             f"tools {len(results)} status {report.status or '-'}"))
         reason = observe(state.memo, state.confidence, signals)

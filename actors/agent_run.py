@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from actors.agent_loop import LoopState, Outcome, TurnEngine
+from actors.answer import cap_answer
 from actors.errors import SwitchboardError, ToolError
 from actors.runs import (
     CHECKPOINT_EVERY,
@@ -60,11 +61,16 @@ class AgentRun:
         self.chat = request.classification.request
         self.reply_to: ChatMessage = request.answer or self.chat
         self.session = self.chat.session
-        self.topology = actor.topology.with_tier_models(self.chat.models)
+        from actors.router import escalation_levels
+
+        self.topology = actor.topology
         self.services = actor.services
         self.workspace = Workspace.for_session(self.services.settings.workspace_root,
                                                self.session)
-        self.path = self.topology.escalation_path()
+        verdict = request.classification
+        self.path = escalation_levels(self.topology, role=actor.actor_id.role,
+                                      overrides=self.chat.models, tier_min=verdict.tier_min,
+                                      tier_max=verdict.tier_max)
         self.max_turns = max(1, request.max_turns)
         self.checkpoints = CheckpointStore(self.services.checkpoints)
         self.engine = TurnEngine(actor, ctx, self.workspace, self.path, self.reply_to,
@@ -96,8 +102,9 @@ class AgentRun:
         if checkpoint is None or checkpoint.request_id != self.chat.message_id:
             self.control_seq = await control_sequence(self.services.js, self.services.subjects,
                                                       self.session)
+            session = await self.services.sessions.get(self.session)
             return LoopState(level=self._start_level(), messages=await self._first_messages(),
-                             usage=self.request.usage)
+                             usage=self.request.usage, confidence=session.confidence)
         self.control_seq, self.branch = checkpoint.control_seq, checkpoint.branch
         if checkpoint.status in {"done", "aborted"}:
             if checkpoint.reply is not None:  # finished before the ack: answer again
@@ -115,9 +122,9 @@ class AgentRun:
         return state
 
     def _start_level(self) -> int:
-        session_tier = self.request.tier
-        start = self.topology.model_for_tier(session_tier).name
-        return next((i for i, m in enumerate(self.path) if m.name == start), 0)
+        from actors.router import start_level
+
+        return start_level(self.path, self.request.tier)
 
     async def _first_messages(self) -> list[dict[str, Any]]:
         from actors.prompts import render
@@ -212,7 +219,9 @@ class AgentRun:
             await self.ctx.emit("abort", detail=f"stopped before turn {state.turn + 1}")
         else:
             answer = strip_report(state.last_text) or "I stopped without a final answer."
+            answer = await self._second_opinion(state, answer)
         answer, files = self._attach_files(answer)
+        answer = cap_answer(answer, self.chat.max_answer_chars)
         changed = await GitRepo(self.workspace).changed_files()
         commit_message = _commit_message(self.chat.text, changed) if changed else ""
         if commit_message:
@@ -229,6 +238,8 @@ class AgentRun:
         await self._checkpoint(state, status, reply=reply)
         await self.ctx.reply(chat.origin, reply)
         await self.actor.remember(self.reply_to, answer)
+        await self.services.sessions.update(self.session,
+                                            lambda s: setattr(s, "confidence", state.confidence))
         await self._sync_workspace()
         await self.ctx.send("evaluator", TurnResult(
             request=self.request, text=answer, ok=status == "done", turns=len(state.trajectory),
@@ -236,6 +247,18 @@ class AgentRun:
             confidence=state.confidence, usage=state.usage,
             duration_ms=(time.perf_counter() - self.started) * 1000,
         ))
+
+    async def _second_opinion(self, state: LoopState, answer: str) -> str:
+        """The code reviewer's answer with a random peer's opinion (``peer_review``)."""
+        if self.actor.actor_id.role != "code_reviewer" or not self.topology.peer_review:
+            return answer
+        level = self.path[state.level]
+        opinion = await self.actor.peer_opinion(self.ctx, self.chat, level.tier,
+                                                level.name, answer)
+        if opinion is None:
+            return answer
+        state.usage = state.usage + opinion[1]
+        return f"{answer}\n\n{opinion[0]}"
 
     async def _sync_workspace(self) -> None:
         from actors.artifacts import sync_to_store

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 
 from actors.config import ModelSpec
-from actors.errors import ModelError
+from actors.errors import ModelRejectedError, ModelUnavailableError
 from actors.modeled import ModelActor
 from actors.runtime import MessageContext, handler
 from protocol import (
@@ -50,30 +50,36 @@ class Brainstorm(ModelActor):
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
         request = verdict.request
-        models = self.topology.brainstormers()
+        from actors.router import brainstorm_models
+
+        models = brainstorm_models(self.topology, overrides=request.models)
         await ctx.reply(request.origin, Progress(
             session=request.session, origin=request.origin, in_reply_to=request.message_id,
             stage="brainstorm", flow=Flow.BRANCH,
-            text=f"Brainstorming with {' and '.join(m.name for m in models)}…",
+            text=f"Brainstorming with {' and '.join(m[0].name for m in models)}…",
         ))
         outcomes = await asyncio.gather(
-            *(self._propose(ctx, spec, request.text) for spec in models), return_exceptions=True
+            *(self._propose(ctx, tier, request.text) for tier in models), return_exceptions=True
         )
         proposals = [o for o in outcomes if isinstance(o, BrainstormProposal) and o.approaches]
         if not proposals:
-            errors = "; ".join(str(o) for o in outcomes if isinstance(o, BaseException))
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            errors = "; ".join(str(o) for o in failures)
             msg = f"no brainstorm model proposed anything: {errors or 'empty answers'}"
-            raise ModelError(msg)
+            if failures and all(isinstance(o, ModelRejectedError) for o in failures):
+                raise ModelRejectedError(msg)
+            raise ModelUnavailableError(msg)
         await ctx.send("consolidator", BrainstormResult(classification=verdict,
                                                         proposals=tuple(proposals)))
 
-    async def _propose(self, ctx: MessageContext, spec: ModelSpec, question: str
-                       ) -> BrainstormProposal:
+    async def _propose(self, ctx: MessageContext, models: tuple[ModelSpec, ...],
+                       question: str) -> BrainstormProposal:
         from actors.prompts import render
 
-        reply = await self.call_model(ctx, spec, [
+        reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render("brainstorm")},
             {"role": "user", "content": question},
         ], purpose="brainstorm")
-        return BrainstormProposal(model=spec.name, approaches=parse_approaches(reply.text),
+        return BrainstormProposal(model=reply.usage.model or models[0].name,
+                                  approaches=parse_approaches(reply.text),
                                   usage=reply.usage)

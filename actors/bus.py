@@ -5,6 +5,8 @@ Stream layout (SPEC.md §8; names from ``protocol.Subjects``):
 - one work-queue stream per actor role (``SB_TASK_<ROLE>``): a task is removed once acked;
 - ``SB_OUTBOX`` (1 h), ``SB_EVENTS`` (7 days, 1 GiB), ``SB_CONTROL`` (1 day), ``SB_DLQ``
   (30 days): limits retention;
+- ``SB_CASES``: the case base, one message per case subject, at most ``cases.max_cases``
+  (the oldest discarded);
 - KV bucket ``SB_SESSIONS`` with direct get (26 % faster gets, shared/NOTES.md).
 
 Every stream and the bucket keep ``topology.stream_replicas`` copies: 1 on one server, 3 on a
@@ -27,6 +29,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -125,8 +128,15 @@ def _task_stream(subjects: Subjects, role: str, replicas: int) -> StreamConfig:
     )
 
 
-def _shared_streams(subjects: Subjects, replicas: int) -> list[StreamConfig]:
+def _shared_streams(subjects: Subjects, replicas: int, max_cases: int = 2000
+                    ) -> list[StreamConfig]:
     return [
+        StreamConfig(
+            name=subjects.cases_stream, subjects=[subjects.cases_all],
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
+            max_msgs_per_subject=1, max_msgs=max_cases, discard=DiscardPolicy.OLD,
+            allow_direct=True, duplicate_window=DUPLICATE_WINDOW_S,
+        ),
         StreamConfig(
             name=subjects.outbox_stream, subjects=[subjects.outbox_all],
             retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
@@ -171,7 +181,7 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
     try:
         async with asyncio.timeout(API_TIMEOUT_S):
             replicas = topology.stream_replicas
-            for config in _shared_streams(subjects, replicas):
+            for config in _shared_streams(subjects, replicas, topology.cases.max_cases):
                 await _ensure_stream(js, config)
             for role in roles:
                 await _ensure_stream(js, _task_stream(subjects, role, replicas))

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from actors.errors import ConfigError
-from protocol import AGENT_ROLES, Complexity, Subjects, check_token
+from actors.rules import RuleSpec, check_rule_names
+from protocol import AGENT_ROLES, Complexity, Subjects, TaskType, check_token
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topology.yaml"
 
@@ -125,6 +126,57 @@ class BreakglassSpec(BaseModel):
     role: str = "architect"
 
 
+class RouterSpec(BaseModel):
+    """How the router asks a model to decide (SPEC.md §1.2; seed 003's "Should respond? /
+    Classify task").
+
+    ``structured_output``: ``auto`` sends litellm's ``response_format`` with a JSON schema
+    when litellm says the model supports it (``litellm.supports_response_schema``) and asks
+    for JSON in the prompt otherwise; ``json_schema`` / ``json_object`` force that
+    ``response_format``; ``prompt`` never sends one. ``history``: recent messages of the
+    conversation shown to the model (whether people are talking to each other). ``model``:
+    False skips the model and lets the keyword rules decide.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: bool = True
+    tier: int = Field(default=1, ge=1, le=4)
+    timeout_s: float = Field(default=10.0, gt=0)
+    structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
+    history: int = Field(default=4, ge=0, le=20)
+
+
+class CasesSpec(BaseModel):
+    """The case base of finished SEQUENTIAL runs (SPEC.md §4; seed 001's inductive reasoning).
+
+    ``max_cases``: the stream keeps this many, the oldest evicted first. ``shown``: similar
+    successful cases the planner is shown. ``min_similarity``: token overlap (Jaccard, 0-1)
+    for a case to count as similar; ``reuse_similarity``: overlap at which a succeeded case's
+    route (flow, role) is taken without asking the model. ``learn_tier``: start runs at the
+    tier similar cases needed. ``embedding_model``: a litellm embedding model; when set,
+    cases are ranked by cosine similarity of embeddings instead of BM25.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_cases: int = Field(default=2000, ge=1)
+    shown: int = Field(default=3, ge=0, le=20)
+    min_similarity: float = Field(default=0.3, ge=0, le=1)
+    reuse_similarity: float = Field(default=0.8, gt=0, le=1)
+    learn_tier: bool = True
+    embedding_model: str | None = None
+
+
+class FeedbackSpec(BaseModel):
+    """How people's 👍 / 👎 steer the next run (SPEC.md §5): a session whose confidence is
+    below ``low_confidence`` starts its next run one tier higher."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low_confidence: int = Field(default=40, ge=0, le=100)
+
+
 _ALL_ACTORS = (
     "classifier", "planner", *AGENT_ROLES, "evaluator", "reflector", "brainstorm", "consolidator",
 )
@@ -157,6 +209,46 @@ class Topology(BaseModel):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     """Copies JetStream keeps of every stream and bucket: 3 on a cluster (R3)."""
     model_override: str | None = None
+    router: RouterSpec = RouterSpec()
+    rules: list[RuleSpec] = []
+    cases: CasesSpec = CasesSpec()
+    feedback: FeedbackSpec = FeedbackSpec()
+    task_tiers: dict[TaskType, int] = {}
+    """Starting tier per task type (seed 003's ``TASK_TYPE_TO_TIER_INDEX``), before what the
+    role's own ``tier`` says."""
+    role_models: dict[str, dict[int, str]] = {}
+    """A role's own model within a tier (seed 003's ``AGENT_MODEL_INDEX_MAP``): role → tier →
+    model name; it goes first, the tier's models follow as fallbacks."""
+    peer_review: bool = False
+    """The code reviewer asks a second, randomly chosen model of its tier for an opinion
+    (seed 003, "w/ Random Peer")."""
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: list[RuleSpec]) -> list[RuleSpec]:
+        return check_rule_names(value)
+
+    @field_validator("task_tiers")
+    @classmethod
+    def _task_tiers(cls, value: dict[TaskType, int]) -> dict[TaskType, int]:
+        bad = {str(k): v for k, v in value.items() if not 1 <= v <= 4}
+        if bad:
+            msg = f"task_tiers: tiers are 1-4, got {bad}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("role_models")
+    @classmethod
+    def _role_models(cls, value: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
+        for role, by_tier in value.items():
+            if role not in _ALL_ACTORS:
+                msg = f"role_models: unknown role {role!r}; known: {', '.join(_ALL_ACTORS)}"
+                raise ValueError(msg)
+            bad = sorted(t for t in by_tier if not 1 <= t <= 4)
+            if bad:
+                msg = f"role_models.{role}: tiers are 1-4, got {bad}"
+                raise ValueError(msg)
+        return value
 
     @field_validator("prefix")
     @classmethod
@@ -189,14 +281,6 @@ class Topology(BaseModel):
         """The spec of ``role``; roles absent from the file get the defaults."""
         return self.actors.get(role, ActorSpec())
 
-    def models_for_tier(self, tier: int) -> list[ModelSpec]:
-        if self.model_override:
-            return [ModelSpec(name=self.model_override)]
-        return self.tiers[max(1, min(4, tier))]
-
-    def model_for_tier(self, tier: int) -> ModelSpec:
-        return self.models_for_tier(tier)[0]
-
     def find_model(self, name: str) -> ModelSpec:
         """The spec of the model called ``name`` in any tier (a bare spec if none)."""
         if self.model_override:
@@ -206,36 +290,6 @@ class Topology(BaseModel):
                 if spec.name == name:
                     return spec
         return ModelSpec(name=name)
-
-    def with_tier_models(self, overrides: dict[str, str]) -> Topology:
-        """This topology with the first model of some tiers replaced (a bot's ``models``:
-        tier ``"1"``..``"4"`` → litellm model name); the escalation path follows.
-
-        Unknown tiers are ignored.
-        """
-        tiers = {t: list(models) for t, models in self.tiers.items()}
-        renamed: dict[str, str] = {}
-        for key, name in overrides.items():
-            tier = int(key) if key.isdigit() else 0
-            if tier in tiers and name:
-                renamed[tiers[tier][0].name] = name
-                tiers[tier] = [ModelSpec(name=name), *tiers[tier][1:]]
-        if not renamed:
-            return self
-        escalation = [renamed.get(name, name) for name in self.escalation]
-        return self.model_copy(update={"tiers": tiers, "escalation": escalation})
-
-    def escalation_path(self) -> list[ModelSpec]:
-        if self.model_override:
-            return [ModelSpec(name=self.model_override)]
-        if self.escalation:
-            return [self.find_model(name) for name in self.escalation]
-        return [self.model_for_tier(t) for t in (1, 2, 3, 4)]
-
-    def brainstormers(self) -> list[ModelSpec]:
-        if self.brainstorm_models:
-            return [self.find_model(name) for name in self.brainstorm_models]
-        return [self.model_for_tier(2), self.model_for_tier(3)]
 
     @property
     def roles(self) -> tuple[str, ...]:

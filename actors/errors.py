@@ -10,11 +10,16 @@ Hierarchy::
     ├── ArtifactError            the artifact store (JetStream object store, S3) failed
     │   └── ArtifactNotFoundError   no such artifact in the store
     └── HandlerError             a handler could not finish; decides ack / nak / term
+        ├── ModelError           a model call failed; always one of the two below
         ├── TransientError       worth retrying: nak with a delay, redelivered later
-        │   ├── ModelError       a model call failed (litellm error, bad response)
+        │   ├── ModelUnavailableError (ModelError)  rate limit, 5xx, connection: another
+        │   │   │                model of the tier may answer, or this one later
         │   │   └── ModelTimeoutError
         │   └── StoreConflictError   a KV compare-and-set lost a race
         └── PermanentError       retrying cannot help: terminate and dead-letter
+            ├── ModelRejectedError (ModelError)  bad key, unknown model, bad request, content
+            │   │                policy: no retry fixes it, the person is told at once
+            │   └── ContextWindowError   too long for this model (a larger one may take it)
             ├── MalformedMessageError   the bytes are not a known message
             ├── UnhandledMessageError   the actor has no handler for this message type
             └── ToolError        a tool refused or failed (shown to the model, not raised out)
@@ -53,15 +58,24 @@ class TransientError(HandlerError):
     """Retrying later may succeed: the message is nak'ed with a delay."""
 
 
-class ModelError(TransientError):
-    """A model call failed; ``model`` names the litellm model."""
+class ModelError(HandlerError):
+    """A model call failed; ``model`` names the litellm model. Raised as one of its
+    subclasses, which say whether a retry or another model can help."""
 
     def __init__(self, message: str, *, model: str = "") -> None:
         super().__init__(message)
         self.model = model
 
+    fallback_helps: bool = True
+    """Whether another model of the tier may answer where this one failed."""
 
-class ModelTimeoutError(ModelError):
+
+class ModelUnavailableError(ModelError, TransientError):
+    """The provider could not answer now (429 rate limit, 5xx, connection refused, a broken
+    stream): retried later, and another model of the tier is tried first."""
+
+
+class ModelTimeoutError(ModelUnavailableError):
     """A model call took longer than its timeout."""
 
 
@@ -71,6 +85,20 @@ class StoreConflictError(TransientError):
 
 class PermanentError(HandlerError):
     """Retrying cannot help: the message is terminated and dead-lettered."""
+
+
+class ModelRejectedError(ModelError, PermanentError):
+    """The provider refused the request for a reason no retry fixes (401 bad key, 404 unknown
+    model, 400 bad request, content policy): never retried or redelivered."""
+
+    fallback_helps = False
+
+
+class ContextWindowError(ModelRejectedError):
+    """The conversation is longer than the model's context window: this model will never
+    take it, a model with a larger window may."""
+
+    fallback_helps = True
 
 
 class MalformedMessageError(PermanentError):

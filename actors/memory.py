@@ -10,7 +10,7 @@ import re
 import time
 from typing import Any
 
-from protocol import HistoryEntry, Insight, Reflection, SessionState
+from protocol import ChatMessage, HistoryEntry, Insight, Reflection, SessionState
 
 REFLECTION_WINDOW = 5
 INSIGHT_LIMIT = 20
@@ -46,10 +46,17 @@ def history_messages(state: SessionState, limit: int = 10) -> list[dict[str, Any
     return [{"role": e.role, "content": e.text} for e in entries]
 
 
-def user_key(origin: str, user_id: str) -> str:
-    """The per-user memory key: one per bot (``origin``) and person, so two people — or two
-    bots — never share memory (SPEC.md §4)."""
-    return f"user.{_KEY_UNSAFE.sub('_', origin)}.{_KEY_UNSAFE.sub('_', user_id)}"
+def user_key(bot: str, user_id: str) -> str:
+    """The per-user memory key: one per bot and person, so two people — or two bots — never
+    share memory (SPEC.md §4). ``bot`` is ``ChatMessage.bot`` or, when empty, its ``origin``
+    (``memory_owner``)."""
+    return f"user.{_KEY_UNSAFE.sub('_', bot)}.{_KEY_UNSAFE.sub('_', user_id)}"
+
+
+def memory_owner(chat: ChatMessage) -> str:
+    """Whose per-user memory a message uses: the answering bot (``chat.bot``), else the
+    gateway instance (``chat.origin``)."""
+    return chat.bot or chat.origin
 
 
 def user_memory_text(memory: SessionState, current_session: str) -> str:

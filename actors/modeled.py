@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from actors.config import ModelSpec
-from actors.memory import append_exchange, history_messages, user_key, user_memory_text
+from actors.errors import ModelError
+from actors.memory import (
+    append_exchange,
+    history_messages,
+    memory_owner,
+    user_key,
+    user_memory_text,
+)
 from actors.runtime import Actor, MessageContext
 from protocol import ChatMessage, Usage
 
@@ -31,7 +38,7 @@ class ModelActor(Actor):
         """The conversation so far for a model: what this person said elsewhere (per-user
         memory, as a system message) and this session's recent history."""
         session = await self.services.sessions.get(chat.session)
-        person = await self.services.users.get(user_key(chat.origin, chat.user_id))
+        person = await self.services.users.get(user_key(memory_owner(chat), chat.user_id))
         remembered = user_memory_text(person, chat.session)
         extra = [{"role": "system", "content": remembered}] if remembered else []
         return [*extra, *history_messages(session, limit)]
@@ -45,40 +52,67 @@ class ModelActor(Actor):
                             session=chat.session)
 
         await self.services.sessions.update(chat.session, _add)
-        await self.services.users.update(user_key(chat.origin, chat.user_id), _add)
+        await self.services.users.update(user_key(memory_owner(chat), chat.user_id), _add)
 
     async def call_model(
         self,
         ctx: MessageContext,
-        spec: ModelSpec,
+        models: ModelSpec | Sequence[ModelSpec],
         messages: ModelMessages,
         *,
         tools: list[dict[str, Any]] | None = None,
         on_text: Callable[[str], Awaitable[None]] | None = None,
         purpose: str = "",
+        response_format: dict[str, Any] | None = None,
+        max_tokens: int = 0,
+        timeout_s: float | None = None,
     ) -> Any:
-        """One model call (see ``actors.llm.complete``), recorded as an execution event.
+        """One model call (see ``actors.llm.complete``), recorded as an execution event, with
+        fallbacks: when a model fails with an error another model can fix (rate limit, 5xx,
+        timeout, context window: ``ModelError.fallback_helps``), the next of ``models``
+        answers (a ``fallback`` event says why); errors no model fixes (bad key, unknown
+        model, bad request) are raised at once.
+
+        Args:
+            models: one model, or a tier's models in fallback order (``actors.router``).
+            max_tokens: a cap on completion tokens (the bot's limit; 0: none).
+            timeout_s: bound on each attempt in seconds (default: the model's own).
 
         Returns:
-            ``actors.llm.ModelReply``.
+            ``actors.llm.ModelReply`` of the model that answered (``usage.model`` names it).
 
         Raises:
-            ModelError: the call failed; ModelTimeoutError: it exceeded ``spec.timeout_s``.
+            ModelError: the last model's error when every model failed (the most specific
+                subclass: ``ModelRejectedError`` is never retried, ``ModelUnavailableError``
+                is).
         """
         from actors.llm import complete
 
-        started = time.perf_counter()
-        try:
-            reply = await complete(spec, messages, tools=tools, on_text=on_text)
-        except Exception as exc:
-            await ctx.emit("model_error", model=spec.name, detail=f"{purpose}: {exc}"[:500],
-                           duration_ms=(time.perf_counter() - started) * 1000)
-            raise
-        usage: Usage = reply.usage
-        await ctx.emit(
-            "model_call", model=spec.name, detail=purpose,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
-        )
-        return reply
+        candidates = [models] if isinstance(models, ModelSpec) else list(models)
+        for position, spec in enumerate(candidates):
+            started = time.perf_counter()
+            try:
+                reply = await complete(spec, messages, tools=tools, on_text=on_text,
+                                       response_format=response_format,
+                                       max_tokens=max_tokens, timeout_s=timeout_s)
+            except ModelError as exc:
+                elapsed = (time.perf_counter() - started) * 1000
+                await ctx.emit("model_error", model=spec.name, detail=f"{purpose}: {exc}"[:500],
+                               duration_ms=elapsed)
+                following = candidates[position + 1:]
+                if not exc.fallback_helps or not following:
+                    raise
+                await ctx.emit("fallback", model=following[0].name, source="model",
+                               detail=f"{purpose}: {spec.name} → {following[0].name}: "
+                                      f"{type(exc).__name__}"[:500])
+                continue
+            usage: Usage = reply.usage
+            await ctx.emit(
+                "model_call", model=spec.name, detail=purpose,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                cost_usd=usage.cost_usd,
+            )
+            return reply
+        msg = "call_model needs at least one model"
+        raise ValueError(msg)

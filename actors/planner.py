@@ -1,4 +1,6 @@
-"""The planner: reads the session's reflections and insights, plans, hands off to the role."""
+"""The planner: reads the session's reflections and insights and the most similar past runs
+(the case base), plans, chooses the starting tier (``actors.router.choose_tier``) and hands off
+to the role."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import re
 
 from actors.memory import history_messages, memory_text
 from actors.modeled import ModelActor
+from actors.router import CaseBase, case_lines, choose_tier, learned_tier, models_for
 from actors.runtime import MessageContext, handler
 from protocol import Classification, Flow, Progress, TurnRequest
 
@@ -23,9 +26,20 @@ def parse_plan(text: str) -> tuple[str, ...]:
 
 
 class Planner(ModelActor):
-    """Plans SEQUENTIAL work with the session's Reflexion memory (SPEC.md §4)."""
+    """Plans SEQUENTIAL work with the session's Reflexion memory and similar past cases
+    (SPEC.md §4)."""
 
     role = "planner"
+    cases: CaseBase | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.cases = await CaseBase.open(self.services.js, self.services.subjects,
+                                         limit=self.topology.cases.max_cases)
+
+    async def on_stop(self) -> None:
+        if self.cases is not None:
+            await self.cases.close()
 
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
@@ -40,21 +54,37 @@ class Planner(ModelActor):
         memory = memory_text(state)
         history = "\n".join(f"{m['role']}: {m['content'][:300]}"
                             for m in history_messages(state, 6))
-        spec = self.topology.model_for_tier(self.spec.tier)
-        reply = await self.call_model(ctx, spec, [
-            {"role": "system", "content": render("planner", memory=memory, history=history)},
+        settings = self.topology.cases
+        similar = [] if self.cases is None else self.cases.index.similar(
+            request.text, k=max(settings.shown, 5), min_similarity=settings.min_similarity,
+            exclude=request.message_id)
+        shown = [s for s in similar if s.case.succeeded][:settings.shown]
+        models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
+                            overrides=request.models)
+        reply = await self.call_model(ctx, models, [
+            {"role": "system", "content": render(
+                "planner", memory=memory, history=history,
+                cases=case_lines(shown) or "(none)")},
             {"role": "user", "content": request.text},
-        ], purpose="plan")
+        ], purpose="plan", max_tokens=request.max_tokens)
         plan = parse_plan(reply.text)
         await ctx.reply(request.origin, Progress(
             session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            stage="planned", flow=Flow.SEQUENTIAL, model=spec.name,
+            stage="planned", flow=Flow.SEQUENTIAL, model=reply.usage.model,
             text="\n".join(f"{i}. {step}" for i, step in enumerate(plan, 1)),
         ))
-        await ctx.emit("planned", model=spec.name,
-                       detail=f"{len(plan)} steps; memory {'used' if memory else 'empty'}")
+        await ctx.emit("planned", model=reply.usage.model,
+                       detail=f"{len(plan)} steps; memory {'used' if memory else 'empty'}; "
+                              f"{len(shown)} similar cases shown"
+                              + "".join(f" {s.case.case_id}" for s in shown))
+        learned = learned_tier(similar) if settings.learn_tier else None
+        tier = choose_tier(
+            self.topology, role=verdict.role, flow=verdict.flow, task_type=verdict.task_type,
+            learned=learned, session_tier=state.tier, session_confidence=state.confidence,
+            tier_min=verdict.tier_min, tier_max=verdict.tier_max)
+        await ctx.emit("tier_chosen", source=tier.source,
+                       detail=f"tier {tier.tier}: {tier.reason}")
         await ctx.send(verdict.role, TurnRequest(
-            classification=verdict, plan=plan, memory=memory,
-            tier=state.tier or self.topology.actor(verdict.role).tier,
+            classification=verdict, plan=plan, memory=memory, tier=tier.tier,
             max_turns=self.topology.max_turns[verdict.complexity], usage=reply.usage,
         ))

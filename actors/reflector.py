@@ -7,6 +7,7 @@ for, a reflection is derived from the scores instead, so memory is never skipped
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 
@@ -15,8 +16,10 @@ import msgspec
 from actors.errors import PermanentError
 from actors.memory import add_reflection
 from actors.modeled import ModelActor
+from actors.router import CaseBase, models_for
 from actors.runtime import MessageContext, handler
 from protocol import (
+    Case,
     Control,
     ControlAction,
     Evaluation,
@@ -69,6 +72,39 @@ def summarize(evaluation: Evaluation) -> str:
 
 FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
 """Confidence change of 👍 and 👎 on a bot message (SPEC.md §5); clamped to 10-100."""
+SUCCESS_COMPLETION = 60
+"""Least task-completion score (0-100) of a run whose case counts as succeeded."""
+
+
+def case_of(evaluation: Evaluation, start_tier: int) -> Case:
+    """The case base entry of an evaluated SEQUENTIAL run (``protocol.Case``).
+
+    Outcome: ``succeeded`` when the run finished (not aborted) and task completion scored at
+    least 60, else ``failed``. Tiers come from the trajectory (each turn's tier); an
+    escalation is a turn at a higher tier than the one before.
+    """
+    result = evaluation.result
+    request = result.request
+    verdict = request.classification
+    chat = verdict.request
+    tiers = tuple(step.tier or start_tier for step in result.trajectory) or (start_tier,)
+    escalations = sum(b > a for a, b in itertools.pairwise(tiers))
+    succeeded = result.ok and evaluation.scores.task_completion >= SUCCESS_COMPLETION
+    return Case(
+        case_id=chat.message_id, session=chat.session, task=chat.text[:2000],
+        role=verdict.role, task_type=str(verdict.task_type), complexity=str(verdict.complexity),
+        plan=request.plan, start_tier=tiers[0], final_tier=tiers[-1], tiers=tiers,
+        escalations=escalations, turns=result.turns,
+        outcome="succeeded" if succeeded else "failed", scores=evaluation.scores,
+        cost_usd=result.usage.cost_usd, at=time.time(),
+    )
+
+
+def with_feedback(case: Case, value: int) -> Case:
+    """``case`` after a 👍 (``value`` > 0: succeeded) or 👎 (failed) on its answer."""
+    up = value > 0
+    return msgspec.structs.replace(case, feedback=1 if up else -1,
+                                   outcome="succeeded" if up else "failed")
 
 
 class Reflector(ModelActor):
@@ -77,6 +113,16 @@ class Reflector(ModelActor):
     forgets a deleted thread's workspace and artifacts."""
 
     role = "reflector"
+    cases: CaseBase | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.cases = await CaseBase.open(self.services.js, self.services.subjects,
+                                         limit=self.topology.cases.max_cases)
+
+    async def on_stop(self) -> None:
+        if self.cases is not None:
+            await self.cases.close()
 
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
@@ -96,6 +142,12 @@ class Reflector(ModelActor):
         state = await self.services.sessions.update(control.session, _apply)
         await ctx.emit("feedback", detail=f"{control.value:+d} by {control.user_id}: "
                        f"confidence now {state.confidence}")
+        if state.last_case and self.cases is not None:
+            case = await self.cases.update(state.last_case,
+                                           lambda c: with_feedback(c, control.value))
+            if case is not None:
+                await ctx.emit("case_feedback", source="case",
+                               detail=f"case {case.case_id} marked {case.outcome}")
         if control.value < 0:
             await self._reflect_on_feedback(state, control, ctx)
 
@@ -106,8 +158,8 @@ class Reflector(ModelActor):
         asked = next((e.text for e in reversed(state.history) if e.role == "user"), "")
         answered = next((e.text for e in reversed(state.history) if e.role == "assistant"), "")
         scores = state.scores or Scores(task_completion=30, code_quality=50, efficiency=50)
-        spec = self.topology.model_for_tier(self.spec.tier)
-        reply = await self.call_model(ctx, spec, [
+        models = models_for(self.topology, self.spec.tier, role=self.actor_id.role)
+        reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "reflector", task=asked or "(unknown)",
                 trajectory=(state.trajectory_summary or "") + f"\nanswer: {answered[:500]}",
@@ -128,7 +180,7 @@ class Reflector(ModelActor):
         )
         await self.services.sessions.update(
             control.session, lambda s: add_reflection(s, reflection, s.trajectory_summary))
-        await ctx.emit("reflection", model=spec.name,
+        await ctx.emit("reflection", model=reply.usage.model,
                        detail=f"after 👎: {reflection.key_insight}"[:500])
 
     async def _delete_session(self, control: Control, ctx: MessageContext) -> None:
@@ -158,8 +210,9 @@ class Reflector(ModelActor):
             for s in result.trajectory
         )
         scores = evaluation.scores
-        spec = self.topology.model_for_tier(self.spec.tier)
-        reply = await self.call_model(ctx, spec, [
+        models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
+                            overrides=chat.models)
+        reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "reflector", task=chat.text, trajectory=trajectory or "(no turns)",
                 scores=f"task completion {scores.task_completion}, code quality "
@@ -177,7 +230,18 @@ class Reflector(ModelActor):
             task=chat.text[:500], created_at=time.time(),
         )
         summary = summarize(evaluation)
-        await self.services.sessions.update(
-            chat.session, lambda state: add_reflection(state, reflection, summary))
-        await ctx.emit("reflection", model=spec.name, detail=f"insight: {reflection.key_insight}"
-                       f" | strategy: {reflection.strategy_change}"[:500])
+        case = case_of(evaluation, result.request.tier)
+        if self.cases is not None:
+            await self.cases.put(case)
+            await ctx.emit("case_stored", source="case", detail=(
+                f"case {case.case_id}: {case.role} {case.outcome}, tiers {list(case.tiers)}, "
+                f"{case.escalations} escalations"))
+
+        def _remember(state: SessionState) -> None:
+            add_reflection(state, reflection, summary)
+            state.last_case = case.case_id
+
+        await self.services.sessions.update(chat.session, _remember)
+        await ctx.emit("reflection", model=reply.usage.model,
+                       detail=f"insight: {reflection.key_insight}"
+                              f" | strategy: {reflection.strategy_change}"[:500])

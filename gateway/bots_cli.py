@@ -38,6 +38,13 @@ def _models(value: str) -> dict[str, str]:
     return out
 
 
+def _count(value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        msg = f"expected a whole number ≥ 0 (0: no cap), got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
 def _yes_no(value: str) -> bool:
     if value.lower() in {"yes", "y", "on", "true", "1"}:
         return True
@@ -61,6 +68,14 @@ def _bot_options(parser: argparse.ArgumentParser) -> None:
                         help="model overrides by tier, e.g. 2=openai/gpt-4o-mini")
     parser.add_argument("--command-guilds", type=_csv, metavar="ID,ID",
                         help="register slash commands in these guilds instead of globally")
+    parser.add_argument("--listen-channel", dest="listen_channels", type=_csv, action="extend",
+                        metavar="ID",
+                        help="hear every message in this channel, not only mentions; the "
+                        "router decides whether to answer (repeatable; '' for none)")
+    parser.add_argument("--max-answer-chars", type=_count, metavar="N",
+                        help="cut answers longer than N characters (0: no cap)")
+    parser.add_argument("--max-tokens", type=_count, metavar="N",
+                        help="at most N completion tokens per model call (0: the model's own)")
 
 
 def add_parser(commands: Any) -> None:
@@ -101,10 +116,11 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["token"] = token
     elif args.token:
         changes["token"] = args.token
-    for field in ("profile", "dms", "guilds", "channels", "models", "command_guilds"):
+    for field in ("profile", "dms", "guilds", "channels", "models", "command_guilds",
+                  "listen_channels", "max_answer_chars", "max_tokens"):
         value = getattr(args, field)
         if value is not None:
-            changes[field] = value
+            changes[field] = tuple(value) if isinstance(value, list) else value
     return changes
 
 
@@ -194,6 +210,11 @@ async def _list(store: BotStore, *, as_json: bool) -> int:
         allow = ",".join(row["guilds"]) or "all guilds"
         if row["channels"]:
             allow += f"; channels {','.join(row['channels'])}"
+        if row["listen_channels"]:
+            allow += f"; listens in {','.join(row['listen_channels'])}"
+        if row["max_answer_chars"] or row["max_tokens"]:
+            allow += (f"; answers ≤ {row['max_answer_chars'] or '∞'} chars, "
+                      f"≤ {row['max_tokens'] or '∞'} tokens per call")
         _say(f"{row['name']:<20} {row['status']:<9} token {row['token']:<12} "
              f"profile {row['profile'] or '-':<14} dms {'on' if row['dms'] else 'off':<3} "
              f"{allow}")

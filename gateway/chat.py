@@ -23,10 +23,25 @@ from gateway.render import render_options, render_progress, render_reply
 from protocol import ChatMessage, ConsolidatedOptions, Outbound, Progress, Reply, SessionId
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_TIMEOUT = 0, 1, 2, 3
+MEMORY_OWNER = "terminal"
+"""``ChatMessage.bot`` of every terminal chat: a person's memory is one across terminal
+sessions, although each run has its own outbox origin (``term-<random>``)."""
 
 
 def _token(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:64] or "user"
+
+
+def terminal_user(name: str | None = None) -> str:
+    """The person at this terminal, as a session-id-safe token: ``name``, else the login name
+    (``getpass.getuser()``: ``LOGNAME``, ``USER``, ... then the password database), else
+    ``user``. The same person gets the same name in every run, so their memory follows them."""
+    if name is None:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+            name = ""
+    return _token(name)
 
 
 class TerminalChat:
@@ -35,7 +50,8 @@ class TerminalChat:
     Args:
         bridge: connected bridge whose origin is this terminal.
         session: the session id string.
-        user: the person's name.
+        user: the person's name (a token, ``terminal_user``); their id is ``terminal:<user>``
+            and their per-user memory the terminal's (``MEMORY_OWNER``) in every run.
         out: where progress and answers are written.
         save_dir: where files sent back with an answer are saved (None: not saved).
     """
@@ -74,7 +90,7 @@ class TerminalChat:
             await self.bridge.send(ChatMessage(
                 message_id=message_id, session=self.session, origin=self.bridge.origin,
                 user_id=f"terminal:{self.user}", user_name=self.user, text=text,
-                sent_at=time.time(),
+                sent_at=time.time(), bot=MEMORY_OWNER, addressed=True,
             ))
             async with asyncio.timeout(timeout_s):
                 answer = await future
@@ -114,10 +130,13 @@ async def run_chat(
     out: TextIO = sys.stdout,
     read_line: Callable[[], str] | None = None,
     save_dir: Path | None = None,
+    user: str | None = None,
 ) -> int:
     """Run the terminal chat; returns the process exit code (0 answered, 1 the request failed,
-    2 Switchboard is not running, 3 no answer within ``timeout_s`` seconds)."""
-    user = _token(getpass.getuser())
+    2 Switchboard is not running, 3 no answer within ``timeout_s`` seconds).
+
+    ``user`` names the person (default: the login name, ``terminal_user``)."""
+    user = terminal_user(user)
     session_id = session or str(SessionId("terminal", user))
     origin = f"term-{uuid.uuid4().hex[:12]}"
     try:

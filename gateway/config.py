@@ -9,12 +9,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.errors import BotConfigError
-from protocol import AGENT_ROLES, check_token
+from protocol import AGENT_ROLES, ChatMessage, check_token
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ class BotConfig(BaseModel):
         command_guilds: register slash commands in these guilds (instant) instead of globally
             (up to an hour to propagate:
             https://discord.com/developers/docs/interactions/application-commands).
+        listen_channels: channel ids where the bot hears every message, mentioned or not
+            (threads in them excepted); such a message goes out with ``addressed=False`` and
+            the router decides whether to answer. A listening channel counts as allowed by
+            ``channels``.
+        max_answer_chars: the most characters of an answer (Unicode code points, as Discord
+            counts them); 0: no cap. The actors cut longer answers (SPEC.md §10).
+        max_tokens: the most completion tokens of one model call for this bot's requests
+            (the model's tokens); 0: the model's own setting (SPEC.md §10).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +60,9 @@ class BotConfig(BaseModel):
     channels: tuple[str, ...] = ()
     models: dict[str, str] = {}
     command_guilds: tuple[str, ...] = ()
+    listen_channels: tuple[str, ...] = ()
+    max_answer_chars: int = Field(default=0, ge=0)
+    max_tokens: int = Field(default=0, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -74,14 +86,35 @@ class BotConfig(BaseModel):
             raise ValueError(msg)
         return value
 
+    @field_validator("listen_channels")
+    @classmethod
+    def _listen_channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not (v.isascii() and v.isdigit())]
+        if bad:
+            msg = f"listening channels are channel ids (digits), not {bad}"
+            raise ValueError(msg)
+        return value
+
     def allows(self, guild_id: int | None, channel_ids: tuple[int | None, ...]) -> bool:
         """Whether the allowlists let this bot answer in ``guild_id`` / any of ``channel_ids``
-        (a thread passes its own id and its parent's)."""
+        (a thread passes its own id and its parent's); a listening channel is allowed."""
         if guild_id is not None and self.guilds and str(guild_id) not in self.guilds:
             return False
         if guild_id is not None and self.channels:
-            return any(c is not None and str(c) in self.channels for c in channel_ids)
+            allowed = (*self.channels, *self.listen_channels)
+            return any(c is not None and str(c) in allowed for c in channel_ids)
         return True
+
+    def listens_in(self, channel_id: int | None) -> bool:
+        """Whether ``channel_id`` is one of the bot's listening channels."""
+        return channel_id is not None and str(channel_id) in self.listen_channels
+
+    def stamp(self, request: ChatMessage) -> ChatMessage:
+        """``request`` with this bot's agent profile, model overrides and answer limits: what
+        every ChatMessage the bot sends carries (the actors apply them)."""
+        return msgspec.structs.replace(
+            request, profile=self.profile, models=dict(self.models),
+            max_answer_chars=self.max_answer_chars, max_tokens=self.max_tokens)
 
     def fingerprint(self) -> str:
         """12 hex characters that change with any field (the token included, never shown):
@@ -133,6 +166,9 @@ class GatewaySettings(BaseSettings):
     """discord.py's wait for GUILD_CREATE after READY."""
     public_key: str | None = Field(default=None, validation_alias="DISCORD_PUBLIC_KEY")
     """The application's Ed25519 public key, hex, for the Interactions endpoint."""
+    interactions_bot: str | None = None
+    """The bot of the bots bucket whose profile, model overrides and answer limits the
+    Interactions endpoint applies (``SB_GATEWAY_INTERACTIONS_BOT``; unset: none)."""
 
 
 def load_bots_file(path: Path) -> list[BotConfig]:

@@ -5,6 +5,7 @@ from protocol._codec import (
     HEADER_SESSION,
     HEADER_TRACEPARENT,
     HEADER_TYPE,
+    case_decoder,
     checkpoint_decoder,
     control_decoder,
     dead_letter_decoder,
@@ -50,6 +51,7 @@ from protocol._messages import (
     Usage,
 )
 from protocol._state import (
+    Case,
     Checkpoint,
     EscalationMemo,
     HistoryEntry,
@@ -69,6 +71,7 @@ __all__ = [
     "ActorId",
     "Approach",
     "Attachment",
+    "Case",
     "Checkpoint",
     "BrainstormProposal",
     "BrainstormResult",
@@ -104,6 +107,7 @@ __all__ = [
     "TurnRequest",
     "TurnResult",
     "Usage",
+    "case_decoder",
     "check_token",
     "checkpoint_decoder",
     "control_decoder",

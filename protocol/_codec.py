@@ -11,7 +11,7 @@ from protocol._messages import (
     Outbound,
     TaskMessage,
 )
-from protocol._state import Checkpoint, RunState, SessionState
+from protocol._state import Case, Checkpoint, RunState, SessionState
 
 HEADER_TYPE = "Sb-Type"
 """The message's ``type`` tag, so a reader can route before decoding."""
@@ -30,6 +30,7 @@ dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 session_decoder = msgspec.json.Decoder(SessionState)
 run_decoder = msgspec.json.Decoder(RunState)
 checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
+case_decoder = msgspec.json.Decoder(Case)
 
 
 def type_tag(message: msgspec.Struct) -> str:

@@ -226,6 +226,8 @@ class TrajectoryStep(_Part, kw_only=True, frozen=True):
     tool_results: tuple[ToolResult, ...] = ()
     confidence: int = 50
     duration_ms: float = 0.0
+    tier: int = 0
+    """The tier of the escalation path this turn ran at (0: not recorded)."""
 
 
 class TurnResult(_Wire, tag="turn_result", kw_only=True, frozen=True):

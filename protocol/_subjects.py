@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from protocol._ids import check_token
 
 DEFAULT_PREFIX = "sb"
+_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
+
+
+def _token(value: str) -> str:
+    return _UNSAFE.sub("_", value)[:200] or "_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +26,7 @@ class Subjects:
         p.event.<actor>.<kind>     ExecutionEvent (JetStream, limits retention)
         p.dlq.<role>               DeadLetter
         p.control.<session>        Control: abort (JetStream, limits retention, 1 day)
+        p.case.<case id>           Case: the case base, the last value per subject
     """
 
     prefix: str = DEFAULT_PREFIX
@@ -84,6 +91,20 @@ class Subjects:
     @property
     def control_stream(self) -> str:
         return f"{self._upper}_CONTROL"
+
+    def case(self, case_id: str) -> str:
+        """The subject of one case; ``case_id`` is made a valid token (characters other than
+        ``A-Z a-z 0-9 - _ =`` become ``_``)."""
+        return f"{self.prefix}.case.{_token(case_id)}"
+
+    @property
+    def cases_all(self) -> str:
+        return f"{self.prefix}.case.*"
+
+    @property
+    def cases_stream(self) -> str:
+        """The case base: one message per case subject, the oldest evicted beyond its bound."""
+        return f"{self._upper}_CASES"
 
     @property
     def sessions_bucket(self) -> str:

@@ -9,31 +9,34 @@ import pytest
 
 from actors.config import Settings, load_topology
 from actors.errors import ConfigError
+from actors.router import escalation_levels, models_for
 
 TOPOLOGY = load_topology()
 
 
 def test_the_default_topology_is_offline_with_every_actor() -> None:
     assert all(spec.name.startswith("offline/") for t in (1, 2, 3, 4)
-               for spec in TOPOLOGY.models_for_tier(t))
+               for spec in models_for(TOPOLOGY, t))
     assert set(TOPOLOGY.actors) == set(TOPOLOGY.roles)
-    assert [m.name for m in TOPOLOGY.escalation_path()] == [
+    assert [level.name for level in escalation_levels(TOPOLOGY)] == [
         "offline/tier-1", "offline/tier-2", "offline/tier-3", "offline/tier-4"]
 
 
 def test_a_bots_model_overrides_replace_tiers_and_the_escalation_path() -> None:
-    topology = TOPOLOGY.with_tier_models({"2": "openai/gpt-4o-mini", "9": "x/ignored"})
-    assert topology.model_for_tier(2).name == "openai/gpt-4o-mini"
-    assert topology.model_for_tier(3).name == "offline/tier-3"
-    assert [m.name for m in topology.escalation_path()][1] == "openai/gpt-4o-mini"
-    assert TOPOLOGY.model_for_tier(2).name == "offline/tier-2"  # the original is untouched
-    assert TOPOLOGY.with_tier_models({}) is TOPOLOGY
+    overrides = {"2": "openai/gpt-4o-mini", "9": "x/ignored"}
+    assert models_for(TOPOLOGY, 2, overrides=overrides)[0].name == "openai/gpt-4o-mini"
+    assert models_for(TOPOLOGY, 3, overrides=overrides)[0].name == "offline/tier-3"
+    levels = escalation_levels(TOPOLOGY, overrides=overrides)
+    assert levels[1].name == "openai/gpt-4o-mini"
+    assert [m.name for m in levels[1].models] == ["openai/gpt-4o-mini", "offline/tier-2"]
+    assert models_for(TOPOLOGY, 2)[0].name == "offline/tier-2"  # the original is untouched
 
 
 def test_sb_model_overrides_every_tier(tmp_path: Path) -> None:
     settings = Settings().model_copy(update={"model": "ollama/llama3.1"})
     topology = load_topology(settings=settings)
-    assert {topology.model_for_tier(t).name for t in (1, 2, 3, 4)} == {"ollama/llama3.1"}
+    assert {m.name for t in (1, 2, 3, 4) for m in models_for(topology, t)} == {
+        "ollama/llama3.1"}
 
 
 @pytest.mark.parametrize(("text", "complaint"), [

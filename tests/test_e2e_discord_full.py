@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,10 @@ import nats.js.errors
 import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
-from system import REPO, RunningSystem, running_system
+from discord_system import containing as _containing
+from discord_system import discord_system as _system
+from discord_system import user_memory as _memory
+from system import REPO, running_system
 from waiting import eventually, until
 
 from actors.embedded import free_port
@@ -43,23 +45,6 @@ SLOW_TIER_2 = {
 }
 
 
-@contextlib.asynccontextmanager
-async def _system(nats_url: str, workdir: Path, standin: DiscordStandIn,
-                  env: dict[str, str] | None = None, **topology: Any
-                  ) -> AsyncIterator[RunningSystem]:
-    context = running_system(nats_url, workdir, extra_env={
-        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
-        "DISCORD_GATEWAY_URL": standin.gateway_url, "SB_GATEWAY_DEBOUNCE_S": "0",
-        "SB_GATEWAY_EDIT_INTERVAL_S": "0.2", **(env or {})}, **topology)
-    system = await asyncio.to_thread(context.__enter__)
-    try:
-        await standin.wait_for(lambda: standin._gateway_server.identified.is_set(), timeout=60,
-                               what="the bot identified on the gateway")
-        yield system
-    finally:
-        await asyncio.to_thread(context.__exit__, None, None, None)
-
-
 async def _session(url: str, session: str) -> Any:
     nc = await nats.connect(url)
     try:
@@ -67,21 +52,6 @@ async def _session(url: str, session: str) -> Any:
         return session_decoder.decode((await kv.get(session)).value)
     finally:
         await nc.close()
-
-
-async def _memory(url: str, key: str) -> str:
-    nc = await nats.connect(url)
-    try:
-        kv = await nc.jetstream().key_value(SUBJECTS.users_bucket)
-        return (await kv.get(key)).value.decode()
-    except nats.js.errors.KeyNotFoundError:
-        return ""
-    finally:
-        await nc.close()
-
-
-def _containing(s: DiscordStandIn, channel: str, text: str) -> list[dict[str, Any]]:
-    return [m for m in s.bot_messages(channel) if text in m["content"]]
 
 
 async def test_reactions_commit_merge_feedback_and_thread_deletion(

@@ -150,7 +150,7 @@ async def test_command_executor_runs_the_command() -> None:
 
 
 async def test_planner_plan_and_lessons() -> None:
-    plain = render("planner", memory="", history="")
+    plain = render("planner", memory="", history="", cases="")
     reply = await complete(ModelSpec(name="offline/tier-4"),
                            [{"role": "system", "content": plain},
                             {"role": "user", "content": TASK}])
@@ -159,7 +159,7 @@ async def test_planner_plan_and_lessons() -> None:
     assert "lesson" not in steps[0].lower()
 
     with_memory = render("planner", memory="- Run the tests before answering.\n- Keep it small.",
-                         history="user: hi")
+                         history="user: hi", cases="(none)")
     reply = await complete(ModelSpec(name="offline/tier-4"),
                            [{"role": "system", "content": with_memory},
                             {"role": "user", "content": TASK}])

@@ -18,7 +18,14 @@ from typing import Any
 import msgspec
 
 from actors.config import ModelSpec
-from actors.errors import ConfigError, ModelError, ModelTimeoutError
+from actors.errors import (
+    ConfigError,
+    ContextWindowError,
+    ModelError,
+    ModelRejectedError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+)
 from protocol import ToolCall, Usage
 
 _log = logging.getLogger(__name__)
@@ -103,8 +110,11 @@ def _instantiate(litellm: ModuleType, name: str, target: str) -> Any:
 
 def _call_kwargs(
     spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-    timeout_s: float,
+    timeout_s: float, response_format: dict[str, Any] | None = None, max_tokens: int = 0,
 ) -> dict[str, Any]:
+    limit = spec.max_tokens
+    if max_tokens:
+        limit = min(limit, max_tokens) if limit else max_tokens
     kwargs: dict[str, Any] = {
         "model": spec.name,
         "messages": messages,
@@ -114,15 +124,21 @@ def _call_kwargs(
         "tools": tools or None,
         "api_base": spec.api_base,
         "temperature": spec.temperature,
-        "max_tokens": spec.max_tokens,
+        "max_tokens": limit,
+        "response_format": response_format,
     }
+    if name_provider(spec.name) not in _providers:
+        # One attempt per call: the SDK under litellm retries 429 / 5xx twice by default,
+        # which delays the fallback to the tier's next model (SPEC.md §11); ModelSpec.params
+        # can set it back.
+        kwargs["max_retries"] = 0
     if spec.api_key_env:
         try:
             kwargs["api_key"] = os.environ[spec.api_key_env]
         except KeyError as exc:
             msg = (f"model {spec.name!r}: the API key variable {spec.api_key_env} is not set "
                    "in the environment")
-            raise ModelError(msg, model=spec.name) from exc
+            raise ModelRejectedError(msg, model=spec.name) from exc
     kwargs.update(spec.params)
     return {key: value for key, value in kwargs.items() if value is not None}
 
@@ -134,6 +150,8 @@ async def complete(
     tools: list[dict[str, Any]] | None = None,
     on_text: OnText | None = None,
     timeout_s: float | None = None,
+    response_format: dict[str, Any] | None = None,
+    max_tokens: int = 0,
 ) -> ModelReply:
     """Call a model through ``litellm.acompletion`` with streaming.
 
@@ -144,6 +162,9 @@ async def complete(
         on_text: awaited with the whole text so far each time the streamed text grows (not
             throttled here); its exceptions propagate unchanged.
         timeout_s: bound on the whole call in seconds; defaults to ``spec.timeout_s``.
+        response_format: litellm's ``response_format`` (structured output), or None.
+        max_tokens: a cap on completion tokens (a bot's answer limit; 0: ``spec.max_tokens``
+            alone); the lower of the two applies.
 
     Returns:
         The text, complete tool calls, usage (tokens, cost in US dollars, ``calls=1``) and
@@ -151,12 +172,15 @@ async def complete(
 
     Raises:
         ModelTimeoutError: the call took longer than the timeout.
-        ModelError: litellm or the provider failed (unknown provider, authentication, rate
-            limit, bad request, connection); the message names the model and the cause.
+        ModelRejectedError: the provider refused it for good (authentication, unknown model,
+            bad request, content policy, unknown provider, missing key variable);
+            ContextWindowError when the conversation is too long for the model.
+        ModelUnavailableError: the provider could not answer now (rate limit, 5xx,
+            connection). Every message names the model and the cause, never the key.
     """
     litellm = _litellm()
     limit = timeout_s or spec.timeout_s
-    kwargs = _call_kwargs(spec, messages, tools, limit)
+    kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
     try:
         async with asyncio.timeout(limit):
             return await _stream(litellm, spec, kwargs, on_text)
@@ -282,7 +306,13 @@ def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> floa
 
 
 def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: float) -> ModelError:
-    """A ModelError naming the model and the cause, without the API key."""
+    """The most specific ModelError naming the model and the cause, without the API key.
+
+    Permanent (``ModelRejectedError``): authentication (401), permission (403), unknown model
+    (404), bad request (400), content policy, unknown provider; ``ContextWindowError`` for a
+    conversation too long for the model. Everything else (429, 5xx, connection, a stream cut
+    short) is ``ModelUnavailableError``: worth another model or a later retry.
+    """
     errors = litellm.exceptions
     name = spec.name
     original = getattr(exc, "original_exception", None)
@@ -291,7 +321,24 @@ def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: floa
     if isinstance(exc, errors.Timeout):
         return ModelTimeoutError(f"model {name!r} timed out after {limit:g} s", model=name)
     detail = _detail(exc, spec)
-    return ModelError(f"model {name!r} failed: {_cause(errors, spec, exc, detail)}", model=name)
+    text = f"model {name!r} failed: {_cause(errors, spec, exc, detail)}"
+    if isinstance(exc, errors.ContextWindowExceededError):
+        return ContextWindowError(text, model=name)
+    if isinstance(exc, _permanent(errors)) or _unknown_provider(errors, exc, detail):
+        return ModelRejectedError(text, model=name)
+    return ModelUnavailableError(text, model=name)
+
+
+def _permanent(errors: ModuleType) -> tuple[type[Exception], ...]:
+    """litellm's exception classes (``litellm/exceptions.py``) that no retry fixes."""
+    return (errors.AuthenticationError, errors.PermissionDeniedError, errors.NotFoundError,
+            errors.BadRequestError, errors.ContentPolicyViolationError,
+            errors.UnprocessableEntityError)
+
+
+def _unknown_provider(errors: ModuleType, exc: Exception, detail: str) -> bool:
+    return ("LLM Provider NOT provided" in detail
+            or isinstance(exc, errors.LiteLLMUnknownProvider))
 
 
 def _cause(errors: ModuleType, spec: ModelSpec, exc: Exception, detail: str) -> str:
@@ -302,7 +349,7 @@ def _cause(errors: ModuleType, spec: ModelSpec, exc: Exception, detail: str) -> 
         return f"rate limited by the provider ({detail})"
     if isinstance(exc, errors.NotFoundError):
         return f"the provider does not know this model ({detail})"
-    if "LLM Provider NOT provided" in detail or isinstance(exc, errors.LiteLLMUnknownProvider):
+    if _unknown_provider(errors, exc, detail):
         provider = name_provider(spec.name)
         return (f"unknown provider {provider!r}: name models as 'provider/model' with a litellm "
                 "provider (openai, openrouter, anthropic, ollama, ...) or one registered under "

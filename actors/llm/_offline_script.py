@@ -88,9 +88,28 @@ def script_reply(model: str, messages: list[dict[str, Any]], *, has_tools: bool)
         return ScriptedReply(_reflection(model, messages))
     if purpose == "brainstormer":
         return ScriptedReply(_brainstorm(model, messages))
+    if purpose == "router":
+        return ScriptedReply(_route(model, messages))
     if has_tools:
         return _agent_turn(label, purpose, messages)
-    return ScriptedReply(_chat(label, last_user(messages)))
+    return ScriptedReply(_chat(label, last_user(messages)) + _recalled(messages))
+
+
+REMEMBERED_HEADING = "What you remember of this person from other conversations:"
+"""First line of the per-user memory system message (``actors.memory.user_memory_text``)."""
+
+
+def _recalled(messages: list[dict[str, Any]]) -> str:
+    """A note naming what the person said elsewhere, when their memory was shown: the offline
+    model cannot use memory, but shows that it got it (SPEC.md §4, per-user memory)."""
+    for message in messages:
+        text = content_text(message)
+        if message.get("role") == "system" and text.startswith(REMEMBERED_HEADING):
+            said = [line.partition("user:")[2].strip() for line in text.splitlines()
+                    if line.startswith("- user:")]
+            if said:
+                return f'\n\n(From another conversation I remember you said: "{said[-1]}")'
+    return ""
 
 
 def last_user(messages: list[dict[str, Any]]) -> str:
@@ -210,6 +229,28 @@ def _reflection(model: str, messages: list[dict[str, Any]]) -> str:
         }
     fields["model"] = f"offline model {model}"
     return json.dumps(fields, ensure_ascii=False, indent=2)
+
+
+# --- router --------------------------------------------------------------------------------
+
+_OTHER_PERSON = re.compile(r"^\s*<@!?\d+>")
+
+
+def _route(model: str, messages: list[dict[str, Any]]) -> str:
+    """The router's JSON, decided by the keyword rules (``actors.router.keyword_route``); an
+    ambient message that starts by mentioning someone is left to that person."""
+    from actors.router import keyword_route
+
+    text = last_user(messages)
+    route = keyword_route(text)
+    prompt = "\n".join(content_text(m) for m in messages if m.get("role") == "system")
+    ambient = "without mentioning the bot" in prompt
+    respond = route.respond and not (ambient and _OTHER_PERSON.match(text))
+    reason = route.reason if respond else "addressed to someone else"
+    answer = {"respond": respond, "flow": route.flow.value, "task_type": route.task_type.value,
+              "role": route.role, "complexity": route.complexity.value,
+              "reason": f"offline model {model}, keyword rules: {reason}"}
+    return f"```json\n{json.dumps(answer)}\n```"
 
 
 # --- brainstormer --------------------------------------------------------------------------

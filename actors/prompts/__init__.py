@@ -6,7 +6,8 @@ Templates are ``<name>.txt`` files beside this module, with ``$name`` placeholde
 the offline model reads (``actors.llm.offline``).
 
 Placeholders: agent roles ``$plan``, ``$memory``; ``planner`` ``$memory``, ``$history``;
-``reflector`` ``$task``, ``$trajectory``, ``$scores``; ``brainstorm`` none.
+``reflector`` ``$task``, ``$trajectory``, ``$scores``; ``brainstorm`` none; ``router``
+``$respond_rule``, ``$task_types``, ``$roles``, ``$history``; the planner also ``$cases``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _log = logging.getLogger(__name__)
 ROLE_TEMPLATES: MappingProxyType[str, str] = MappingProxyType({role: role for role in AGENT_ROLES})
 """Agent role → template name (each role has its own ``<role>.txt``)."""
 
-TEMPLATES: tuple[str, ...] = (*AGENT_ROLES, "planner", "reflector", "brainstorm")
+TEMPLATES: tuple[str, ...] = (*AGENT_ROLES, "planner", "reflector", "brainstorm", "router")
 """Every template name."""
 
 

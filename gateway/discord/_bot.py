@@ -12,7 +12,7 @@ import discord
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord._attachments import store_attachments
 from gateway.discord._commands import build_tree, sync_tree
-from gateway.discord._inbound import should_answer, to_chat_message
+from gateway.discord._inbound import is_addressed, should_answer, to_chat_message
 from gateway.discord._intake import Intake, Pending
 from gateway.discord._outbound import OutboundPoster
 from gateway.discord._reactions import Reaction, control_for
@@ -131,7 +131,8 @@ class SwitchboardBot(discord.Client):
         """Whether this bot answers ``message``: the rules of ``should_answer`` and the
         configuration's DM setting and guild / channel allowlists."""
         me = self.user
-        if me is None or not should_answer(message, me, dms=self.config.dms):
+        if me is None or not should_answer(message, me, dms=self.config.dms,
+                                           listen_channels=self.config.listen_channels):
             return False
         channel = message.channel
         parent = getattr(channel, "parent_id", None)
@@ -142,10 +143,11 @@ class SwitchboardBot(discord.Client):
         if not self.allowed(message):
             return
         assert self.user is not None
-        request = to_chat_message(message, self.user.id, self.origin,
-                                  profile=self.config.profile, models=self.config.models)
+        request = self.config.stamp(to_chat_message(
+            message, self.user.id, self.origin, addressed=is_addressed(message, self.user)))
         if not request.text and not request.attachments:
-            await self.say(message, EMPTY_TEXT, request.session)
+            if request.addressed:
+                await self.say(message, EMPTY_TEXT, request.session)
             return
         await self.intake.submit(Pending(request, message, list(message.attachments)))
 
@@ -154,7 +156,8 @@ class SwitchboardBot(discord.Client):
         await self.intake.submit(pending, debounce=False)
 
     async def _dispatch(self, pending: Pending) -> bool:
-        """Check limits, store attachments, send; False (the person told why) when refused."""
+        """Check limits, store attachments, send; False when refused. The person is told why
+        when they spoke to the bot; a message not addressed to it is refused silently."""
         request, message = pending.request, pending.anchor
         limiter = self.services.limiter
         if limiter is not None:
@@ -162,7 +165,7 @@ class SwitchboardBot(discord.Client):
             if refusal is not None:
                 _log.info("session %s: user %s refused: %s", request.session, request.user_id,
                           refusal.reason)
-                await self.say(message, refusal.text, request.session)
+                await self._refuse(pending, refusal.text)
                 return False
         if pending.attachments and self.services.artifacts is not None:
             try:
@@ -170,7 +173,7 @@ class SwitchboardBot(discord.Client):
                                         self.services.artifacts,
                                         self.settings.attachment_max_bytes)
             except AttachmentError as exc:
-                await self.say(message, str(exc), request.session)
+                await self._refuse(pending, str(exc))
                 return False
         thread = message.channel if isinstance(message.channel, discord.Thread) else None
         self.requests[request.message_id] = RequestState(
@@ -182,10 +185,16 @@ class SwitchboardBot(discord.Client):
         except NotRunningError as exc:
             self.requests.pop(request.message_id, None)
             _log.warning("session %s: not sent: %s", request.session, exc)
-            await self.say(message, NOT_RUNNING_TEXT, request.session)
+            await self._refuse(pending, NOT_RUNNING_TEXT)
             return False
-        _log.info("session %s: message %s sent", request.session, request.message_id)
+        _log.info("session %s: message %s sent%s", request.session, request.message_id,
+                  "" if request.addressed else " (not addressed to the bot)")
         return True
+
+    async def _refuse(self, pending: Pending, text: str) -> None:
+        """Tell the person why their request did not go out, if they spoke to the bot."""
+        if pending.request.addressed:
+            await self.say(pending.anchor, text, pending.request.session)
 
     async def _tell_queued(self, pending: Pending) -> None:
         await self.say(pending.anchor, QUEUED_TEXT, pending.request.session)

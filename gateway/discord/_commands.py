@@ -109,11 +109,11 @@ async def _submit(bot: SwitchboardBot, interaction: Interaction, question: str, 
         await interaction.response.send_message(f"{label} {user.mention}: {question}"[:2000])
         anchor = await interaction.original_response()
     channel_id = interaction.channel_id or 0
-    request = ChatMessage(
+    request = bot.config.stamp(ChatMessage(
         message_id=str(anchor.id), session=f"discord-{channel_id}", origin=bot.origin,
         user_id=str(user.id), user_name=user.display_name, text=question,
         channel_id=str(channel_id), guild_id=str(interaction.guild_id or ""),
-        breakglass=breakglass, sent_at=time.time())
+        breakglass=breakglass, sent_at=time.time(), addressed=True))
     await bot.submit(Pending(request, anchor))
 
 

@@ -1,12 +1,16 @@
 """Which Discord messages Switchboard answers, and their translation into ``ChatMessage``.
 
 SPEC.md §7: the bot answers @mentions, replies to its own messages, DMs (configurable) and
-every message in a thread it opened; never its own or other bots' messages.
+every message in a thread it opened; it also hears every message of its listening channels;
+never its own or other bots' messages. Of these, a message in its thread or a listening channel
+that neither mentions nor replies to the bot is not *addressed* to it: the router then decides
+whether to answer (people also talk to each other there).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import discord
 
@@ -17,13 +21,15 @@ THREAD_NAME_LIMIT = 100
 Thread from Message": name, 1-100 characters)."""
 
 
-def should_answer(message: discord.Message, me: discord.ClientUser, *, dms: bool) -> bool:
-    """Whether ``message`` is for the bot ``me``.
+def should_answer(message: discord.Message, me: discord.ClientUser, *, dms: bool,
+                  listen_channels: Collection[str] = ()) -> bool:
+    """Whether ``message`` goes to the actors for the bot ``me``.
 
     Args:
         message: a received message.
         me: the bot's own user.
         dms: whether direct messages are answered.
+        listen_channels: ids of channels where every message is heard (not their threads).
     """
     if message.author.bot or message.author.id == me.id:
         return False
@@ -31,6 +37,17 @@ def should_answer(message: discord.Message, me: discord.ClientUser, *, dms: bool
         return dms and isinstance(message.channel, discord.DMChannel | discord.PartialMessageable)
     channel = message.channel
     if isinstance(channel, discord.Thread) and channel.owner_id == me.id:
+        return True
+    if str(channel.id) in listen_channels and not isinstance(channel, discord.Thread):
+        return True
+    return is_addressed(message, me)
+
+
+def is_addressed(message: discord.Message, me: discord.ClientUser) -> bool:
+    """Whether the person spoke to the bot ``me``: a DM, an @mention of the bot or a reply to
+    one of its messages. A message that ``should_answer`` lets through for another reason (in
+    the bot's thread, in a listening channel) may be meant for other people."""
+    if message.guild is None:
         return True
     if any(user.id == me.id for user in message.mentions):
         return True
@@ -82,13 +99,16 @@ def thread_name(text: str) -> str:
     return name
 
 
-def to_chat_message(message: discord.Message, me_id: int, origin: str, *, profile: str = "",
-                    models: dict[str, str] | None = None) -> ChatMessage:
-    """The protocol message for a Discord message (mention of the bot stripped), carrying the
-    bot's agent profile and model overrides."""
+def to_chat_message(message: discord.Message, me_id: int, origin: str, *,
+                    addressed: bool = True) -> ChatMessage:
+    """The protocol message for a Discord message (mention of the bot stripped); the bot adds
+    its profile, models and limits (``BotConfig.stamp``).
+
+    ``bot`` stays empty: per-user memory is keyed by ``origin``, ``discord-<bot user id>``,
+    which is one per bot and the same across restarts (``gateway.discord.origin_for``).
+    """
     return ChatMessage(
-        profile=profile,
-        models=dict(models or {}),
+        addressed=addressed,
         message_id=str(message.id),
         session=session_of_message(message),
         origin=origin,

@@ -36,11 +36,13 @@ class Pending:
     attachments: list[discord.Attachment] = field(default_factory=list)
 
     def merge(self, later: Pending) -> None:
-        """Fold a later message of the same burst into this request."""
+        """Fold a later message of the same burst into this request (addressed to the bot
+        when any of them is)."""
         text = "\n".join(t for t in (self.request.text, later.request.text) if t)
         self.request = msgspec.structs.replace(
             self.request, text=text,
-            attachments=self.request.attachments + later.request.attachments)
+            attachments=self.request.attachments + later.request.attachments,
+            addressed=self.request.addressed or later.request.addressed)
         self.attachments.extend(later.attachments)
 
 

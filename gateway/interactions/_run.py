@@ -9,13 +9,14 @@ import logging
 
 import aiohttp
 from aiohttp import web
+from nats.js import JetStreamContext
 
 from actors.config import Settings, Topology
 from actors.runtime import stop_on_signals
 from gateway.bridge import connect_bridge
-from gateway.config import GatewaySettings
+from gateway.config import BotConfig, GatewaySettings
 from gateway.errors import DiscordConfigError
-from gateway.interactions._server import PATH, InteractionsEndpoint
+from gateway.interactions._server import PATH, BotConfigSource, InteractionsEndpoint
 from gateway.interactions._webhook import InteractionWebhooks
 
 _log = logging.getLogger(__name__)
@@ -59,10 +60,11 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
     runner: web.AppRunner | None = None
     try:
         services = await open_services(bridge.js, settings, topology, gateway)
+        bot_config = await _bot_config(bridge.js, topology, gateway.interactions_bot)
         async with aiohttp.ClientSession() as http:
             endpoint = InteractionsEndpoint(
                 gateway.public_key, bridge, InteractionWebhooks(http, settings.discord_api_base),
-                services, edit_interval_s=gateway.edit_interval_s)
+                services, edit_interval_s=gateway.edit_interval_s, bot_config=bot_config)
             await bridge.start(endpoint.on_outbound, durable=True)
             runner = web.AppRunner(endpoint.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                    handle_signals=False, access_log=None)
@@ -77,3 +79,23 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
                     await runner.cleanup()
         await bridge.stop()
 
+
+
+async def _bot_config(js: JetStreamContext, topology: Topology, name: str | None
+                      ) -> BotConfigSource | None:
+    """Reads bot ``name`` of the bots bucket for each request (None without a name).
+
+    Raises:
+        BotConfigError: there is no such bot (checked once, at start).
+    """
+    if not name:
+        return None
+    from gateway.pool import BotStore
+
+    store = await BotStore.open(js, topology.subjects, replicas=topology.stream_replicas)
+    await store.get(name)
+
+    async def read() -> BotConfig:
+        return await store.get(name)
+
+    return read

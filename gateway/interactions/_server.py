@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from gateway.bridge import Bridge
 from gateway.commands import CommandError, model_text, status_text
+from gateway.config import BotConfig
 from gateway.errors import GatewayError, NotRunningError, SignatureError
 from gateway.interactions._verify import MAX_AGE_S, load_public_key, verify
 from gateway.interactions._webhook import InteractionWebhooks
@@ -42,6 +44,14 @@ PING, APPLICATION_COMMAND = 1, 2
 PONG, CHANNEL_MESSAGE, DEFERRED = 1, 4, 5
 EPHEMERAL = 1 << 6
 PATH = "/interactions"
+
+BotConfigSource = Callable[[], Awaitable[BotConfig]]
+"""Reads the configuration of the bot the endpoint answers for (its profile, model overrides
+and answer limits), once per request so that ``switchboard bots set`` applies at once.
+
+Raises:
+    GatewayError: it cannot be read (the request then goes out without it).
+"""
 
 
 @dataclass(eq=False)
@@ -77,6 +87,8 @@ class InteractionsEndpoint:
         edit_interval_s: at most one progress edit per interaction per this many seconds.
         max_age_s: oldest signature timestamp accepted.
         clock: Unix seconds now.
+        bot_config: the answering bot's configuration (None: no profile, overrides or
+            limits).
 
     Raises:
         SignatureError: ``public_key`` is not a valid key.
@@ -84,8 +96,10 @@ class InteractionsEndpoint:
 
     def __init__(self, public_key: str, bridge: Bridge, webhooks: InteractionWebhooks,
                  services: BotServices, *, edit_interval_s: float = 1.0,
-                 max_age_s: float = MAX_AGE_S, clock: Any = time.time) -> None:
+                 max_age_s: float = MAX_AGE_S, clock: Any = time.time,
+                 bot_config: BotConfigSource | None = None) -> None:
         self.key = load_public_key(public_key)
+        self.bot_config = bot_config
         self.bridge = bridge
         self.webhooks = webhooks
         self.services = services
@@ -167,12 +181,12 @@ class InteractionsEndpoint:
         if not question.strip():
             raise CommandError("👋 Ask a question: `/ask question:...`")
         interaction_id = str(interaction["id"])
-        request = ChatMessage(
+        request = await self._stamped(ChatMessage(
             message_id=interaction_id, session=f"discord-{channel_id}",
             origin=self.bridge.origin, user_id=str(user.get("id", "")),
             user_name=str(user.get("global_name") or user.get("username") or ""),
             text=question, channel_id=channel_id, guild_id=str(interaction.get("guild_id", "")),
-            breakglass=breakglass, sent_at=self.clock())
+            breakglass=breakglass, sent_at=self.clock(), addressed=True))
         limiter = self.services.limiter
         if limiter is not None:
             refusal = await limiter.admit(request.user_id, request.guild_id)
@@ -187,6 +201,21 @@ class InteractionsEndpoint:
                                                   str(interaction["token"]), request.user_id)
         _log.info("interaction %s deferred (session %s)", interaction_id, request.session)
         return _json({"type": DEFERRED})
+
+    async def _stamped(self, request: ChatMessage) -> ChatMessage:
+        """``request`` with the answering bot's profile, overrides and limits, when known.
+
+        ``bot`` stays empty: per-user memory is keyed by the endpoint's origin, one per
+        deployment and the same across restarts."""
+        if self.bot_config is None:
+            return request
+        try:
+            config = await self.bot_config()
+        except GatewayError as exc:
+            _log.warning("interaction %s: bot configuration not applied: %s",
+                         request.message_id, exc)
+            return request
+        return config.stamp(request)
 
     async def _flush(self, deferred: _Deferred) -> None:
         """Show the latest progress, then at most one edit per ``edit_interval_s``."""

@@ -1,0 +1,159 @@
+"""The case base in memory: ranking past runs by similarity, and what they teach (pure).
+
+Ranking: BM25 (Robertson & Zaragoza 2009, as ``rank_bm25.BM25Okapi`` computes it) over the
+cases' task texts orders the candidates; a candidate counts as similar when the Jaccard
+overlap of its word set with the new task's is at least ``min_similarity`` (BM25 scores
+are not comparable between queries, an overlap is). Words: lower-cased ``\\w+`` of two or
+more characters, without English stop words.
+
+The starting tier learns (``learned_tier``): the tier a case *needed* is its final tier when
+it succeeded (its start tier when it did not escalate) and one above its final tier (at most
+4) when it failed; a new run starts at the median (the upper one of an even count) of the
+needed tiers of up to ``LEARN_FROM`` most similar cases.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from actors.router._types import TierChoice
+from protocol import Case
+
+LEARN_FROM = 5
+"""Similar cases whose needed tiers decide a starting tier."""
+
+_WORD = re.compile(r"\w{2,}")
+_STOP = frozenset([
+    "a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on",
+    "at", "by", "for", "with", "from", "as", "is", "are", "was", "were", "be", "been", "it",
+    "its", "this", "that", "these", "those", "i", "me", "my", "you", "your", "we", "our",
+    "they", "them", "he", "she", "his", "her", "please", "can", "could", "would", "should",
+    "will", "just", "some", "any", "all", "into", "out", "up", "so", "do", "does", "did",
+    "have", "has", "had", "not", "no",
+])
+
+
+def words(text: str) -> list[str]:
+    """The words BM25 and the overlap use (module docstring)."""
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def overlap(a: set[str], b: set[str]) -> float:
+    """Jaccard overlap of two word sets, 0-1 (0 when both are empty)."""
+    union = a | b
+    return len(a & b) / len(union) if union else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Similar:
+    """A past case and how close it is: ``similarity`` is the word overlap (0-1),
+    ``score`` the BM25 score that ranked it."""
+
+    case: Case
+    similarity: float
+    score: float
+
+
+class CaseIndex:
+    """Cases by id, ranked on demand. Holds at most ``limit`` cases (the oldest, by
+    ``Case.at``, dropped first); the BM25 model is rebuilt lazily after a change."""
+
+    def __init__(self, limit: int = 2000) -> None:
+        self.limit = limit
+        self._cases: dict[str, Case] = {}
+        self._words: dict[str, set[str]] = {}
+        self._ids: list[str] = []
+        self._bm25: Any = None
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def get(self, case_id: str) -> Case | None:
+        return self._cases.get(case_id)
+
+    def put(self, case: Case) -> None:
+        """Add or replace a case (a newer value of the same id replaces the older)."""
+        self._cases[case.case_id] = case
+        self._words[case.case_id] = set(words(case.task))
+        self._bm25 = None
+        if len(self._cases) > self.limit:
+            oldest = min(self._cases.values(), key=lambda c: c.at)
+            self.remove(oldest.case_id)
+
+    def remove(self, case_id: str) -> None:
+        if self._cases.pop(case_id, None) is not None:
+            del self._words[case_id]
+            self._bm25 = None
+
+    def _model(self) -> Any:
+        if self._bm25 is None and self._cases:
+            from rank_bm25 import BM25Okapi
+
+            self._ids = list(self._cases)
+            self._bm25 = BM25Okapi([words(self._cases[i].task) or ["_"] for i in self._ids])
+        return self._bm25
+
+    def similar(self, text: str, *, k: int, min_similarity: float,
+                succeeded_only: bool = False, exclude: str = "") -> list[Similar]:
+        """Up to ``k`` cases similar to ``text``, most similar first.
+
+        Args:
+            text: the new task.
+            k: at most this many.
+            min_similarity: least word overlap (0-1) to count.
+            succeeded_only: only cases whose outcome is ``succeeded``.
+            exclude: a case id to leave out (the run's own case).
+        """
+        query = words(text)
+        model = self._model()
+        if model is None or not query or k <= 0:
+            return []
+        wanted = set(query)
+        scores = model.get_scores(query)
+        ranked = sorted(range(len(self._ids)), key=lambda i: float(scores[i]), reverse=True)
+        found: list[Similar] = []
+        for i in ranked:
+            case = self._cases[self._ids[i]]
+            if case.case_id == exclude or (succeeded_only and not case.succeeded):
+                continue
+            similarity = overlap(wanted, self._words[case.case_id])
+            if similarity >= min_similarity:
+                found.append(Similar(case, similarity, float(scores[i])))
+        found.sort(key=lambda s: (s.similarity, s.score, s.case.at), reverse=True)
+        return found[:k]
+
+
+def needed_tier(case: Case) -> int:
+    """The tier ``case`` needed (module docstring)."""
+    return case.final_tier if case.succeeded else min(4, case.final_tier + 1)
+
+
+def learned_tier(similar: list[Similar]) -> TierChoice | None:
+    """The starting tier similar cases teach (module docstring), or None without any."""
+    cases = [s.case for s in similar[:LEARN_FROM]]
+    if not cases:
+        return None
+    tiers = sorted(needed_tier(c) for c in cases)
+    tier = tiers[len(tiers) // 2]
+    escalated = sum(c.escalations > 0 for c in cases)
+    reason = (f"{len(cases)} similar past run{'s' if len(cases) != 1 else ''} needed tier "
+              f"{tier} (median of {tiers}; {escalated} escalated)")
+    return TierChoice(tier=tier, source="case", reason=reason)
+
+
+def case_lines(similar: list[Similar]) -> str:
+    """The cases as the planner is shown them: task, role, outcome, tiers, plan."""
+    blocks = []
+    for s in similar:
+        c = s.case
+        plan = "; ".join(c.plan[:6]) or "(no plan kept)"
+        scores = (f", scores {c.scores.task_completion}/{c.scores.code_quality}/"
+                  f"{c.scores.efficiency}") if c.scores else ""
+        blocks.append(
+            f"- Task: {' '.join(c.task.split())[:200]}\n"
+            f"  Role {c.role}, {c.outcome} in {c.turns} turns at tier {c.final_tier} "
+            f"({c.escalations} escalations{scores}); similarity {s.similarity:.2f}\n"
+            f"  Plan that was followed: {plan[:500]}")
+    return "\n".join(blocks)

@@ -1,0 +1,176 @@
+"""Which tier a request starts at and which models serve a tier (pure).
+
+Starting tier, each step overriding the one before (its ``source`` in the event):
+
+1. ``role``: the role's ``tier`` in ``topology.yaml`` (SIMPLE answers: tier 1; BREAKGLASS:
+   tier 4, and nothing below changes it);
+2. ``task_type``: ``task_tiers`` of the request's task type (seed 003's
+   ``TASK_TYPE_TO_TIER_INDEX``);
+3. ``case``: what similar past runs needed (``actors.router._cases.learned_tier``);
+4. ``session``: the tier a person chose for the session with ``/model``;
+5. ``feedback``: one tier higher when the session's confidence is below
+   ``feedback.low_confidence`` (a 👎 on its last answer; SPEC.md §5);
+6. ``rule``: the rules' ``tier_min`` / ``tier_max`` bound the result.
+
+Models of a tier, in the order they are tried (a later one answers when an earlier one fails
+with an error another model can fix: ``actors.errors.ModelError.fallback_helps``): the bot's
+override for the tier, the role's own model for the tier (``role_models``, seed 003's
+``AGENT_MODEL_INDEX_MAP``), then the tier's models as listed. ``SB_MODEL`` replaces them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.config import ModelSpec, Topology
+from actors.router._types import TierChoice
+from protocol import Flow, TaskType
+
+TOP_TIER = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One step of the escalation path: a tier and its models in fallback order."""
+
+    tier: int
+    models: tuple[ModelSpec, ...]
+
+    @property
+    def name(self) -> str:
+        """The first model's name (the one normally answering)."""
+        return self.models[0].name
+
+
+def _clamp(tier: int, low: int = 1, high: int = TOP_TIER) -> int:
+    return max(low, min(high, tier))
+
+
+def models_for(topology: Topology, tier: int, *, role: str = "",
+               overrides: dict[str, str] | None = None) -> tuple[ModelSpec, ...]:
+    """The models of ``tier`` in fallback order (module docstring)."""
+    if topology.model_override:
+        return (ModelSpec(name=topology.model_override),)
+    tier = _clamp(tier)
+    ordered: list[ModelSpec] = []
+    override = (overrides or {}).get(str(tier))
+    if override:
+        ordered.append(topology.find_model(override))
+    own = topology.role_models.get(role, {}).get(tier)
+    if own:
+        ordered.append(topology.find_model(own))
+    ordered += topology.tiers[tier]
+    unique: dict[str, ModelSpec] = {}
+    for spec in ordered:
+        unique.setdefault(spec.name, spec)
+    return tuple(unique.values())
+
+
+def tier_of(topology: Topology, name: str, default: int = 1) -> int:
+    """The first tier that lists model ``name`` (``default`` when none does)."""
+    for tier in sorted(topology.tiers):
+        if any(m.name == name for m in topology.tiers[tier]):
+            return tier
+    return default
+
+
+def escalation_levels(topology: Topology, *, role: str = "",
+                      overrides: dict[str, str] | None = None, tier_min: int = 0,
+                      tier_max: int = 0) -> list[Level]:
+    """The escalation path (SPEC.md §3), each level with its fallback models.
+
+    ``escalation:`` in ``topology.yaml`` names the models in order (each level's fallbacks
+    are the other models of its tier); without it the path is tiers 1-4. Levels outside
+    ``tier_min``..``tier_max`` (0: unbounded) are left out; a bound that leaves none keeps
+    the nearest level. With ``SB_MODEL`` the path is that one model.
+    """
+    if topology.model_override:
+        return [Level(1, (ModelSpec(name=topology.model_override),))]
+    levels: list[Level] = []
+    if topology.escalation:
+        renamed = {topology.tiers[t][0].name: name for t, name in
+                   ((int(k), v) for k, v in (overrides or {}).items() if k.isdigit())
+                   if t in topology.tiers and name}
+        for position, name in enumerate(topology.escalation):
+            tier = tier_of(topology, name, default=_clamp(position + 1))
+            first = topology.find_model(renamed.get(name, name))
+            rest = [m for m in models_for(topology, tier, role=role, overrides=overrides)
+                    if m.name != first.name]
+            levels.append(Level(tier, (first, *rest)))
+    else:
+        levels = [Level(t, models_for(topology, t, role=role, overrides=overrides))
+                  for t in range(1, TOP_TIER + 1)]
+    low, high = tier_min or 1, tier_max or TOP_TIER
+    bounded = [level for level in levels if low <= level.tier <= high]
+    if bounded:
+        return bounded
+    return [min(levels, key=lambda level: abs(level.tier - _clamp(low, high=high)))]
+
+
+def start_level(levels: list[Level], tier: int) -> int:
+    """Index of the first level at ``tier`` or above (the last level when none is)."""
+    return next((i for i, level in enumerate(levels) if level.tier >= tier), len(levels) - 1)
+
+
+def choose_tier(topology: Topology, *, role: str, flow: Flow, task_type: TaskType,
+                learned: TierChoice | None = None, session_tier: int = 0,
+                session_confidence: int = 50, tier_min: int = 0, tier_max: int = 0
+                ) -> TierChoice:
+    """The starting tier of a request (module docstring).
+
+    Args:
+        topology: tiers, ``task_tiers``, ``feedback.low_confidence``, the role's tier.
+        role: the agent role that answers.
+        flow: the request's flow.
+        task_type: the request's task type.
+        learned: what similar cases taught (SEQUENTIAL runs), or None.
+        session_tier: the session's ``/model`` tier (0: none).
+        session_confidence: the session's stored confidence (10-100).
+        tier_min: the rules' floor (0: none).
+        tier_max: the rules' cap (0: none).
+    """
+    if flow is Flow.BREAKGLASS:
+        return TierChoice(TOP_TIER, "breakglass", "BREAKGLASS goes to the top tier")
+    if flow is Flow.SEQUENTIAL:
+        choice = TierChoice(topology.actor(role).tier, "role", f"{role}'s tier")
+    else:
+        choice = TierChoice(1, "role", f"{flow} answers start at tier 1")
+    if task_type in topology.task_tiers:
+        choice = TierChoice(topology.task_tiers[task_type], "task_type",
+                            f"task_tiers[{task_type}]")
+    if learned is not None and flow is Flow.SEQUENTIAL:
+        choice = learned
+    if session_tier:
+        choice = TierChoice(_clamp(session_tier), "session", "the tier chosen with /model")
+    if session_confidence < topology.feedback.low_confidence:
+        raised = _clamp(choice.tier + 1)
+        choice = TierChoice(raised, "feedback",
+                            f"confidence {session_confidence} < "
+                            f"{topology.feedback.low_confidence} after a 👎: one tier above "
+                            f"{choice.tier} ({choice.source})")
+    bounded = _clamp(choice.tier, tier_min or 1, tier_max or TOP_TIER)
+    if bounded != choice.tier:
+        choice = TierChoice(bounded, "rule", f"rules bound tiers to {tier_min or 1}-"
+                                             f"{tier_max or TOP_TIER} (was {choice.tier}, "
+                                             f"{choice.source})")
+    return choice
+
+
+def brainstorm_models(topology: Topology, *, overrides: dict[str, str] | None = None
+                      ) -> list[tuple[ModelSpec, ...]]:
+    """The models that brainstorm in parallel (BRANCH, SPEC.md §1.3), each with the other
+    models of its tier as fallbacks: ``brainstorm_models`` of ``topology.yaml``, else the
+    first model of tiers 2 and 3."""
+    if topology.model_override:
+        only = (ModelSpec(name=topology.model_override),)
+        return [only, only]
+    if not topology.brainstorm_models:
+        return [models_for(topology, tier, overrides=overrides) for tier in (2, 3)]
+    chosen = []
+    for name in topology.brainstorm_models:
+        first = topology.find_model(name)
+        tier = tier_of(topology, name, default=2)
+        rest = [m for m in models_for(topology, tier, overrides=overrides)
+                if m.name != first.name]
+        chosen.append((first, *rest))
+    return chosen

@@ -3,8 +3,10 @@
 Heuristics (no model call, so the same trajectory always gets the same scores):
 
 - task completion: 40 when the run produced an answer, +25 when the model's last report said
-  ``done``, +25 when a test command passed (exit code 0), -25 when the last test run failed,
-  +10 when a coding task wrote files (-20 when it wrote none), -20 when the run hit max turns.
+  ``done`` or the model finished on its own (its last turn asked for no tool and reported
+  neither ``continue`` nor ``stuck``: how chat models end), +25 when a test command passed
+  (exit code 0), -25 when the last test run failed, +10 when a coding task wrote files (-20
+  when it wrote none), -20 when the run hit max turns.
 - code quality: 50, +20 when a test file was written, +10 when any file was written,
   -10 per tool error (at most -40), +(average confidence - 50) / 5.
 - efficiency: 100 × (1 - (turns - 1) / max turns), -5 per tool error, -10 per repeated
@@ -48,10 +50,12 @@ def score(result: TurnResult) -> tuple[Scores, tuple[str, ...]]:
                 match = _EXIT.search(res.content)
                 test_runs.append(not res.is_error and match is not None and match.group(1) == "0")
     last_status = parse_report(steps[-1].text).status if steps else None
+    finished = bool(steps) and not steps[-1].tool_calls and last_status not in {"continue",
+                                                                                "stuck"}
     coding = result.request.classification.task_type in {TaskType.CODING, TaskType.DEVOPS,
                                                          TaskType.DATABASE, TaskType.DOCS}
     completion = 40.0 if result.ok and result.text else 0.0
-    if last_status == "done":
+    if last_status == "done" or finished:
         completion += 25
     if test_runs and test_runs[-1]:
         completion += 25

@@ -217,7 +217,8 @@ def test_a_similar_task_shows_the_first_as_a_case(system: RunningSystem,
     similar = prompt.split("Similar past runs", 1)[1]
     assert "tally.py that counts words" in similar, prompt
     planned = [e for e in _events(system, "rm-case-2") if e.kind == "planned"]
-    assert planned and "1 similar cases shown" in planned[-1].detail
+    case_id = stored.detail.split()[1].rstrip(":")
+    assert planned and case_id in planned[-1].detail, planned
 
 
 async def _stored(system: RunningSystem, session: str) -> ExecutionEvent | None:

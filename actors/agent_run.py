@@ -238,8 +238,6 @@ class AgentRun:
         await self._checkpoint(state, status, reply=reply)
         await self.ctx.reply(chat.origin, reply)
         await self.actor.remember(self.reply_to, answer)
-        await self.services.sessions.update(self.session,
-                                            lambda s: setattr(s, "confidence", state.confidence))
         await self._sync_workspace()
         await self.ctx.send("evaluator", TurnResult(
             request=self.request, text=answer, ok=status == "done", turns=len(state.trajectory),

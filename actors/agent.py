@@ -115,6 +115,8 @@ class AgentActor(ModelActor):
         reply = await self.call_model(ctx, models, messages, on_text=stream.update,
                                       purpose=f"{flow} answer", max_tokens=chat.max_tokens)
         answer = strip_report(reply.text)
+        if reply.finish_reason == "length":
+            answer += TOKEN_LIMIT_NOTE
         usage = request.usage + reply.usage
         if self.actor_id.role == "code_reviewer" and self.topology.peer_review:
             opinion = await self.peer_opinion(ctx, chat, request.tier, reply.usage.model,
@@ -155,6 +157,9 @@ class AgentActor(ModelActor):
         text = strip_report(reply.text).strip()
         return (f"🔁 Second opinion ({peer.name}):\n{text}", reply.usage) if text else None
 
+
+TOKEN_LIMIT_NOTE = "\n\n… (the answer reached its token limit)"
+"""Appended when the model stopped at ``max_tokens`` (finish reason ``length``)."""
 
 _PEER_PROMPT = (
     "You are Switchboard's code reviewer peer.\n"

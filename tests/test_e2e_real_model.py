@@ -21,7 +21,8 @@ from openai_standin import Answer, Call, ChatRequest, OpenAIStandin
 from system import RunningSystem, running_system
 from waiting import until
 
-from protocol import ExecutionEvent, Subjects, event_decoder
+from gateway.bridge import Bridge
+from protocol import ChatMessage, ExecutionEvent, Reply, Subjects, event_decoder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -37,6 +38,8 @@ ROUTES: dict[str, dict[str, Any]] = {
             "reason": "write and run a Python script"},
     "haiku": {"flow": "simple", "task_type": "question", "role": "researcher",
               "reason": "a creative question"},
+    "review this": {"flow": "simple", "task_type": "review", "role": "code_reviewer",
+                    "reason": "a quick code review"},
 }
 
 
@@ -59,6 +62,11 @@ def brain(request: ChatRequest) -> Answer:
         return Answer.rate_limited(retry_after_s=1)
     if "[broken]" in task and request.model == "alpha":
         return Answer.server_error()
+    if system.startswith("You are Switchboard's code reviewer peer."):
+        return Answer(text=f"- I agree with most of it ({request.model}).\n- It missed the "
+                           "missing return value.")
+    if "[long]" in task:
+        return Answer(text="A long answer. " * 200)
     if system.startswith("You are Switchboard's planner."):
         return Answer(text="Here's a plan:\n\n1. Write the file.\n2. Check it.\n3. Report back.")
     if system.startswith("You are Switchboard's reflector."):
@@ -255,7 +263,7 @@ def tiered(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
     prefix_env = {KEY_VAR: KEY}
     with running_system(module_nats, tmp_path_factory.mktemp("tiered"), extra_env=prefix_env,
                         prefix="tiered", tiers={t: both for t in (1, 2, 3, 4)},
-                        escalation=[], brainstorm_models=[]) as running:
+                        escalation=[], brainstorm_models=[], peer_review=True) as running:
         yield running
 
 
@@ -273,3 +281,44 @@ def test_the_second_model_of_a_tier_answers_when_the_first_fails(
     assert tried == [("alpha", status), ("beta", 200)], tried
     fallbacks = [e for e in _events(tiered, session, prefix="tiered") if e.kind == "fallback"]
     assert fallbacks and "openai/alpha → openai/beta" in fallbacks[0].detail, fallbacks
+
+
+def test_the_code_reviewer_asks_a_random_peer_of_its_tier(
+        tiered: RunningSystem, model_server: OpenAIStandin) -> None:
+    result = tiered.chat("review this function: def add(a, b): a + b", session="tiered-review",
+                         timeout_s=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Answer from alpha" in result.stdout
+    assert "Second opinion (openai/beta)" in result.stdout
+    assert "It missed the missing return value." in result.stdout
+
+
+def test_a_bots_answer_limits_reach_the_model_and_the_answer(
+        system: RunningSystem, model_server: OpenAIStandin) -> None:
+    reply = asyncio.run(_ask_with_limits(system, "[long] tell me everything",
+                                         max_answer_chars=120, max_tokens=64))
+    assert len(reply.text) <= 120 and "this bot's answer limit" in reply.text, reply.text
+    asked = [r for r in model_server.requests if "[long]" in _first_user(r.body)
+             and not _system_text(r.body).startswith("You are Switchboard's router.")]
+    assert asked and asked[-1].body is not None and asked[-1].body["max_tokens"] == 64
+
+
+async def _ask_with_limits(system: RunningSystem, text: str, **limits: int) -> Reply:
+    """Send a ChatMessage as a bot with answer limits would (its gateway sets them)."""
+    nc = await nats.connect(system.nats_url)
+    try:
+        bridge = Bridge(nc, Subjects(), "limits-bot")
+        answered: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        async def on_outbound(message: object) -> None:
+            if isinstance(message, Reply) and not answered.done():
+                answered.set_result(message)
+
+        await bridge.start(on_outbound)
+        await bridge.send(ChatMessage(message_id="limits-1", session="rm-limits",
+                                      origin="limits-bot", user_id="u-limits", text=text,
+                                      **limits))
+        async with asyncio.timeout(60):
+            return await answered
+    finally:
+        await nc.close()

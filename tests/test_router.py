@@ -388,3 +388,20 @@ async def test_a_near_identical_succeeded_case_routes_without_the_model() -> Non
 def test_route_who_names_the_rule_or_source() -> None:
     assert Route(source="model").who == "model"
     assert Route(source="rule", decided_by="rule:x").who == "rule:x"
+
+
+def test_the_readmes_topology_example_is_valid() -> None:
+    import yaml
+
+    from actors.config import DEFAULT_TOPOLOGY, Topology
+
+    readme = (DEFAULT_TOPOLOGY.parent / "README.md").read_text()
+    block = readme.split("## How Switchboard decides")[1].split("```yaml\n")[1].split("```")[0]
+    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
+    data.update(yaml.safe_load(block))
+    topology = Topology.model_validate(data)
+    assert [rule.name for rule in topology.rules] == [
+        "docs-bot-writes-docs", "cheap-community-guild", "production-needs-breakglass",
+        "no-crypto"]
+    assert [m.name for m in models_for(topology, 3, role="code_reviewer")] == [
+        "openai/gpt-4.1", "openrouter/anthropic/claude-sonnet-4.5"]

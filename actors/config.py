@@ -154,8 +154,9 @@ class CasesSpec(BaseModel):
     successful cases the planner is shown. ``min_similarity``: token overlap (Jaccard, 0-1)
     for a case to count as similar; ``reuse_similarity``: overlap at which a succeeded case's
     route (flow, role) is taken without asking the model. ``learn_tier``: start runs at the
-    tier similar cases needed. ``embedding_model``: a litellm embedding model; when set,
-    cases are ranked by cosine similarity of embeddings instead of BM25.
+    tier similar cases needed. ``embedding_model``: a litellm embedding model (a name, or an
+    entry with ``api_base`` / ``api_key_env``); when set, cases are ranked by the cosine
+    similarity of embeddings (at least ``min_embedding_similarity``) instead of BM25.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -165,7 +166,8 @@ class CasesSpec(BaseModel):
     min_similarity: float = Field(default=0.3, ge=0, le=1)
     reuse_similarity: float = Field(default=0.8, gt=0, le=1)
     learn_tier: bool = True
-    embedding_model: str | None = None
+    embedding_model: ModelSpec | None = None
+    min_embedding_similarity: float = Field(default=0.75, ge=0, le=1)
 
 
 class FeedbackSpec(BaseModel):

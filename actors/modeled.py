@@ -54,6 +54,25 @@ class ModelActor(Actor):
         await self.services.sessions.update(chat.session, _add)
         await self.services.users.update(user_key(memory_owner(chat), chat.user_id), _add)
 
+    async def embed_task(self, ctx: MessageContext, text: str) -> tuple[float, ...]:
+        """The embedding of a task for the case base (``cases.embedding_model``); ``()`` when
+        none is configured or the call fails (an ``embedding_failed`` event says why, and the
+        case base falls back to BM25)."""
+        from actors.llm import embed
+
+        spec = self.topology.cases.embedding_model
+        if spec is None:
+            return ()
+        started = time.perf_counter()
+        try:
+            vector = await embed(spec, text)
+        except ModelError as exc:
+            await ctx.emit("embedding_failed", model=spec.name, detail=str(exc)[:500])
+            return ()
+        await ctx.emit("model_call", model=spec.name, detail="embedding",
+                       duration_ms=(time.perf_counter() - started) * 1000)
+        return vector
+
     async def call_model(
         self,
         ctx: MessageContext,

@@ -57,7 +57,8 @@ class Planner(ModelActor):
         settings = self.topology.cases
         similar = [] if self.cases is None else self.cases.index.similar(
             request.text, k=max(settings.shown, 5), min_similarity=settings.min_similarity,
-            exclude=request.message_id)
+            exclude=request.message_id, embedding=await self.embed_task(ctx, request.text),
+            min_cosine=settings.min_embedding_similarity)
         shown = [s for s in similar if s.case.succeeded][:settings.shown]
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
                             overrides=request.models)

@@ -232,6 +232,9 @@ class Reflector(ModelActor):
         summary = summarize(evaluation)
         case = case_of(evaluation, result.request.tier)
         if self.cases is not None:
+            embedding = await self.embed_task(ctx, case.task)
+            if embedding:
+                case = msgspec.structs.replace(case, embedding=embedding)
             await self.cases.put(case)
             await ctx.emit("case_stored", source="case", detail=(
                 f"case {case.case_id}: {case.role} {case.outcome}, tiers {list(case.tiers)}, "

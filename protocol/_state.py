@@ -86,6 +86,8 @@ class Case(msgspec.Struct, kw_only=True, frozen=True):
     feedback: int = 0
     cost_usd: float = 0.0
     at: float = 0.0
+    embedding: tuple[float, ...] = ()
+    """The task's embedding when ``cases.embedding_model`` is set (ranking by cosine)."""
 
     @property
     def succeeded(self) -> bool:

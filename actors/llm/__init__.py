@@ -3,7 +3,7 @@
 Importing this package does not import litellm; the first call does.
 """
 
-from actors.llm._client import ModelReply, complete, register_providers
+from actors.llm._client import ModelReply, complete, embed, register_providers
 from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Report",
     "Status",
     "complete",
+    "embed",
     "parse_json_object",
     "parse_report",
     "register_providers",

@@ -195,6 +195,46 @@ async def complete(
         raise _translate(litellm, spec, exc, limit) from exc
 
 
+async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
+                ) -> tuple[float, ...]:
+    """The embedding of ``text`` through ``litellm.aembedding`` (case-base ranking).
+
+    Args:
+        spec: an embedding model (``openai/text-embedding-3-small``, ``ollama/nomic-embed-text``).
+        text: what to embed (cut to 8,000 characters).
+        timeout_s: bound in seconds; defaults to ``spec.timeout_s``.
+
+    Returns:
+        The vector as floats.
+
+    Raises:
+        ModelError: as ``complete`` raises (``ModelRejectedError``, ``ModelUnavailableError``,
+            ``ModelTimeoutError``).
+    """
+    litellm = _litellm()
+    limit = timeout_s or spec.timeout_s
+    kwargs: dict[str, Any] = {"model": spec.name, "input": [text[:8000]], "timeout": limit,
+                              "api_base": spec.api_base, **spec.params}
+    if spec.api_key_env:
+        kwargs["api_key"] = os.environ.get(spec.api_key_env)
+    if name_provider(spec.name) not in _providers:
+        kwargs.setdefault("max_retries", 0)
+    try:
+        async with asyncio.timeout(limit):
+            response = await litellm.aembedding(
+                **{k: v for k, v in kwargs.items() if v is not None})
+    except TimeoutError as exc:
+        msg = f"embedding model {spec.name!r} did not answer within {limit:g} s"
+        raise ModelTimeoutError(msg, model=spec.name) from exc
+    except (ModelError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise _translate(litellm, spec, exc, limit) from exc
+    item = response.data[0]
+    vector = item["embedding"] if isinstance(item, dict) else item.embedding
+    return tuple(float(v) for v in vector)
+
+
 class _CallbackError(Exception):
     """Carries an exception of the caller's ``on_text`` past the litellm error translation."""
 

@@ -6,6 +6,10 @@ overlap of its word set with the new task's is at least ``min_similarity`` (BM25
 are not comparable between queries, an overlap is). Words: lower-cased ``\\w+`` of two or
 more characters, without English stop words.
 
+With an embedding model configured (``cases.embedding_model``), cases that carry an embedding
+are ranked by cosine similarity instead, and count as similar from
+``cases.min_embedding_similarity``; cases without one keep the lexical measure.
+
 The starting tier learns (``learned_tier``): the tier a case *needed* is its final tier when
 it succeeded (its start tier when it did not escalate) and one above its final tier (at most
 4) when it failed; a new run starts at the median (the upper one of an even count) of the
@@ -14,6 +18,7 @@ needed tiers of up to ``LEARN_FROM`` most similar cases.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +43,15 @@ _STOP = frozenset([
 def words(text: str) -> list[str]:
     """The words BM25 and the overlap use (module docstring)."""
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Cosine similarity of two vectors (0 when their lengths differ or one is zero)."""
+    if len(a) != len(b) or not a:
+        return 0.0
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
 
 
 def overlap(a: set[str], b: set[str]) -> float:
@@ -96,7 +110,8 @@ class CaseIndex:
         return self._bm25
 
     def similar(self, text: str, *, k: int, min_similarity: float,
-                succeeded_only: bool = False, exclude: str = "") -> list[Similar]:
+                succeeded_only: bool = False, exclude: str = "",
+                embedding: tuple[float, ...] = (), min_cosine: float = 0.75) -> list[Similar]:
         """Up to ``k`` cases similar to ``text``, most similar first.
 
         Args:
@@ -105,7 +120,13 @@ class CaseIndex:
             min_similarity: least word overlap (0-1) to count.
             succeeded_only: only cases whose outcome is ``succeeded``.
             exclude: a case id to leave out (the run's own case).
+            embedding: the task's embedding; cases with one are then ranked by cosine.
+            min_cosine: least cosine similarity to count (with ``embedding``).
         """
+        if embedding:
+            by_vector = self._by_vector(embedding, min_cosine, succeeded_only, exclude)
+            if by_vector:
+                return by_vector[:k]
         query = words(text)
         model = self._model()
         if model is None or not query or k <= 0:
@@ -123,6 +144,20 @@ class CaseIndex:
                 found.append(Similar(case, similarity, float(scores[i])))
         found.sort(key=lambda s: (s.similarity, s.score, s.case.at), reverse=True)
         return found[:k]
+
+
+    def _by_vector(self, embedding: tuple[float, ...], min_cosine: float,
+                   succeeded_only: bool, exclude: str) -> list[Similar]:
+        found = []
+        for case in self._cases.values():
+            if not case.embedding or case.case_id == exclude or (
+                    succeeded_only and not case.succeeded):
+                continue
+            similarity = cosine(embedding, case.embedding)
+            if similarity >= min_cosine:
+                found.append(Similar(case, similarity, similarity))
+        found.sort(key=lambda s: (s.similarity, s.case.at), reverse=True)
+        return found
 
 
 def needed_tier(case: Case) -> int:

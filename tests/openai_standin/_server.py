@@ -11,10 +11,13 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import random
+import re
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -135,6 +138,8 @@ class OpenAIStandin:
             app.router.add_post(path, self._chat)
         for path in ("/v1/models", "/models"):
             app.router.add_get(path, self._models)
+        for path in ("/v1/embeddings", "/embeddings"):
+            app.router.add_post(path, self._embeddings)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
@@ -278,6 +283,40 @@ class OpenAIStandin:
                 for model in self.models]
         return web.json_response({"object": "list", "data": data}, headers=self._headers())
 
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/embeddings`` (https://platform.openai.com/docs/api-reference/embeddings):
+        ``input`` a string or a list of strings; each vector is a normalised bag of hashed
+        words (``EMBEDDING_DIMENSIONS`` floats), so texts sharing words are close by cosine."""
+        record = RecordedRequest(request.method, request.path, _redacted(request.headers))
+        self._records.add(record)
+        try:
+            self._authorize(request, record)
+            body = _decode_json(await request.read())
+            record.body = body if isinstance(body, dict) else None
+            if not isinstance(body, dict):
+                raise ApiError(400, "We could not parse the JSON body of your request.",
+                               type="invalid_request_error")
+            texts = body.get("input")
+            texts = [texts] if isinstance(texts, str) else texts
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise ApiError(400, "'input' must be a string or an array of strings.",
+                               type="invalid_request_error", param="input")
+            if body.get("model") not in self.models:
+                raise ApiError(404, f"The model `{body.get('model')}` does not exist or you "
+                               "do not have access to it.", type="invalid_request_error",
+                               code="model_not_found")
+        except ApiError as error:
+            return self._error_response(record, error)
+        finally:
+            self._records.changed()
+        record.status = 200
+        data = [{"object": "embedding", "index": i, "embedding": bag_of_words(t)}
+                for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return web.json_response({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+                                 headers=self._headers())
+
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         record = RecordedRequest(request.method, request.path, _redacted(request.headers))
         self._records.add(record)
@@ -373,3 +412,15 @@ class _ThreadRunner:
         self.thread.join(SHUTDOWN_TIMEOUT_S + 5.0)
         if self.thread.is_alive():
             _log.warning("the OpenAI stand-in thread did not stop in time")
+
+
+EMBEDDING_DIMENSIONS = 64
+
+
+def bag_of_words(text: str) -> list[float]:
+    """A deterministic unit vector of ``text``'s lower-cased words hashed into 64 buckets."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w{2,}", text.lower()):
+        vector[zlib.crc32(word.encode()) % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]

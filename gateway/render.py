@@ -279,6 +279,7 @@ _ERRORS: dict[ErrorCode, str] = {
     ErrorCode.DEAD_LETTER: "the request failed repeatedly and was set aside",
     ErrorCode.ABORTED: "the run was stopped",
     ErrorCode.INTERNAL: "an internal error occurred",
+    ErrorCode.REFUSED: "a rule of this deployment refused the request",
 }
 
 

@@ -116,7 +116,9 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
     env = {"SB_MODEL": "openai/alpha", "OPENAI_API_KEY": KEY,
            "OPENAI_BASE_URL": model_server.base_url, "OPENAI_API_BASE": model_server.base_url}
     rules = [{"name": "poems-to-docs", "when": {"text": "(?i)haiku"},
-              "then": {"role": "documentation_writer"}}]
+              "then": {"role": "documentation_writer"}},
+             {"name": "no-crypto", "when": {"text": "(?i)bitcoin"},
+              "then": {"refuse": "I don't help with cryptocurrency here."}}]
     with running_system(module_nats, tmp_path_factory.mktemp("real-model"), extra_env=env,
                         router={"timeout_s": 3}, rules=rules) as running:
         yield running
@@ -204,6 +206,16 @@ def test_a_rule_overrides_the_model(system: RunningSystem,
     answered = [r for r in model_server.requests if "haiku" in _first_user(r.body)
                 and _system_text(r.body).startswith("You are Switchboard's documentation_")]
     assert answered, "the documentation writer's prompt answered the request"
+
+
+def test_a_refused_request_is_told_why_before_any_model_is_asked(
+        system: RunningSystem, model_server: OpenAIStandin) -> None:
+    result = system.chat("buy bitcoin with my savings", session="rm-refused", timeout_s=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "I don't help with cryptocurrency here." in result.stdout
+    assert "a rule of this deployment refused the request" in result.stdout
+    assert not [r for r in model_server.requests if "bitcoin" in _first_user(r.body)]
+    assert "rule:no-crypto" in _classified(system, "rm-refused").detail
 
 
 def test_a_similar_task_shows_the_first_as_a_case(system: RunningSystem,

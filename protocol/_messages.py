@@ -163,9 +163,10 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
 class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
     """The router's verdict on a ChatMessage (``actors.router``).
 
-    ``decided_by`` names what made the decision: ``rule:<name>``, ``model``, ``keywords``
-    (the fallback), ``breakglass``; ``tier`` is the starting tier the router chose (0: the
-    role's own).
+    ``decided_by`` names what made the decision: ``rule:<name>``, ``case:<id>``, ``model``,
+    ``keywords`` (the fallback), ``breakglass``. The starting tier is chosen later, by the
+    classifier (SIMPLE, BREAKGLASS) or the planner (SEQUENTIAL), within ``tier_min`` -
+    ``tier_max``.
     """
 
     request: ChatMessage
@@ -176,7 +177,6 @@ class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
     complexity: Complexity = Complexity.SIMPLE
     reason: str = ""
     decided_by: str = ""
-    tier: int = 0
     tier_min: int = 0
     """Rules' floor on every tier of this request (0: none)."""
     tier_max: int = 0
@@ -412,8 +412,10 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     trace_id: str = ""
     pid: int = 0
     source: str = ""
-    """For ``routed`` and ``tier_chosen`` events: what decided (``rule``, ``case``, ``model``,
-    ``keywords``, ``session``, ``default``)."""
+    """What decided, for decision events: ``classified`` (``rule``, ``case``, ``model``,
+    ``keywords``, ``breakglass``, ``resume``), ``tier_chosen`` (``role``, ``task_type``,
+    ``case``, ``session``, ``feedback``, ``rule``, ``breakglass``), ``fallback`` (``model``)
+    and ``case_stored`` / ``case_feedback`` (``case``)."""
 
 
 class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):

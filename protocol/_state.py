@@ -1,6 +1,6 @@
-"""Values kept in JetStream KV buckets (not sent as messages): session memory, run state,
-checkpoints. JSON like the wire messages; the same schema evolution rules apply
-(protocol/README.md)."""
+"""Values kept in JetStream (not sent as messages): session memory, run state and checkpoints
+in KV buckets, cases in the case stream. JSON like the wire messages; the same schema
+evolution rules apply (protocol/README.md)."""
 
 from __future__ import annotations
 

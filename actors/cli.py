@@ -190,7 +190,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -
     save_dir = Path(args.save_dir) if args.save_dir else None
     return asyncio.run(run_chat(
         settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
-        session=args.session, timeout_s=args.timeout, save_dir=save_dir,
+        session=args.session, timeout_s=args.timeout, save_dir=save_dir, user=args.user,
     ))
 
 
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", "-m", help="send one message, print progress and the "
                       "answer, and exit")
     chat.add_argument("--session", help="session id (default: terminal-<your user name>)")
+    chat.add_argument("--user", help="who you are, for your memory across sessions (default: "
+                      "your login name)")
     chat.add_argument("--timeout", type=float, default=300.0,
                       help="seconds to wait for an answer (default 300)")
     chat.add_argument("--save-dir", help="save files sent with answers into this directory")

@@ -1,25 +1,35 @@
 """Who a Discord message is for (``should_answer``, ``is_addressed``), the per-bot answer limits
-and listening channels of ``BotConfig`` and ``switchboard bots``, and the terminal chat's
-stable memory owner and user. Pure logic, except the ``bots`` round trip (KV on a real
-nats-server)."""
+and listening channels of ``BotConfig``, ``switchboard bots`` and the Interactions endpoint, and
+the terminal chat's stable memory owner and user. Pure logic, except what reads the bots KV
+bucket (a real nats-server)."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from unittest.mock import Mock
 
 import discord
+import nacl.signing
+import nats
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from actors.cli import main
+from actors.config import load_topology
 from gateway.chat import EXIT_TIMEOUT, MEMORY_OWNER, TerminalChat, terminal_user
 from gateway.config import BotConfig, parse_bot
 from gateway.discord import is_addressed, should_answer
 from gateway.discord._inbound import session_of_message
 from gateway.discord._intake import Pending
 from gateway.errors import BotConfigError
+from gateway.interactions import InteractionsEndpoint
+from gateway.interactions._run import bot_config_source as interactions_bot_config
+from gateway.interactions._server import PATH
+from gateway.pool import BotStore
+from gateway.services import BotServices
 from protocol import ChatMessage
 
 ME, ALICE, OTHER_BOT = 1, 2, 3
@@ -238,3 +248,77 @@ def test_a_burst_is_addressed_when_any_of_its_messages_is() -> None:
     quiet = pending("a", addressed=False)
     quiet.merge(pending("b", addressed=False))
     assert quiet.request.addressed is False
+
+
+# ---------------------------------------------------------------------------- Interactions
+
+
+class _SentBridge:
+    """What the endpoint needs of a bridge: an origin and ``send``."""
+
+    origin = "discord-interactions"
+
+    def __init__(self) -> None:
+        self.sent: list[ChatMessage] = []
+
+    async def send(self, message: ChatMessage) -> None:
+        self.sent.append(message)
+
+
+def _signed_ask(key: nacl.signing.SigningKey, interaction_id: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({
+        "id": interaction_id, "application_id": "77", "type": 2, "token": "tok",
+        "channel_id": "5", "guild_id": "7", "member": {"user": {"id": "2", "username": "a"}},
+        "data": {"name": "ask", "options": [{"name": "question", "value": "2+2?"}]},
+    }).encode()
+    stamp = str(int(time.time()))
+    signature = key.sign(stamp.encode() + body).signature.hex()
+    return body, {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": stamp,
+                  "Content-Type": "application/json"}
+
+
+@pytest.mark.timeout(20)
+async def test_the_interactions_endpoint_sends_the_bots_limits() -> None:
+    key = nacl.signing.SigningKey.generate()
+    bridge = _SentBridge()
+    configs = [BotConfig(name="app", token="t", max_answer_chars=900, max_tokens=300,
+                         profile="architect")]
+
+    async def bot_config() -> BotConfig:
+        if not configs:
+            raise BotConfigError("no bot named 'app'")
+        return configs[0]
+
+    endpoint = InteractionsEndpoint(key.verify_key.encode().hex(), bridge,  # type: ignore[arg-type]
+                                    Mock(), BotServices(), bot_config=bot_config)
+    async with TestClient(TestServer(endpoint.app())) as client:
+        for interaction_id in ("101", "102"):
+            body, headers = _signed_ask(key, interaction_id)
+            response = await client.post(PATH, data=body, headers=headers)
+            assert (response.status, await response.json()) == (200, {"type": 5})
+            configs.clear()  # the second request: the bot's configuration cannot be read
+    with_limits, without = bridge.sent
+    assert with_limits.addressed and _limits_of(with_limits) == (900, 300, "architect")
+    assert without.addressed and _limits_of(without) == (0, 0, "")  # still sent
+
+
+def _limits_of(request: ChatMessage) -> tuple[int, int, str]:
+    return request.max_answer_chars, request.max_tokens, request.profile
+
+
+async def test_the_interactions_bot_is_read_from_the_bots_bucket(nats_url: str) -> None:
+    topology = load_topology()
+    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        assert await interactions_bot_config(js, topology, None) is None
+        with pytest.raises(BotConfigError, match="no bot named 'app'"):
+            await interactions_bot_config(js, topology, "app")
+        store = await BotStore.open(js, topology.subjects)
+        await store.put(BotConfig(name="app", token="t", max_tokens=300))
+        read = await interactions_bot_config(js, topology, "app")
+        assert read is not None and (await read()).max_tokens == 300
+        await store.put(BotConfig(name="app", token="t", max_tokens=50))  # `bots set`
+        assert (await read()).max_tokens == 50
+    finally:
+        await nc.close()

@@ -60,7 +60,7 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
     runner: web.AppRunner | None = None
     try:
         services = await open_services(bridge.js, settings, topology, gateway)
-        bot_config = await _bot_config(bridge.js, topology, gateway.interactions_bot)
+        bot_config = await bot_config_source(bridge.js, topology, gateway.interactions_bot)
         async with aiohttp.ClientSession() as http:
             endpoint = InteractionsEndpoint(
                 gateway.public_key, bridge, InteractionWebhooks(http, settings.discord_api_base),
@@ -81,9 +81,10 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
 
 
 
-async def _bot_config(js: JetStreamContext, topology: Topology, name: str | None
-                      ) -> BotConfigSource | None:
-    """Reads bot ``name`` of the bots bucket for each request (None without a name).
+async def bot_config_source(js: JetStreamContext, topology: Topology, name: str | None
+                            ) -> BotConfigSource | None:
+    """Reads bot ``name`` of the bots bucket (``SB_GATEWAY_INTERACTIONS_BOT``) for each
+    request, so ``switchboard bots set`` applies at once; None without a name.
 
     Raises:
         BotConfigError: there is no such bot (checked once, at start).

@@ -55,14 +55,13 @@ class AgentRun:
     """Runs one SEQUENTIAL TurnRequest (see the module docstring)."""
 
     def __init__(self, actor: AgentActor, ctx: MessageContext, request: TurnRequest) -> None:
+        from actors.router import escalation_levels
         from actors.tools import Workspace
 
         self.actor, self.ctx, self.request = actor, ctx, request
         self.chat = request.classification.request
         self.reply_to: ChatMessage = request.answer or self.chat
         self.session = self.chat.session
-        from actors.router import escalation_levels
-
         self.topology = actor.topology
         self.services = actor.services
         self.workspace = Workspace.for_session(self.services.settings.workspace_root,

@@ -6,7 +6,8 @@ Outcomes (explicit, decided here and nowhere else):
 - ``TransientError`` (model error, KV race, broker hiccup) or an unexpected exception:
   **nak** with a delay of ``nak_delay_s * 2**(deliveries-1)`` seconds (at most 30), so
   JetStream redelivers it; on the last allowed delivery, dead-letter instead.
-- ``PermanentError`` (malformed bytes, no handler, bad request): **term** and dead-letter.
+- ``PermanentError`` (malformed bytes, no handler, a model request no retry fixes: bad key,
+  unknown model, bad request): **term** and dead-letter.
 - delivered more than ``max_deliveries`` times (a replica crashed on it each time): dead-letter
   without running the handler.
 
@@ -36,6 +37,8 @@ from actors.errors import (
     HandlerError,
     MalformedMessageError,
     ModelError,
+    ModelRejectedError,
+    ModelTimeoutError,
     PermanentError,
     TransientError,
     UnhandledMessageError,
@@ -76,6 +79,8 @@ def waiting_request(message: TaskMessage) -> ChatMessage | None:
 
 
 def _error_code(exc: BaseException) -> ErrorCode:
+    if isinstance(exc, ModelTimeoutError):
+        return ErrorCode.MODEL_TIMEOUT
     if isinstance(exc, ModelError):
         return ErrorCode.MODEL_ERROR
     if isinstance(exc, MalformedMessageError):
@@ -409,10 +414,15 @@ class Dispatcher:
 
     async def _tell_user(self, request: ChatMessage, exc: BaseException, seq: int) -> None:
         role = self.actor.actor_id.role
-        text = (
-            f"Sorry, I could not finish this request: {exc}. "
-            f"Nothing is lost: it is kept in the dead-letter queue ({role} #{seq})."
-        )
+        if isinstance(exc, ModelRejectedError):
+            text = (f"Sorry, the model refused this request: {exc}. Retrying will not help: "
+                    "an operator has to fix the model settings (the request is kept in the "
+                    f"dead-letter queue, {role} #{seq}).")
+        else:
+            text = (
+                f"Sorry, I could not finish this request: {exc}. "
+                f"Nothing is lost: it is kept in the dead-letter queue ({role} #{seq})."
+            )
         reply = Reply(
             session=request.session, origin=request.origin, in_reply_to=request.message_id,
             text=text, error=_error_code(exc),

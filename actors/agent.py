@@ -14,6 +14,7 @@ from functools import cache
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
 from actors.errors import PermanentError, ToolError
+from actors.reflector import FEEDBACK_DOWN, FEEDBACK_UP
 from actors.modeled import ModelActor
 from actors.runtime import MessageContext, handler
 from protocol import (
@@ -93,6 +94,12 @@ class AgentActor(ModelActor):
         if self.services.artifacts is not None:
             await sync_to_store(self.services.artifacts, workspace)
         await ctx.emit(str(control.action), detail=f"{control.branch}: {text}"[:500])
+        # Merging the work is a 👍 on the run's answer, deleting it a 👎 (SPEC.md §5): the
+        # reflector moves the session's confidence and marks the run's case.
+        await ctx.send("reflector", Control(
+            session=control.session, action=ControlAction.FEEDBACK,
+            value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
+            user_id=control.user_id, message_id=control.message_id))
         if control.origin:
             await ctx.reply(control.origin, Reply(
                 session=control.session, origin=control.origin, in_reply_to=control.message_id,

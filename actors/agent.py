@@ -14,8 +14,8 @@ from functools import cache
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
 from actors.errors import PermanentError, ToolError
-from actors.reflector import FEEDBACK_DOWN, FEEDBACK_UP
 from actors.modeled import ModelActor
+from actors.reflector import FEEDBACK_DOWN, FEEDBACK_UP
 from actors.runtime import MessageContext, handler
 from protocol import (
     AGENT_ROLES,

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.modeled import ModelActor
+from actors.modeled import CaseModelActor
 from actors.router import (
-    CaseBase,
     Route,
     choose_tier,
     models_for,
@@ -35,21 +34,10 @@ from protocol import (
 )
 
 
-class Classifier(ModelActor):
+class Classifier(CaseModelActor):
     """Routes each ChatMessage (see the module docstring)."""
 
     role = "classifier"
-    cases: CaseBase | None = None
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        self.cases = await CaseBase.open(self.services.js, self.services.subjects,
-                                         limit=self.topology.cases.max_cases)
-
-    async def on_stop(self) -> None:
-        if self.cases is not None:
-            await self.cases.close()
-
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
         if await self._resume_paused(message, ctx):

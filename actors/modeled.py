@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.config import ModelSpec
 from actors.errors import ModelError
@@ -17,6 +17,9 @@ from actors.memory import (
 )
 from actors.runtime import Actor, MessageContext
 from protocol import ChatMessage, Usage
+
+if TYPE_CHECKING:
+    from actors.router import CaseBase
 
 ModelMessages = list[dict[str, Any]]
 
@@ -135,3 +138,23 @@ class ModelActor(Actor):
             return reply
         msg = "call_model needs at least one model"
         raise ValueError(msg)
+
+
+class CaseModelActor(ModelActor):
+    """A model actor that follows the case base (``actors.router.CaseBase``): the classifier
+    (near-identical cases route), the planner (similar cases, the learned tier) and the
+    reflector (stores cases, marks them with feedback)."""
+
+    cases: CaseBase | None = None
+    """The case base once started."""
+
+    async def on_start(self) -> None:
+        from actors.router import CaseBase
+
+        await super().on_start()
+        self.cases = await CaseBase.open(self.services.js, self.services.subjects,
+                                         limit=self.topology.cases.max_cases)
+
+    async def on_stop(self) -> None:
+        if self.cases is not None:
+            await self.cases.close()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 
 from actors.memory import history_messages, memory_text
-from actors.modeled import ModelActor
-from actors.router import CaseBase, case_lines, choose_tier, learned_tier, models_for
+from actors.modeled import CaseModelActor
+from actors.router import case_lines, choose_tier, learned_tier, models_for
 from actors.runtime import MessageContext, handler
 from protocol import Classification, Flow, Progress, TurnRequest
 
@@ -25,22 +25,11 @@ def parse_plan(text: str) -> tuple[str, ...]:
     return tuple(steps[:MAX_STEPS])
 
 
-class Planner(ModelActor):
+class Planner(CaseModelActor):
     """Plans SEQUENTIAL work with the session's Reflexion memory and similar past cases
     (SPEC.md §4)."""
 
     role = "planner"
-    cases: CaseBase | None = None
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        self.cases = await CaseBase.open(self.services.js, self.services.subjects,
-                                         limit=self.topology.cases.max_cases)
-
-    async def on_stop(self) -> None:
-        if self.cases is not None:
-            await self.cases.close()
-
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
         from actors.prompts import render

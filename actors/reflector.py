@@ -15,8 +15,8 @@ import msgspec
 
 from actors.errors import PermanentError
 from actors.memory import add_reflection
-from actors.modeled import ModelActor
-from actors.router import CaseBase, models_for
+from actors.modeled import CaseModelActor
+from actors.router import models_for
 from actors.runtime import MessageContext, handler
 from protocol import (
     Case,
@@ -107,23 +107,12 @@ def with_feedback(case: Case, value: int) -> Case:
                                    outcome="succeeded" if up else "failed")
 
 
-class Reflector(ModelActor):
+class Reflector(CaseModelActor):
     """Writes each run's reflection and key insight into the session (windows 5 and 20);
     applies people's feedback to the session's confidence (👎 also asks for a reflection);
     forgets a deleted thread's workspace and artifacts."""
 
     role = "reflector"
-    cases: CaseBase | None = None
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        self.cases = await CaseBase.open(self.services.js, self.services.subjects,
-                                         limit=self.topology.cases.max_cases)
-
-    async def on_stop(self) -> None:
-        if self.cases is not None:
-            await self.cases.close()
-
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
         match control.action:

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,6 +34,7 @@ _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
 _DETAIL_CHARS = 300
 
 OnText = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
 
 _providers: dict[str, str] = {}
 """Registered custom providers: name → ``module:Class`` (keeps registration idempotent)."""
@@ -182,14 +183,26 @@ async def complete(
     limit = timeout_s or spec.timeout_s
     kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
     try:
-        async with asyncio.timeout(limit):
-            return await _stream(litellm, spec, kwargs, on_text)
+        return await _bounded(litellm, spec, limit, _stream(litellm, spec, kwargs, on_text))
     except _CallbackError as wrapped:
         raise wrapped.error from None
+
+
+async def _bounded(litellm: ModuleType, spec: ModelSpec, limit: float,
+                   call: Awaitable[T]) -> T:
+    """``call`` within ``limit`` seconds, litellm's errors translated (``_translate``).
+
+    Raises:
+        ModelTimeoutError: past the limit. ModelError: as ``_translate`` maps it.
+        _CallbackError: unchanged (the caller's own callback failed).
+    """
+    try:
+        async with asyncio.timeout(limit):
+            return await call
     except TimeoutError as exc:
         msg = f"model {spec.name!r} did not finish within {limit:g} s"
         raise ModelTimeoutError(msg, model=spec.name) from exc
-    except (ModelError, asyncio.CancelledError):
+    except (ModelError, _CallbackError, asyncio.CancelledError):
         raise
     except Exception as exc:
         raise _translate(litellm, spec, exc, limit) from exc
@@ -219,17 +232,8 @@ async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
         kwargs["api_key"] = os.environ.get(spec.api_key_env)
     if name_provider(spec.name) not in _providers:
         kwargs.setdefault("max_retries", 0)
-    try:
-        async with asyncio.timeout(limit):
-            response = await litellm.aembedding(
-                **{k: v for k, v in kwargs.items() if v is not None})
-    except TimeoutError as exc:
-        msg = f"embedding model {spec.name!r} did not answer within {limit:g} s"
-        raise ModelTimeoutError(msg, model=spec.name) from exc
-    except (ModelError, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        raise _translate(litellm, spec, exc, limit) from exc
+    request = {k: v for k, v in kwargs.items() if v is not None}
+    response = await _bounded(litellm, spec, limit, litellm.aembedding(**request))
     item = response.data[0]
     vector = item["embedding"] if isinstance(item, dict) else item.embedding
     return tuple(float(v) for v in vector)

@@ -17,7 +17,8 @@ from protocol import ExecutionEvent, event_decoder
 
 
 def format_event(event: ExecutionEvent) -> str:
-    """``HH:MM:SS.mmm actor kind session [model] [tokens] [cost] [ms] detail`` on one line."""
+    """``HH:MM:SS.mmm actor kind session [model] [tokens] [cost] [ms] [step] [by] detail`` on
+    one line (``by=`` is what decided, on decision events)."""
     clock = time.strftime("%H:%M:%S", time.localtime(event.at)) + f".{int(event.at % 1 * 1000):03d}"
     parts = [clock, f"{event.actor:<20}", f"{event.kind:<12}", event.session]
     if event.model:
@@ -30,6 +31,8 @@ def format_event(event: ExecutionEvent) -> str:
         parts.append(f"{event.duration_ms:.1f}ms")
     if event.step:
         parts.append(f"step={event.step}")
+    if event.source:
+        parts.append(f"by={event.source}")
     if event.detail:
         parts.append("· " + " ".join(event.detail.split()))
     return " ".join(parts)

@@ -90,3 +90,13 @@ def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -
     assert not (tmp_path / "data" / "nats.url").exists()
     assert port_is_free(port), "the embedded nats-server was stopped"
     assert any("stopping" in line for line in lines)
+
+
+def test_events_tail_shows_what_decided() -> None:
+    from actors.events_tail import format_event
+    from protocol import ExecutionEvent
+
+    line = format_event(ExecutionEvent(
+        event_id="e1", session="s1", actor="classifier", kind="classified", at=0.0,
+        source="rule", detail="sequential dba simple database by rule:ops: forced"))
+    assert "by=rule" in line and "classifier" in line and "rule:ops" in line

@@ -14,6 +14,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402,F401
 import nats  # noqa: E402,F401
+import rank_bm25  # noqa: E402,F401 - the case base's ranking (and numpy), ~100 ms to import
 import uvloop  # noqa: E402,F401
 
 import actors.agent  # noqa: E402,F401

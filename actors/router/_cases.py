@@ -77,6 +77,7 @@ class CaseIndex:
     def __init__(self, limit: int = 2000) -> None:
         self.limit = limit
         self._cases: dict[str, Case] = {}
+        self._tokens: dict[str, list[str]] = {}
         self._words: dict[str, set[str]] = {}
         self._ids: list[str] = []
         self._bm25: Any = None
@@ -90,7 +91,8 @@ class CaseIndex:
     def put(self, case: Case) -> None:
         """Add or replace a case (a newer value of the same id replaces the older)."""
         self._cases[case.case_id] = case
-        self._words[case.case_id] = set(words(case.task))
+        tokens = self._tokens[case.case_id] = words(case.task) or ["_"]
+        self._words[case.case_id] = set(tokens)
         self._bm25 = None
         if len(self._cases) > self.limit:
             oldest = min(self._cases.values(), key=lambda c: c.at)
@@ -98,7 +100,7 @@ class CaseIndex:
 
     def remove(self, case_id: str) -> None:
         if self._cases.pop(case_id, None) is not None:
-            del self._words[case_id]
+            del self._words[case_id], self._tokens[case_id]
             self._bm25 = None
 
     def _model(self) -> Any:
@@ -106,7 +108,7 @@ class CaseIndex:
             from rank_bm25 import BM25Okapi
 
             self._ids = list(self._cases)
-            self._bm25 = BM25Okapi([words(self._cases[i].task) or ["_"] for i in self._ids])
+            self._bm25 = BM25Okapi([self._tokens[i] for i in self._ids])
         return self._bm25
 
     def similar(self, text: str, *, k: int, min_similarity: float,

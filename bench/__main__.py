@@ -9,17 +9,20 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench._store import DB_PATH, RESULTS_DIR, Figure, Store, latest, rows_of_run
-from bench._table import summary
+from bench._table import summary as _summary
 
 _log = logging.getLogger("bench")
 
-SCENARIOS = ("throughput", "replicas", "memory", "coldstart", "runtime")
+SCENARIOS = ("throughput", "replicas", "memory", "coldstart", "runtime", "learning")
 
 
-def _runner(name: str, quick: bool, delays: list[float] | None) -> Callable[[Path], list[Figure]]:
+def _runner(name: str, quick: bool, delays: list[float] | None,
+            sim_failure: str = "tries") -> Callable[[Path], list[Figure]]:
     from bench._footprint import run_cold_start, run_memory
+    from bench._learning import SIM_DELAY_S, run_learning
     from bench._runtime import run_runtime
     from bench._throughput import run_scaling, run_throughput
 
@@ -33,8 +36,18 @@ def _runner(name: str, quick: bool, delays: list[float] | None) -> Callable[[Pat
             return lambda d: run_runtime(d, quick=quick)
         case "memory":
             return lambda d: run_memory(d, quick=quick)
+        case "learning":
+            return lambda d: run_learning(d, quick=quick, delay_s=(delays or [SIM_DELAY_S])[0],
+                                          failure=sim_failure)
         case _:
             return lambda d: run_cold_start(d, quick=quick)
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """Every scenario's section of ``rows`` (``bench._table``), the learning one last."""
+    from bench._learning import learning_table
+
+    return "\n".join(part for part in (_summary(rows), learning_table(rows)) if part)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -49,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _log.info("scenario %s (%s)", name, "quick" if args.quick else "full")
             t0 = time.monotonic()
             try:
-                figures = _runner(name, args.quick, delays)(Path(tmp) / name)
+                figures = _runner(name, args.quick, delays, args.sim_failure)(Path(tmp) / name)
             except Exception:
                 _log.exception("scenario %s failed", name)
                 failed.append(name)
@@ -92,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true",
                      help="fewer requests and attempts: all scenarios in about 2 minutes")
     run.add_argument("--delays", help="simulated model latencies in seconds, comma-separated "
-                     "(default: 0 with --quick, else 0,0.2 for throughput and 0 for replicas)")
+                     "(default: 0 with --quick, else 0,0.2 for throughput, 0 for replicas; "
+                     "learning takes the first, default 0.05)")
+    run.add_argument("--sim-failure", choices=("tries", "stuck"), default="tries",
+                     help="learning: how the simulated model fails below a task's tier: tries "
+                     "(2 low-confidence turns, then escalation; default) or stuck (escalates "
+                     "at once)")
     run.set_defaults(func=cmd_run)
     report = commands.add_parser("report", help="print the latest figures and draw PNGs")
     report.add_argument("--out", default=str(RESULTS_DIR), help="where to write the PNGs")

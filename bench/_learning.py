@@ -368,7 +368,8 @@ def run_learning(workdir: Path, *, quick: bool, delay_s: float = SIM_DELAY_S,
     work: list[tuple[Kind | None, str]] = list(workload(TASKS[quick]))
     params: dict[str, Any] = {
         "tasks": len(work), "kinds": len(KINDS), "prices_usd_per_call": PRICES,
-        "role_tier": ROLE_TIER, "quick": quick, "failure": failure, "min_tiers": {k.name: k.min_tier for k in KINDS},
+        "role_tier": ROLE_TIER, "quick": quick, "failure": failure,
+        "min_tiers": {k.name: k.min_tier for k in KINDS},
     }
     base: dict[str, Any] = {"scenario": SCENARIO, "flow": "sequential", "in_flight": IN_FLIGHT,
                             "replicas": 1, "delay_s": delay_s, "params": params}

@@ -26,7 +26,7 @@ from openai_standin import (
 from pydantic import BaseModel
 
 from actors.config import ModelSpec
-from actors.errors import ModelError, ModelTimeoutError
+from actors.errors import ModelError, ModelTimeoutError, ModelUnavailableError
 from actors.llm import complete, parse_json_object
 from actors.tools import TOOL_SCHEMAS
 
@@ -254,9 +254,11 @@ async def test_mid_stream_error_is_a_model_error(server: OpenAIStandin) -> None:
     async def on_text(text: str) -> None:
         seen.append(text)
 
-    with pytest.raises(ModelError, match="The server had an error"):
+    with pytest.raises(ModelUnavailableError, match="broke off mid-stream") as caught:
         async with asyncio.timeout(20):
             await complete(_spec(server), HELLO, on_text=on_text, timeout_s=15)
+    assert "The server had an error" in str(caught.value)
+    assert "cannot reach" not in str(caught.value)
     assert len(seen) == 2 and PROSE.startswith(seen[-1])
     assert server.requests[-1].status == 200 and server.requests[-1].error is not None
 

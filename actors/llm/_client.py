@@ -360,8 +360,13 @@ def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: floa
     errors = litellm.exceptions
     name = spec.name
     original = getattr(exc, "original_exception", None)
-    if isinstance(exc, errors.MidStreamFallbackError) and isinstance(original, Exception):
-        exc = original  # an error raised while streaming, wrapped by litellm
+    if isinstance(exc, errors.MidStreamFallbackError):
+        # An error event in the middle of the stream (litellm wraps it, often as a connection
+        # error although the provider was reached): the answer broke off.
+        cause = original if isinstance(original, Exception) else exc
+        detail = _detail(cause, spec)
+        return ModelUnavailableError(f"model {name!r} failed: the answer broke off mid-stream "
+                                     f"({detail})", model=name)
     if isinstance(exc, errors.Timeout):
         return ModelTimeoutError(f"model {name!r} timed out after {limit:g} s", model=name)
     detail = _detail(exc, spec)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from actors.config import ModelSpec
-from actors.errors import ModelError
+from actors.errors import ModelError, StoreConflictError
 from actors.memory import (
     append_exchange,
     history_messages,
@@ -47,7 +47,16 @@ class ModelActor(Actor):
         return [*extra, *history_messages(session, limit)]
 
     async def remember(self, chat: ChatMessage, answer: str) -> None:
-        """Keep the exchange in the session's history and in the person's memory."""
+        """Keep the exchange in the session's history and in the person's memory.
+
+        The person's memory is one key for all their conversations with a bot, so many
+        answers at once write it concurrently: when it still loses the race after every
+        retry, the line is left out of their memory (logged) rather than failing the delivery,
+        which would answer the person a second time.
+
+        Raises:
+            StoreConflictError: the session's own history could not be written.
+        """
         window = self.topology.history_window
 
         def _add(state: Any) -> None:
@@ -55,7 +64,12 @@ class ModelActor(Actor):
                             session=chat.session)
 
         await self.services.sessions.update(chat.session, _add)
-        await self.services.users.update(user_key(memory_owner(chat), chat.user_id), _add)
+        key = user_key(memory_owner(chat), chat.user_id)
+        try:
+            await self.services.users.update(key, _add)
+        except StoreConflictError as exc:
+            self.log.warning("session %s: %s's memory not updated: %s", chat.session,
+                             chat.user_id, exc)
 
     async def embed_task(self, ctx: MessageContext, text: str) -> tuple[float, ...]:
         """The embedding of a task for the case base (``cases.embedding_model``); ``()`` when

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,10 @@ _log = logging.getLogger(__name__)
 
 KV_TIMEOUT_S = 5.0
 MAX_CAS_ATTEMPTS = 8
+CAS_BACKOFF_S = 0.002
+"""After the n-th lost compare-and-set, wait a random 0 to ``CAS_BACKOFF_S * 2**n`` seconds
+(full jitter) before reading again, so writers of one key spread out instead of colliding
+again: at most about 0.5 s over all attempts."""
 MIN_CONFIDENCE, MAX_CONFIDENCE = 10, 100
 """Confidence is clamped to 10-100 (SPEC.md §5)."""
 
@@ -59,13 +64,16 @@ class SessionStore:
         """Apply ``change`` to the session's state and store it with compare-and-set.
 
         ``change`` mutates the state in place; it may run more than once when another replica
-        writes the same session concurrently.
+        writes the same session concurrently (each retry after a jittered backoff,
+        ``CAS_BACKOFF_S``).
 
         Raises:
             StoreConflictError: lost the race ``MAX_CAS_ATTEMPTS`` times in a row.
             BrokerError: the bucket does not answer.
         """
-        for _attempt in range(MAX_CAS_ATTEMPTS):
+        for attempt in range(MAX_CAS_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, CAS_BACKOFF_S * 2 ** attempt))
             state, revision = await self._read(session)
             change(state)
             state.confidence = max(MIN_CONFIDENCE, min(MAX_CONFIDENCE, state.confidence))

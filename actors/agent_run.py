@@ -236,14 +236,17 @@ class AgentRun:
         )
         await self._checkpoint(state, status, reply=reply)
         await self.ctx.reply(chat.origin, reply)
-        await self.actor.remember(self.reply_to, answer)
-        await self._sync_workspace()
+        # The evaluation goes out with the answer: a redelivery after a later failure finds the
+        # run done and only repeats the answer, so nothing after this may carry the run's
+        # outcome (the reflection and the case base depend on it).
         await self.ctx.send("evaluator", TurnResult(
             request=self.request, text=answer, ok=status == "done", turns=len(state.trajectory),
             trajectory=tuple(state.trajectory), files_written=tuple(state.files_written),
             confidence=state.confidence, usage=state.usage,
             duration_ms=(time.perf_counter() - self.started) * 1000,
         ))
+        await self.actor.remember(self.reply_to, answer)
+        await self._sync_workspace()
 
     async def _second_opinion(self, state: LoopState, answer: str) -> str:
         """The code reviewer's answer with a random peer's opinion (``peer_review``)."""

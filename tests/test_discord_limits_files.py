@@ -4,35 +4,27 @@ through discord.py and the stand-in on a real nats-server."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import nats
 import pytest
-import pytest_asyncio
 from discord_standin import DiscordStandIn
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
-from discord_standin.fixtures import discord_standin, running_bot  # noqa: F401 - fixture
+from discord_standin.fixtures import (  # noqa: F401 - fixtures
+    discord_standin,
+    limits_kv,
+    running_bot,
+)
 from nats.js.kv import KeyValue
 
 from actors.artifacts import open_artifact_store
 from actors.config import Settings, load_topology
 from gateway.config import GatewaySettings
 from gateway.discord import BotServices
-from gateway.kv import limits_bucket
 from gateway.limits import Limiter, when
-from protocol import Subjects, Usage
+from protocol import Usage
 
 TIMEOUT_S = 20.0
-
-
-@pytest_asyncio.fixture
-async def limits_kv(nats_url: str) -> AsyncIterator[KeyValue]:
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    try:
-        yield await limits_bucket(nc.jetstream(), Subjects("sb"))
-    finally:
-        await nc.close()
 
 
 def _texts(s: DiscordStandIn) -> list[str]:
@@ -41,7 +33,7 @@ def _texts(s: DiscordStandIn) -> list[str]:
 
 async def test_user_and_guild_rate_limits_and_daily_tokens(
         nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors,  # noqa: F811
-        limits_kv: KeyValue) -> None:
+        limits_kv: KeyValue) -> None:  # noqa: F811
     s = discord_standin
     bob = s.add_user("bob")
     settings = GatewaySettings(debounce_s=0, user_rate=2, guild_rate=3, rate_window_s=3600,
@@ -74,7 +66,7 @@ async def test_user_and_guild_rate_limits_and_daily_tokens(
     assert refused is not None and "model tokens for today" in refused.text
 
 
-async def test_limits_tell_when_to_try_again(limits_kv: KeyValue) -> None:
+async def test_limits_tell_when_to_try_again(limits_kv: KeyValue) -> None:  # noqa: F811
     now = datetime(2026, 11, 21, 22, 30, tzinfo=UTC).timestamp()
     limiter = Limiter(limits_kv, GatewaySettings(daily_tokens=10, rate_window_s=60),
                       clock=lambda: now)

@@ -4,22 +4,21 @@ nats-server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import nats
-import pytest_asyncio
 from discord_standin import DiscordStandIn
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
-from discord_standin.fixtures import discord_standin, running_bot  # noqa: F401 - fixture
+from discord_standin.fixtures import (  # noqa: F401 - fixtures
+    discord_standin,
+    limits_kv,
+    running_bot,
+)
 from nats.js.kv import KeyValue
 from waiting import eventually
 
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord import BotServices
 from gateway.discord._bot import EMPTY_TEXT
-from gateway.kv import limits_bucket
 from gateway.limits import Limiter
-from protocol import ChatMessage, Flow, Subjects
+from protocol import ChatMessage, Flow
 
 TIMEOUT_S = 20.0
 
@@ -96,18 +95,9 @@ async def test_listening_channel_threads_and_mentions_say_whether_addressed(
         assert actors.inbox.empty()
 
 
-@pytest_asyncio.fixture
-async def limits_kv(nats_url: str) -> AsyncIterator[KeyValue]:
-    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
-    try:
-        yield await limits_bucket(nc.jetstream(), Subjects("sb"))
-    finally:
-        await nc.close()
-
-
 async def test_a_message_not_addressed_to_the_bot_is_refused_silently(
         nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors,  # noqa: F811
-        limits_kv: KeyValue) -> None:
+        limits_kv: KeyValue) -> None:  # noqa: F811
     s = discord_standin
     alice = s.alice["id"]
     listening = s.second_channel_id

@@ -20,7 +20,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats
 import pytest_asyncio
+from nats.js.kv import KeyValue
 
 from actors.bus import connect, provision
 from actors.config import Settings, load_topology
@@ -28,10 +30,21 @@ from gateway.bridge import Bridge
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord import SwitchboardBot, configure_discord_endpoints, current_endpoints
 from gateway.discord import discord_gateway as _discord_gateway
+from gateway.kv import limits_bucket
 from gateway.pool import BotPool, BotStore
 from protocol import Subjects
 
 from ._standin import DiscordStandIn
+
+
+@pytest_asyncio.fixture
+async def limits_kv(nats_url: str) -> AsyncIterator[KeyValue]:
+    """The gateway's rate-limit bucket on the test's nats-server."""
+    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
+    try:
+        yield await limits_bucket(nc.jetstream(), Subjects("sb"))
+    finally:
+        await nc.close()
 
 
 @pytest_asyncio.fixture

@@ -11,6 +11,7 @@ from protocol._codec import (
     dead_letter_decoder,
     encoder,
     event_decoder,
+    manifest_decoder,
     outbound_decoder,
     run_decoder,
     session_decoder,
@@ -51,6 +52,8 @@ from protocol._messages import (
     Usage,
 )
 from protocol._state import (
+    ArtifactEntry,
+    ArtifactManifest,
     Case,
     Checkpoint,
     EscalationMemo,
@@ -70,6 +73,8 @@ __all__ = [
     "HEADER_TYPE",
     "ActorId",
     "Approach",
+    "ArtifactEntry",
+    "ArtifactManifest",
     "Attachment",
     "Case",
     "Checkpoint",
@@ -114,6 +119,7 @@ __all__ = [
     "dead_letter_decoder",
     "encoder",
     "event_decoder",
+    "manifest_decoder",
     "outbound_decoder",
     "run_decoder",
     "session_decoder",

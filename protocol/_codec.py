@@ -11,7 +11,7 @@ from protocol._messages import (
     Outbound,
     TaskMessage,
 )
-from protocol._state import Case, Checkpoint, RunState, SessionState
+from protocol._state import ArtifactManifest, Case, Checkpoint, RunState, SessionState
 
 HEADER_TYPE = "Sb-Type"
 """The message's ``type`` tag, so a reader can route before decoding."""
@@ -31,6 +31,7 @@ session_decoder = msgspec.json.Decoder(SessionState)
 run_decoder = msgspec.json.Decoder(RunState)
 checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
 case_decoder = msgspec.json.Decoder(Case)
+manifest_decoder = msgspec.json.Decoder(ArtifactManifest)
 
 
 def type_tag(message: msgspec.Struct) -> str:

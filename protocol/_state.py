@@ -149,3 +149,21 @@ class RunState(msgspec.Struct, kw_only=True):
     confidence: int = 50
     started_at: float = 0.0
     updated_at: float = 0.0
+
+
+class ArtifactEntry(msgspec.Struct, kw_only=True, frozen=True, array_like=True):
+    """One stored workspace file: ``size`` bytes, lowercase hex ``sha256``, the file's
+    modification time when uploaded (``mtime_ns``, nanoseconds since the epoch, 0 unknown).
+    Encoded as a JSON array ``[size, sha256, mtime_ns]`` (a manifest holds many)."""
+
+    size: int
+    sha256: str
+    mtime_ns: int = 0
+
+
+class ArtifactManifest(msgspec.Struct, kw_only=True):
+    """The files a session has in the JetStream artifact store, under the session's key in the
+    ``<PREFIX>_ARTIFACT_INDEX`` bucket, so listing one session reads one key instead of the
+    metadata of every object of the bucket. ``files``: workspace path → entry."""
+
+    files: dict[str, ArtifactEntry] = {}

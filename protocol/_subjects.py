@@ -142,6 +142,11 @@ class Subjects:
         return f"{self._upper}_MESSAGES"
 
     @property
+    def artifacts_index_bucket(self) -> str:
+        """Which files each session has in the artifacts bucket, one key per session."""
+        return f"{self._upper}_ARTIFACT_INDEX"
+
+    @property
     def artifacts_bucket(self) -> str:
         """The object store of workspaces and attachments (``<session>/<path>`` names)."""
         return f"{self._upper}_ARTIFACTS"

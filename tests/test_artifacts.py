@@ -261,3 +261,32 @@ async def test_git_branches_survive_the_move(store: ArtifactStore, tmp_path: Pat
     assert await repo_b.commit_all("nothing new") is None
     await repo_b.merge(branch)
     assert (b.root / "app.py").read_text() == "print('turn 2')\n"
+
+
+async def test_jetstream_lists_a_session_from_its_manifest(nats_url: str) -> None:
+    """Objects stored before the index existed are indexed when the store opens; afterwards a
+    session is listed from its manifest, and deleting it still removes what the manifest
+    missed."""
+    from nats.js.api import ObjectMeta
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        bucket = artifacts_bucket(_TOPOLOGY)
+        raw = await js.create_object_store(bucket)
+        await raw.put("discord-1/old.txt", b"from before the index",
+                      meta=ObjectMeta(name="discord-1/old.txt", headers={"Sb-Mtime-Ns": ["7"]}))
+        store = await open_artifact_store(js, Settings(), _TOPOLOGY)
+        old = (await store.stat("discord-1"))["old.txt"]
+        assert (old.size, old.mtime_ns) == (len(b"from before the index"), 7)
+        await store.put("discord-1", "new.txt", b"new", mtime_ns=9)
+        await store.put("discord-2", "other.txt", b"other")
+        assert sorted(await store.list("discord-1")) == ["new.txt", "old.txt"]
+        assert await store.list("discord-2") == ["other.txt"]
+        # An object the manifest does not know (a put that failed before its index update).
+        await raw.put("discord-1/stray.txt", b"stray")
+        assert await store.delete_session("discord-1") == 3
+        assert await store.list("discord-1") == []
+        assert await store.list("discord-2") == ["other.txt"]
+    finally:
+        await nc.close()

@@ -46,8 +46,9 @@ async def open_artifact_store(js: JetStreamContext, settings: Settings, topology
 
         return await S3ArtifactStore.open(settings.s3_bucket, prefix=settings.s3_prefix,
                                           endpoint_url=settings.s3_endpoint_url)
-    return await JetStreamArtifactStore.open(js, artifacts_bucket(topology),
-                                             replicas=topology.stream_replicas)
+    return await JetStreamArtifactStore.open(
+        js, artifacts_bucket(topology), replicas=topology.stream_replicas,
+        index_bucket=topology.subjects.artifacts_index_bucket)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
-from actors.errors import BrokerError, StoreConflictError
+from actors.runtime._cas import compare_and_set, read_entry
 from protocol import SessionState, encoder, session_decoder
 
 _log = logging.getLogger(__name__)
 
-KV_TIMEOUT_S = 5.0
-MAX_CAS_ATTEMPTS = 8
-CAS_BACKOFF_S = 0.002
-"""After the n-th lost compare-and-set, wait a random 0 to ``CAS_BACKOFF_S * 2**n`` seconds
-(full jitter) before reading again, so writers of one key spread out instead of colliding
-again: at most about 0.5 s over all attempts."""
 MIN_CONFIDENCE, MAX_CONFIDENCE = 10, 100
 """Confidence is clamped to 10-100 (SPEC.md §5)."""
 
@@ -44,54 +34,39 @@ class SessionStore:
         return state
 
     async def _read(self, session: str) -> tuple[SessionState, int | None]:
+        value, revision = await read_entry(self._kv, session, what="session store")
+        return self._decode(session, value), revision
+
+    @staticmethod
+    def _decode(session: str, value: bytes | None) -> SessionState:
+        if not value:
+            return SessionState(session=session)
         try:
-            async with asyncio.timeout(KV_TIMEOUT_S):
-                entry = await self._kv.get(session)
-        except nats.js.errors.KeyNotFoundError:
-            return SessionState(session=session), None
-        except (TimeoutError, nats.errors.Error) as exc:
-            msg = f"session store did not answer for {session}: {exc or type(exc).__name__}"
-            raise BrokerError(msg) from exc
-        if not entry.value:
-            return SessionState(session=session), entry.revision
-        try:
-            return session_decoder.decode(entry.value), entry.revision
+            return session_decoder.decode(value)
         except msgspec.DecodeError:
             _log.error("session %s: stored state is unreadable; starting afresh", session)
-            return SessionState(session=session), entry.revision
+            return SessionState(session=session)
 
     async def update(self, session: str, change: Callable[[SessionState], None]) -> SessionState:
-        """Apply ``change`` to the session's state and store it with compare-and-set.
+        """Apply ``change`` to the session's state and store it with compare-and-set
+        (``actors.runtime._cas``).
 
         ``change`` mutates the state in place; it may run more than once when another replica
-        writes the same session concurrently (each retry after a jittered backoff,
-        ``CAS_BACKOFF_S``).
+        writes the same session concurrently.
 
         Raises:
-            StoreConflictError: lost the race ``MAX_CAS_ATTEMPTS`` times in a row.
+            StoreConflictError: lost the race 8 times in a row.
             BrokerError: the bucket does not answer.
         """
-        for attempt in range(MAX_CAS_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(random.uniform(0, CAS_BACKOFF_S * 2 ** attempt))
-            state, revision = await self._read(session)
+        written: list[SessionState] = []
+
+        def _next(value: bytes | None) -> bytes:
+            state = self._decode(session, value)
             change(state)
             state.confidence = max(MIN_CONFIDENCE, min(MAX_CONFIDENCE, state.confidence))
             state.updated_at = time.time()
-            data = encoder.encode(state)
-            try:
-                async with asyncio.timeout(KV_TIMEOUT_S):
-                    if revision is None:
-                        await self._kv.create(session, data)
-                    else:
-                        await self._kv.update(session, data, last=revision)
-                return state
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError):
-                continue
-            except nats.js.errors.BadRequestError:
-                continue
-            except (TimeoutError, nats.errors.Error) as exc:
-                msg = f"session store did not answer for {session}: {exc or type(exc).__name__}"
-                raise BrokerError(msg) from exc
-        msg = f"session {session}: {MAX_CAS_ATTEMPTS} concurrent writers in a row, giving up"
-        raise StoreConflictError(msg)
+            written[:] = [state]
+            return encoder.encode(state)
+
+        await compare_and_set(self._kv, session, _next, what="session store")
+        return written[0]

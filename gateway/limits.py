@@ -14,7 +14,6 @@ they must not take the bot down.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -22,17 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
+from actors.errors import BrokerError, StoreConflictError
+from actors.runtime import compare_and_set, read_entry
 from gateway.config import GatewaySettings
 from gateway.errors import StoreError
-from gateway.kv import KV_TIMEOUT_S
 
 _log = logging.getLogger(__name__)
-
-MAX_CAS_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,35 +117,29 @@ class Limiter:
 
     async def _read(self, key: str) -> tuple[int, int | None]:
         try:
-            async with asyncio.timeout(KV_TIMEOUT_S):
-                entry = await self.kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            return 0, None
-        except (TimeoutError, nats.errors.Error) as exc:
-            msg = f"limits bucket did not answer for {key}: {exc or type(exc).__name__}"
-            raise StoreError(msg) from exc
-        return int(entry.value or b"0"), entry.revision
+            value, revision = await read_entry(self.kv, key, what="limits bucket")
+        except BrokerError as exc:
+            raise StoreError(str(exc)) from exc
+        return int(value or b"0"), revision
 
     async def _incr(self, key: str, by: int = 1) -> int:
-        """Add ``by`` to the counter ``key`` with compare-and-set; returns the new value."""
-        for _attempt in range(MAX_CAS_ATTEMPTS):
-            value, revision = await self._read(key)
-            data = str(value + by).encode()
-            try:
-                async with asyncio.timeout(KV_TIMEOUT_S):
-                    if revision is None:
-                        await self.kv.create(key, data)
-                    else:
-                        await self.kv.update(key, data, last=revision)
-                return value + by
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError,
-                    nats.js.errors.BadRequestError):
-                continue
-            except (TimeoutError, nats.errors.Error) as exc:
-                msg = f"limits bucket did not answer for {key}: {exc or type(exc).__name__}"
-                raise StoreError(msg) from exc
-        msg = f"limits counter {key}: {MAX_CAS_ATTEMPTS} concurrent writers in a row"
-        raise StoreError(msg)
+        """Add ``by`` to the counter ``key`` with compare-and-set (``actors.runtime._cas``:
+        retried with jittered backoff); returns the new value.
+
+        Raises:
+            StoreError: the bucket did not answer, or lost the race 8 times in a row.
+        """
+        written: list[int] = []
+
+        def _next(value: bytes | None) -> bytes:
+            written[:] = [int(value or b"0") + by]
+            return str(written[0]).encode()
+
+        try:
+            await compare_and_set(self.kv, key, _next, what="limits counter")
+        except (BrokerError, StoreConflictError) as exc:
+            raise StoreError(str(exc)) from exc
+        return written[0]
 
 
 def _next_midnight(now: float) -> float:

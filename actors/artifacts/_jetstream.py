@@ -43,7 +43,7 @@ from actors.artifacts._store import (
     sha256_hex,
 )
 from actors.errors import ArtifactError, ArtifactNotFoundError, BrokerError, StoreConflictError
-from actors.runtime._cas import compare_and_set, read_entry
+from actors.runtime import compare_and_set, read_entry
 from protocol import ArtifactEntry, ArtifactManifest, encoder, manifest_decoder
 
 T = TypeVar("T")

@@ -1,7 +1,8 @@
 """The actor runtime: base actor, JetStream dispatch (ack / nak / term / dead-letter), pull
-consumer, session store, tracing, and the loop that runs one replica."""
+consumer, session store, compare-and-set on KV keys, tracing, and the loop that runs one replica."""
 
 from actors.runtime._actor import Actor, MessageContext, Services, handler
+from actors.runtime._cas import compare_and_set, read_entry
 from actors.runtime._dispatch import Dispatcher, waiting_request
 from actors.runtime._pull import PullConsumer
 from actors.runtime._service import run_actor, stop_on_signals
@@ -20,9 +21,11 @@ __all__ = [
     "PullConsumer",
     "Services",
     "SessionStore",
+    "compare_and_set",
     "current_trace_id",
     "current_traceparent",
     "handler",
+    "read_entry",
     "run_actor",
     "setup_tracing",
     "span_from_headers",

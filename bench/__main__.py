@@ -79,9 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Print the latest figures of every scenario and draw the PNG plots."""
-    from bench._plots import draw_all
-
+    """Print the latest figures of every scenario and draw the PNG plots (tables only, with a
+    hint, when matplotlib — the ``bench`` extra — is not installed)."""
     rows = latest(Path(args.db))
     if not rows:
         print(f"No figures in {args.db}: run `python -m bench run --quick` first.")
@@ -91,6 +90,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"{scenario}: run {run_id}, commit {commit}")
     print()
     print(summary(rows))
+    try:
+        from bench._plots import draw_all
+    except ImportError:
+        print("\n(no plots: `pip install -e '.[bench]'` installs matplotlib for them)")
+        return 0
     for path in draw_all(rows, Path(args.out)):
         print(f"wrote {path}")
     return 0

@@ -38,6 +38,7 @@ class Classifier(CaseModelActor):
     """Routes each ChatMessage (see the module docstring)."""
 
     role = "classifier"
+
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
         if await self._resume_paused(message, ctx):

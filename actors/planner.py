@@ -30,6 +30,7 @@ class Planner(CaseModelActor):
     (SPEC.md §4)."""
 
     role = "planner"
+
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
         from actors.prompts import render

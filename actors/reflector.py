@@ -113,6 +113,7 @@ class Reflector(CaseModelActor):
     forgets a deleted thread's workspace and artifacts."""
 
     role = "reflector"
+
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
         match control.action:

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 MAX_FILE_BYTES = 8 * 1024 * 1024
 """Largest file attached to an answer (Discord's upload limit without boosts)."""
 _MARKER = re.compile(r"<<([^<>\n]{1,300})>>")
+ANSWER_KEY, RESULT_KEY = "answer", "result"
+"""Publish keys of a run's answer and result (``MessageContext.send``): the same on a
+redelivery, so a run that finished before its ack is answered and evaluated once."""
 
 
 class AgentRun:
@@ -106,8 +109,12 @@ class AgentRun:
                              usage=self.request.usage, confidence=session.confidence)
         self.control_seq, self.branch = checkpoint.control_seq, checkpoint.branch
         if checkpoint.status in {"done", "aborted"}:
-            if checkpoint.reply is not None:  # finished before the ack: answer again
-                await self.ctx.reply(checkpoint.reply.origin, checkpoint.reply)
+            if checkpoint.reply is not None:
+                # Finished before the ack: publish the answer and the result again, under the
+                # same keys, so JetStream drops whichever copies were already stored.
+                await self.ctx.reply(checkpoint.reply.origin, checkpoint.reply, key=ANSWER_KEY)
+                await self.ctx.send("evaluator", _result_from(checkpoint, self.request),
+                                    key=RESULT_KEY)
             return None
         if checkpoint.status == "paused" and self.request.answer is None:
             return None  # a duplicate of the request that paused
@@ -235,7 +242,7 @@ class AgentRun:
             commit=commit_message,
         )
         await self._checkpoint(state, status, reply=reply)
-        await self.ctx.reply(chat.origin, reply)
+        await self.ctx.reply(chat.origin, reply, key=ANSWER_KEY)
         # The evaluation goes out with the answer: a redelivery after a later failure finds the
         # run done and only repeats the answer, so nothing after this may carry the run's
         # outcome (the reflection and the case base depend on it).
@@ -244,7 +251,7 @@ class AgentRun:
             trajectory=tuple(state.trajectory), files_written=tuple(state.files_written),
             confidence=state.confidence, usage=state.usage,
             duration_ms=(time.perf_counter() - self.started) * 1000,
-        ))
+        ), key=RESULT_KEY)
         await self.actor.remember(self.reply_to, answer)
         await self._sync_workspace()
 
@@ -291,6 +298,17 @@ class AgentRun:
             return f"📎 {rel}"
 
         return _MARKER.sub(_swap, answer), tuple(files)
+
+
+def _result_from(checkpoint: Checkpoint, request: TurnRequest) -> TurnResult:
+    """The TurnResult of a run that finished, rebuilt from its final checkpoint."""
+    reply = checkpoint.reply
+    return TurnResult(
+        request=request, text=reply.text if reply is not None else "",
+        ok=checkpoint.status == "done", turns=len(checkpoint.trajectory),
+        trajectory=checkpoint.trajectory, files_written=checkpoint.files_written,
+        confidence=checkpoint.confidence, usage=checkpoint.usage,
+    )
 
 
 def _state_from(checkpoint: Checkpoint) -> LoopState:

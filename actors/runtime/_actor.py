@@ -208,44 +208,53 @@ class MessageContext:
     _sent: int = field(default=0)
     confirmations: Confirmations | None = None
 
-    def _msg_id(self, target: str) -> str:
+    def _msg_id(self, target: str, key: str) -> str:
+        if key:
+            return f"{self.actor.actor_id.role}:{self.stream_seq}:{target}:{key}"
         self._sent += 1
         return f"{self.actor.actor_id.role}:{self.stream_seq}:{target}:{self._sent}"
 
-    def _headers(self, message: msgspec.Struct, target: str) -> dict[str, str]:
+    def _headers(self, message: msgspec.Struct, target: str, key: str = "") -> dict[str, str]:
         headers = {
             HEADER_TYPE: type_tag(message),
             HEADER_SESSION: self.session,
-            HEADER_MSG_ID: self._msg_id(target),
+            HEADER_MSG_ID: self._msg_id(target, key),
         }
         traceparent = current_traceparent()
         if traceparent:
             headers[HEADER_TRACEPARENT] = traceparent
         return headers
 
-    async def send(self, role: str, message: msgspec.Struct) -> None:
+    async def send(self, role: str, message: msgspec.Struct, *, key: str = "") -> None:
         """Publish ``message`` to ``role``'s task subject; this delivery is acked only once
         JetStream stored it (see the class docstring).
+
+        Args:
+            key: names this publish within the delivery, so that a redelivery publishing it
+                again — after a different number of other publishes — gets the same
+                ``Nats-Msg-Id`` and JetStream drops the copy (within the streams' 2-minute
+                duplicate window). Without it, publishes are numbered in order.
 
         Raises:
             BrokerError: no stream stored it within 10 s (only without ``confirmations``; with
                 them the delivery fails instead).
         """
-        await self._publish(self.actor.services.subjects.task(role), message, role)
+        await self._publish(self.actor.services.subjects.task(role), message, role, key)
 
-    async def reply(self, origin: str, message: msgspec.Struct) -> None:
+    async def reply(self, origin: str, message: msgspec.Struct, *, key: str = "") -> None:
         """Publish a Progress / Reply / ConsolidatedOptions to the gateway ``origin`` (stored
-        by the outbox stream before this delivery is acked, as for ``send``).
+        by the outbox stream before this delivery is acked, as for ``send``; ``key`` as there).
 
         Raises:
             BrokerError: the outbox stream did not store it within 10 s (only without
                 ``confirmations``).
         """
         await self._publish(self.actor.services.subjects.outbox(origin), message,
-                            f"out-{origin}")
+                            f"out-{origin}", key)
 
-    async def _publish(self, subject: str, message: msgspec.Struct, target: str) -> None:
-        headers = self._headers(message, target)
+    async def _publish(self, subject: str, message: msgspec.Struct, target: str,
+                       key: str = "") -> None:
+        headers = self._headers(message, target, key)
         publisher = self.actor.services.publisher
         confirmations = self.confirmations
         if publisher is None or confirmations is None:

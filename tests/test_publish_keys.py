@@ -1,0 +1,45 @@
+"""Keyed publishes (``MessageContext.send`` / ``reply`` with ``key``): a redelivery that
+publishes a run's answer again, after a different number of other publishes, is dropped by
+JetStream's de-duplication, so the person is answered once. Against a real nats-server."""
+
+from __future__ import annotations
+
+import types
+
+import nats
+
+from actors.bus import provision
+from actors.config import load_topology
+from actors.runtime import MessageContext
+from protocol import ActorId, Progress, Reply, Subjects
+
+TOPOLOGY = load_topology()
+
+
+def _context(js: object, stream_seq: int) -> MessageContext:
+    services = types.SimpleNamespace(subjects=Subjects(), js=js, publisher=None)
+    actor = types.SimpleNamespace(actor_id=ActorId("python_coder", 0), services=services)
+    return MessageContext(actor=actor, session="s1", stream_seq=stream_seq,  # type: ignore[arg-type]
+                          deliveries=1)
+
+
+async def test_a_keyed_answer_published_again_by_a_redelivery_is_stored_once(
+        nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await provision(js, TOPOLOGY, ["python_coder"])
+        answer = Reply(session="s1", origin="term-x", in_reply_to="m1", text="done")
+        progress = Progress(session="s1", origin="term-x", in_reply_to="m1", stage="turn")
+        first = _context(js, stream_seq=42)
+        await first.reply("term-x", progress)
+        await first.reply("term-x", progress)
+        await first.reply("term-x", answer, key="answer")
+        again = _context(js, stream_seq=42)  # the same task, redelivered
+        await again.reply("term-x", answer, key="answer")
+        other = _context(js, stream_seq=43)  # another task
+        await other.reply("term-x", answer, key="answer")
+        info = await js.stream_info(Subjects().outbox_stream)
+        assert info.state.messages == 4  # 2 progress + the answer of task 42 + task 43's
+    finally:
+        await nc.close()

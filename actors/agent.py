@@ -25,6 +25,7 @@ from protocol import (
     Flow,
     Progress,
     Reply,
+    RunState,
     TurnRequest,
     Usage,
 )
@@ -70,13 +71,45 @@ class AgentActor(ModelActor):
 
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
-        """👍 / 👎 on a commit message: merge the run's branch into main, or delete it."""
-        from actors.artifacts import restore_workspace, sync_to_store
-        from actors.tools import GitRepo, Workspace
+        """👍 / 👎 on a commit message: merge the run's branch into main, or delete it.
+
+        The session's run lock is held meanwhile: a run still finishing in the workspace
+        (syncing it, committing) or a later run of the session is never raced.
+        """
+        from actors.runs import RunLock
 
         if control.action not in {ControlAction.MERGE, ControlAction.DISCARD}:
             msg = f"{self.actor_id.role} does not handle {control.action} controls"
             raise PermanentError(msg)
+        lock = RunLock(self.services.js, self.services.runs, self.services.subjects.runs_bucket,
+                       RunState(session=control.session, role=self.actor_id.role,
+                                holder=str(self.actor_id), status=str(control.action),
+                                request_id=f"{control.action}:{control.message_id}"),
+                       ttl_s=self.topology.lock_ttl_s)
+        await lock.acquire(wait_s=self.topology.lock_wait_s)
+        try:
+            text = await self._merge_or_discard(control)
+        finally:
+            await lock.release()
+        await ctx.emit(str(control.action), detail=f"{control.branch}: {text}"[:500])
+        # Merging the work is a 👍 on the run's answer, deleting it a 👎 (SPEC.md §5): the
+        # reflector moves the session's confidence and marks the run's case.
+        await ctx.send("reflector", Control(
+            session=control.session, action=ControlAction.FEEDBACK,
+            value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
+            user_id=control.user_id, message_id=control.message_id))
+        if control.origin:
+            await ctx.reply(control.origin, Reply(
+                session=control.session, origin=control.origin, in_reply_to=control.message_id,
+                text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role,
+            ))
+
+    async def _merge_or_discard(self, control: Control) -> str:
+        """Merge or delete ``control.branch`` in the session's workspace (restored from and
+        synced back to the artifact store); the person's confirmation text."""
+        from actors.artifacts import restore_workspace, sync_to_store
+        from actors.tools import GitRepo, Workspace
+
         workspace = Workspace.for_session(self.services.settings.workspace_root,
                                           control.session)
         if self.services.artifacts is not None:
@@ -93,18 +126,7 @@ class AgentActor(ModelActor):
             text = f"⚠️ Could not {control.action} `{control.branch}`: {exc}"
         if self.services.artifacts is not None:
             await sync_to_store(self.services.artifacts, workspace)
-        await ctx.emit(str(control.action), detail=f"{control.branch}: {text}"[:500])
-        # Merging the work is a 👍 on the run's answer, deleting it a 👎 (SPEC.md §5): the
-        # reflector moves the session's confidence and marks the run's case.
-        await ctx.send("reflector", Control(
-            session=control.session, action=ControlAction.FEEDBACK,
-            value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
-            user_id=control.user_id, message_id=control.message_id))
-        if control.origin:
-            await ctx.reply(control.origin, Reply(
-                session=control.session, origin=control.origin, in_reply_to=control.message_id,
-                text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role,
-            ))
+        return text
 
     async def _single_turn(self, request: TurnRequest, ctx: MessageContext) -> None:
         from actors.llm import strip_report

@@ -62,7 +62,7 @@ class ModelSpec(BaseModel):
 
     ``api_key_env`` names the environment variable holding the key; litellm's own variables
     (``OPENAI_API_KEY``, ``OPENROUTER_API_KEY``, ...) work without it. ``params`` are passed to
-    ``litellm.acompletion`` as they are.
+    the provider as they are (litellm's own options such as ``max_retries`` only to litellm).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -74,6 +74,10 @@ class ModelSpec(BaseModel):
     max_tokens: int | None = None
     timeout_s: float = Field(default=120.0, gt=0)
     params: dict[str, Any] = {}
+    transport: Literal["auto", "litellm"] = "auto"
+    """``auto``: OpenAI-compatible providers are streamed directly (litellm resolves the
+    provider, endpoint, key and price; ``actors.llm._direct``), the others through
+    ``litellm.acompletion``; ``litellm``: always through ``litellm.acompletion``."""
 
     @model_validator(mode="before")
     @classmethod

@@ -36,6 +36,11 @@ class ModelActor(Actor):
 
         register_providers(self.topology.providers)
 
+    async def on_stop(self) -> None:
+        from actors.llm import close_sessions
+
+        await close_sessions()
+
     async def context_messages(self, chat: ChatMessage, *, limit: int = 10
                                ) -> list[dict[str, Any]]:
         """The conversation so far for a model: what this person said elsewhere (per-user
@@ -172,3 +177,4 @@ class CaseModelActor(ModelActor):
     async def on_stop(self) -> None:
         if self.cases is not None:
             await self.cases.close()
+        await super().on_stop()

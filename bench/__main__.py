@@ -16,13 +16,15 @@ from bench._table import summary as _summary
 
 _log = logging.getLogger("bench")
 
-SCENARIOS = ("throughput", "replicas", "memory", "coldstart", "runtime", "learning")
+SCENARIOS = ("throughput", "replicas", "memory", "coldstart", "runtime", "learning",
+             "modelcall")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
             sim_failure: str = "tries") -> Callable[[Path], list[Figure]]:
     from bench._footprint import run_cold_start, run_memory
     from bench._learning import SIM_DELAY_S, run_learning
+    from bench._modelcall import run_modelcall
     from bench._runtime import run_runtime
     from bench._throughput import run_scaling, run_throughput
 
@@ -36,6 +38,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_runtime(d, quick=quick)
         case "memory":
             return lambda d: run_memory(d, quick=quick)
+        case "modelcall":
+            return lambda d: run_modelcall(d, quick=quick)
         case "learning":
             return lambda d: run_learning(d, quick=quick, delay_s=(delays or [SIM_DELAY_S])[0],
                                           failure=sim_failure)
@@ -44,10 +48,13 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    """Every scenario's section of ``rows`` (``bench._table``), the learning one last."""
+    """Every scenario's section of ``rows`` (``bench._table``), then the learning and the
+    model-call ones."""
     from bench._learning import learning_table
+    from bench._modelcall import modelcall_table
 
-    return "\n".join(part for part in (_summary(rows), learning_table(rows)) if part)
+    parts = (_summary(rows), learning_table(rows), modelcall_table(rows))
+    return "\n\n".join(part for part in parts if part)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

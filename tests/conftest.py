@@ -8,10 +8,11 @@ port with a temporary store, torn down after the test.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from actors.embedded import EmbeddedNats
 
@@ -62,3 +63,13 @@ def nats_url(nats_server: EmbeddedNats | None) -> Iterator[str]:
         yield from _container_url()
     else:
         yield os.environ["NATS_URL"]
+
+
+@pytest_asyncio.fixture
+async def close_model_sessions() -> AsyncIterator[None]:
+    """Close the model-call HTTP session of the test's event loop afterwards (the direct path
+    keeps one per loop: ``actors.llm.close_sessions``)."""
+    yield
+    from actors.llm import close_sessions
+
+    await close_sessions()

@@ -12,6 +12,8 @@ from actors.llm import embed
 from actors.router import CaseIndex
 from protocol import Case
 
+pytestmark = pytest.mark.usefixtures("close_model_sessions")
+
 KEY_VAR = "SB_TEST_EMBED_KEY"
 
 

@@ -19,6 +19,8 @@ from actors.prompts import render
 from actors.tools import TOOL_SCHEMAS, Workspace, run_tool
 from protocol import AGENT_ROLES
 
+pytestmark = pytest.mark.usefixtures("close_model_sessions")
+
 OFFLINE = ModelSpec(name="offline/tier-2")
 TASK = "write a python function that reverses a string and test it"
 

@@ -27,8 +27,10 @@ from pydantic import BaseModel
 
 from actors.config import ModelSpec
 from actors.errors import ModelError, ModelTimeoutError, ModelUnavailableError
-from actors.llm import complete, parse_json_object
+from actors.llm import close_sessions, complete, parse_json_object
 from actors.tools import TOOL_SCHEMAS
+
+pytestmark = pytest.mark.usefixtures("close_model_sessions")
 
 KEY_ENV = "SB_STANDIN_KEY"
 WRONG_KEY = "sk-wrong-secret-0123456789"
@@ -390,11 +392,17 @@ def test_valid_bodies_pass() -> None:
 
 def test_thread_mode_serves_a_synchronous_test(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
+    async def ask(spec: Any) -> Any:
+        try:
+            return await asyncio.wait_for(complete(spec, HELLO, timeout_s=15), 20)
+        finally:
+            await close_sessions()
+
     with OpenAIStandin().in_thread() as server:
         spec = _spec(server)
-        first = asyncio.run(asyncio.wait_for(complete(spec, HELLO, timeout_s=15), 20))
+        first = asyncio.run(ask(spec))
         server.brain = lambda request: Answer("Swapped at runtime.")
-        second = asyncio.run(asyncio.wait_for(complete(spec, HELLO, timeout_s=15), 20))
+        second = asyncio.run(ask(spec))
         records = server.wait_for_requests(2, timeout=5)
     assert "reverse a string" in first.text and second.text == "Swapped at runtime."
     assert [r.status for r in records] == [200, 200]

@@ -15,6 +15,8 @@ from actors.llm import complete
 from actors.router import SCHEMA, response_format_for, route_message
 from protocol import ChatMessage, Flow
 
+pytestmark = pytest.mark.usefixtures("close_model_sessions")
+
 KEY_VAR = "SB_TEST_ROUTER_KEY"
 TOPOLOGY = load_topology()
 ROUTE = {"respond": True, "flow": "sequential", "task_type": "docs",

@@ -4,12 +4,14 @@ Importing this package does not import litellm; the first call does.
 """
 
 from actors.llm._client import ModelReply, complete, embed, register_providers
+from actors.llm._direct import close_sessions
 from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
 
 __all__ = [
     "ModelReply",
     "Report",
     "Status",
+    "close_sessions",
     "complete",
     "embed",
     "parse_json_object",

@@ -1,4 +1,13 @@
-"""Every model call goes through here: ``litellm.acompletion`` with streaming, translated errors.
+"""Every model call goes through here, streamed, with translated errors, by one of three paths:
+
+- the offline model (and any registered custom provider with a ``direct`` method) is called
+  in-process, without litellm's custom-provider wrapper (2-3 ms a call, shared/NOTES.md);
+- OpenAI-compatible providers are streamed directly (``actors.llm._direct``), litellm
+  resolving the provider, endpoint, key and price;
+- everything else, and any model with ``transport: litellm``, through ``litellm.acompletion``.
+
+The three give the same ``ModelReply`` and raise the same errors (``tests/test_llm_paths.py``
+runs the same streams through the direct and the litellm path and compares them).
 
 ``import litellm`` costs about 1.6 s and 160 MB (shared/NOTES.md), so it is imported on first
 use, never when ``actors.llm`` is imported.
@@ -38,6 +47,8 @@ T = TypeVar("T")
 
 _providers: dict[str, str] = {}
 """Registered custom providers: name → ``module:Class`` (keeps registration idempotent)."""
+_handlers: dict[str, Any] = {}
+"""Registered custom providers: name → handler instance."""
 
 
 class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,13 +56,15 @@ class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
 
     ``text`` is the whole answer; ``tool_calls`` are complete (arguments are the JSON text the
     model streamed); ``usage`` counts this one call (``calls=1``); ``finish_reason`` is the
-    provider's (``stop``, ``tool_calls``, ``length``, ...).
+    provider's (``stop``, ``tool_calls``, ``length``, ...); ``reasoning`` is the reasoning
+    text of models that stream it (``delta.reasoning_content``).
     """
 
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = Usage()
     finish_reason: str = "stop"
+    reasoning: str = ""
 
 
 def _litellm() -> ModuleType:
@@ -84,7 +97,7 @@ def register_providers(providers: dict[str, str]) -> None:
     for name, target in providers.items():
         if _providers.get(name) == target:
             continue
-        handler = _instantiate(litellm, name, target)
+        handler = _handlers[name] = _instantiate(litellm, name, target)
         current = getattr(litellm, "custom_provider_map", [])
         litellm.custom_provider_map = [
             item for item in current if item["provider"] != name
@@ -113,9 +126,7 @@ def _call_kwargs(
     spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
     timeout_s: float, response_format: dict[str, Any] | None = None, max_tokens: int = 0,
 ) -> dict[str, Any]:
-    limit = spec.max_tokens
-    if max_tokens:
-        limit = min(limit, max_tokens) if limit else max_tokens
+    limit = _token_limit(spec, max_tokens)
     kwargs: dict[str, Any] = {
         "model": spec.name,
         "messages": messages,
@@ -142,6 +153,13 @@ def _call_kwargs(
             raise ModelRejectedError(msg, model=spec.name) from exc
     kwargs.update(spec.params)
     return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _token_limit(spec: ModelSpec, max_tokens: int) -> int | None:
+    """The lower of the model's ``max_tokens`` and the caller's (0 / None: no limit)."""
+    if max_tokens and spec.max_tokens:
+        return min(spec.max_tokens, max_tokens)
+    return max_tokens or spec.max_tokens
 
 
 async def complete(
@@ -179,13 +197,53 @@ async def complete(
         ModelUnavailableError: the provider could not answer now (rate limit, 5xx,
             connection). Every message names the model and the cause, never the key.
     """
+    from actors.llm import _direct
+
     litellm = _litellm()
     limit = timeout_s or spec.timeout_s
-    kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
+    handler = _handlers.get(name_provider(spec.name))
     try:
+        if handler is not None:
+            direct = getattr(handler, "direct", None)
+            if direct is not None and spec.transport != "litellm":
+                return await _bounded(litellm, spec, limit, direct(
+                    spec.name, messages, tools=tools, params=spec.params,
+                    on_text=_guarded(on_text)))
+        elif (route := _direct.resolve(spec)) is not None:
+            body = _direct.request_body(route, spec, messages, tools=tools,
+                                        max_tokens=_token_limit(spec, max_tokens),
+                                        response_format=response_format)
+            return await _bounded(litellm, spec, limit,
+                                  _stream_direct(litellm, route, spec, messages, body, on_text))
+        kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
         return await _bounded(litellm, spec, limit, _stream(litellm, spec, kwargs, on_text))
     except _CallbackError as wrapped:
         raise wrapped.error from None
+
+
+async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
+                         messages: list[dict[str, Any]], body: bytes,
+                         on_text: OnText | None) -> ModelReply:
+    from actors.llm import _direct
+
+    fold = _direct.Fold()
+    guarded = _guarded(on_text)
+
+    async def on_chunk() -> None:
+        if guarded is not None:
+            await guarded(fold.text)
+
+    await _direct.stream(route, spec, body, fold, on_chunk)
+    reported = fold.usage or {}
+    usage = _usage(litellm, spec, messages, fold.text, reported.get("prompt_tokens"),
+                   reported.get("completion_tokens"))
+    calls = tuple(
+        ToolCall(call_id=entry["id"] or f"call_{index}", name=entry["name"],
+                 arguments=entry["arguments"] or "{}")
+        for index, entry in sorted(fold.calls.items()))
+    finish = fold.finish_reason or ("tool_calls" if calls else "stop")
+    return ModelReply(text=fold.text, tool_calls=calls, usage=usage, finish_reason=finish,
+                      reasoning=fold.reasoning)
 
 
 async def _bounded(litellm: ModuleType, spec: ModelSpec, limit: float,
@@ -247,6 +305,22 @@ class _CallbackError(Exception):
         self.error = error
 
 
+def _guarded(on_text: OnText | None) -> OnText | None:
+    """``on_text`` whose exceptions travel as ``_CallbackError`` (re-raised unchanged by
+    ``complete``)."""
+    if on_text is None:
+        return None
+    callback = on_text
+
+    async def guarded(text: str) -> None:
+        try:
+            await callback(text)
+        except Exception as exc:
+            raise _CallbackError(exc) from exc
+
+    return guarded
+
+
 class _Accumulator:
     """Builds the answer from stream chunks: text, tool calls by index, usage, finish reason."""
 
@@ -255,6 +329,7 @@ class _Accumulator:
         self.calls: dict[int, dict[str, str]] = {}
         self.usage: Any = None
         self.finish_reason = ""
+        self.reasoning = ""
 
     def add(self, chunk: Any) -> bool:
         """Fold one chunk in; True when the text grew."""
@@ -270,6 +345,9 @@ class _Accumulator:
             return False
         for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
             self._add_call(position, call)
+        reasoning = getattr(delta, "reasoning_content", None)
+        if reasoning:
+            self.reasoning += reasoning
         content = getattr(delta, "content", None)
         if content:
             self.text += content
@@ -300,26 +378,26 @@ async def _stream(
 ) -> ModelReply:
     response = await litellm.acompletion(**kwargs)
     acc = _Accumulator()
+    guarded = _guarded(on_text)
     async for chunk in response:
-        if acc.add(chunk) and on_text is not None:
-            try:
-                await on_text(acc.text)
-            except Exception as exc:
-                raise _CallbackError(exc) from exc
-    usage = _usage(litellm, spec, kwargs["messages"], acc)
+        if acc.add(chunk) and guarded is not None:
+            await guarded(acc.text)
+    reported = acc.usage
+    usage = _usage(litellm, spec, kwargs["messages"], acc.text,
+                   getattr(reported, "prompt_tokens", None) if reported else None,
+                   getattr(reported, "completion_tokens", None) if reported else None)
     finish = acc.finish_reason or ("tool_calls" if acc.calls else "stop")
     return ModelReply(text=acc.text, tool_calls=acc.tool_calls(), usage=usage,
-                      finish_reason=finish)
+                      finish_reason=finish, reasoning=acc.reasoning)
 
 
-def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]],
-           acc: _Accumulator) -> Usage:
-    """Tokens from the stream's usage chunk, else counted locally; cost where litellm knows it."""
-    if acc.usage is not None:
-        prompt = int(getattr(acc.usage, "prompt_tokens", 0) or 0)
-        completion = int(getattr(acc.usage, "completion_tokens", 0) or 0)
-    else:
-        prompt, completion = _count_tokens(litellm, spec.name, messages, acc.text)
+def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]], text: str,
+           prompt: int | None, completion: int | None) -> Usage:
+    """Tokens from the stream's usage chunk (``prompt`` / ``completion``), else counted
+    locally; cost where litellm knows the model's price."""
+    if prompt is None and completion is None:
+        prompt, completion = _count_tokens(litellm, spec.name, messages, text)
+    prompt, completion = int(prompt or 0), int(completion or 0)
     return Usage(model=spec.name, prompt_tokens=prompt, completion_tokens=completion,
                  cost_usd=_cost(litellm, spec.name, prompt, completion), calls=1)
 
@@ -336,17 +414,27 @@ def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]
 
 
 def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> float:
-    """US dollars for the tokens, by litellm's bundled price map; 0.0 for unpriced models."""
-    if name_provider(model) in _providers:
-        return 0.0
-    try:
-        response = litellm.ModelResponse(model=model)
-        response.usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion,
-                                       total_tokens=prompt + completion)
-        return float(litellm.completion_cost(completion_response=response, model=model))
-    except Exception:  # litellm raises many kinds for unpriced models
-        _log.debug("no price for %s", model)
-        return 0.0
+    """US dollars for the tokens, by litellm's bundled price map (``litellm.get_model_info``,
+    per-token input and output prices, looked up once per model); 0.0 for unpriced models."""
+    input_price, output_price = _prices(litellm, model)
+    return input_price * prompt + output_price * completion
+
+
+_price_cache: dict[str, tuple[float, float]] = {}
+
+
+def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
+    if model not in _price_cache:
+        prices = (0.0, 0.0)
+        if name_provider(model) not in _providers:
+            try:
+                info = litellm.get_model_info(model=model)
+                prices = (float(info.get("input_cost_per_token") or 0.0),
+                          float(info.get("output_cost_per_token") or 0.0))
+            except Exception:  # noqa: BLE001 - litellm raises many kinds for unpriced models
+                _log.debug("no price for %s", model)
+        _price_cache[model] = prices
+    return _price_cache[model]
 
 
 def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: float) -> ModelError:

@@ -9,6 +9,10 @@ and arrive in litellm's ``optional_params``:
 - ``chunk_delay_s``: seconds between streamed chunks;
 - ``error``: fail every call with this message (to exercise error paths).
 
+Switchboard calls it in-process through ``OfflineLLM.direct`` (``actors.llm.complete``: no
+litellm wrapper, well under 0.5 ms a call); litellm's custom-provider path (``astreaming``)
+is kept for ``transport: litellm`` and litellm's own callers.
+
 Streaming carries tool calls in ``GenericStreamingChunk["tool_use"]`` (an OpenAI tool-call
 delta with ``index``); litellm's ``CustomStreamWrapper`` turns each into a
 ``delta.tool_calls`` entry, so callers accumulate them exactly as for OpenAI.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import litellm
@@ -27,7 +31,10 @@ from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 from litellm.types.utils import GenericStreamingChunk
 
+from actors.errors import ModelUnavailableError
+from actors.llm._client import ModelReply
 from actors.llm._offline_script import ScriptedReply, content_text, script_reply
+from protocol import ToolCall, Usage
 
 _log = logging.getLogger(__name__)
 
@@ -113,6 +120,40 @@ def _response(model: str, messages: list[dict[str, Any]], reply: ScriptedReply,
 
 class OfflineLLM(CustomLLM):
     """A deterministic offline model (see the module docstring for its options)."""
+
+    async def direct(self, model: str, messages: list[dict[str, Any]], *,
+                     tools: list[dict[str, Any]] | None, params: dict[str, Any],
+                     on_text: Callable[[str], Awaitable[None]] | None) -> ModelReply:
+        """Answer in-process (``actors.llm.complete``): the text grows in the same pieces as
+        the streamed answer, ``on_text`` awaited with the whole text so far after each.
+
+        Args:
+            model: the full model name (``offline/tier-2``).
+            params: ``delay_s``, ``chunk_delay_s``, ``error`` (module docstring).
+
+        Raises:
+            ModelUnavailableError: ``params`` has ``error`` (a simulated provider failure).
+        """
+        await asyncio.sleep(float(params.get("delay_s") or 0))
+        if error := params.get("error"):
+            msg = f"model {model!r} failed: the provider failed or is unavailable ({error})"
+            raise ModelUnavailableError(msg, model=model)
+        reply = script_reply(model, messages, has_tools=bool(tools))
+        chunk_delay = float(params.get("chunk_delay_s") or 0)
+        text = ""
+        for piece in _split(reply.text, _TEXT_CHUNKS):
+            text += piece
+            if on_text is not None:
+                await on_text(text)
+            if chunk_delay:
+                await asyncio.sleep(chunk_delay)
+        counts = _usage(messages, reply)
+        calls = tuple(ToolCall(call_id=c.call_id, name=c.name, arguments=c.arguments)
+                      for c in reply.tool_calls)
+        return ModelReply(
+            text=reply.text, tool_calls=calls, finish_reason="tool_calls" if calls else "stop",
+            usage=Usage(model=model, prompt_tokens=counts["prompt_tokens"],
+                        completion_tokens=counts["completion_tokens"], calls=1))
 
     def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
         optional_params = kwargs.get("optional_params") or {}

@@ -154,27 +154,28 @@ def request_body(route: DirectRoute, spec: ModelSpec, messages: list[dict[str, A
 
 
 class _Sessions:
-    """One aiohttp session per event loop (a process may run several loops in tests)."""
+    """One aiohttp session per event loop (a process may run several loops in tests; a loop's
+    id can be reused once it is gone, so the loop itself is kept beside its session)."""
 
     def __init__(self) -> None:
-        self._by_loop: dict[int, aiohttp.ClientSession] = {}
+        self._by_loop: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
 
     def get(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        session = self._by_loop.get(id(loop))
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(connector=connector,
-                                            timeout=aiohttp.ClientTimeout(total=None))
-            self._by_loop[id(loop)] = session
+        entry = self._by_loop.get(id(loop))
+        if entry is not None and entry[0] is loop and not entry[1].closed:
+            return entry[1]
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(connector=connector,
+                                        timeout=aiohttp.ClientTimeout(total=None))
+        self._by_loop[id(loop)] = (loop, session)
         return session
-
 
     async def close(self) -> None:
         """Close the running loop's session (an actor's ``on_stop``; tests between loops)."""
-        session = self._by_loop.pop(id(asyncio.get_running_loop()), None)
-        if session is not None and not session.closed:
-            await session.close()
+        entry = self._by_loop.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None and not entry[1].closed:
+            await entry[1].close()
 
 
 _sessions = _Sessions()

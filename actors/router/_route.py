@@ -32,7 +32,7 @@ from actors.router._keywords import complexity_of, keyword_route
 from actors.router._model import UnparsableAnswerError, parse_answer, system_prompt
 from actors.router._types import Route
 from actors.rules import RuleVerdict, evaluate
-from protocol import ChatMessage, Complexity, Flow, TaskType
+from protocol import AGENT_ROLES, ChatMessage, Complexity, Flow, TaskType
 
 AskModel = Callable[[list[dict[str, Any]]], Awaitable[str]]
 """Sends the router's chat messages to the router's model and returns the answer's text;
@@ -141,6 +141,8 @@ def _from_case(chat: ChatMessage, topology: Topology, cases: CaseIndex) -> Route
         task_type, complexity = TaskType(case.task_type), Complexity(case.complexity)
     except ValueError:
         return None
+    if case.role not in AGENT_ROLES:
+        return None  # a role this deployment no longer has
     return Route(flow=Flow.SEQUENTIAL, task_type=task_type, role=case.role,
                  complexity=complexity, source="case", decided_by=f"case:{case.case_id}",
                  reason=f"a past run of a near-identical task (overlap "

@@ -172,10 +172,12 @@ async def complete(
     response_format: dict[str, Any] | None = None,
     max_tokens: int = 0,
 ) -> ModelReply:
-    """Call a model through ``litellm.acompletion`` with streaming.
+    """Call a model with streaming, by the path of the module docstring (in-process for the
+    offline model, direct for OpenAI-compatible providers, else ``litellm.acompletion``).
 
     Args:
-        spec: the model; ``spec.params`` are passed to litellm as they are.
+        spec: the model; ``spec.params`` are passed to the provider as they are (litellm's
+            own options, such as ``max_retries``, only to litellm).
         messages: OpenAI-style chat messages.
         tools: OpenAI function-calling schemas (``actors.tools.TOOL_SCHEMAS``), or None.
         on_text: awaited with the whole text so far each time the streamed text grows (not
@@ -186,8 +188,8 @@ async def complete(
             alone); the lower of the two applies.
 
     Returns:
-        The text, complete tool calls, usage (tokens, cost in US dollars, ``calls=1``) and
-        finish reason.
+        The text, complete tool calls, usage (tokens, cost in US dollars, ``calls=1``),
+        finish reason and streamed reasoning.
 
     Raises:
         ModelTimeoutError: the call took longer than the timeout.

@@ -43,6 +43,16 @@ async def discord_system(nats_url: str, workdir: Path, standin: DiscordStandIn,
         await asyncio.to_thread(context.__exit__, None, None, None)
 
 
+async def wait_until_tracked(standin: DiscordStandIn, message: dict[str, Any]) -> None:
+    """Wait until the bot put its own 👍 👎 on its commit ``message``: from then on the gateway
+    knows what the message is, so people's reactions on it are controls."""
+    me = standin.bot.user["id"]
+    await standin.wait_for(lambda: [r for r in standin.reactions
+                                    if r.message_id == message["id"] and r.user_id == me
+                                    and r.emoji == "👎"], timeout=30,
+                           what="the bot's own 👍 👎 on its commit message")
+
+
 def containing(standin: DiscordStandIn, channel: str, text: str) -> list[dict[str, Any]]:
     """The bot's messages in ``channel`` whose content contains ``text``."""
     return [m for m in standin.bot_messages(channel) if text in m["content"]]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
-from discord_system import containing, discord_system
+from discord_system import containing, discord_system, wait_until_tracked
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 TASK = "write a python function that reverses a string and test it"
@@ -29,10 +29,7 @@ async def test_after_a_thumbs_down_the_next_run_in_the_thread_starts_a_tier_high
                                     timeout=120, what="the commit message")
         assert containing(s, thread["id"], "offline/tier-2"), "python_coder works at tier 2"
         assert not containing(s, thread["id"], "offline/tier-3")
-        me = s.bot.user["id"]
-        await s.wait_for(lambda: [r for r in s.reactions if r.message_id == commit["id"]
-                                  and r.user_id == me and r.emoji == "👎"], timeout=30,
-                         what="the bot's own 👍 👎 on its commit message (it is tracked)")
+        await wait_until_tracked(s, commit)
 
         await s.add_user_reaction(thread["id"], commit["id"], alice, "👎")
         await s.wait_for(lambda: containing(s, thread["id"], "Deleted branch"), timeout=60,

@@ -27,6 +27,7 @@ from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from discord_system import containing as _containing
 from discord_system import discord_system as _system
 from discord_system import user_memory as _memory
+from discord_system import wait_until_tracked
 from system import REPO, running_system
 from waiting import eventually, until
 
@@ -75,10 +76,7 @@ async def test_reactions_commit_merge_feedback_and_thread_deletion(
         [commit] = await s.wait_for(lambda: _containing(s, thread["id"], "👍 to merge"),
                                     timeout=120, what="the commit message")
         assert "reverse_string.py" in s.attachment_bytes(commit)
-        me = s.bot.user["id"]
-        await s.wait_for(lambda: [r for r in s.reactions if r.message_id == commit["id"]
-                                  and r.user_id == me and r.emoji == "👎"], timeout=30,
-                         what="the bot's own 👍 👎 on its commit message")
+        await wait_until_tracked(s, commit)
         await s.add_user_reaction(thread["id"], commit["id"], alice, "👍")
         await s.wait_for(lambda: _containing(s, thread["id"], "Merged"), timeout=60,
                          what="the merge confirmation")
@@ -251,10 +249,7 @@ async def test_reactions_still_work_after_the_gateway_process_restarts(
                                   what="a thread for the work")
         [commit] = await s.wait_for(lambda: _containing(s, thread["id"], "👍 to merge"),
                                     timeout=120, what="the commit message")
-        me = s.bot.user["id"]
-        await s.wait_for(lambda: [r for r in s.reactions if r.message_id == commit["id"]
-                                  and r.user_id == me and r.emoji == "👎"], timeout=30,
-                         what="the bot's own 👍 👎 on its commit message")
+        await wait_until_tracked(s, commit)
         gateway_pid = system.pids()["gateway"]
         os.kill(gateway_pid, signal.SIGKILL)  # the gateway dies: its memory is gone
         await s.wait_for(lambda: len(s._gateway_server.sessions) >= 2, timeout=60,

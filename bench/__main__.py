@@ -16,8 +16,8 @@ from bench._table import summary as _summary
 
 _log = logging.getLogger("bench")
 
-SCENARIOS = ("throughput", "replicas", "memory", "coldstart", "runtime", "learning",
-             "modelcall")
+SCENARIOS = ("throughput", "replicas", "iobound", "memory", "coldstart", "runtime",
+             "learning", "modelcall")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
@@ -26,7 +26,7 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
     from bench._learning import SIM_DELAY_S, run_learning
     from bench._modelcall import run_modelcall
     from bench._runtime import run_runtime
-    from bench._throughput import run_scaling, run_throughput
+    from bench._throughput import run_io_bound_scaling, run_scaling, run_throughput
 
     match name:
         case "throughput":
@@ -38,6 +38,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_runtime(d, quick=quick)
         case "memory":
             return lambda d: run_memory(d, quick=quick)
+        case "iobound":
+            return lambda d: run_io_bound_scaling(d, quick=quick)
         case "modelcall":
             return lambda d: run_modelcall(d, quick=quick)
         case "learning":

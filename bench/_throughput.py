@@ -132,3 +132,46 @@ def run_scaling(workdir: Path, *, quick: bool, delays: list[float]) -> list[Figu
                                               base=base))
             figures += _leftover_figures(system, "replicas", base)
     return figures
+
+
+IO_BOUND_DELAY_S = 0.5
+IO_BOUND_MAX_IN_FLIGHT = 8
+IO_BOUND_IN_FLIGHT = 160
+
+
+def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
+    """Scenario ``iobound`` (issue 8, item 5): SIMPLE requests whose model takes 0.5 s, the
+    answering role (researcher) at ``max_in_flight`` 8 per replica and 1, 2 and 4 replicas (a
+    fresh deployment each), 160 requests in flight, so the role's slots bound the rate: the
+    ideal is ``replicas × 8 / 0.5 s`` answers per second. Reports tasks/s and the ratio to
+    linear scaling from 1 replica (``scaling``)."""
+    figures: list[Figure] = []
+    first = 0.0
+    for replicas in (1, 2, 4):
+        run_dir = workdir / f"iobound-{replicas}"
+        run_dir.mkdir(parents=True)
+        actors = bench_actors(1)
+        actors["researcher"].update(replicas=replicas, max_in_flight=IO_BOUND_MAX_IN_FLIGHT)
+        topology = write_topology(run_dir / "topology.yaml", delay_s=IO_BOUND_DELAY_S,
+                                  actors=actors)
+        ideal = replicas * IO_BOUND_MAX_IN_FLIGHT / IO_BOUND_DELAY_S
+        requests = int(ideal * (6 if quick else 15)) + IO_BOUND_IN_FLIGHT
+        base = {"replicas": replicas, "delay_s": IO_BOUND_DELAY_S}
+        spec = LoadSpec("simple", requests, IO_BOUND_IN_FLIGHT)
+        with bench_nats(run_dir) as server, \
+                deployment(run_dir, topology, nats_url=server.url) as system:
+            system.external[server.pid or 0] = "nats-server"
+            run = asyncio.run(_drive(server.url, system, [spec], scenario="iobound",
+                                     base=base))
+        figures += run + _leftover_figures(system, "iobound", base)
+        rate = next((f.value for f in run if f.metric == "tasks_per_s"), 0.0)
+        first = first or rate
+        figures.append(Figure(scenario="iobound", metric="scaling",
+                              value=rate / (first * replicas) if first else float("nan"),
+                              unit="x linear", flow="simple", in_flight=IO_BOUND_IN_FLIGHT,
+                              **base))
+        figures.append(Figure(scenario="iobound", metric="ideal_tasks_per_s", value=ideal,
+                              unit="tasks/s", flow="simple", in_flight=IO_BOUND_IN_FLIGHT,
+                              **base))
+        _log.info("iobound: %d replicas %.1f tasks/s (ideal %.0f)", replicas, rate, ideal)
+    return figures

@@ -3,8 +3,9 @@
 Importing this package does not import litellm; the first call does.
 """
 
-from actors.llm._client import ModelReply, complete, embed, register_providers
+from actors.llm._client import complete, embed, register_providers
 from actors.llm._direct import close_sessions
+from actors.llm._reply import ModelReply
 from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
 
 __all__ = [

@@ -19,28 +19,21 @@ import asyncio
 import importlib
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
-import msgspec
-
 from actors.config import ModelSpec
-from actors.errors import (
-    ConfigError,
-    ContextWindowError,
-    ModelError,
-    ModelRejectedError,
-    ModelTimeoutError,
-    ModelUnavailableError,
-)
-from protocol import ToolCall, Usage
+from actors.errors import ConfigError, ModelError, ModelTimeoutError
+from actors.llm import _direct
+from actors.llm._direct import spec_key
+from actors.llm._errors import provider_of, translate_litellm
+from actors.llm._reply import Fold, ModelReply
+from protocol import Usage
 
 _log = logging.getLogger(__name__)
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
-_DETAIL_CHARS = 300
 
 OnText = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
@@ -49,22 +42,6 @@ _providers: dict[str, str] = {}
 """Registered custom providers: name → ``module:Class`` (keeps registration idempotent)."""
 _handlers: dict[str, Any] = {}
 """Registered custom providers: name → handler instance."""
-
-
-class ModelReply(msgspec.Struct, frozen=True, kw_only=True):
-    """What one model call produced.
-
-    ``text`` is the whole answer; ``tool_calls`` are complete (arguments are the JSON text the
-    model streamed); ``usage`` counts this one call (``calls=1``); ``finish_reason`` is the
-    provider's (``stop``, ``tool_calls``, ``length``, ...); ``reasoning`` is the reasoning
-    text of models that stream it (``delta.reasoning_content``).
-    """
-
-    text: str
-    tool_calls: tuple[ToolCall, ...] = ()
-    usage: Usage = Usage()
-    finish_reason: str = "stop"
-    reasoning: str = ""
 
 
 def _litellm() -> ModuleType:
@@ -139,18 +116,12 @@ def _call_kwargs(
         "max_tokens": limit,
         "response_format": response_format,
     }
-    if name_provider(spec.name) not in _providers:
+    if provider_of(spec.name) not in _providers:
         # One attempt per call: the SDK under litellm retries 429 / 5xx twice by default,
         # which delays the fallback to the tier's next model (SPEC.md §11); ModelSpec.params
         # can set it back.
         kwargs["max_retries"] = 0
-    if spec.api_key_env:
-        try:
-            kwargs["api_key"] = os.environ[spec.api_key_env]
-        except KeyError as exc:
-            msg = (f"model {spec.name!r}: the API key variable {spec.api_key_env} is not set "
-                   "in the environment")
-            raise ModelRejectedError(msg, model=spec.name) from exc
+    kwargs["api_key"] = spec_key(spec)
     kwargs.update(spec.params)
     return {key: value for key, value in kwargs.items() if value is not None}
 
@@ -199,11 +170,9 @@ async def complete(
         ModelUnavailableError: the provider could not answer now (rate limit, 5xx,
             connection). Every message names the model and the cause, never the key.
     """
-    from actors.llm import _direct
-
     litellm = _litellm()
     limit = timeout_s or spec.timeout_s
-    handler = _handlers.get(name_provider(spec.name))
+    handler = _handlers.get(provider_of(spec.name))
     try:
         if handler is not None:
             direct = getattr(handler, "direct", None)
@@ -226,9 +195,7 @@ async def complete(
 async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
                          messages: list[dict[str, Any]], body: bytes,
                          on_text: OnText | None) -> ModelReply:
-    from actors.llm import _direct
-
-    fold = _direct.Fold()
+    fold = Fold()
     guarded = _guarded(on_text)
 
     async def on_chunk() -> None:
@@ -236,24 +203,16 @@ async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
             await guarded(fold.text)
 
     await _direct.stream(route, spec, body, fold, on_chunk)
-    reported = fold.usage or {}
-    usage = _usage(litellm, spec, messages, fold.text, reported.get("prompt_tokens"),
-                   reported.get("completion_tokens"))
-    calls = tuple(
-        ToolCall(call_id=entry["id"] or f"call_{index}", name=entry["name"],
-                 arguments=entry["arguments"] or "{}")
-        for index, entry in sorted(fold.calls.items()))
-    finish = fold.finish_reason or ("tool_calls" if calls else "stop")
-    return ModelReply(text=fold.text, tool_calls=calls, usage=usage, finish_reason=finish,
-                      reasoning=fold.reasoning)
+    return fold.reply(_usage(litellm, spec, messages, fold))
 
 
 async def _bounded(litellm: ModuleType, spec: ModelSpec, limit: float,
                    call: Awaitable[T]) -> T:
-    """``call`` within ``limit`` seconds, litellm's errors translated (``_translate``).
+    """``call`` within ``limit`` seconds, litellm's errors translated
+    (``actors.llm._errors.translate_litellm``).
 
     Raises:
-        ModelTimeoutError: past the limit. ModelError: as ``_translate`` maps it.
+        ModelTimeoutError: past the limit. ModelError: as ``translate_litellm`` maps it.
         _CallbackError: unchanged (the caller's own callback failed).
     """
     try:
@@ -265,7 +224,7 @@ async def _bounded(litellm: ModuleType, spec: ModelSpec, limit: float,
     except (ModelError, _CallbackError, asyncio.CancelledError):
         raise
     except Exception as exc:
-        raise _translate(litellm, spec, exc, limit) from exc
+        raise translate_litellm(litellm, spec, exc, limit) from exc
 
 
 async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
@@ -290,7 +249,7 @@ async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
                               "api_base": spec.api_base, **spec.params}
     if spec.api_key_env:
         kwargs["api_key"] = os.environ.get(spec.api_key_env)
-    if name_provider(spec.name) not in _providers:
+    if provider_of(spec.name) not in _providers:
         kwargs.setdefault("max_retries", 0)
     request = {k: v for k, v in kwargs.items() if v is not None}
     response = await _bounded(litellm, spec, limit, litellm.aembedding(**request))
@@ -323,83 +282,27 @@ def _guarded(on_text: OnText | None) -> OnText | None:
     return guarded
 
 
-class _Accumulator:
-    """Builds the answer from stream chunks: text, tool calls by index, usage, finish reason."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.calls: dict[int, dict[str, str]] = {}
-        self.usage: Any = None
-        self.finish_reason = ""
-        self.reasoning = ""
-
-    def add(self, chunk: Any) -> bool:
-        """Fold one chunk in; True when the text grew."""
-        if getattr(chunk, "usage", None):
-            self.usage = chunk.usage
-        if not chunk.choices:
-            return False
-        choice = chunk.choices[0]
-        if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
-        delta = choice.delta
-        if delta is None:
-            return False
-        for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
-            self._add_call(position, call)
-        reasoning = getattr(delta, "reasoning_content", None)
-        if reasoning:
-            self.reasoning += reasoning
-        content = getattr(delta, "content", None)
-        if content:
-            self.text += content
-            return True
-        return False
-
-    def _add_call(self, position: int, call: Any) -> None:
-        index = call.index if call.index is not None else position
-        entry = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-        if call.id and not entry["id"]:
-            entry["id"] = call.id
-        function = call.function
-        if function is not None:
-            if function.name and not entry["name"]:
-                entry["name"] = function.name
-            entry["arguments"] += function.arguments or ""
-
-    def tool_calls(self) -> tuple[ToolCall, ...]:
-        return tuple(
-            ToolCall(call_id=entry["id"] or f"call_{index}", name=entry["name"],
-                     arguments=entry["arguments"] or "{}")
-            for index, entry in sorted(self.calls.items())
-        )
-
-
 async def _stream(
     litellm: ModuleType, spec: ModelSpec, kwargs: dict[str, Any], on_text: OnText | None,
 ) -> ModelReply:
     response = await litellm.acompletion(**kwargs)
-    acc = _Accumulator()
+    fold = Fold()
     guarded = _guarded(on_text)
     async for chunk in response:
-        if acc.add(chunk) and guarded is not None:
-            await guarded(acc.text)
-    reported = acc.usage
-    usage = _usage(litellm, spec, kwargs["messages"], acc.text,
-                   getattr(reported, "prompt_tokens", None) if reported else None,
-                   getattr(reported, "completion_tokens", None) if reported else None)
-    finish = acc.finish_reason or ("tool_calls" if acc.calls else "stop")
-    return ModelReply(text=acc.text, tool_calls=acc.tool_calls(), usage=usage,
-                      finish_reason=finish, reasoning=acc.reasoning)
+        if fold.add_litellm(chunk) and guarded is not None:
+            await guarded(fold.text)
+    return fold.reply(_usage(litellm, spec, kwargs["messages"], fold))
 
 
-def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]], text: str,
-           prompt: int | None, completion: int | None) -> Usage:
-    """Tokens from the stream's usage chunk (``prompt`` / ``completion``), else counted
-    locally; cost where litellm knows the model's price."""
-    if prompt is None and completion is None:
-        prompt, completion = _count_tokens(litellm, spec.name, messages, text)
-    prompt, completion = int(prompt or 0), int(completion or 0)
+def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]],
+           fold: Fold) -> Usage:
+    """Tokens from the stream's usage chunk, else counted locally; cost where litellm knows
+    the model's price."""
+    if fold.usage is not None:
+        prompt = int(fold.usage.get("prompt_tokens") or 0)
+        completion = int(fold.usage.get("completion_tokens") or 0)
+    else:
+        prompt, completion = _count_tokens(litellm, spec.name, messages, fold.text)
     return Usage(model=spec.name, prompt_tokens=prompt, completion_tokens=completion,
                  cost_usd=_cost(litellm, spec.name, prompt, completion), calls=1)
 
@@ -428,7 +331,7 @@ _price_cache: dict[str, tuple[float, float]] = {}
 def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
     if model not in _price_cache:
         prices = (0.0, 0.0)
-        if name_provider(model) not in _providers:
+        if provider_of(model) not in _providers:
             try:
                 info = litellm.get_model_info(model=model)
                 prices = (float(info.get("input_cost_per_token") or 0.0),
@@ -437,88 +340,3 @@ def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
                 _log.debug("no price for %s", model)
         _price_cache[model] = prices
     return _price_cache[model]
-
-
-def _translate(litellm: ModuleType, spec: ModelSpec, exc: Exception, limit: float) -> ModelError:
-    """The most specific ModelError naming the model and the cause, without the API key.
-
-    Permanent (``ModelRejectedError``): authentication (401), permission (403), unknown model
-    (404), bad request (400), content policy, unknown provider; ``ContextWindowError`` for a
-    conversation too long for the model. Everything else (429, 5xx, connection, a stream cut
-    short) is ``ModelUnavailableError``: worth another model or a later retry.
-    """
-    errors = litellm.exceptions
-    name = spec.name
-    original = getattr(exc, "original_exception", None)
-    if isinstance(exc, errors.MidStreamFallbackError):
-        # An error event in the middle of the stream (litellm wraps it, often as a connection
-        # error although the provider was reached): the answer broke off.
-        cause = original if isinstance(original, Exception) else exc
-        detail = _detail(cause, spec)
-        return ModelUnavailableError(f"model {name!r} failed: the answer broke off mid-stream "
-                                     f"({detail})", model=name)
-    if isinstance(exc, errors.Timeout):
-        return ModelTimeoutError(f"model {name!r} timed out after {limit:g} s", model=name)
-    detail = _detail(exc, spec)
-    text = f"model {name!r} failed: {_cause(errors, spec, exc, detail)}"
-    if isinstance(exc, errors.ContextWindowExceededError):
-        return ContextWindowError(text, model=name)
-    if isinstance(exc, _permanent(errors)) or _unknown_provider(errors, exc, detail):
-        return ModelRejectedError(text, model=name)
-    return ModelUnavailableError(text, model=name)
-
-
-def _permanent(errors: ModuleType) -> tuple[type[Exception], ...]:
-    """litellm's exception classes (``litellm/exceptions.py``) that no retry fixes."""
-    return (errors.AuthenticationError, errors.PermissionDeniedError, errors.NotFoundError,
-            errors.BadRequestError, errors.ContentPolicyViolationError,
-            errors.UnprocessableEntityError)
-
-
-def _unknown_provider(errors: ModuleType, exc: Exception, detail: str) -> bool:
-    return ("LLM Provider NOT provided" in detail
-            or isinstance(exc, errors.LiteLLMUnknownProvider))
-
-
-def _cause(errors: ModuleType, spec: ModelSpec, exc: Exception, detail: str) -> str:
-    if isinstance(exc, errors.AuthenticationError):
-        where = spec.api_key_env or "the provider's API key variable"
-        return f"authentication failed: check {where} ({detail})"
-    if isinstance(exc, errors.RateLimitError):
-        return f"rate limited by the provider ({detail})"
-    if isinstance(exc, errors.NotFoundError):
-        return f"the provider does not know this model ({detail})"
-    if _unknown_provider(errors, exc, detail):
-        provider = name_provider(spec.name)
-        return (f"unknown provider {provider!r}: name models as 'provider/model' with a litellm "
-                "provider (openai, openrouter, anthropic, ollama, ...) or one registered under "
-                "providers: in topology.yaml")
-    if isinstance(exc, errors.APIConnectionError) or "Connection error" in detail:
-        return f"cannot reach the provider at {spec.api_base or 'its default address'} ({detail})"
-    if isinstance(exc, errors.ContextWindowExceededError):
-        return f"the conversation is longer than the model's context window ({detail})"
-    if isinstance(exc, errors.BadRequestError):
-        return f"the provider rejected the request ({detail})"
-    if isinstance(exc, errors.InternalServerError | errors.ServiceUnavailableError):
-        return f"the provider failed or is unavailable ({detail})"
-    return f"{type(exc).__name__} ({detail})"
-
-
-def name_provider(model: str) -> str:
-    """The provider part of a litellm model name (``openrouter/x/y`` → ``openrouter``)."""
-    return model.partition("/")[0] if "/" in model else model
-
-
-_NOISE = re.compile(r"^(litellm\.)?\w+(Error|Exception):\s*", re.IGNORECASE)
-
-
-def _detail(exc: Exception, spec: ModelSpec) -> str:
-    """The first line of the error's message, without litellm's class-name prefixes."""
-    text = str(getattr(exc, "message", "") or exc).split("Traceback", 1)[0]
-    text = " ".join(text.split())
-    while (match := _NOISE.match(text)) is not None:
-        text = text[match.end():]
-    text = text or type(exc).__name__
-    if spec.api_key_env and (key := os.environ.get(spec.api_key_env)):
-        text = text.replace(key, "***")
-    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"

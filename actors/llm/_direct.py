@@ -16,7 +16,7 @@ Direct for the providers of ``OPENAI_COMPATIBLE`` (OpenAI — and so Ollama's an
 Fireworks, Mistral, xAI, DeepInfra, Cerebras, vLLM, LM Studio) when an endpoint is known;
 everything else (Anthropic's and Bedrock's native APIs, Vertex, custom providers) and any
 model with ``transport: litellm`` go through ``litellm.acompletion``. Errors are translated
-into the same classes and wording as on the litellm path (``actors.llm._client``).
+into the same classes and wording as on the litellm path (``actors.llm._errors``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,9 @@ import aiohttp
 import msgspec
 
 from actors.config import ModelSpec
-from actors.errors import (
-    ContextWindowError,
-    ModelError,
-    ModelRejectedError,
-    ModelUnavailableError,
-)
+from actors.errors import ModelRejectedError, ModelUnavailableError
+from actors.llm._errors import clipped, error_message, from_http, model_error
+from actors.llm._reply import Fold
 
 OPENAI_COMPATIBLE = frozenset({
     "openai", "openrouter", "groq", "together_ai", "deepseek", "fireworks_ai", "mistral",
@@ -55,7 +52,6 @@ _KEY_ENV: dict[str, tuple[str, ...]] = {
 _LITELLM_ONLY = frozenset({"max_retries", "num_retries", "drop_params", "mock_response",
                            "custom_llm_provider", "api_version", "timeout"})
 """``ModelSpec.params`` keys that are litellm's own options, never sent to the provider."""
-_DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +78,19 @@ def resolve(spec: ModelSpec) -> DirectRoute | None:
     """
     if spec.transport == "litellm":
         return None
-    key_value = _spec_key(spec)
+    key_value = spec_key(spec)
     cache_key = (spec.name, spec.api_base, key_value)
     if cache_key not in _routes:
         _routes[cache_key] = _resolve(spec, key_value)
     return _routes[cache_key]
 
 
-def _spec_key(spec: ModelSpec) -> str | None:
+def spec_key(spec: ModelSpec) -> str | None:
+    """The key in ``spec.api_key_env`` (None when the model names no variable).
+
+    Raises:
+        ModelRejectedError: the variable is not set (no retry can help).
+    """
     if not spec.api_key_env:
         return None
     try:
@@ -187,53 +188,6 @@ async def close_sessions() -> None:
 _decode = msgspec.json.Decoder().decode
 
 
-class Fold:
-    """Builds an answer from Chat Completions chunks (decoded JSON): text, tool calls by
-    index, reasoning, usage, finish reason."""
-
-    __slots__ = ("calls", "finish_reason", "reasoning", "text", "usage")
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.reasoning = ""
-        self.calls: dict[int, dict[str, str]] = {}
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason = ""
-
-    def add(self, chunk: dict[str, Any]) -> bool:
-        """Fold one chunk in; True when the text grew."""
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = usage
-        choices = chunk.get("choices")
-        if not choices:
-            return False
-        choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        delta = choice.get("delta") or {}
-        for position, call in enumerate(delta.get("tool_calls") or ()):
-            self._add_call(position, call)
-        if delta.get("reasoning_content"):
-            self.reasoning += delta["reasoning_content"]
-        content = delta.get("content")
-        if content:
-            self.text += content
-            return True
-        return False
-
-    def _add_call(self, position: int, call: dict[str, Any]) -> None:
-        index = call.get("index")
-        entry = self.calls.setdefault(position if index is None else index,
-                                      {"id": "", "name": "", "arguments": ""})
-        if call.get("id") and not entry["id"]:
-            entry["id"] = call["id"]
-        function = call.get("function") or {}
-        if function.get("name") and not entry["name"]:
-            entry["name"] = function["name"]
-        entry["arguments"] += function.get("arguments") or ""
-
-
 async def stream(route: DirectRoute, spec: ModelSpec, body: bytes, fold: Fold,
                  on_chunk: Any) -> None:
     """POST ``body`` and fold every streamed chunk into ``fold``; ``on_chunk(grew)`` is
@@ -246,7 +200,7 @@ async def stream(route: DirectRoute, spec: ModelSpec, body: bytes, fold: Fold,
     try:
         async with _sessions.get().post(route.url, data=body, headers=route.headers) as resp:
             if resp.status >= 400:
-                raise http_error(spec, resp.status, await resp.read())
+                raise from_http(spec, resp.status, await resp.read())
             buffer = b""
             async for data in resp.content.iter_any():
                 buffer += data
@@ -257,10 +211,9 @@ async def stream(route: DirectRoute, spec: ModelSpec, body: bytes, fold: Fold,
             if buffer:
                 await _line(buffer, spec, fold, on_chunk)
     except aiohttp.ClientError as exc:
-        detail = _clip(str(exc) or type(exc).__name__)
-        msg = (f"model {spec.name!r} failed: cannot reach the provider at "
-               f"{spec.api_base or route.url} ({detail})")
-        raise ModelUnavailableError(msg, model=spec.name) from exc
+        detail = clipped(str(exc) or type(exc).__name__, spec)
+        raise model_error(spec, "connection", detail,
+                          where=spec.api_base or route.url) from exc
 
 
 async def _line(line: bytes, spec: ModelSpec, fold: Fold, on_chunk: Any) -> bool:
@@ -277,57 +230,7 @@ async def _line(line: bytes, spec: ModelSpec, fold: Fold, on_chunk: Any) -> bool
         msg = f"model {spec.name!r} failed: the stream held a line that is not JSON ({exc})"
         raise ModelUnavailableError(msg, model=spec.name) from exc
     if isinstance(chunk, dict) and chunk.get("error"):
-        detail = _clip(_message(chunk["error"]))
-        msg = f"model {spec.name!r} failed: the answer broke off mid-stream ({detail})"
-        raise ModelUnavailableError(msg, model=spec.name)
+        raise model_error(spec, "mid_stream", clipped(error_message(chunk["error"]), spec))
     if isinstance(chunk, dict) and fold.add(chunk):
         await on_chunk()
     return False
-
-
-def _message(error: Any) -> str:
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("code") or error)
-    return str(error)
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"
-
-
-def http_error(spec: ModelSpec, status: int, body: bytes) -> ModelError:
-    """The ModelError for an HTTP error answer, classified and worded as on litellm's path:
-    401 / 403 / 404 / 400 / 422 are permanent (``context_length_exceeded`` is a
-    ``ContextWindowError``), 408 / 409 / 429 / 5xx transient."""
-    try:
-        parsed = _decode(body)
-        error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
-        detail = _message(error)
-        code = str(error.get("code") or "") if isinstance(error, dict) else ""
-    except msgspec.DecodeError:
-        detail, code = body.decode("utf-8", "replace"), ""
-    detail = _clip(detail or f"HTTP {status}")
-    if spec.api_key_env and (key := os.environ.get(spec.api_key_env)):
-        detail = detail.replace(key, "***")
-    name = spec.name
-    if status == 401:
-        where = spec.api_key_env or "the provider's API key variable"
-        return ModelRejectedError(f"model {name!r} failed: authentication failed: check {where} "
-                                  f"({detail})", model=name)
-    if status == 404:
-        return ModelRejectedError(f"model {name!r} failed: the provider does not know this "
-                                  f"model ({detail})", model=name)
-    if status == 429:
-        return ModelUnavailableError(f"model {name!r} failed: rate limited by the provider "
-                                     f"({detail})", model=name)
-    if status in (400, 413) and (code == "context_length_exceeded"
-                                 or "context length" in detail.lower()
-                                 or "context window" in detail.lower()):
-        return ContextWindowError(f"model {name!r} failed: the conversation is longer than the "
-                                  f"model's context window ({detail})", model=name)
-    if status in (400, 403, 413, 422):
-        return ModelRejectedError(f"model {name!r} failed: the provider rejected the request "
-                                  f"({detail})", model=name)
-    return ModelUnavailableError(f"model {name!r} failed: the provider failed or is "
-                                 f"unavailable ({detail})", model=name)

@@ -32,8 +32,8 @@ from litellm.llms.custom_llm import CustomLLMError
 from litellm.types.utils import GenericStreamingChunk
 
 from actors.errors import ModelUnavailableError
-from actors.llm._client import ModelReply
 from actors.llm._offline_script import ScriptedReply, content_text, script_reply
+from actors.llm._reply import ModelReply
 from protocol import ToolCall, Usage
 
 _log = logging.getLogger(__name__)

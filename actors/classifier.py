@@ -98,12 +98,10 @@ class Classifier(CaseModelActor):
                          messages: list[dict[str, Any]]) -> str:
         """The router's model call: the router tier's models (the bot's overrides first),
         structured output where the model supports it."""
-        from actors.llm._client import _providers
-
         router = self.topology.router
         models = models_for(self.topology, router.tier, role=self.actor_id.role,
                             overrides=chat.models)
-        fmt = response_format_for(router.structured_output, models[0].name, set(_providers))
+        fmt = response_format_for(router.structured_output, models[0].name)
         reply = await self.call_model(ctx, models, messages, purpose="route",
                                       response_format=fmt, timeout_s=router.timeout_s)
         return str(reply.text)

@@ -11,7 +11,7 @@ import pytest
 from openai_standin import DEFAULT_KEY, Answer, ChatRequest, OpenAIStandin
 
 from actors.config import ModelSpec, load_topology
-from actors.llm import complete
+from actors.llm import complete, register_providers
 from actors.router import SCHEMA, response_format_for, route_message
 from protocol import ChatMessage, Flow
 
@@ -32,7 +32,7 @@ def _brain(request: ChatRequest) -> Answer:
 
 async def _route(server: OpenAIStandin, mode: str) -> tuple[Any, dict[str, Any]]:
     spec = ModelSpec(name="openai/gpt-4o-mini", api_base=server.base_url, api_key_env=KEY_VAR)
-    fmt = response_format_for(mode, spec.name, set())
+    fmt = response_format_for(mode, spec.name)
 
     async def ask(messages: list[dict[str, Any]]) -> str:
         return (await complete(spec, messages, response_format=fmt)).text
@@ -61,8 +61,9 @@ async def test_the_routers_call_through_litellm(mode: str,
 
 
 def test_auto_asks_litellm_which_models_support_schemas() -> None:
-    assert response_format_for("auto", "offline/tier-1", {"offline"}) is None
-    assert response_format_for("auto", "openai/no-such-model-here", set()) is None
-    known = response_format_for("auto", "openai/gpt-4o-mini", set())
+    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    assert response_format_for("auto", "offline/tier-1") is None
+    assert response_format_for("auto", "openai/no-such-model-here") is None
+    known = response_format_for("auto", "openai/gpt-4o-mini")
     assert known is not None and known["type"] == "json_schema"
-    assert response_format_for("json_object", "x/y", set()) == {"type": "json_object"}
+    assert response_format_for("json_object", "x/y") == {"type": "json_object"}

@@ -3,7 +3,7 @@
 Importing this package does not import litellm; the first call does.
 """
 
-from actors.llm._client import complete, embed, register_providers
+from actors.llm._client import complete, embed, register_providers, supports_json_schema
 from actors.llm._direct import close_sessions
 from actors.llm._reply import ModelReply
 from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
@@ -19,4 +19,5 @@ __all__ = [
     "parse_report",
     "register_providers",
     "strip_report",
+    "supports_json_schema",
 ]

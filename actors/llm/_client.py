@@ -16,6 +16,7 @@ use, never when ``actors.llm`` is imported.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -81,6 +82,22 @@ def register_providers(providers: dict[str, str]) -> None:
         ] + [{"provider": name, "custom_handler": handler}]
         _providers[name] = target
         _log.info("registered litellm provider %r -> %s", name, target)
+
+
+def supports_json_schema(model: str) -> bool:
+    """Whether ``model`` takes a JSON-schema ``response_format`` (structured output), by
+    litellm's model map (``litellm.supports_response_schema``); False for registered custom
+    providers (the offline model) and models litellm does not know. Asked once per model (the
+    router asks for every message)."""
+    return provider_of(model) not in _providers and _schema_support(model)
+
+
+@functools.cache
+def _schema_support(model: str) -> bool:
+    try:
+        return bool(_litellm().supports_response_schema(model=model))
+    except Exception:  # noqa: BLE001 - an unknown model simply has no schema support
+        return False
 
 
 def _instantiate(litellm: ModuleType, name: str, target: str) -> Any:

@@ -141,21 +141,15 @@ def parse_answer(text: str) -> Route:
                  source="model")
 
 
-def response_format_for(mode: str, model: str, custom_providers: set[str]) -> dict[str, Any] | None:
+def response_format_for(mode: str, model: str) -> dict[str, Any] | None:
     """The ``response_format`` for ``model`` under ``router.structured_output`` ``mode``.
 
-    ``auto`` asks litellm whether the model supports JSON-schema output
-    (``litellm.supports_response_schema``, from its model map); custom providers (the offline
-    model) and models litellm does not know get the prompt-only form.
+    ``auto`` sends the JSON schema to models that support it
+    (``actors.llm.supports_json_schema``: litellm's model map; never a custom provider such as
+    the offline model) and asks for JSON in the prompt otherwise.
     """
     if mode == "auto":
-        supported = False
-        if model.partition("/")[0] not in custom_providers:
-            from actors.llm._client import _litellm
+        from actors.llm import supports_json_schema
 
-            try:
-                supported = bool(_litellm().supports_response_schema(model=model))
-            except Exception:  # noqa: BLE001 - an unknown model simply gets the prompt form
-                supported = False
-        mode = "json_schema" if supported else "prompt"
+        mode = "json_schema" if supports_json_schema(model) else "prompt"
     return response_format(mode)

@@ -15,10 +15,11 @@ from actors.agent_run import AgentRun
 from actors.answer import cap_answer
 from actors.errors import PermanentError, ToolError
 from actors.modeled import ModelActor
-from actors.reflector import FEEDBACK_DOWN, FEEDBACK_UP
 from actors.runtime import MessageContext, handler
 from protocol import (
     AGENT_ROLES,
+    FEEDBACK_DOWN,
+    FEEDBACK_UP,
     ChatMessage,
     Control,
     ControlAction,

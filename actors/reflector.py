@@ -70,8 +70,6 @@ def summarize(evaluation: Evaluation) -> str:
             f"{evaluation.scores.efficiency}")
 
 
-FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
-"""Confidence change of 👍 and 👎 on a bot message (SPEC.md §5); clamped to 10-100."""
 SUCCESS_COMPLETION = 60
 """Least task-completion score (0-100) of a run whose case counts as succeeded."""
 

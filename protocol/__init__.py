@@ -21,6 +21,8 @@ from protocol._codec import (
 from protocol._ids import ActorId, SessionId, check_token
 from protocol._messages import (
     AGENT_ROLES,
+    FEEDBACK_DOWN,
+    FEEDBACK_UP,
     Approach,
     Attachment,
     BrainstormProposal,
@@ -66,6 +68,8 @@ from protocol._subjects import DEFAULT_PREFIX, Subjects
 
 __all__ = [
     "AGENT_ROLES",
+    "FEEDBACK_DOWN",
+    "FEEDBACK_UP",
     "DEFAULT_PREFIX",
     "HEADER_MSG_ID",
     "HEADER_SESSION",

@@ -362,13 +362,18 @@ class ControlAction(enum.StrEnum):
     ABORT = "abort"
     """Stop the session's running loop at its next turn (🛑)."""
     FEEDBACK = "feedback"
-    """👍 / 👎 on a bot message: ``value`` is the confidence change (+15 / -20)."""
+    """👍 / 👎 on a bot message: ``value`` is the confidence change (``FEEDBACK_UP`` /
+    ``FEEDBACK_DOWN``)."""
     MERGE = "merge"
     """👍 on a commit message: merge ``branch`` into main."""
     DISCARD = "discard"
     """👎 on a commit message: delete ``branch``."""
     DELETE_SESSION = "delete_session"
     """The thread was deleted: remove its workspace and stored artifacts."""
+
+
+FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
+"""``Control.value`` of a 👍 and a 👎 (SPEC.md §5: confidence +15 / -20, clamped to 10-100)."""
 
 
 class Control(_Wire, tag="control", kw_only=True, frozen=True):

@@ -7,11 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.discord._tracker import Kind, Tracked
-from protocol import Control, ControlAction
+from protocol import FEEDBACK_DOWN, FEEDBACK_UP, Control, ControlAction
 
 STOP, THUMBS_UP, THUMBS_DOWN = "🛑", "👍", "👎"
-FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
-"""Confidence change of 👍 / 👎 (SPEC.md §5)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,8 +79,9 @@ def escalation_levels(topology: Topology, *, role: str = "",
                       tier_max: int = 0) -> list[Level]:
     """The escalation path (SPEC.md §3), each level with its fallback models.
 
-    ``escalation:`` in ``topology.yaml`` names the models in order (each level's fallbacks
-    are the other models of its tier); without it the path is tiers 1-4. Levels outside
+    ``escalation:`` in ``topology.yaml`` names the models in order: a tier's first model
+    stands for its tier's models in fallback order (``models_for``), another model goes first
+    with its tier's models behind it; without ``escalation`` the path is tiers 1-4. Levels outside
     ``tier_min``..``tier_max`` (0: unbounded) are left out; a bound that leaves none keeps
     the nearest level. With ``SB_MODEL`` the path is that one model.
     """
@@ -88,15 +89,13 @@ def escalation_levels(topology: Topology, *, role: str = "",
         return [Level(1, (ModelSpec(name=topology.model_override),))]
     levels: list[Level] = []
     if topology.escalation:
-        renamed = {topology.tiers[t][0].name: name for t, name in
-                   ((int(k), v) for k, v in (overrides or {}).items() if k.isdigit())
-                   if t in topology.tiers and name}
         for position, name in enumerate(topology.escalation):
             tier = tier_of(topology, name, default=_clamp(position + 1))
-            first = topology.find_model(renamed.get(name, name))
-            rest = [m for m in models_for(topology, tier, role=role, overrides=overrides)
-                    if m.name != first.name]
-            levels.append(Level(tier, (first, *rest)))
+            models = models_for(topology, tier, role=role, overrides=overrides)
+            if name != topology.tiers[tier][0].name:  # not the tier's own first model
+                first = topology.find_model(name)
+                models = (first, *(m for m in models if m.name != first.name))
+            levels.append(Level(tier, models))
     else:
         levels = [Level(t, models_for(topology, t, role=role, overrides=overrides))
                   for t in range(1, TOP_TIER + 1)]

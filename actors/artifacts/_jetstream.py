@@ -31,7 +31,7 @@ from typing import TypeVar
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, ObjectInfo, ObjectMeta, ObjectStoreConfig, StorageType
+from nats.js.api import ObjectInfo, ObjectMeta, ObjectStoreConfig, StorageType
 from nats.js.kv import KeyValue
 from nats.js.object_store import OBJ_META_PRE_TEMPLATE, ObjectStore
 
@@ -42,6 +42,7 @@ from actors.artifacts._store import (
     check_session,
     sha256_hex,
 )
+from actors.bus import kv_bucket
 from actors.errors import ArtifactError, ArtifactNotFoundError, BrokerError, StoreConflictError
 from actors.runtime import compare_and_set, read_entry
 from protocol import ArtifactEntry, ArtifactManifest, encoder, manifest_decoder
@@ -85,14 +86,6 @@ def _merged(found: dict[str, ArtifactEntry]
 def _entry(info: ObjectInfo) -> ArtifactEntry:
     return ArtifactEntry(size=info.size or 0, sha256=_sha256_hex(info),
                          mtime_ns=_mtime_ns(info))
-
-
-async def _index_bucket(js: JetStreamContext, name: str, replicas: int) -> KeyValue:
-    try:
-        return await js.key_value(name)
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(
-            bucket=name, history=1, storage=StorageType.FILE, direct=True, replicas=replicas))
 
 
 def _sha256_hex(info: ObjectInfo) -> str:
@@ -144,7 +137,7 @@ class JetStreamArtifactStore(ArtifactStore):
                                            description="Switchboard workspaces (SPEC.md §6)")
                 store = await js.create_object_store(bucket, config=config)
                 _log.info("created object store bucket %s (%d replicas)", bucket, replicas)
-            index = await _index_bucket(js, index_bucket or f"{bucket}_INDEX", replicas)
+            index = await kv_bucket(js, index_bucket or f"{bucket}_INDEX", replicas=replicas)
         opened = cls(js, store, bucket, index)
         await opened._index_older_objects()
         return opened

@@ -290,3 +290,23 @@ async def test_jetstream_lists_a_session_from_its_manifest(nats_url: str) -> Non
         assert await store.list("discord-2") == ["other.txt"]
     finally:
         await nc.close()
+
+
+async def test_jetstream_concurrent_puts_and_deletes_all_reach_the_manifest(
+        nats_url: str) -> None:
+    """Puts and deletes made at once are written to the manifest together (group commit):
+    none is lost."""
+    import asyncio
+
+    nc = await nats.connect(nats_url)
+    try:
+        store = await open_artifact_store(nc.jetstream(), Settings(), _TOPOLOGY)
+        await asyncio.gather(*(store.put("discord-9", f"f{i}.txt", b"x" * i)
+                               for i in range(24)))
+        await asyncio.gather(*(store.delete("discord-9", f"f{i}.txt") for i in range(0, 24, 2)),
+                             store.put("discord-9", "late.txt", b"late"))
+        listed = await store.stat("discord-9")
+        assert sorted(listed) == sorted([f"f{i}.txt" for i in range(1, 24, 2)] + ["late.txt"])
+        assert listed["f5.txt"].size == 5
+    finally:
+        await nc.close()

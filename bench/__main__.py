@@ -52,7 +52,7 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
 def summary(rows: list[dict[str, Any]]) -> str:
     """Every scenario's section of ``rows`` (``bench._table``), then the learning and the
     model-call ones."""
-    from bench._learning import learning_table
+    from bench._learning_table import learning_table
     from bench._modelcall import modelcall_table
 
     parts = (_summary(rows), learning_table(rows), modelcall_table(rows))

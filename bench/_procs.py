@@ -60,14 +60,16 @@ def process_tree(root: int) -> dict[int, int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time ``pid`` has used so far, in seconds (None: it is gone)."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float | None:
+    """User plus system CPU time ``pid`` has used so far, in seconds (None: it is gone); with
+    ``children``, also that of its children that ended and were waited for (``cutime`` +
+    ``cstime``: the git commands a role actor runs). From ``/proc/PID/stat`` (``man 5 proc``)."""
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     fields = text[text.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
 
 
 def still_same(pid: int, started: int) -> bool:

@@ -294,17 +294,14 @@ class OpenAIStandin:
             body = _decode_json(await request.read())
             record.body = body if isinstance(body, dict) else None
             if not isinstance(body, dict):
-                raise ApiError(400, "We could not parse the JSON body of your request.",
-                               type="invalid_request_error")
+                raise e.invalid_json()
             texts = body.get("input")
             texts = [texts] if isinstance(texts, str) else texts
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                 raise ApiError(400, "'input' must be a string or an array of strings.",
                                type="invalid_request_error", param="input")
             if body.get("model") not in self.models:
-                raise ApiError(404, f"The model `{body.get('model')}` does not exist or you "
-                               "do not have access to it.", type="invalid_request_error",
-                               code="model_not_found")
+                raise e.model_not_found(str(body.get("model")))
         except ApiError as error:
             return self._error_response(record, error)
         finally:

@@ -22,6 +22,8 @@ def _norm(text: str) -> str:
     return re.sub(r"[\W_]+", " ", text.lower()).strip()
 
 
+REMEMBERED_HEADING = "What you remember of this person from other conversations:"
+"""First line of the per-user memory a model is shown (``user_memory_text``)."""
 USER_MEMORY_LINES = 6
 """Entries from a person's other conversations shown to a model."""
 _KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
@@ -66,7 +68,7 @@ def user_memory_text(memory: SessionState, current_session: str) -> str:
              for e in entries[-USER_MEMORY_LINES:]]
     if not lines:
         return ""
-    return "What you remember of this person from other conversations:\n" + "\n".join(lines)
+    return REMEMBERED_HEADING + "\n" + "\n".join(lines)
 
 
 def add_reflection(state: SessionState, reflection: Reflection, summary: str) -> None:

@@ -15,6 +15,7 @@ import zlib
 from typing import Any, NamedTuple
 
 from actors.llm._recipes import Recipe, find_recipe
+from actors.memory import REMEMBERED_HEADING
 
 _log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ def script_reply(model: str, messages: list[dict[str, Any]], *, has_tools: bool)
     return ScriptedReply(_chat(label, last_user(messages)) + _recalled(messages))
 
 
-REMEMBERED_HEADING = "What you remember of this person from other conversations:"
-"""First line of the per-user memory system message (``actors.memory.user_memory_text``)."""
 
 
 def _recalled(messages: list[dict[str, Any]]) -> str:
@@ -239,12 +238,12 @@ _OTHER_PERSON = re.compile(r"^\s*<@!?\d+>")
 def _route(model: str, messages: list[dict[str, Any]]) -> str:
     """The router's JSON, decided by the keyword rules (``actors.router.keyword_route``); an
     ambient message that starts by mentioning someone is left to that person."""
-    from actors.router import keyword_route
+    from actors.router import AMBIENT_RULE, keyword_route
 
     text = last_user(messages)
     route = keyword_route(text)
     prompt = "\n".join(content_text(m) for m in messages if m.get("role") == "system")
-    ambient = "without mentioning the bot" in prompt
+    ambient = AMBIENT_RULE in prompt
     respond = route.respond and not (ambient and _OTHER_PERSON.match(text))
     reason = route.reason if respond else "addressed to someone else"
     answer = {"respond": respond, "flow": route.flow.value, "task_type": route.task_type.value,

@@ -13,7 +13,13 @@ Public API:
 from actors.router._casebase import CaseBase
 from actors.router._cases import CaseIndex, Similar, case_lines, learned_tier, needed_tier
 from actors.router._keywords import BRANCH_TRIGGERS, complexity_of, keyword_route
-from actors.router._model import SCHEMA, UnparsableAnswerError, parse_answer, response_format_for
+from actors.router._model import (
+    AMBIENT_RULE,
+    SCHEMA,
+    UnparsableAnswerError,
+    parse_answer,
+    response_format_for,
+)
 from actors.router._route import AskModel, route_message
 from actors.router._tiers import (
     Level,
@@ -27,6 +33,7 @@ from actors.router._tiers import (
 from actors.router._types import Route, TierChoice
 
 __all__ = [
+    "AMBIENT_RULE",
     "BRANCH_TRIGGERS",
     "SCHEMA",
     "AskModel",

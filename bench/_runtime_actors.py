@@ -10,10 +10,8 @@ adds its own ``handled`` event per step, so a step publishes two events.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from actors.errors import BrokerError
 from actors.runtime import Actor, MessageContext, handler
 from protocol import ChatMessage, Classification, Reply, TurnRequest
 
@@ -21,7 +19,6 @@ _log = logging.getLogger(__name__)
 
 ROLES = ("classifier", "planner", "evaluator", "reflector", "consolidator")
 """The pipeline's roles, in order (role names of ``topology.yaml``, bench-only classes)."""
-KV_TIMEOUT_S = 5.0
 KV_PREFIX = "bench-runtime."
 
 
@@ -33,7 +30,6 @@ class BenchClassifier(Actor):
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
         await ctx.send("planner", Classification(request=message, respond=True))
-        await ctx.emit("step")
 
 
 class BenchPlanner(Actor):
@@ -44,7 +40,6 @@ class BenchPlanner(Actor):
     @handler
     async def on_classification(self, message: Classification, ctx: MessageContext) -> None:
         await ctx.send("evaluator", TurnRequest(classification=message, plan=("answer",)))
-        await ctx.emit("step")
 
 
 class BenchEvaluator(Actor):
@@ -56,7 +51,6 @@ class BenchEvaluator(Actor):
     async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
         await ctx.send("reflector", TurnRequest(classification=message.classification,
                                                 plan=message.plan, tier=2))
-        await ctx.emit("step")
 
 
 class BenchReflector(Actor):
@@ -68,28 +62,21 @@ class BenchReflector(Actor):
     async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
         await ctx.send("consolidator", TurnRequest(classification=message.classification,
                                                    plan=message.plan, tier=3))
-        await ctx.emit("step")
 
 
 class BenchConsolidator(Actor):
-    """Hop 5: one KV put (the runs bucket, key ``bench-runtime.<session>``), then a Reply to
-    the request's outbox."""
+    """Hop 5: one KV put (the runs bucket, key ``bench-runtime.<session>``) and a Reply to the
+    request's outbox."""
 
     role = "consolidator"
 
     @handler
     async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
         request = message.classification.request
-        try:
-            async with asyncio.timeout(KV_TIMEOUT_S):
-                await self.services.runs.put(KV_PREFIX + request.session,
-                                             request.message_id.encode())
-        except TimeoutError as exc:
-            msg = f"KV put for {request.session} took more than {KV_TIMEOUT_S} s"
-            raise BrokerError(msg) from exc
+        await ctx.store(self.services.subjects.runs_bucket, KV_PREFIX + request.session,
+                        request.message_id.encode())
         await ctx.reply(request.origin, Reply(session=request.session, origin=request.origin,
                                               in_reply_to=request.message_id, text="done"))
-        await ctx.emit("step")
 
 
 BENCH_ACTORS: dict[str, type[Actor]] = {

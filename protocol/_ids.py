@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -12,8 +13,10 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _PLATFORM = re.compile(r"^[a-z][a-z0-9]{0,31}$")
 
 
+@functools.lru_cache(maxsize=4096)
 def check_token(value: str, what: str) -> str:
-    """Return ``value`` when it is a single safe subject token.
+    """Return ``value`` when it is a single safe subject token (valid values are remembered:
+    subjects are built on every publish).
 
     Raises:
         ValueError: ``value`` is empty, longer than 128 characters or has a character other than

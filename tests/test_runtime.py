@@ -65,6 +65,10 @@ class Probe(Actor):
         if text == "hang" and ctx.deliveries == 1:
             Probe.hung.set()
             await asyncio.Event().wait()
+        if text.startswith("store:"):
+            # "store:<bucket>": a KV put confirmed before the ack.
+            await ctx.store(text.removeprefix("store:"), f"probe-{message.message_id}",
+                            message.text.encode())
         Probe.handled.append(text)
         await ctx.reply(message.origin, Reply(session=message.session, origin=message.origin,
                                               in_reply_to=message.message_id, text=f"ok:{text}"))
@@ -219,6 +223,58 @@ async def test_malformed_and_unhandled_messages_are_dead_lettered(harness: Harne
     assert sum("MalformedMessageError" in r for r in reasons) == 2
     assert sum("has no handler for 'turn_result'" in r for r in reasons) == 1
     assert {bytes(letter.data[:9]) for letter in letters} >= {b"{not json"}
+
+
+async def test_a_stored_value_is_in_the_bucket_when_the_task_is_acked(harness: Harness) -> None:
+    harness.start_actor()
+    bucket = harness.topology.subjects.runs_bucket
+    message_id = await harness.send(f"store:{bucket}")
+    assert (await harness.reply_to(message_id)).text == f"ok:store:{bucket}"
+    kv = await harness.nc.jetstream().key_value(bucket)
+    assert (await kv.get(f"probe-{message_id}")).value == f"store:{bucket}".encode()
+
+
+async def test_a_put_no_bucket_stores_fails_the_task_until_it_is_dead_lettered(
+        harness: Harness) -> None:
+    """The Reply published in the same delivery is already out (JetStream drops its copies
+    on redelivery); the put that cannot be stored fails the delivery each time."""
+    harness.start_actor()
+    await harness.send("store:NO_SUCH_BUCKET")
+    [letter] = await harness.dead_letters(1)
+    assert letter.deliveries == 3
+    assert "no stream stores $KV.NO_SUCH_BUCKET" in letter.reason
+
+
+async def test_the_trace_continues_through_a_delivery(harness: Harness) -> None:
+    """The Reply's ``traceparent`` and the ``handled`` event carry the request's trace id
+    under a new span id (no exporter configured: the delivery makes no span object)."""
+    subjects = harness.topology.subjects
+    outbound: list[Any] = []
+    handled: list[ExecutionEvent] = []
+
+    async def _outbound(msg: Any) -> None:
+        outbound.append(msg)
+
+    async def _handled(msg: Any) -> None:
+        handled.append(event_decoder.decode(msg.data))
+
+    await harness.nc.subscribe(subjects.outbox("test-origin"), cb=_outbound)
+    await harness.nc.subscribe(subjects.event("classifier", "handled"), cb=_handled)
+    harness.start_actor()
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    message_id = uuid.uuid4().hex
+    message = ChatMessage(message_id=message_id, session="terminal-trace",
+                          origin="test-origin", user_id="u1", text="traced")
+    await harness.nc.jetstream().publish(
+        subjects.task("classifier"), msgspec.json.encode(message),
+        headers={"traceparent": f"00-{trace_id}-{parent}-01", "Sb-Session": message.session})
+    await harness.reply_to(message_id)
+    await eventually(lambda: bool(handled) and bool(outbound), within_s=5,
+                     what="the reply and the handled event")
+    version, reply_trace, span_id, flags = outbound[-1].headers["traceparent"].split("-")
+    assert (version, reply_trace, flags) == ("00", trace_id, "01")
+    assert span_id != parent and len(span_id) == 16
+    assert handled[-1].trace_id == trace_id
 
 
 async def test_a_waiting_handler_does_not_block_the_inbox(harness: Harness) -> None:

@@ -30,7 +30,6 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from opentelemetry.trace import Span
 
 from actors.errors import (
     BrokerError,
@@ -44,7 +43,7 @@ from actors.errors import (
     UnhandledMessageError,
 )
 from actors.runtime._actor import Actor, Confirmations, MessageContext, _js_publish
-from actors.runtime._tracing import attach_span, record_error, start_span
+from actors.runtime._tracing import DeliveryTrace, begin_delivery, record_error
 from protocol import (
     HEADER_SESSION,
     BrainstormResult,
@@ -124,15 +123,14 @@ class _Delivery:
     """One delivery being handled: the message, its span and context, its publishes."""
 
     __slots__ = ("confirmations", "context", "deliveries", "done", "handler_done", "message",
-                 "msg", "seq", "session", "settled", "span", "started", "step", "trace_id")
+                 "msg", "seq", "session", "settled", "started", "step", "trace")
 
     def __init__(self, msg: Msg, message: TaskMessage, session: str, step: str,
                  deliveries: int, seq: int, started: float, done: Callable[[], None]) -> None:
         self.msg, self.message, self.session, self.step = msg, message, session, step
         self.deliveries, self.seq, self.started, self.done = deliveries, seq, started, done
         self.context = contextvars.copy_context()
-        self.span: Span | None = None
-        self.trace_id = ""
+        self.trace: DeliveryTrace | None = None
         self.confirmations: Confirmations | None = None
         self.handler_done = False
         self.settled = False
@@ -231,10 +229,7 @@ class Dispatcher:
 
     def _begin(self, d: _Delivery) -> None:
         """Runs in the delivery's own context: span, handler's first step."""
-        span = d.span = start_span(f"{self._role} {d.step}", d.msg.headers)
-        attach_span(span)
-        context = span.get_span_context()
-        d.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
+        d.trace = begin_delivery(f"{self._role} {d.step}", d.msg.headers)
         handler = self.actor.handler_for(d.message)
         if handler is None:
             text = f"{self._role} has no handler for '{d.step}' messages"
@@ -323,8 +318,8 @@ class Dispatcher:
     def _close(self, d: _Delivery) -> None:
         if self._open.pop(id(d), None) is None:
             return
-        if d.span is not None:
-            d.span.end()
+        if d.trace is not None:
+            d.trace.end()
         d.done()
 
     async def _run_acks(self) -> None:
@@ -350,7 +345,8 @@ class Dispatcher:
                 # de-duplicated by their ids.
                 self.actor.log.warning("session %s: ack failed: %s", d.session, exc)
         for d in batch:
-            await self.actor.emit("handled", d.session, step=d.step, trace_id=d.trace_id,
+            trace_id = d.trace.trace_id if d.trace is not None else ""
+            await self.actor.emit("handled", d.session, step=d.step, trace_id=trace_id,
                                   duration_ms=(now - d.started) * 1000)
             self._close(d)
 

@@ -85,7 +85,7 @@ class Publisher:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str],
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None,
                       settled: Settled) -> None:
         """Publish; ``settled`` is called once with the outcome (from the reply callback, the
         sweeper, or here when the client refuses the publish).

@@ -73,7 +73,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
     from actors.bus import resolve_nats_url
     from actors.embedded import EmbeddedNats, port_is_free
     from actors.logs import setup_logging
-    from actors.supervisor import Supervisor, plan_processes
+    from actors.supervisor import Supervisor, plan_processes, preload_modules
 
     setup_logging("supervisor", level=settings.log_level, as_json=settings.log_json)
     started = time.monotonic()
@@ -98,7 +98,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         stored_bots = asyncio.run(_provision(settings, topology, url))
         discord = (bool(settings.discord_token) or stored_bots > 0) and not args.no_discord
         specs = plan_processes(settings, topology, url, gateway=discord)
-        supervisor = Supervisor(specs, on_change=lambda s: _write_pids(data_dir, s.pids()))
+        supervisor = Supervisor(specs, preload=preload_modules(topology),
+                                on_change=lambda s: _write_pids(data_dir, s.pids()))
         roles = sorted({s.name.split("/")[0] for s in specs if s.name != "gateway"})
         watcher = threading.Thread(
             target=_announce_ready, args=(settings, topology, url, roles, started, discord),
@@ -201,7 +202,7 @@ def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) 
     from actors.bus import resolve_nats_url
     from actors.config import actor_kind
     from actors.logs import setup_logging
-    from actors.supervisor import Supervisor, plan_processes
+    from actors.supervisor import Supervisor, plan_processes, preload_modules
 
     setup_logging("supervisor", level=settings.log_level, as_json=settings.log_json)
     actor_kind(args.role)  # raises ConfigError with the known roles
@@ -209,7 +210,7 @@ def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) 
     url = resolve_nats_url(settings)
     specs = plan_processes(settings, topology, url, roles={args.role: max(1, replicas)})
     _say(f"Running {len(specs)} replica(s) of {args.role} against {url}; Ctrl-C to stop.")
-    return Supervisor(specs).run()
+    return Supervisor(specs, preload=preload_modules(topology)).run()
 
 
 # ---------------------------------------------------------------------------------- gateway

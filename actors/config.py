@@ -195,7 +195,8 @@ class Topology(BaseModel):
 
     prefix: str = "sb"
     providers: dict[str, str] = {"offline": "actors.llm.offline:OfflineLLM"}
-    """Custom litellm providers: provider name → ``module:Class`` of a ``litellm.CustomLLM``."""
+    """Custom model providers: provider name → ``module:Class`` of a ``litellm.CustomLLM`` or
+    of an in-process provider (``actors.llm.register_providers``)."""
     tiers: dict[int, list[ModelSpec]]
     escalation: list[str] = []
     """Model names in escalation order; empty means the first model of tiers 1-4 in order."""
@@ -286,6 +287,19 @@ class Topology(BaseModel):
     def actor(self, role: str) -> ActorSpec:
         """The spec of ``role``; roles absent from the file get the defaults."""
         return self.actors.get(role, ActorSpec())
+
+    def model_names(self) -> set[str]:
+        """Every model name this topology can call: the tiers' (or the override), escalation,
+        brainstorm and role models, and the case base's embedding model. A Discord bot's own
+        model overrides are stored by the gateway, not here."""
+        names = {spec.name for specs in self.tiers.values() for spec in specs}
+        names.update(self.escalation, self.brainstorm_models)
+        names.update(model for by_tier in self.role_models.values() for model in by_tier.values())
+        if self.model_override:
+            names.add(self.model_override)
+        if self.cases.embedding_model is not None:
+            names.add(self.cases.embedding_model.name)
+        return names
 
     def find_model(self, name: str) -> ModelSpec:
         """The spec of the model called ``name`` in any tier (a bare spec if none)."""

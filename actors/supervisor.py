@@ -1,8 +1,9 @@
 """The supervisor: every actor replica of the topology as its own OS process, restarted when it
 dies, all stopped cleanly on SIGINT / SIGTERM.
 
-Processes are forked from a fork server that preloaded the heavy imports (``actors._preload``),
-so a replica starts in milliseconds and shares litellm's memory with its siblings.
+Processes are forked from a fork server that preloaded the heavy imports (``actors._preload``,
+and ``actors._preload_litellm`` when a model needs litellm), so a replica starts in
+milliseconds and shares those modules' memory with its siblings.
 """
 
 from __future__ import annotations
@@ -67,13 +68,30 @@ def plan_processes(
     return specs
 
 
+PRELOAD = ("actors._preload",)
+"""What every fork server imports before forking."""
+PRELOAD_LITELLM = (*PRELOAD, "actors._preload_litellm")
+"""The same and litellm, for topologies that call a model through it."""
+
+
+def preload_modules(topology: Topology) -> tuple[str, ...]:
+    """The fork server's imports for ``topology``: litellm only when one of its models needs
+    it (``actors.llm.needs_litellm``); the offline model does not."""
+    from actors.llm import needs_litellm
+
+    if needs_litellm(topology.model_names(), topology.providers):
+        return PRELOAD_LITELLM
+    return PRELOAD
+
+
 class Supervisor:
     """Starts ``specs``, restarts any that dies (with backoff), stops all on request.
 
     Args:
         specs: the processes to run.
-        preload: fork from a server that imported ``actors._preload`` (litellm and the actors);
-            False uses plain ``spawn`` (slower start, more memory; for debugging).
+        preload: the modules a fork server imports before forking every process
+            (``preload_modules``; default: the actors and litellm); empty uses plain ``spawn``
+            (slower start, more memory; for debugging).
         on_change: called after each start, restart or stop (tests use it to find pids).
     """
 
@@ -81,7 +99,7 @@ class Supervisor:
         self,
         specs: list[ProcessSpec],
         *,
-        preload: bool = True,
+        preload: tuple[str, ...] = PRELOAD_LITELLM,
         on_change: Callable[[Supervisor], None] | None = None,
     ) -> None:
         self.specs = specs
@@ -90,7 +108,7 @@ class Supervisor:
         self._ctx: BaseContext
         if preload:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["actors._preload"])
+            ctx.set_forkserver_preload(list(preload))
             self._ctx = ctx
         else:
             self._ctx = multiprocessing.get_context("spawn")

@@ -3,7 +3,8 @@ differ in what they can do.
 
 Registered by the bench topology (``providers: {sim: bench._sim_model:SimLLM}``) with models
 ``sim/tier-1`` .. ``sim/tier-4``; it streams its replies (tool calls included) through litellm's
-``CustomLLM.astreaming`` exactly as the offline model does (``actors.llm.offline._chunks``).
+``CustomLLM.astreaming`` exactly as the offline model does
+(``actors.llm._offline_litellm._chunks``).
 What it answers depends on the purpose (the first system line, ``You are Switchboard's
 <purpose>.``: ``actors.llm._offline_script.purpose_of``):
 
@@ -35,6 +36,7 @@ from typing import Any
 
 from litellm import CustomLLM
 
+from actors.llm._offline_litellm import _chunks, _response
 from actors.llm._offline_script import (
     ScriptedCall,
     ScriptedReply,
@@ -42,7 +44,6 @@ from actors.llm._offline_script import (
     last_user,
     purpose_of,
 )
-from actors.llm.offline import _chunks, _response
 from bench._learning_kinds import kind_of
 
 ROLE = "python_coder"

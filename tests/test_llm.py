@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from actors.config import ModelSpec, ToolPolicy
+from actors.config import ModelSpec, ToolPolicy, load_topology
 from actors.errors import ConfigError, ModelError, ModelTimeoutError
 from actors.llm import complete, parse_json_object, parse_report, register_providers
 from actors.prompts import render
+from actors.supervisor import PRELOAD, PRELOAD_LITELLM, preload_modules
 from actors.tools import TOOL_SCHEMAS, Workspace, run_tool
 from protocol import AGENT_ROLES
 
@@ -36,14 +39,37 @@ def _agent_messages(task: str, role: str = "python_coder") -> list[dict[str, Any
 
 
 def test_register_is_idempotent_and_checked() -> None:
-    import litellm
+    from actors.llm._client import _litellm
 
+    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    litellm = _litellm()  # litellm gets the registered providers when it is first needed
     register_providers({"offline": "actors.llm.offline:OfflineLLM"})
     assert [p["provider"] for p in litellm.custom_provider_map].count("offline") == 1
     with pytest.raises(ConfigError):
         register_providers({"broken": "actors.llm.nope:Nothing"})
     with pytest.raises(ConfigError):
         register_providers({"broken": "json:JSONDecoder"})
+
+
+def test_the_offline_model_is_called_without_importing_litellm() -> None:
+    """A deployment whose models are all offline never loads litellm (about 160 MB a
+    process); a topology with a real model gets it preloaded by the fork server."""
+    code = (
+        "import asyncio, sys\n"
+        "from actors.config import ModelSpec\n"
+        "from actors.llm import complete, register_providers\n"
+        "register_providers({'offline': 'actors.llm.offline:OfflineLLM'})\n"
+        "reply = asyncio.run(complete(ModelSpec(name='offline/tier-1'),\n"
+        "                             [{'role': 'user', 'content': 'hello'}]))\n"
+        "print(bool(reply.text), 'litellm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == ["True", "False"], out.stderr
+    topology = load_topology()
+    assert preload_modules(topology) == PRELOAD
+    tiers = {**topology.tiers, 3: [ModelSpec(name="openai/gpt-4o")]}
+    assert preload_modules(topology.model_copy(update={"tiers": tiers})) == PRELOAD_LITELLM
 
 
 async def test_streaming_text_arrives_in_pieces() -> None:

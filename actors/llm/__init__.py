@@ -1,9 +1,16 @@
 """Model calls through litellm, the offline model and parsing of model answers.
 
-Importing this package does not import litellm; the first call does.
+Importing this package does not import litellm; the first call that needs it does (a call of
+the offline model never does).
 """
 
-from actors.llm._client import complete, embed, register_providers, supports_json_schema
+from actors.llm._client import (
+    complete,
+    embed,
+    needs_litellm,
+    register_providers,
+    supports_json_schema,
+)
 from actors.llm._direct import close_sessions
 from actors.llm._reply import ModelReply
 from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
@@ -15,6 +22,7 @@ __all__ = [
     "close_sessions",
     "complete",
     "embed",
+    "needs_litellm",
     "parse_json_object",
     "parse_report",
     "register_providers",

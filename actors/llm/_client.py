@@ -20,7 +20,8 @@ import functools
 import importlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -46,7 +47,8 @@ _handlers: dict[str, Any] = {}
 
 
 def _litellm() -> ModuleType:
-    """Import litellm once, quietly, with its bundled cost map (no network at import)."""
+    """Import litellm once, quietly, with its bundled cost map (no network at import), and
+    give it the registered custom providers."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
@@ -56,32 +58,53 @@ def _litellm() -> ModuleType:
         for name in _LITELLM_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
         litellm._switchboard_quiet = True
+        for name, handler in _handlers.items():
+            _give_litellm(litellm, name, handler)
     return litellm
 
 
+def _give_litellm(litellm: Any, name: str, handler: Any) -> None:
+    """Put ``handler`` in litellm's ``custom_provider_map`` under ``name`` (replacing an
+    earlier entry of that name)."""
+    custom = handler if isinstance(handler, litellm.CustomLLM) else handler.litellm_handler()
+    current = getattr(litellm, "custom_provider_map", [])
+    litellm.custom_provider_map = [
+        item for item in current if item["provider"] != name
+    ] + [{"provider": name, "custom_handler": custom}]
+
+
+def needs_litellm(models: Iterable[str], providers: Mapping[str, str]) -> bool:
+    """Whether calling ``models`` needs litellm: a model of a provider other than the custom
+    ones in ``providers`` (which serve their calls in-process: the offline model) does
+    (litellm resolves every real provider's endpoint, key and price)."""
+    return any(provider_of(model) not in providers for model in models)
+
+
 def register_providers(providers: dict[str, str]) -> None:
-    """Register custom litellm providers (``topology.yaml`` ``providers:``).
+    """Register custom model providers (``topology.yaml`` ``providers:``).
+
+    A provider is a ``litellm.CustomLLM`` subclass, or a class served in-process without
+    litellm: an async ``direct`` method (``actors.llm.offline.OfflineLLM.direct``) and a
+    ``litellm_handler()`` giving its ``CustomLLM`` for ``transport: litellm``. The latter does
+    not import litellm until a call needs it.
 
     Args:
-        providers: provider name (the part of a model name before ``/``) → ``module:Class`` of
-            a ``litellm.CustomLLM`` subclass, e.g. ``{"offline": "actors.llm.offline:OfflineLLM"}``.
-            Registering the same name twice replaces the earlier entry, never duplicates it.
+        providers: provider name (the part of a model name before ``/``) → ``module:Class``,
+            e.g. ``{"offline": "actors.llm.offline:OfflineLLM"}``. Registering the same name
+            twice replaces the earlier entry, never duplicates it.
 
     Raises:
-        ConfigError: a target is not ``module:Class``, cannot be imported, or is not a
-            ``litellm.CustomLLM``.
+        ConfigError: a target is not ``module:Class``, cannot be imported, or is neither kind
+            of provider.
     """
-    litellm: Any = _litellm()
     for name, target in providers.items():
         if _providers.get(name) == target:
             continue
-        handler = _handlers[name] = _instantiate(litellm, name, target)
-        current = getattr(litellm, "custom_provider_map", [])
-        litellm.custom_provider_map = [
-            item for item in current if item["provider"] != name
-        ] + [{"provider": name, "custom_handler": handler}]
+        handler = _handlers[name] = _instantiate(name, target)
+        if getattr(sys.modules.get("litellm"), "_switchboard_quiet", False):
+            _give_litellm(_litellm(), name, handler)
         _providers[name] = target
-        _log.info("registered litellm provider %r -> %s", name, target)
+        _log.info("registered model provider %r -> %s", name, target)
 
 
 def supports_json_schema(model: str) -> bool:
@@ -100,7 +123,7 @@ def _schema_support(model: str) -> bool:
         return False
 
 
-def _instantiate(litellm: ModuleType, name: str, target: str) -> Any:
+def _instantiate(name: str, target: str) -> Any:
     module_name, _, class_name = target.partition(":")
     if not module_name or not class_name:
         msg = f"provider {name!r}: {target!r} is not 'module:Class'"
@@ -110,8 +133,13 @@ def _instantiate(litellm: ModuleType, name: str, target: str) -> Any:
     except (ImportError, AttributeError) as exc:
         msg = f"provider {name!r}: cannot import {target!r}: {exc}"
         raise ConfigError(msg) from exc
-    if not (isinstance(cls, type) and issubclass(cls, litellm.CustomLLM)):
-        msg = f"provider {name!r}: {target!r} is not a litellm.CustomLLM subclass"
+    in_process = all(callable(getattr(cls, method, None))
+                     for method in ("direct", "litellm_handler"))
+    # A CustomLLM subclass's module imported litellm already.
+    custom = getattr(sys.modules.get("litellm"), "CustomLLM", None)
+    if not isinstance(cls, type) or not (in_process or (custom and issubclass(cls, custom))):
+        msg = (f"provider {name!r}: {target!r} is neither a litellm.CustomLLM subclass nor an "
+               f"in-process provider (direct and litellm_handler methods)")
         raise ConfigError(msg)
     return cls()
 
@@ -187,24 +215,24 @@ async def complete(
         ModelUnavailableError: the provider could not answer now (rate limit, 5xx,
             connection). Every message names the model and the cause, never the key.
     """
-    litellm = _litellm()
     limit = timeout_s or spec.timeout_s
     handler = _handlers.get(provider_of(spec.name))
     try:
         if handler is not None:
             direct = getattr(handler, "direct", None)
             if direct is not None and spec.transport != "litellm":
-                return await _bounded(litellm, spec, limit, direct(
+                return await _bounded(spec, limit, direct(
                     spec.name, messages, tools=tools, params=spec.params,
                     on_text=_guarded(on_text)))
-        elif (route := _direct.resolve(spec)) is not None:
+        litellm = _litellm()
+        if handler is None and (route := _direct.resolve(spec)) is not None:
             body = _direct.request_body(route, spec, messages, tools=tools,
                                         max_tokens=_token_limit(spec, max_tokens),
                                         response_format=response_format)
-            return await _bounded(litellm, spec, limit,
+            return await _bounded(spec, limit,
                                   _stream_direct(litellm, route, spec, messages, body, on_text))
         kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
-        return await _bounded(litellm, spec, limit, _stream(litellm, spec, kwargs, on_text))
+        return await _bounded(spec, limit, _stream(litellm, spec, kwargs, on_text))
     except _CallbackError as wrapped:
         raise wrapped.error from None
 
@@ -223,8 +251,7 @@ async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
     return fold.reply(_usage(litellm, spec, messages, fold))
 
 
-async def _bounded(litellm: ModuleType, spec: ModelSpec, limit: float,
-                   call: Awaitable[T]) -> T:
+async def _bounded(spec: ModelSpec, limit: float, call: Awaitable[T]) -> T:
     """``call`` within ``limit`` seconds, litellm's errors translated
     (``actors.llm._errors.translate_litellm``).
 
@@ -241,7 +268,7 @@ async def _bounded(litellm: ModuleType, spec: ModelSpec, limit: float,
     except (ModelError, _CallbackError, asyncio.CancelledError):
         raise
     except Exception as exc:
-        raise translate_litellm(litellm, spec, exc, limit) from exc
+        raise translate_litellm(_litellm(), spec, exc, limit) from exc
 
 
 async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
@@ -269,7 +296,7 @@ async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
     if provider_of(spec.name) not in _providers:
         kwargs.setdefault("max_retries", 0)
     request = {k: v for k, v in kwargs.items() if v is not None}
-    response = await _bounded(litellm, spec, limit, litellm.aembedding(**request))
+    response = await _bounded(spec, limit, litellm.aembedding(**request))
     item = response.data[0]
     vector = item["embedding"] if isinstance(item, dict) else item.embedding
     return tuple(float(v) for v in vector)

@@ -1,0 +1,129 @@
+"""The closed loop of the five-hop pipeline scenarios (``runtime``, the thin layer, the peers):
+the loads, one run of ``in_flight`` workers, and its figures. Imports nothing of Switchboard,
+so the thin layer's and the peers' processes can use it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench._store import Figure
+
+SCENARIO = "runtime"
+HOPS = 5
+SETTLE_S = 0.5
+"""Seconds to keep listening after a load, to see late duplicates."""
+ACTORS_MEAN = "actors mean"
+BENCH_CLIENT = "bench client"
+NATS_SERVER = "nats-server"
+
+
+@dataclass(frozen=True)
+class Load:
+    """``requests`` tasks with ``in_flight`` outstanding, after ``warmup`` unmeasured ones, at
+    most ``budget_s`` seconds of sending."""
+
+    in_flight: int
+    requests: int
+    warmup: int
+    budget_s: float
+
+
+def loads(quick: bool) -> list[Load]:
+    """The loads of a quick or full run (about 20 s and 60 s of sending here)."""
+    if quick:
+        return [Load(1, 400, 50, 20), Load(64, 6000, 1000, 20), Load(256, 8000, 1500, 20)]
+    return [Load(1, 2000, 100, 60), Load(64, 30000, 2000, 60), Load(256, 40000, 3000, 60)]
+
+
+@dataclass
+class LoopResult:
+    """One load's outcome: tasks finished and lost (unanswered in time), duplicated and
+    error replies, wall seconds of sending, and each finished task's latency in ms."""
+
+    finished: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    wall_s: float = 0.0
+    latency_ms: list[float] = field(default_factory=list)
+
+
+async def closed_loop(one: Callable[[], Awaitable[float]], in_flight: int, requests: int,
+                      budget_s: float) -> LoopResult:
+    """``in_flight`` workers each awaiting ``one()`` (a task's latency in ms; TimeoutError:
+    lost) until ``requests`` were started or ``budget_s`` seconds of sending passed."""
+    result = LoopResult()
+    left = [requests]
+    deadline = time.monotonic() + budget_s
+
+    async def worker() -> None:
+        while left[0] > 0 and time.monotonic() < deadline:
+            left[0] -= 1
+            try:
+                result.latency_ms.append(await one())
+                result.finished += 1
+            except TimeoutError:
+                result.lost += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` by nearest rank; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def pipeline_figures(flow: str, load: Load, result: LoopResult, *, redeliveries: int | None,
+                     cpu_used_s: dict[str, float], actors: list[str],
+                     params: dict[str, Any]) -> list[Figure]:
+    """The figures of one load of one pipeline.
+
+    Args:
+        flow: ``runtime5``, ``thin5``, ``autogen5``, ``faststream5``.
+        load: what was sent.
+        result: what came back.
+        redeliveries: consumer deliveries beyond one per stored message (None: no broker).
+        cpu_used_s: CPU seconds each process used during the load, by label.
+        actors: the labels of ``cpu_used_s`` that are the pipeline's actors: their mean is
+            ``actors mean``; CPU of the others is per task, not per step.
+        params: stored with every figure.
+    """
+    tasks_per_s = result.finished / result.wall_s if result.wall_s else 0.0
+    params = {"requests": load.requests, "warmup": load.warmup, "hops": HOPS, **params}
+
+    def fig(metric: str, value: float, unit: str, label: str | None = None) -> Figure:
+        return Figure(scenario=SCENARIO, flow=flow, in_flight=load.in_flight, replicas=1,
+                      delay_s=0.0, metric=metric, value=value, unit=unit, label=label,
+                      params=params)
+
+    figures = [
+        fig("tasks_per_s", tasks_per_s, "tasks/s"),
+        fig("finished", result.finished, "tasks"),
+        fig("wall", result.wall_s, "s"),
+        fig("lost", result.lost, "tasks"),
+        fig("duplicates", result.duplicates, "messages"),
+        fig("error_replies", result.errors, "replies"),
+    ]
+    if redeliveries is not None:
+        figures.append(fig("redeliveries", redeliveries, "deliveries"))
+    figures += [fig(f"latency_p{q}", percentile(result.latency_ms, q), "ms")
+                for q in (50, 90, 99)]
+    if result.finished:
+        per_step = {name: used * 1e6 / result.finished for name, used in cpu_used_s.items()}
+        figures += [fig("cpu_per_step", us, "us", label=name) for name, us in per_step.items()]
+        mine = [per_step[name] for name in actors if name in per_step]
+        if mine:
+            figures.append(fig("cpu_per_step", sum(mine) / len(mine), "us", label=ACTORS_MEAN))
+    return figures

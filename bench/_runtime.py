@@ -1,15 +1,19 @@
-"""The ``runtime`` scenario: Switchboard's runtime alone on a 5-hop durable pipeline.
+"""The ``runtime`` scenario: Switchboard's runtime alone on a 5-hop durable pipeline, beside the
+floor (the thin layer, ``bench._thin``) and the peers (``bench._peers``), in that order, each on a
+nats-server of its own.
 
 Five bench-only actors (``bench._runtime_actors``), each its own OS process started by the real
 ``Supervisor`` (fork server, ``run_actor``), against a bench nats-server on 127.0.0.1. A closed
 loop of ``in_flight`` workers publishes ChatMessages to the classifier's task subject (a
 JetStream publish) and waits for the consolidator's Reply on a core subscription to the
-bench's outbox subject. Each task is 5 durable steps, 10 execution events (the bench actor's
-``step`` and the runtime's ``handled``), one KV put and one outbox publish.
+bench's outbox subject. Each task is 5 durable steps, 5 execution events (the runtime's
+``handled``), one KV put and one outbox publish.
 
-Figures: tasks/s, send → Reply latency p50/p90/p99 (ms), lost and duplicated replies,
-redeliveries, and CPU µs per step of each process (``/proc/PID/stat``; one step per task per
-actor process; for nats-server and the bench client, per task).
+Figures (flow ``runtime5``; ``thin5``, ``autogen5``, ``faststream5`` for the others): tasks/s,
+send → Reply latency p50/p90/p99 (ms), lost and duplicated replies, redeliveries, and CPU µs per
+step of each process (``/proc/PID/stat``; one step per task per actor process; for nats-server
+and the bench client, per task); and the runtime's ratios to the thin layer: ``ratio_to_thin``
+(tasks/s) at each load and ``latency_p50_ratio_to_thin`` at 1 in flight.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,19 @@ from actors.config import Settings, Topology, load_topology
 from actors.supervisor import ProcessSpec, Supervisor
 from actors.worker import run_actor_process
 from bench._consumers import consumer_counts, redeliveries
-from bench._measure import percentile
+from bench._loop import (
+    ACTORS_MEAN,
+    BENCH_CLIENT,
+    NATS_SERVER,
+    SCENARIO,
+    SETTLE_S,
+    Load,
+    LoopResult,
+    closed_loop,
+    loads,
+    percentile,
+    pipeline_figures,
+)
 from bench._procs import cpu_seconds
 from bench._runtime_actors import BENCH_ACTORS, ROLES
 from bench._store import Figure
@@ -43,7 +58,6 @@ from protocol import ChatMessage, Subjects, encoder, outbound_decoder
 
 _log = logging.getLogger(__name__)
 
-SCENARIO = "runtime"
 ORIGIN = "benchrt"
 """The bench client's gateway origin: Replies arrive on ``<prefix>.out.benchrt``."""
 IN_FLIGHTS = (1, 64, 256)
@@ -53,36 +67,6 @@ READY_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 """A request unanswered after this many seconds counts as lost."""
 PUBLISH_TIMEOUT_S = 10.0
-SETTLE_S = 0.5
-"""Seconds to keep listening after a load, to see late duplicates."""
-
-
-@dataclass(frozen=True)
-class Load:
-    """``requests`` tasks with ``in_flight`` outstanding, after ``warmup`` unmeasured ones, at
-    most ``budget_s`` seconds of sending."""
-
-    in_flight: int
-    requests: int
-    warmup: int
-    budget_s: float
-
-
-def loads(quick: bool) -> list[Load]:
-    """The loads of a quick or full run (about 20 s and 60 s of sending here)."""
-    if quick:
-        return [Load(1, 400, 50, 20), Load(64, 6000, 1000, 20), Load(256, 8000, 1500, 20)]
-    return [Load(1, 2000, 100, 60), Load(64, 30000, 2000, 60), Load(256, 40000, 3000, 60)]
-
-
-@dataclass
-class _Result:
-    finished: int = 0
-    lost: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    wall_s: float = 0.0
-    latency_ms: list[float] = field(default_factory=list)
 
 
 class Client5:
@@ -137,26 +121,11 @@ class Client5:
             self.waiting.pop(key, None)
         return (done - sent) * 1000
 
-    async def run(self, in_flight: int, requests: int, budget_s: float) -> _Result:
+    async def run(self, in_flight: int, requests: int, budget_s: float) -> LoopResult:
         """A closed loop of ``in_flight`` workers until ``requests`` finish or ``budget_s``
         seconds of sending pass."""
-        result = _Result()
-        left = [requests]
-        deadline = time.monotonic() + budget_s
         dup0, err0 = self.duplicates, self.errors
-
-        async def worker() -> None:
-            while left[0] > 0 and time.monotonic() < deadline:
-                left[0] -= 1
-                try:
-                    result.latency_ms.append(await self.one())
-                    result.finished += 1
-                except TimeoutError:
-                    result.lost += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        result.wall_s = time.perf_counter() - started
+        result = await closed_loop(self.one, in_flight, requests, budget_s)
         await asyncio.sleep(SETTLE_S)
         result.duplicates = self.duplicates - dup0
         result.errors = self.errors - err0
@@ -221,38 +190,10 @@ async def _measure(client: Client5, load: Load, pids: dict[str, int],
     result = await client.run(load.in_flight, load.requests, load.budget_s)
     cpu1 = _cpu(pids)
     after = await consumer_counts(client.nc, client.subjects.prefix, list(ROLES))
-    tasks_per_s = result.finished / result.wall_s if result.wall_s else 0.0
-    params = {"requests": load.requests, "warmup": load.warmup, "hops": len(ROLES),
-              "events_per_step": 2, **base}
-
-    def fig(metric: str, value: float, unit: str, label: str | None = None) -> Figure:
-        return Figure(scenario=SCENARIO, flow="runtime5", in_flight=load.in_flight,
-                      replicas=1, delay_s=0.0, metric=metric, value=value, unit=unit,
-                      label=label, params=params)
-
-    figures = [
-        fig("tasks_per_s", tasks_per_s, "tasks/s"),
-        fig("finished", result.finished, "tasks"),
-        fig("wall", result.wall_s, "s"),
-        fig("lost", result.lost, "tasks"),
-        fig("duplicates", result.duplicates, "messages"),
-        fig("error_replies", result.errors, "replies"),
-        fig("redeliveries", redeliveries(before, after), "deliveries"),
-    ]
-    figures += [fig(f"latency_p{q}", percentile(result.latency_ms, q), "ms")
-                for q in (50, 90, 99)]
-    if result.finished:
-        total = 0.0
-        for name, cpu in cpu1.items():
-            used_us = (cpu - cpu0.get(name, cpu)) * 1e6 / result.finished
-            figures.append(fig("cpu_per_step", used_us, "us", label=name))
-            if name in ROLES:
-                total += used_us
-        figures.append(fig("cpu_per_step", total / len(ROLES), "us", label="actors mean"))
-    _log.info("runtime %d in flight: %.0f tasks/s, p50 %.2f ms, p99 %.2f ms, lost %d, "
-              "dup %d", load.in_flight, tasks_per_s, percentile(result.latency_ms, 50),
-              percentile(result.latency_ms, 99), result.lost, result.duplicates)
-    return figures
+    used = {name: cpu1[name] - cpu0.get(name, cpu1[name]) for name in cpu1}
+    return pipeline_figures("runtime5", load, result,
+                            redeliveries=redeliveries(before, after), cpu_used_s=used,
+                            actors=list(ROLES), params={"events_per_step": 1, **base})
 
 
 async def _run(workdir: Path, quick: bool) -> list[Figure]:
@@ -267,8 +208,8 @@ async def _run(workdir: Path, quick: bool) -> list[Figure]:
             await client.start()
             pids = {name.split("/")[0]: pid for name, pid in sup.pids().items()}
             if server.pid is not None:
-                pids["nats-server"] = server.pid
-            pids["bench client"] = os.getpid()
+                pids[NATS_SERVER] = server.pid
+            pids[BENCH_CLIENT] = os.getpid()
             base = {"max_in_flight": MAX_IN_FLIGHT}
             figures: list[Figure] = []
             for load in loads(quick):
@@ -278,12 +219,76 @@ async def _run(workdir: Path, quick: bool) -> list[Figure]:
             await nc.close()
 
 
-def run_runtime(workdir: Path, *, quick: bool) -> list[Figure]:
-    """Run the scenario and return its figures (see the module docstring)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+def _value(figures: list[Figure], flow: str, in_flight: int | None, metric: str,
+           label: str | None = None) -> float | None:
+    for f in figures:
+        if (f.flow, f.in_flight, f.metric, f.label) == (flow, in_flight, metric, label):
+            return f.value
+    return None
+
+
+def ratios_to_thin(figures: list[Figure]) -> list[Figure]:
+    """``ratio_to_thin`` (runtime tasks/s ÷ thin tasks/s) at each load, and
+    ``latency_p50_ratio_to_thin`` at 1 in flight, as ``runtime5`` figures; logged."""
+    out = []
+    for f in figures:
+        if f.flow != "runtime5" or f.metric not in {"tasks_per_s", "latency_p50"}:
+            continue
+        if f.metric == "latency_p50" and f.in_flight != 1:
+            continue
+        thin = _value(figures, "thin5", f.in_flight, f.metric)
+        if not thin:
+            continue
+        metric = "ratio_to_thin" if f.metric == "tasks_per_s" else "latency_p50_ratio_to_thin"
+        out.append(Figure(scenario=SCENARIO, flow="runtime5", in_flight=f.in_flight,
+                          replicas=1, delay_s=0.0, metric=metric, value=f.value / thin,
+                          unit="ratio", params={"runtime": f.value, "thin": thin}))
+    for r in out:
+        runtime_cpu = _value(figures, "runtime5", r.in_flight, "cpu_per_step", ACTORS_MEAN)
+        thin_cpu = _value(figures, "thin5", r.in_flight, "cpu_per_step", ACTORS_MEAN)
+        _log.info("runtime ÷ thin at %d in flight: %s %.2f (%.4g / %.4g); CPU µs per step "
+                  "%s / %s", r.in_flight,
+                  "tasks/s" if r.metric == "ratio_to_thin" else "p50 latency", r.value,
+                  r.params["runtime"], r.params["thin"],
+                  f"{runtime_cpu:.0f}" if runtime_cpu is not None else "-",
+                  f"{thin_cpu:.0f}" if thin_cpu is not None else "-")
+    return out
+
+
+def _log_load(figures: list[Figure], flow: str) -> None:
+    for load in sorted({f.in_flight for f in figures if f.flow == flow and f.in_flight}):
+        _log.info("%s %d in flight: %.0f tasks/s, p50 %.2f ms, p99 %.2f ms, lost %.0f, dup %.0f, "
+                  "redelivered %s", flow, load,
+                  _value(figures, flow, load, "tasks_per_s") or 0.0,
+                  _value(figures, flow, load, "latency_p50") or percentile([], 50),
+                  _value(figures, flow, load, "latency_p99") or percentile([], 99),
+                  _value(figures, flow, load, "lost") or 0.0,
+                  _value(figures, flow, load, "duplicates") or 0.0,
+                  _value(figures, flow, load, "redeliveries"))
+
+
+def _event_loop(coro: Any) -> Any:
     try:
         import uvloop
-
-        return uvloop.run(_run(workdir, quick))
     except ImportError:
-        return asyncio.run(_run(workdir, quick))
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def run_runtime(workdir: Path, *, quick: bool) -> list[Figure]:
+    """Run the thin layer, the runtime and the installed peers, in that order, each on a
+    nats-server of its own; return all their figures and the runtime's ratios to the thin
+    layer (see the module docstring)."""
+    from bench._peers import run_peers
+    from bench._pipeline import run_thin_loads
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    figures = _event_loop(run_thin_loads(workdir / "thin", loads(quick)))
+    _log_load(figures, "thin5")
+    figures += _event_loop(_run(workdir / "runtime", quick))
+    _log_load(figures, "runtime5")
+    figures += ratios_to_thin(figures)
+    peers = run_peers(workdir / "peers", quick=quick)
+    for flow in ("autogen5", "faststream5"):
+        _log_load(peers, flow)
+    return figures + peers

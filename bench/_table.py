@@ -16,6 +16,14 @@ _THROUGHPUT_COLUMNS = (
     ("redeliveries", "redeliv", "{:.0f}"), ("error_replies", "err", "{:.0f}"),
     ("trouble_events", "trouble", "{:.0f}"),
 )
+_RUNTIME_COLUMNS = (
+    ("tasks_per_s", "tasks/s", "{:.1f}"), ("latency_p50", "p50 ms", "{:.2f}"),
+    ("latency_p90", "p90 ms", "{:.2f}"), ("latency_p99", "p99 ms", "{:.2f}"),
+    ("finished", "done", "{:.0f}"), ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
+    ("redeliveries", "redeliv", "{:.0f}"), ("error_replies", "err", "{:.0f}"),
+    ("ratio_to_thin", "tasks/s ÷ thin", "{:.2f}"),
+    ("latency_p50_ratio_to_thin", "p50 ÷ thin", "{:.2f}"),
+)
 _KEY_FIELDS = ("flow", "delay_s", "replicas", "in_flight")
 
 
@@ -34,16 +42,17 @@ def _render(headers: list[str], lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def load_table(rows: Iterable[Mapping[str, Any]], scenario: str) -> str:
-    """Throughput-like figures of ``scenario`` (throughput, replicas, memory_load)."""
+def load_table(rows: Iterable[Mapping[str, Any]], scenario: str,
+               columns: tuple[tuple[str, str, str], ...] = _THROUGHPUT_COLUMNS) -> str:
+    """Throughput-like figures of ``scenario`` (throughput, replicas, memory_load, runtime):
+    one line per setting, a column per (metric, header, format) of ``columns``."""
     groups: dict[tuple[Any, ...], dict[str, float]] = {}
     for row in rows:
         if row["scenario"] != scenario or row["label"] is not None:
             continue
         key = tuple(row[k] for k in _KEY_FIELDS)
         groups.setdefault(key, {})[row["metric"]] = row["value"]
-    headers = ["flow", "delay s", "replicas", "in flight", *(h for _, h, _ in
-                                                            _THROUGHPUT_COLUMNS)]
+    headers = ["flow", "delay s", "replicas", "in flight", *(h for _, h, _ in columns)]
     lines = []
     for key in sorted(groups, key=lambda k: tuple("" if v is None else str(v).zfill(6)
                                                   for v in k)):
@@ -52,7 +61,7 @@ def load_table(rows: Iterable[Mapping[str, Any]], scenario: str) -> str:
             continue
         lines.append([_fmt(key[0], "{}"), _fmt(key[1], "{:g}"), _fmt(key[2], "{}"),
                       _fmt(key[3], "{}")]
-                     + [_fmt(metrics.get(m), p) for m, _, p in _THROUGHPUT_COLUMNS])
+                     + [_fmt(metrics.get(m), p) for m, _, p in columns])
     return _render(headers, lines)
 
 
@@ -123,14 +132,19 @@ def coldstart_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def runtime_cpu_table(rows: Iterable[Mapping[str, Any]]) -> str:
-    """CPU microseconds per step of each process of the ``runtime`` scenario, by load."""
-    per: dict[int, dict[str, float]] = {}
+    """CPU microseconds per step of each process of the ``runtime`` scenario, by flow and
+    load: the actors' mean, nats-server and the client (per task), then each actor."""
+    per: dict[tuple[str, int], dict[str, float]] = {}
     for row in rows:
         if row["scenario"] == "runtime" and row["metric"] == "cpu_per_step":
-            per.setdefault(row["in_flight"], {})[row["label"]] = row["value"]
-    names = sorted({name for v in per.values() for name in v})
-    lines = [[str(k), *(_fmt(v.get(n), "{:.0f}") for n in names)] for k, v in sorted(per.items())]
-    return _render(["in flight", *names], lines)
+            per.setdefault((row["flow"] or "", row["in_flight"]), {})[row["label"]] = row["value"]
+    shared = ("actors mean", "nats-server", "bench client")
+    lines = []
+    for (flow, in_flight), v in sorted(per.items()):
+        actors = ", ".join(f"{name} {us:.0f}" for name, us in v.items() if name not in shared)
+        lines.append([flow, str(in_flight), *(_fmt(v.get(n), "{:.0f}") for n in shared),
+                      actors])
+    return _render(["flow", "in flight", *shared, "each actor"], lines)
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
@@ -144,8 +158,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
             parts += [f"== {title} ==", load_table(rows, scenario), "",
                       f"-- CPU per task ({scenario}) --", cpu_table(rows, scenario), ""]
     if "runtime" in present:
-        parts += ["== Runtime alone: 5 durable hops, bench actors (latency: send to Reply) ==",
-                  load_table(rows, "runtime"), "",
+        parts += ["== Runtime alone: 5 durable hops, bench actors, beside the thin layer and the "
+                  "peers (latency: send to Reply) ==",
+                  load_table(rows, "runtime", _RUNTIME_COLUMNS), "",
                   "-- CPU µs per step (per task for nats-server and the client) --",
                   runtime_cpu_table(rows), ""]
     if "memory" in present:

@@ -26,14 +26,11 @@ from actors.runtime._sessions import SessionStore
 from actors.runtime._tracing import current_trace_id, current_traceparent
 from protocol import (
     HEADER_MSG_ID,
-    HEADER_SESSION,
     HEADER_TRACEPARENT,
-    HEADER_TYPE,
     ActorId,
     ExecutionEvent,
     Subjects,
     encoder,
-    type_tag,
 )
 
 _log = logging.getLogger(__name__)
@@ -73,17 +70,17 @@ class Services:
 
 
 class Confirmations:
-    """The publishes of one delivery that JetStream has not confirmed yet.
+    """The publishes of one delivery that JetStream has not confirmed yet (the dispatcher's
+    deliveries are Confirmations).
 
-    ``on_idle`` is called each time the count drops to zero; ``error`` keeps the first failure.
+    ``idle`` is called each time the count drops to zero; ``error`` keeps the first failure.
     """
 
-    __slots__ = ("error", "on_idle", "pending")
+    __slots__ = ("error", "pending")
 
-    def __init__(self, on_idle: Callable[[], None]) -> None:
+    def __init__(self) -> None:
         self.pending = 0
         self.error: BrokerError | None = None
-        self.on_idle = on_idle
 
     def settled(self, error: BrokerError | None) -> None:
         """One publish is answered (``error`` None: stored)."""
@@ -91,7 +88,10 @@ class Confirmations:
         if error is not None and self.error is None:
             self.error = error
         if self.pending == 0:
-            self.on_idle()
+            self.idle()
+
+    def idle(self) -> None:
+        """Every publish so far is answered (subclasses act on it)."""
 
 
 class _EventIds:
@@ -145,6 +145,7 @@ class Actor:
         self.spec: ActorSpec = services.topology.actor(actor_id.role)
         self.log = logging.getLogger(f"actors.{actor_id.role}")
         self._event_subjects: dict[str, str] = {}
+        self._pid = os.getpid()  # actors are made in the process that runs them
 
     @property
     def topology(self) -> Topology:
@@ -165,10 +166,11 @@ class Actor:
 
         Events are observability, not work: a core publish that the events stream captures,
         without waiting for a JetStream ack, so an event costs the hot path about 2 µs
-        (shared/NOTES.md) and a broker outage delays nothing (but can lose events).
-        ``trace_id`` defaults to the current span's.
+        (shared/NOTES.md) and a broker outage delays nothing (but can lose events). It has no
+        headers: its type and session are in the body, and each header costs the publisher
+        about 1.2 µs (``protocol/README.md``). ``trace_id`` defaults to the current span's.
         """
-        pid = os.getpid()
+        pid = self._pid
         if "trace_id" not in fields:
             fields["trace_id"] = current_trace_id()
         event = ExecutionEvent(
@@ -179,9 +181,8 @@ class Actor:
         if subject is None:
             subject = self._event_subjects[kind] = self.services.subjects.event(
                 self.actor_id.role, kind)
-        headers = {HEADER_TYPE: "execution_event", HEADER_SESSION: session}
         try:
-            await self.services.nc.publish(subject, encoder.encode(event), headers=headers)
+            await self.services.nc.publish(subject, encoder.encode(event))
         except nats.errors.Error as exc:
             self.log.warning("event %s for %s not published: %s", kind, session, exc)
 
@@ -214,12 +215,10 @@ class MessageContext:
         self._sent += 1
         return f"{self.actor.actor_id.role}:{self.stream_seq}:{target}:{self._sent}"
 
-    def _headers(self, message: msgspec.Struct, target: str, key: str = "") -> dict[str, str]:
-        headers = {
-            HEADER_TYPE: type_tag(message),
-            HEADER_SESSION: self.session,
-            HEADER_MSG_ID: self._msg_id(target, key),
-        }
+    def _headers(self, target: str, key: str = "") -> dict[str, str]:
+        """``Nats-Msg-Id`` and ``traceparent``: the headers an actor's publish needs (the
+        type and session are in the body; ``protocol/README.md``)."""
+        headers = {HEADER_MSG_ID: self._msg_id(target, key)}
         traceparent = current_traceparent()
         if traceparent:
             headers[HEADER_TRACEPARENT] = traceparent
@@ -254,7 +253,7 @@ class MessageContext:
 
     async def _publish(self, subject: str, message: msgspec.Struct, target: str,
                        key: str = "") -> None:
-        headers = self._headers(message, target, key)
+        headers = self._headers(target, key)
         publisher = self.actor.services.publisher
         confirmations = self.confirmations
         if publisher is None or confirmations is None:

@@ -49,11 +49,14 @@ from protocol import (
     BrainstormResult,
     ChatMessage,
     Classification,
+    Control,
     DeadLetter,
     ErrorCode,
+    Evaluation,
     Reply,
     TaskMessage,
     TurnRequest,
+    TurnResult,
     task_decoder,
     type_tag,
 )
@@ -75,6 +78,21 @@ def waiting_request(message: TaskMessage) -> ChatMessage | None:
             return message.classification.request
         case _:
             return None
+
+
+def session_of(message: TaskMessage) -> str:
+    """The session a task message belongs to (its body carries it; actors' publishes have no
+    session header)."""
+    match message:
+        case ChatMessage() | Control():
+            return message.session
+        case TurnResult():
+            return message.request.classification.request.session
+        case Evaluation():
+            return message.result.request.classification.request.session
+        case _:
+            request = waiting_request(message)
+            return request.session if request is not None else "unknown"
 
 
 def _error_code(exc: BaseException) -> ErrorCode:
@@ -119,21 +137,27 @@ class _Resume:
                     return
 
 
-class _Delivery:
-    """One delivery being handled: the message, its span and context, its publishes."""
+class _Delivery(Confirmations):
+    """One delivery being handled: the message, its trace and context, and (as
+    ``Confirmations``) its publishes JetStream has not confirmed yet."""
 
-    __slots__ = ("confirmations", "context", "deliveries", "done", "handler_done", "message",
-                 "msg", "seq", "session", "settled", "started", "step", "trace")
+    __slots__ = ("context", "deliveries", "dispatcher", "done", "handler_done", "message",
+                 "msg", "seq", "session", "decided", "started", "step", "trace")
 
-    def __init__(self, msg: Msg, message: TaskMessage, session: str, step: str,
-                 deliveries: int, seq: int, started: float, done: Callable[[], None]) -> None:
+    def __init__(self, dispatcher: Dispatcher, msg: Msg, message: TaskMessage, session: str,
+                 step: str, deliveries: int, seq: int, started: float,
+                 done: Callable[[], None]) -> None:
+        super().__init__()
+        self.dispatcher = dispatcher
         self.msg, self.message, self.session, self.step = msg, message, session, step
         self.deliveries, self.seq, self.started, self.done = deliveries, seq, started, done
         self.context = contextvars.copy_context()
         self.trace: DeliveryTrace | None = None
-        self.confirmations: Confirmations | None = None
         self.handler_done = False
-        self.settled = False
+        self.decided = False
+
+    def idle(self) -> None:
+        self.dispatcher._confirmed(self)
 
 
 def _ack_info(msg: Msg) -> tuple[int, int]:
@@ -155,10 +179,12 @@ class Dispatcher:
     A delivery runs inline in the pull subscription's callback, in its own ``contextvars``
     context (its span is current there); when the handler waits for something (a model, a KV
     read) it continues as a named task. The delivery is acked once the handler returned and
-    JetStream confirmed everything it published; acks (and the ``handled`` events) go out in
-    batches from one task. A delivery still open after ``ack_wait_s / 3`` seconds (at least
-    0.5) gets a progress ack every such period from one keep-alive task, so a long model call
-    is not redelivered to another replica while this one is alive.
+    JetStream confirmed everything it published; acks (and the ``handled`` events) go out from
+    the PubAck callback that completed them (``Publisher.after_settling``), or from one task
+    for deliveries that published nothing to wait for. A delivery still open after
+    ``ack_wait_s / 3`` seconds (at least 0.5) gets a progress ack every such period from one
+    keep-alive task, so a long model call is not redelivered to another replica while this one
+    is alive.
     """
 
     def __init__(self, actor: Actor) -> None:
@@ -171,6 +197,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._role = actor.actor_id.role
+        self._handlers = {kind: getattr(actor, name) for kind, name in actor.handlers.items()}
 
     def start(self) -> None:
         """Start the acking and keep-alive tasks."""
@@ -188,7 +215,7 @@ class Dispatcher:
             await asyncio.wait(set(self._tasks), timeout=2.0)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3.0):
-                await self._flush_acks()
+                await self.flush_acks()
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.cancel()
@@ -209,11 +236,7 @@ class Dispatcher:
             self._spawn(self._dead_letter_then(msg, None, session or "unknown", malformed,
                                                deliveries, done), "dead-letter", None)
             return
-        if isinstance(message, ChatMessage):
-            session = message.session
-        elif not session:
-            request = waiting_request(message)
-            session = request.session if request else "unknown"
+        session = session_of(message)
         step = type_tag(message)
         if deliveries > self.spec.max_deliveries:
             error = HandlerError(
@@ -223,21 +246,20 @@ class Dispatcher:
             self._spawn(self._dead_letter_then(msg, message, session, error, deliveries, done),
                         "dead-letter", None)
             return
-        delivery = _Delivery(msg, message, session, step, deliveries, seq, started, done)
+        delivery = _Delivery(self, msg, message, session, step, deliveries, seq, started, done)
         self._open[id(delivery)] = delivery
         delivery.context.run(self._begin, delivery)
 
     def _begin(self, d: _Delivery) -> None:
         """Runs in the delivery's own context: span, handler's first step."""
-        d.trace = begin_delivery(f"{self._role} {d.step}", d.msg.headers)
-        handler = self.actor.handler_for(d.message)
+        d.trace = begin_delivery(self._role, d.step, d.msg.headers)
+        handler = self._handlers.get(type(d.message))
         if handler is None:
             text = f"{self._role} has no handler for '{d.step}' messages"
             self._handler_failed(d, UnhandledMessageError(text))
             return
-        confirmations = d.confirmations = Confirmations(lambda: self._confirmed(d))
         ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
-                             deliveries=d.deliveries, confirmations=confirmations)
+                             deliveries=d.deliveries, confirmations=d)
         coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
         try:
             yielded = coro.send(None)
@@ -270,30 +292,32 @@ class Dispatcher:
 
     def _handler_returned(self, d: _Delivery) -> None:
         d.handler_done = True
-        if d.confirmations is None or d.confirmations.pending == 0:
-            self._complete(d)
+        if d.pending == 0:
+            self._complete(d, wake=True)
 
     def _confirmed(self, d: _Delivery) -> None:
+        # From a PubAck callback (the publisher then awaits flush_acks), or with an error.
         if d.handler_done:
-            self._complete(d)
+            self._complete(d, wake=False)
 
-    def _complete(self, d: _Delivery) -> None:
-        """The handler returned and every publish is answered: ack, or retry on a failed
-        publish."""
-        if d.settled:
+    def _complete(self, d: _Delivery, *, wake: bool) -> None:
+        """The handler returned and every publish is answered: ack (``wake``: by the acking
+        task, else by the PubAck callback that got here), or retry on a failed publish."""
+        if d.decided:
             return
-        d.settled = True
-        error = d.confirmations.error if d.confirmations is not None else None
+        d.decided = True
+        error = d.error
         if error is not None:
             self._spawn(self._fail(d, error), "retry", d.context)
             return
         self._acks.append(d)
-        self._ack_wake.set()
+        if wake:
+            self._ack_wake.set()
 
     def _handler_failed(self, d: _Delivery, exc: Exception) -> None:
-        if d.settled:
+        if d.decided:
             return
-        d.settled = True
+        d.decided = True
         record_error(exc)
         self._spawn(self._fail(d, exc), "failed", d.context)
 
@@ -328,9 +352,9 @@ class Dispatcher:
                 async with asyncio.timeout(1.0):
                     await self._ack_wake.wait()
             self._ack_wake.clear()
-            await self._flush_acks()
+            await self.flush_acks()
 
-    async def _flush_acks(self) -> None:
+    async def flush_acks(self) -> None:
         """Ack the deliveries due, then emit their ``handled`` events."""
         batch, self._acks = self._acks, []
         if not batch:
@@ -358,7 +382,7 @@ class Dispatcher:
             await asyncio.sleep(self._keepalive_s)
             oldest = time.perf_counter() - self._keepalive_s
             for d in list(self._open.values()):
-                if d.started <= oldest and not d.settled and d.msg.reply:
+                if d.started <= oldest and not d.decided and d.msg.reply:
                     with contextlib.suppress(nats.errors.Error):
                         await nc.publish(d.msg.reply, b"+WPI")
 

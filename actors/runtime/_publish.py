@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats.errors
@@ -61,11 +61,19 @@ class Publisher:
         self._waiting: dict[str, tuple[float, str, Settled]] = {}
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._after: Callable[[], Awaitable[None]] | None = None
 
     @property
     def waiting(self) -> int:
         """Publishes sent and not yet answered."""
         return len(self._waiting)
+
+    def after_settling(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await ``hook`` after each PubAck's ``settled`` callback, in the same callback, so
+        what the callbacks made due (the dispatcher's acks) goes out in the same write as the
+        rest of this pass rather than from another task (shared/NOTES.md: "ack in batches
+        once the forward publish is confirmed")."""
+        self._after = hook
 
     async def start(self) -> None:
         """Subscribe the reply inbox and start the timeout sweeper."""
@@ -128,6 +136,8 @@ class Publisher:
             return  # answered after its timeout: already reported as failed
         _deadline, subject, settled = entry
         settled(_error_of(msg, subject))
+        if self._after is not None:
+            await self._after()
 
     async def _sweep(self) -> None:
         while True:

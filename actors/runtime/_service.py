@@ -71,6 +71,7 @@ async def run_actor(
         actor = actor_cls(services, actor_id)
         await actor.on_start()
         dispatcher = Dispatcher(actor)
+        services.publisher.after_settling(dispatcher.flush_acks)
         try:
             stream, durable = await ensure_consumer(js, topology.subjects, role, actor.spec)
             consumer = PullConsumer(

@@ -55,16 +55,28 @@ def setup_tracing(service: str, *, console: bool = False) -> None:
     if console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
+    global _recording_cache  # noqa: PLW0603 - the provider changed
+    _recording_cache = None
     global _tracer  # noqa: PLW0603 - the tracer follows the provider set once at start-up
     _tracer = trace.get_tracer("switchboard")
 
 
+_recording_cache: tuple[object, bool] | None = None
+
+
 def _recording() -> bool:
-    """Whether spans go anywhere: the SDK provider has at least one span processor."""
+    """Whether spans go anywhere: the SDK provider has at least one span processor (asked
+    once per provider: ``setup_tracing`` sets it up before the first message)."""
+    global _recording_cache  # noqa: PLW0603 - a cache of the process-wide provider
     provider = trace.get_tracer_provider()
+    if _recording_cache is not None and _recording_cache[0] is provider:
+        return _recording_cache[1]
     processors = getattr(getattr(provider, "_active_span_processor", None),
                          "_span_processors", None)
-    return processors is None or bool(processors)
+    recording = processors is None or bool(processors)
+    if isinstance(provider, TracerProvider):
+        _recording_cache = (provider, recording)
+    return recording
 
 
 def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
@@ -113,14 +125,14 @@ class DeliveryTrace:
 _delivery: ContextVar[DeliveryTrace | None] = ContextVar("sb_delivery_trace", default=None)
 
 
-def begin_delivery(name: str, headers: dict[str, str] | None) -> DeliveryTrace:
-    """Start the span of one delivery, child of the ``traceparent`` in ``headers``, and make
-    it current in the running ``contextvars`` context (one that belongs to this delivery and
-    is dropped after it). Without an exporter no span object is made (see the module
-    docstring); the caller ends it with ``DeliveryTrace.end``."""
+def begin_delivery(role: str, step: str, headers: dict[str, str] | None) -> DeliveryTrace:
+    """Start the span of one delivery (``"<role> <step>"``), child of the ``traceparent`` in
+    ``headers``, and make it current in the running ``contextvars`` context (one that belongs
+    to this delivery and is dropped after it). Without an exporter no span object is made (see
+    the module docstring); the caller ends it with ``DeliveryTrace.end``."""
     value = headers.get(HEADER_TRACEPARENT) if headers else None
     if _recording():
-        span = start_span(name, headers)
+        span = start_span(f"{role} {step}", headers)
         attach_span(span)
         context = span.get_span_context()
         trace = DeliveryTrace(traceparent_of(span), format(context.trace_id, "032x"), span)

@@ -17,11 +17,12 @@ from bench._table import summary as _summary
 _log = logging.getLogger("bench")
 
 SCENARIOS = ("throughput", "replicas", "iobound", "memory", "coldstart", "runtime",
-             "learning", "modelcall")
+             "learning", "modelcall", "concurrency")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
             sim_failure: str = "tries") -> Callable[[Path], list[Figure]]:
+    from bench._concurrency import run_concurrency
     from bench._footprint import run_cold_start, run_memory
     from bench._learning import SIM_DELAY_S, run_learning
     from bench._modelcall import run_modelcall
@@ -42,6 +43,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_io_bound_scaling(d, quick=quick)
         case "modelcall":
             return lambda d: run_modelcall(d, quick=quick)
+        case "concurrency":
+            return lambda d: run_concurrency(d, quick=quick)
         case "learning":
             return lambda d: run_learning(d, quick=quick, delay_s=(delays or [SIM_DELAY_S])[0],
                                           failure=sim_failure)
@@ -50,12 +53,14 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    """Every scenario's section of ``rows`` (``bench._table``), then the learning and the
-    model-call ones."""
+    """Every scenario's section of ``rows`` (``bench._table``), then the learning, the
+    model-call and the concurrency ones."""
+    from bench._concurrency import concurrency_table
     from bench._learning_table import learning_table
     from bench._modelcall import modelcall_table
 
-    parts = (_summary(rows), learning_table(rows), modelcall_table(rows))
+    parts = (_summary(rows), learning_table(rows), modelcall_table(rows),
+             concurrency_table(rows))
     return "\n\n".join(part for part in parts if part)
 
 

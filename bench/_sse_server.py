@@ -1,21 +1,43 @@
-"""A minimal OpenAI-compatible streaming server for the ``modelcall`` scenario, run as its own
-process (``python -m bench._sse_server PORT``) so its CPU is not the client's.
+"""A minimal OpenAI-compatible streaming server for the bench, run as its own process
+(``python -m bench._sse_server PORT [--delay-s S] [--chunks N]``) so its CPU is not the
+client's.
 
-``POST /v1/chat/completions`` streams the Chat Completions format: the number of content
-chunks is the first integer of the last user message (``"20"``); with ``tools`` in the
-request, two parallel tool calls in as many argument fragments instead. A usage-only chunk
-and ``data: [DONE]`` end every stream (https://platform.openai.com/docs/api-reference/chat).
+``POST /v1/chat/completions`` streams the Chat Completions format. The number of content chunks
+is the request's ``sim_chunks`` field, else the first integer of the last user message
+(``"20"``: the ``modelcall`` scenario), else ``--chunks`` (default 1). The answer takes
+``sim_delay_s`` seconds (request field; default ``--delay-s``, 0): the role chunk goes out at
+once, content chunk ``i`` (0-based) at ``(i + 1) × delay / chunks`` after the request arrived
+(absolute deadlines, so timer slack does not add up), then the finish chunk, a usage-only chunk
+and ``data: [DONE]`` (https://platform.openai.com/docs/api-reference/chat). With ``tools`` in
+the request, two parallel tool calls in as many argument fragments instead, all at once.
+
+A simulated model with seconds of latency holds thousands of streams open at once: the
+listen backlog is raised to 4,096 so a burst of connections is not dropped (aiohttp's default
+is 128), uvloop runs the loop when it is installed, and ``/stats`` answers the streams open
+now, the most open at once and the streams served (JSON).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import re
-import sys
+from dataclasses import dataclass
 
 from aiohttp import web
 
 _NUMBER = re.compile(r"\d+")
+BACKLOG = 4096
+
+
+@dataclass
+class Stats:
+    """Streams open now, the most open at once, and streams finished."""
+
+    open: int = 0
+    peak: int = 0
+    served: int = 0
 
 
 def _chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
@@ -25,43 +47,120 @@ def _chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-async def chat(request: web.Request) -> web.StreamResponse:
-    body = await request.json()
-    last = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "1")
-    match = _NUMBER.search(str(last))
-    chunks = int(match.group(0)) if match else 1
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    out = [_chunk({"role": "assistant", "content": ""})]
-    if body.get("tools"):
-        for i in range(chunks):
-            for index in (0, 1):
-                call: dict[str, object] = {"index": index,
-                                           "function": {"arguments": '"x' if i else '{"a": '}}
-                if i == 0:
-                    call.update(id=f"call_{index}", type="function")
-                    call["function"] = {"name": "write_file", "arguments": '{"a": '}
-                out.append(_chunk({"tool_calls": [call]}))
-        out += [_chunk({"tool_calls": [{"index": i, "function": {"arguments": '"}'}}]})
-                for i in (0, 1)]
-        out.append(_chunk({}, "tool_calls"))
-    else:
-        # Distinct pieces: litellm aborts a stream of 100 identical chunks as a looping model.
-        out += [_chunk({"content": f"w{i} "}) for i in range(chunks)]
-        out.append(_chunk({}, "stop"))
+def _tool_chunks(chunks: int) -> list[bytes]:
+    out = []
+    for i in range(chunks):
+        for index in (0, 1):
+            call: dict[str, object] = {"index": index,
+                                       "function": {"arguments": '"x' if i else '{"a": '}}
+            if i == 0:
+                call.update(id=f"call_{index}", type="function")
+                call["function"] = {"name": "write_file", "arguments": '{"a": '}
+            out.append(_chunk({"tool_calls": [call]}))
+    out += [_chunk({"tool_calls": [{"index": i, "function": {"arguments": '"}'}}]})
+            for i in (0, 1)]
+    out.append(_chunk({}, "tool_calls"))
+    return out
+
+
+def _tail(chunks: int) -> bytes:
     usage = {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}
-    out.append(b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
-                                       "created": 1, "model": "bench-model", "choices": [],
-                                       "usage": usage}).encode() + b"\n\n")
-    out.append(b"data: [DONE]\n\n")
-    await response.write(b"".join(out))
+    return (b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                                    "created": 1, "model": "bench-model", "choices": [],
+                                    "usage": usage}).encode()
+            + b"\n\ndata: [DONE]\n\n")
+
+
+def _chunk_count(body: dict[str, object], default: int) -> int:
+    if "sim_chunks" in body:
+        return max(1, int(body["sim_chunks"]))  # type: ignore[call-overload]
+    messages = body.get("messages") or []
+    last = next((m["content"] for m in reversed(messages)  # type: ignore[call-overload]
+                 if m.get("role") == "user"), None)
+    match = _NUMBER.search(str(last)) if last is not None else None
+    return int(match.group(0)) if match else default
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    loop = asyncio.get_running_loop()
+    arrived = loop.time()
+    options = request.app[_OPTIONS]
+    stats = request.app[_STATS]
+    body = await request.json()
+    chunks = _chunk_count(body, options.chunks)
+    delay = float(body.get("sim_delay_s", options.delay_s))
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    stats.open += 1
+    stats.peak = max(stats.peak, stats.open)
+    try:
+        await response.prepare(request)
+        first = _chunk({"role": "assistant", "content": ""})
+        if body.get("tools"):
+            await response.write(first + b"".join(_tool_chunks(chunks)) + _tail(chunks))
+        elif delay <= 0:
+            # Distinct pieces: litellm aborts a stream of 100 identical chunks as looping.
+            pieces = [_chunk({"content": f"w{i} "}) for i in range(chunks)]
+            await response.write(first + b"".join(pieces) + _chunk({}, "stop")
+                                 + _tail(chunks))
+        else:
+            await response.write(first)
+            step = delay / chunks
+            for i in range(chunks):
+                await asyncio.sleep(max(0.0, arrived + (i + 1) * step - loop.time()))
+                piece = _chunk({"content": f"w{i} "})
+                if i == chunks - 1:
+                    piece += _chunk({}, "stop") + _tail(chunks)
+                await response.write(piece)
+    finally:
+        stats.open -= 1
+        stats.served += 1
     return response
 
 
-def main() -> None:
+async def stats_view(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    return web.json_response({"open": stats.open, "peak": stats.peak, "served": stats.served})
+
+
+@dataclass(frozen=True)
+class Options:
+    """Defaults for requests that do not say: seconds per answer, content chunks."""
+
+    delay_s: float = 0.0
+    chunks: int = 1
+
+
+_OPTIONS = web.AppKey("options", Options)
+_STATS = web.AppKey("stats", Stats)
+
+
+def make_app(options: Options) -> web.Application:
+    """The server's application (routes ``/v1/chat/completions`` and ``/stats``)."""
     app = web.Application()
+    app[_OPTIONS] = options
+    app[_STATS] = Stats()
     app.router.add_post("/v1/chat/completions", chat)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    app.router.add_get("/stats", stats_view)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench._sse_server")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--delay-s", type=float, default=0.0,
+                        help="seconds per answer, spread over its chunks (default 0)")
+    parser.add_argument("--chunks", type=int, default=1,
+                        help="content chunks when the request does not say (default 1)")
+    args = parser.parse_args()
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    web.run_app(make_app(Options(args.delay_s, max(1, args.chunks))), host="127.0.0.1",
+                port=args.port, print=None, access_log=None, backlog=BACKLOG, loop=loop)
 
 
 if __name__ == "__main__":

@@ -53,13 +53,14 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    """Every scenario's section of ``rows`` (``bench._table``), then the learning, the
-    model-call and the concurrency ones."""
+    """The targets (``bench._scorecard``), then every scenario's section of ``rows``
+    (``bench._table``), then the learning, model-call and concurrency ones."""
     from bench._concurrency import concurrency_table
     from bench._learning_table import learning_table
     from bench._modelcall import modelcall_table
+    from bench._scorecard import scorecard
 
-    parts = (_summary(rows), learning_table(rows), modelcall_table(rows),
+    parts = (scorecard(rows), _summary(rows), learning_table(rows), modelcall_table(rows),
              concurrency_table(rows))
     return "\n\n".join(part for part in parts if part)
 
@@ -84,6 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             store.save(figures)
             _log.info("scenario %s done in %.0f s: %d figures", name, time.monotonic() - t0,
                       len(figures))
+    if not args.scenario:
+        store.save([Figure(scenario="run", metric="wall", value=time.monotonic() - started,
+                           unit="s", params={"quick": args.quick, "failed": failed})])
     print(f"\nBench run {store.run_id} at commit {store.commit}, "
           f"{time.monotonic() - started:.0f} s, figures in {store.path}\n")
     print(summary(rows_of_run(store.run_id, store.path)))

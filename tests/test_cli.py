@@ -100,3 +100,22 @@ def test_events_tail_shows_what_decided() -> None:
         event_id="e1", session="s1", actor="classifier", kind="classified", at=0.0,
         source="rule", detail="sequential dba simple database by rule:ops: forced"))
     assert "by=rule" in line and "classifier" in line and "rule:ops" in line
+
+
+def test_the_supervisor_raises_the_open_files_limit_its_processes_inherit() -> None:
+    """About a thousand model calls in flight need more sockets than the common default of
+    1,024 open files; the supervisor raises its soft limit (within the hard one)."""
+    code = (
+        "import resource\n"
+        "from actors.supervisor import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "got = raise_open_file_limit(4096)\n"
+        "now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "print(got, now, hard)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    got, now, hard = (int(v) for v in out.stdout.split())
+    expected = 4096 if hard == -1 else min(4096, hard)
+    assert got == now == expected

@@ -14,18 +14,23 @@ from functools import cache
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
 from actors.errors import PermanentError, ToolError
+from actors.legacy import upgrade
+from actors.memory import Speaker
 from actors.modeled import ModelActor
+from actors.run_task import RunTask
 from actors.runtime import MessageContext, handler
 from protocol import (
     AGENT_ROLES,
     FEEDBACK_DOWN,
     FEEDBACK_UP,
-    ChatMessage,
     Control,
     ControlAction,
     Flow,
+    LegacyTurnRequest,
     Progress,
     Reply,
+    ReplyTo,
+    RunAnswer,
     RunState,
     TurnRequest,
     Usage,
@@ -38,8 +43,8 @@ STREAM_INTERVAL_S = 0.5
 class ProgressStream:
     """Publishes the growing answer as ``Progress(stage="stream")`` at most every 0.5 s."""
 
-    def __init__(self, ctx: MessageContext, request: ChatMessage, flow: Flow, model: str) -> None:
-        self._ctx, self._request, self._flow, self._model = ctx, request, flow, model
+    def __init__(self, ctx: MessageContext, reply_to: ReplyTo, flow: Flow, model: str) -> None:
+        self._ctx, self._reply_to, self._flow, self._model = ctx, reply_to, flow, model
         self._last = 0.0
         self._sent = ""
         self._latest = ""
@@ -53,11 +58,9 @@ class ProgressStream:
         if self._latest == self._sent:
             return
         self._last, self._sent = time.monotonic(), self._latest
-        request = self._request
-        await self._ctx.reply(request.origin, Progress(
-            session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            stage="stream", flow=self._flow, text=self._latest, model=self._model,
-        ))
+        reply_to = self._reply_to
+        await self._ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="stream", flow=self._flow, text=self._latest, model=self._model))
 
 
 class AgentActor(ModelActor):
@@ -65,10 +68,34 @@ class AgentActor(ModelActor):
 
     @handler
     async def on_turn_request(self, request: TurnRequest, ctx: MessageContext) -> None:
-        if request.classification.flow is Flow.SEQUENTIAL:
-            await AgentRun(self, ctx, request).run()
+        if request.flow is Flow.SEQUENTIAL:
+            await AgentRun(self, ctx, RunTask.of_request(request)).run()
         else:
             await self._single_turn(request, ctx)
+
+    @handler
+    async def on_run_answer(self, answer: RunAnswer, ctx: MessageContext) -> None:
+        """The person answered a paused run's question: resume the run from its checkpoint
+        (nothing happens when that run is no longer paused)."""
+        from actors.runs import CheckpointStore
+
+        checkpoint = await CheckpointStore(self.services.checkpoints).load(
+            answer.reply_to.session)
+        if (checkpoint is None or checkpoint.request_id != answer.request_id
+                or checkpoint.role != self.actor_id.role):
+            await ctx.emit("resume_skipped", detail=f"no paused run {answer.request_id}")
+            return
+        await AgentRun(self, ctx, RunTask.of_answer(answer, checkpoint)).run()
+
+    @handler
+    async def on_legacy_turn_request(self, request: LegacyTurnRequest,
+                                     ctx: MessageContext) -> None:
+        """A ``turn_request`` written before flat messages: handled as its flat shape."""
+        match upgrade(request):
+            case TurnRequest() as flat:
+                await self.on_turn_request(flat, ctx)
+            case RunAnswer() as answer:
+                await self.on_run_answer(answer, ctx)
 
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
@@ -100,10 +127,10 @@ class AgentActor(ModelActor):
             value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
             user_id=control.user_id, message_id=control.message_id))
         if control.origin:
-            await ctx.reply(control.origin, Reply(
-                session=control.session, origin=control.origin, in_reply_to=control.message_id,
-                text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role,
-            ))
+            reply_to = ReplyTo(session=control.session, origin=control.origin,
+                               in_reply_to=control.message_id)
+            await ctx.reply(reply_to.origin, reply_to.build(
+                Reply, text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role))
 
     async def _merge_or_discard(self, control: Control) -> str:
         """Merge or delete ``control.branch`` in the session's workspace (restored from and
@@ -134,38 +161,42 @@ class AgentActor(ModelActor):
         from actors.prompts import render
         from actors.router import models_for
 
-        chat = request.classification.request
-        flow = request.classification.flow
+        flow, reply_to = request.flow, request.reply_to
+        speaker = Speaker.of(reply_to, request.user_id, request.bot)
         models = models_for(self.topology, request.tier, role=self.actor_id.role,
-                            overrides=chat.models)
+                            overrides=request.models)
         system = render(self.actor_id.role, plan="", memory="")
-        messages = [{"role": "system", "content": system}, *await self.context_messages(chat),
-                    {"role": "user", "content": chat.text}]
-        stream = ProgressStream(ctx, chat, flow, models[0].name)
+        messages = [{"role": "system", "content": system},
+                    *await self.context_messages(speaker),
+                    {"role": "user", "content": request.text}]
+        stream = ProgressStream(ctx, reply_to, flow, models[0].name)
         reply = await self.call_model(ctx, models, messages, on_text=stream.update,
-                                      purpose=f"{flow} answer", max_tokens=chat.max_tokens)
+                                      purpose=f"{flow} answer", max_tokens=request.max_tokens)
         answer = strip_report(reply.text)
         if reply.finish_reason == "length":
             answer += TOKEN_LIMIT_NOTE
         usage = request.usage + reply.usage
         if self.actor_id.role == "code_reviewer" and self.topology.peer_review:
-            opinion = await self.peer_opinion(ctx, chat, request.tier, reply.usage.model,
-                                              answer)
+            opinion = await self.peer_opinion(ctx, request.text, request.max_tokens,
+                                              request.tier, reply.usage.model, answer)
             if opinion is not None:
                 answer = f"{answer}\n\n{opinion[0]}"
                 usage = usage + opinion[1]
-        answer = cap_answer(answer, chat.max_answer_chars)
-        await ctx.reply(chat.origin, Reply(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,
-            flow=flow, usage=usage, role=self.actor_id.role,
-        ))
-        await self.remember(chat, answer)
+        answer = cap_answer(answer, request.max_answer_chars)
+        await ctx.reply(reply_to.origin, reply_to.build(
+            Reply, text=answer, flow=flow, usage=usage, role=self.actor_id.role))
+        await self.remember(speaker, request.text, answer)
 
-    async def peer_opinion(self, ctx: MessageContext, chat: ChatMessage, tier: int,
+    async def peer_opinion(self, ctx: MessageContext, request: str, max_tokens: int, tier: int,
                            answered_by: str, review: str) -> tuple[str, Usage] | None:
         """A second opinion on a review from a randomly chosen other model of the same tier
         (seed 003, "Code Reviewer w/ Random Peer"); None when the tier has no other model or
-        the peer fails (the review stands on its own)."""
+        the peer fails (the review stands on its own).
+
+        Args:
+            request: the person's request; ``max_tokens`` the bot's cap (0: none).
+            tier: the review's tier; ``answered_by`` the model that reviewed.
+        """
         from actors.errors import ModelError
         from actors.llm import strip_report
         from actors.router import models_for
@@ -178,9 +209,9 @@ class AgentActor(ModelActor):
         try:
             reply = await self.call_model(ctx, peer, [
                 {"role": "system", "content": _PEER_PROMPT},
-                {"role": "user", "content": f"Request:\n{chat.text}\n\nReview by "
+                {"role": "user", "content": f"Request:\n{request}\n\nReview by "
                                             f"{answered_by}:\n{review}"},
-            ], purpose="peer review", max_tokens=chat.max_tokens)
+            ], purpose="peer review", max_tokens=max_tokens)
         except ModelError as exc:
             await ctx.emit("peer_review_failed", model=peer.name, detail=str(exc)[:500])
             return None

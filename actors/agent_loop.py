@@ -18,9 +18,10 @@ from protocol import (
     EscalationMemo,
     Flow,
     Progress,
+    StepDigest,
     ToolCall,
     ToolResult,
-    TrajectoryStep,
+    ToolUse,
     Usage,
 )
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from actors.router import Level
     from actors.runtime import MessageContext
     from actors.tools import Workspace
-    from protocol import ChatMessage
+    from protocol import ReplyTo
 
 
 class Outcome(enum.Enum):
@@ -50,7 +51,9 @@ class LoopState:
     turn: int = 0
     confidence: int = 50
     memo: EscalationMemo = field(default_factory=EscalationMemo)
-    trajectory: list[TrajectoryStep] = field(default_factory=list)
+    trajectory: list[StepDigest] = field(default_factory=list)
+    """Each turn as the evaluator and the reflector read it (the model's text is in
+    ``messages``)."""
     files_written: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     last_text: str = ""
@@ -65,14 +68,17 @@ class TurnEngine:
         ctx: the delivery being handled (events, progress).
         workspace: the thread's workspace.
         path: the escalation path: tiers with their models in fallback order.
-        reply_to: the message whose thread gets the progress.
+        reply_to: where the progress goes (the message the run answers).
         max_turns: the run's turn limit.
+        max_tokens: the bot's cap on a model call's completion tokens (0: none).
     """
 
     def __init__(self, actor: AgentActor, ctx: MessageContext, workspace: Workspace,
-                 path: list[Level], reply_to: ChatMessage, max_turns: int) -> None:
+                 path: list[Level], reply_to: ReplyTo, max_turns: int,
+                 max_tokens: int = 0) -> None:
         self.actor, self.ctx, self.workspace = actor, ctx, workspace
         self.path, self.reply_to, self.max_turns = path, reply_to, max_turns
+        self.max_tokens = max_tokens
 
     async def turn(self, state: LoopState) -> Outcome:
         """Run turn ``state.turn + 1`` and update ``state``."""
@@ -84,7 +90,7 @@ class TurnEngine:
         started = time.perf_counter()
         reply = await self.actor.call_model(self.ctx, level.models, state.messages,
                                             tools=TOOL_SCHEMAS, purpose=f"turn {state.turn}",
-                                            max_tokens=self.reply_to.max_tokens)
+                                            max_tokens=self.max_tokens)
         model = reply.usage.model or level.name
         state.usage = state.usage + reply.usage
         state.last_text = reply.text
@@ -95,11 +101,10 @@ class TurnEngine:
                               tool_calls=tuple(reply.tool_calls), tool_results=tuple(results),
                               files_changed=len(written))
         state.confidence = turn_confidence(state.confidence, signals)
-        state.trajectory.append(TrajectoryStep(
-            turn=state.turn, model=model, text=reply.text,
-            tool_calls=tuple(reply.tool_calls), tool_results=tuple(results),
-            confidence=state.confidence, duration_ms=(time.perf_counter() - started) * 1000,
-            tier=level.tier,
+        state.trajectory.append(StepDigest(
+            turn=state.turn, model=model, tier=level.tier, confidence=state.confidence,
+            status=report.status or "", duration_ms=(time.perf_counter() - started) * 1000,
+            tools=tuple(ToolUse.of(c, r) for c, r in zip(reply.tool_calls, results, strict=False)),
         ))
         await self._progress(state, model, read, written)
         await self.ctx.emit("turn", model=model, detail=(
@@ -144,13 +149,11 @@ class TurnEngine:
 
     async def _progress(self, state: LoopState, model: str, read: list[str],
                         written: list[str]) -> None:
-        chat = self.reply_to
-        await self.ctx.reply(chat.origin, Progress(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, stage="turn",
-            flow=Flow.SEQUENTIAL, turn=state.turn, max_turns=self.max_turns,
-            confidence=state.confidence, model=model, files_read=tuple(read),
-            files_written=tuple(written),
-        ))
+        reply_to = self.reply_to
+        await self.ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="turn", flow=Flow.SEQUENTIAL, turn=state.turn,
+            max_turns=self.max_turns, confidence=state.confidence, model=model,
+            files_read=tuple(read), files_written=tuple(written)))
 
     async def _escalate(self, state: LoopState, reason: str) -> None:
         previous = self.path[state.level].name
@@ -158,12 +161,11 @@ class TurnEngine:
         target = self.path[state.level].name
         await self.ctx.emit("escalation", model=target,
                             detail=f"turn {state.turn}: {previous} → {target}: {reason}")
-        chat = self.reply_to
-        await self.ctx.reply(chat.origin, Progress(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id,
-            stage="escalated", flow=Flow.SEQUENTIAL, turn=state.turn, max_turns=self.max_turns,
-            confidence=state.confidence, model=target, text=f"Escalating to {target}: {reason}",
-        ))
+        reply_to = self.reply_to
+        await self.ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="escalated", flow=Flow.SEQUENTIAL, turn=state.turn,
+            max_turns=self.max_turns, confidence=state.confidence, model=target,
+            text=f"Escalating to {target}: {reason}"))
 
 
 def _assistant_message(text: str, tool_calls: tuple[ToolCall, ...]) -> dict[str, Any]:

@@ -17,9 +17,12 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
 from actors.errors import SwitchboardError, ToolError
+from actors.run_task import RunTask
 from actors.runs import (
     CHECKPOINT_EVERY,
     CheckpointStore,
@@ -30,7 +33,6 @@ from actors.runs import (
     unpack_messages,
 )
 from protocol import (
-    ChatMessage,
     Checkpoint,
     ErrorCode,
     FileBlob,
@@ -38,7 +40,6 @@ from protocol import (
     Progress,
     Reply,
     RunState,
-    TurnRequest,
     TurnResult,
 )
 
@@ -55,28 +56,27 @@ redelivery, so a run that finished before its ack is answered and evaluated once
 
 
 class AgentRun:
-    """Runs one SEQUENTIAL TurnRequest (see the module docstring)."""
+    """Runs one SEQUENTIAL task (see the module docstring): a TurnRequest, or the person's
+    answer to a paused run (``RunTask``)."""
 
-    def __init__(self, actor: AgentActor, ctx: MessageContext, request: TurnRequest) -> None:
+    def __init__(self, actor: AgentActor, ctx: MessageContext, task: RunTask) -> None:
         from actors.router import escalation_levels
         from actors.tools import Workspace
 
-        self.actor, self.ctx, self.request = actor, ctx, request
-        self.chat = request.classification.request
-        self.reply_to: ChatMessage = request.answer or self.chat
-        self.session = self.chat.session
+        self.actor, self.ctx, self.task = actor, ctx, task
+        self.role = actor.actor_id.role
+        self.reply_to = task.reply_to
+        self.session = task.reply_to.session
         self.topology = actor.topology
         self.services = actor.services
         self.workspace = Workspace.for_session(self.services.settings.workspace_root,
                                                self.session)
-        verdict = request.classification
-        self.path = escalation_levels(self.topology, role=actor.actor_id.role,
-                                      overrides=self.chat.models, tier_min=verdict.tier_min,
-                                      tier_max=verdict.tier_max)
-        self.max_turns = max(1, request.max_turns)
+        self.path = escalation_levels(self.topology, role=self.role, overrides=task.models,
+                                      tier_min=task.tier_min, tier_max=task.tier_max)
+        self.max_turns = max(1, task.max_turns)
         self.checkpoints = CheckpointStore(self.services.checkpoints)
         self.engine = TurnEngine(actor, ctx, self.workspace, self.path, self.reply_to,
-                                 self.max_turns)
+                                 self.max_turns, task.max_tokens)
         self.started = time.perf_counter()
         self.control_seq = 0
         self.branch = ""
@@ -85,7 +85,7 @@ class AgentRun:
         lock = RunLock(self.services.js, self.services.runs, self.services.subjects.runs_bucket,
                        RunState(session=self.session, role=self.actor.actor_id.role,
                                 holder=str(self.actor.actor_id),
-                                request_id=self.chat.message_id, max_turns=self.max_turns),
+                                request_id=self.task.request_id, max_turns=self.max_turns),
                        ttl_s=self.topology.lock_ttl_s)
         await lock.acquire(wait_s=self.topology.lock_wait_s, on_wait=self._tell_queued)
         try:
@@ -101,26 +101,28 @@ class AgentRun:
 
     async def _start_or_resume(self) -> LoopState | None:
         checkpoint = await self.checkpoints.load(self.session)
-        if checkpoint is None or checkpoint.request_id != self.chat.message_id:
+        if checkpoint is None or checkpoint.request_id != self.task.request_id:
+            if self.task.answer:
+                return None  # the answer to a run that is no longer paused
             self.control_seq = await control_sequence(self.services.js, self.services.subjects,
                                                       self.session)
             session = await self.services.sessions.get(self.session)
             return LoopState(level=self._start_level(), messages=await self._first_messages(),
-                             usage=self.request.usage, confidence=session.confidence)
+                             usage=self.task.usage, confidence=session.confidence)
         self.control_seq, self.branch = checkpoint.control_seq, checkpoint.branch
         if checkpoint.status in {"done", "aborted"}:
             if checkpoint.reply is not None:
                 # Finished before the ack: publish the answer and the result again, under the
                 # same keys, so JetStream drops whichever copies were already stored.
                 await self.ctx.reply(checkpoint.reply.origin, checkpoint.reply, key=ANSWER_KEY)
-                await self.ctx.send("evaluator", _result_from(checkpoint, self.request),
+                await self.ctx.send("evaluator", self._result_from(checkpoint),
                                     key=RESULT_KEY)
             return None
-        if checkpoint.status == "paused" and self.request.answer is None:
+        if checkpoint.status == "paused" and not self.task.answer:
             return None  # a duplicate of the request that paused
         state = _state_from(checkpoint)
-        if self.request.answer is not None:
-            state.messages.append({"role": "user", "content": self.request.answer.text})
+        if self.task.answer:
+            state.messages.append({"role": "user", "content": self.task.answer})
             state.memo.low_turns = state.memo.unchanged_turns = 0
             await self.ctx.emit("resumed", detail=f"after the person's answer, turn {state.turn}")
         else:
@@ -130,16 +132,16 @@ class AgentRun:
     def _start_level(self) -> int:
         from actors.router import start_level
 
-        return start_level(self.path, self.request.tier)
+        return start_level(self.path, self.task.tier)
 
     async def _first_messages(self) -> list[dict[str, Any]]:
         from actors.prompts import render
 
-        plan = "\n".join(f"{i}. {step}" for i, step in enumerate(self.request.plan, 1))
-        system = render(self.actor.actor_id.role, plan=plan, memory=self.request.memory)
+        plan = "\n".join(f"{i}. {step}" for i, step in enumerate(self.task.plan, 1))
+        system = render(self.role, plan=plan, memory=self.task.memory)
         return [{"role": "system", "content": system},
-                *await self.actor.context_messages(self.chat, limit=6),
-                {"role": "user", "content": self.chat.text}]
+                *await self.actor.context_messages(self.task.speaker, limit=6),
+                {"role": "user", "content": self.task.text}]
 
     async def _prepare_workspace(self) -> None:
         from actors.artifacts import restore_workspace
@@ -149,17 +151,21 @@ class AgentRun:
             report = await restore_workspace(self.services.artifacts, self.workspace)
             if report.downloaded:
                 await self.ctx.emit("workspace_restored", detail=f"{report.downloaded} files")
-        self.branch = self.branch or branch_name(self.session, self.chat.message_id)
+        self.branch = self.branch or branch_name(self.session, self.task.request_id)
         await GitRepo(self.workspace).ensure(self.branch)
 
     async def _tell_queued(self, holder: RunState) -> None:
-        chat = self.reply_to
-        await self.ctx.reply(chat.origin, Progress(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id,
-            stage="queued", flow=Flow.SEQUENTIAL,
+        await self.ctx.reply(self.reply_to.origin, self.reply_to.build(
+            Progress, stage="queued", flow=Flow.SEQUENTIAL,
             text=f"Queued: another run is working in this thread (turn {holder.turn}); "
-                 "this one starts when it ends.",
-        ))
+                 "this one starts when it ends."))
+
+    def _result_from(self, checkpoint: Checkpoint) -> TurnResult:
+        """The TurnResult of a run that finished, rebuilt from its final checkpoint."""
+        return self.task.result(
+            self.role, ok=checkpoint.status == "done" and checkpoint.reply is not None,
+            trajectory=checkpoint.trajectory, files_written=checkpoint.files_written,
+            confidence=checkpoint.confidence, usage=checkpoint.usage)
 
     # ------------------------------------------------------------------ turns
 
@@ -190,28 +196,23 @@ class AgentRun:
 
     async def _checkpoint(self, state: LoopState, status: str, *, question: str = "",
                           reply: Reply | None = None) -> None:
-        await self.checkpoints.save(Checkpoint(
-            session=self.session, request_id=self.chat.message_id, request=self.request,
-            turn=state.turn, status=status, level=state.level, confidence=state.confidence,
-            escalation=state.memo, messages=pack_messages(state.messages),
-            trajectory=tuple(state.trajectory), files_written=tuple(state.files_written),
-            usage=state.usage, branch=self.branch, question=question, reply=reply,
-            control_seq=self.control_seq,
+        await self.checkpoints.save(msgspec.structs.replace(
+            self.task.checkpoint(self.role, turn=state.turn), status=status, level=state.level,
+            confidence=state.confidence, escalation=state.memo,
+            messages=pack_messages(state.messages), trajectory=tuple(state.trajectory),
+            files_written=tuple(state.files_written), usage=state.usage, branch=self.branch,
+            question=question, reply=reply, control_seq=self.control_seq,
         ))
         await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({status})")
 
     async def _pause(self, state: LoopState) -> None:
         """Stuck at the top of the escalation path: ask the person and wait (SPEC.md §3)."""
         question = _question(state)
-        chat = self.reply_to
         await self._checkpoint(state, "paused", question=question)
         await self.ctx.emit("paused", model=self.path[state.level].name,
                             detail=f"turn {state.turn}: {state.stuck_reason}; asked the person")
-        await self.ctx.reply(chat.origin, Reply(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id,
-            text=question, flow=Flow.SEQUENTIAL, usage=state.usage,
-            role=self.actor.actor_id.role,
-        ))
+        await self.ctx.reply(self.reply_to.origin, self.reply_to.build(
+            Reply, text=question, flow=Flow.SEQUENTIAL, usage=state.usage, role=self.role))
         await self._sync_workspace()
 
     # ------------------------------------------------------------------ finish
@@ -227,41 +228,37 @@ class AgentRun:
             answer = strip_report(state.last_text) or "I stopped without a final answer."
             answer = await self._second_opinion(state, answer)
         answer, files = self._attach_files(answer)
-        answer = cap_answer(answer, self.chat.max_answer_chars)
+        answer = cap_answer(answer, self.task.max_answer_chars)
         changed = await GitRepo(self.workspace).changed_files()
-        commit_message = _commit_message(self.chat.text, changed) if changed else ""
+        commit_message = _commit_message(self.task.text, changed) if changed else ""
         if commit_message:
             answer += (f"\n\n📝 Commit: {commit_message}\nBranch: `{self.branch}`\n"
                        f"Files: {', '.join(changed)}")
-        chat = self.reply_to
-        reply = Reply(
-            session=chat.session, origin=chat.origin, in_reply_to=chat.message_id, text=answer,
-            files=files, flow=Flow.SEQUENTIAL, usage=state.usage,
-            error=ErrorCode.ABORTED if status == "aborted" else None,
-            role=self.actor.actor_id.role, branch=self.branch if changed else "",
-            commit=commit_message,
+        reply = self.reply_to.build(
+            Reply, text=answer, files=files, flow=Flow.SEQUENTIAL, usage=state.usage,
+            error=ErrorCode.ABORTED if status == "aborted" else None, role=self.role,
+            branch=self.branch if changed else "", commit=commit_message,
         )
         await self._checkpoint(state, status, reply=reply)
-        await self.ctx.reply(chat.origin, reply, key=ANSWER_KEY)
+        await self.ctx.reply(self.reply_to.origin, reply, key=ANSWER_KEY)
         # The evaluation goes out with the answer: a redelivery after a later failure finds the
         # run done and only repeats the answer, so nothing after this may carry the run's
         # outcome (the reflection and the case base depend on it).
-        await self.ctx.send("evaluator", TurnResult(
-            request=self.request, text=answer, ok=status == "done", turns=len(state.trajectory),
-            trajectory=tuple(state.trajectory), files_written=tuple(state.files_written),
-            confidence=state.confidence, usage=state.usage,
-            duration_ms=(time.perf_counter() - self.started) * 1000,
+        await self.ctx.send("evaluator", self.task.result(
+            self.role, ok=status == "done", trajectory=tuple(state.trajectory),
+            files_written=tuple(state.files_written), confidence=state.confidence,
+            usage=state.usage, duration_ms=(time.perf_counter() - self.started) * 1000,
         ), key=RESULT_KEY)
-        await self.actor.remember(self.reply_to, answer)
+        await self.actor.remember(self.task.speaker, self.task.said, answer)
         await self._sync_workspace()
 
     async def _second_opinion(self, state: LoopState, answer: str) -> str:
         """The code reviewer's answer with a random peer's opinion (``peer_review``)."""
-        if self.actor.actor_id.role != "code_reviewer" or not self.topology.peer_review:
+        if self.role != "code_reviewer" or not self.topology.peer_review:
             return answer
         level = self.path[state.level]
-        opinion = await self.actor.peer_opinion(self.ctx, self.chat, level.tier,
-                                                level.name, answer)
+        opinion = await self.actor.peer_opinion(self.ctx, self.task.text, self.task.max_tokens,
+                                                level.tier, level.name, answer)
         if opinion is None:
             return answer
         state.usage = state.usage + opinion[1]
@@ -298,17 +295,6 @@ class AgentRun:
             return f"📎 {rel}"
 
         return _MARKER.sub(_swap, answer), tuple(files)
-
-
-def _result_from(checkpoint: Checkpoint, request: TurnRequest) -> TurnResult:
-    """The TurnResult of a run that finished, rebuilt from its final checkpoint."""
-    reply = checkpoint.reply
-    return TurnResult(
-        request=request, text=reply.text if reply is not None else "",
-        ok=checkpoint.status == "done", turns=len(checkpoint.trajectory),
-        trajectory=checkpoint.trajectory, files_written=checkpoint.files_written,
-        confidence=checkpoint.confidence, usage=checkpoint.usage,
-    )
 
 
 def _state_from(checkpoint: Checkpoint) -> LoopState:

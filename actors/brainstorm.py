@@ -8,6 +8,7 @@ import msgspec
 
 from actors.config import ModelSpec
 from actors.errors import ModelRejectedError, ModelUnavailableError
+from actors.legacy import upgrade
 from actors.modeled import ModelActor
 from actors.runtime import MessageContext, handler
 from protocol import (
@@ -16,6 +17,7 @@ from protocol import (
     BrainstormResult,
     Classification,
     Flow,
+    LegacyClassification,
     Progress,
 )
 
@@ -49,17 +51,15 @@ class Brainstorm(ModelActor):
 
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
-        request = verdict.request
         from actors.router import brainstorm_models
 
-        models = brainstorm_models(self.topology, overrides=request.models)
-        await ctx.reply(request.origin, Progress(
-            session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            stage="brainstorm", flow=Flow.BRANCH,
-            text=f"Brainstorming with {' and '.join(m[0].name for m in models)}…",
-        ))
+        reply_to = verdict.reply_to
+        models = brainstorm_models(self.topology, overrides=verdict.models)
+        await ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="brainstorm", flow=Flow.BRANCH,
+            text=f"Brainstorming with {' and '.join(m[0].name for m in models)}…"))
         outcomes = await asyncio.gather(
-            *(self._propose(ctx, tier, request.text) for tier in models), return_exceptions=True
+            *(self._propose(ctx, tier, verdict.text) for tier in models), return_exceptions=True
         )
         proposals = [o for o in outcomes if isinstance(o, BrainstormProposal) and o.approaches]
         if not proposals:
@@ -69,8 +69,15 @@ class Brainstorm(ModelActor):
             if failures and all(isinstance(o, ModelRejectedError) for o in failures):
                 raise ModelRejectedError(msg)
             raise ModelUnavailableError(msg)
-        await ctx.send("consolidator", BrainstormResult(classification=verdict,
-                                                        proposals=tuple(proposals)))
+        await ctx.send("consolidator", BrainstormResult(
+            reply_to=reply_to, text=verdict.text, proposals=tuple(proposals),
+            user_id=verdict.user_id))
+
+    @handler
+    async def on_legacy_classification(self, verdict: LegacyClassification,
+                                       ctx: MessageContext) -> None:
+        """A ``classification`` written before flat messages: brainstormed as its flat shape."""
+        await self.on_classification(upgrade(verdict), ctx)
 
     async def _propose(self, ctx: MessageContext, models: tuple[ModelSpec, ...],
                        question: str) -> BrainstormProposal:

@@ -29,6 +29,8 @@ from protocol import (
     Flow,
     Progress,
     Reply,
+    ReplyTo,
+    RunAnswer,
     SessionState,
     TurnRequest,
 )
@@ -41,7 +43,8 @@ class Classifier(CaseModelActor):
 
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
-        if await self._resume_paused(message, ctx):
+        reply_to = ReplyTo.of(message)
+        if await self._resume_paused(message, reply_to, ctx):
             return
         session = await self.services.sessions.get(message.session)
 
@@ -56,43 +59,29 @@ class Classifier(CaseModelActor):
         await ctx.emit("classified", step="chat_message", source=route.source,
                        detail=_describe(route))
         if route.refusal:
-            await ctx.reply(message.origin, Reply(
-                session=message.session, origin=message.origin,
-                in_reply_to=message.message_id, text=f"🚫 {route.refusal}",
-                error=ErrorCode.REFUSED,
-            ))
+            await ctx.reply(reply_to.origin, reply_to.build(
+                Reply, text=f"🚫 {route.refusal}", error=ErrorCode.REFUSED))
             return
         if not route.respond:
-            await ctx.reply(message.origin, Reply(
-                session=message.session, origin=message.origin,
-                in_reply_to=message.message_id, text="",
-            ))
+            await ctx.reply(reply_to.origin, reply_to.build(Reply, text=""))
             return
-        verdict = Classification(
-            request=message, respond=True, flow=route.flow, task_type=route.task_type,
-            role=route.role, complexity=route.complexity, reason=route.reason,
-            decided_by=route.who, tier_min=route.tier_min, tier_max=route.tier_max,
-        )
-        await ctx.reply(message.origin, Progress(
-            session=message.session, origin=message.origin, in_reply_to=message.message_id,
-            stage="classified", flow=verdict.flow,
-            text=f"{verdict.flow} · {verdict.role} · {verdict.complexity}",
-        ))
-        match verdict.flow:
-            case Flow.SEQUENTIAL:
-                await ctx.send("planner", verdict)  # the planner chooses the tier (cases)
+        await ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="classified", flow=route.flow,
+            text=f"{route.flow} · {route.role} · {route.complexity}"))
+        match route.flow:
+            case Flow.SEQUENTIAL:  # the planner chooses the tier (cases)
+                await ctx.send("planner", verdict(message, reply_to, route))
             case Flow.BRANCH:
-                await ctx.send("brainstorm", verdict)
+                await ctx.send("brainstorm", verdict(message, reply_to, route))
             case _:
                 tier = choose_tier(
-                    self.topology, role=verdict.role, flow=verdict.flow,
-                    task_type=verdict.task_type, session_tier=session.tier,
-                    session_confidence=session.confidence, tier_min=verdict.tier_min,
-                    tier_max=verdict.tier_max)
+                    self.topology, role=route.role, flow=route.flow,
+                    task_type=route.task_type, session_tier=session.tier,
+                    session_confidence=session.confidence, tier_min=route.tier_min,
+                    tier_max=route.tier_max)
                 await ctx.emit("tier_chosen", source=tier.source,
                                detail=f"tier {tier.tier}: {tier.reason}")
-                await ctx.send(verdict.role, TurnRequest(classification=verdict,
-                                                         tier=tier.tier))
+                await ctx.send(route.role, turn_request(message, reply_to, route, tier.tier))
 
     async def _ask_model(self, ctx: MessageContext, chat: ChatMessage,
                          messages: list[dict[str, Any]]) -> str:
@@ -106,26 +95,46 @@ class Classifier(CaseModelActor):
                                       response_format=fmt, timeout_s=router.timeout_s)
         return str(reply.text)
 
-    async def _resume_paused(self, message: ChatMessage, ctx: MessageContext) -> bool:
+    async def _resume_paused(self, message: ChatMessage, reply_to: ReplyTo,
+                             ctx: MessageContext) -> bool:
         """A message in a session whose run paused on a clarifying question is the answer:
-        send it to that run (SPEC.md §3) instead of classifying it afresh."""
+        send it to that run (SPEC.md §3) instead of classifying it afresh. The run's
+        checkpoint holds everything else the run needs."""
         from actors.runs import CheckpointStore
 
         checkpoint = await CheckpointStore(self.services.checkpoints).load(message.session)
         if checkpoint is None or checkpoint.status != "paused":
             return False
-        paused = checkpoint.request
         await ctx.emit("classified", step="chat_message", source="resume",
-                       detail=f"answer to the paused run of {paused.classification.role}")
-        await ctx.reply(message.origin, Progress(
-            session=message.session, origin=message.origin, in_reply_to=message.message_id,
-            stage="classified", flow=Flow.SEQUENTIAL, text="Resuming with your answer…",
-        ))
-        await ctx.send(paused.classification.role, TurnRequest(
-            classification=paused.classification, plan=paused.plan, memory=paused.memory,
-            tier=paused.tier, max_turns=paused.max_turns, answer=message,
-        ))
+                       detail=f"answer to the paused run of {checkpoint.role}")
+        await ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="classified", flow=Flow.SEQUENTIAL,
+            text="Resuming with your answer…"))
+        await ctx.send(checkpoint.role, RunAnswer(
+            reply_to=reply_to, request_id=checkpoint.request_id, text=message.text,
+            user_id=message.user_id))
         return True
+
+
+def verdict(chat: ChatMessage, reply_to: ReplyTo, route: Route) -> Classification:
+    """The Classification of ``chat`` for the planner or the brainstorm actor: the route and
+    the request's fields the later steps read."""
+    return Classification(
+        reply_to=reply_to, text=chat.text, user_id=chat.user_id, bot=chat.bot,
+        models=chat.models, max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
+        flow=route.flow, task_type=route.task_type, complexity=route.complexity,
+        tier_min=route.tier_min, tier_max=route.tier_max, role=route.role,
+    )
+
+
+def turn_request(chat: ChatMessage, reply_to: ReplyTo, route: Route, tier: int) -> TurnRequest:
+    """The TurnRequest of a SIMPLE or BREAKGLASS ``chat``: one turn at ``tier``."""
+    return TurnRequest(
+        reply_to=reply_to, text=chat.text, user_id=chat.user_id, bot=chat.bot,
+        models=chat.models, max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
+        flow=route.flow, task_type=route.task_type, complexity=route.complexity,
+        tier_min=route.tier_min, tier_max=route.tier_max, tier=tier,
+    )
 
 
 def _history(state: SessionState, limit: int) -> str:

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import re
 
+from actors.legacy import upgrade
 from actors.memory import append_exchange
 from actors.runtime import Actor, MessageContext, handler
-from protocol import Approach, BrainstormProposal, BrainstormResult, ConsolidatedOptions, Usage
+from protocol import (
+    Approach,
+    BrainstormProposal,
+    BrainstormResult,
+    ConsolidatedOptions,
+    LegacyBrainstormResult,
+    Usage,
+)
 
 SAME_APPROACH = 0.5
 MIN_OPTIONS, MAX_OPTIONS = 2, 3
@@ -61,16 +69,20 @@ class Consolidator(Actor):
 
     @handler
     async def on_result(self, result: BrainstormResult, ctx: MessageContext) -> None:
-        request = result.classification.request
+        reply_to = result.reply_to
         options = consolidate(result.proposals)
         usage = sum((p.usage for p in result.proposals), Usage())
-        await ctx.reply(request.origin, ConsolidatedOptions(
-            session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            question=request.text, options=options, usage=usage,
-        ))
+        await ctx.reply(reply_to.origin, reply_to.build(
+            ConsolidatedOptions, question=result.text, options=options, usage=usage))
         summary = "; ".join(o.title for o in options)
         await ctx.emit("consolidated", detail=f"{len(options)} options from "
                        f"{len(result.proposals)} proposals: {summary}"[:500])
-        await self.services.sessions.update(request.session, lambda s: append_exchange(
-            s, request.text, f"Options: {summary}", user_id=request.user_id,
-            window=self.topology.history_window, session=request.session))
+        await self.services.sessions.update(reply_to.session, lambda s: append_exchange(
+            s, result.text, f"Options: {summary}", user_id=result.user_id,
+            window=self.topology.history_window, session=reply_to.session))
+
+    @handler
+    async def on_legacy_result(self, result: LegacyBrainstormResult,
+                               ctx: MessageContext) -> None:
+        """A ``brainstorm_result`` written before flat messages: handled as its flat shape."""
+        await self.on_result(upgrade(result), ctx)

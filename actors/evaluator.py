@@ -2,15 +2,15 @@
 
 Heuristics (no model call, so the same trajectory always gets the same scores):
 
-- task completion: 40 when the run produced an answer, +25 when the model's last report said
-  ``done`` or the model finished on its own (its last turn asked for no tool and reported
-  neither ``continue`` nor ``stuck``: how chat models end), +25 when a test command passed
+- task completion: 40 when the run finished with an answer (``ok``), +25 when the model's last
+  report said ``done`` or the model finished on its own (its last turn asked for no tool and
+  reported neither ``continue`` nor ``stuck``: how chat models end), +25 when a test command passed
   (exit code 0), -25 when the last test run failed, +10 when a coding task wrote files (-20
   when it wrote none), -20 when the run hit max turns.
 - code quality: 50, +20 when a test file was written, +10 when any file was written,
   -10 per tool error (at most -40), +(average confidence - 50) / 5.
 - efficiency: 100 × (1 - (turns - 1) / max turns), -5 per tool error, -10 per repeated
-  identical tool call.
+  identical tool call (same ``ToolUse.fingerprint``).
 Each score is clamped to 0-100.
 """
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 
+from actors.legacy import upgrade
 from actors.runtime import Actor, MessageContext, handler
-from protocol import Evaluation, Scores, TaskType, TurnResult
+from protocol import Evaluation, LegacyTurnResult, Scores, TaskType, TurnResult
 
 _EXIT = re.compile(r"exit(?:ed with)?(?: code|_code|status)?[:= ]+(-?\d+)", re.IGNORECASE)
 _TEST_CMD = re.compile(r"pytest|unittest|test|npm test|jest|go test", re.IGNORECASE)
@@ -32,29 +33,26 @@ def _clamp(value: float) -> int:
 
 def score(result: TurnResult) -> tuple[Scores, tuple[str, ...]]:
     """Score ``result`` by the rules of the module docstring; returns the scores and notes."""
-    from actors.llm import parse_report
-
     notes: list[str] = []
     steps = result.trajectory
-    max_turns = max(1, result.request.max_turns)
-    tool_errors = sum(r.is_error for s in steps for r in s.tool_results)
+    max_turns = max(1, result.max_turns)
+    tool_errors = sum(t.is_error for s in steps for t in s.tools)
     test_runs: list[bool] = []
     calls_seen: set[tuple[str, str]] = set()
     repeats = 0
     for step in steps:
-        for call, res in zip(step.tool_calls, step.tool_results, strict=False):
-            key = (call.name, call.arguments)
+        for use in step.tools:
+            key = (use.name, use.fingerprint or use.arguments)
             repeats += key in calls_seen
             calls_seen.add(key)
-            if call.name == "run_command" and _TEST_CMD.search(call.arguments):
-                match = _EXIT.search(res.content)
-                test_runs.append(not res.is_error and match is not None and match.group(1) == "0")
-    last_status = parse_report(steps[-1].text).status if steps else None
-    finished = bool(steps) and not steps[-1].tool_calls and last_status not in {"continue",
-                                                                                "stuck"}
-    coding = result.request.classification.task_type in {TaskType.CODING, TaskType.DEVOPS,
-                                                         TaskType.DATABASE, TaskType.DOCS}
-    completion = 40.0 if result.ok and result.text else 0.0
+            if use.name == "run_command" and _TEST_CMD.search(use.arguments):
+                match = _EXIT.search(use.output)
+                test_runs.append(not use.is_error and match is not None and match.group(1) == "0")
+    last_status = steps[-1].status if steps else ""
+    finished = bool(steps) and not steps[-1].tools and last_status not in {"continue", "stuck"}
+    coding = result.task_type in {TaskType.CODING, TaskType.DEVOPS, TaskType.DATABASE,
+                                  TaskType.DOCS}
+    completion = 40.0 if result.ok else 0.0
     if last_status == "done" or finished:
         completion += 25
     if test_runs and test_runs[-1]:
@@ -89,4 +87,14 @@ class Evaluator(Actor):
         scores, notes = score(result)
         await ctx.emit("evaluated", detail=f"completion {scores.task_completion} quality "
                        f"{scores.code_quality} efficiency {scores.efficiency}; {', '.join(notes)}")
-        await ctx.send("reflector", Evaluation(result=result, scores=scores, notes=notes))
+        await ctx.send("reflector", Evaluation(
+            reply_to=result.reply_to, request_id=result.request_id, role=result.role,
+            text=result.text, scores=scores, notes=notes, models=result.models,
+            task_type=result.task_type, complexity=result.complexity, plan=result.plan,
+            tier=result.tier, ok=result.ok, turns=result.turns, trajectory=result.trajectory,
+            files_written=result.files_written, cost_usd=result.usage.cost_usd))
+
+    @handler
+    async def on_legacy_result(self, result: LegacyTurnResult, ctx: MessageContext) -> None:
+        """A ``turn_result`` written before flat messages: scored as its flat shape."""
+        await self.on_result(upgrade(result), ctx)

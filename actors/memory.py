@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from protocol import ChatMessage, HistoryEntry, Insight, Reflection, SessionState
+from protocol import HistoryEntry, Insight, Reflection, ReplyTo, SessionState
 
 REFLECTION_WINDOW = 5
 INSIGHT_LIMIT = 20
@@ -55,10 +56,32 @@ def user_key(bot: str, user_id: str) -> str:
     return f"user.{_KEY_UNSAFE.sub('_', bot)}.{_KEY_UNSAFE.sub('_', user_id)}"
 
 
-def memory_owner(chat: ChatMessage) -> str:
-    """Whose per-user memory a message uses: the answering bot (``chat.bot``), else the
-    gateway instance (``chat.origin``)."""
-    return chat.bot or chat.origin
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who is speaking, for the session history and the per-user memory: the ``session``, the
+    person (``user_id``) and the bot whose memory of them is used (``owner``)."""
+
+    session: str
+    user_id: str
+    owner: str
+
+    @classmethod
+    def of(cls, reply_to: ReplyTo, user_id: str, bot: str) -> Speaker:
+        """The speaker of a request addressed by ``reply_to``; ``bot`` as ``ChatMessage.bot``
+        ("" means the gateway instance, ``reply_to.origin``: ``memory_owner``)."""
+        return cls(session=reply_to.session, user_id=user_id,
+                   owner=memory_owner(bot, reply_to.origin))
+
+    @property
+    def memory_key(self) -> str:
+        """The person's per-user memory key (``user_key``)."""
+        return user_key(self.owner, self.user_id)
+
+
+def memory_owner(bot: str, origin: str) -> str:
+    """Whose per-user memory a message uses: the answering bot (``ChatMessage.bot``), else the
+    gateway instance (``ChatMessage.origin``)."""
+    return bot or origin
 
 
 def user_memory_text(memory: SessionState, current_session: str) -> str:

@@ -8,15 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from actors.config import ModelSpec
 from actors.errors import ModelError, StoreConflictError
-from actors.memory import (
-    append_exchange,
-    history_messages,
-    memory_owner,
-    user_key,
-    user_memory_text,
-)
+from actors.memory import Speaker, append_exchange, history_messages, user_memory_text
 from actors.runtime import Actor, MessageContext
-from protocol import ChatMessage, Usage
+from protocol import Usage
 
 if TYPE_CHECKING:
     from actors.router import CaseBase
@@ -41,18 +35,19 @@ class ModelActor(Actor):
 
         await close_sessions()
 
-    async def context_messages(self, chat: ChatMessage, *, limit: int = 10
+    async def context_messages(self, speaker: Speaker, *, limit: int = 10
                                ) -> list[dict[str, Any]]:
         """The conversation so far for a model: what this person said elsewhere (per-user
         memory, as a system message) and this session's recent history."""
-        session = await self.services.sessions.get(chat.session)
-        person = await self.services.users.get(user_key(memory_owner(chat), chat.user_id))
-        remembered = user_memory_text(person, chat.session)
+        session = await self.services.sessions.get(speaker.session)
+        person = await self.services.users.get(speaker.memory_key)
+        remembered = user_memory_text(person, speaker.session)
         extra = [{"role": "system", "content": remembered}] if remembered else []
         return [*extra, *history_messages(session, limit)]
 
-    async def remember(self, chat: ChatMessage, answer: str) -> None:
-        """Keep the exchange in the session's history and in the person's memory.
+    async def remember(self, speaker: Speaker, said: str, answer: str) -> None:
+        """Keep the exchange (what the person ``said``, the ``answer``) in the session's
+        history and in the person's memory.
 
         The person's memory is one key for all their conversations with a bot, so many
         answers at once write it concurrently: when it still loses the race after every
@@ -65,16 +60,15 @@ class ModelActor(Actor):
         window = self.topology.history_window
 
         def _add(state: Any) -> None:
-            append_exchange(state, chat.text, answer, user_id=chat.user_id, window=window,
-                            session=chat.session)
+            append_exchange(state, said, answer, user_id=speaker.user_id, window=window,
+                            session=speaker.session)
 
-        await self.services.sessions.update(chat.session, _add)
-        key = user_key(memory_owner(chat), chat.user_id)
+        await self.services.sessions.update(speaker.session, _add)
         try:
-            await self.services.users.update(key, _add)
+            await self.services.users.update(speaker.memory_key, _add)
         except StoreConflictError as exc:
-            self.log.warning("session %s: %s's memory not updated: %s", chat.session,
-                             chat.user_id, exc)
+            self.log.warning("session %s: %s's memory not updated: %s", speaker.session,
+                             speaker.user_id, exc)
 
     async def embed_task(self, ctx: MessageContext, text: str) -> tuple[float, ...]:
         """The embedding of a task for the case base (``cases.embedding_model``); ``()`` when

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 
+from actors.legacy import upgrade
 from actors.memory import history_messages, memory_text
 from actors.modeled import CaseModelActor
 from actors.router import case_lines, choose_tier, learned_tier, models_for
 from actors.runtime import MessageContext, handler
-from protocol import Classification, Flow, Progress, TurnRequest
+from protocol import Classification, Flow, LegacyClassification, Progress, TurnRequest
 
 _STEP = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$")
 MAX_STEPS = 12
@@ -35,35 +36,31 @@ class Planner(CaseModelActor):
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
         from actors.prompts import render
 
-        request = verdict.request
-        await ctx.reply(request.origin, Progress(
-            session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            stage="planning", flow=Flow.SEQUENTIAL,
-        ))
-        state = await self.services.sessions.get(request.session)
+        reply_to = verdict.reply_to
+        await ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="planning", flow=Flow.SEQUENTIAL))
+        state = await self.services.sessions.get(reply_to.session)
         memory = memory_text(state)
         history = "\n".join(f"{m['role']}: {m['content'][:300]}"
                             for m in history_messages(state, 6))
         settings = self.topology.cases
         similar = [] if self.cases is None else self.cases.index.similar(
-            request.text, k=max(settings.shown, 5), min_similarity=settings.min_similarity,
-            exclude=request.message_id, embedding=await self.embed_task(ctx, request.text),
+            verdict.text, k=max(settings.shown, 5), min_similarity=settings.min_similarity,
+            exclude=reply_to.in_reply_to, embedding=await self.embed_task(ctx, verdict.text),
             min_cosine=settings.min_embedding_similarity)
         shown = [s for s in similar if s.case.succeeded][:settings.shown]
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
-                            overrides=request.models)
+                            overrides=verdict.models)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "planner", memory=memory, history=history,
                 cases=case_lines(shown) or "(none)")},
-            {"role": "user", "content": request.text},
-        ], purpose="plan", max_tokens=request.max_tokens)
+            {"role": "user", "content": verdict.text},
+        ], purpose="plan", max_tokens=verdict.max_tokens)
         plan = parse_plan(reply.text)
-        await ctx.reply(request.origin, Progress(
-            session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            stage="planned", flow=Flow.SEQUENTIAL, model=reply.usage.model,
-            text="\n".join(f"{i}. {step}" for i, step in enumerate(plan, 1)),
-        ))
+        await ctx.reply(reply_to.origin, reply_to.build(
+            Progress, stage="planned", flow=Flow.SEQUENTIAL, model=reply.usage.model,
+            text="\n".join(f"{i}. {step}" for i, step in enumerate(plan, 1))))
         await ctx.emit("planned", model=reply.usage.model,
                        detail=f"{len(plan)} steps; memory {'used' if memory else 'empty'}; "
                               f"{len(shown)} similar cases shown"
@@ -76,6 +73,16 @@ class Planner(CaseModelActor):
         await ctx.emit("tier_chosen", source=tier.source,
                        detail=f"tier {tier.tier}: {tier.reason}")
         await ctx.send(verdict.role, TurnRequest(
-            classification=verdict, plan=plan, memory=memory, tier=tier.tier,
+            reply_to=reply_to, text=verdict.text, user_id=verdict.user_id, bot=verdict.bot,
+            models=verdict.models, max_answer_chars=verdict.max_answer_chars,
+            max_tokens=verdict.max_tokens, flow=verdict.flow, task_type=verdict.task_type,
+            complexity=verdict.complexity, tier_min=verdict.tier_min, tier_max=verdict.tier_max,
+            plan=plan, memory=memory, tier=tier.tier,
             max_turns=self.topology.max_turns[verdict.complexity], usage=reply.usage,
         ))
+
+    @handler
+    async def on_legacy_classification(self, verdict: LegacyClassification,
+                                       ctx: MessageContext) -> None:
+        """A ``classification`` written before flat messages: planned as its flat shape."""
+        await self.on_classification(upgrade(verdict), ctx)

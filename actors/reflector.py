@@ -14,6 +14,7 @@ import time
 import msgspec
 
 from actors.errors import PermanentError
+from actors.legacy import upgrade
 from actors.memory import add_reflection
 from actors.modeled import CaseModelActor
 from actors.router import models_for
@@ -23,6 +24,7 @@ from protocol import (
     Control,
     ControlAction,
     Evaluation,
+    LegacyEvaluation,
     Reflection,
     Scores,
     SessionState,
@@ -63,9 +65,8 @@ def fallback_reflection(evaluation: Evaluation) -> _Answer:
 
 
 def summarize(evaluation: Evaluation) -> str:
-    result = evaluation.result
-    files = ", ".join(result.files_written) or "no files"
-    return (f"{result.turns} turns, wrote {files}; scores "
+    files = ", ".join(evaluation.files_written) or "no files"
+    return (f"{evaluation.turns} turns, wrote {files}; scores "
             f"{evaluation.scores.task_completion}/{evaluation.scores.code_quality}/"
             f"{evaluation.scores.efficiency}")
 
@@ -81,20 +82,16 @@ def case_of(evaluation: Evaluation, start_tier: int) -> Case:
     least 60, else ``failed``. Tiers come from the trajectory (each turn's tier); an
     escalation is a turn at a higher tier than the one before.
     """
-    result = evaluation.result
-    request = result.request
-    verdict = request.classification
-    chat = verdict.request
-    tiers = tuple(step.tier or start_tier for step in result.trajectory) or (start_tier,)
+    e = evaluation
+    tiers = tuple(step.tier or start_tier for step in e.trajectory) or (start_tier,)
     escalations = sum(b > a for a, b in itertools.pairwise(tiers))
-    succeeded = result.ok and evaluation.scores.task_completion >= SUCCESS_COMPLETION
+    succeeded = e.ok and e.scores.task_completion >= SUCCESS_COMPLETION
     return Case(
-        case_id=chat.message_id, session=chat.session, task=chat.text[:2000],
-        role=verdict.role, task_type=str(verdict.task_type), complexity=str(verdict.complexity),
-        plan=request.plan, start_tier=tiers[0], final_tier=tiers[-1], tiers=tiers,
-        escalations=escalations, turns=result.turns,
-        outcome="succeeded" if succeeded else "failed", scores=evaluation.scores,
-        cost_usd=result.usage.cost_usd, at=time.time(),
+        case_id=e.request_id, session=e.reply_to.session, task=e.text[:2000], role=e.role,
+        task_type=str(e.task_type), complexity=str(e.complexity), plan=e.plan,
+        start_tier=tiers[0], final_tier=tiers[-1], tiers=tiers, escalations=escalations,
+        turns=e.turns, outcome="succeeded" if succeeded else "failed", scores=e.scores,
+        cost_usd=e.cost_usd, at=time.time(),
     )
 
 
@@ -188,21 +185,20 @@ class Reflector(CaseModelActor):
     async def on_evaluation(self, evaluation: Evaluation, ctx: MessageContext) -> None:
         from actors.prompts import render
 
-        result = evaluation.result
-        chat = result.request.classification.request
+        session = evaluation.reply_to.session
         trajectory = "\n".join(
             f"turn {s.turn} ({s.model}, confidence {s.confidence}): "
-            + ", ".join(f"{c.name} {c.arguments[:120]}" for c in s.tool_calls)
-            + "".join(f"\n  -> {'ERROR ' if r.is_error else ''}{r.content[:200]}"
-                      for r in s.tool_results)
-            for s in result.trajectory
+            + ", ".join(f"{t.name} {t.arguments[:120]}" for t in s.tools)
+            + "".join(f"\n  -> {'ERROR ' if t.is_error else ''}{t.output[:200]}"
+                      for t in s.tools)
+            for s in evaluation.trajectory
         )
         scores = evaluation.scores
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
-                            overrides=chat.models)
+                            overrides=evaluation.models)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
-                "reflector", task=chat.text, trajectory=trajectory or "(no turns)",
+                "reflector", task=evaluation.text, trajectory=trajectory or "(no turns)",
                 scores=f"task completion {scores.task_completion}, code quality "
                        f"{scores.code_quality}, efficiency {scores.efficiency}; "
                        f"{', '.join(evaluation.notes)}")},
@@ -210,15 +206,15 @@ class Reflector(CaseModelActor):
         ], purpose="reflection")
         answer = parse_reflection(reply.text) or fallback_reflection(evaluation)
         reflection = Reflection(
-            session=chat.session, what_worked=answer.what_worked, what_failed=answer.what_failed,
+            session=session, what_worked=answer.what_worked, what_failed=answer.what_failed,
             root_cause=answer.root_cause, strategy_change=answer.strategy_change,
             key_insight=answer.key_insight, scores=Scores(
                 task_completion=scores.task_completion, code_quality=scores.code_quality,
                 efficiency=scores.efficiency),
-            task=chat.text[:500], created_at=time.time(),
+            task=evaluation.text[:500], created_at=time.time(),
         )
         summary = summarize(evaluation)
-        case = case_of(evaluation, result.request.tier)
+        case = case_of(evaluation, evaluation.tier)
         if self.cases is not None:
             embedding = await self.embed_task(ctx, case.task)
             if embedding:
@@ -232,7 +228,13 @@ class Reflector(CaseModelActor):
             add_reflection(state, reflection, summary)
             state.last_case = case.case_id
 
-        await self.services.sessions.update(chat.session, _remember)
+        await self.services.sessions.update(session, _remember)
         await ctx.emit("reflection", model=reply.usage.model,
                        detail=f"insight: {reflection.key_insight}"
                               f" | strategy: {reflection.strategy_change}"[:500])
+
+    @handler
+    async def on_legacy_evaluation(self, evaluation: LegacyEvaluation,
+                                   ctx: MessageContext) -> None:
+        """An ``evaluation`` written before flat messages: reflected on as its flat shape."""
+        await self.on_evaluation(upgrade(evaluation), ctx)

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from actors.errors import BrokerError, TransientError
+from actors.legacy import upgrade_checkpoint
 from protocol import (
     Checkpoint,
     ControlAction,
@@ -35,6 +36,7 @@ from protocol import (
     checkpoint_decoder,
     control_decoder,
     encoder,
+    legacy_checkpoint_decoder,
     run_decoder,
 )
 
@@ -258,8 +260,12 @@ class CheckpointStore:
             return None
         try:
             return checkpoint_decoder.decode(entry.value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            error: Exception = exc
+        try:  # written before flat messages: the run's request kept whole
+            return upgrade_checkpoint(legacy_checkpoint_decoder.decode(entry.value))
         except (msgspec.DecodeError, msgspec.ValidationError):
-            _log.error("session %s: unreadable checkpoint ignored", session)
+            _log.error("session %s: unreadable checkpoint ignored: %s", session, error)
             return None
 
     async def save(self, checkpoint: Checkpoint) -> None:

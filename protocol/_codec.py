@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from protocol._messages import (
-    Control,
-    DeadLetter,
-    ExecutionEvent,
-    Outbound,
-    TaskMessage,
-)
+from protocol._families import Outbound, TaskMessage
+from protocol._legacy import LegacyCheckpoint
+from protocol._messages import Control, DeadLetter, ExecutionEvent
 from protocol._state import ArtifactManifest, Case, Checkpoint, RunState, SessionState
 
 HEADER_TYPE = "Sb-Type"
@@ -30,6 +26,8 @@ dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 session_decoder = msgspec.json.Decoder(SessionState)
 run_decoder = msgspec.json.Decoder(RunState)
 checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
+legacy_checkpoint_decoder = msgspec.json.Decoder(LegacyCheckpoint)
+"""Reads a checkpoint written before flat messages (one with ``request`` and no ``role``)."""
 case_decoder = msgspec.json.Decoder(Case)
 manifest_decoder = msgspec.json.Decoder(ArtifactManifest)
 

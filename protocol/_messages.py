@@ -7,9 +7,14 @@ Flow of one request (SPEC.md §1)::
                                              └─(BRANCH) brainstorm → BrainstormResult → consolidator
     role actor ─→ Reply (to the gateway) and TurnResult → evaluator → Evaluation → reflector
     consolidator ─→ ConsolidatedOptions (to the gateway)
+    ChatMessage answering a paused run ─classifier→ RunAnswer → role actor (resumes the run)
 
-Progress, Reply and ConsolidatedOptions go to the gateway that sent the request
-(``ChatMessage.origin``); ExecutionEvent goes to the event stream. Values kept in KV buckets
+Every message after the ChatMessage carries its ``ReplyTo`` (session, origin, message id) and
+only the fields its next step reads, never the previous message whole (protocol/README.md,
+"Flat messages"). Progress, Reply and ConsolidatedOptions go to the gateway that sent the
+request (``ReplyTo.origin``), built by ``ReplyTo.build``; ExecutionEvent goes to the event
+stream. The message unions of each subject family are in ``_families.py``, the nested shapes
+written before flat messages in ``_legacy.py``. Values kept in KV buckets
 (SessionState, RunState, Checkpoint) are in ``_state.py``. Times are Unix seconds (float),
 durations milliseconds, costs US dollars.
 """
@@ -17,6 +22,8 @@ durations milliseconds, costs US dollars.
 from __future__ import annotations
 
 import enum
+import hashlib
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -126,6 +133,40 @@ class Usage(_Part, kw_only=True, frozen=True):
         )
 
 
+class ReplyTo(_Part, kw_only=True, frozen=True):
+    """Where everything said about one request goes: built once from the person's ChatMessage
+    (``ReplyTo.of``) and carried by every message after it, so no step assembles an address by
+    hand.
+
+    ``session`` keys the conversation, ``origin`` names the gateway instance whose outbox
+    subject (``<prefix>.out.<origin>``) gets the Progress and the Reply, ``in_reply_to`` is the
+    request's ``message_id``, by which that gateway finds the channel and the message to answer
+    (it keeps that mapping itself, so nothing else is needed to reach the person).
+    """
+
+    session: str
+    origin: str
+    in_reply_to: str
+
+    @classmethod
+    def of(cls, chat: ChatMessage) -> ReplyTo:
+        """The address of the answers to ``chat``."""
+        return cls(session=chat.session, origin=chat.origin, in_reply_to=chat.message_id)
+
+    def build(self, kind: type[_A], /, **fields: Any) -> _A:
+        """A ``kind`` (Progress, Reply or ConsolidatedOptions) addressed to this request.
+
+        Args:
+            kind: the outbound message type.
+            **fields: the message's own fields (``text``, ``stage``, ...).
+
+        Raises:
+            TypeError: a field ``kind`` does not have.
+        """
+        return kind(session=self.session, origin=self.origin, in_reply_to=self.in_reply_to,
+                    **fields)
+
+
 class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     """A person's message, as the gateway received it.
 
@@ -160,43 +201,88 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     """The bot's cap on a model call's completion tokens (0: the model's own setting)."""
 
 
-class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
-    """The router's verdict on a ChatMessage (``actors.router``).
+class Classification(_Wire, tag="classification_v2", kw_only=True, frozen=True):
+    """The router's verdict on a ChatMessage, for the planner (SEQUENTIAL) or the brainstorm
+    actor (BRANCH); SIMPLE and BREAKGLASS go straight on as a TurnRequest.
 
-    ``decided_by`` names what made the decision: ``rule:<name>``, ``case:<id>``, ``model``,
-    ``keywords`` (the fallback), ``breakglass``. The starting tier is chosen later, by the
-    classifier (SIMPLE, BREAKGLASS) or the planner (SEQUENTIAL), within ``tier_min`` -
-    ``tier_max``.
+    Carries the verdict and the request's fields the later steps read (``text``, ``user_id``,
+    the bot's settings), not the ChatMessage: attachments, names and channel ids are the
+    router's alone. ``role`` is the agent role that will answer. Replaces ``classification``
+    (``protocol._legacy``).
     """
 
-    request: ChatMessage
-    respond: bool
+    reply_to: ReplyTo
+    text: str
+    """The person's request, as they wrote it."""
+    user_id: str
+    """Who asked: the per-user memory and the session history record it."""
+    bot: str = ""
+    """``ChatMessage.bot``: whose per-user memory the answer uses ("" means ``reply_to.origin``)."""
+    models: dict[str, str] = {}
+    """The answering bot's model overrides (``ChatMessage.models``)."""
+    max_answer_chars: int = 0
+    """The bot's cap on answer characters (``ChatMessage.max_answer_chars``; 0: none)."""
+    max_tokens: int = 0
+    """The bot's cap on a model call's completion tokens (``ChatMessage.max_tokens``)."""
     flow: Flow = Flow.SIMPLE
     task_type: TaskType = TaskType.SOCIAL
-    role: str = "researcher"
     complexity: Complexity = Complexity.SIMPLE
-    reason: str = ""
-    decided_by: str = ""
     tier_min: int = 0
     """Rules' floor on every tier of this request (0: none)."""
     tier_max: int = 0
     """Rules' cap on every tier of this request (0: none)."""
+    role: str = "researcher"
 
 
-class TurnRequest(_Wire, tag="turn_request", kw_only=True, frozen=True):
-    """Work for a role actor: one turn (SIMPLE, BREAKGLASS) or the agentic loop (SEQUENTIAL).
+class TurnRequest(_Wire, tag="turn_request_v2", kw_only=True, frozen=True):
+    """Work for a role actor (its task subject names the role): one turn (SIMPLE, BREAKGLASS)
+    or the agentic loop (SEQUENTIAL).
 
-    ``plan`` and ``memory`` come from the planner; ``tier`` is the model tier (1-4) to start at.
+    The request's and the verdict's fields as in Classification; ``plan`` and ``memory`` come
+    from the planner; ``tier`` is the model tier (1-4) to start at; ``usage`` what was spent
+    before (the planner's call). Replaces ``turn_request`` (``protocol._legacy``).
     """
 
-    classification: Classification
+    reply_to: ReplyTo
+    text: str
+    """The person's request, as they wrote it."""
+    user_id: str
+    """Who asked: the per-user memory and the session history record it."""
+    bot: str = ""
+    """``ChatMessage.bot``: whose per-user memory the answer uses ("" means ``reply_to.origin``)."""
+    models: dict[str, str] = {}
+    """The answering bot's model overrides (``ChatMessage.models``)."""
+    max_answer_chars: int = 0
+    """The bot's cap on answer characters (``ChatMessage.max_answer_chars``; 0: none)."""
+    max_tokens: int = 0
+    """The bot's cap on a model call's completion tokens (``ChatMessage.max_tokens``)."""
+    flow: Flow = Flow.SIMPLE
+    task_type: TaskType = TaskType.SOCIAL
+    complexity: Complexity = Complexity.SIMPLE
+    tier_min: int = 0
+    """Rules' floor on every tier of this request (0: none)."""
+    tier_max: int = 0
+    """Rules' cap on every tier of this request (0: none)."""
     plan: tuple[str, ...] = ()
     memory: str = ""
     tier: int = 1
     max_turns: int = 1
     usage: Usage = Usage()
-    answer: ChatMessage | None = None
-    """The person's answer to the clarifying question of a paused run: resume that run."""
+
+
+class RunAnswer(_Wire, tag="run_answer", kw_only=True, frozen=True):
+    """The person's answer to the clarifying question of a paused SEQUENTIAL run, sent by the
+    classifier to the run's role: resume run ``request_id`` of ``reply_to.session`` from its
+    checkpoint, which holds everything else the run needs.
+
+    ``reply_to`` addresses the answer message (the rest of the run answers it).
+    """
+
+    reply_to: ReplyTo
+    request_id: str
+    """The paused run's request (``Checkpoint.request_id``)."""
+    text: str
+    user_id: str = ""
 
 
 class ToolCall(_Wire, tag="tool_call", kw_only=True, frozen=True):
@@ -230,15 +316,74 @@ class TrajectoryStep(_Part, kw_only=True, frozen=True):
     """The tier of the escalation path this turn ran at (0: not recorded)."""
 
 
-class TurnResult(_Wire, tag="turn_result", kw_only=True, frozen=True):
-    """A role actor's outcome: the answer and the trajectory that produced it."""
+TOOL_TEXT_CHARS = 300
+"""Characters of a tool call's arguments and of its output kept in a ToolUse: the reflector
+shows 120 / 200 of them; the evaluator looks for a test command in the arguments and for the
+``exit code: N`` line ``run_command`` writes second."""
 
-    request: TurnRequest
+
+class ToolUse(_Part, kw_only=True, frozen=True):
+    """One tool call of a turn and its outcome, cut for the evaluator and the reflector.
+
+    ``arguments`` and ``output`` are the first 300 characters; ``fingerprint`` identifies the
+    whole call (name and full arguments: BLAKE2b, 8 bytes, hex), so a repeated identical call
+    is still recognised when its arguments were cut.
+    """
+
+    name: str
+    arguments: str = ""
+    fingerprint: str = ""
+    output: str = ""
+    is_error: bool = False
+
+    @classmethod
+    def of(cls, call: ToolCall, result: ToolResult) -> ToolUse:
+        """The cut record of ``call`` and the ``result`` it got."""
+        digest = hashlib.blake2b(f"{call.name}\0{call.arguments}".encode(), digest_size=8)
+        return cls(name=call.name, arguments=call.arguments[:TOOL_TEXT_CHARS],
+                   fingerprint=digest.hexdigest(), output=result.content[:TOOL_TEXT_CHARS],
+                   is_error=result.is_error)
+
+
+class StepDigest(_Part, kw_only=True, frozen=True):
+    """One turn of the agentic loop as the evaluator and the reflector read it: the model, its
+    tier, the confidence after the turn, the ``Status:`` the model reported (``continue``,
+    ``done``, ``stuck`` or "") and the tools it ran. The model's text is not kept (it is in
+    the answer and the checkpoint's conversation)."""
+
+    turn: int
+    model: str
+    tier: int = 0
+    confidence: int = 50
+    status: str = ""
+    tools: tuple[ToolUse, ...] = ()
+    duration_ms: float = 0.0
+
+
+class TurnResult(_Wire, tag="turn_result_v2", kw_only=True, frozen=True):
+    """A SEQUENTIAL run's outcome, for the evaluator: what it scores and what the reflector
+    keeps (the case base entry).
+
+    ``reply_to`` addresses the message the run answered last (the request, or the person's
+    answer to a clarifying question); ``request_id`` is the run's request (the case id).
+    ``text`` is the request's text (the reflector's prompt and the case's task); the answer
+    itself went to the person and is not carried. ``tier`` is the tier the run started at.
+    Replaces ``turn_result`` (``protocol._legacy``).
+    """
+
+    reply_to: ReplyTo
+    request_id: str
+    role: str
     text: str
+    models: dict[str, str] = {}
+    task_type: TaskType = TaskType.SOCIAL
+    complexity: Complexity = Complexity.SIMPLE
+    plan: tuple[str, ...] = ()
+    tier: int = 1
+    max_turns: int = 1
     ok: bool = True
-    error: str = ""
     turns: int = 1
-    trajectory: tuple[TrajectoryStep, ...] = ()
+    trajectory: tuple[StepDigest, ...] = ()
     files_written: tuple[str, ...] = ()
     confidence: int = 50
     usage: Usage = Usage()
@@ -257,12 +402,27 @@ class Scores(_Part, kw_only=True, frozen=True):
         return round((self.task_completion + self.code_quality + self.efficiency) / 3)
 
 
-class Evaluation(_Wire, tag="evaluation", kw_only=True, frozen=True):
-    """The evaluator's heuristic scores of a TurnResult's trajectory."""
+class Evaluation(_Wire, tag="evaluation_v2", kw_only=True, frozen=True):
+    """The evaluator's scores of a run, for the reflector: the scores and the TurnResult's
+    fields the reflection and the case base entry use (not the TurnResult).
+    Replaces ``evaluation`` (``protocol._legacy``)."""
 
-    result: TurnResult
+    reply_to: ReplyTo
+    request_id: str
+    role: str
+    text: str
     scores: Scores
     notes: tuple[str, ...] = ()
+    models: dict[str, str] = {}
+    task_type: TaskType = TaskType.SOCIAL
+    complexity: Complexity = Complexity.SIMPLE
+    plan: tuple[str, ...] = ()
+    tier: int = 1
+    ok: bool = True
+    turns: int = 1
+    trajectory: tuple[StepDigest, ...] = ()
+    files_written: tuple[str, ...] = ()
+    cost_usd: float = 0.0
 
 
 class Reflection(_Wire, tag="reflection", kw_only=True, frozen=True):
@@ -296,25 +456,34 @@ class BrainstormProposal(_Wire, tag="brainstorm_proposal", kw_only=True, frozen=
     usage: Usage = Usage()
 
 
-class BrainstormResult(_Wire, tag="brainstorm_result", kw_only=True, frozen=True):
-    """The proposals of the models that brainstormed in parallel, for the consolidator."""
+class BrainstormResult(_Wire, tag="brainstorm_result_v2", kw_only=True, frozen=True):
+    """The proposals of the models that brainstormed in parallel, for the consolidator, with
+    the question (``text``) and who asked it (``user_id``, for the session history).
+    Replaces ``brainstorm_result`` (``protocol._legacy``)."""
 
-    classification: Classification
+    reply_to: ReplyTo
+    text: str
     proposals: tuple[BrainstormProposal, ...]
+    user_id: str = ""
 
 
-class ConsolidatedOptions(_Wire, tag="consolidated_options", kw_only=True, frozen=True):
-    """2-3 distinct options merged from the proposals; the BRANCH flow's answer."""
+class _Addressed(_Wire, kw_only=True, frozen=True):
+    """Base of the messages to a gateway's outbox: the three fields of a ReplyTo, first."""
 
     session: str
     origin: str
     in_reply_to: str
+
+
+class ConsolidatedOptions(_Addressed, tag="consolidated_options", kw_only=True, frozen=True):
+    """2-3 distinct options merged from the proposals; the BRANCH flow's answer."""
+
     question: str
     options: tuple[Approach, ...]
     usage: Usage = Usage()
 
 
-class Progress(_Wire, tag="progress", kw_only=True, frozen=True):
+class Progress(_Addressed, tag="progress", kw_only=True, frozen=True):
     """Feedback while a request is worked on.
 
     ``stage`` is one of ``classified``, ``planning``, ``planned``, ``turn``, ``stream``,
@@ -323,9 +492,6 @@ class Progress(_Wire, tag="progress", kw_only=True, frozen=True):
     answer so far (not a delta), so a renderer can edit one message in place.
     """
 
-    session: str
-    origin: str
-    in_reply_to: str
     stage: str
     text: str = ""
     flow: Flow = Flow.SIMPLE
@@ -337,12 +503,9 @@ class Progress(_Wire, tag="progress", kw_only=True, frozen=True):
     files_written: tuple[str, ...] = ()
 
 
-class Reply(_Wire, tag="reply", kw_only=True, frozen=True):
+class Reply(_Addressed, tag="reply", kw_only=True, frozen=True):
     """The final answer to a ChatMessage; ``error`` is set when the request failed."""
 
-    session: str
-    origin: str
-    in_reply_to: str
     text: str
     files: tuple[FileBlob, ...] = ()
     flow: Flow = Flow.SIMPLE
@@ -435,11 +598,4 @@ class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):
     at: float = 0.0
 
 
-TaskMessage = (
-    ChatMessage | Classification | TurnRequest | TurnResult | Evaluation | BrainstormResult
-    | Control
-)
-"""What arrives on a task subject (``<prefix>.task.<role>``)."""
-
-Outbound = Progress | Reply | ConsolidatedOptions
-"""What arrives on a gateway's outbox subject (``<prefix>.out.<origin>``)."""
+_A = TypeVar("_A", bound=_Addressed)

@@ -53,7 +53,14 @@ from protocol import (
     DeadLetter,
     ErrorCode,
     Evaluation,
+    LegacyBrainstormResult,
+    LegacyClassification,
+    LegacyEvaluation,
+    LegacyTurnRequest,
+    LegacyTurnResult,
     Reply,
+    ReplyTo,
+    RunAnswer,
     TaskMessage,
     TurnRequest,
     TurnResult,
@@ -66,16 +73,18 @@ _log = logging.getLogger(__name__)
 MAX_NAK_DELAY_S = 30.0
 
 
-def waiting_request(message: TaskMessage) -> ChatMessage | None:
-    """The person's request when they are still waiting for its answer (steps before the
+def waiting_request(message: TaskMessage) -> ReplyTo | None:
+    """Where the answer goes when the person is still waiting for it (steps before the
     Reply); None for steps after it (evaluation, reflection)."""
     match message:
         case ChatMessage():
-            return message
-        case Classification():
-            return message.request
-        case TurnRequest() | BrainstormResult():
-            return message.classification.request
+            return ReplyTo.of(message)
+        case Classification() | TurnRequest() | RunAnswer() | BrainstormResult():
+            return message.reply_to
+        case LegacyClassification():
+            return ReplyTo.of(message.request)
+        case LegacyTurnRequest() | LegacyBrainstormResult():
+            return ReplyTo.of(message.classification.request)
         case _:
             return None
 
@@ -86,9 +95,12 @@ def session_of(message: TaskMessage) -> str:
     match message:
         case ChatMessage() | Control():
             return message.session
-        case TurnResult():
+        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
+              | BrainstormResult()):
+            return message.reply_to.session
+        case LegacyTurnResult():
             return message.request.classification.request.session
-        case Evaluation():
+        case LegacyEvaluation():
             return message.result.request.classification.request.session
         case _:
             request = waiting_request(message)
@@ -432,7 +444,7 @@ class Dispatcher:
         if request is not None:
             await self._tell_user(request, exc, seq)
 
-    async def _tell_user(self, request: ChatMessage, exc: BaseException, seq: int) -> None:
+    async def _tell_user(self, request: ReplyTo, exc: BaseException, seq: int) -> None:
         role = self.actor.actor_id.role
         if isinstance(exc, ModelRejectedError):
             text = (f"Sorry, the model refused this request: {exc}. Retrying will not help: "
@@ -443,10 +455,7 @@ class Dispatcher:
                 f"Sorry, I could not finish this request: {exc}. "
                 f"Nothing is lost: it is kept in the dead-letter queue ({role} #{seq})."
             )
-        reply = Reply(
-            session=request.session, origin=request.origin, in_reply_to=request.message_id,
-            text=text, error=_error_code(exc),
-        )
+        reply = request.build(Reply, text=text, error=_error_code(exc))
         headers = {"Nats-Msg-Id": f"dlq-reply:{role}:{seq}", HEADER_SESSION: request.session}
         try:
             await _js_publish(self.actor.services.js,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
+
 from actors.runtime import Actor, MessageContext, handler
-from protocol import ChatMessage, Classification, Reply, TurnRequest
+from protocol import ChatMessage, Classification, Reply, ReplyTo, TurnRequest
 
 _log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ class BenchClassifier(Actor):
 
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
-        await ctx.send("planner", Classification(request=message, respond=True))
+        await ctx.send("planner", Classification(reply_to=ReplyTo.of(message), text=message.text,
+                                                 user_id=message.user_id))
 
 
 class BenchPlanner(Actor):
@@ -39,7 +42,8 @@ class BenchPlanner(Actor):
 
     @handler
     async def on_classification(self, message: Classification, ctx: MessageContext) -> None:
-        await ctx.send("evaluator", TurnRequest(classification=message, plan=("answer",)))
+        await ctx.send("evaluator", TurnRequest(reply_to=message.reply_to, text=message.text,
+                                                user_id=message.user_id, plan=("answer",)))
 
 
 class BenchEvaluator(Actor):
@@ -49,8 +53,7 @@ class BenchEvaluator(Actor):
 
     @handler
     async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
-        await ctx.send("reflector", TurnRequest(classification=message.classification,
-                                                plan=message.plan, tier=2))
+        await ctx.send("reflector", msgspec.structs.replace(message, tier=2))
 
 
 class BenchReflector(Actor):
@@ -60,8 +63,7 @@ class BenchReflector(Actor):
 
     @handler
     async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
-        await ctx.send("consolidator", TurnRequest(classification=message.classification,
-                                                   plan=message.plan, tier=3))
+        await ctx.send("consolidator", msgspec.structs.replace(message, tier=3))
 
 
 class BenchConsolidator(Actor):
@@ -72,11 +74,10 @@ class BenchConsolidator(Actor):
 
     @handler
     async def on_turn(self, message: TurnRequest, ctx: MessageContext) -> None:
-        request = message.classification.request
-        await ctx.store(self.services.subjects.runs_bucket, KV_PREFIX + request.session,
-                        request.message_id.encode())
-        await ctx.reply(request.origin, Reply(session=request.session, origin=request.origin,
-                                              in_reply_to=request.message_id, text="done"))
+        reply_to = message.reply_to
+        await ctx.store(self.services.subjects.runs_bucket, KV_PREFIX + reply_to.session,
+                        reply_to.in_reply_to.encode())
+        await ctx.reply(reply_to.origin, reply_to.build(Reply, text="done"))
 
 
 BENCH_ACTORS: dict[str, type[Actor]] = {

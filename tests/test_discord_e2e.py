@@ -27,6 +27,7 @@ from protocol import (
     Outbound,
     Progress,
     Reply,
+    ReplyTo,
     Subjects,
     encoder,
     task_decoder,
@@ -80,13 +81,11 @@ async def bot(nats_url: str, discord_standin: DiscordStandIn,  # noqa: F811
 
 
 def _reply(request: ChatMessage, text: str, **fields: object) -> Reply:
-    return Reply(session=request.session, origin=request.origin,
-                 in_reply_to=request.message_id, text=text, **fields)  # type: ignore[arg-type]
+    return ReplyTo.of(request).build(Reply, text=text, **fields)
 
 
 def _progress(request: ChatMessage, stage: str, **fields: object) -> Progress:
-    return Progress(session=request.session, origin=request.origin,
-                    in_reply_to=request.message_id, stage=stage, **fields)  # type: ignore[arg-type]
+    return ReplyTo.of(request).build(Progress, stage=stage, **fields)
 
 
 async def test_mention_is_answered_in_the_channel(
@@ -195,9 +194,8 @@ async def test_branch_options_are_posted_in_the_thread(
     request = await actors.next()
     await actors.publish(_progress(request, "classified", flow=Flow.BRANCH))
     thread = await s.wait_for(lambda: s.threads_from(posted["id"]), timeout=TIMEOUT_S)
-    await actors.publish(ConsolidatedOptions(
-        session=request.session, origin=request.origin, in_reply_to=request.message_id,
-        question="compare approaches",
+    await actors.publish(ReplyTo.of(request).build(
+        ConsolidatedOptions, question="compare approaches",
         options=(Approach(title="A", summary="a", pros=("p",)), Approach(title="B", summary="b")),
     ))
     messages = await s.wait_for(lambda: s.bot_messages(thread["id"])[1:], timeout=TIMEOUT_S)

@@ -16,13 +16,13 @@ def _chat(**changes: object) -> p.ChatMessage:
 
 
 def test_task_messages_round_trip_with_their_tag() -> None:
-    verdict = p.Classification(request=_chat(), respond=True, flow=p.Flow.SEQUENTIAL,
-                               role="python_coder", complexity=p.Complexity.MEDIUM)
-    request = p.TurnRequest(classification=verdict, plan=("a", "b"), tier=2, max_turns=20)
+    request = p.TurnRequest(reply_to=p.ReplyTo.of(_chat()), text="hello", user_id="7",
+                            flow=p.Flow.SEQUENTIAL, complexity=p.Complexity.MEDIUM,
+                            plan=("a", "b"), tier=2, max_turns=20)
     data = p.encoder.encode(request)
-    assert msgspec.json.decode(data)["type"] == "turn_request"
+    assert msgspec.json.decode(data)["type"] == "turn_request_v2"
     assert p.task_decoder.decode(data) == request
-    assert p.type_tag(request) == "turn_request"
+    assert p.type_tag(request) == "turn_request_v2"
 
 
 def test_outbound_union_decodes_each_kind() -> None:

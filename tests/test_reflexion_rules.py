@@ -17,17 +17,15 @@ from actors.reflector import parse_reflection
 from protocol import (
     Approach,
     BrainstormProposal,
-    ChatMessage,
-    Classification,
-    Flow,
     Reflection,
+    ReplyTo,
     Scores,
     SessionState,
+    StepDigest,
     TaskType,
     ToolCall,
     ToolResult,
-    TrajectoryStep,
-    TurnRequest,
+    ToolUse,
     TurnResult,
 )
 
@@ -76,31 +74,26 @@ def test_history_keeps_the_window() -> None:
     assert state.history[-1].text == "a14" and state.history[0].text == "q10"
 
 
-def _result(steps: list[TrajectoryStep], files: tuple[str, ...], max_turns: int = 10
+def _result(steps: list[StepDigest], files: tuple[str, ...], max_turns: int = 10
             ) -> TurnResult:
-    chat = ChatMessage(message_id="1", session="s-1", origin="o", user_id="u", text="t")
-    verdict = Classification(request=chat, respond=True, flow=Flow.SEQUENTIAL,
-                             task_type=TaskType.CODING, role="python_coder")
-    return TurnResult(request=TurnRequest(classification=verdict, max_turns=max_turns),
-                      text="done", turns=len(steps), trajectory=tuple(steps),
-                      files_written=files)
+    return TurnResult(reply_to=ReplyTo(session="s-1", origin="o", in_reply_to="1"),
+                      request_id="1", role="python_coder", text="t",
+                      task_type=TaskType.CODING, max_turns=max_turns, turns=len(steps),
+                      trajectory=tuple(steps), files_written=files)
 
 
-def _run(command: str, code: int) -> tuple[ToolCall, ToolResult]:
+def _run(command: str, code: int) -> ToolUse:
     call = ToolCall(call_id="c", name="run_command", arguments=f'{{"command": "{command}"}}')
-    return call, ToolResult(call_id="c", name="run_command", is_error=code != 0,
-                            content=f"$ {command}\nexit code: {code}\nok")
+    return ToolUse.of(call, ToolResult(call_id="c", name="run_command", is_error=code != 0,
+                                       content=f"$ {command}\nexit code: {code}\nok"))
 
 
 def test_a_tested_successful_run_scores_higher_than_a_failing_one() -> None:
-    ok_call, ok_result = _run("python -m pytest -q", 0)
-    bad_call, bad_result = _run("python -m pytest -q", 1)
-    good = _result([TrajectoryStep(turn=1, model="m", text="Confidence: 90\nStatus: done",
-                                   tool_calls=(ok_call,), tool_results=(ok_result,),
-                                   confidence=90)], ("a.py", "test_a.py"))
-    bad = _result([TrajectoryStep(turn=i, model="m", text="Confidence: 20\nStatus: continue",
-                                  tool_calls=(bad_call,), tool_results=(bad_result,),
-                                  confidence=20) for i in range(1, 11)], ())
+    ok_run, bad_run = _run("python -m pytest -q", 0), _run("python -m pytest -q", 1)
+    good = _result([StepDigest(turn=1, model="m", status="done", tools=(ok_run,),
+                               confidence=90)], ("a.py", "test_a.py"))
+    bad = _result([StepDigest(turn=i, model="m", status="continue", tools=(bad_run,),
+                              confidence=20) for i in range(1, 11)], ())
     (g, g_notes), (b, b_notes) = score(good), score(bad)
     assert g.task_completion == 100 and "tests passed" in g_notes
     assert b.task_completion == 0 and "hit max turns" in b_notes

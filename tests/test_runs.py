@@ -23,14 +23,11 @@ from actors.runs import (
     unpack_messages,
 )
 from protocol import (
-    ChatMessage,
     Checkpoint,
-    Classification,
     Control,
     ControlAction,
     RunState,
     Subjects,
-    TurnRequest,
     encoder,
 )
 
@@ -102,11 +99,9 @@ async def test_abort_is_a_flag_anyone_can_set(js: JetStreamContext) -> None:
 async def test_checkpoints_round_trip(js: JetStreamContext) -> None:
     store = CheckpointStore(await kv_bucket(js, SUBJECTS.checkpoints_bucket))
     assert await store.load("discord-1") is None
-    chat = ChatMessage(message_id="m", session="discord-1", origin="o", user_id="u", text="t")
-    request = TurnRequest(classification=Classification(request=chat, respond=True))
     messages = [{"role": "user", "content": "x" * 100_000}]
-    checkpoint = Checkpoint(session="discord-1", request_id="m", request=request, turn=5,
-                            messages=pack_messages(messages))
+    checkpoint = Checkpoint(session="discord-1", request_id="m", role="python_coder", text="t",
+                            turn=5, messages=pack_messages(messages))
     await store.save(checkpoint)
     loaded = await store.load("discord-1")
     assert loaded is not None and loaded.turn == 5
@@ -114,3 +109,19 @@ async def test_checkpoints_round_trip(js: JetStreamContext) -> None:
     assert len(loaded.messages) < 2_000  # compressed
     await store.delete("discord-1")
     assert await store.load("discord-1") is None
+
+
+async def test_a_checkpoint_written_before_flat_messages_is_read_as_run_state(
+        js: JetStreamContext) -> None:
+    from bench._wire_bytes import flat_messages, legacy_messages
+
+    kv = await kv_bucket(js, SUBJECTS.checkpoints_bucket)
+    old = legacy_messages()["sequential"]["checkpoint"]
+    await kv.put("discord-1311874512996454400", encoder.encode(old))
+    loaded = await CheckpointStore(kv).load("discord-1311874512996454400")
+    assert loaded == flat_messages()["sequential"]["checkpoint"]
+    assert loaded is not None and loaded.role == "python_coder" and loaded.turn == 4
+    await kv.put("discord-2", b'{"session": "discord-2"}')  # neither shape: ignored, logged
+    assert await CheckpointStore(kv).load("discord-2") is None
+    for key in ("discord-1311874512996454400", "discord-2"):
+        await CheckpointStore(kv).delete(key)

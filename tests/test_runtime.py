@@ -25,6 +25,7 @@ from protocol import (
     ExecutionEvent,
     Outbound,
     Reply,
+    ReplyTo,
     dead_letter_decoder,
     event_decoder,
 )
@@ -70,8 +71,7 @@ class Probe(Actor):
             await ctx.store(text.removeprefix("store:"), f"probe-{message.message_id}",
                             message.text.encode())
         Probe.handled.append(text)
-        await ctx.reply(message.origin, Reply(session=message.session, origin=message.origin,
-                                              in_reply_to=message.message_id, text=f"ok:{text}"))
+        await ctx.reply(message.origin, ReplyTo.of(message).build(Reply, text=f"ok:{text}"))
 
 
 def _topology(**classifier: Any) -> Topology:

@@ -21,6 +21,7 @@ from protocol import (
     Outbound,
     Progress,
     Reply,
+    ReplyTo,
     Subjects,
     control_decoder,
     encoder,
@@ -69,14 +70,10 @@ class FakeActors:
         await self.nc.flush(timeout=5)
 
     async def reply(self, request: ChatMessage, text: str, **fields: object) -> None:
-        await self.publish(Reply(session=request.session, origin=request.origin,
-                                 in_reply_to=request.message_id, text=text,
-                                 **fields))  # type: ignore[arg-type]
+        await self.publish(ReplyTo.of(request).build(Reply, text=text, **fields))
 
     async def progress(self, request: ChatMessage, stage: str, **fields: object) -> None:
-        await self.publish(Progress(session=request.session, origin=request.origin,
-                                    in_reply_to=request.message_id, stage=stage,
-                                    **fields))  # type: ignore[arg-type]
+        await self.publish(ReplyTo.of(request).build(Progress, stage=stage, **fields))
 
 
 @pytest_asyncio.fixture

@@ -127,8 +127,7 @@ class AgentActor(ModelActor):
             value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
             user_id=control.user_id, message_id=control.message_id))
         if control.origin:
-            reply_to = ReplyTo(session=control.session, origin=control.origin,
-                               in_reply_to=control.message_id)
+            reply_to = ReplyTo.of(control)
             await ctx.reply(reply_to.origin, reply_to.build(
                 Reply, text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role))
 

@@ -40,16 +40,14 @@ def digest(step: TrajectoryStep) -> StepDigest:
     )
 
 
-def _request_fields(verdict: LegacyClassification) -> dict[str, object]:
-    """The fields Classification and TurnRequest take from the old nested verdict."""
+def _classification(verdict: LegacyClassification) -> Classification:
     chat = verdict.request
-    return {
-        "reply_to": ReplyTo.of(chat), "text": chat.text, "user_id": chat.user_id,
-        "bot": chat.bot, "models": chat.models, "max_answer_chars": chat.max_answer_chars,
-        "max_tokens": chat.max_tokens, "flow": verdict.flow, "task_type": verdict.task_type,
-        "complexity": verdict.complexity, "tier_min": verdict.tier_min,
-        "tier_max": verdict.tier_max,
-    }
+    return Classification(
+        reply_to=ReplyTo.of(chat), text=chat.text, user_id=chat.user_id, bot=chat.bot,
+        models=chat.models, max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
+        flow=verdict.flow, task_type=verdict.task_type, complexity=verdict.complexity,
+        tier_min=verdict.tier_min, tier_max=verdict.tier_max, role=verdict.role,
+    )
 
 
 def _result(result: LegacyTurnResult) -> TurnResult:
@@ -92,11 +90,12 @@ def upgrade(
     """
     match message:
         case LegacyClassification():
-            return Classification(role=message.role, **_request_fields(message))  # type: ignore[arg-type]
+            return _classification(message)
         case LegacyTurnRequest(answer=None):
-            return TurnRequest(plan=message.plan, memory=message.memory, tier=message.tier,
-                               max_turns=message.max_turns, usage=message.usage,
-                               **_request_fields(message.classification))  # type: ignore[arg-type]
+            return TurnRequest.following(
+                _classification(message.classification), plan=message.plan,
+                memory=message.memory, tier=message.tier, max_turns=message.max_turns,
+                usage=message.usage)
         case LegacyTurnRequest(answer=answer) if answer is not None:
             return RunAnswer(reply_to=ReplyTo.of(answer),
                              request_id=message.classification.request.message_id,

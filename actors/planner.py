@@ -72,14 +72,9 @@ class Planner(CaseModelActor):
             tier_min=verdict.tier_min, tier_max=verdict.tier_max)
         await ctx.emit("tier_chosen", source=tier.source,
                        detail=f"tier {tier.tier}: {tier.reason}")
-        await ctx.send(verdict.role, TurnRequest(
-            reply_to=reply_to, text=verdict.text, user_id=verdict.user_id, bot=verdict.bot,
-            models=verdict.models, max_answer_chars=verdict.max_answer_chars,
-            max_tokens=verdict.max_tokens, flow=verdict.flow, task_type=verdict.task_type,
-            complexity=verdict.complexity, tier_min=verdict.tier_min, tier_max=verdict.tier_max,
-            plan=plan, memory=memory, tier=tier.tier,
-            max_turns=self.topology.max_turns[verdict.complexity], usage=reply.usage,
-        ))
+        await ctx.send(verdict.role, TurnRequest.following(
+            verdict, plan=plan, memory=memory, tier=tier.tier,
+            max_turns=self.topology.max_turns[verdict.complexity], usage=reply.usage))
 
     @handler
     async def on_legacy_classification(self, verdict: LegacyClassification,

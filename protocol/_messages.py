@@ -149,8 +149,9 @@ class ReplyTo(_Part, kw_only=True, frozen=True):
     in_reply_to: str
 
     @classmethod
-    def of(cls, chat: ChatMessage) -> ReplyTo:
-        """The address of the answers to ``chat``."""
+    def of(cls, chat: ChatMessage | Control) -> ReplyTo:
+        """The address of the answers to ``chat``: a person's message, or a control they
+        sent from a gateway (``Control.origin``, ``Control.message_id``)."""
         return cls(session=chat.session, origin=chat.origin, in_reply_to=chat.message_id)
 
     def build(self, kind: type[_A], /, **fields: Any) -> _A:
@@ -268,6 +269,20 @@ class TurnRequest(_Wire, tag="turn_request_v2", kw_only=True, frozen=True):
     tier: int = 1
     max_turns: int = 1
     usage: Usage = Usage()
+
+    @classmethod
+    def following(cls, verdict: Classification, *, plan: tuple[str, ...] = (),
+                  memory: str = "", tier: int = 1, max_turns: int = 1,
+                  usage: Usage | None = None) -> TurnRequest:
+        """The TurnRequest the planner sends after ``verdict``: its fields, and the plan."""
+        return cls(
+            reply_to=verdict.reply_to, text=verdict.text, user_id=verdict.user_id,
+            bot=verdict.bot, models=verdict.models, max_answer_chars=verdict.max_answer_chars,
+            max_tokens=verdict.max_tokens, flow=verdict.flow, task_type=verdict.task_type,
+            complexity=verdict.complexity, tier_min=verdict.tier_min,
+            tier_max=verdict.tier_max, plan=plan, memory=memory, tier=tier,
+            max_turns=max_turns, usage=usage or Usage(),
+        )
 
 
 class RunAnswer(_Wire, tag="run_answer", kw_only=True, frozen=True):

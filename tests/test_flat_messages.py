@@ -155,3 +155,14 @@ def test_an_old_request_with_an_answer_becomes_a_run_answer() -> None:
     resumed = upgrade(msgspec.structs.replace(old, answer=answer))
     assert resumed == p.RunAnswer(reply_to=p.ReplyTo.of(answer), text="use Redis", user_id="v",
                                   request_id=old.classification.request.message_id)
+
+
+def test_every_task_message_names_its_session() -> None:
+    """Actors' publishes carry no session header: the runtime reads the session from the body
+    (``session_of``), flat or nested."""
+    from actors.runtime._dispatch import session_of
+
+    for shapes in (flat_messages(), legacy_messages()):
+        for hop, message in shapes["sequential"].items():
+            if hop not in {"reply", "checkpoint"}:
+                assert session_of(message) == "discord-1311874512996454400", hop  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from bench._table import summary as _summary
 _log = logging.getLogger("bench")
 
 SCENARIOS = ("throughput", "replicas", "iobound", "memory", "coldstart", "runtime",
-             "learning", "modelcall", "concurrency")
+             "learning", "modelcall", "concurrency", "wire")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
@@ -28,6 +28,7 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
     from bench._modelcall import run_modelcall
     from bench._runtime import run_runtime
     from bench._throughput import run_io_bound_scaling, run_scaling, run_throughput
+    from bench._wire_bytes import run_wire
 
     match name:
         case "throughput":
@@ -43,6 +44,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_io_bound_scaling(d, quick=quick)
         case "modelcall":
             return lambda d: run_modelcall(d, quick=quick)
+        case "wire":
+            return lambda d: run_wire(d, quick=quick)
         case "concurrency":
             return lambda d: run_concurrency(d, quick=quick)
         case "learning":
@@ -59,9 +62,10 @@ def summary(rows: list[dict[str, Any]]) -> str:
     from bench._learning_table import learning_table
     from bench._modelcall import modelcall_table
     from bench._scorecard import scorecard
+    from bench._wire_bytes import wire_table
 
     parts = (scorecard(rows), _summary(rows), learning_table(rows), modelcall_table(rows),
-             concurrency_table(rows))
+             concurrency_table(rows), wire_table(rows))
     return "\n\n".join(part for part in parts if part)
 
 

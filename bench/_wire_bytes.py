@@ -22,6 +22,7 @@ import msgspec
 from actors.legacy import digest
 from actors.run_task import RunTask
 from actors.runs import pack_messages
+from bench._store import Figure
 from protocol import (
     ChatMessage,
     Complexity,
@@ -269,3 +270,40 @@ def wire_bytes() -> dict[str, dict[str, tuple[int, int]]]:
         table[flow] = rows
     return table
 
+
+
+SCENARIO = "wire"
+
+
+def run_wire(workdir: object = None, *, quick: bool = False) -> list[Figure]:
+    """Scenario ``wire`` (issue 8, item 3): bytes per hop and per task, nested (label
+    ``nested``) and flat (label ``flat``), for each flow (``simple``, ``sequential``). No
+    process is started; ``workdir`` and ``quick`` are unused."""
+    figures = []
+    for flow, hops in wire_bytes().items():
+        for hop, (before, after) in hops.items():
+            metric = "bytes_per_task" if hop == "task" else "bytes_per_hop"
+            for label, value in (("nested", before), ("flat", after)):
+                figures.append(Figure(scenario=SCENARIO, flow=flow, metric=metric,
+                                      value=float(value), unit="bytes", label=label,
+                                      params={"hop": hop}))
+    return figures
+
+
+def wire_table(rows: list[dict[str, Any]]) -> str:
+    """Bytes per hop, nested → flat, for the flows in ``rows`` ("" when the scenario did not
+    run)."""
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for row in rows:
+        if row["scenario"] == SCENARIO:
+            hop = json.loads(row.get("params") or "{}").get("hop", "")
+            cells.setdefault((row["flow"] or "", hop), {})[row["label"]] = row["value"]
+    if not cells:
+        return ""
+    lines = ["== Bytes on the wire per hop (nested → flat) ==",
+             f"{'flow':<12}{'hop':<18}{'nested':>8}{'flat':>8}{'flat ÷ nested':>15}"]
+    for (flow, hop), values in sorted(cells.items()):
+        nested, flat = values.get("nested", 0.0), values.get("flat", 0.0)
+        ratio = f"{flat / nested:.2f}" if nested else "-"
+        lines.append(f"{flow:<12}{hop:<18}{nested:>8.0f}{flat:>8.0f}{ratio:>15}")
+    return "\n".join(lines)

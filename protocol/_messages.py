@@ -202,7 +202,33 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     """The bot's cap on a model call's completion tokens (0: the model's own setting)."""
 
 
-class Classification(_Wire, tag="classification_v2", kw_only=True, frozen=True):
+class _Request(_Wire, kw_only=True, frozen=True):
+    """Base of Classification and TurnRequest: the address, the request's fields the steps
+    after the router read, and the router's verdict."""
+
+    reply_to: ReplyTo
+    text: str
+    """The person's request, as they wrote it."""
+    user_id: str
+    """Who asked: the per-user memory and the session history record it."""
+    bot: str = ""
+    """``ChatMessage.bot``: whose per-user memory the answer uses ("" means ``reply_to.origin``)."""
+    models: dict[str, str] = {}
+    """The answering bot's model overrides (``ChatMessage.models``)."""
+    max_answer_chars: int = 0
+    """The bot's cap on answer characters (``ChatMessage.max_answer_chars``; 0: none)."""
+    max_tokens: int = 0
+    """The bot's cap on a model call's completion tokens (``ChatMessage.max_tokens``)."""
+    flow: Flow = Flow.SIMPLE
+    task_type: TaskType = TaskType.SOCIAL
+    complexity: Complexity = Complexity.SIMPLE
+    tier_min: int = 0
+    """Rules' floor on every tier of this request (0: none)."""
+    tier_max: int = 0
+    """Rules' cap on every tier of this request (0: none)."""
+
+
+class Classification(_Request, tag="classification_v2", kw_only=True, frozen=True):
     """The router's verdict on a ChatMessage, for the planner (SEQUENTIAL) or the brainstorm
     actor (BRANCH); SIMPLE and BREAKGLASS go straight on as a TurnRequest.
 
@@ -212,30 +238,10 @@ class Classification(_Wire, tag="classification_v2", kw_only=True, frozen=True):
     (``protocol._legacy``).
     """
 
-    reply_to: ReplyTo
-    text: str
-    """The person's request, as they wrote it."""
-    user_id: str
-    """Who asked: the per-user memory and the session history record it."""
-    bot: str = ""
-    """``ChatMessage.bot``: whose per-user memory the answer uses ("" means ``reply_to.origin``)."""
-    models: dict[str, str] = {}
-    """The answering bot's model overrides (``ChatMessage.models``)."""
-    max_answer_chars: int = 0
-    """The bot's cap on answer characters (``ChatMessage.max_answer_chars``; 0: none)."""
-    max_tokens: int = 0
-    """The bot's cap on a model call's completion tokens (``ChatMessage.max_tokens``)."""
-    flow: Flow = Flow.SIMPLE
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
-    tier_min: int = 0
-    """Rules' floor on every tier of this request (0: none)."""
-    tier_max: int = 0
-    """Rules' cap on every tier of this request (0: none)."""
     role: str = "researcher"
 
 
-class TurnRequest(_Wire, tag="turn_request_v2", kw_only=True, frozen=True):
+class TurnRequest(_Request, tag="turn_request_v2", kw_only=True, frozen=True):
     """Work for a role actor (its task subject names the role): one turn (SIMPLE, BREAKGLASS)
     or the agentic loop (SEQUENTIAL).
 
@@ -244,26 +250,6 @@ class TurnRequest(_Wire, tag="turn_request_v2", kw_only=True, frozen=True):
     before (the planner's call). Replaces ``turn_request`` (``protocol._legacy``).
     """
 
-    reply_to: ReplyTo
-    text: str
-    """The person's request, as they wrote it."""
-    user_id: str
-    """Who asked: the per-user memory and the session history record it."""
-    bot: str = ""
-    """``ChatMessage.bot``: whose per-user memory the answer uses ("" means ``reply_to.origin``)."""
-    models: dict[str, str] = {}
-    """The answering bot's model overrides (``ChatMessage.models``)."""
-    max_answer_chars: int = 0
-    """The bot's cap on answer characters (``ChatMessage.max_answer_chars``; 0: none)."""
-    max_tokens: int = 0
-    """The bot's cap on a model call's completion tokens (``ChatMessage.max_tokens``)."""
-    flow: Flow = Flow.SIMPLE
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
-    tier_min: int = 0
-    """Rules' floor on every tier of this request (0: none)."""
-    tier_max: int = 0
-    """Rules' cap on every tier of this request (0: none)."""
     plan: tuple[str, ...] = ()
     memory: str = ""
     tier: int = 1

@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from actors.config import Settings, Topology, load_topology
-from actors.supervisor import ProcessSpec, Supervisor
+from actors.supervisor import ProcessSpec, Supervisor, preload_modules
 from actors.worker import run_actor_process
 from bench._consumers import consumer_counts, redeliveries
 from bench._loop import (
@@ -150,7 +150,7 @@ def supervised(topology: Topology, nats_url: str, data_dir: Path) -> Iterator[Su
     specs = [ProcessSpec(f"{role}/0", run_actor_process,
                          (role, 0, settings, topology, nats_url, BENCH_ACTORS[role]))
              for role in ROLES]
-    supervisor = Supervisor(specs)
+    supervisor = Supervisor(specs, preload=preload_modules(topology))
     thread = threading.Thread(target=supervisor.run, kwargs={"install_signals": False},
                               name="supervisor", daemon=True)
     thread.start()

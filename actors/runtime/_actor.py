@@ -29,6 +29,7 @@ from protocol import (
     HEADER_TRACEPARENT,
     ActorId,
     ExecutionEvent,
+    Progress,
     Subjects,
     encoder,
 )
@@ -241,15 +242,30 @@ class MessageContext:
         await self._publish(self.actor.services.subjects.task(role), message, role, key)
 
     async def reply(self, origin: str, message: msgspec.Struct, *, key: str = "") -> None:
-        """Publish a Progress / Reply / ConsolidatedOptions to the gateway ``origin`` (stored
-        by the outbox stream before this delivery is acked, as for ``send``; ``key`` as there).
+        """Publish a Reply / ConsolidatedOptions to the gateway ``origin`` (stored by the
+        outbox stream before this delivery is acked, as for ``send``; ``key`` as there).
+
+        A Progress is advisory and superseded by the next one: it is published without
+        waiting for JetStream's confirmation (the outbox stream still stores it, in order
+        with the Reply that follows on the same connection; a broker outage can lose it). A
+        streamed answer sends one every 0.5 s, and a confirmed publish costs its sender a
+        PubAck to receive and match (receiving a message costs about 4 µs of client CPU,
+        shared/NOTES.md).
 
         Raises:
             BrokerError: the outbox stream did not store it within 10 s (only without
-                ``confirmations``).
+                ``confirmations``; never for a Progress).
         """
-        await self._publish(self.actor.services.subjects.outbox(origin), message,
-                            f"out-{origin}", key)
+        subject = self.actor.services.subjects.outbox(origin)
+        if isinstance(message, Progress):
+            try:
+                await self.actor.services.nc.publish(subject, encoder.encode(message),
+                                                     headers=self._headers(f"out-{origin}", key))
+            except nats.errors.Error as exc:
+                self.actor.log.warning("session %s: progress not published: %s",
+                                       self.session, exc)
+            return
+        await self._publish(subject, message, f"out-{origin}", key)
 
     async def _publish(self, subject: str, message: msgspec.Struct, target: str,
                        key: str = "") -> None:

@@ -81,7 +81,7 @@ class Timing:
 
 
 TIMING = {False: Timing(warmup_s=12.0, window_s=40.0, idle_s=10.0),
-          True: Timing(warmup_s=10.0, window_s=12.0, idle_s=4.0)}
+          True: Timing(warmup_s=8.0, window_s=10.0, idle_s=4.0)}
 
 
 def write_topology(path: Path, api_base: str) -> Path:

@@ -20,6 +20,9 @@ from bench._system import bench_nats, deployment, write_topology
 _log = logging.getLogger(__name__)
 
 IN_FLIGHT = (1, 16, 64, 256)
+QUICK_SEQUENTIAL_IN_FLIGHT = (1, 16, 64)
+"""``--quick`` skips SEQUENTIAL at 256 in flight: 256 tasks at about 8 a second would be half
+the quick run's five minutes (the full run measures it)."""
 BENCH_MAX_IN_FLIGHT = 256
 WARMUP_REQUESTS = 16
 """Requests of each flow sent before measuring (first litellm calls, workspaces, KV)."""
@@ -90,8 +93,9 @@ def _leftover_figures(system: Any, scenario: str, base: dict[str, Any]) -> list[
 
 
 def run_throughput(workdir: Path, *, quick: bool, delays: list[float]) -> list[Figure]:
-    """Scenario ``throughput``: SIMPLE and SEQUENTIAL at 1, 16, 64, 256 in flight, for each
-    simulated model latency in ``delays`` (seconds); one deployment per latency."""
+    """Scenario ``throughput``: SIMPLE and SEQUENTIAL at 1, 16, 64, 256 in flight (SEQUENTIAL
+    at ``QUICK_SEQUENTIAL_IN_FLIGHT`` with ``quick``), for each simulated model latency in
+    ``delays`` (seconds); one deployment per latency."""
     figures: list[Figure] = []
     for delay in delays:
         run_dir = workdir / f"throughput-{delay:g}"
@@ -101,7 +105,9 @@ def run_throughput(workdir: Path, *, quick: bool, delays: list[float]) -> list[F
         base = {"replicas": 1, "delay_s": delay}
         specs = [LoadSpec(flow, requests_for(quick, flow, n, delay), n,
                           timeout_s=60 + 20 * delay * 4)
-                 for flow in ("simple", "sequential") for n in IN_FLIGHT]
+                 for flow in ("simple", "sequential")
+                 for n in (QUICK_SEQUENTIAL_IN_FLIGHT if quick and flow == "sequential"
+                           else IN_FLIGHT)]
         with bench_nats(run_dir) as server, \
                 deployment(run_dir, topology, nats_url=server.url) as system:
             system.external[server.pid or 0] = "nats-server"
@@ -155,7 +161,7 @@ def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
         topology = write_topology(run_dir / "topology.yaml", delay_s=IO_BOUND_DELAY_S,
                                   actors=actors)
         ideal = replicas * IO_BOUND_MAX_IN_FLIGHT / IO_BOUND_DELAY_S
-        requests = int(ideal * (6 if quick else 15)) + IO_BOUND_IN_FLIGHT
+        requests = int(ideal * (4 if quick else 15)) + IO_BOUND_IN_FLIGHT
         base = {"replicas": replicas, "delay_s": IO_BOUND_DELAY_S}
         spec = LoadSpec("simple", requests, IO_BOUND_IN_FLIGHT)
         with bench_nats(run_dir) as server, \

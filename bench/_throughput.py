@@ -142,15 +142,16 @@ def run_scaling(workdir: Path, *, quick: bool, delays: list[float]) -> list[Figu
 
 IO_BOUND_DELAY_S = 0.5
 IO_BOUND_MAX_IN_FLIGHT = 8
-IO_BOUND_IN_FLIGHT = 160
+IO_BOUND_IN_FLIGHT = {False: 160, True: 64}
+"""Requests in flight, full and ``--quick``: above the 4 replicas' 32 slots either way."""
 
 
 def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
     """Scenario ``iobound`` (issue 8, item 5): SIMPLE requests whose model takes 0.5 s, the
     answering role (researcher) at ``max_in_flight`` 8 per replica and 1, 2 and 4 replicas (a
-    fresh deployment each), 160 requests in flight, so the role's slots bound the rate: the
-    ideal is ``replicas × 8 / 0.5 s`` answers per second. Reports tasks/s and the ratio to
-    linear scaling from 1 replica (``scaling``)."""
+    fresh deployment each), 160 requests in flight (``--quick``: 64), so the role's slots
+    bound the rate: the ideal is ``replicas × 8 / 0.5 s`` answers per second. Reports tasks/s
+    and the ratio to linear scaling from 1 replica (``scaling``)."""
     figures: list[Figure] = []
     first = 0.0
     for replicas in (1, 2, 4):
@@ -161,9 +162,10 @@ def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
         topology = write_topology(run_dir / "topology.yaml", delay_s=IO_BOUND_DELAY_S,
                                   actors=actors)
         ideal = replicas * IO_BOUND_MAX_IN_FLIGHT / IO_BOUND_DELAY_S
-        requests = int(ideal * (4 if quick else 15)) + IO_BOUND_IN_FLIGHT
+        in_flight = IO_BOUND_IN_FLIGHT[quick]
+        requests = int(ideal * (4 if quick else 15)) + in_flight
         base = {"replicas": replicas, "delay_s": IO_BOUND_DELAY_S}
-        spec = LoadSpec("simple", requests, IO_BOUND_IN_FLIGHT)
+        spec = LoadSpec("simple", requests, in_flight)
         with bench_nats(run_dir) as server, \
                 deployment(run_dir, topology, nats_url=server.url) as system:
             system.external[server.pid or 0] = "nats-server"
@@ -174,10 +176,10 @@ def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
         first = first or rate
         figures.append(Figure(scenario="iobound", metric="scaling",
                               value=rate / (first * replicas) if first else float("nan"),
-                              unit="x linear", flow="simple", in_flight=IO_BOUND_IN_FLIGHT,
+                              unit="x linear", flow="simple", in_flight=in_flight,
                               **base))
         figures.append(Figure(scenario="iobound", metric="ideal_tasks_per_s", value=ideal,
-                              unit="tasks/s", flow="simple", in_flight=IO_BOUND_IN_FLIGHT,
+                              unit="tasks/s", flow="simple", in_flight=in_flight,
                               **base))
         _log.info("iobound: %d replicas %.1f tasks/s (ideal %.0f)", replicas, rate, ideal)
     return figures

@@ -55,7 +55,7 @@ ROLE_TIER = 2
 IN_FLIGHT = 4
 SIM_DELAY_S = 0.05
 """Simulated latency of every model call, seconds."""
-TASKS = {False: 200, True: 40}
+TASKS = {False: 200, True: 30}
 """Tasks per mode, full and ``--quick``."""
 WARMUP_TASKS = 4
 WARMUP_TEXT = "warm up the bench pipeline with a zebra quokka note"

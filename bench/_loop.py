@@ -36,7 +36,7 @@ class Load:
 def loads(quick: bool) -> list[Load]:
     """The loads of a quick or full run (about 10 s and 60 s of sending per pipeline here)."""
     if quick:
-        return [Load(1, 300, 50, 20), Load(64, 5000, 1000, 20), Load(256, 6000, 1500, 20)]
+        return [Load(1, 200, 50, 20), Load(64, 5000, 1000, 20), Load(256, 6000, 1500, 20)]
     return [Load(1, 2000, 100, 60), Load(64, 30000, 2000, 60), Load(256, 40000, 3000, 60)]
 
 

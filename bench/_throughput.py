@@ -163,7 +163,7 @@ def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
                                   actors=actors)
         ideal = replicas * IO_BOUND_MAX_IN_FLIGHT / IO_BOUND_DELAY_S
         in_flight = IO_BOUND_IN_FLIGHT[quick]
-        requests = int(ideal * (4 if quick else 15)) + in_flight
+        requests = int(ideal * (3 if quick else 15)) + in_flight
         base = {"replicas": replicas, "delay_s": IO_BOUND_DELAY_S}
         spec = LoadSpec("simple", requests, in_flight)
         with bench_nats(run_dir) as server, \

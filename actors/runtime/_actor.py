@@ -38,8 +38,6 @@ _log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
 
-Handler = Callable[[Any, "MessageContext"], Awaitable[None]]
-
 
 def handler(func: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """Mark an ``async def on_x(self, message: SomeMessage, ctx: MessageContext)`` as the
@@ -157,10 +155,6 @@ class Actor:
 
     async def on_stop(self) -> None:
         """Called once after the last message (close resources here)."""
-
-    def handler_for(self, message: msgspec.Struct) -> Handler | None:
-        name = self.handlers.get(type(message))
-        return getattr(self, name) if name else None
 
     async def emit(self, kind: str, session: str, **fields: Any) -> None:
         """Publish an ExecutionEvent on ``<prefix>.event.<role>.<kind>``.

@@ -16,8 +16,8 @@ from protocol import ActorId, Progress, Reply, Subjects
 TOPOLOGY = load_topology()
 
 
-def _context(js: object, stream_seq: int) -> MessageContext:
-    services = types.SimpleNamespace(subjects=Subjects(), js=js, publisher=None)
+def _context(nc: object, js: object, stream_seq: int) -> MessageContext:
+    services = types.SimpleNamespace(subjects=Subjects(), nc=nc, js=js, publisher=None)
     actor = types.SimpleNamespace(actor_id=ActorId("python_coder", 0), services=services)
     return MessageContext(actor=actor, session="s1", stream_seq=stream_seq,  # type: ignore[arg-type]
                           deliveries=1)
@@ -31,15 +31,18 @@ async def test_a_keyed_answer_published_again_by_a_redelivery_is_stored_once(
         await provision(js, TOPOLOGY, ["python_coder"])
         answer = Reply(session="s1", origin="term-x", in_reply_to="m1", text="done")
         progress = Progress(session="s1", origin="term-x", in_reply_to="m1", stage="turn")
-        first = _context(js, stream_seq=42)
+        first = _context(nc, js, stream_seq=42)
         await first.reply("term-x", progress)
         await first.reply("term-x", progress)
         await first.reply("term-x", answer, key="answer")
-        again = _context(js, stream_seq=42)  # the same task, redelivered
+        again = _context(nc, js, stream_seq=42)  # the same task, redelivered
         await again.reply("term-x", answer, key="answer")
-        other = _context(js, stream_seq=43)  # another task
+        other = _context(nc, js, stream_seq=43)  # another task
         await other.reply("term-x", answer, key="answer")
+        await nc.flush()
         info = await js.stream_info(Subjects().outbox_stream)
-        assert info.state.messages == 4  # 2 progress + the answer of task 42 + task 43's
+        # 2 progress (published without waiting for a PubAck, stored in order before the
+        # answers that follow on the connection) + the answer of task 42 + task 43's
+        assert info.state.messages == 4
     finally:
         await nc.close()

@@ -36,12 +36,15 @@ from protocol import (
     Usage,
 )
 
-STREAM_INTERVAL_S = 0.5
-"""Least time between two streamed Progress updates of one answer."""
+STREAM_INTERVAL_S = 1.0
+"""Least time between two streamed Progress updates of one answer, in seconds: the Discord
+gateway edits its status message at most once a second (``GatewaySettings.edit_interval_s``),
+so updates in between were never shown there."""
 
 
 class ProgressStream:
-    """Publishes the growing answer as ``Progress(stage="stream")`` at most every 0.5 s."""
+    """Publishes the growing answer as ``Progress(stage="stream")`` at most once every
+    ``STREAM_INTERVAL_S``."""
 
     def __init__(self, ctx: MessageContext, reply_to: ReplyTo, flow: Flow, model: str) -> None:
         self._ctx, self._reply_to, self._flow, self._model = ctx, reply_to, flow, model

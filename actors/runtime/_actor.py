@@ -242,7 +242,7 @@ class MessageContext:
         A Progress is advisory and superseded by the next one: it is published without
         waiting for JetStream's confirmation (the outbox stream still stores it, in order
         with the Reply that follows on the same connection; a broker outage can lose it). A
-        streamed answer sends one every 0.5 s, and a confirmed publish costs its sender a
+        streamed answer sends one a second, and a confirmed publish costs its sender a
         PubAck to receive and match (receiving a message costs about 4 µs of client CPU,
         shared/NOTES.md).
 

@@ -185,9 +185,11 @@ async def _wait_ready(settings: Settings, topology: Topology, url: str, roles: l
 
 def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     from actors.bus import resolve_nats_url
+    from actors.logs import setup_logging
     from gateway.chat import run_chat
 
-    logging.basicConfig(level=logging.WARNING)
+    # The chat prints its own progress; logs only when asked (--log-level) or for warnings.
+    setup_logging("chat", level=args.log_level or "WARNING", as_json=settings.log_json)
     save_dir = Path(args.save_dir) if args.save_dir else None
     return asyncio.run(run_chat(
         settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
@@ -218,13 +220,14 @@ def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     from actors.bus import resolve_nats_url
+    from actors.logs import setup_logging
     from actors.worker import run_gateway_process
 
     if args.interactions:
         from gateway.errors import GatewayError
         from gateway.interactions import run_interactions
 
-        logging.basicConfig(level=settings.log_level)
+        setup_logging("gateway", level=settings.log_level, as_json=settings.log_json)
         try:
             asyncio.run(run_interactions(settings, topology, nats_url=resolve_nats_url(settings),
                                          listen=args.interactions))
@@ -259,19 +262,45 @@ def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology)
 # ------------------------------------------------------------------------------------ parser
 
 
+class _CommonOptions:
+    """Subparsers whose every parser also takes the global options (``parents``)."""
+
+    def __init__(self, subparsers: Any, common: argparse.ArgumentParser) -> None:
+        self._subparsers, self._common = subparsers, common
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._subparsers.add_parser(
+            name, parents=[self._common, *kwargs.pop("parents", [])], **kwargs)
+        return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """``--nats-url``, ``--topology``, ``--data-dir``, ``--log-level``: before the command
+    (``default`` None) and after it (``default`` ``argparse.SUPPRESS``, so a command that does
+    not repeat an option keeps what was given before it)."""
+    parser.add_argument("--nats-url", default=default, help="NATS server URL (default: "
+                        "NATS_URL, else the embedded server's, else nats://127.0.0.1:4222)")
+    parser.add_argument("--topology", default=default, help="topology YAML file (default: "
+                        "SB_TOPOLOGY or ./topology.yaml)")
+    parser.add_argument("--data-dir", default=default, help="data directory (default: "
+                        "SB_DATA_DIR or ./.switchboard)")
+    parser.add_argument("--log-level", default=default,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (default: SB_LOG_LEVEL or INFO)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``switchboard`` parser; the global options are accepted before the command and
+    after it (``switchboard up --nats-url ...``, ``switchboard events tail --topology ...``)."""
     parser = argparse.ArgumentParser(
         prog="switchboard", description=DESCRIPTION, epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--nats-url", help="NATS server URL (default: NATS_URL, else the "
-                        "embedded server's, else nats://127.0.0.1:4222)")
-    parser.add_argument("--topology", help="topology YAML file (default: SB_TOPOLOGY or "
-                        "./topology.yaml)")
-    parser.add_argument("--data-dir", help="data directory (default: SB_DATA_DIR or "
-                        "./.switchboard)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _global_options(parser, default=None)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, default=argparse.SUPPRESS)
+    commands = _CommonOptions(
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True), common)
 
     up = commands.add_parser(
         "up", help="start everything: embedded NATS, every actor, Discord if DISCORD_TOKEN",
@@ -317,11 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway.bots_cli import add_parser as add_bots_parser
 
-    add_bots_parser(commands)
+    add_bots_parser(commands, parents=(common,))
 
     events = commands.add_parser("events", help="observe execution events")
-    event_commands = events.add_subparsers(dest="events_command", metavar="SUBCOMMAND",
-                                           required=True)
+    event_commands = _CommonOptions(
+        events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True),
+        common)
     tail = event_commands.add_parser(
         "tail", help="follow execution events, one line each",
         description="Print one line per execution event as it happens (subject "

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,25 +78,30 @@ def _bot_options(parser: argparse.ArgumentParser) -> None:
                         help="at most N completion tokens per model call (0: the model's own)")
 
 
-def add_parser(commands: Any) -> None:
-    """Add ``bots`` and its subcommands to the ``switchboard`` parser's subparsers."""
+def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Add ``bots`` and its subcommands to the ``switchboard`` parser's subparsers; each
+    subcommand also takes the options of ``parents`` (the global ones)."""
     bots = commands.add_parser(
         "bots", help="configure the Discord bot pool (JetStream KV)",
         description="Bot configurations live in the bots KV bucket; the running gateway "
         "applies every change at once. Exit codes: 0 done, 1 failed, 2 bad input or "
         "Switchboard not running.")
     sub = bots.add_subparsers(dest="bots_command", metavar="SUBCOMMAND", required=True)
-    listing = sub.add_parser("list", help="list bots with their status (tokens masked)")
+    listing = sub.add_parser("list", parents=parents,
+                             help="list bots with their status (tokens masked)")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    add = sub.add_parser("add", help="add a bot (the gateway starts it)")
+    add = sub.add_parser("add", parents=parents, help="add a bot (the gateway starts it)")
     add.add_argument("name", help="bot name: letters, digits, _ and -")
     _bot_options(add)
-    change = sub.add_parser("set", help="change a bot (a new token restarts it)")
+    change = sub.add_parser("set", parents=parents,
+                            help="change a bot (a new token restarts it)")
     change.add_argument("name")
     _bot_options(change)
-    remove = sub.add_parser("remove", help="remove a bot (the gateway stops it)")
+    remove = sub.add_parser("remove", parents=parents,
+                            help="remove a bot (the gateway stops it)")
     remove.add_argument("name")
-    load = sub.add_parser("load", help="add or replace bots from a YAML file")
+    load = sub.add_parser("load", parents=parents,
+                          help="add or replace bots from a YAML file")
     load.add_argument("file", type=Path, help="a list of bots, or a 'bots:' key")
     bots.set_defaults(func=cmd_bots)
 

@@ -119,3 +119,23 @@ def test_the_supervisor_raises_the_open_files_limit_its_processes_inherit() -> N
     got, now, hard = (int(v) for v in out.stdout.split())
     expected = 4096 if hard == -1 else min(4096, hard)
     assert got == now == expected
+
+
+def test_global_options_are_accepted_after_the_command_too(tmp_path: Path) -> None:
+    """``switchboard up --nats-url ...`` uses that server (here one that does not answer, so
+    `up` says so at once) instead of refusing the option."""
+    from actors.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["--nats-url", "nats://a:1", "events", "tail",
+                              "--topology", "t.yaml", "--data-dir", "d"])
+    assert (args.nats_url, args.topology, args.data_dir) == ("nats://a:1", "t.yaml", "d")
+    args = parser.parse_args(["--nats-url", "nats://a:1", "bots", "list",
+                              "--nats-url", "nats://b:2", "--log-level", "DEBUG"])
+    assert (args.nats_url, args.log_level) == ("nats://b:2", "DEBUG")
+    url = f"nats://127.0.0.1:{free_port()}"
+    out = subprocess.run([sys.executable, "-m", "actors.cli", "up", "--nats-url", url,
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, cwd=REPO)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"cannot reach NATS at {url}" in out.stdout + out.stderr

@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail = event_commands.add_parser(
         "tail", help="follow execution events, one line each",
         description="Print one line per execution event as it happens (subject "
-        "<prefix>.event.<actor>.<kind>).")
+        "<prefix>.event.<actor>.<kind>.<session>; --session and --actor select by subject).")
     tail.add_argument("--session", help="only this session")
     tail.add_argument("--actor", help="only this actor role")
     tail.add_argument("--json", action="store_true", help="print raw JSON events")

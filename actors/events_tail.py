@@ -50,7 +50,8 @@ async def tail_events(
     limit: int = 0,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Follow ``<prefix>.event.>`` (or one actor's events) until ``limit`` events or Ctrl-C.
+    """Follow ``<prefix>.event.<actor>.<kind>.<session>`` (``*`` for an actor or a session not
+    given: the subject selects them, the server filters) until ``limit`` events or Ctrl-C.
 
     With ``last``, first replays up to that many events already stored in the events stream
     (an ordered consumer), then follows new ones.
@@ -69,7 +70,7 @@ async def tail_events(
         return 2
     seen = 0
     done = asyncio.Event()
-    subject = subjects.event(actor, "*") if actor else subjects.events_all
+    subject = subjects.event(actor or "*", "*", session or "*")
 
     async def _on_event(msg: Msg) -> None:
         nonlocal seen

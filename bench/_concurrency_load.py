@@ -125,7 +125,7 @@ class Conversations:
         await self.bridge.start(self._on_outbound)
         for kind in TROUBLE_KINDS:
             self._subs.append(await self.nc.subscribe(
-                f"{self.subjects.prefix}.event.*.{kind}", cb=self._on_trouble))
+                self.subjects.event("*", kind), cb=self._on_trouble))
         for actor, kind in _EVENT_MARKS:
             self._subs.append(await self.nc.subscribe(self.subjects.event(actor, kind),
                                                       cb=self._on_step))

@@ -149,7 +149,7 @@ class Replay:
     async def start(self) -> None:
         await self.bridge.start(self._on_outbound)
         for kind in _EVENT_KINDS:
-            self._subs.append(await self.nc.subscribe(f"{self.subjects.prefix}.event.*.{kind}",
+            self._subs.append(await self.nc.subscribe(self.subjects.event("*", kind),
                                                       cb=self._on_event))
 
     async def stop(self) -> None:

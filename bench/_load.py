@@ -108,7 +108,7 @@ class LoadGenerator:
             self.subjects.event("reflector", "reflection"), cb=self._on_reflection))
         for kind in TROUBLE_KINDS:
             self._subs.append(await self.nc.subscribe(
-                f"{self.subjects.prefix}.event.*.{kind}", cb=self._on_trouble))
+                self.subjects.event("*", kind), cb=self._on_trouble))
 
     async def stop(self) -> None:
         for sub in self._subs:

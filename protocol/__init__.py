@@ -78,7 +78,7 @@ from protocol._state import (
     RunState,
     SessionState,
 )
-from protocol._subjects import DEFAULT_PREFIX, Subjects
+from protocol._subjects import DEFAULT_PREFIX, Subjects, session_token
 
 __all__ = [
     "AGENT_ROLES",
@@ -133,6 +133,7 @@ __all__ = [
     "SessionState",
     "StepDigest",
     "Subjects",
+    "session_token",
     "TaskMessage",
     "TaskType",
     "ToolCall",

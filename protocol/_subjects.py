@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,13 @@ def _token(value: str) -> str:
     return _UNSAFE.sub("_", value)[:200] or "_"
 
 
+@functools.lru_cache(maxsize=8192)
+def session_token(session: str) -> str:
+    """``session`` as one subject token: characters other than ``A-Z a-z 0-9 - _ =`` become
+    ``_`` (a ``SessionId`` is unchanged); remembered for the sessions in use."""
+    return _token(session)
+
+
 @dataclass(frozen=True, slots=True)
 class Subjects:
     """Names under one prefix, so several deployments can share a NATS server.
@@ -23,7 +31,8 @@ class Subjects:
 
         p.task.<role>              work for one actor role (JetStream, work-queue stream per role)
         p.out.<origin>             Progress / Reply / ConsolidatedOptions for one gateway instance
-        p.event.<actor>.<kind>     ExecutionEvent (JetStream, limits retention)
+        p.event.<actor>.<kind>.<session>
+                                   ExecutionEvent (JetStream, limits retention)
         p.dlq.<role>               DeadLetter
         p.control.<session>        Control: abort (JetStream, limits retention, 1 day)
         p.case.<case id>           Case: the case base, the last value per subject
@@ -59,8 +68,20 @@ class Subjects:
     def outbox_stream(self) -> str:
         return f"{self._upper}_OUTBOX"
 
-    def event(self, actor: str, kind: str) -> str:
-        return f"{self.prefix}.event.{check_token(actor, 'actor')}.{check_token(kind, 'kind')}"
+    def event(self, actor: str = "*", kind: str = "*", session: str = "*") -> str:
+        """``<prefix>.event.<actor>.<kind>.<session>``: where one ExecutionEvent is published
+        (every argument given), or a subscription's subject (``*`` for any: the defaults).
+        ``session`` is made a valid token (``session_token``), so publishing an event never
+        fails on its subject."""
+        return self.event_prefix(actor, kind) + (session if session == "*"
+                                                  else session_token(session))
+
+    def event_prefix(self, actor: str, kind: str) -> str:
+        """``<prefix>.event.<actor>.<kind>.``: ``event`` without the session (a publisher
+        keeps it per kind and adds ``session_token(session)``)."""
+        actor = actor if actor == "*" else check_token(actor, "actor")
+        kind = kind if kind == "*" else check_token(kind, "kind")
+        return f"{self.prefix}.event.{actor}.{kind}."
 
     @property
     def events_all(self) -> str:

@@ -49,7 +49,7 @@ async def test_a_listening_channel_is_heard_and_only_what_needs_an_answer_is_ans
         decided[event.session] = event
 
     nc = await nats.connect(nats_url)
-    await nc.subscribe(f"{Subjects().prefix}.event.*.classified", cb=classified)
+    await nc.subscribe(Subjects().event("*", "classified"), cb=classified)
     await nc.flush(timeout=5)
     context = running_system(nats_url, tmp_path, extra_env={
         "DISCORD_API_BASE": s.api_base, "DISCORD_GATEWAY_URL": s.gateway_url,

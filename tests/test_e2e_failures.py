@@ -48,7 +48,7 @@ def test_killing_the_role_actor_mid_run_loses_nothing(nats_url: str, tmp_path: P
              "--message", "write a python function that reverses a string and test it"],
             env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            turn = asyncio.run(_first_event(system.nats_url, "sb.event.python_coder.turn", 60))
+            turn = asyncio.run(_first_event(system.nats_url, "sb.event.python_coder.turn.*", 60))
             assert turn["pid"] == before
             os.kill(before, signal.SIGKILL)  # the actor process dies mid-run
             out, _ = chat.communicate(timeout=180)

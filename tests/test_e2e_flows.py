@@ -28,8 +28,10 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
         yield running
 
 
-def _events_tail(system: RunningSystem, limit: int, *extra: str) -> subprocess.Popen[str]:
-    """``switchboard events tail`` in the background, returned once it is subscribed."""
+def _events_tail(system: RunningSystem, limit: int, *extra: str
+                 ) -> tuple[subprocess.Popen[str], str]:
+    """``switchboard events tail`` in the background, returned once it is subscribed, with
+    its "Following <subject> ..." line."""
     tail = subprocess.Popen(
         [sys.executable, "-m", "actors.cli", "events", "tail", "--limit", str(limit), *extra],
         env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -37,7 +39,7 @@ def _events_tail(system: RunningSystem, limit: int, *extra: str) -> subprocess.P
     assert tail.stderr is not None
     first = tail.stderr.readline()  # "Following ..." once the subscription is in place
     assert first.startswith("Following"), first + tail.stderr.read()
-    return tail
+    return tail, first
 
 
 def test_hello_is_answered_by_the_offline_model(system: RunningSystem) -> None:
@@ -48,7 +50,7 @@ def test_hello_is_answered_by_the_offline_model(system: RunningSystem) -> None:
 
 
 def test_sequential_flow_writes_a_file_with_visible_progress(system: RunningSystem) -> None:
-    tail = _events_tail(system, limit=400)
+    tail, _ = _events_tail(system, limit=400)
     try:
         result = system.chat("write a python function that reverses a string and test it",
                              session="terminal-seq")
@@ -76,7 +78,9 @@ def test_sequential_flow_writes_a_file_with_visible_progress(system: RunningSyst
 
 
 def test_one_request_is_one_trace_across_processes(system: RunningSystem) -> None:
-    tail = _events_tail(system, 400, "--json", "--session", "terminal-trace")
+    tail, following = _events_tail(system, 400, "--json", "--session", "terminal-trace")
+    # the server selects the session's events by subject (protocol/README.md)
+    assert following.startswith("Following sb.event.*.*.terminal-trace "), following
     try:
         result = system.chat("write a python function that computes fibonacci and test it",
                              session="terminal-trace")

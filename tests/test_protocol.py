@@ -71,7 +71,12 @@ def test_subjects_use_the_prefix_and_refuse_wildcards() -> None:
     assert subjects.task("python_coder") == "prod.task.python_coder"
     assert subjects.task_stream("python_coder") == "PROD_TASK_PYTHON_CODER"
     assert subjects.outbox("term-1") == "prod.out.term-1"
-    assert subjects.event("planner", "planned") == "prod.event.planner.planned"
+    assert subjects.event("planner", "planned", "discord-42") == \
+        "prod.event.planner.planned.discord-42"
+    assert subjects.event("planner", "planned") == "prod.event.planner.planned.*"
+    assert subjects.event(session="terminal-ann") == "prod.event.*.*.terminal-ann"
+    # a session that is not a token never makes the publish fail
+    assert subjects.event("planner", "planned", "a.b c") == "prod.event.planner.planned.a_b_c"
     assert subjects.sessions_bucket == "PROD_SESSIONS"
     with pytest.raises(ValueError):
         subjects.task("a.>")

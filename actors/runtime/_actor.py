@@ -32,6 +32,7 @@ from protocol import (
     Progress,
     Subjects,
     encoder,
+    session_token,
 )
 
 _log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Actor:
         """Called once after the last message (close resources here)."""
 
     async def emit(self, kind: str, session: str, **fields: Any) -> None:
-        """Publish an ExecutionEvent on ``<prefix>.event.<role>.<kind>``.
+        """Publish an ExecutionEvent on ``<prefix>.event.<role>.<kind>.<session>``.
 
         Events are observability, not work: a core publish that the events stream captures,
         without waiting for a JetStream ack, so an event costs the hot path about 2 µs
@@ -172,10 +173,11 @@ class Actor:
             event_id=_event_ids.next(pid), session=session, actor=self.actor_id.role,
             kind=kind, at=time.time(), pid=pid, **fields,
         )
-        subject = self._event_subjects.get(kind)
-        if subject is None:
-            subject = self._event_subjects[kind] = self.services.subjects.event(
+        prefix = self._event_subjects.get(kind)
+        if prefix is None:
+            prefix = self._event_subjects[kind] = self.services.subjects.event_prefix(
                 self.actor_id.role, kind)
+        subject = prefix + session_token(session)
         try:
             await self.services.nc.publish(subject, encoder.encode(event))
         except nats.errors.Error as exc:

@@ -17,9 +17,50 @@ SCENARIO = "runtime"
 HOPS = 5
 SETTLE_S = 0.5
 """Seconds to keep listening after a load, to see late duplicates."""
+REQUEST_TIMEOUT_S = 30.0
+"""A task unanswered after this many seconds counts as lost."""
 ACTORS_MEAN = "actors mean"
 BENCH_CLIENT = "bench client"
 NATS_SERVER = "nats-server"
+
+
+class Answers:
+    """Matches the answers of a pipeline's last step to the tasks waiting for them, by key,
+    and counts the duplicates (a second answer to a task already answered)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[float]] = {}
+        self._seen: set[str] = set()
+        self.duplicates = 0
+
+    def arrived(self, key: str, at: float) -> bool:
+        """The answer to ``key`` arrived at ``at`` (``time.perf_counter()``); False when it
+        is a duplicate."""
+        if key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen.add(key)
+        future = self._waiting.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(at)
+        return True
+
+    async def latency_ms(self, key: str, send: Callable[[], Awaitable[Any]]) -> float:
+        """Await ``send()`` (the task ``key``), then its answer; milliseconds from the send.
+
+        Raises:
+            TimeoutError: no answer within ``REQUEST_TIMEOUT_S``.
+        """
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await send()
+                done = await future
+        finally:
+            self._waiting.pop(key, None)
+        return (done - sent) * 1000
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ redeliveries, and CPU time per task of each process of the deployment."""
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ from nats.aio.client import Client
 
 from bench._consumers import consumer_counts, redeliveries
 from bench._load import LoadGenerator, Until
+from bench._loop import percentile
 from bench._procs import command, cpu_seconds, process_tree
 from bench._store import Figure
 from bench._system import Deployment
@@ -28,15 +28,6 @@ FLOW_TEXT = {"simple": SIMPLE_TEXT, "sequential": SEQUENTIAL_TEXT}
 BENCH_CLIENT = "bench client"
 """The load generator's own process: reported, but not counted in the system's total."""
 FLOW_UNTIL: dict[str, Until] = {"simple": "reply", "sequential": "reflection"}
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values`` by nearest rank; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,10 @@ from autogen_core import (
     message_handler,
 )
 
-from bench._loop import HOPS, SETTLE_S, closed_loop, loads, pipeline_figures
+from bench._loop import HOPS, SETTLE_S, Answers, closed_loop, loads, pipeline_figures
 from bench._procs import cpu_seconds
 from bench._store import Figure
 
-REQUEST_TIMEOUT_S = 30.0
 PROCESS = "process (client + 5 agents)"
 
 
@@ -69,34 +68,17 @@ class _Client:
 
     def __init__(self, runtime: SingleThreadedAgentRuntime) -> None:
         self.runtime = runtime
-        self.waiting: dict[str, asyncio.Future[float]] = {}
-        self.seen: set[str] = set()
-        self.duplicates = 0
+        self.answers = Answers()
 
     def finished(self, key: str) -> None:
-        now = time.perf_counter()
-        if key in self.seen:
-            self.duplicates += 1
-            return
-        self.seen.add(key)
-        future = self.waiting.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(now)
+        self.answers.arrived(key, time.perf_counter())
 
     async def one(self) -> float:
         key = uuid.uuid4().hex
         task = AgTask(message_id=key, session=f"rt-{key[:16]}", origin="bench",
                       user_id="bench", text="hello", sent_at=time.time())
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[key] = future
-        sent = time.perf_counter()
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                await self.runtime.publish_message(task, TopicId("hop1", "default"))
-                done = await future
-        finally:
-            self.waiting.pop(key, None)
-        return (done - sent) * 1000
+        return await self.answers.latency_ms(
+            key, lambda: self.runtime.publish_message(task, TopicId("hop1", "default")))
 
 
 async def autogen_loads(quick: bool) -> list[Figure]:
@@ -115,11 +97,11 @@ async def autogen_loads(quick: bool) -> list[Figure]:
             if load.warmup:
                 await closed_loop(client.one, min(load.in_flight, 64), load.warmup,
                                   load.budget_s)
-            dup0, cpu0 = client.duplicates, cpu_seconds(os.getpid()) or 0.0
+            dup0, cpu0 = client.answers.duplicates, cpu_seconds(os.getpid()) or 0.0
             result = await closed_loop(client.one, load.in_flight, load.requests, load.budget_s)
             await asyncio.sleep(SETTLE_S)
             used = (cpu_seconds(os.getpid()) or 0.0) - cpu0
-            result.duplicates = client.duplicates - dup0
+            result.duplicates = client.answers.duplicates - dup0
             figures += pipeline_figures("autogen5", load, result, redeliveries=None,
                                         cpu_used_s={PROCESS: used / HOPS}, actors=[PROCESS],
                                         params={"runtime": "SingleThreadedAgentRuntime"})

@@ -30,6 +30,7 @@ from bench._loop import (
     HOPS,
     NATS_SERVER,
     SETTLE_S,
+    Answers,
     Load,
     LoopResult,
     closed_loop,
@@ -40,7 +41,6 @@ from bench._store import Figure
 from bench._thin import Names, Reply, Task, encoder, reply_decoder
 
 ORIGIN = "bench"
-REQUEST_TIMEOUT_S = 30.0
 """A request unanswered after this many seconds counts as lost."""
 PUBLISH_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 60.0
@@ -61,9 +61,11 @@ class PipelineClient:
         self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.names = names
         self.extra = headers or {}
-        self.waiting: dict[str, asyncio.Future[float]] = {}
-        self.seen: set[str] = set()
-        self.duplicates = 0
+        self.answers = Answers()
+
+    @property
+    def duplicates(self) -> int:
+        return self.answers.duplicates
 
     async def start(self) -> None:
         await self.nc.subscribe(self.names.outbox(ORIGIN), cb=self._on_reply)
@@ -71,37 +73,21 @@ class PipelineClient:
     async def _on_reply(self, msg: Msg) -> None:
         now = time.perf_counter()
         reply: Reply = reply_decoder.decode(msg.data)
-        key = reply.in_reply_to
-        if key in self.seen:
-            self.duplicates += 1
-            return
-        self.seen.add(key)
-        future = self.waiting.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(now)
+        self.answers.arrived(reply.in_reply_to, now)
 
     async def one(self) -> float:
         """Send one task; its send → Reply latency in ms.
 
         Raises:
-            TimeoutError: no Reply within ``REQUEST_TIMEOUT_S``.
+            TimeoutError: no Reply within ``bench._loop.REQUEST_TIMEOUT_S``.
         """
         key = uuid.uuid4().hex
         session = f"rt-{key[:16]}"
         task = Task(message_id=key, session=session, origin=ORIGIN, user_id="bench",
                     text="hello", sent_at=time.time())
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[key] = future
-        sent = time.perf_counter()
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                await self.js.publish(self.names.task(1), encoder.encode(task),
-                                      headers={"Nats-Msg-Id": f"bench:{key}",
-                                               "Bench-Session": session, **self.extra})
-                done = await future
-        finally:
-            self.waiting.pop(key, None)
-        return (done - sent) * 1000
+        return await self.answers.latency_ms(key, lambda: self.js.publish(
+            self.names.task(1), encoder.encode(task),
+            headers={"Nats-Msg-Id": f"bench:{key}", "Bench-Session": session, **self.extra}))
 
     async def run(self, load: Load, *, warmup: bool) -> LoopResult:
         """One closed-loop run of ``load`` (its warm-up when ``warmup``)."""

@@ -43,6 +43,7 @@ from bench._loop import (
     NATS_SERVER,
     SCENARIO,
     SETTLE_S,
+    Answers,
     Load,
     LoopResult,
     closed_loop,
@@ -64,8 +65,6 @@ IN_FLIGHTS = (1, 64, 256)
 MAX_IN_FLIGHT = 256
 """``max_in_flight`` of every bench actor, so the load sets the concurrency."""
 READY_TIMEOUT_S = 60.0
-REQUEST_TIMEOUT_S = 30.0
-"""A request unanswered after this many seconds counts as lost."""
 PUBLISH_TIMEOUT_S = 10.0
 
 
@@ -76,9 +75,7 @@ class Client5:
         self.nc = nc
         self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.subjects = subjects
-        self.waiting: dict[str, asyncio.Future[float]] = {}
-        self.seen: set[str] = set()
-        self.duplicates = 0
+        self.answers = Answers()
         self.errors = 0
 
     async def start(self) -> None:
@@ -87,47 +84,30 @@ class Client5:
     async def _on_reply(self, msg: Msg) -> None:
         now = time.perf_counter()
         reply = outbound_decoder.decode(msg.data)
-        key = reply.in_reply_to
-        if key in self.seen:
-            self.duplicates += 1
-            return
-        self.seen.add(key)
-        if getattr(reply, "error", None):
+        if self.answers.arrived(reply.in_reply_to, now) and getattr(reply, "error", None):
             self.errors += 1
-        future = self.waiting.pop(key, None)
-        if future is not None and not future.done():
-            future.set_result(now)
 
     async def one(self) -> float:
         """Send one task and return its send → Reply latency in ms.
 
         Raises:
-            TimeoutError: no Reply within ``REQUEST_TIMEOUT_S``.
+            TimeoutError: no Reply within ``bench._loop.REQUEST_TIMEOUT_S``.
         """
         key = uuid.uuid4().hex
         session = f"rt-{key[:16]}"
         message = ChatMessage(message_id=key, session=session, origin=ORIGIN, user_id="bench",
                               text="hello", sent_at=time.time())
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[key] = future
-        sent = time.perf_counter()
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                await self.js.publish(self.subjects.task(ROLES[0]), encoder.encode(message),
-                                      headers={"Nats-Msg-Id": f"bench:{key}",
-                                               "Sb-Session": session})
-                done = await future
-        finally:
-            self.waiting.pop(key, None)
-        return (done - sent) * 1000
+        return await self.answers.latency_ms(key, lambda: self.js.publish(
+            self.subjects.task(ROLES[0]), encoder.encode(message),
+            headers={"Nats-Msg-Id": f"bench:{key}", "Sb-Session": session}))
 
     async def run(self, in_flight: int, requests: int, budget_s: float) -> LoopResult:
         """A closed loop of ``in_flight`` workers until ``requests`` finish or ``budget_s``
         seconds of sending pass."""
-        dup0, err0 = self.duplicates, self.errors
+        dup0, err0 = self.answers.duplicates, self.errors
         result = await closed_loop(self.one, in_flight, requests, budget_s)
         await asyncio.sleep(SETTLE_S)
-        result.duplicates = self.duplicates - dup0
+        result.duplicates = self.answers.duplicates - dup0
         result.errors = self.errors - err0
         return result
 

@@ -160,7 +160,7 @@ def test_an_old_request_with_an_answer_becomes_a_run_answer() -> None:
 def test_every_task_message_names_its_session() -> None:
     """Actors' publishes carry no session header: the runtime reads the session from the body
     (``session_of``), flat or nested."""
-    from actors.runtime._dispatch import session_of
+    from actors.runtime import session_of
 
     for shapes in (flat_messages(), legacy_messages()):
         for hop, message in shapes["sequential"].items():

@@ -43,27 +43,15 @@ from actors.errors import (
     UnhandledMessageError,
 )
 from actors.runtime._actor import Actor, Confirmations, MessageContext, _js_publish
+from actors.runtime._addressing import session_of, waiting_request
 from actors.runtime._tracing import DeliveryTrace, begin_delivery, record_error
 from protocol import (
     HEADER_SESSION,
-    BrainstormResult,
-    ChatMessage,
-    Classification,
-    Control,
     DeadLetter,
     ErrorCode,
-    Evaluation,
-    LegacyBrainstormResult,
-    LegacyClassification,
-    LegacyEvaluation,
-    LegacyTurnRequest,
-    LegacyTurnResult,
     Reply,
     ReplyTo,
-    RunAnswer,
     TaskMessage,
-    TurnRequest,
-    TurnResult,
     task_decoder,
     type_tag,
 )
@@ -71,40 +59,6 @@ from protocol import (
 _log = logging.getLogger(__name__)
 
 MAX_NAK_DELAY_S = 30.0
-
-
-def waiting_request(message: TaskMessage) -> ReplyTo | None:
-    """Where the answer goes when the person is still waiting for it (steps before the
-    Reply); None for steps after it (evaluation, reflection)."""
-    match message:
-        case ChatMessage():
-            return ReplyTo.of(message)
-        case Classification() | TurnRequest() | RunAnswer() | BrainstormResult():
-            return message.reply_to
-        case LegacyClassification():
-            return ReplyTo.of(message.request)
-        case LegacyTurnRequest() | LegacyBrainstormResult():
-            return ReplyTo.of(message.classification.request)
-        case _:
-            return None
-
-
-def session_of(message: TaskMessage) -> str:
-    """The session a task message belongs to (its body carries it; actors' publishes have no
-    session header)."""
-    match message:
-        case ChatMessage() | Control():
-            return message.session
-        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
-              | BrainstormResult()):
-            return message.reply_to.session
-        case LegacyTurnResult():
-            return message.request.classification.request.session
-        case LegacyEvaluation():
-            return message.result.request.classification.request.session
-        case _:
-            request = waiting_request(message)
-            return request.session if request is not None else "unknown"
 
 
 def _error_code(exc: BaseException) -> ErrorCode:

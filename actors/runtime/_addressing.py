@@ -1,0 +1,56 @@
+"""Where a task message belongs and where its answer goes, read from the message itself (an
+actor's publish carries no session header; protocol/README.md, "Flat messages")."""
+
+from __future__ import annotations
+
+from protocol import (
+    BrainstormResult,
+    ChatMessage,
+    Classification,
+    Control,
+    Evaluation,
+    LegacyBrainstormResult,
+    LegacyClassification,
+    LegacyEvaluation,
+    LegacyTurnRequest,
+    LegacyTurnResult,
+    ReplyTo,
+    RunAnswer,
+    TaskMessage,
+    TurnRequest,
+    TurnResult,
+)
+
+
+def waiting_request(message: TaskMessage) -> ReplyTo | None:
+    """Where the answer goes when the person is still waiting for it (steps before the
+    Reply); None for steps after it (evaluation, reflection)."""
+    match message:
+        case ChatMessage():
+            return ReplyTo.of(message)
+        case Classification() | TurnRequest() | RunAnswer() | BrainstormResult():
+            return message.reply_to
+        case LegacyClassification():
+            return ReplyTo.of(message.request)
+        case LegacyTurnRequest() | LegacyBrainstormResult():
+            return ReplyTo.of(message.classification.request)
+        case _:
+            return None
+
+
+def session_of(message: TaskMessage) -> str:
+    """The session a task message belongs to (its body carries it; actors' publishes have no
+    session header)."""
+    match message:
+        case ChatMessage() | Control():
+            return message.session
+        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
+              | BrainstormResult()):
+            return message.reply_to.session
+        case LegacyTurnResult():
+            return message.request.classification.request.session
+        case LegacyEvaluation():
+            return message.result.request.classification.request.session
+        case _:
+            request = waiting_request(message)
+            return request.session if request is not None else "unknown"

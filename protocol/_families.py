@@ -15,11 +15,13 @@ from protocol._messages import (
     Classification,
     ConsolidatedOptions,
     Control,
-    Evaluation,
     Progress,
     Reply,
     RunAnswer,
     TurnRequest,
+)
+from protocol._outcomes import (
+    Evaluation,
     TurnResult,
 )
 

@@ -17,11 +17,13 @@ from protocol._messages import (
     Complexity,
     Flow,
     Reply,
-    Scores,
     TaskType,
-    TrajectoryStep,
     Usage,
     _Wire,
+)
+from protocol._outcomes import (
+    Scores,
+    TrajectoryStep,
 )
 from protocol._state import EscalationMemo
 

@@ -13,8 +13,10 @@ Every message after the ChatMessage carries its ``ReplyTo`` (session, origin, me
 only the fields its next step reads, never the previous message whole (protocol/README.md,
 "Flat messages"). Progress, Reply and ConsolidatedOptions go to the gateway that sent the
 request (``ReplyTo.origin``), built by ``ReplyTo.build``; ExecutionEvent goes to the event
-stream. The message unions of each subject family are in ``_families.py``, the nested shapes
-written before flat messages in ``_legacy.py``. Values kept in KV buckets
+stream. What a run produced (tool calls and results, its trajectory, scores, the
+TurnResult, the Evaluation, the Reflection) is in ``_outcomes.py``, the message unions of
+each subject family in ``_families.py``, the nested shapes written before flat messages in
+``_legacy.py``. Values kept in KV buckets
 (SessionState, RunState, Checkpoint) are in ``_state.py``. Times are Unix seconds (float),
 durations milliseconds, costs US dollars.
 """
@@ -22,7 +24,6 @@ durations milliseconds, costs US dollars.
 from __future__ import annotations
 
 import enum
-import hashlib
 from typing import Any, TypeVar
 
 import msgspec
@@ -284,160 +285,6 @@ class RunAnswer(_Wire, tag="run_answer", kw_only=True, frozen=True):
     """The paused run's request (``Checkpoint.request_id``)."""
     text: str
     user_id: str = ""
-
-
-class ToolCall(_Wire, tag="tool_call", kw_only=True, frozen=True):
-    """A model's request to run a tool; ``arguments`` is the JSON text the model produced."""
-
-    call_id: str
-    name: str
-    arguments: str = "{}"
-
-
-class ToolResult(_Wire, tag="tool_result", kw_only=True, frozen=True):
-    """What a tool returned to the model; ``is_error`` marks a refusal or failure."""
-
-    call_id: str
-    name: str
-    content: str
-    is_error: bool = False
-
-
-class TrajectoryStep(_Part, kw_only=True, frozen=True):
-    """One turn of the agentic loop: what the model said and which tools ran."""
-
-    turn: int
-    model: str
-    text: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_results: tuple[ToolResult, ...] = ()
-    confidence: int = 50
-    duration_ms: float = 0.0
-    tier: int = 0
-    """The tier of the escalation path this turn ran at (0: not recorded)."""
-
-
-TOOL_TEXT_CHARS = 300
-"""Characters of a tool call's arguments and of its output kept in a ToolUse: the reflector
-shows 120 / 200 of them; the evaluator looks for a test command in the arguments and for the
-``exit code: N`` line ``run_command`` writes second."""
-
-
-class ToolUse(_Part, kw_only=True, frozen=True):
-    """One tool call of a turn and its outcome, cut for the evaluator and the reflector.
-
-    ``arguments`` and ``output`` are the first 300 characters; ``fingerprint`` identifies the
-    whole call (name and full arguments: BLAKE2b, 8 bytes, hex), so a repeated identical call
-    is still recognised when its arguments were cut.
-    """
-
-    name: str
-    arguments: str = ""
-    fingerprint: str = ""
-    output: str = ""
-    is_error: bool = False
-
-    @classmethod
-    def of(cls, call: ToolCall, result: ToolResult) -> ToolUse:
-        """The cut record of ``call`` and the ``result`` it got."""
-        digest = hashlib.blake2b(f"{call.name}\0{call.arguments}".encode(), digest_size=8)
-        return cls(name=call.name, arguments=call.arguments[:TOOL_TEXT_CHARS],
-                   fingerprint=digest.hexdigest(), output=result.content[:TOOL_TEXT_CHARS],
-                   is_error=result.is_error)
-
-
-class StepDigest(_Part, kw_only=True, frozen=True):
-    """One turn of the agentic loop as the evaluator and the reflector read it: the model, its
-    tier, the confidence after the turn, the ``Status:`` the model reported (``continue``,
-    ``done``, ``stuck`` or "") and the tools it ran. The model's text is not kept (it is in
-    the answer and the checkpoint's conversation)."""
-
-    turn: int
-    model: str
-    tier: int = 0
-    confidence: int = 50
-    status: str = ""
-    tools: tuple[ToolUse, ...] = ()
-    duration_ms: float = 0.0
-
-
-class TurnResult(_Wire, tag="turn_result_v2", kw_only=True, frozen=True):
-    """A SEQUENTIAL run's outcome, for the evaluator: what it scores and what the reflector
-    keeps (the case base entry).
-
-    ``reply_to`` addresses the message the run answered last (the request, or the person's
-    answer to a clarifying question); ``request_id`` is the run's request (the case id).
-    ``text`` is the request's text (the reflector's prompt and the case's task); the answer
-    itself went to the person and is not carried. ``tier`` is the tier the run started at.
-    Replaces ``turn_result`` (``protocol._legacy``).
-    """
-
-    reply_to: ReplyTo
-    request_id: str
-    role: str
-    text: str
-    models: dict[str, str] = {}
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
-    plan: tuple[str, ...] = ()
-    tier: int = 1
-    max_turns: int = 1
-    ok: bool = True
-    turns: int = 1
-    trajectory: tuple[StepDigest, ...] = ()
-    files_written: tuple[str, ...] = ()
-    confidence: int = 50
-    usage: Usage = Usage()
-    duration_ms: float = 0.0
-
-
-class Scores(_Part, kw_only=True, frozen=True):
-    """Evaluator scores, each 0-100 (SPEC.md §4)."""
-
-    task_completion: int
-    code_quality: int
-    efficiency: int
-
-    @property
-    def overall(self) -> int:
-        return round((self.task_completion + self.code_quality + self.efficiency) / 3)
-
-
-class Evaluation(_Wire, tag="evaluation_v2", kw_only=True, frozen=True):
-    """The evaluator's scores of a run, for the reflector: the scores and the TurnResult's
-    fields the reflection and the case base entry use (not the TurnResult).
-    Replaces ``evaluation`` (``protocol._legacy``)."""
-
-    reply_to: ReplyTo
-    request_id: str
-    role: str
-    text: str
-    scores: Scores
-    notes: tuple[str, ...] = ()
-    models: dict[str, str] = {}
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
-    plan: tuple[str, ...] = ()
-    tier: int = 1
-    ok: bool = True
-    turns: int = 1
-    trajectory: tuple[StepDigest, ...] = ()
-    files_written: tuple[str, ...] = ()
-    cost_usd: float = 0.0
-
-
-class Reflection(_Wire, tag="reflection", kw_only=True, frozen=True):
-    """A Reflexion self-reflection on one run (Shinn et al. 2023; SPEC.md §4)."""
-
-    session: str
-    what_worked: str
-    what_failed: str
-    root_cause: str
-    strategy_change: str
-    key_insight: str
-    scores: Scores
-    task: str = ""
-    created_at: float = 0.0
 
 
 class Approach(_Part, kw_only=True, frozen=True):

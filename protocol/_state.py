@@ -8,13 +8,15 @@ import msgspec
 
 from protocol._messages import (
     Complexity,
-    Reflection,
     Reply,
-    Scores,
-    StepDigest,
     TaskType,
     Usage,
     _Part,
+)
+from protocol._outcomes import (
+    Reflection,
+    Scores,
+    StepDigest,
 )
 
 

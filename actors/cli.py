@@ -27,6 +27,7 @@ Switchboard: a Discord AI bot built as actors over NATS JetStream.
                                        DISCORD_TOKEN is set
   switchboard chat --message "hello"   ask from the terminal (same actors as Discord)
   switchboard events tail              follow every step as it happens
+  switchboard trace SESSION            the span tree of a session's last request
   switchboard actor python_coder --replicas 3   add replicas of one role (any host)
   switchboard bots add NAME --token-env VAR     add a Discord bot to the running pool
 """
@@ -45,6 +46,8 @@ environment:
   SB_DATA_DIR          data directory: NATS store, workspaces (default: ./.switchboard)
   SB_NATS_PORT         embedded NATS port (default 4222)
   SB_LOG_LEVEL         DEBUG, INFO, WARNING (default INFO); SB_LOG_JSON=1 for JSON lines
+  OTEL_EXPORTER_OTLP_ENDPOINT  export spans over OTLP http/protobuf (e.g.
+                       http://127.0.0.1:4318); the other OTEL_* variables apply
 """
 
 
@@ -259,6 +262,14 @@ def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology)
         return 0
 
 
+def cmd_trace(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from actors.trace_view import show_trace
+
+    return asyncio.run(show_trace(settings, topology, resolve_nats_url(settings), args.session,
+                                  as_json=args.json))
+
+
 # ------------------------------------------------------------------------------------ parser
 
 
@@ -364,6 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, default=0,
                       help="exit after N events (default: follow until Ctrl-C)")
     tail.set_defaults(func=cmd_events)
+
+    trace = commands.add_parser(
+        "trace", help="the span tree of a session's last request, with durations",
+        description="Print the spans of SESSION's last request (each actor's step, model call "
+        "and tool call) as a tree with start offsets and durations, read from the execution "
+        "events (no trace collector needed). Exit codes: 0 printed, 1 no traced events for "
+        "the session, 2 NATS cannot be reached.")
+    trace.add_argument("session", help="session id (terminal-<user>, a Discord thread's, ...)")
+    trace.add_argument("--json", action="store_true",
+                       help="print one JSON object: trace_id, session, services, duration_ms, "
+                       "spans (nested children)")
+    trace.set_defaults(func=cmd_trace)
     return parser
 
 

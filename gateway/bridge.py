@@ -144,7 +144,9 @@ class Bridge:
         subject = self.subjects.task("classifier")
         try:
             # The request's trace starts here; every actor's span is a descendant.
-            with span_from_headers(f"gateway {self.origin} chat_message", None):
+            with span_from_headers(f"gateway {self.origin} chat_message", None) as span:
+                span.set_attributes({"switchboard.session": message.session,
+                                     "switchboard.origin": self.origin})
                 headers[HEADER_TRACEPARENT] = current_traceparent()
                 await self.js.publish(subject, encoder.encode(message), headers=headers,
                                       timeout=PUBLISH_TIMEOUT_S)
@@ -211,7 +213,7 @@ async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
     except BrokerError as exc:
         msg = f"Switchboard is not running: {exc}. Start it with `switchboard up`."
         raise NotRunningError(msg) from exc
-    setup_tracing(f"switchboard-gateway-{origin}", console=settings.trace_console)
+    setup_tracing("switchboard-gateway", console=settings.trace_console)
     bridge = Bridge(nc, subjects, origin)
     bridge._owns_connection = True  # noqa: SLF001 - set by its own factory
     return bridge

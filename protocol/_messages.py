@@ -432,6 +432,13 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     ``keywords``, ``breakglass``, ``resume``), ``tier_chosen`` (``role``, ``task_type``,
     ``case``, ``session``, ``feedback``, ``rule``, ``breakglass``), ``fallback`` (``model``)
     and ``case_stored`` / ``case_feedback`` (``case``)."""
+    span_id: str = ""
+    """The span this event reports (16 hex digits): a delivery's (``handled``), a
+    model call's (``model_call``, ``model_error``) or a tool call's (``tool_call``,
+    ``tool_refused``); "" for point events."""
+    parent_span_id: str = ""
+    """The span this event happened in (16 hex digits; for a ``handled`` event, the span that
+    published the message, e.g. the gateway's): with ``span_id``, the trace's tree."""
 
 
 class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -174,6 +175,12 @@ class DeliveryTrace:
 _delivery: ContextVar[DeliveryTrace | None] = ContextVar("sb_delivery_trace", default=None)
 
 
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A W3C ``traceparent`` of version 00: trace id, parent span id, flags, lowercase hex
+(https://www.w3.org/TR/trace-context/#traceparent-header)."""
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
 def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
                    session: str = "") -> DeliveryTrace:
     """Start the span of one delivery (``"<role> <step>"``), child of the ``traceparent`` in
@@ -182,8 +189,9 @@ def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
     the module docstring); the caller ends it with ``DeliveryTrace.end``. A recorded span
     carries ``switchboard.role``, ``switchboard.step`` and ``switchboard.session``."""
     value = headers.get(HEADER_TRACEPARENT) if headers else None
-    parent = _parse_traceparent(value) if value else None
-    parent_id = f"{parent[1]:016x}" if parent is not None else ""
+    parent = _TRACEPARENT.fullmatch(value) if value else None
+    if parent is not None and (parent[1] == _ZERO_TRACE or parent[2] == _ZERO_SPAN):
+        parent = None  # invalid ids: the trace starts here (W3C trace context, 3.2.2.3)
     if _recording():
         span = start_span(f"{role} {step}", headers)
         span.set_attributes({"switchboard.role": role, "switchboard.step": step,
@@ -191,13 +199,14 @@ def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
         attach_span(span)
         context = span.get_span_context()
         trace = DeliveryTrace(traceparent_of(span), format(context.trace_id, "032x"), span,
-                              format(context.span_id, "016x"), parent_id)
+                              format(context.span_id, "016x"),
+                              parent[2] if parent is not None else "")
     else:
+        span_id = "%016x" % (random.getrandbits(64) or 1)  # noqa: UP031 - the fastest form
         if parent is not None:
-            trace_id, flags = f"{parent[0]:032x}", f"{parent[2]:02x}"
+            trace_id, parent_id, flags = parent.groups()
         else:
-            trace_id, flags = f"{random.getrandbits(128) or 1:032x}", "01"
-        span_id = f"{random.getrandbits(64) or 1:016x}"
+            trace_id, parent_id, flags = "%032x" % (random.getrandbits(128) or 1), "", "01"  # noqa: UP031
         trace = DeliveryTrace(f"00-{trace_id}-{span_id}-{flags}", trace_id, None, span_id,
                               parent_id)
     _delivery.set(trace)

@@ -227,14 +227,14 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
     from actors.worker import run_gateway_process
 
     if args.interactions:
-        from gateway.errors import GatewayError
+        from gateway.errors import GatewayError, NotRunningError
         from gateway.interactions import run_interactions
 
         setup_logging("gateway", level=settings.log_level, as_json=settings.log_json)
         try:
             asyncio.run(run_interactions(settings, topology, nats_url=resolve_nats_url(settings),
                                          listen=args.interactions))
-        except GatewayError as exc:
+        except (GatewayError, NotRunningError) as exc:
             _say(f"❌ {exc}")
             return EXIT_CONFIG
         return 0

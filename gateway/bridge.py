@@ -24,7 +24,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from actors.bus import check_running, connect
 from actors.config import Settings
 from actors.errors import BrokerError
-from actors.errors import NotRunningError as BusNotRunning
 from actors.runtime import current_traceparent, setup_tracing, span_from_headers
 from gateway.errors import NotRunningError
 from protocol import (
@@ -124,10 +123,7 @@ class Bridge:
             _log.exception("outbox %s: handling %s failed", self.origin, type(message).__name__)
 
     async def _check(self) -> None:
-        try:
-            await check_running(self.js, self.subjects)
-        except BusNotRunning as exc:
-            raise NotRunningError(str(exc)) from exc
+        await check_running(self.js, self.subjects)
 
     async def send(self, message: ChatMessage) -> None:
         """Publish ``message`` to the classifier and wait until JetStream has stored it.

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -193,7 +194,16 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -
 
     # The chat prints its own progress; logs only when asked (--log-level) or for warnings.
     setup_logging("chat", level=args.log_level or "WARNING", as_json=settings.log_json)
-    save_dir = Path(args.save_dir) if args.save_dir else None
+    save_dir = Path(args.save_dir).expanduser() if args.save_dir else None
+    if save_dir is not None:
+        try:  # before asking: an answer's files must have somewhere to go
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _say(f"❌ --save-dir {save_dir}: cannot create it ({exc.strerror or exc}).")
+            return EXIT_CONFIG
+        if not os.access(save_dir, os.W_OK):
+            _say(f"❌ --save-dir {save_dir}: this user cannot write there.")
+            return EXIT_CONFIG
     return asyncio.run(run_chat(
         settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
         session=args.session, timeout_s=args.timeout, save_dir=save_dir, user=args.user,
@@ -335,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "your login name)")
     chat.add_argument("--timeout", type=float, default=300.0,
                       help="seconds to wait for an answer (default 300)")
-    chat.add_argument("--save-dir", help="save files sent with answers into this directory")
+    chat.add_argument("--save-dir", help="save files sent with answers into this directory "
+                      "(created if missing)")
     chat.set_defaults(func=cmd_chat)
 
     actor = commands.add_parser(

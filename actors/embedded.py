@@ -18,6 +18,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from actors.errors import EmbeddedServerError
@@ -69,12 +70,15 @@ class EmbeddedNats:
         port: client port; 0 picks a free one.
         monitor_port: HTTP monitor port; 0 picks a free one.
         host: address to bind.
+        extra_args: more ``nats-server`` options (``--cluster`` and ``--routes`` for a
+            cluster node, ``--name``, ...).
 
     Use as a context manager or call ``start`` / ``stop``.
     """
 
     def __init__(
-        self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1"
+        self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
@@ -82,6 +86,7 @@ class EmbeddedNats:
         self.monitor_port = monitor_port or free_port(host)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path = self.store_dir / "nats-server.log"
+        self.extra_args = tuple(extra_args)
 
     @property
     def url(self) -> str:
@@ -103,7 +108,7 @@ class EmbeddedNats:
         args = [
             binary, "-js", "-a", self.host, "-p", str(self.port),
             "-m", str(self.monitor_port), "-sd", str(self.store_dir),
-            "-l", str(self._log_path),
+            "-l", str(self._log_path), *self.extra_args,
         ]
         _log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell

@@ -9,6 +9,7 @@ back; a terminal chat uses a plain subscription.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,10 @@ from protocol import (
 _log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+HANDLED_WINDOW = 4096
+"""Outbox stream sequences a durable bridge remembers having handled: an ack lost in a broker
+restart makes JetStream deliver the message again (at-least-once), and the person must not
+see the answer twice (found by ``tests/test_faults.py``)."""
 OutboundHandler = Callable[[Outbound], Awaitable[None]]
 
 
@@ -63,14 +68,17 @@ class Bridge:
         self.origin = check_token(origin, "origin")
         self._sub: Subscription | None = None
         self._pull_task: asyncio.Task[None] | None = None
+        self._handled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._owns_connection = False
 
     async def start(self, on_outbound: OutboundHandler, *, durable: bool = False) -> None:
         """Begin delivering what actors publish to this origin's outbox to ``on_outbound``.
 
         With ``durable``, a durable consumer named after the origin keeps undelivered messages
-        across restarts and a message is acked only after ``on_outbound`` returns; without it,
-        a core subscription sees only what arrives while it is connected.
+        across restarts and a message is acked only after ``on_outbound`` returns (one
+        delivered again because its ack was lost is recognised by its stream sequence and
+        not handled twice: ``HANDLED_WINDOW``); without it, a core subscription sees only
+        what arrives while it is connected.
 
         Raises:
             NotRunningError: Switchboard's streams do not exist on the server.
@@ -107,7 +115,15 @@ class Bridge:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self._deliver(msg, on_outbound)
+                seq = msg.metadata.sequence.stream
+                if seq in self._handled:
+                    _log.info("outbox %s: message %d delivered again (its ack was lost): "
+                              "already handled", self.origin, seq)
+                else:
+                    await self._deliver(msg, on_outbound)
+                    self._handled[seq] = None
+                    if len(self._handled) > HANDLED_WINDOW:
+                        self._handled.popitem(last=False)
                 with contextlib.suppress(nats.errors.Error):
                     await msg.ack()
 

@@ -430,8 +430,25 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     source: str = ""
     """What decided, for decision events: ``classified`` (``rule``, ``case``, ``model``,
     ``keywords``, ``breakglass``, ``resume``), ``tier_chosen`` (``role``, ``task_type``,
-    ``case``, ``session``, ``feedback``, ``rule``, ``breakglass``), ``fallback`` (``model``)
-    and ``case_stored`` / ``case_feedback`` (``case``)."""
+    ``case``, ``session``, ``feedback``, ``rule``, ``breakglass``), ``fallback`` (``model``),
+    ``case_stored`` / ``case_feedback`` (``case``), and ``escalation`` / ``paused`` (the
+    cause: ``stuck``, ``low_confidence``, ``repeated_error``, ``no_progress``;
+    ``actors.escalation.cause_of``)."""
+    request_id: str = ""
+    """The person's message this step works for (the ChatMessage's ``message_id``, carried
+    by every later step as ``ReplyTo.in_reply_to``; a paused run's answer is a request of its
+    own). The runtime sets it on every event of a delivery, so one request's events join;
+    "" for events about no one request (``started``, a Control's ``feedback``)."""
+    flow: str = ""
+    """On ``classified``: the flow chosen (a ``Flow`` value)."""
+    role: str = ""
+    """On ``classified``: the agent role chosen to answer; on ``feedback``: the role whose
+    answer was rated ("" when the control did not say)."""
+    user_id: str = ""
+    """On ``classified``: who asked; on ``feedback``: who reacted."""
+    value: int = 0
+    """On ``feedback``: the confidence change (``FEEDBACK_UP`` +15 for 👍, ``FEEDBACK_DOWN``
+    -20 for 👎)."""
 
 
 class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):

@@ -205,6 +205,8 @@ class MessageContext:
     deliveries: int
     _sent: int = field(default=0)
     confirmations: Confirmations | None = None
+    request_id: str = ""
+    """The request this delivery works for (``request_of``), put on every event it emits."""
 
     def _msg_id(self, target: str, key: str) -> str:
         if key:
@@ -304,7 +306,9 @@ class MessageContext:
         await publisher.publish(subject, value, None, confirmations.settled)
 
     async def emit(self, kind: str, **fields: Any) -> None:
-        """Publish an ExecutionEvent for this session."""
+        """Publish an ExecutionEvent for this session and request (``request_id``)."""
+        if self.request_id:
+            fields.setdefault("request_id", self.request_id)
         await self.actor.emit(kind, self.session, **fields)
 
 

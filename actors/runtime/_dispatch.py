@@ -43,7 +43,7 @@ from actors.errors import (
     UnhandledMessageError,
 )
 from actors.runtime._actor import Actor, Confirmations, MessageContext, _js_publish
-from actors.runtime._addressing import session_of, waiting_request
+from actors.runtime._addressing import request_of, session_of, waiting_request
 from actors.runtime._tracing import DeliveryTrace, begin_delivery, record_error
 from protocol import (
     HEADER_SESSION,
@@ -108,7 +108,7 @@ class _Delivery(Confirmations):
     ``Confirmations``) its publishes JetStream has not confirmed yet."""
 
     __slots__ = ("context", "deliveries", "dispatcher", "done", "handler_done", "message",
-                 "msg", "seq", "session", "decided", "started", "step", "trace")
+                 "msg", "request", "seq", "session", "decided", "started", "step", "trace")
 
     def __init__(self, dispatcher: Dispatcher, msg: Msg, message: TaskMessage, session: str,
                  step: str, deliveries: int, seq: int, started: float,
@@ -116,6 +116,7 @@ class _Delivery(Confirmations):
         super().__init__()
         self.dispatcher = dispatcher
         self.msg, self.message, self.session, self.step = msg, message, session, step
+        self.request = request_of(message)
         self.deliveries, self.seq, self.started, self.done = deliveries, seq, started, done
         self.context = contextvars.copy_context()
         self.trace: DeliveryTrace | None = None
@@ -225,7 +226,7 @@ class Dispatcher:
             self._handler_failed(d, UnhandledMessageError(text))
             return
         ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
-                             deliveries=d.deliveries, confirmations=d)
+                             deliveries=d.deliveries, confirmations=d, request_id=d.request)
         coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
         try:
             yielded = coro.send(None)
@@ -337,7 +338,7 @@ class Dispatcher:
         for d in batch:
             trace_id = d.trace.trace_id if d.trace is not None else ""
             await self.actor.emit("handled", d.session, step=d.step, trace_id=trace_id,
-                                  duration_ms=(now - d.started) * 1000)
+                                  duration_ms=(now - d.started) * 1000, request_id=d.request)
             self._close(d)
 
     async def _run_keepalive(self) -> None:
@@ -367,7 +368,8 @@ class Dispatcher:
         )
         await msg.nak(delay=delay)
         await self.actor.emit("retry", session, step=type_tag(message),
-                              detail=f"delivery {deliveries}: {exc}"[:500])
+                              detail=f"delivery {deliveries}: {exc}"[:500],
+                              request_id=request_of(message))
 
     async def _dead_letter(
         self, msg: Msg, message: TaskMessage | None, session: str, exc: BaseException,
@@ -393,7 +395,8 @@ class Dispatcher:
             return
         await msg.term()
         await self.actor.emit("dead_letter", session, step=type_tag(message) if message else "",
-                              detail=reason[:500])
+                              detail=reason[:500],
+                              request_id=request_of(message) if message else "")
         request = waiting_request(message) if message is not None else None
         if request is not None:
             await self._tell_user(request, exc, seq)

@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, default=0,
                       help="exit after N events (default: follow until Ctrl-C)")
     tail.set_defaults(func=cmd_events)
+    from actors.analytics.cli import add_parsers as add_analytics_parsers
+
+    add_analytics_parsers(commands, event_commands)  # report, events export, events query
     return parser
 
 

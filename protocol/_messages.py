@@ -409,8 +409,8 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     """One step of the system, for observers (SPEC.md §9).
 
     ``kind`` is what happened (``handled``, ``failed``, ``retry``, ``dead_letter``,
-    ``model_call``, ``tool_call``, ``turn``, ``reflection``, ...); ``step`` is the message type
-    handled.
+    ``model_call``, ``tool_call``, ``turn``, ``reflection``, ``answered`` (a Reply or
+    ConsolidatedOptions left for the gateway), ...); ``step`` is the message type handled.
     """
 
     event_id: str
@@ -440,10 +440,10 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     own). The runtime sets it on every event of a delivery, so one request's events join;
     "" for events about no one request (``started``, a Control's ``feedback``)."""
     flow: str = ""
-    """On ``classified``: the flow chosen (a ``Flow`` value)."""
+    """On ``classified``: the flow chosen; on ``answered``: the answer's (a ``Flow`` value)."""
     role: str = ""
-    """On ``classified``: the agent role chosen to answer; on ``feedback``: the role whose
-    answer was rated ("" when the control did not say)."""
+    """On ``classified``: the agent role chosen to answer; on ``answered``: the role that
+    answered; on ``feedback``: the role whose answer was rated ("" when not known)."""
     user_id: str = ""
     """On ``classified``: who asked; on ``feedback``: who reacted."""
     value: int = 0

@@ -28,8 +28,11 @@ from protocol import (
     HEADER_MSG_ID,
     HEADER_TRACEPARENT,
     ActorId,
+    ConsolidatedOptions,
     ExecutionEvent,
+    Flow,
     Progress,
+    Reply,
     Subjects,
     encoder,
     session_token,
@@ -250,6 +253,11 @@ class MessageContext:
         PubAck to receive and match (receiving a message costs about 4 µs of client CPU,
         shared/NOTES.md).
 
+        A Reply or ConsolidatedOptions is also an ``answered`` event: the time the answer
+        left, its ``flow`` and ``role``, and in ``detail`` the Reply's error code (``silent``:
+        an empty Reply, the router chose not to answer), so a request's latency runs from its
+        first step to this event.
+
         Raises:
             BrokerError: the outbox stream did not store it within 10 s (only without
                 ``confirmations``; never for a Progress).
@@ -264,6 +272,16 @@ class MessageContext:
                                        self.session, exc)
             return
         await self._publish(subject, message, f"out-{origin}", key)
+        await self._answered(message)
+
+    async def _answered(self, message: msgspec.Struct) -> None:
+        match message:
+            case Reply():
+                silent = not (message.text or message.files or message.error)
+                await self.emit("answered", flow=message.flow.value, role=message.role,
+                                detail="silent" if silent else str(message.error or ""))
+            case ConsolidatedOptions():
+                await self.emit("answered", flow=Flow.BRANCH.value)
 
     async def _publish(self, subject: str, message: msgspec.Struct, target: str,
                        key: str = "") -> None:

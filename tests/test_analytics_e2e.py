@@ -1,6 +1,7 @@
 """Event analytics end to end (issue 9, item 4): `switchboard up` (every actor its own process)
 on a real nats-server answers SIMPLE and SEQUENTIAL requests from `switchboard chat` — one run
-escalating through a scripted model until it asks the person, then resumed — and takes 👍 / 👎;
+escalating through a scripted model until it asks the person, then resumed — and a BRANCH one,
+and takes 👍 / 👎;
 `switchboard events export` copies the events into DuckDB (a second export adds only what is
 new, a third nothing), `switchboard report` and `switchboard events query` read them."""
 
@@ -108,6 +109,8 @@ def db(system: RunningSystem) -> Path:
     assert "I'm stuck" in out
     assert "Done with the hint" in _chat(system, "terminal-stuck", "here is a hint: the blue one")
     _chat(system, "terminal-docs", "draft a changelog line for version 2")
+    _chat(system, "terminal-branch", "what are the pros and cons of different approaches to "
+                                     "caching?")
     path = system.data_dir / "events.duckdb"
     added, out = _export(system, path)
     assert added > 50 and f"into {path}" in out
@@ -123,6 +126,7 @@ def test_the_report_reads_the_real_runs(system: RunningSystem, db: Path) -> None
     assert all(r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in report["latency_by_actor"])
     flows = {r["flow"]: r for r in report["latency_by_flow"]}
     assert flows["simple"]["requests"] >= 2 and flows["sequential"]["requests"] >= 2
+    assert flows["branch"]["requests"] == 1
     assert flows["sequential"]["p50_ms"] > flows["simple"]["p50_ms"] > 0
     models = {r["model"] for r in report["model_usage"]}
     assert {"offline/tier-1", "scripted/tier-4"} <= models  # the router's, the loop's top

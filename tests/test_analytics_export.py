@@ -40,8 +40,8 @@ def _event(actor: str, kind: str, session: str, at: float, **fields: object) -> 
 
 
 def dataset() -> list[ExecutionEvent]:
-    """Two answered requests (SIMPLE 110 ms, SEQUENTIAL 1005 ms), one refused, feedback,
-    model calls, an escalation, a pause, a retry and a dead letter."""
+    """Two answered requests (SIMPLE in 105 ms, SEQUENTIAL asking a question after 705 ms),
+    one refused, feedback, model calls, an escalation, a pause, a retry, a dead letter."""
     s1, s2 = "terminal-alice", "terminal-bob"
     return [
         # r1: SIMPLE, alice, decided by the model, answered by the researcher.
@@ -55,6 +55,8 @@ def dataset() -> list[ExecutionEvent]:
         _event("researcher", "model_call", s1, T0 + 0.100, request_id="r1",
                model="offline/tier-2", prompt_tokens=200, completion_tokens=50,
                cost_usd=0.002, duration_ms=80.0),
+        _event("researcher", "answered", s1, T0 + 0.105, request_id="r1", flow="simple",
+               role="researcher"),
         _event("researcher", "handled", s1, T0 + 0.110, request_id="r1", duration_ms=100.0,
                step="turn_request_v2"),
         # r2: SEQUENTIAL, bob, a rule decided; one escalation, then paused.
@@ -68,6 +70,8 @@ def dataset() -> list[ExecutionEvent]:
         _event("python_coder", "escalation", s2, T0 + 1.6, request_id="r2", source="stuck",
                model="offline/tier-4", detail="turn 1: a → b: the model reported it is stuck"),
         _event("python_coder", "paused", s2, T0 + 1.7, request_id="r2", source="stuck"),
+        _event("python_coder", "answered", s2, T0 + 1.705, request_id="r2",
+               flow="sequential", role="python_coder"),  # the question
         _event("python_coder", "retry", s2, T0 + 1.8, request_id="r2",
                detail="delivery 1: boom"),
         _event("python_coder", "handled", s2, T0 + 2.005, request_id="r2", duration_ms=900.0),
@@ -75,6 +79,8 @@ def dataset() -> list[ExecutionEvent]:
         # r3: refused by a rule: only the classifier handled it (no flow latency).
         _event("classifier", "classified", s1, T0 + 4.0, request_id="r3", source="rule",
                flow="simple", role="researcher", user_id="carol"),
+        _event("classifier", "answered", s1, T0 + 4.001, request_id="r3", flow="simple",
+               detail="refused"),
         _event("classifier", "handled", s1, T0 + 4.002, request_id="r3", duration_ms=2.0),
         # Feedback, and a reflection after the 👎 (a model call of no request).
         _event("reflector", "feedback", s2, T0 + 5.0, role="python_coder", user_id="bob",
@@ -174,8 +180,8 @@ def test_the_report_computes_each_section(exported: Path) -> None:
     flows = {r["flow"]: r for r in report["latency_by_flow"]}
     assert set(flows) == {"simple", "sequential"}  # r3 (refused) is no answered request
     assert flows["simple"]["requests"] == 1
-    assert flows["simple"]["p50_ms"] == pytest.approx(110.0, abs=0.2)
-    assert flows["sequential"]["p95_ms"] == pytest.approx(1005.0, abs=0.2)
+    assert flows["simple"]["p50_ms"] == pytest.approx(105.0, abs=0.2)
+    assert flows["sequential"]["p95_ms"] == pytest.approx(705.0, abs=0.2)
     models = {r["model"]: r for r in report["model_usage"]}
     assert models["offline/tier-3"]["tokens_in"] == 1000
     assert models["offline/tier-3"]["cost_usd"] == pytest.approx(0.01)

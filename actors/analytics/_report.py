@@ -1,15 +1,15 @@
 """``switchboard report``: what the exported events say, one SQL query per section.
 
 Every section reads the view ``ev`` (the ``events`` rows since ``--since``); the lookups of a
-request's flow and asker read all of ``events``, so a request that began just before the
+request's start and asker read all of ``events``, so a request that began just before the
 window still counts. Latencies are milliseconds, costs US dollars.
 
 - ``summary``: events, requests, sessions, first and last event in the window.
 - ``latency_by_actor``: per actor, p50 / p95 / p99 / max of its ``handled`` steps (from
   delivery to acknowledgement).
 - ``latency_by_flow``: per flow, the same over requests: from the start of the router's step
-  to the end of the last step before evaluation (the answer), for requests the router passed
-  on (refused and unanswered ones left out).
+  to the ``answered`` event (the answer, or a paused run's question, left for the gateway);
+  refused, failed and silent requests left out.
 - ``model_usage``: per model, calls, tokens in / out, cost, p50 / p95 of a call.
 - ``user_usage``: per user who asked (``classified``), the model calls of their requests;
   ``(unattributed)`` for calls of no request (a reflection after 👎).
@@ -82,22 +82,18 @@ SECTIONS: tuple[Section, ...] = (
         FROM ev WHERE kind = 'handled'
         GROUP BY actor ORDER BY p95_ms DESC, actor"""),
     Section("latency_by_flow", "Latency per flow (ms per request, router to answer)", f"""
-        WITH flows AS (
-            SELECT request_id, any_value(flow) AS flow FROM events
-            WHERE kind = 'classified' AND request_id IS NOT NULL AND flow IS NOT NULL
+        WITH starts AS (
+            SELECT request_id, min(epoch(time) - latency_ms / 1000) AS began FROM events
+            WHERE kind = 'handled' AND actor = 'classifier' AND request_id IS NOT NULL
             GROUP BY request_id
-        ), requests AS (
-            SELECT request_id,
-                   (max(epoch(time)) - min(epoch(time) - latency_ms / 1000)) * 1000 AS ms
-            FROM ev
-            WHERE kind = 'handled' AND request_id IS NOT NULL
-              AND actor NOT IN ('evaluator', 'reflector')
+        ), answers AS (
+            SELECT request_id, any_value(flow) AS flow, min(epoch(time)) AS answered FROM ev
+            WHERE kind = 'answered' AND request_id IS NOT NULL AND detail IS NULL
             GROUP BY request_id
-            HAVING count(*) FILTER (WHERE actor <> 'classifier') > 0
         )
-        SELECT flow, count(*) AS requests, {_percentiles("ms")},
-               round(max(ms), 1) AS max_ms
-        FROM requests JOIN flows USING (request_id)
+        SELECT flow, count(*) AS requests, {_percentiles("(answered - began) * 1000")},
+               round(max((answered - began) * 1000), 1) AS max_ms
+        FROM answers JOIN starts USING (request_id)
         GROUP BY flow ORDER BY flow"""),
     Section("model_usage", "Tokens and cost per model", f"""
         SELECT model, count(*) AS calls, sum(tokens_in) AS tokens_in,

@@ -38,8 +38,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("request_id", "VARCHAR", "the person's message the step worked for: joins one "
      "request's events"),
     ("step", "VARCHAR", "the message type handled (chat_message, turn_request_v2, ...)"),
-    ("flow", "VARCHAR", "classified: the flow chosen (simple, sequential, branch, breakglass)"),
-    ("role", "VARCHAR", "classified: the agent role chosen; feedback: the role rated"),
+    ("flow", "VARCHAR", "classified: the flow chosen; answered: the answer's (simple, "
+     "sequential, branch, breakglass)"),
+    ("role", "VARCHAR", "classified: the agent role chosen; answered: the role that answered; "
+     "feedback: the role rated"),
     ("user_id", "VARCHAR", "classified: who asked; feedback: who reacted"),
     ("model", "VARCHAR", "the litellm model (model_call, turn, escalation, fallback, ...)"),
     ("tokens_in", "INTEGER", "prompt tokens (model_call)"),
@@ -53,7 +55,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
      "thumbs down"),
     ("error", "VARCHAR", "the error text on error kinds (retry, dead_letter, *_error, "
      "*_failed, undecodable); NULL otherwise"),
-    ("detail", "VARCHAR", "free text (ExecutionEvent.detail)"),
+    ("detail", "VARCHAR", "free text (ExecutionEvent.detail); answered: NULL for an answer, "
+     "else the error code or silent"),
     ("trace_id", "VARCHAR", "the OpenTelemetry trace id"),
     ("event_id", "VARCHAR", "the event's own id"),
     ("pid", "INTEGER", "process id of the emitter"),

@@ -353,3 +353,14 @@ def test_export_command_without_a_server(tmp_path: Path,
     code, _, err = _cli(capsys, "events", "export", "--nats-url",
                         f"nats://127.0.0.1:{free_port()}", "--db", str(tmp_path / "x.duckdb"))
     assert code == 2 and "Is Switchboard running?" in err
+
+
+@pytest.mark.parametrize("command", [["report"], ["events", "export"], ["events", "query"]])
+def test_every_analytics_command_has_help(command: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "usage: switchboard" in out and "--db" in out
+    if command[-1] == "query":
+        assert "request_id" in out and "duckdb_columns()" in out  # the columns

@@ -257,16 +257,40 @@ def test_an_export_cut_short_is_redone_without_duplicates(nats_url: str, tmp_pat
 def test_a_recreated_stream_is_refused(nats_url: str, tmp_path: Path) -> None:
     db = tmp_path / "events.duckdb"
     con = open_db(db, read_only=False)
-    con.execute("INSERT INTO export_state VALUES ('SB_EVENTS', 500, now())")
+    con.execute("INSERT INTO export_state VALUES ('SB_EVENTS', 500, now(), NULL)")
     con.close()
     asyncio.run(_publish(nats_url, dataset()[:2]))
+    with pytest.raises(ExportError, match="recreated"):  # fewer events than exported
+        asyncio.run(_export(nats_url, db))
+
+
+def test_a_recreated_stream_that_grew_is_refused(nats_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "events.duckdb"
+    asyncio.run(_publish(nats_url, dataset()[:2]))
+    asyncio.run(_export(nats_url, db))
+    asyncio.run(_recreate_events_stream(nats_url))
+    asyncio.run(_publish(nats_url, dataset()[:5]))  # past the 2 exported from the first one
     with pytest.raises(ExportError, match="recreated"):
         asyncio.run(_export(nats_url, db))
+
+
+async def _recreate_events_stream(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_stream(SUBJECTS.events_stream)
+    finally:
+        await nc.close()
 
 
 def test_reading_a_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
     with pytest.raises(NoDatabaseError, match="switchboard events export"):
         open_db(tmp_path / "none.duckdb", read_only=True)
+
+
+def test_the_batch_rows_follow_the_columns() -> None:
+    from actors.analytics._export import _Row
+
+    assert _Row.__struct_fields__ == tuple(name for name, _, _ in COLUMNS)
 
 
 def test_event_row_of_an_event_with_defaults() -> None:

@@ -15,6 +15,7 @@ about 400 000 rows a second here against about 1 200 with ``executemany``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 import time
@@ -32,7 +33,6 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.analytics._schema import (
-    COLUMN_NAMES,
     COLUMNS,
     EVENTS_TABLE,
     last_exported,
@@ -108,15 +108,23 @@ class _Row(msgspec.Struct, kw_only=True):
     subject: str
     raw: str
 
-_READ_COLUMNS = ", ".join(
-    f"{name}: '{'DOUBLE' if name == 'time' else 'VARCHAR' if name == 'raw' else kind.split()[0]}'"
-    for name, kind, _ in COLUMNS)
-_INSERT = (
-    f"INSERT OR IGNORE INTO {EVENTS_TABLE} SELECT "
-    + ", ".join("to_timestamp(time)" if name == "time" else "CAST(raw AS JSON)"
-                if name == "raw" else name for name in COLUMN_NAMES)
-    + f" FROM read_json(?, format = 'newline_delimited', columns = {{{_READ_COLUMNS}}})"
-)
+
+_AS_READ = {"time": ("DOUBLE", "to_timestamp(time)"), "raw": ("VARCHAR", "CAST(raw AS JSON)")}
+"""Columns read from a batch file as another type than their own, and the conversion."""
+
+
+def _insert_sql() -> str:
+    """``INSERT OR IGNORE`` of the rows of a batch file (its path is the one parameter)."""
+    read, select = [], []
+    for name, kind, _ in COLUMNS:
+        read_type, expression = _AS_READ.get(name, (kind.split()[0], name))
+        read.append(f"{name}: '{read_type}'")
+        select.append(expression)
+    return (f"INSERT OR IGNORE INTO {EVENTS_TABLE} SELECT {', '.join(select)} "
+            f"FROM read_json(?, format = 'newline_delimited', columns = {{{', '.join(read)}}})")
+
+
+_INSERT = _insert_sql()
 _encoder = msgspec.json.Encoder()
 
 
@@ -179,8 +187,10 @@ def _undecodable(seq: int, subject: str, text: str, stored_at: float,
 class _Batches:
     """Writes batches of rows, each in one transaction with the new last sequence."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, stream: str, workdir: Path) -> None:
-        self.con, self.stream, self.file = con, stream, workdir / "batch.ndjson"
+    def __init__(self, con: duckdb.DuckDBPyConnection, stream: str,
+                 created: dt.datetime | None, workdir: Path) -> None:
+        self.con, self.stream, self.created = con, stream, created
+        self.file = workdir / "batch.ndjson"
         self.added = 0
 
     def write(self, rows: list[_Row], last_seq: int) -> None:
@@ -193,8 +203,8 @@ class _Batches:
         try:
             if rows:
                 result = con.execute(_INSERT, [str(self.file)]).fetchone()
-            con.execute("INSERT OR REPLACE INTO export_state VALUES (?, ?, now())",
-                        [self.stream, last_seq])
+            con.execute("INSERT OR REPLACE INTO export_state VALUES (?, ?, now(), ?)",
+                        [self.stream, last_seq, self.created])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -220,33 +230,35 @@ async def export_events(js: JetStreamContext, con: duckdb.DuckDBPyConnection,
     Raises:
         NotRunningError: the server has no events stream (Switchboard never ran on it).
         BrokerError: NATS failed or timed out.
-        ExportError: the file holds another stream's events, or more than this stream has
-            (the stream was recreated): export into a new file.
+        ExportError: the file holds another stream's events, or those of an earlier stream of
+            that name (the stream was recreated: a new NATS store): export into a new file.
     """
     started = time.monotonic()
     stream = subjects.events_stream
     recorded = last_exported(con)
-    if recorded is not None and recorded[0] != stream:
-        msg = (f"this file holds the events of stream {recorded[0]}, not {stream}: "
+    if recorded is not None and recorded.stream != stream:
+        msg = (f"this file holds the events of stream {recorded.stream}, not {stream}: "
                "export into another file (--db)")
         raise ExportError(msg)
-    last = recorded[1] if recorded is not None else 0
+    last = recorded.last_seq if recorded is not None else 0
     try:
-        state = (await js.stream_info(stream)).state
+        info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError as exc:
         msg = f"no {stream} stream on this server: has Switchboard run against it?"
         raise NotRunningError(msg) from exc
     except (TimeoutError, nats.errors.Error) as exc:
         msg = f"cannot read the {stream} stream: {exc or type(exc).__name__}"
         raise BrokerError(msg) from exc
-    if state.last_seq < last:
-        msg = (f"the {stream} stream ends at sequence {state.last_seq} but this file already "
-               f"holds events up to {last}: the stream was recreated (a new NATS store?). "
-               "Export into a new file (--db)")
+    state = info.state
+    if recorded is not None and (state.last_seq < last
+                                 or _recreated(recorded.stream_created, info.created)):
+        msg = (f"this file holds events of an earlier {stream} stream (up to sequence {last}): "
+               "the stream was recreated since (a new NATS store?). Export into a new file "
+               "(--db)")
         raise ExportError(msg)
     first_added = 0
     with tempfile.TemporaryDirectory(prefix="sb-export-") as workdir:
-        batches = _Batches(con, stream, Path(workdir))
+        batches = _Batches(con, stream, info.created, Path(workdir))
         if state.last_seq > last and state.messages:
             first_added, last = await _copy(js, subjects, batches, start=last + 1,
                                             target=state.last_seq, batch=batch,
@@ -255,12 +267,20 @@ async def export_events(js: JetStreamContext, con: duckdb.DuckDBPyConnection,
             batches.write([], state.last_seq)
             last = state.last_seq
     total_row = con.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchone()
-    previous = recorded[1] if recorded is not None else 0
+    previous = recorded.last_seq if recorded is not None else 0
     return ExportResult(
         added=batches.added, first_seq=first_added, last_seq=last,
         total=int(total_row[0]) if total_row else 0,
         skipped=max(0, last - previous - batches.added), seconds=time.monotonic() - started,
     )
+
+
+def _recreated(recorded: dt.datetime | None, created: dt.datetime | None) -> bool:
+    """Whether the stream's creation time differs from the one recorded (to the millisecond:
+    the file keeps microseconds, the server says nanoseconds)."""
+    if recorded is None or created is None:
+        return False
+    return abs((recorded - created).total_seconds()) > 0.001
 
 
 async def _copy(js: JetStreamContext, subjects: Subjects, batches: _Batches, *, start: int,

@@ -12,13 +12,17 @@ sequence twice cannot duplicate a row. Columns: ``seq``, ``time``, ``actor``, ``
 ``value``, ``error``, ``detail``, ``trace_id``, ``event_id``, ``pid``, ``subject``, ``raw``.
 
 Table ``export_state``: ``stream`` (the events stream's name, primary key), ``last_seq`` (the
-last sequence exported), ``exported_at``; written in the same transaction as each batch.
+last sequence exported), ``exported_at``, ``stream_created`` (when the server created the
+stream: a recreated stream numbers from 1 again); written in the same transaction as each
+batch.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -74,7 +78,8 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS export_state (
     stream VARCHAR PRIMARY KEY,
     last_seq BIGINT NOT NULL,
-    exported_at TIMESTAMPTZ NOT NULL
+    exported_at TIMESTAMPTZ NOT NULL,
+    stream_created TIMESTAMPTZ
 )""",
 )
 
@@ -124,8 +129,17 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
                     + "'" + meaning.replace("'", "''") + "'")
 
 
-def last_exported(con: duckdb.DuckDBPyConnection) -> tuple[str, int] | None:
-    """(stream name, last exported sequence) recorded in the file, or None before any export."""
-    row = con.execute("SELECT stream, last_seq FROM export_state "
+class Exported(NamedTuple):
+    """What the file says of the last export: the stream, its last sequence exported, when
+    the server created that stream (None if it did not say)."""
+
+    stream: str
+    last_seq: int
+    stream_created: dt.datetime | None
+
+
+def last_exported(con: duckdb.DuckDBPyConnection) -> Exported | None:
+    """The file's ``export_state``, or None before any export."""
+    row = con.execute("SELECT stream, last_seq, stream_created FROM export_state "
                       "ORDER BY exported_at DESC LIMIT 1").fetchone()
-    return (str(row[0]), int(row[1])) if row else None
+    return Exported(str(row[0]), int(row[1]), row[2]) if row else None

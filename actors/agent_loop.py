@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors.escalation import TurnSignals, cause_of, observe, turn_confidence
+from actors.runtime import child_span
 from protocol import (
     EscalationMemo,
     Flow,
@@ -130,7 +131,13 @@ class TurnEngine:
         read: list[str] = []
         written: list[str] = []
         for call in calls:
-            result = await run_tool(self.workspace, call, self.actor.topology.tools)
+            with child_span(f"tool_call {call.name}", {
+                "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.call_id,
+                "switchboard.session": self.ctx.session,
+            }) as span:
+                result = await run_tool(self.workspace, call, self.actor.topology.tools)
+                span.set_attributes({"switchboard.tool.error": result.is_error})
+                elapsed_ms = span.elapsed_ms
             results.append(result)
             state.messages.append({"role": "tool", "tool_call_id": call.call_id,
                                    "content": result.content})
@@ -141,7 +148,7 @@ class TurnEngine:
             refused = refusal_kind(result)
             await self.ctx.emit("tool_refused" if refused else "tool_call", detail=(
                 f"{call.name} {refused or ('error' if result.is_error else 'ok')}: "
-                f"{call.arguments}")[:500])
+                f"{call.arguments}")[:500], duration_ms=elapsed_ms, **span.event_ids())
         for path in written:
             if path not in state.files_written:
                 state.files_written.append(path)

@@ -47,6 +47,9 @@ CONNECT_TIMEOUT_S = 5.0
 API_TIMEOUT_S = 10.0
 DUPLICATE_WINDOW_S = 120.0
 """JetStream de-duplication window for task subjects (the server default, 2 minutes)."""
+MIN_SERVER_VERSION = (2, 11)
+"""The oldest nats-server Switchboard runs on: the run lock's per-message TTL (``Nats-TTL``,
+``allow_msg_ttl``) came in 2.11 (ADR-43, nats-io/nats-architecture-and-design)."""
 
 
 def resolve_nats_url(settings: Settings, override: str | None = None) -> str:
@@ -85,7 +88,8 @@ async def connect(
         reconnected_cb: called after each reconnect (pull consumers re-pull then).
 
     Raises:
-        BrokerError: the server cannot be reached within ``timeout_s``.
+        BrokerError: the server cannot be reached within ``timeout_s``, or it is older than
+            ``MIN_SERVER_VERSION``.
     """
     options: dict[str, object] = {
         "servers": [u.strip() for u in url.split(",")],
@@ -110,10 +114,18 @@ async def connect(
         options["reconnected_cb"] = reconnected_cb
     try:
         async with asyncio.timeout(timeout_s + 1):
-            return await nats.connect(**options)  # type: ignore[arg-type]
+            nc = await nats.connect(**options)  # type: ignore[arg-type]
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         msg = f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
         raise BrokerError(msg) from exc
+    version = nc.connected_server_version
+    if (version.major, version.minor) < MIN_SERVER_VERSION:
+        await nc.close()
+        want = ".".join(map(str, MIN_SERVER_VERSION))
+        msg = (f"the NATS server at {url} is version {version}: Switchboard needs {want} or "
+               "newer (per-message TTL of the run lock)")
+        raise BrokerError(msg)
+    return nc
 
 
 def _task_stream(subjects: Subjects, role: str, replicas: int) -> StreamConfig:

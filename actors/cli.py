@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ Switchboard: a Discord AI bot built as actors over NATS JetStream.
                                        DISCORD_TOKEN is set
   switchboard chat --message "hello"   ask from the terminal (same actors as Discord)
   switchboard events tail              follow every step as it happens
+  switchboard trace SESSION            the span tree of a session's last request
   switchboard actor python_coder --replicas 3   add replicas of one role (any host)
   switchboard bots add NAME --token-env VAR     add a Discord bot to the running pool
 """
@@ -45,6 +47,8 @@ environment:
   SB_DATA_DIR          data directory: NATS store, workspaces (default: ./.switchboard)
   SB_NATS_PORT         embedded NATS port (default 4222)
   SB_LOG_LEVEL         DEBUG, INFO, WARNING (default INFO); SB_LOG_JSON=1 for JSON lines
+  OTEL_EXPORTER_OTLP_ENDPOINT  export spans over OTLP http/protobuf (e.g.
+                       http://127.0.0.1:4318); the other OTEL_* variables apply
 """
 
 
@@ -190,7 +194,16 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -
 
     # The chat prints its own progress; logs only when asked (--log-level) or for warnings.
     setup_logging("chat", level=args.log_level or "WARNING", as_json=settings.log_json)
-    save_dir = Path(args.save_dir) if args.save_dir else None
+    save_dir = Path(args.save_dir).expanduser() if args.save_dir else None
+    if save_dir is not None:
+        try:  # before asking: an answer's files must have somewhere to go
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _say(f"❌ --save-dir {save_dir}: cannot create it ({exc.strerror or exc}).")
+            return EXIT_CONFIG
+        if not os.access(save_dir, os.W_OK):
+            _say(f"❌ --save-dir {save_dir}: this user cannot write there.")
+            return EXIT_CONFIG
     return asyncio.run(run_chat(
         settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
         session=args.session, timeout_s=args.timeout, save_dir=save_dir, user=args.user,
@@ -224,14 +237,14 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
     from actors.worker import run_gateway_process
 
     if args.interactions:
-        from gateway.errors import GatewayError
+        from gateway.errors import GatewayError, NotRunningError
         from gateway.interactions import run_interactions
 
         setup_logging("gateway", level=settings.log_level, as_json=settings.log_json)
         try:
             asyncio.run(run_interactions(settings, topology, nats_url=resolve_nats_url(settings),
                                          listen=args.interactions))
-        except GatewayError as exc:
+        except (GatewayError, NotRunningError) as exc:
             _say(f"❌ {exc}")
             return EXIT_CONFIG
         return 0
@@ -257,6 +270,14 @@ def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology)
         ))
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_trace(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    from actors.bus import resolve_nats_url
+    from actors.trace_view import show_trace
+
+    return asyncio.run(show_trace(settings, topology, resolve_nats_url(settings), args.session,
+                                  as_json=args.json))
 
 
 # ------------------------------------------------------------------------------------ parser
@@ -324,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "your login name)")
     chat.add_argument("--timeout", type=float, default=300.0,
                       help="seconds to wait for an answer (default 300)")
-    chat.add_argument("--save-dir", help="save files sent with answers into this directory")
+    chat.add_argument("--save-dir", help="save files sent with answers into this directory "
+                      "(created if missing)")
     chat.set_defaults(func=cmd_chat)
 
     actor = commands.add_parser(
@@ -364,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, default=0,
                       help="exit after N events (default: follow until Ctrl-C)")
     tail.set_defaults(func=cmd_events)
+
+    trace = commands.add_parser(
+        "trace", help="the span tree of a session's last request, with durations",
+        description="Print the spans of SESSION's last request (each actor's step, model call "
+        "and tool call) as a tree with start offsets and durations, read from the execution "
+        "events (no trace collector needed). Exit codes: 0 printed, 1 no traced events for "
+        "the session, 2 NATS cannot be reached.")
+    trace.add_argument("session", help="session id (terminal-<user>, a Discord thread's, ...)")
+    trace.add_argument("--json", action="store_true",
+                       help="print one JSON object: trace_id, session, services, duration_ms, "
+                       "spans (nested children)")
+    trace.set_defaults(func=cmd_trace)
+
     from actors.analytics.cli import add_parsers as add_analytics_parsers
 
     add_analytics_parsers(commands, event_commands)  # report, events export, events query

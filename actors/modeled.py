@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from actors.config import ModelSpec
 from actors.errors import ModelError, StoreConflictError
 from actors.memory import Speaker, append_exchange, history_messages, user_memory_text
-from actors.runtime import Actor, MessageContext
+from actors.runtime import Actor, MessageContext, child_span
 from protocol import Usage
 
 if TYPE_CHECKING:
@@ -125,30 +125,39 @@ class ModelActor(Actor):
 
         candidates = [models] if isinstance(models, ModelSpec) else list(models)
         for position, spec in enumerate(candidates):
-            started = time.perf_counter()
-            try:
-                reply = await complete(spec, messages, tools=tools, on_text=on_text,
-                                       response_format=response_format,
-                                       max_tokens=max_tokens, timeout_s=timeout_s)
-            except ModelError as exc:
-                elapsed = (time.perf_counter() - started) * 1000
-                await ctx.emit("model_error", model=spec.name, detail=f"{purpose}: {exc}"[:500],
-                               duration_ms=elapsed)
-                following = candidates[position + 1:]
-                if not exc.fallback_helps or not following:
-                    raise
-                await ctx.emit("fallback", model=following[0].name, source="model",
-                               detail=f"{purpose}: {spec.name} → {following[0].name}: "
-                                      f"{type(exc).__name__}"[:500])
-                continue
-            usage: Usage = reply.usage
-            await ctx.emit(
-                "model_call", model=spec.name, detail=purpose,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                cost_usd=usage.cost_usd,
-            )
-            return reply
+            with child_span(f"model_call {spec.name}", {
+                "gen_ai.request.model": spec.name, "switchboard.purpose": purpose,
+                "switchboard.role": self.actor_id.role, "switchboard.session": ctx.session,
+            }) as span:
+                try:
+                    reply = await complete(spec, messages, tools=tools, on_text=on_text,
+                                           response_format=response_format,
+                                           max_tokens=max_tokens, timeout_s=timeout_s)
+                except ModelError as exc:
+                    await ctx.emit("model_error", model=spec.name,
+                                   detail=f"{purpose}: {exc}"[:500],
+                                   duration_ms=span.elapsed_ms, **span.event_ids())
+                    following = candidates[position + 1:]
+                    if not exc.fallback_helps or not following:
+                        raise
+                    span.set_attributes({"error.type": type(exc).__name__})
+                    await ctx.emit("fallback", model=following[0].name, source="model",
+                                   detail=f"{purpose}: {spec.name} → {following[0].name}: "
+                                          f"{type(exc).__name__}"[:500])
+                    continue
+                usage: Usage = reply.usage
+                span.set_attributes({
+                    "gen_ai.response.model": usage.model or spec.name,
+                    "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                    "gen_ai.usage.output_tokens": usage.completion_tokens,
+                    "switchboard.cost_usd": usage.cost_usd,
+                })
+                await ctx.emit(
+                    "model_call", model=spec.name, detail=purpose, duration_ms=span.elapsed_ms,
+                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                    cost_usd=usage.cost_usd, **span.event_ids(),
+                )
+                return reply
         msg = "call_model needs at least one model"
         raise ValueError(msg)
 

@@ -23,6 +23,14 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _flush_spans() -> None:
+    """Export the spans still queued: a multiprocessing child leaves with ``os._exit``, which
+    skips OpenTelemetry's ``atexit`` flush."""
+    from actors.runtime import shutdown_tracing
+
+    shutdown_tracing()
+
+
 def run_actor_process(
     role: str, replica: int, settings: Settings, topology: Topology, nats_url: str,
     actor_cls: type[Actor] | None = None,
@@ -44,6 +52,8 @@ def run_actor_process(
     except Exception:
         _log.exception("%s/%d failed", role, replica)
         sys.exit(1)
+    finally:
+        _flush_spans()
 
 
 def run_gateway_process(settings: Settings, topology: Topology, nats_url: str) -> None:
@@ -59,3 +69,5 @@ def run_gateway_process(settings: Settings, topology: Topology, nats_url: str) -
     except Exception:
         _log.exception("gateway failed")
         sys.exit(1)
+    finally:
+        _flush_spans()

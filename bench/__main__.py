@@ -17,7 +17,7 @@ from bench._table import summary as _summary
 _log = logging.getLogger("bench")
 
 SCENARIOS = ("throughput", "replicas", "iobound", "memory", "coldstart", "runtime",
-             "learning", "modelcall", "concurrency", "wire")
+             "learning", "modelcall", "concurrency", "wire", "tracing")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
@@ -28,6 +28,7 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
     from bench._modelcall import run_modelcall
     from bench._runtime import run_runtime
     from bench._throughput import run_io_bound_scaling, run_scaling, run_throughput
+    from bench._tracing import run_tracing
     from bench._wire_bytes import run_wire
 
     match name:
@@ -46,6 +47,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_modelcall(d, quick=quick)
         case "wire":
             return lambda d: run_wire(d, quick=quick)
+        case "tracing":
+            return lambda d: run_tracing(d, quick=quick)
         case "concurrency":
             return lambda d: run_concurrency(d, quick=quick)
         case "learning":

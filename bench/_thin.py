@@ -15,7 +15,11 @@ Each hop is its own OS process (``python -m bench._thin actor N --url URL``). Pe
    publishes the ``Reply`` to the outbox stream's subject (the client reads it with a core
    subscription), both at once, as the runtime's ``ctx.store`` and ``ctx.reply`` do;
 4. one execution event per hop: a core publish of a small msgspec event on
-   ``<prefix>.event.hop<N>.step``, stored by the events stream;
+   ``<prefix>.event.hop<N>.step.<session>``, stored by the events stream (the session is a
+   subject token, as Switchboard's event subjects must have it: ``protocol/README.md``; every
+   task of the bench is a new session, so each event is on a subject the stream has not seen,
+   which costs the server about 40 µs a task in its per-subject index and garbage collector,
+   measured with the runtime's events on one subject instead);
 5. ``+ACK`` once every publish of the hop is confirmed (``-NAK`` if one failed or went
    unanswered for 10 s), from the PubAck callback.
 
@@ -88,7 +92,8 @@ class Names:
         return f"{self.prefix}-hop{hop}"
 
     def event(self, hop: int, kind: str) -> str:
-        return f"{self.prefix}.event.hop{hop}.{kind}"
+        """``<prefix>.event.hop<N>.<kind>.``: an event's subject without its session."""
+        return f"{self.prefix}.event.hop{hop}.{kind}."
 
     @property
     def events_stream(self) -> str:
@@ -296,7 +301,7 @@ class Hop:
                                 delivery, msg_id)
         event = Event(f"{self._event_prefix}{next(self._event_ids):012x}", task.session,
                       self._actor, "step", time.time(), self._pid)
-        await self._nc.publish(self._event_subject, encoder.encode(event))
+        await self._nc.publish(self._event_subject + task.session, encoder.encode(event))
 
     async def _publish(self, subject: str, payload: bytes, delivery: _Open,
                        msg_id: str) -> None:

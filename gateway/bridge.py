@@ -24,7 +24,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from actors.bus import check_running, connect
 from actors.config import Settings
 from actors.errors import BrokerError
-from actors.errors import NotRunningError as BusNotRunning
 from actors.runtime import current_traceparent, setup_tracing, span_from_headers
 from gateway.errors import NotRunningError
 from protocol import (
@@ -124,10 +123,7 @@ class Bridge:
             _log.exception("outbox %s: handling %s failed", self.origin, type(message).__name__)
 
     async def _check(self) -> None:
-        try:
-            await check_running(self.js, self.subjects)
-        except BusNotRunning as exc:
-            raise NotRunningError(str(exc)) from exc
+        await check_running(self.js, self.subjects)
 
     async def send(self, message: ChatMessage) -> None:
         """Publish ``message`` to the classifier and wait until JetStream has stored it.
@@ -144,7 +140,9 @@ class Bridge:
         subject = self.subjects.task("classifier")
         try:
             # The request's trace starts here; every actor's span is a descendant.
-            with span_from_headers(f"gateway {self.origin} chat_message", None):
+            with span_from_headers(f"gateway {self.origin} chat_message", None) as span:
+                span.set_attributes({"switchboard.session": message.session,
+                                     "switchboard.origin": self.origin})
                 headers[HEADER_TRACEPARENT] = current_traceparent()
                 await self.js.publish(subject, encoder.encode(message), headers=headers,
                                       timeout=PUBLISH_TIMEOUT_S)
@@ -211,7 +209,7 @@ async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
     except BrokerError as exc:
         msg = f"Switchboard is not running: {exc}. Start it with `switchboard up`."
         raise NotRunningError(msg) from exc
-    setup_tracing(f"switchboard-gateway-{origin}", console=settings.trace_console)
+    setup_tracing("switchboard-gateway", console=settings.trace_console)
     bridge = Bridge(nc, subjects, origin)
     bridge._owns_connection = True  # noqa: SLF001 - set by its own factory
     return bridge

@@ -434,6 +434,13 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     ``case_stored`` / ``case_feedback`` (``case``), and ``escalation`` / ``paused`` (the
     cause: ``stuck``, ``low_confidence``, ``repeated_error``, ``no_progress``;
     ``actors.escalation.cause_of``)."""
+    span_id: str = ""
+    """The span this event reports (16 hex digits): a delivery's (``handled``), a
+    model call's (``model_call``, ``model_error``) or a tool call's (``tool_call``,
+    ``tool_refused``); "" for point events."""
+    parent_span_id: str = ""
+    """The span this event happened in (16 hex digits; for a ``handled`` event, the span that
+    published the message, e.g. the gateway's): with ``span_id``, the trace's tree."""
     request_id: str = ""
     """The person's message this step works for (the ChatMessage's ``message_id``, carried
     by every later step as ``ReplyTo.in_reply_to``; a paused run's answer is a request of its

@@ -103,6 +103,8 @@ class _Row(msgspec.Struct, kw_only=True):
     error: str | None
     detail: str | None
     trace_id: str | None
+    span_id: str | None
+    parent_span_id: str | None
     event_id: str | None
     pid: int
     subject: str
@@ -162,7 +164,8 @@ def event_row(seq: int, subject: str, data: bytes, stored_at: float) -> _Row:
         tokens_in=event.prompt_tokens, tokens_out=event.completion_tokens,
         cost_usd=event.cost_usd, latency_ms=event.duration_ms, source=_text(event.source),
         value=event.value, error=error, detail=_text(event.detail),
-        trace_id=_text(event.trace_id), event_id=_text(event.event_id), pid=event.pid,
+        trace_id=_text(event.trace_id), span_id=_text(event.span_id),
+        parent_span_id=_text(event.parent_span_id), event_id=_text(event.event_id), pid=event.pid,
         subject=subject, raw=text,
     )
 
@@ -180,7 +183,8 @@ def _undecodable(seq: int, subject: str, text: str, stored_at: float,
         session=_text(session), request_id=None, step=None, flow=None, role=None,
         user_id=None, model=None, tokens_in=0, tokens_out=0, cost_usd=0.0, latency_ms=0.0,
         source=None, value=0, error=f"not an ExecutionEvent: {exc}"[:500], detail=None,
-        trace_id=None, event_id=None, pid=0, subject=subject, raw=text,
+        trace_id=None, span_id=None, parent_span_id=None, event_id=None, pid=0,
+        subject=subject, raw=text,
     )
 
 

@@ -9,7 +9,8 @@ the field empty, numbers 0. ``seq`` (the stream sequence) is the primary key, so
 sequence twice cannot duplicate a row. Columns: ``seq``, ``time``, ``actor``, ``kind``,
 ``session``, ``request_id``, ``step``, ``flow``, ``role``, ``user_id``, ``model``,
 ``tokens_in``, ``tokens_out``, ``cost_usd``, ``latency_ms`` (milliseconds), ``source``,
-``value``, ``error``, ``detail``, ``trace_id``, ``event_id``, ``pid``, ``subject``, ``raw``.
+``value``, ``error``, ``detail``, ``trace_id``, ``span_id``, ``parent_span_id``,
+``event_id``, ``pid``, ``subject``, ``raw``.
 
 Table ``export_state``: ``stream`` (the events stream's name, primary key), ``last_seq`` (the
 last sequence exported), ``exported_at``, ``stream_created`` (when the server created the
@@ -62,6 +63,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("detail", "VARCHAR", "free text (ExecutionEvent.detail); answered: NULL for an answer, "
      "else the error code or silent"),
     ("trace_id", "VARCHAR", "the OpenTelemetry trace id"),
+    ("span_id", "VARCHAR", "the span the event reports (handled, model_call, tool_call)"),
+    ("parent_span_id", "VARCHAR", "the span the event happened in"),
     ("event_id", "VARCHAR", "the event's own id"),
     ("pid", "INTEGER", "process id of the emitter"),
     ("subject", "VARCHAR", "the NATS subject, <prefix>.event.<actor>.<kind>.<session>"),

@@ -25,7 +25,8 @@ _COLUMNS_HELP = """\
 The table `events` has one row per execution event:
   seq (stream sequence, primary key), time (TIMESTAMPTZ), actor, kind, session, request_id,
   step, flow, role, user_id, model, tokens_in, tokens_out, cost_usd, latency_ms, source,
-  value, error, detail, trace_id, event_id, pid, subject, raw (the event as JSON).
+  value, error, detail, trace_id, span_id, parent_span_id, event_id, pid, subject,
+  raw (the event as JSON).
 What each column means: SELECT column_name, comment FROM duckdb_columns()
   WHERE table_name = 'events'   (or README, "Event analytics").
 

@@ -9,26 +9,34 @@ from actors.runtime._pull import PullConsumer
 from actors.runtime._service import run_actor, stop_on_signals
 from actors.runtime._sessions import SessionStore
 from actors.runtime._tracing import (
+    ChildSpan,
+    child_span,
     current_trace_id,
     current_traceparent,
+    otlp_configured,
     setup_tracing,
+    shutdown_tracing,
     span_from_headers,
 )
 
 __all__ = [
     "Actor",
+    "ChildSpan",
     "Dispatcher",
     "MessageContext",
     "PullConsumer",
     "Services",
     "SessionStore",
+    "child_span",
     "compare_and_set",
     "current_trace_id",
     "current_traceparent",
     "handler",
     "read_entry",
     "run_actor",
+    "otlp_configured",
     "setup_tracing",
+    "shutdown_tracing",
     "span_from_headers",
     "stop_on_signals",
     "request_of",

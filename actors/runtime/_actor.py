@@ -23,7 +23,7 @@ from actors.config import ActorSpec, Settings, Topology
 from actors.errors import BrokerError
 from actors.runtime._publish import Publisher
 from actors.runtime._sessions import SessionStore
-from actors.runtime._tracing import current_trace_id, current_traceparent
+from actors.runtime._tracing import current_span_ids, current_traceparent
 from protocol import (
     HEADER_MSG_ID,
     HEADER_TRACEPARENT,
@@ -167,11 +167,13 @@ class Actor:
         without waiting for a JetStream ack, so an event costs the hot path about 2 µs
         (shared/NOTES.md) and a broker outage delays nothing (but can lose events). It has no
         headers: its type and session are in the body, and each header costs the publisher
-        about 1.2 µs (``protocol/README.md``). ``trace_id`` defaults to the current span's.
+        about 1.2 µs (``protocol/README.md``). ``trace_id`` defaults to the current span's, and
+        ``parent_span_id`` to the current span's id (the delivery's in a handler).
         """
         pid = self._pid
         if "trace_id" not in fields:
-            fields["trace_id"] = current_trace_id()
+            fields["trace_id"], current = current_span_ids()
+            fields.setdefault("parent_span_id", current)
         event = ExecutionEvent(
             event_id=_event_ids.next(pid), session=session, actor=self.actor_id.role,
             kind=kind, at=time.time(), pid=pid, **fields,

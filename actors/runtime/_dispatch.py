@@ -56,6 +56,7 @@ from protocol import (
     type_tag,
 )
 
+_NO_TRACE = DeliveryTrace("", "", None)
 _log = logging.getLogger(__name__)
 
 MAX_NAK_DELAY_S = 30.0
@@ -219,7 +220,7 @@ class Dispatcher:
 
     def _begin(self, d: _Delivery) -> None:
         """Runs in the delivery's own context: span, handler's first step."""
-        d.trace = begin_delivery(self._role, d.step, d.msg.headers)
+        d.trace = begin_delivery(self._role, d.step, d.msg.headers, d.session)
         handler = self._handlers.get(type(d.message))
         if handler is None:
             text = f"{self._role} has no handler for '{d.step}' messages"
@@ -336,8 +337,9 @@ class Dispatcher:
                 # de-duplicated by their ids.
                 self.actor.log.warning("session %s: ack failed: %s", d.session, exc)
         for d in batch:
-            trace_id = d.trace.trace_id if d.trace is not None else ""
-            await self.actor.emit("handled", d.session, step=d.step, trace_id=trace_id,
+            trace = d.trace or _NO_TRACE
+            await self.actor.emit("handled", d.session, step=d.step, trace_id=trace.trace_id,
+                                  span_id=trace.span_id, parent_span_id=trace.parent_id,
                                   duration_ms=(now - d.started) * 1000, request_id=d.request)
             self._close(d)
 

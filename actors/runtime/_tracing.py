@@ -12,15 +12,29 @@ with py-spy in the bench's ``runtime`` scenario). A delivery goes further: ``beg
 makes no OpenTelemetry object at all when nothing records, only the two strings a delivery
 publishes (its ``traceparent`` and trace id), kept in a context variable (about 1 µs instead
 of 10 µs per delivery, measured with ``timeit`` here).
+
+With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) set, spans are
+exported over OTLP http/protobuf by OpenTelemetry's own exporter, configured by the standard
+variables (``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_BSP_SCHEDULE_DELAY``, ...;
+https://opentelemetry.io/docs/specs/otel/protocol/exporter/); ``OTEL_TRACES_EXPORTER=none``
+turns it off. The exporter is imported only then.
+
+Whether spans are recorded or not, each delivery, model call and tool call has a span id, and
+the execution events carry it (``span_id``, ``parent_span_id``), so ``switchboard trace``
+draws a request's span tree from the events alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -46,14 +60,33 @@ _propagator = TraceContextTextMapPropagator()
 _tracer = trace.get_tracer("switchboard")
 
 
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+"""Either one makes ``setup_tracing`` export spans over OTLP (the OpenTelemetry spec's names)."""
+
+
+def otlp_configured(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the standard variables ask for OTLP trace export: an endpoint is set and
+    ``OTEL_TRACES_EXPORTER`` (default ``otlp``) names ``otlp``."""
+    if not any(environ.get(name) for name in OTLP_ENDPOINT_VARIABLES):
+        return False
+    exporters = environ.get("OTEL_TRACES_EXPORTER", "otlp").replace(" ", "").split(",")
+    return "otlp" in exporters
+
+
 def setup_tracing(service: str, *, console: bool = False) -> None:
     """Install an SDK tracer provider for this process, named ``service`` (once per process:
-    OpenTelemetry refuses to replace a provider)."""
+    OpenTelemetry refuses to replace a provider), exporting to the console with ``console``
+    and over OTLP http/protobuf when ``otlp_configured()``."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    if otlp_configured():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _log.info("%s: exporting spans over OTLP", service)
     trace.set_tracer_provider(provider)
     global _recording_cache  # noqa: PLW0603 - the provider changed
     _recording_cache = None
@@ -61,16 +94,29 @@ def setup_tracing(service: str, *, console: bool = False) -> None:
     _tracer = trace.get_tracer("switchboard")
 
 
+def shutdown_tracing(timeout_s: float = 5.0) -> None:
+    """Export the spans still queued and stop the exporters (a process's last step: a forked
+    actor leaves with ``os._exit``, which skips the SDK's own ``atexit`` flush). Waits up to
+    ``timeout_s`` seconds; a no-op when nothing records."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider) and _recording():
+        provider.force_flush(int(timeout_s * 1000))
+        provider.shutdown()
+
+
 _recording_cache: tuple[object, bool] | None = None
 
 
 def _recording() -> bool:
     """Whether spans go anywhere: the SDK provider has at least one span processor (asked
-    once per provider: ``setup_tracing`` sets it up before the first message)."""
+    once per provider: ``setup_tracing`` sets it up before the first message); no provider
+    set (the API's proxy or no-op provider) records nothing."""
     global _recording_cache  # noqa: PLW0603 - a cache of the process-wide provider
     provider = trace.get_tracer_provider()
     if _recording_cache is not None and _recording_cache[0] is provider:
         return _recording_cache[1]
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return False
     processors = getattr(getattr(provider, "_active_span_processor", None),
                          "_span_processors", None)
     recording = processors is None or bool(processors)
@@ -110,12 +156,16 @@ def start_span(name: str, headers: dict[str, str] | None) -> Span:
 
 class DeliveryTrace:
     """The trace of one delivery: the ``traceparent`` its publishes carry, its trace id (32
-    hex digits, "" when none) and its span (None when nothing records)."""
+    hex digits, "" when none), its span id and its parent's (16 hex digits; the parent is ""
+    when the message came without a ``traceparent``) and its span (None when nothing
+    records)."""
 
-    __slots__ = ("span", "trace_id", "traceparent")
+    __slots__ = ("parent_id", "span", "span_id", "trace_id", "traceparent")
 
-    def __init__(self, traceparent: str, trace_id: str, span: Span | None) -> None:
+    def __init__(self, traceparent: str, trace_id: str, span: Span | None, span_id: str = "",
+                 parent_id: str = "") -> None:
         self.traceparent, self.trace_id, self.span = traceparent, trace_id, span
+        self.span_id, self.parent_id = span_id, parent_id
 
     def end(self) -> None:
         if self.span is not None:
@@ -125,27 +175,85 @@ class DeliveryTrace:
 _delivery: ContextVar[DeliveryTrace | None] = ContextVar("sb_delivery_trace", default=None)
 
 
-def begin_delivery(role: str, step: str, headers: dict[str, str] | None) -> DeliveryTrace:
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A W3C ``traceparent`` of version 00: trace id, parent span id, flags, lowercase hex
+(https://www.w3.org/TR/trace-context/#traceparent-header)."""
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
+                   session: str = "") -> DeliveryTrace:
     """Start the span of one delivery (``"<role> <step>"``), child of the ``traceparent`` in
     ``headers``, and make it current in the running ``contextvars`` context (one that belongs
     to this delivery and is dropped after it). Without an exporter no span object is made (see
-    the module docstring); the caller ends it with ``DeliveryTrace.end``."""
+    the module docstring); the caller ends it with ``DeliveryTrace.end``. A recorded span
+    carries ``switchboard.role``, ``switchboard.step`` and ``switchboard.session``."""
     value = headers.get(HEADER_TRACEPARENT) if headers else None
+    parent = _TRACEPARENT.fullmatch(value) if value else None
+    if parent is not None and (parent[1] == _ZERO_TRACE or parent[2] == _ZERO_SPAN):
+        parent = None  # invalid ids: the trace starts here (W3C trace context, 3.2.2.3)
     if _recording():
         span = start_span(f"{role} {step}", headers)
+        span.set_attributes({"switchboard.role": role, "switchboard.step": step,
+                             "switchboard.session": session})
         attach_span(span)
         context = span.get_span_context()
-        trace = DeliveryTrace(traceparent_of(span), format(context.trace_id, "032x"), span)
+        trace = DeliveryTrace(traceparent_of(span), format(context.trace_id, "032x"), span,
+                              format(context.span_id, "016x"),
+                              parent[2] if parent is not None else "")
     else:
-        parent = _parse_traceparent(value) if value else None
+        span_id = "%016x" % (random.getrandbits(64) or 1)  # noqa: UP031 - the fastest form
         if parent is not None:
-            trace_id, flags = f"{parent[0]:032x}", f"{parent[2]:02x}"
+            trace_id, parent_id, flags = parent.groups()
         else:
-            trace_id, flags = f"{random.getrandbits(128) or 1:032x}", "01"
-        span_id = f"{random.getrandbits(64) or 1:016x}"
-        trace = DeliveryTrace(f"00-{trace_id}-{span_id}-{flags}", trace_id, None)
+            trace_id, parent_id, flags = "%032x" % (random.getrandbits(128) or 1), "", "01"  # noqa: UP031
+        trace = DeliveryTrace(f"00-{trace_id}-{span_id}-{flags}", trace_id, None, span_id,
+                              parent_id)
     _delivery.set(trace)
     return trace
+
+
+class ChildSpan:
+    """A span inside a delivery (a model call, a tool call): its id and its parent's (16 hex
+    digits) for the execution event that reports it, and the recorded span, if any, for its
+    attributes. Made by ``child_span``."""
+
+    __slots__ = ("parent_id", "span", "span_id", "started")
+
+    def __init__(self, span: Span | None, span_id: str, parent_id: str) -> None:
+        self.span, self.span_id, self.parent_id = span, span_id, parent_id
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the span started."""
+        return (time.perf_counter() - self.started) * 1000
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        """Attributes of the recorded span (nothing when nothing records)."""
+        if self.span is not None:
+            self.span.set_attributes(attributes)
+
+    def event_ids(self) -> dict[str, str]:
+        """``span_id`` and ``parent_span_id`` for ``Actor.emit``."""
+        return {"span_id": self.span_id, "parent_span_id": self.parent_id}
+
+
+@contextmanager
+def child_span(name: str, attributes: dict[str, Any]) -> Iterator[ChildSpan]:
+    """A span named ``name`` under the current one (the delivery's, when called from a
+    handler), current while the block runs; an exception leaving the block is recorded on it.
+    When nothing records, only a span id is made (no OpenTelemetry object)."""
+    if _recording():
+        with _tracer.start_as_current_span(name, attributes=attributes) as span:
+            context = span.get_span_context()
+            parent = getattr(span, "parent", None)
+            yield ChildSpan(span, format(context.span_id, "016x"),
+                            format(parent.span_id, "016x") if parent is not None else "")
+        return
+    delivery = _delivery.get()
+    yield ChildSpan(None, f"{random.getrandbits(64) or 1:016x}",
+                    delivery.span_id if delivery is not None else "")
 
 
 def attach_span(span: Span) -> None:
@@ -186,6 +294,18 @@ def current_trace_id() -> str:
         return delivery.trace_id
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+
+def current_span_ids() -> tuple[str, str]:
+    """(trace id, span id) of the current span: the delivery's when nothing records, else
+    OpenTelemetry's current span (a model call's inside one); ("", "") when there is none."""
+    delivery = _delivery.get()
+    if delivery is not None and delivery.span is None:
+        return delivery.trace_id, delivery.span_id
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return (delivery.trace_id, delivery.span_id) if delivery is not None else ("", "")
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
 def record_error(exc: BaseException) -> None:

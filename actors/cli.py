@@ -398,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print one JSON object: trace_id, session, services, duration_ms, "
                        "spans (nested children)")
     trace.set_defaults(func=cmd_trace)
+
+    from actors.analytics.cli import add_parsers as add_analytics_parsers
+
+    add_analytics_parsers(commands, event_commands)  # report, events export, events query
     return parser
 
 

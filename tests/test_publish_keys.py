@@ -19,9 +19,14 @@ from protocol import ActorId, Progress, Reply, Subjects
 TOPOLOGY = load_topology()
 
 
+async def _no_event(kind: str, session: str, **fields: object) -> None:
+    """``Actor.emit``: a Reply is also an ``answered`` event, not looked at here."""
+
+
 def _context(nc: object, js: object, stream_seq: int) -> MessageContext:
     services = types.SimpleNamespace(subjects=Subjects(), nc=nc, js=js, publisher=None)
-    actor = types.SimpleNamespace(actor_id=ActorId("python_coder", 0), services=services)
+    actor = types.SimpleNamespace(actor_id=ActorId("python_coder", 0), services=services,
+                                  emit=_no_event)
     return MessageContext(actor=actor, session="s1", stream_seq=stream_seq,  # type: ignore[arg-type]
                           deliveries=1)
 

@@ -28,8 +28,11 @@ from protocol import (
     HEADER_MSG_ID,
     HEADER_TRACEPARENT,
     ActorId,
+    ConsolidatedOptions,
     ExecutionEvent,
+    Flow,
     Progress,
+    Reply,
     Subjects,
     encoder,
     session_token,
@@ -213,6 +216,8 @@ class MessageContext:
     _sent: int = field(default=0)
     confirmations: Confirmations | None = None
     _progress_sent: int = field(default=0)
+    request_id: str = ""
+    """The request this delivery works for (``request_of``), put on every event it emits."""
 
     def _msg_id(self, target: str, key: str, *, progress: bool = False) -> str:
         if key:
@@ -260,6 +265,11 @@ class MessageContext:
         PubAck to receive and match (receiving a message costs about 4 µs of client CPU,
         shared/NOTES.md).
 
+        A Reply or ConsolidatedOptions is also an ``answered`` event: the time the answer
+        left, its ``flow`` and ``role``, and in ``detail`` the Reply's error code (``silent``:
+        an empty Reply, the router chose not to answer), so a request's latency runs from its
+        first step to this event.
+
         Raises:
             BrokerError: the outbox stream did not store it within 10 s (only without
                 ``confirmations``; never for a Progress).
@@ -275,6 +285,16 @@ class MessageContext:
                                        self.session, exc)
             return
         await self._publish(subject, message, f"out-{origin}", key)
+        await self._answered(message)
+
+    async def _answered(self, message: msgspec.Struct) -> None:
+        match message:
+            case Reply():
+                silent = not (message.text or message.files or message.error)
+                await self.emit("answered", flow=message.flow.value, role=message.role,
+                                detail="silent" if silent else str(message.error or ""))
+            case ConsolidatedOptions():
+                await self.emit("answered", flow=Flow.BRANCH.value)
 
     async def _publish(self, subject: str, message: msgspec.Struct, target: str,
                        key: str = "") -> None:
@@ -317,7 +337,9 @@ class MessageContext:
         await publisher.publish(subject, value, None, confirmations.settled)
 
     async def emit(self, kind: str, **fields: Any) -> None:
-        """Publish an ExecutionEvent for this session."""
+        """Publish an ExecutionEvent for this session and request (``request_id``)."""
+        if self.request_id:
+            fields.setdefault("request_id", self.request_id)
         await self.actor.emit(kind, self.session, **fields)
 
 

@@ -36,14 +36,14 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``:PORT`` for every interface; ``[::1]:PORT`` for IPv6) →
-    ``(host, port)``.
+    """``HOST:PORT`` (``:PORT`` for every interface; ``[::1]:PORT`` for IPv6; port 0 lets the
+    OS choose) → ``(host, port)``.
 
     Raises:
-        ApiConfigError: not ``HOST:PORT`` with a port 1-65535.
+        ApiConfigError: not ``HOST:PORT`` with a port 0-65535.
     """
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         msg = f"--listen expects HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}"
         raise ApiConfigError(msg)
     return host.strip("[]") or "0.0.0.0", int(port)

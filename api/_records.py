@@ -205,7 +205,9 @@ def abort_noted(record: RunRecord) -> RunRecord:
 
 
 def sent(record: RunRecord, now: float) -> RunRecord:
-    """The run's ChatMessage was stored by JetStream."""
+    """The run's ChatMessage goes out now (unless the run was stopped: then it stays so)."""
+    if record.settled:
+        return record
     return msgspec.structs.replace(record, sent_at=record.sent_at or now, updated_at=now)
 
 

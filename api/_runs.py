@@ -9,6 +9,7 @@ records that answer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -18,7 +19,7 @@ from api import _records as rec
 from api._records import ORIGIN, RunRecord, SessionQueue
 from api._schema import RunRequest, RunStatus, RunView
 from api._store import RunStore
-from api.errors import ConflictError, NotFoundError, UnavailableError
+from api.errors import ConflictError, NotFoundError, StoreError, UnavailableError
 from gateway.bridge import Bridge
 from gateway.errors import NotRunningError
 from gateway.render import render_options
@@ -69,13 +70,22 @@ class RunService:
             user=request.user or DEFAULT_USER, message=request.message,
             traceparent=rec.new_traceparent(), created_at=now, updated_at=now)
         await self.store.create(record)
-        queue = await self.store.change_queue(
-            record.session, lambda q: rec.admit(q, run_id, now, self.stale_s))
-        if queue.active == run_id:
-            await self._send(record, release_on_failure=True)
-        else:
+        try:
+            queue = await self.store.change_queue(
+                record.session, lambda q: rec.admit(q, run_id, now, self.stale_s))
+        except StoreError as exc:
+            reason = f"the run could not be queued: {exc}"
+            await self.store.update(run_id, lambda r: rec.send_failed(r, reason, now))
+            raise
+        if queue.active != run_id:
             _log.info("run %s waits in session %s behind %s", run_id, record.session,
                       queue.active)
+            return record
+        sent = await self._send(record)
+        if sent.status is RunStatus.FAILED:
+            await self._release(sent)
+            msg = sent.error.message if sent.error else f"run {run_id} was not sent"
+            raise UnavailableError(msg)
         return record
 
     async def get(self, run_id: str) -> RunRecord:
@@ -136,9 +146,8 @@ class RunService:
         if not record.sent_at:
             changed = await self.store.update(run_id, lambda r: rec.stopped_before_sent(r, now))
             if changed is not None and changed[1].status is RunStatus.ABORTED:
-                await self.store.change_queue(record.session,
-                                              lambda q: rec.release(q, run_id, now))
                 _log.info("run %s stopped before it was sent", run_id)
+                await self._release(changed[1])
                 return changed[1]
         changed = await self.store.update(run_id, lambda r: rec.stopping(r, now))
         if changed is None:
@@ -176,44 +185,61 @@ class RunService:
             _log.warning("outbox: %s for unknown run %s dropped", type(message).__name__, run_id)
             return
         after = await self._abort_if_due(changed[1])
-        if after.settled:
+        if after.settled and not isinstance(message, Progress):
             await self._release(after)
 
     # ------------------------------------------------------------------ sending
 
-    async def _send(self, record: RunRecord, *, release_on_failure: bool) -> None:
-        """Send the run's ChatMessage (JetStream de-duplicates a repeat by its message id).
+    async def _send(self, record: RunRecord) -> RunRecord:
+        """Mark the run sent, unless it was stopped meanwhile, then send its ChatMessage
+        (JetStream de-duplicates a repeat by its message id). The mark comes first, so a stop
+        either finds the run still waiting (and aborts it) or already sent (and aborts its
+        loop), never both.
+
+        Returns:
+            The run as stored after: sent; stopped meanwhile (not sent); or ``failed`` when
+            the actors' stream did not take it.
 
         Raises:
-            UnavailableError: it was not stored; with ``release_on_failure`` the run is marked
-                failed and its session freed first.
+            StoreError: the runs bucket did not answer.
         """
+        now = self.clock()
+        changed = await self.store.update(record.run_id, lambda r: rec.sent(r, now))
+        if changed is None or changed[1].settled:
+            return changed[1] if changed else record
         try:
             await self.bridge.send(record.chat_message(), traceparent=record.traceparent)
         except NotRunningError as exc:
-            if release_on_failure:
-                now, reason = self.clock(), str(exc)
-                changed = await self.store.update(
-                    record.run_id, lambda r: rec.send_failed(r, reason, now))
-                await self._release(changed[1] if changed else record, send_next=False)
-            msg = f"the actors did not take run {record.run_id}: {exc}"
-            raise UnavailableError(msg) from exc
-        now = self.clock()
-        await self.store.update(record.run_id, lambda r: rec.sent(r, now))
+            reason = f"the actors did not take the run: {exc}"
+            _log.warning("run %s: %s", record.run_id, reason)
+            failed = await self.store.update(
+                record.run_id, lambda r: rec.send_failed(r, reason, self.clock()))
+            return failed[1] if failed else changed[1]
         _log.info("run %s sent (session %s)", record.run_id, record.session)
+        return changed[1]
 
-    async def _release(self, record: RunRecord, *, send_next: bool = True) -> None:
-        """Free ``record``'s session; send the run that is active after it when it has not
-        gone out yet."""
-        now = self.clock()
-        queue: SessionQueue = await self.store.change_queue(
-            record.session, lambda q: rec.release(q, record.run_id, now))
-        if not send_next or not queue.active or queue.active == record.run_id:
-            return
-        following = await self.store.get(queue.active)
-        if following is None or following.sent_at or following.settled:
-            return
-        await self._send(following, release_on_failure=False)
+    async def _release(self, record: RunRecord) -> None:
+        """Free ``record``'s session and send the run that is next in it; one that was
+        stopped meanwhile or that the actors did not take frees the session in turn.
+
+        Raises:
+            StoreError: the runs bucket did not answer.
+        """
+        current = record
+        while True:
+            queue: SessionQueue = await self.store.change_queue(
+                current.session,
+                functools.partial(rec.release, run_id=current.run_id, now=self.clock()))
+            if not queue.active or queue.active == current.run_id:
+                return
+            following = await self.store.get(queue.active)
+            if following is None or (following.sent_at and not following.settled):
+                return  # out already (or expired: the session frees itself when stale)
+            if not following.settled:
+                following = await self._send(following)
+                if not following.settled:
+                    return
+            current = following
 
     async def _abort_if_due(self, record: RunRecord) -> RunRecord:
         """Publish the abort of ``record`` when it was asked to stop and its loop runs, then

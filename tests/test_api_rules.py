@@ -97,7 +97,9 @@ def test_the_branch_flow_answer_is_done() -> None:
 
 
 def test_stop_aborts_a_waiting_run_at_once_and_a_sent_one_when_its_loop_runs() -> None:
-    assert rec.stopped_before_sent(_record(), 2.0).status is RunStatus.ABORTED
+    aborted = rec.stopped_before_sent(_record(), 2.0)
+    assert aborted.status is RunStatus.ABORTED
+    assert rec.sent(aborted, 3.0) == aborted  # stopped first: it never goes out
     sent = rec.sent(_record(), 2.0)
     assert rec.stopped_before_sent(sent, 3.0) == sent  # went out meanwhile: not aborted here
     stopping = rec.stopping(sent, 3.0)

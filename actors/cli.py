@@ -40,6 +40,7 @@ environment:
   DISCORD_API_BASE     Discord REST base URL (for proxies / a local stand-in)
   DISCORD_GATEWAY_URL  Discord gateway URL (for proxies / a local stand-in)
   DISCORD_PUBLIC_KEY   application public key (switchboard gateway --interactions)
+  SB_API_TOKEN         bearer token of the HTTP API (switchboard up starts it when set)
   SB_GATEWAY_*         gateway settings: MAX_BOTS, DEBOUNCE_S, USER_RATE, DAILY_TOKENS, ...
   SB_MODEL             one litellm model for every tier (e.g. openrouter/openai/gpt-4o-mini);
                        put its key in the provider's variable (OPENROUTER_API_KEY, ...)

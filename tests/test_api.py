@@ -408,3 +408,46 @@ async def _wait_for_reply(system: RunningSystem, run_id: str) -> None:
         await sub.unsubscribe()
     finally:
         await nc.close()
+
+
+# ---------------------------------------------------------------------- without the actors
+
+
+async def test_the_api_needs_switchboard_and_healthz_says_when_nats_is_gone(
+        nats_server: Any, nats_url: str) -> None:
+    """Against a bare server the API refuses to start; with the streams but no actor the
+    roles' consumers are missing (``degraded``); with the server gone, ``/healthz`` is 503."""
+    from actors.bus import connect, provision
+    from api import ApiOptions, run_api
+    from api.errors import UnavailableError
+
+    if nats_server is None:
+        pytest.skip("needs a server this test can stop")
+    settings = Settings(api_token=SecretStr(TOKEN), nats_url=nats_url)
+    topology = load_topology(settings=settings)
+    with pytest.raises(UnavailableError, match="not running"):
+        await run_api(settings, topology, nats_url=nats_url, listen="127.0.0.1:0")
+    nc = await connect(nats_url, name="test/provision", reconnect=False)
+    await provision(nc.jetstream(), topology, topology.roles)
+    await nc.close()
+    stop = asyncio.Event()
+    ready: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_api(settings, topology, nats_url=nats_url,
+                                       listen="127.0.0.1:0", stop=stop, options=ApiOptions(),
+                                       on_ready=ready))
+    try:
+        host, port = await asyncio.wait_for(asyncio.shield(ready), 30)
+        async with aiohttp.ClientSession() as http:
+            api = Api(f"http://{host}:{port}", http)
+            status, health = await api.call("GET", "/healthz", token="")
+            assert (status, health["status"]) == (200, "degraded")
+            assert health["roles"]["classifier"]["error"]  # no actor made its consumer
+            assert health["outbox"]["error"] is None
+            nats_server.stop()
+            status, body = await until(lambda: api.call("GET", "/healthz", token=""),
+                                       lambda answer: answer[0] == 503, within_s=30,
+                                       what="/healthz to notice NATS is gone")
+            assert body["error"]["code"] == "unavailable"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

@@ -127,11 +127,10 @@ def progressed(record: RunRecord, progress: Progress, now: float) -> RunRecord:
     of the session), with the turn, limits, confidence, model and role it reports."""
     if record.settled:
         return record
-    status = record.status
-    if progress.stage != "queued" or status is not RunStatus.QUEUED:
-        status = RunStatus.RUNNING
+    waiting = progress.stage == "queued" and record.status is RunStatus.QUEUED
     return msgspec.structs.replace(
-        record, status=status, updated_at=now, stage=progress.stage,
+        record, status=RunStatus.QUEUED if waiting else RunStatus.RUNNING, updated_at=now,
+        stage=progress.stage,
         flow=str(progress.flow) if progress.stage == "classified"
         else record.flow or str(progress.flow),
         role=_role_of(progress) or record.role, turn=max(record.turn, progress.turn),
@@ -160,7 +159,8 @@ def answered(record: RunRecord, reply: Reply, *, paused: bool, now: float) -> Ru
     else:
         status = RunStatus.FAILED
     return msgspec.structs.replace(
-        record, status=status, updated_at=now, flow=str(reply.flow) or record.flow,
+        record, status=status, updated_at=now,
+        flow=record.flow if record.flow and reply.flow is Flow.SIMPLE else str(reply.flow),
         role=reply.role or record.role, answer=reply.text, error=_error_of(reply),
         files=tuple(blob.name for blob in reply.files), model=reply.usage.model or record.model)
 

@@ -227,6 +227,17 @@ async def test_bad_bodies_get_400_or_413_and_nothing_is_published(
         assert answer["error"]["message"]
     _, unknown = await api.call("POST", "/v1/runs", body=b'{"message": "hi", "priority": 1}')
     assert "priority" in unknown["error"]["message"]
+
+    async def _chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit still holds
+        yield b'{"message": "'
+        for _ in range(80):
+            yield b"x" * 1000
+        yield b'"}'
+
+    async with api.http.post(f"{api.base}/v1/runs", data=_chunks(),
+                             headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "payload_too_large"
     assert await _classifier_last_seq(system) == before
 
 

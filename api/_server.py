@@ -12,7 +12,6 @@ from aiohttp import web
 
 from actors.bus import check_running
 from actors.config import Settings, Topology
-from actors.errors import NotRunningError as BusNotRunning
 from actors.runtime import stop_on_signals
 from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
@@ -138,7 +137,7 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
 async def _check_running(bridge: Bridge) -> None:
     try:
         await check_running(bridge.js, bridge.subjects)
-    except BusNotRunning as exc:
+    except NotRunningError as exc:
         msg = f"{exc}. Start it with `switchboard up`."
         raise UnavailableError(msg) from exc
 

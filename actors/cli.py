@@ -40,6 +40,7 @@ environment:
   DISCORD_API_BASE     Discord REST base URL (for proxies / a local stand-in)
   DISCORD_GATEWAY_URL  Discord gateway URL (for proxies / a local stand-in)
   DISCORD_PUBLIC_KEY   application public key (switchboard gateway --interactions)
+  SB_API_TOKEN         bearer token of the HTTP API (switchboard up starts it when set)
   SB_GATEWAY_*         gateway settings: MAX_BOTS, DEBOUNCE_S, USER_RATE, DAILY_TOKENS, ...
   SB_MODEL             one litellm model for every tier (e.g. openrouter/openai/gpt-4o-mini);
                        put its key in the provider's variable (OPENROUTER_API_KEY, ...)
@@ -101,10 +102,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
     try:
         stored_bots = asyncio.run(_provision(settings, topology, url))
         discord = (bool(settings.discord_token) or stored_bots > 0) and not args.no_discord
-        specs = plan_processes(settings, topology, url, gateway=discord)
+        api = bool(settings.api_token and settings.api_token.get_secret_value().strip())
+        specs = plan_processes(settings, topology, url, gateway=discord, api=api)
         supervisor = Supervisor(specs, preload=preload_modules(topology),
                                 on_change=lambda s: _write_pids(data_dir, s.pids()))
-        roles = sorted({s.name.split("/")[0] for s in specs if s.name != "gateway"})
+        roles = sorted({s.name.split("/")[0] for s in specs if "/" in s.name})
         watcher = threading.Thread(
             target=_announce_ready, args=(settings, topology, url, roles, started, discord),
             daemon=True, name="ready-watch",
@@ -369,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.bots_cli import add_parser as add_bots_parser
 
     add_bots_parser(commands, parents=(common,))
+    from api.cli import add_parser as add_api_parser
+
+    add_api_parser(commands, parents=(common,))
 
     events = commands.add_parser("events", help="observe execution events")
     event_commands = _CommonOptions(

@@ -55,9 +55,11 @@ def plan_processes(
     *,
     roles: dict[str, int] | None = None,
     gateway: bool = False,
+    api: bool = False,
 ) -> list[ProcessSpec]:
     """The processes of a deployment: ``roles`` maps role → replicas (default: the topology's
-    replica counts), plus the Discord gateway when ``gateway`` is true."""
+    replica counts), plus the Discord gateway when ``gateway`` is true and the HTTP API
+    (``api.cli.run_api_process``) when ``api`` is."""
     counts = roles if roles is not None else {r: topology.actor(r).replicas for r in topology.roles}
     specs = [
         ProcessSpec(f"{role}/{i}", run_actor_process, (role, i, settings, topology, nats_url))
@@ -66,6 +68,10 @@ def plan_processes(
     ]
     if gateway:
         specs.append(ProcessSpec("gateway", run_gateway_process, (settings, topology, nats_url)))
+    if api:
+        from api.cli import run_api_process
+
+        specs.append(ProcessSpec("api", run_api_process, (settings, topology, nats_url)))
     return specs
 
 

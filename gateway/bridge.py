@@ -141,8 +141,11 @@ class Bridge:
     async def _check(self) -> None:
         await check_running(self.js, self.subjects)
 
-    async def send(self, message: ChatMessage) -> None:
+    async def send(self, message: ChatMessage, *, traceparent: str = "") -> None:
         """Publish ``message`` to the classifier and wait until JetStream has stored it.
+
+        The request's trace starts here, or continues ``traceparent`` (a W3C value) when given:
+        a caller that chose the trace id knows which execution events are this request's.
 
         Raises:
             NotRunningError: no stream takes the classifier's subject, or NATS does not answer
@@ -156,7 +159,8 @@ class Bridge:
         subject = self.subjects.task("classifier")
         try:
             # The request's trace starts here; every actor's span is a descendant.
-            with span_from_headers(f"gateway {self.origin} chat_message", None) as span:
+            parent = {HEADER_TRACEPARENT: traceparent} if traceparent else None
+            with span_from_headers(f"gateway {self.origin} chat_message", parent) as span:
                 span.set_attributes({"switchboard.session": message.session,
                                      "switchboard.origin": self.origin})
                 headers[HEADER_TRACEPARENT] = current_traceparent()

@@ -96,7 +96,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
                  f"   Use that server with NATS_URL=nats://127.0.0.1:{port}, or pick another "
                  f"port with --port / SB_NATS_PORT.")
             return EXIT_CONFIG
-        server = EmbeddedNats(data_dir / "nats", port=port).start()
+        server = EmbeddedNats(data_dir / "nats", port=port,
+                              batch_scheduling=settings.nats_sched_batch).start()
         url = server.url
         url_file.write_text(url + "\n", encoding="utf-8")
     try:

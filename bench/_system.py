@@ -115,8 +115,12 @@ def write_topology(path: Path, *, delay_s: float = 0.0,
 
 @contextlib.contextmanager
 def bench_nats(workdir: Path) -> Iterator[EmbeddedNats]:
-    """A nats-server with JetStream on a free 127.0.0.1 port and a temp store, stopped after."""
-    server = EmbeddedNats(workdir / "nats").start()
+    """A nats-server with JetStream on a free 127.0.0.1 port and a temp store, stopped after;
+    under ``SCHED_BATCH`` as ``switchboard up`` runs it, unless ``SB_NATS_SCHED_BATCH=0``."""
+    from actors.config import Settings
+
+    server = EmbeddedNats(workdir / "nats",
+                          batch_scheduling=Settings().nats_sched_batch).start()
     try:
         yield server
     finally:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import msgspec
 
+from protocol import Decoder
+
 MAX_MESSAGE_CHARS = 32_000
 """Longest ``message`` accepted, in characters."""
 
@@ -124,5 +126,5 @@ class Health(msgspec.Struct, kw_only=True):
     outbox: ConsumerState
 
 
-request_decoder = msgspec.json.Decoder(RunRequest)
+request_decoder: Decoder[RunRequest] = Decoder(RunRequest)
 encoder = msgspec.json.Encoder()

@@ -24,7 +24,7 @@ from actors.runs import CheckpointStore
 from actors.runtime import compare_and_set, read_entry
 from api._records import RunRecord, SessionQueue
 from api.errors import StoreError
-from protocol import FileBlob, Subjects
+from protocol import Decoder, FileBlob, Subjects
 
 _log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ TIMEOUT_S = 5.0
 RUN_TTL_S = 30 * 86400.0
 """How long a run's record and files are kept after their last change: 30 days."""
 
-_record_decoder = msgspec.json.Decoder(RunRecord)
-_queue_decoder = msgspec.json.Decoder(SessionQueue)
+_record_decoder: Decoder[RunRecord] = Decoder(RunRecord)
+_queue_decoder: Decoder[SessionQueue] = Decoder(SessionQueue)
 _encoder = msgspec.json.Encoder()
 
 

@@ -5,6 +5,7 @@ from protocol._codec import (
     HEADER_SESSION,
     HEADER_TRACEPARENT,
     HEADER_TYPE,
+    Decoder,
     case_decoder,
     checkpoint_decoder,
     control_decoder,
@@ -83,6 +84,7 @@ from protocol._state import (
 from protocol._subjects import DEFAULT_PREFIX, Subjects, session_token
 
 __all__ = [
+    "Decoder",
     "AGENT_ROLES",
     "DEFAULT_PREFIX",
     "FEEDBACK_DOWN",

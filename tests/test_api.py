@@ -15,6 +15,8 @@ import contextlib
 import json
 import os
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ import nats
 import pytest
 import pytest_asyncio
 import yarl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic.types import SecretStr
 from system import RunningSystem, running_system
 from waiting import eventually, until
@@ -462,3 +466,69 @@ async def test_the_api_needs_switchboard_and_healthz_says_when_nats_is_gone(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+# ----------------------------------------------------------------- bad input on purpose
+
+
+_RUN_BODY = b'{"message": "hello", "session": "fuzz-1", "user": "ann"}'
+
+
+@st.composite
+def _request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
+    """(method, path, body, token): random or mutated requests to every route."""
+    run_id = draw(st.one_of(st.just("missing-run"), st.text(_PATH_CHARS, max_size=40)))
+    path = draw(st.sampled_from([
+        "/v1/runs", f"/v1/runs/{run_id}", f"/v1/runs/{run_id}/events",
+        f"/v1/runs/{run_id}/stop", f"/v1/runs/{run_id}/files/{run_id}", "/openapi.json"]))
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE"]))
+    if draw(st.booleans()):
+        body = draw(st.binary(max_size=300))
+    else:
+        data = bytearray(_RUN_BODY)
+        for _ in range(draw(st.integers(1, 3))):
+            at = draw(st.integers(0, len(data) - 1))
+            data[at:at + draw(st.integers(0, 4))] = draw(st.binary(max_size=4))
+        body = bytes(data)
+    token = draw(st.sampled_from([TOKEN, TOKEN, "", "wrong", TOKEN + "x"]))
+    return method, path, body, token
+
+
+_PATH_CHARS = st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/?#%")
+
+
+def _send(base: str, method: str, path: str, body: bytes, token: str) -> int:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(base + path, data=body if method != "GET" else None,
+                                     headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            if path.endswith("/events"):
+                return int(response.status)  # an event stream: the status is the answer
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_any_request_gets_an_answer_or_a_4xx_never_a_5xx(api: Api) -> None:
+    """Random and mutated bodies, paths, methods and tokens (hypothesis, issue 10 item 6)."""
+    seen: list[int] = []
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(request=_request())
+    def send_any(request: tuple[str, str, bytes, str]) -> None:
+        method, path, body, token = request
+        status = _send(api.base, method, path, body, token)
+        seen.append(status)
+        assert status < 500, (status, request)
+        if token != TOKEN and path != "/openapi.json":
+            assert status in {401, 404, 405}, (status, request)
+
+    # Hypothesis drives plain HTTP from a worker thread while this loop runs the test.
+    await asyncio.wait_for(asyncio.to_thread(send_any), timeout=180)
+    assert {400, 401, 404} <= set(seen), sorted(set(seen))
+    assert (await api.call("GET", "/healthz"))[0] == 200  # still serving

@@ -37,6 +37,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
+from actors import security
 from actors.config import ActorSpec, Settings, Topology
 from actors.errors import BrokerError, NotRunningError
 from protocol import Subjects
@@ -76,16 +77,21 @@ async def connect(
     """Connect to NATS.
 
     Args:
-        url: server URL(s), comma-separated.
+        url: server URL(s), comma-separated (``nats://``, ``tls://``).
         name: connection name shown by the server's ``/connz`` (``classifier/0``, ...).
-        settings: credentials (``NATS_USER`` / ``NATS_PASSWORD`` or ``NATS_CREDS``).
+        settings: credentials (``NATS_USER`` / ``NATS_PASSWORD``, ``NATS_CREDS``,
+            ``NATS_NKEY_SEED``) and TLS (``NATS_TLS_CA``, ``NATS_TLS_CERT``, ``NATS_TLS_KEY``):
+            ``actors.security.client_options``.
         timeout_s: give up after this many seconds.
         reconnect: keep reconnecting forever after a broker restart (actors) or fail fast
             (command-line tools).
         reconnected_cb: called after each reconnect (pull consumers re-pull then).
 
     Raises:
+        TLSError: no TLS session (unknown CA, wrong host, TLS asked for and not offered).
+        AuthError: the server refused the credentials.
         BrokerError: the server cannot be reached within ``timeout_s``.
+        ConfigError: a credentials or TLS file is unusable.
     """
     options: dict[str, object] = {
         "servers": [u.strip() for u in url.split(",")],
@@ -96,24 +102,24 @@ async def connect(
         "reconnect_time_wait": 0.5,
     }
     if settings is not None:
-        if settings.nats_user:
-            options["user"] = settings.nats_user
-            options["password"] = settings.nats_password
-        if settings.nats_creds:
-            options["user_credentials"] = settings.nats_creds
-
-    async def _quiet(exc: Exception) -> None:
-        _log.debug("nats %s: %s", name, exc)
-
-    options["error_cb"] = _quiet
+        options.update(security.client_options(settings))
+    errors = security.ErrorLog(name)
+    options["error_cb"] = errors.callback
     if reconnected_cb is not None:
         options["reconnected_cb"] = reconnected_cb
     try:
         async with asyncio.timeout(timeout_s + 1):
-            return await nats.connect(**options)  # type: ignore[arg-type]
+            nc = await nats.connect(**options)  # type: ignore[arg-type]
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        msg = f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
-        raise BrokerError(msg) from exc
+        raise security.connect_error(url, exc, errors.last) from exc
+    security.watch_refusals(nc, errors)
+    if settings is not None:
+        try:
+            security.check_tls(nc, url, settings)
+        except BrokerError:
+            await nc.close()
+            raise
+    return nc
 
 
 def _task_stream(subjects: Subjects, role: str, replicas: int) -> StreamConfig:
@@ -161,10 +167,23 @@ def _shared_streams(subjects: Subjects, replicas: int, max_cases: int = 2000
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one to ``config`` when a field we set differs.
+
+    Reading first (``STREAM.INFO``) lets an identity allowed to open streams but not to
+    create them (``switchboard nats-config``) start on a provisioned server.
+    """
+    assert config.name is not None
     try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        # Exists with another configuration (err_code 10058): bring it to ours.
+        info = await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # Created meanwhile with another configuration (err_code 10058): bring it to ours.
+            await js.update_stream(config)
+        return
+    current = info.config.as_dict()
+    if any(current.get(key) != value for key, value in config.as_dict().items()):
         await js.update_stream(config)
 
 
@@ -175,6 +194,8 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
     a fresh server too.
 
     Raises:
+        PermissionDeniedError: this identity may not create or change a stream that is
+            missing or differs (run ``switchboard up`` with the ``cli`` identity first).
         BrokerError: JetStream is not enabled or an API call fails.
     """
     subjects = topology.subjects
@@ -189,6 +210,9 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
                            subjects.checkpoints_bucket, subjects.users_bucket):
                 await kv_bucket(js, bucket, replicas=replicas)
     except TimeoutError as exc:
+        refused = security.refusal(js)
+        if refused is not None:
+            raise refused from exc
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"
         raise BrokerError(msg) from exc
     except nats.js.errors.ServiceUnavailableError as exc:
@@ -227,6 +251,10 @@ async def ensure_consumer(
 
     Returns:
         ``(stream, durable)`` names.
+
+    Raises:
+        PermissionDeniedError: this identity may not create the consumer (not ``role``'s).
+        BrokerError: JetStream failed or did not answer.
     """
     stream, durable = subjects.task_stream(role), subjects.durable(role)
     config = ConsumerConfig(
@@ -243,6 +271,9 @@ async def ensure_consumer(
         async with asyncio.timeout(API_TIMEOUT_S):
             await js.add_consumer(stream, config)
     except TimeoutError as exc:
+        refused = security.refusal(js)
+        if refused is not None:
+            raise refused from exc
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s creating consumer {durable}"
         raise BrokerError(msg) from exc
     except nats.errors.Error as exc:

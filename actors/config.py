@@ -30,6 +30,20 @@ class Settings(BaseSettings):
     nats_user: str | None = Field(default=None, validation_alias="NATS_USER")
     nats_password: str | None = Field(default=None, validation_alias="NATS_PASSWORD")
     nats_creds: str | None = Field(default=None, validation_alias="NATS_CREDS")
+    """A JWT ``.creds`` file, or an nkey seed file (``.nk``, from ``switchboard nats-config``):
+    told apart by content (``actors.security``)."""
+    nats_nkey_seed: str | None = Field(default=None, validation_alias="NATS_NKEY_SEED")
+    """An nkey seed file (one ``SU...`` line), when ``NATS_CREDS`` is not set."""
+    nats_creds_dir: Path | None = None
+    """``SB_NATS_CREDS_DIR``: the output of ``switchboard nats-config``; each process then uses
+    its own identity's seed, ``<dir>/<role>.nk``, ``gateway.nk`` or ``cli.nk`` (before
+    ``NATS_CREDS``), and the embedded server ``<dir>/nats-server.conf``."""
+    nats_tls_ca: str | None = Field(default=None, validation_alias="NATS_TLS_CA")
+    """PEM file of the CA that signed the NATS server's certificate."""
+    nats_tls_cert: str | None = Field(default=None, validation_alias="NATS_TLS_CERT")
+    """PEM client certificate, for a server that verifies clients (``verify: true``)."""
+    nats_tls_key: str | None = Field(default=None, validation_alias="NATS_TLS_KEY")
+    """PEM private key of ``nats_tls_cert``."""
     topology: Path = DEFAULT_TOPOLOGY
     data_dir: Path = Path(".switchboard")
     nats_port: int = 4222

@@ -69,14 +69,18 @@ class EmbeddedNats:
         port: client port; 0 picks a free one.
         monitor_port: HTTP monitor port; 0 picks a free one.
         host: address to bind.
+        config: a server configuration file (``-c``: accounts, users, TLS; ``switchboard
+            nats-config`` writes one); the arguments above override what it says.
 
     Use as a context manager or call ``start`` / ``stop``.
     """
 
     def __init__(
-        self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1"
+        self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1",
+        config: Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
+        self.config = config
         self.host = host
         self.port = port or free_port(host)
         self.monitor_port = monitor_port or free_port(host)
@@ -105,6 +109,8 @@ class EmbeddedNats:
             "-m", str(self.monitor_port), "-sd", str(self.store_dir),
             "-l", str(self._log_path),
         ]
+        if self.config is not None:
+            args += ["-c", str(self.config)]
         _log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

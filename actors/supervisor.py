@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from actors.config import Settings, Topology
+from actors.security import GATEWAY, settings_for
 from actors.worker import run_actor_process, run_gateway_process
 
 _log = logging.getLogger(__name__)
@@ -57,15 +58,22 @@ def plan_processes(
     gateway: bool = False,
 ) -> list[ProcessSpec]:
     """The processes of a deployment: ``roles`` maps role → replicas (default: the topology's
-    replica counts), plus the Discord gateway when ``gateway`` is true."""
+    replica counts), plus the Discord gateway when ``gateway`` is true. Each runs as its own
+    NATS identity when ``SB_NATS_CREDS_DIR`` is set (``actors.security.settings_for``).
+
+    Raises:
+        ConfigError: ``SB_NATS_CREDS_DIR`` lacks the seed of one of the processes.
+    """
     counts = roles if roles is not None else {r: topology.actor(r).replicas for r in topology.roles}
     specs = [
-        ProcessSpec(f"{role}/{i}", run_actor_process, (role, i, settings, topology, nats_url))
+        ProcessSpec(f"{role}/{i}", run_actor_process,
+                    (role, i, settings_for(settings, role), topology, nats_url))
         for role, replicas in counts.items()
         for i in range(replicas)
     ]
     if gateway:
-        specs.append(ProcessSpec("gateway", run_gateway_process, (settings, topology, nats_url)))
+        specs.append(ProcessSpec("gateway", run_gateway_process,
+                                 (settings_for(settings, GATEWAY), topology, nats_url)))
     return specs
 
 

@@ -271,7 +271,7 @@ async def ensure_consumer(
         async with asyncio.timeout(API_TIMEOUT_S):
             await js.add_consumer(stream, config)
     except TimeoutError as exc:
-        refused = security.refusal(js)
+        refused = security.refusal(js, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
         if refused is not None:
             raise refused from exc
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s creating consumer {durable}"

@@ -16,9 +16,10 @@ Subjects of the JetStream API used here (docs.nats.io, "JetStream wire API refer
 
 Reading a stream needs one of the consumer or get subjects of that stream, so an identity
 given none for a stream cannot read it; ``STREAM.INFO`` (the configuration and counts) is
-allowed on every stream the runtime opens at start. Replies come to the identity's own inbox
-prefix (``_INBOX.<token>``, ``inbox_prefix``), so no identity can read another's replies —
-among them the messages a pull request brings.
+allowed on every stream the runtime opens at start, and ``STREAM.NAMES`` (names only) to the
+users of the object store, whose nats-py ``get`` looks its stream up that way. Replies come
+to the identity's own inbox prefix (``_INBOX.<token>``, ``inbox_prefix``), so no identity
+can read another's replies — among them the messages a pull request brings.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _info(stream: str) -> str:
 def _read_stream(stream: str) -> list[str]:
     """Follow ``stream`` with an ordered consumer and get single messages from it."""
     return [f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
-            f"$JS.API.CONSUMER.DELETE.{stream}.>", f"$JS.FC.{stream}.>",
+            f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.DELETE.{stream}.*",
+            f"$JS.FC.{stream}.>",
             f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
             f"$JS.API.STREAM.MSG.GET.{stream}"]
 
@@ -97,10 +99,11 @@ def _kv(bucket: str, *, create: bool = False) -> list[str]:
 
 def _object_store(bucket: str) -> list[str]:
     """Read, write, watch and delete objects of ``bucket`` (a purge removes an object's
-    chunks)."""
+    chunks). nats-py's ``ObjectStore.get`` finds its stream by subject (``STREAM.NAMES``,
+    which lists stream names, never messages)."""
     stream = f"OBJ_{bucket}"
     return [_info(stream), f"$O.{bucket}.>", *_read_stream(stream),
-            f"$JS.API.STREAM.PURGE.{stream}"]
+            f"$JS.API.STREAM.PURGE.{stream}", "$JS.API.STREAM.NAMES"]
 
 
 def _opened_at_start(subjects: Subjects, roles: Iterable[str]) -> list[str]:

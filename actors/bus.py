@@ -111,7 +111,7 @@ async def connect(
         async with asyncio.timeout(timeout_s + 1):
             nc = await nats.connect(**options)  # type: ignore[arg-type]
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise security.connect_error(url, exc, errors.last) from exc
+        raise security.connect_error(url, exc, errors.last, settings) from exc
     security.watch_refusals(nc, errors)
     if settings is not None:
         try:

@@ -161,24 +161,34 @@ def redact(url: str) -> str:
     return ",".join(one(s) for s in url.split(","))
 
 
-def connect_error(url: str, exc: BaseException, last: BaseException | None) -> BrokerError:
+def connect_error(url: str, exc: BaseException, last: BaseException | None,
+                  settings: Settings | None = None) -> BrokerError:
     """The error to raise when connecting to ``url`` failed with ``exc``; ``last`` is the last
     error nats-py reported on the way (a timeout hides the TLS or authorization error that
-    made each attempt fail)."""
+    made each attempt fail); ``settings`` (when given) adds hints about TLS files."""
     cause = last if last is not None and isinstance(exc, TimeoutError) else exc
     text = str(cause) or type(cause).__name__
     where = redact(url)
+    has_cert = settings is not None and bool(settings.nats_tls_cert)
     if isinstance(cause, ssl.SSLError):
         reason = getattr(cause, "verify_message", None) or cause.reason or text
-        msg = (f"TLS with NATS at {where} failed: {reason} (NATS_TLS_CA must be the CA that "
-               f"signed the server's certificate, for the host in the URL)")
-        return TLSError(msg)
+        if "CERTIFICATE_REQUIRED" in str(reason).upper():
+            hint = ("the server verifies clients: set NATS_TLS_CERT and NATS_TLS_KEY to a "
+                    "certificate its CA signed")
+        else:
+            hint = ("NATS_TLS_CA must be the CA that signed the server's certificate, for the "
+                    "host in the URL")
+        return TLSError(f"TLS with NATS at {where} failed: {reason} ({hint})")
     if "authorization violation" in text.lower():
         msg = (f"NATS at {where} refused this process's credentials (Authorization "
                f"Violation): check NATS_CREDS, NATS_NKEY_SEED, SB_NATS_CREDS_DIR or "
                f"NATS_USER / NATS_PASSWORD")
         return AuthError(msg)
-    return BrokerError(f"cannot reach NATS at {where}: {text}")
+    msg = f"cannot reach NATS at {where}: {text}"
+    if settings is not None and wants_tls(url, settings) and not has_cert:
+        msg += (" (over TLS: a server that verifies clients closes connections without a "
+                "client certificate, NATS_TLS_CERT / NATS_TLS_KEY)")
+    return BrokerError(msg)
 
 
 def check_tls(nc: Client, url: str, settings: Settings) -> None:

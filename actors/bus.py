@@ -103,6 +103,8 @@ async def connect(
     }
     if settings is not None:
         options.update(security.client_options(settings))
+        if security.wants_tls(url, settings):
+            security.quiet_tls_close()
     errors = security.ErrorLog(name)
     options["error_cb"] = errors.callback
     if reconnected_cb is not None:

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     """Key prefix: objects are ``<prefix><session>/<path>`` (seed 003:
     ``s3://discord-bot-artifacts/threads/<thread-id>/``)."""
 
+    @field_validator("nats_creds_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # SB_NATS_CREDS_DIR= unsets it, not "."
+
     @property
     def workspace_root(self) -> Path:
         return self.data_dir / "workspaces"

@@ -250,3 +250,20 @@ async def test_the_servers_refusals_are_remembered_by_subject() -> None:
     assert "python_coder/0" in str(refused) and subject in str(refused)
     assert log.refusal("sb.task.x") is None
     assert log.refusal() is not None and str(log.last) == "nats: some other error"
+
+
+def test_creds_on_the_command_line_win_over_the_creds_dir(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from actors.cli import _settings, build_parser
+
+    write_nats_config(TOPOLOGY, tmp_path)
+    monkeypatch.setenv("SB_NATS_CREDS_DIR", str(tmp_path))
+    args = build_parser().parse_args(["actor", "python_coder", "--creds", "/x/python_coder.nk"])
+    settings = _settings(args)
+    assert settings.nats_creds == "/x/python_coder.nk" and settings.nats_creds_dir is None
+    args = build_parser().parse_args(["actor", "python_coder"])
+    assert settings_for(_settings(args), "python_coder").nats_creds == str(
+        tmp_path / "python_coder.nk")
+    monkeypatch.setenv("SB_NATS_CREDS_DIR", "")
+    assert Settings().nats_creds_dir is None  # an empty variable unsets it

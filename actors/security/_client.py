@@ -191,6 +191,24 @@ def connect_error(url: str, exc: BaseException, last: BaseException | None,
     return BrokerError(msg)
 
 
+class _SslEofFilter(logging.Filter):
+    """Drops asyncio's "returning true from eof_received() has no effect when using ssl",
+    which nats-py's transport causes on every TLS connection that closes: noise, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+_ssl_eof_filter = _SslEofFilter()
+
+
+def quiet_tls_close() -> None:
+    """Install ``_SslEofFilter`` on the ``asyncio`` logger (once; for TLS connections)."""
+    asyncio_log = logging.getLogger("asyncio")
+    if _ssl_eof_filter not in asyncio_log.filters:
+        asyncio_log.addFilter(_ssl_eof_filter)
+
+
 def check_tls(nc: Client, url: str, settings: Settings) -> None:
     """Refuse a connection made without TLS when this process asked for it.
 

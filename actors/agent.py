@@ -128,7 +128,7 @@ class AgentActor(ModelActor):
         await ctx.send("reflector", Control(
             session=control.session, action=ControlAction.FEEDBACK,
             value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
-            user_id=control.user_id, message_id=control.message_id))
+            user_id=control.user_id, message_id=control.message_id, role=self.actor_id.role))
         if control.origin:
             reply_to = ReplyTo.of(control)
             await ctx.reply(reply_to.origin, reply_to.build(

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actors.escalation import TurnSignals, observe, turn_confidence
+from actors.escalation import TurnSignals, cause_of, observe, turn_confidence
 from actors.runtime import child_span
 from protocol import (
     EscalationMemo,
@@ -166,7 +166,7 @@ class TurnEngine:
         previous = self.path[state.level].name
         state.level += 1
         target = self.path[state.level].name
-        await self.ctx.emit("escalation", model=target,
+        await self.ctx.emit("escalation", model=target, source=cause_of(reason),
                             detail=f"turn {state.turn}: {previous} → {target}: {reason}")
         reply_to = self.reply_to
         await self.ctx.reply(reply_to.origin, reply_to.build(

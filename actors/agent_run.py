@@ -22,6 +22,7 @@ import msgspec
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
 from actors.errors import SwitchboardError, ToolError
+from actors.escalation import cause_of
 from actors.run_task import RunTask
 from actors.runs import (
     CHECKPOINT_EVERY,
@@ -210,6 +211,7 @@ class AgentRun:
         question = _question(state)
         await self._checkpoint(state, "paused", question=question)
         await self.ctx.emit("paused", model=self.path[state.level].name,
+                            source=cause_of(state.stuck_reason),
                             detail=f"turn {state.turn}: {state.stuck_reason}; asked the person")
         await self.ctx.reply(self.reply_to.origin, self.reply_to.build(
             Reply, text=question, flow=Flow.SEQUENTIAL, usage=state.usage, role=self.role))

@@ -48,6 +48,9 @@ CONNECT_TIMEOUT_S = 5.0
 API_TIMEOUT_S = 10.0
 DUPLICATE_WINDOW_S = 120.0
 """JetStream de-duplication window for task subjects (the server default, 2 minutes)."""
+MIN_SERVER_VERSION = (2, 11)
+"""The oldest nats-server Switchboard runs on: the run lock's per-message TTL (``Nats-TTL``,
+``allow_msg_ttl``) came in 2.11 (ADR-43, nats-io/nats-architecture-and-design)."""
 
 
 def resolve_nats_url(settings: Settings, override: str | None = None) -> str:
@@ -90,7 +93,8 @@ async def connect(
     Raises:
         TLSError: no TLS session (unknown CA, wrong host, TLS asked for and not offered).
         AuthError: the server refused the credentials.
-        BrokerError: the server cannot be reached within ``timeout_s``.
+        BrokerError: the server cannot be reached within ``timeout_s``, or it is older than
+            ``MIN_SERVER_VERSION``.
         ConfigError: a credentials or TLS file is unusable.
     """
     options: dict[str, object] = {
@@ -121,6 +125,13 @@ async def connect(
         except BrokerError:
             await nc.close()
             raise
+    version = nc.connected_server_version
+    if (version.major, version.minor) < MIN_SERVER_VERSION:
+        await nc.close()
+        want = ".".join(map(str, MIN_SERVER_VERSION))
+        msg = (f"the NATS server at {security.redact(url)} is version {version}: Switchboard "
+               f"needs {want} or newer (per-message TTL of the run lock)")
+        raise BrokerError(msg)
     return nc
 
 

@@ -57,7 +57,8 @@ class Classifier(CaseModelActor):
             history=_history(session, self.topology.router.history),
         )
         await ctx.emit("classified", step="chat_message", source=route.source,
-                       detail=_describe(route))
+                       detail=_describe(route), flow=route.flow.value, role=route.role,
+                       user_id=message.user_id)
         if route.refusal:
             await ctx.reply(reply_to.origin, reply_to.build(
                 Reply, text=f"🚫 {route.refusal}", error=ErrorCode.REFUSED))
@@ -106,7 +107,9 @@ class Classifier(CaseModelActor):
         if checkpoint is None or checkpoint.status != "paused":
             return False
         await ctx.emit("classified", step="chat_message", source="resume",
-                       detail=f"answer to the paused run of {checkpoint.role}")
+                       detail=f"answer to the paused run of {checkpoint.role}",
+                       flow=Flow.SEQUENTIAL.value, role=checkpoint.role,
+                       user_id=message.user_id)
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="classified", flow=Flow.SEQUENTIAL,
             text="Resuming with your answer…"))

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ environment:
   DISCORD_API_BASE     Discord REST base URL (for proxies / a local stand-in)
   DISCORD_GATEWAY_URL  Discord gateway URL (for proxies / a local stand-in)
   DISCORD_PUBLIC_KEY   application public key (switchboard gateway --interactions)
+  SB_API_TOKEN         bearer token of the HTTP API (switchboard up starts it when set)
   SB_GATEWAY_*         gateway settings: MAX_BOTS, DEBOUNCE_S, USER_RATE, DAILY_TOKENS, ...
   SB_MODEL             one litellm model for every tier (e.g. openrouter/openai/gpt-4o-mini);
                        put its key in the provider's variable (OPENROUTER_API_KEY, ...)
@@ -107,10 +109,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
     try:
         stored_bots = asyncio.run(_provision(settings, topology, url))
         discord = (bool(settings.discord_token) or stored_bots > 0) and not args.no_discord
-        specs = plan_processes(settings, topology, url, gateway=discord)
+        api = bool(settings.api_token and settings.api_token.get_secret_value().strip())
+        specs = plan_processes(settings, topology, url, gateway=discord, api=api)
         supervisor = Supervisor(specs, preload=preload_modules(topology),
                                 on_change=lambda s: _write_pids(data_dir, s.pids()))
-        roles = sorted({s.name.split("/")[0] for s in specs if s.name != "gateway"})
+        roles = sorted({s.name.split("/")[0] for s in specs if "/" in s.name})
         watcher = threading.Thread(
             target=_announce_ready, args=(settings, topology, url, roles, started, discord),
             daemon=True, name="ready-watch",
@@ -215,7 +218,16 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -
 
     # The chat prints its own progress; logs only when asked (--log-level) or for warnings.
     setup_logging("chat", level=args.log_level or "WARNING", as_json=settings.log_json)
-    save_dir = Path(args.save_dir) if args.save_dir else None
+    save_dir = Path(args.save_dir).expanduser() if args.save_dir else None
+    if save_dir is not None:
+        try:  # before asking: an answer's files must have somewhere to go
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _say(f"❌ --save-dir {save_dir}: cannot create it ({exc.strerror or exc}).")
+            return EXIT_CONFIG
+        if not os.access(save_dir, os.W_OK):
+            _say(f"❌ --save-dir {save_dir}: this user cannot write there.")
+            return EXIT_CONFIG
     return asyncio.run(run_chat(
         settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
         session=args.session, timeout_s=args.timeout, save_dir=save_dir, user=args.user,
@@ -250,14 +262,14 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
 
     settings = settings_for(settings, GATEWAY)
     if args.interactions:
-        from gateway.errors import GatewayError
+        from gateway.errors import GatewayError, NotRunningError
         from gateway.interactions import run_interactions
 
         setup_logging("gateway", level=settings.log_level, as_json=settings.log_json)
         try:
             asyncio.run(run_interactions(settings, topology, nats_url=resolve_nats_url(settings),
                                          listen=args.interactions))
-        except GatewayError as exc:
+        except (GatewayError, NotRunningError) as exc:
             _say(f"❌ {exc}")
             return EXIT_CONFIG
         return 0
@@ -362,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "your login name)")
     chat.add_argument("--timeout", type=float, default=300.0,
                       help="seconds to wait for an answer (default 300)")
-    chat.add_argument("--save-dir", help="save files sent with answers into this directory")
+    chat.add_argument("--save-dir", help="save files sent with answers into this directory "
+                      "(created if missing)")
     chat.set_defaults(func=cmd_chat)
 
     actor = commands.add_parser(
@@ -385,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.bots_cli import add_parser as add_bots_parser
 
     add_bots_parser(commands, parents=(common,))
+    from api.cli import add_parser as add_api_parser
+
+    add_api_parser(commands, parents=(common,))
 
     from actors.security._cli import add_parser as add_nats_config_parser
 
@@ -418,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print one JSON object: trace_id, session, services, duration_ms, "
                        "spans (nested children)")
     trace.set_defaults(func=cmd_trace)
+
+    from actors.analytics.cli import add_parsers as add_analytics_parsers
+
+    add_analytics_parsers(commands, event_commands)  # report, events export, events query
     return parser
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.types import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from actors.errors import ConfigError
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     s3_prefix: str = "threads/"
     """Key prefix: objects are ``<prefix><session>/<path>`` (seed 003:
     ``s3://discord-bot-artifacts/threads/<thread-id>/``)."""
+    api_token: SecretStr | None = None
+    """The HTTP API's bearer token (``SB_API_TOKEN``); without one the API does not start."""
+    api_listen: str = "127.0.0.1:8080"
+    """Where the HTTP API listens (``SB_API_LISTEN``, ``HOST:PORT``)."""
 
     @field_validator("nats_creds_dir", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from actors.errors import EmbeddedServerError
@@ -69,6 +70,8 @@ class EmbeddedNats:
         port: client port; 0 picks a free one.
         monitor_port: HTTP monitor port; 0 picks a free one.
         host: address to bind.
+        extra_args: more ``nats-server`` options (``--cluster`` and ``--routes`` for a
+            cluster node, ``--name``, ...).
         config: a server configuration file (``-c``: accounts, users, TLS; ``switchboard
             nats-config`` writes one); the arguments above override what it says.
 
@@ -77,6 +80,7 @@ class EmbeddedNats:
 
     def __init__(
         self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1",
+        extra_args: Sequence[str] = (),
         config: Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
@@ -86,6 +90,7 @@ class EmbeddedNats:
         self.monitor_port = monitor_port or free_port(host)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path = self.store_dir / "nats-server.log"
+        self.extra_args = tuple(extra_args)
 
     @property
     def url(self) -> str:
@@ -107,7 +112,7 @@ class EmbeddedNats:
         args = [
             binary, "-js", "-a", self.host, "-p", str(self.port),
             "-m", str(self.monitor_port), "-sd", str(self.store_dir),
-            "-l", str(self._log_path),
+            "-l", str(self._log_path), *self.extra_args,
         ]
         if self.config is not None:
             args += ["-c", str(self.config)]

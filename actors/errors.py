@@ -9,6 +9,7 @@ Hierarchy::
     │   ├── AuthError            the server refused the credentials (authorization violation)
     │   ├── PermissionDeniedError   a publish or subscribe outside this identity's permissions
     │   └── TLSError             no TLS session: unknown CA, bad certificate, TLS not offered
+    ├── UnparsableAnswerError    a model's routing answer is unusable (the rules decide)
     ├── EmbeddedServerError      the embedded nats-server could not start
     ├── ArtifactError            the artifact store (JetStream object store, S3) failed
     │   └── ArtifactNotFoundError   no such artifact in the store
@@ -18,7 +19,8 @@ Hierarchy::
         │   ├── ModelUnavailableError (ModelError)  rate limit, 5xx, connection: another
         │   │   │                model of the tier may answer, or this one later
         │   │   └── ModelTimeoutError
-        │   └── StoreConflictError   a KV compare-and-set lost a race
+        │   ├── StoreConflictError   a KV compare-and-set lost a race
+        │   └── LockLostError    another replica took a session's run lock (``actors.runs``)
         └── PermanentError       retrying cannot help: terminate and dead-letter
             ├── ModelRejectedError (ModelError)  bad key, unknown model, bad request, content
             │   │                policy: no retry fixes it, the person is told at once
@@ -46,7 +48,17 @@ class BrokerError(SwitchboardError):
 
 
 class NotRunningError(BrokerError):
-    """The NATS server answers but Switchboard's streams are missing: the system is not up."""
+    """The NATS server answers but Switchboard's streams are missing: the system is not up.
+
+    The one such error of every package (``gateway.errors`` re-exports it)."""
+
+    def __init__(self, msg: str = "Switchboard is not running") -> None:
+        super().__init__(msg)
+
+
+class UnparsableAnswerError(SwitchboardError, ValueError):
+    """A model's answer holds no usable route; the message says what was wrong (the router
+    falls back to its rules: ``actors.router``)."""
 
 
 class AuthError(BrokerError):
@@ -101,6 +113,10 @@ class ModelUnavailableError(ModelError, TransientError):
 
 class ModelTimeoutError(ModelUnavailableError):
     """A model call took longer than its timeout."""
+
+
+class LockLostError(TransientError):
+    """Another replica took the session's run lock (this holder's lease had expired)."""
 
 
 class StoreConflictError(TransientError):

@@ -60,6 +60,21 @@ def turn_confidence(previous: int, signals: TurnSignals) -> int:
     return max(0, min(100, value))
 
 
+_CAUSES = (
+    ("the model reported it is stuck", "stuck"),
+    ("confidence under", "low_confidence"),
+    ("the same error", "repeated_error"),
+    ("no file changed", "no_progress"),
+)
+
+
+def cause_of(reason: str) -> str:
+    """The rule behind an ``observe`` reason, for the ``escalation`` and ``paused`` events'
+    ``source``: ``stuck``, ``low_confidence``, ``repeated_error`` or ``no_progress`` (in the
+    order of the module docstring's rules); ``other`` for any other text."""
+    return next((cause for prefix, cause in _CAUSES if reason.startswith(prefix)), "other")
+
+
 def observe(memo: EscalationMemo, confidence: int, signals: TurnSignals) -> str | None:
     """Update ``memo`` with one turn; return why to escalate, or None.
 

@@ -125,7 +125,8 @@ class Reflector(CaseModelActor):
             state.confidence += control.value
 
         state = await self.services.sessions.update(control.session, _apply)
-        await ctx.emit("feedback", detail=f"{control.value:+d} by {control.user_id}: "
+        await ctx.emit("feedback", role=control.role, user_id=control.user_id,
+                       value=control.value, detail=f"{control.value:+d} by {control.user_id}: "
                        f"confidence now {state.confidence}")
         if state.last_case and self.cases is not None:
             case = await self.cases.update(state.last_case,

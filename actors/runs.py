@@ -26,7 +26,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from actors.errors import BrokerError, TransientError
+from actors.errors import BrokerError, LockLostError, TransientError
 from actors.legacy import upgrade_checkpoint
 from protocol import (
     Checkpoint,
@@ -46,10 +46,6 @@ KV_TIMEOUT_S = 5.0
 LOCK_POLL_S = 1.0
 CHECKPOINT_EVERY = 5
 """Turns between two checkpoints (SPEC.md §3)."""
-
-
-class LockLostError(TransientError):
-    """Another replica took the session's run lock (this holder's lease had expired)."""
 
 
 class RunLock:

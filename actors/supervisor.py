@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from actors.config import Settings, Topology
-from actors.security import GATEWAY, settings_for
+from actors.security import API, GATEWAY, settings_for
 from actors.worker import run_actor_process, run_gateway_process
 
 _log = logging.getLogger(__name__)
@@ -56,10 +56,12 @@ def plan_processes(
     *,
     roles: dict[str, int] | None = None,
     gateway: bool = False,
+    api: bool = False,
 ) -> list[ProcessSpec]:
     """The processes of a deployment: ``roles`` maps role → replicas (default: the topology's
-    replica counts), plus the Discord gateway when ``gateway`` is true. Each runs as its own
-    NATS identity when ``SB_NATS_CREDS_DIR`` is set (``actors.security.settings_for``).
+    replica counts), plus the Discord gateway when ``gateway`` is true and the HTTP API
+    (``api.cli.run_api_process``) when ``api`` is. Each runs as its own NATS identity when
+    ``SB_NATS_CREDS_DIR`` is set (``actors.security.settings_for``).
 
     Raises:
         ConfigError: ``SB_NATS_CREDS_DIR`` lacks the seed of one of the processes.
@@ -74,6 +76,11 @@ def plan_processes(
     if gateway:
         specs.append(ProcessSpec("gateway", run_gateway_process,
                                  (settings_for(settings, GATEWAY), topology, nats_url)))
+    if api:
+        from api.cli import run_api_process
+
+        specs.append(ProcessSpec("api", run_api_process,
+                                 (settings_for(settings, API), topology, nats_url)))
     return specs
 
 

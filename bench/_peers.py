@@ -100,8 +100,9 @@ async def _faststream_hop(url: str, hop: int) -> None:
             await broker.publish(Reply(task.session, task.origin, task.message_id, "done"),
                                  names.outbox(task.origin), stream=names.outbox_stream,
                                  headers={"Nats-Msg-Id": f"{hop}:{task.message_id}"})
-        await broker.publish(Event(f"{prefix}{next(counter):012x}", task.session, f"hop{hop}",
-                                   "step", time.time(), pid), names.event(hop, "step") + task.session)
+        event = Event(f"{prefix}{next(counter):012x}", task.session, f"hop{hop}", "step",
+                      time.time(), pid)
+        await broker.publish(event, names.event(hop, "step") + task.session)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

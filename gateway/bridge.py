@@ -9,6 +9,7 @@ back; a terminal chat uses a plain subscription.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from actors.bus import check_running, connect
 from actors.config import Settings
 from actors.errors import AuthError, BrokerError, TLSError
-from actors.errors import NotRunningError as BusNotRunning
 from actors.runtime import current_traceparent, setup_tracing, span_from_headers
 from actors.security import refusal
 from gateway.errors import NotRunningError
@@ -46,6 +46,10 @@ from protocol import (
 _log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+HANDLED_WINDOW = 4096
+"""Outbox stream sequences a durable bridge remembers having handled: an ack lost in a broker
+restart makes JetStream deliver the message again (at-least-once), and the person must not
+see the answer twice (found by ``tests/test_faults.py``)."""
 OutboundHandler = Callable[[Outbound], Awaitable[None]]
 
 
@@ -65,14 +69,17 @@ class Bridge:
         self.origin = check_token(origin, "origin")
         self._sub: Subscription | None = None
         self._pull_task: asyncio.Task[None] | None = None
+        self._handled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._owns_connection = False
 
     async def start(self, on_outbound: OutboundHandler, *, durable: bool = False) -> None:
         """Begin delivering what actors publish to this origin's outbox to ``on_outbound``.
 
         With ``durable``, a durable consumer named after the origin keeps undelivered messages
-        across restarts and a message is acked only after ``on_outbound`` returns; without it,
-        a core subscription sees only what arrives while it is connected.
+        across restarts and a message is acked only after ``on_outbound`` returns (one
+        delivered again because its ack was lost is recognised by its stream sequence and
+        not handled twice: ``HANDLED_WINDOW``); without it, a core subscription sees only
+        what arrives while it is connected.
 
         Raises:
             NotRunningError: Switchboard's streams do not exist on the server.
@@ -109,7 +116,15 @@ class Bridge:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self._deliver(msg, on_outbound)
+                seq = msg.metadata.sequence.stream
+                if seq in self._handled:
+                    _log.info("outbox %s: message %d delivered again (its ack was lost): "
+                              "already handled", self.origin, seq)
+                else:
+                    await self._deliver(msg, on_outbound)
+                    self._handled[seq] = None
+                    if len(self._handled) > HANDLED_WINDOW:
+                        self._handled.popitem(last=False)
                 with contextlib.suppress(nats.errors.Error):
                     await msg.ack()
 
@@ -125,13 +140,13 @@ class Bridge:
             _log.exception("outbox %s: handling %s failed", self.origin, type(message).__name__)
 
     async def _check(self) -> None:
-        try:
-            await check_running(self.js, self.subjects)
-        except BusNotRunning as exc:
-            raise NotRunningError(str(exc)) from exc
+        await check_running(self.js, self.subjects)
 
-    async def send(self, message: ChatMessage) -> None:
+    async def send(self, message: ChatMessage, *, traceparent: str = "") -> None:
         """Publish ``message`` to the classifier and wait until JetStream has stored it.
+
+        The request's trace starts here, or continues ``traceparent`` (a W3C value) when given:
+        a caller that chose the trace id knows which execution events are this request's.
 
         Raises:
             NotRunningError: no stream takes the classifier's subject, or NATS does not answer
@@ -145,7 +160,8 @@ class Bridge:
         subject = self.subjects.task("classifier")
         try:
             # The request's trace starts here; every actor's span is a descendant.
-            with span_from_headers(f"gateway {self.origin} chat_message", None) as span:
+            parent = {HEADER_TRACEPARENT: traceparent} if traceparent else None
+            with span_from_headers(f"gateway {self.origin} chat_message", parent) as span:
                 span.set_attributes({"switchboard.session": message.session,
                                      "switchboard.origin": self.origin})
                 headers[HEADER_TRACEPARENT] = current_traceparent()

@@ -106,17 +106,25 @@ class TerminalChat:
         assert isinstance(answer, Reply)
         self._write(render_reply(answer) if answer.text or answer.error else
                     "(Switchboard decided this message needs no answer.)")
-        self._save_files(answer)
-        return EXIT_FAILED if answer.error else EXIT_OK
+        saved = self._save_files(answer)
+        return EXIT_FAILED if answer.error or not saved else EXIT_OK
 
-    def _save_files(self, reply: Reply) -> None:
+    def _save_files(self, reply: Reply) -> bool:
+        """List or save the answer's files; False when one could not be saved (said why)."""
+        saved = True
         for blob in reply.files:
             if self.save_dir is None:
                 self._write(f"📎 {blob.name} ({len(blob.data)} bytes)")
                 continue
             target = self.save_dir / Path(blob.name).name
-            target.write_bytes(blob.data)
+            try:
+                target.write_bytes(blob.data)
+            except OSError as exc:
+                self._write(f"❌ {blob.name} not saved to {target}: {exc.strerror or exc}")
+                saved = False
+                continue
             self._write(f"📎 {blob.name} saved to {target}")
+        return saved
 
 
 async def run_chat(

@@ -13,7 +13,7 @@ import nats.errors
 import nats.js.errors
 
 from actors.errors import BrokerError, StoreConflictError
-from gateway.errors import StoreError
+from gateway.errors import CommandError, StoreError
 from gateway.kv import KV_TIMEOUT_S
 from gateway.services import BotServices
 from protocol import RunState, run_decoder
@@ -22,10 +22,6 @@ _log = logging.getLogger(__name__)
 
 TIERS = {1: "cheap chat", 2: "tool-capable", 3: "strong code", 4: "critical decisions"}
 """Model tiers (SPEC.md §3)."""
-
-
-class CommandError(Exception):
-    """A command cannot be done; the message is for the person (answered ephemerally)."""
 
 
 async def run_state(services: BotServices, session: str) -> RunState | None:

@@ -3,27 +3,37 @@
 Hierarchy::
 
     GatewayError
-    ├── NotRunningError        Switchboard's streams are absent: the system is not up
     ├── DiscordConfigError     the Discord settings are missing or invalid (token, endpoints)
     ├── BotConfigError         a bot configuration (KV value, YAML file, CLI option) is invalid
     ├── StoreError             a gateway KV bucket (bots, limits, runs) did not answer
     ├── AttachmentError        an attachment could not be taken into the workspace
     │   └── AttachmentTooLargeError   it is larger than the configured limit
+    ├── CommandError           a slash command cannot be done (the message is for the person)
     └── SignatureError         an Interactions request's Ed25519 signature is bad or stale
+
+``NotRunningError`` (Switchboard's streams are absent: the system is not up) is
+``actors.errors.NotRunningError``, re-exported here: one class wherever it is raised.
 """
 
 from __future__ import annotations
 
+from actors.errors import NotRunningError
+
+__all__ = [
+    "AttachmentError",
+    "AttachmentTooLargeError",
+    "BotConfigError",
+    "CommandError",
+    "DiscordConfigError",
+    "GatewayError",
+    "NotRunningError",
+    "SignatureError",
+    "StoreError",
+]
+
 
 class GatewayError(Exception):
     """Root of every error raised by the ``gateway`` package."""
-
-
-class NotRunningError(GatewayError):
-    """Switchboard is not running: the NATS server answers but its streams are missing."""
-
-    def __init__(self, msg: str = "Switchboard is not running") -> None:
-        super().__init__(msg)
 
 
 class DiscordConfigError(GatewayError):
@@ -44,6 +54,11 @@ class AttachmentError(GatewayError):
 
 class AttachmentTooLargeError(AttachmentError):
     """An attachment is larger than ``GatewaySettings.attachment_max_bytes``."""
+
+
+class CommandError(GatewayError):
+    """A slash command cannot be done; the message is for the person (answered
+    ephemerally)."""
 
 
 class SignatureError(GatewayError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Generic, TypeVar, cast
+
 import msgspec
 
 from protocol._families import Outbound, TaskMessage
@@ -17,19 +19,48 @@ HEADER_TRACEPARENT = "traceparent"
 HEADER_MSG_ID = "Nats-Msg-Id"
 """JetStream de-duplication id (docs.nats.io, "JetStream Model Deep Dive", deduplication)."""
 
+T = TypeVar("T")
+
+
+class Decoder(Generic[T]):
+    """A ``msgspec.json.Decoder`` of ``T`` whose every refusal is a ``msgspec.DecodeError``
+    (``msgspec.ValidationError`` for a valid document of the wrong shape): msgspec raises
+    ``UnicodeDecodeError`` for invalid UTF-8 inside a string, which readers that catch
+    ``DecodeError`` would let through (found by ``tests/test_fuzz.py``)."""
+
+    __slots__ = ("_decode", "type")
+
+    def __init__(self, type: Any) -> None:  # noqa: A002 - msgspec's name for it
+        self.type = type
+        self._decode = msgspec.json.Decoder(type).decode
+
+    def decode(self, data: bytes | bytearray | memoryview | str) -> T:
+        """The message in ``data``.
+
+        Raises:
+            msgspec.DecodeError: ``data`` is not JSON, not UTF-8, or (``ValidationError``)
+                not a ``T``.
+        """
+        try:
+            return cast(T, self._decode(data))
+        except UnicodeDecodeError as exc:
+            msg = f"not UTF-8: {exc}"
+            raise msgspec.DecodeError(msg) from exc
+
+
 encoder = msgspec.json.Encoder()
-task_decoder = msgspec.json.Decoder(TaskMessage)
-outbound_decoder = msgspec.json.Decoder(Outbound)
-event_decoder = msgspec.json.Decoder(ExecutionEvent)
-control_decoder = msgspec.json.Decoder(Control)
-dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
-session_decoder = msgspec.json.Decoder(SessionState)
-run_decoder = msgspec.json.Decoder(RunState)
-checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
-legacy_checkpoint_decoder = msgspec.json.Decoder(LegacyCheckpoint)
+task_decoder: Decoder[TaskMessage] = Decoder(TaskMessage)
+outbound_decoder: Decoder[Outbound] = Decoder(Outbound)
+event_decoder: Decoder[ExecutionEvent] = Decoder(ExecutionEvent)
+control_decoder: Decoder[Control] = Decoder(Control)
+dead_letter_decoder: Decoder[DeadLetter] = Decoder(DeadLetter)
+session_decoder: Decoder[SessionState] = Decoder(SessionState)
+run_decoder: Decoder[RunState] = Decoder(RunState)
+checkpoint_decoder: Decoder[Checkpoint] = Decoder(Checkpoint)
+legacy_checkpoint_decoder: Decoder[LegacyCheckpoint] = Decoder(LegacyCheckpoint)
 """Reads a checkpoint written before flat messages (one with ``request`` and no ``role``)."""
-case_decoder = msgspec.json.Decoder(Case)
-manifest_decoder = msgspec.json.Decoder(ArtifactManifest)
+case_decoder: Decoder[Case] = Decoder(Case)
+manifest_decoder: Decoder[ArtifactManifest] = Decoder(ArtifactManifest)
 
 
 def type_tag(message: msgspec.Struct) -> str:

@@ -171,3 +171,14 @@ class Subjects:
     def artifacts_bucket(self) -> str:
         """The object store of workspaces and attachments (``<session>/<path>`` names)."""
         return f"{self._upper}_ARTIFACTS"
+
+    @property
+    def api_runs_bucket(self) -> str:
+        """Runs of the HTTP API (``run.<run id>``) and each session's queue of them
+        (``queue.<session>``), shared by every API replica."""
+        return f"{self._upper}_API_RUNS"
+
+    @property
+    def api_files_bucket(self) -> str:
+        """The object store of the files each API run answered with (``<run id>/<path>``)."""
+        return f"{self._upper}_API_FILES"

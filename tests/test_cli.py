@@ -32,7 +32,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command", [[], ["up"], ["chat"], ["actor"], ["gateway"],
-                                     ["events"], ["events", "tail"]])
+                                     ["events"], ["events", "tail"], ["trace"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = _run(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -53,6 +53,17 @@ def test_unknown_role_and_missing_token_are_clear_errors() -> None:
     assert "python_coder" in result.stdout  # lists the known roles
     result = _run("gateway")
     assert result.returncode == 2 and "DISCORD_TOKEN is not set" in result.stdout
+
+
+def test_a_save_dir_that_cannot_be_made_is_refused_before_asking(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _run("chat", "--message", "hello", "--save-dir", str(blocker / "answers"),
+                  "--nats-url", "nats://127.0.0.1:1")  # nothing listens: never reached
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"--save-dir {blocker / 'answers'}: cannot create it (Not a directory)" in \
+        result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_bad_topology_is_reported_not_a_traceback(tmp_path: Path) -> None:

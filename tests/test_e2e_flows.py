@@ -77,6 +77,20 @@ def test_sequential_flow_writes_a_file_with_visible_progress(system: RunningSyst
                    for line in events.splitlines()), f"no {actor} {kind} event:\n{events}"
 
 
+def test_chat_saves_an_answers_files_into_a_folder_it_creates(system: RunningSystem,
+                                                             tmp_path: Path) -> None:
+    target = tmp_path / "answers" / "today"  # does not exist yet
+    result = subprocess.run(
+        [sys.executable, "-m", "actors.cli", "chat", "--session", "terminal-save",
+         "--save-dir", str(target), "--message",
+         "write a python function that reverses a string and test it"],
+        env=system.env, cwd=REPO, capture_output=True, text=True, timeout=150, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"saved to {target / 'reverse_string.py'}" in result.stdout
+    assert "[::-1]" in (target / "reverse_string.py").read_text() or \
+        "reversed(" in (target / "reverse_string.py").read_text()
+
+
 def test_one_request_is_one_trace_across_processes(system: RunningSystem) -> None:
     tail, following = _events_tail(system, 400, "--json", "--session", "terminal-trace")
     # the server selects the session's events by subject (protocol/README.md)

@@ -212,15 +212,19 @@ async def test_malformed_and_unhandled_messages_are_dead_lettered(harness: Harne
     subject = harness.topology.subjects.task("classifier")
     await js.publish(subject, b"{not json")
     await js.publish(subject, b'{"type":"evaluation","nonsense":1}')
+    # Invalid UTF-8 inside a string: msgspec raises UnicodeDecodeError, protocol's decoders
+    # a DecodeError (found by tests/test_fuzz.py).
+    await js.publish(subject, b'{"type":"chat_message","message_id":"\x80"}')
     await js.publish(subject, msgspec.json.encode({
         "type": "turn_result", "text": "x", "request": {
             "type": "turn_request", "classification": {
                 "type": "classification", "respond": True, "request": {
                     "type": "chat_message", "message_id": "m", "session": "terminal-x",
                     "origin": "test-origin", "user_id": "u", "text": "t"}}}}))
-    letters = await harness.dead_letters(3)
+    letters = await harness.dead_letters(4)
     reasons = sorted(letter.reason for letter in letters)
-    assert sum("MalformedMessageError" in r for r in reasons) == 2
+    assert sum("MalformedMessageError" in r for r in reasons) == 3
+    assert sum("not UTF-8" in r for r in reasons) == 1
     assert sum("has no handler for 'turn_result'" in r for r in reasons) == 1
     assert {bytes(letter.data[:9]) for letter in letters} >= {b"{not json"}
 

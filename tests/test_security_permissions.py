@@ -7,6 +7,7 @@ another role's stream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import nats
 import nats.errors
 import nats.js.errors
@@ -23,7 +25,7 @@ import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from discord_system import containing, discord_system, wait_until_tracked
-from system import REPO, system_env
+from system import REPO, running_system, system_env
 from waiting import eventually, until
 
 from actors.bus import connect, ensure_consumer, provision
@@ -142,6 +144,46 @@ async def test_every_flow_works_with_each_process_its_own_identity(
         await s.delete_thread(thread["id"])
         await eventually(lambda: not workspace.exists(), within_s=30,
                          what="deleting the thread deletes its workspace")
+    assert violations(server) == [], "\n".join(violations(server))
+
+
+async def test_the_http_api_runs_as_its_own_identity(
+        secured: tuple[EmbeddedNats, NatsConfig], tmp_path: Path) -> None:
+    server, creds = secured
+    listen = f"127.0.0.1:{free_port()}"
+    env = {"SB_NATS_CREDS_DIR": str(creds.seeds["cli"].parent), "SB_API_TOKEN": "t0ken",
+           "SB_API_LISTEN": listen}
+    headers = {"Authorization": "Bearer t0ken"}
+    context = running_system(server.url, tmp_path, extra_env=env)
+    await asyncio.to_thread(context.__enter__)
+    try:
+        async with aiohttp.ClientSession(f"http://{listen}", headers=headers) as http:
+            async def healthy() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get("/healthz") as response:
+                        return (await response.json())["status"] == "ok"
+                return False
+
+            await eventually(healthy, within_s=60, what="the API's /healthz says ok")
+            async with http.post("/v1/runs", json={"message": TASK}) as response:
+                assert response.status == 202, await response.text()
+                run_id = (await response.json())["run_id"]
+
+            async def run() -> dict[str, object]:
+                async with http.get(f"/v1/runs/{run_id}") as response:
+                    return dict(await response.json())
+
+            done = await until(run, lambda r: r["status"] != "queued" and r["status"] != "running",
+                               within_s=90, what="the run to end")
+            assert done["status"] == "done", done
+            assert "reverse_string.py" in done["files"], done  # type: ignore[operator]
+            async with http.get(f"/v1/runs/{run_id}/files/reverse_string.py") as response:
+                assert response.status == 200 and b"def " in await response.read()
+            async with http.get(f"/v1/runs/{run_id}/events") as response:  # replayed to the end
+                assert response.status == 200
+                assert b"event: answer" in await response.read()
+    finally:
+        await asyncio.to_thread(context.__exit__, None, None, None)
     assert violations(server) == [], "\n".join(violations(server))
 
 

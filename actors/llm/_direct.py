@@ -226,7 +226,7 @@ async def _line(line: bytes, spec: ModelSpec, fold: Fold, on_chunk: Any) -> bool
         return True
     try:
         chunk = _decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: bad UTF-8 is the latter
         msg = f"model {spec.name!r} failed: the stream held a line that is not JSON ({exc})"
         raise ModelUnavailableError(msg, model=spec.name) from exc
     if isinstance(chunk, dict) and chunk.get("error"):

@@ -158,7 +158,7 @@ def from_http(spec: ModelSpec, status: int, body: bytes) -> ModelError:
         error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
         detail = error_message(error)
         code = str(error.get("code") or "") if isinstance(error, dict) else ""
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec: bad UTF-8 is the latter
         detail, code = body.decode("utf-8", "replace"), ""
     detail = clipped(detail or f"HTTP {status}", spec)
     lowered = detail.lower()

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from actors.errors import UnparsableAnswerError
 from actors.router._types import Route
 from protocol import AGENT_ROLES, Complexity, Flow, TaskType
 
@@ -85,10 +86,6 @@ class _Answer(msgspec.Struct, forbid_unknown_fields=False):
     role: str = "researcher"
     complexity: Complexity = Complexity.SIMPLE
     reason: str = ""
-
-
-class UnparsableAnswerError(ValueError):
-    """The model's answer holds no usable route; the message says what was wrong."""
 
 
 def _normalized(obj: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 consumer, session store, compare-and-set on KV keys, tracing, and the loop that runs one replica."""
 
 from actors.runtime._actor import Actor, MessageContext, Services, handler
-from actors.runtime._addressing import session_of, waiting_request
+from actors.runtime._addressing import request_of, session_of, waiting_request
 from actors.runtime._cas import compare_and_set, read_entry
 from actors.runtime._dispatch import Dispatcher
 from actors.runtime._pull import PullConsumer
@@ -39,6 +39,7 @@ __all__ = [
     "shutdown_tracing",
     "span_from_headers",
     "stop_on_signals",
+    "request_of",
     "session_of",
     "waiting_request",
 ]

@@ -28,8 +28,11 @@ from protocol import (
     HEADER_MSG_ID,
     HEADER_TRACEPARENT,
     ActorId,
+    ConsolidatedOptions,
     ExecutionEvent,
+    Flow,
     Progress,
+    Reply,
     Subjects,
     encoder,
     session_token,
@@ -192,7 +195,12 @@ class MessageContext:
 
     Publishes made through the context carry a ``Nats-Msg-Id`` derived from this delivery's
     stream sequence, so a redelivered task that publishes again is de-duplicated by JetStream
-    instead of running the next step twice.
+    instead of running the next step twice. The n-th confirmed publish of a delivery is
+    ``<role>:<seq>:<target>:<n>`` (or ``...:<key>`` with a ``key``); Progress, which is sent as
+    time passes (once a second while a model streams), counts apart (``...:p<n>``), so a
+    redelivery that shows more or fewer progress updates still gives its answer the id the
+    first delivery gave it (found by ``tests/test_faults.py``: a broker restart answered
+    three requests twice).
 
     With ``confirmations`` (the dispatcher's deliveries), ``send`` and ``reply`` return once
     the message is handed to the client, and the delivery is acknowledged only after JetStream
@@ -207,17 +215,24 @@ class MessageContext:
     deliveries: int
     _sent: int = field(default=0)
     confirmations: Confirmations | None = None
+    _progress_sent: int = field(default=0)
+    request_id: str = ""
+    """The request this delivery works for (``request_of``), put on every event it emits."""
 
-    def _msg_id(self, target: str, key: str) -> str:
+    def _msg_id(self, target: str, key: str, *, progress: bool = False) -> str:
         if key:
             return f"{self.actor.actor_id.role}:{self.stream_seq}:{target}:{key}"
+        if progress:
+            self._progress_sent += 1
+            return f"{self.actor.actor_id.role}:{self.stream_seq}:{target}:p{self._progress_sent}"
         self._sent += 1
         return f"{self.actor.actor_id.role}:{self.stream_seq}:{target}:{self._sent}"
 
-    def _headers(self, target: str, key: str = "") -> dict[str, str]:
+    def _headers(self, target: str, key: str = "", *, progress: bool = False
+                 ) -> dict[str, str]:
         """``Nats-Msg-Id`` and ``traceparent``: the headers an actor's publish needs (the
         type and session are in the body; ``protocol/README.md``)."""
-        headers = {HEADER_MSG_ID: self._msg_id(target, key)}
+        headers = {HEADER_MSG_ID: self._msg_id(target, key, progress=progress)}
         traceparent = current_traceparent()
         if traceparent:
             headers[HEADER_TRACEPARENT] = traceparent
@@ -250,6 +265,11 @@ class MessageContext:
         PubAck to receive and match (receiving a message costs about 4 µs of client CPU,
         shared/NOTES.md).
 
+        A Reply or ConsolidatedOptions is also an ``answered`` event: the time the answer
+        left, its ``flow`` and ``role``, and in ``detail`` the Reply's error code (``silent``:
+        an empty Reply, the router chose not to answer), so a request's latency runs from its
+        first step to this event.
+
         Raises:
             BrokerError: the outbox stream did not store it within 10 s (only without
                 ``confirmations``; never for a Progress).
@@ -257,13 +277,24 @@ class MessageContext:
         subject = self.actor.services.subjects.outbox(origin)
         if isinstance(message, Progress):
             try:
-                await self.actor.services.nc.publish(subject, encoder.encode(message),
-                                                     headers=self._headers(f"out-{origin}", key))
+                await self.actor.services.nc.publish(
+                    subject, encoder.encode(message),
+                    headers=self._headers(f"out-{origin}", key, progress=True))
             except nats.errors.Error as exc:
                 self.actor.log.warning("session %s: progress not published: %s",
                                        self.session, exc)
             return
         await self._publish(subject, message, f"out-{origin}", key)
+        await self._answered(message)
+
+    async def _answered(self, message: msgspec.Struct) -> None:
+        match message:
+            case Reply():
+                silent = not (message.text or message.files or message.error)
+                await self.emit("answered", flow=message.flow.value, role=message.role,
+                                detail="silent" if silent else str(message.error or ""))
+            case ConsolidatedOptions():
+                await self.emit("answered", flow=Flow.BRANCH.value)
 
     async def _publish(self, subject: str, message: msgspec.Struct, target: str,
                        key: str = "") -> None:
@@ -306,7 +337,9 @@ class MessageContext:
         await publisher.publish(subject, value, None, confirmations.settled)
 
     async def emit(self, kind: str, **fields: Any) -> None:
-        """Publish an ExecutionEvent for this session."""
+        """Publish an ExecutionEvent for this session and request (``request_id``)."""
+        if self.request_id:
+            fields.setdefault("request_id", self.request_id)
         await self.actor.emit(kind, self.session, **fields)
 
 

@@ -38,6 +38,26 @@ def waiting_request(message: TaskMessage) -> ReplyTo | None:
             return None
 
 
+def request_of(message: TaskMessage) -> str:
+    """The person's message a task message works for: a ChatMessage's own ``message_id``,
+    the ``ReplyTo.in_reply_to`` of every step after it (the reply included: evaluation,
+    reflection); "" for a Control, which is about a session, not a request. Events of the
+    delivery carry it as ``ExecutionEvent.request_id``."""
+    match message:
+        case ChatMessage():
+            return message.message_id
+        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
+              | BrainstormResult()):
+            return message.reply_to.in_reply_to
+        case LegacyTurnResult():
+            return message.request.classification.request.message_id
+        case LegacyEvaluation():
+            return message.result.request.classification.request.message_id
+        case _:
+            request = waiting_request(message)
+            return request.in_reply_to if request is not None else ""
+
+
 def session_of(message: TaskMessage) -> str:
     """The session a task message belongs to (its body carries it; actors' publishes have no
     session header)."""

@@ -43,7 +43,7 @@ from actors.errors import (
     UnhandledMessageError,
 )
 from actors.runtime._actor import Actor, Confirmations, MessageContext, _js_publish
-from actors.runtime._addressing import session_of, waiting_request
+from actors.runtime._addressing import request_of, session_of, waiting_request
 from actors.runtime._tracing import DeliveryTrace, begin_delivery, record_error
 from protocol import (
     HEADER_SESSION,
@@ -109,7 +109,7 @@ class _Delivery(Confirmations):
     ``Confirmations``) its publishes JetStream has not confirmed yet."""
 
     __slots__ = ("context", "deliveries", "dispatcher", "done", "handler_done", "message",
-                 "msg", "seq", "session", "decided", "started", "step", "trace")
+                 "msg", "request", "seq", "session", "decided", "started", "step", "trace")
 
     def __init__(self, dispatcher: Dispatcher, msg: Msg, message: TaskMessage, session: str,
                  step: str, deliveries: int, seq: int, started: float,
@@ -117,6 +117,7 @@ class _Delivery(Confirmations):
         super().__init__()
         self.dispatcher = dispatcher
         self.msg, self.message, self.session, self.step = msg, message, session, step
+        self.request = request_of(message)
         self.deliveries, self.seq, self.started, self.done = deliveries, seq, started, done
         self.context = contextvars.copy_context()
         self.trace: DeliveryTrace | None = None
@@ -226,7 +227,7 @@ class Dispatcher:
             self._handler_failed(d, UnhandledMessageError(text))
             return
         ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
-                             deliveries=d.deliveries, confirmations=d)
+                             deliveries=d.deliveries, confirmations=d, request_id=d.request)
         coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
         try:
             yielded = coro.send(None)
@@ -339,7 +340,7 @@ class Dispatcher:
             trace = d.trace or _NO_TRACE
             await self.actor.emit("handled", d.session, step=d.step, trace_id=trace.trace_id,
                                   span_id=trace.span_id, parent_span_id=trace.parent_id,
-                                  duration_ms=(now - d.started) * 1000)
+                                  duration_ms=(now - d.started) * 1000, request_id=d.request)
             self._close(d)
 
     async def _run_keepalive(self) -> None:
@@ -369,7 +370,8 @@ class Dispatcher:
         )
         await msg.nak(delay=delay)
         await self.actor.emit("retry", session, step=type_tag(message),
-                              detail=f"delivery {deliveries}: {exc}"[:500])
+                              detail=f"delivery {deliveries}: {exc}"[:500],
+                              request_id=request_of(message))
 
     async def _dead_letter(
         self, msg: Msg, message: TaskMessage | None, session: str, exc: BaseException,
@@ -395,7 +397,8 @@ class Dispatcher:
             return
         await msg.term()
         await self.actor.emit("dead_letter", session, step=type_tag(message) if message else "",
-                              detail=reason[:500])
+                              detail=reason[:500],
+                              request_id=request_of(message) if message else "")
         request = waiting_request(message) if message is not None else None
         if request is not None:
             await self._tell_user(request, exc, seq)

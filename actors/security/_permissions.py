@@ -1,5 +1,5 @@
 """What each NATS identity may publish and subscribe to: one per actor role, the gateway, the
-API and the CLI, derived from the names in ``protocol.Subjects`` and the message flow below.
+HTTP API and the CLI, derived from the names in ``protocol.Subjects`` and the message flow below.
 
 Subjects of the JetStream API used here (docs.nats.io, "JetStream wire API reference"; nats-py
 2.16 ``nats/js/manager.py``, ``client.py``, ``kv.py``, ``object_store.py``):
@@ -159,7 +159,7 @@ def role_permissions(subjects: Subjects, roles: Iterable[str], role: str, inbox:
 
 
 def gateway_permissions(subjects: Subjects, inbox: str) -> Permissions:
-    """What a gateway (Discord bots, the Interactions endpoint; the API has the same) may do:
+    """What a gateway (Discord bots, the Interactions endpoint) may do:
     send people's messages to the classifier and their controls (abort on the control
     stream, feedback and deletion to the reflector, merge / discard to an agent role); read
     its outboxes through durable consumers on the outbox stream; use its buckets (bots,
@@ -178,6 +178,35 @@ def gateway_permissions(subjects: Subjects, inbox: str) -> Permissions:
         *(s for b in (subjects.bots_bucket, subjects.limits_bucket, subjects.messages_bucket)
           for s in _kv(b, create=True)),
         *_shared_state(subjects),
+    ]
+    return Permissions(_unique(publish), (f"{inbox}.>",))
+
+
+API_OUTBOX_DURABLE = f"gateway-{API}"
+"""The API's outbox consumer (``api._outbox.durable_name`` of its origin, ``api``)."""
+
+
+def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Permissions:
+    """What the HTTP API (``api/``) may do: send requests to the classifier and aborts to the
+    control stream; read its outbox through its durable consumer, and replay its outbox and a
+    session's events to an SSE client (ordered consumers); read every role's consumer state
+    (``/healthz``); keep its runs (``API_RUNS`` bucket) and files (``API_FILES`` object store),
+    created when missing; read checkpoints (a paused run's question) and the artifacts."""
+    outbox, durable = subjects.outbox_stream, API_OUTBOX_DURABLE
+    publish = [
+        subjects.task("classifier"), subjects.control_all,
+        _info(subjects.task_stream("classifier")), _info(outbox), _info(subjects.events_stream),
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{outbox}.{durable}",
+        f"$JS.API.CONSUMER.INFO.{outbox}.{durable}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{outbox}.{durable}", f"$JS.ACK.{outbox}.{durable}.>",
+        *_read_stream(outbox), *_read_stream(subjects.events_stream),
+        *(f"$JS.API.CONSUMER.INFO.{subjects.task_stream(r)}.{subjects.durable(r)}"
+          for r in roles),
+        *_kv(subjects.api_runs_bucket, create=True),
+        *_object_store(subjects.api_files_bucket),
+        f"$JS.API.STREAM.CREATE.OBJ_{subjects.api_files_bucket}",
+        *_kv(subjects.checkpoints_bucket), *_kv(subjects.artifacts_index_bucket),
+        *_object_store(subjects.artifacts_bucket),
     ]
     return Permissions(_unique(publish), (f"{inbox}.>",))
 
@@ -206,8 +235,10 @@ def permissions(subjects: Subjects, roles: Iterable[str], identity: str, inbox: 
     roles = tuple(roles)
     if identity in roles:
         return role_permissions(subjects, roles, identity, inbox)
-    if identity in (GATEWAY, API):
+    if identity == GATEWAY:
         return gateway_permissions(subjects, inbox)
+    if identity == API:
+        return api_permissions(subjects, roles, inbox)
     if identity == CLI:
         return cli_permissions(subjects, inbox)
     msg = f"unknown identity {identity!r}: an actor role, {GATEWAY}, {API} or {CLI}"

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord._runner import BotRunner, BridgeFactory
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, NotRunningError
 from gateway.pool._store import BotStatus, BotStore
 
 _log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class BotPool:
                            **self._bot_options)
         try:
             await runner.start()
-        except GatewayError as exc:
+        except (GatewayError, NotRunningError) as exc:
             _log.error("bot %s failed: %s", name, exc)
             await runner.stop()
             await self.store.set_status(name, BotStatus("failed", str(exc)))

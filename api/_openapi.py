@@ -1,0 +1,123 @@
+"""``GET /openapi.json``: the API described as OpenAPI 3.1 (https://spec.openapis.org/oas/v3.1.0),
+its component schemas generated from the msgspec structs of ``api._schema``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from api._schema import (
+    MAX_MESSAGE_CHARS,
+    ErrorBody,
+    Health,
+    RunAccepted,
+    RunRequest,
+    RunView,
+    StopAccepted,
+)
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {400: "Malformed JSON, an unknown field, a wrong type or value",
+             401: "No or a wrong bearer token",
+             404: "No such run (or file)",
+             409: "The run cannot be stopped: it finished, or it is paused on a question",
+             413: "The body is larger than the API accepts",
+             503: "NATS or the actors do not answer"}
+    return {str(s): _json("ErrorBody", texts[s]) for s in statuses}
+
+
+_RUN_ID = {"name": "run_id", "in": "path", "required": True,
+           "description": "The run id returned by `POST /v1/runs` (32 hex digits).",
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+
+
+def _paths(max_body_bytes: int) -> dict[str, Any]:
+    return {
+        "/v1/runs": {"post": {
+            "operationId": "createRun", "summary": "Submit a request to the agents",
+            "description": "Sends the message to the same actors as Discord and the terminal. "
+            "A run for a session that has a run in progress waits for it (status `queued`). "
+            f"`message` is at most {MAX_MESSAGE_CHARS} characters, the body at most "
+            f"{max_body_bytes} bytes; nothing is sent when the body is refused.",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("RunRequest")}}},
+            "responses": {"202": _json("RunAccepted", "Accepted: the run is queued"),
+                          **_errors(400, 401, 413, 503)}}},
+        "/v1/runs/{run_id}": {"get": {
+            "operationId": "getRun", "summary": "A run's status and result",
+            "parameters": [_RUN_ID],
+            "responses": {"200": _json("RunView", "The run"), **_errors(401, 404, 503)}}},
+        "/v1/runs/{run_id}/events": {"get": {
+            "operationId": "runEvents", "summary": "A run's progress and execution events",
+            "description": "Server-Sent Events from the run's start until it ends (a late "
+            "client first gets what happened so far). `event:` is `run` (the run's state, on "
+            "each status change), `progress`, `reply`, `options`, an execution event's kind "
+            "(`classified`, `model_call`, `turn`, ...) and finally `end`; `data:` is JSON. "
+            "`: keep-alive` comments keep idle connections open.",
+            "parameters": [_RUN_ID],
+            "responses": {"200": {"description": "The event stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}},
+                **_errors(401, 404, 503)}}},
+        "/v1/runs/{run_id}/stop": {"post": {
+            "operationId": "stopRun", "summary": "Stop a run at its next turn",
+            "description": "A run still waiting for its session is aborted at once; a running "
+            "agentic loop stops before its next turn. A one-turn answer cannot be cut short.",
+            "parameters": [_RUN_ID],
+            "responses": {"202": _json("StopAccepted", "The stop is under way"),
+                          **_errors(401, 404, 409, 503)}}},
+        "/v1/runs/{run_id}/files/{path}": {"get": {
+            "operationId": "getRunFile", "summary": "A file of the run's workspace",
+            "description": "A file the run answered with (`files` of the run), else the "
+            "session's workspace file as last stored after a run.",
+            "parameters": [_RUN_ID, {
+                "name": "path", "in": "path", "required": True,
+                "description": "Relative path in the workspace (`src/app.py`); no `..`.",
+                "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The file's bytes", "content": {
+                "application/octet-stream": {"schema": {
+                    "type": "string", "contentMediaType": "application/octet-stream"}}}},
+                **_errors(400, 401, 404, 503)}}},
+        "/healthz": {"get": {
+            "operationId": "health", "summary": "Each role's consumer state (no token needed)",
+            "security": [],
+            "responses": {"200": _json("Health", "NATS answers"), **_errors(503)}}},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {
+                "application/json": {"schema": {"type": "object"}}}}, **_errors(401)}}},
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def openapi_document(max_body_bytes: int) -> bytes:
+    """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
+    _, components = msgspec.json.schema_components(
+        [RunRequest, RunAccepted, RunView, StopAccepted, ErrorBody, Health], ref_template=_REF)
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "Switchboard HTTP API", "version": "1",
+                 "description": "Submit requests to Switchboard's agents, follow and stop "
+                 "runs, fetch their files. Every route but `/healthz` needs "
+                 "`Authorization: Bearer $SB_API_TOKEN`. Errors are "
+                 "`{\"error\": {\"code\", \"message\"}}`."},
+        "security": [{"bearer": []}],
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "The value of SB_API_TOKEN"}}},
+        "paths": _paths(max_body_bytes),
+    }
+    return msgspec.json.encode(document)

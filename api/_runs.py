@@ -1,0 +1,268 @@
+"""Runs of the HTTP API: submitted, queued per session, sent to the actors, stopped, and
+updated from what the actors answer on the API's outbox.
+
+A session has one run with the actors at a time, as a Discord thread does
+(``gateway.discord._intake``): a later run waits in the session's queue (KV, so every API
+replica sees it) and goes out when the run before it is answered, by whichever replica
+records that answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from api import _records as rec
+from api._records import ORIGIN, RunRecord, SessionQueue
+from api._schema import RunRequest, RunStatus, RunView
+from api._store import RunStore
+from api.errors import ConflictError, NotFoundError, StoreError, UnavailableError
+from gateway.bridge import Bridge
+from gateway.errors import NotRunningError
+from gateway.render import render_options
+from protocol import ConsolidatedOptions, Control, ControlAction, Flow, Outbound, Progress, Reply
+
+_log = logging.getLogger(__name__)
+
+QUEUE_STALE_S = 900.0
+"""A run unanswered this long stops holding its session (the Discord gateway's
+``SB_GATEWAY_QUEUE_STALE_S`` default)."""
+DEFAULT_USER = "api"
+
+
+class RunService:
+    """Submits, stops and records runs (see the module docstring).
+
+    Args:
+        store: the API's buckets.
+        bridge: sends requests and controls to the actors as origin ``api``.
+        clock: Unix seconds now.
+        stale_s: seconds after which an unanswered run stops holding its session.
+    """
+
+    def __init__(self, store: RunStore, bridge: Bridge, *,
+                 clock: Callable[[], float] = time.time, stale_s: float = QUEUE_STALE_S) -> None:
+        self.store = store
+        self.bridge = bridge
+        self.clock = clock
+        self.stale_s = stale_s
+
+    # ------------------------------------------------------------------ requests
+
+    async def submit(self, request: RunRequest) -> RunRecord:
+        """Record a new run and send it, or queue it behind its session's active run.
+
+        Returns:
+            The run as stored (``queued``).
+
+        Raises:
+            StoreError: the runs bucket did not answer (nothing was sent).
+            UnavailableError: the actors' stream did not take the request (the run is stored
+                as ``failed``).
+        """
+        run_id = uuid.uuid4().hex
+        now = self.clock()
+        record = RunRecord(
+            run_id=run_id, session=request.session or f"api-{run_id}",
+            user=request.user or DEFAULT_USER, message=request.message,
+            traceparent=rec.new_traceparent(), created_at=now, updated_at=now)
+        await self.store.create(record)
+        try:
+            queue = await self.store.change_queue(
+                record.session, lambda q: rec.admit(q, run_id, now, self.stale_s))
+        except StoreError as exc:
+            reason = f"the run could not be queued: {exc}"
+            await self.store.update(run_id, lambda r: rec.send_failed(r, reason, now))
+            raise
+        if queue.active != run_id:
+            _log.info("run %s waits in session %s behind %s", run_id, record.session,
+                      queue.active)
+            return record
+        sent = await self._send(record)
+        if sent.status is RunStatus.FAILED:
+            await self._release(sent)
+            msg = sent.error.message if sent.error else f"run {run_id} was not sent"
+            raise UnavailableError(msg)
+        return record
+
+    async def get(self, run_id: str) -> RunRecord:
+        """The stored run.
+
+        Raises:
+            NotFoundError: no such run.
+            StoreError: the runs bucket did not answer.
+        """
+        record = await self.store.get(run_id)
+        if record is None:
+            msg = f"no run {run_id}"
+            raise NotFoundError(msg)
+        return record
+
+    async def view(self, run_id: str) -> RunView:
+        """The run's public state. A ``paused`` run whose question was answered (its
+        session's checkpoint moved on) reads as ``done``: the answer's own run carries on.
+
+        Raises:
+            NotFoundError: no such run.
+            StoreError: a bucket did not answer.
+        """
+        record = await self.get(run_id)
+        return record.view(await self.current_status(record))
+
+    async def current_status(self, record: RunRecord) -> RunStatus:
+        """``record.status``, except ``done`` for a paused run that was answered."""
+        if record.status is RunStatus.PAUSED and not await self.store.paused(
+                record.session, record.run_id):
+            return RunStatus.DONE
+        return record.status
+
+    async def stop(self, run_id: str) -> RunRecord:
+        """Stop a run: one still waiting in its session's queue is aborted at once; one with
+        the actors is aborted at its next turn (the abort control goes out as soon as its
+        agentic loop runs: ``<prefix>.control.<session>``). A run with no loop (one-turn
+        answers) finishes normally.
+
+        Returns:
+            The run as stored after the request.
+
+        Raises:
+            NotFoundError: no such run.
+            ConflictError: it finished already, or it is paused (answer it instead).
+            StoreError: a bucket did not answer.
+            UnavailableError: the control could not be published.
+        """
+        record = await self.get(run_id)
+        if record.finished:
+            msg = f"run {run_id} is {record.status} already"
+            raise ConflictError(msg)
+        if record.status is RunStatus.PAUSED:
+            msg = (f"run {run_id} is paused on a question: answer it with a new run in "
+                   f"session {record.session}")
+            raise ConflictError(msg)
+        now = self.clock()
+        if not record.sent_at:
+            changed = await self.store.update(run_id, lambda r: rec.stopped_before_sent(r, now))
+            if changed is not None and changed[1].status is RunStatus.ABORTED:
+                _log.info("run %s stopped before it was sent", run_id)
+                await self._release(changed[1])
+                return changed[1]
+        changed = await self.store.update(run_id, lambda r: rec.stopping(r, now))
+        if changed is None:
+            msg = f"no run {run_id}"
+            raise NotFoundError(msg)
+        return await self._abort_if_due(changed[1])
+
+    # ------------------------------------------------------------------ the actors' answers
+
+    async def on_outbound(self, message: Outbound) -> None:
+        """Record a Progress, Reply or ConsolidatedOptions for an API run; a final answer
+        frees the run's session for the next run. Safe to repeat (a redelivery).
+
+        Raises:
+            StoreError: a bucket did not answer (the message is redelivered later).
+            UnavailableError: the next run of the session could not be sent (likewise).
+        """
+        run_id, now = message.in_reply_to, self.clock()
+        match message:
+            case Progress():
+                changed = await self.store.update(
+                    run_id, lambda r: rec.progressed(r, message, now))
+            case Reply():
+                paused = (message.error is None and message.flow is Flow.SEQUENTIAL
+                          and await self.store.paused(message.session, run_id))
+                if message.files:
+                    await self.store.put_files(run_id, message.files)
+                changed = await self.store.update(
+                    run_id, lambda r: rec.answered(r, message, paused=paused, now=now))
+            case ConsolidatedOptions():
+                text = render_options(message)
+                changed = await self.store.update(
+                    run_id, lambda r: rec.options_answered(r, message, text, now))
+        if changed is None:
+            _log.warning("outbox: %s for unknown run %s dropped", type(message).__name__, run_id)
+            return
+        after = await self._abort_if_due(changed[1])
+        if after.settled and not isinstance(message, Progress):
+            await self._release(after)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, record: RunRecord) -> RunRecord:
+        """Mark the run sent, unless it was stopped meanwhile, then send its ChatMessage
+        (JetStream de-duplicates a repeat by its message id). The mark comes first, so a stop
+        either finds the run still waiting (and aborts it) or already sent (and aborts its
+        loop), never both.
+
+        Returns:
+            The run as stored after: sent; stopped meanwhile (not sent); or ``failed`` when
+            the actors' stream did not take it.
+
+        Raises:
+            StoreError: the runs bucket did not answer.
+        """
+        now = self.clock()
+        changed = await self.store.update(record.run_id, lambda r: rec.sent(r, now))
+        if changed is None or changed[1].settled:
+            return changed[1] if changed else record
+        try:
+            await self.bridge.send(record.chat_message(), traceparent=record.traceparent)
+        except NotRunningError as exc:
+            reason = f"the actors did not take the run: {exc}"
+            _log.warning("run %s: %s", record.run_id, reason)
+            failed = await self.store.update(
+                record.run_id, lambda r: rec.send_failed(r, reason, self.clock()))
+            return failed[1] if failed else changed[1]
+        _log.info("run %s sent (session %s)", record.run_id, record.session)
+        return changed[1]
+
+    async def _release(self, record: RunRecord) -> None:
+        """Free ``record``'s session and send the run that is next in it; one that was
+        stopped meanwhile or that the actors did not take frees the session in turn.
+
+        Raises:
+            StoreError: the runs bucket did not answer.
+        """
+        current = record
+        while True:
+            queue: SessionQueue = await self.store.change_queue(
+                current.session,
+                functools.partial(rec.release, run_id=current.run_id, now=self.clock()))
+            if not queue.active or queue.active == current.run_id:
+                return
+            following = await self.store.get(queue.active)
+            if following is None or (following.sent_at and not following.settled):
+                return  # out already (or expired: the session frees itself when stale)
+            if not following.settled:
+                following = await self._send(following)
+                if not following.settled:
+                    return
+            current = following
+
+    async def _abort_if_due(self, record: RunRecord) -> RunRecord:
+        """Publish the abort of ``record`` when it was asked to stop and its loop runs, then
+        note it was sent (a repeat before that is de-duplicated by JetStream: one message id
+        per run). Returns the run as stored after that.
+
+        Raises:
+            UnavailableError: the control was not published (the next Progress tries again).
+        """
+        if not rec.abort_due(record):
+            return record
+        await self._abort(record)
+        changed = await self.store.update(record.run_id, rec.abort_noted)
+        return changed[1] if changed else record
+
+    async def _abort(self, record: RunRecord) -> None:
+        """Publish the abort control of ``record``'s session (de-duplicated per run)."""
+        try:
+            await self.bridge.control(Control(
+                session=record.session, action=ControlAction.ABORT, user_id=f"api:{record.user}",
+                message_id=f"stop-{record.run_id}", origin=ORIGIN))
+        except NotRunningError as exc:
+            msg = f"the stop of run {record.run_id} was not published: {exc}"
+            raise UnavailableError(msg) from exc
+        _log.info("run %s: abort published for session %s", record.run_id, record.session)
+

@@ -1,0 +1,128 @@
+"""The HTTP API's request and response bodies, as msgspec structs: decoded and validated in one
+step, and the source of the OpenAPI component schemas (``api._openapi``)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import msgspec
+
+MAX_MESSAGE_CHARS = 32_000
+"""Longest ``message`` accepted, in characters."""
+
+_TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
+Session = Annotated[str, msgspec.Meta(
+    pattern=_TOKEN,
+    description="The conversation (its memory, workspace and queue): 1-128 of A-Z a-z 0-9 _ -."
+    " A new `api-<run_id>` when absent. A run for a session that is busy waits for the runs "
+    "before it.")]
+User = Annotated[str, msgspec.Meta(
+    pattern=_TOKEN,
+    description="Who asks, for their memory across sessions: 1-128 of A-Z a-z 0-9 _ -. "
+    "`api` when absent.")]
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is: ``queued`` (waiting for its session, or for the actors to start it),
+    ``running``, ``paused`` (the run asked a question: answer it with a new run in the same
+    session), ``done``, ``failed``, ``aborted`` (stopped)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+FINISHED = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.ABORTED})
+"""Statuses a run never leaves."""
+
+
+class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/runs``: what to ask, in which conversation, as whom."""
+
+    message: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=MAX_MESSAGE_CHARS,
+        description="The request, as a person would write it in Discord (not only spaces).")]
+    session: Session | None = None
+    user: User | None = None
+
+
+class RunAccepted(msgspec.Struct, kw_only=True):
+    """``202`` to ``POST /v1/runs``."""
+
+    run_id: str
+    session: str
+    status: RunStatus
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    """Why a request or a run failed: a stable ``code`` and a sentence for people."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every 4xx / 5xx answer of the API."""
+
+    error: ErrorDetail
+
+
+class RunView(msgspec.Struct, kw_only=True):
+    """``GET /v1/runs/{run_id}``: a run's state. ``turn`` / ``max_turns`` count the agentic
+    loop's turns (SEQUENTIAL runs), ``confidence`` is 0-100, ``model`` the last model used,
+    ``answer`` the final answer (the question, when ``paused``), ``files`` the paths of the
+    files sent with it (``GET .../files/{path}``), ``error`` set when ``failed`` or
+    ``aborted``; times are Unix seconds."""
+
+    run_id: str
+    session: str
+    status: RunStatus
+    flow: str | None
+    role: str | None
+    turn: int
+    max_turns: int
+    model: str | None
+    confidence: int | None
+    answer: str | None
+    files: list[str]
+    error: ErrorDetail | None
+    created_at: float
+    updated_at: float
+    stop_requested: bool
+
+
+class StopAccepted(msgspec.Struct, kw_only=True):
+    """``202`` to ``POST /v1/runs/{run_id}/stop``: a running run stops at its next turn, a
+    queued one at once (``status`` is then ``aborted``)."""
+
+    run_id: str
+    status: RunStatus
+    stop_requested: bool
+
+
+class ConsumerState(msgspec.Struct, kw_only=True):
+    """One durable consumer as JetStream reports it: messages not yet delivered
+    (``num_pending``), delivered and not acknowledged (``num_ack_pending``), pull requests
+    waiting (``num_waiting``: replicas ready for work); ``error`` when it could not be read."""
+
+    num_pending: int = 0
+    num_ack_pending: int = 0
+    num_waiting: int = 0
+    error: str | None = None
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """``GET /healthz``: ``ok``, or ``degraded`` when a consumer cannot be read (a role never
+    started); every role's consumer, and the API's own outbox consumer."""
+
+    status: str
+    roles: dict[str, ConsumerState]
+    outbox: ConsumerState
+
+
+request_decoder = msgspec.json.Decoder(RunRequest)
+encoder = msgspec.json.Encoder()

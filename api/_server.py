@@ -1,0 +1,163 @@
+"""``switchboard api``: serve the HTTP API until SIGTERM / SIGINT (or ``stop``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from actors.bus import check_running
+from actors.config import Settings, Topology
+from actors.runtime import stop_on_signals
+from api._app import MAX_BODY_BYTES, ApiApp
+from api._files import ArtifactOpener, RunFiles
+from api._health import health
+from api._outbox import OutboxConsumer
+from api._records import ORIGIN
+from api._runs import QUEUE_STALE_S, RunService
+from api._schema import Health
+from api._sse import KEEPALIVE_S, RunEvents
+from api._store import RunStore
+from api.errors import ApiConfigError, UnavailableError
+from gateway.bridge import Bridge, connect_bridge
+from gateway.errors import NotRunningError
+
+if TYPE_CHECKING:
+    from actors.artifacts import ArtifactStore
+
+_log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``:PORT`` for every interface; ``[::1]:PORT`` for IPv6; port 0 lets the
+    OS choose) → ``(host, port)``.
+
+    Raises:
+        ApiConfigError: not ``HOST:PORT`` with a port 0-65535.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        msg = f"--listen expects HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}"
+        raise ApiConfigError(msg)
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def api_token(settings: Settings) -> str:
+    """The configured token.
+
+    Raises:
+        ApiConfigError: ``SB_API_TOKEN`` is not set or empty.
+    """
+    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    if not token.strip():
+        msg = ("SB_API_TOKEN is not set: the HTTP API refuses to start without a token "
+               "(every request must send Authorization: Bearer $SB_API_TOKEN)")
+        raise ApiConfigError(msg)
+    return token.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """Tunables of one API process: largest body in bytes, seconds between SSE keep-alives,
+    seconds after which an unanswered run stops holding its session."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    keepalive_s: float = KEEPALIVE_S
+    stale_s: float = QUEUE_STALE_S
+
+
+async def run_api(settings: Settings, topology: Topology, *, nats_url: str, listen: str,
+                  stop: asyncio.Event | None = None, options: ApiOptions | None = None,
+                  on_ready: asyncio.Future[tuple[str, int]] | None = None) -> None:
+    """Serve the HTTP API on ``listen`` until ``stop`` (default: SIGTERM / SIGINT).
+
+    ``on_ready`` gets the bound ``(host, port)`` once requests are served (port 0 picks one).
+
+    Raises:
+        ApiConfigError: no token, or a bad ``listen``.
+        UnavailableError: NATS cannot be reached or Switchboard's streams are missing.
+        StoreError: the API's buckets cannot be opened.
+    """
+    token = api_token(settings)
+    host, port = parse_listen(listen)
+    options = options or ApiOptions()
+    try:
+        bridge = await connect_bridge(settings, topology.subjects, ORIGIN, nats_url=nats_url)
+    except NotRunningError as exc:
+        raise UnavailableError(str(exc)) from exc
+    runner: web.AppRunner | None = None
+    consumer: OutboxConsumer | None = None
+    files: RunFiles | None = None
+    try:
+        await _check_running(bridge)
+        store = await RunStore.open(bridge.js, topology.subjects,
+                                    replicas=topology.stream_replicas)
+        runs = RunService(store, bridge, stale_s=options.stale_s)
+        consumer = OutboxConsumer(bridge.js, topology.subjects, ORIGIN, runs.on_outbound)
+        await consumer.start()
+        files = RunFiles(store, _artifact_opener(bridge, settings, topology))
+        roles, outbox_durable = list(topology.roles), consumer.durable
+
+        async def _health() -> Health:
+            return await health(bridge.nc, bridge.js, topology.subjects, roles, outbox_durable)
+
+        app = ApiApp(token, runs, RunEvents(bridge.js, topology.subjects, runs,
+                                            keepalive_s=options.keepalive_s),
+                     files, _health, max_body_bytes=options.max_body_bytes)
+        runner = web.AppRunner(app.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                               handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = _bound(site, host, port)
+        _log.info("HTTP API on http://%s:%d (origin %s)", bound[0], bound[1], ORIGIN)
+        if on_ready is not None and not on_ready.done():
+            on_ready.set_result(bound)
+        await (stop or stop_on_signals()).wait()
+    finally:
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                    await runner.cleanup()
+        if consumer is not None:
+            await consumer.stop()
+        if files is not None:
+            with contextlib.suppress(Exception):
+                await files.close()
+        await bridge.stop()
+        _log.info("HTTP API stopped")
+
+
+async def _check_running(bridge: Bridge) -> None:
+    try:
+        await check_running(bridge.js, bridge.subjects)
+    except NotRunningError as exc:
+        msg = f"{exc}. Start it with `switchboard up`."
+        raise UnavailableError(msg) from exc
+
+
+def _artifact_opener(bridge: Bridge, settings: Settings, topology: Topology) -> ArtifactOpener:
+    """Opens the deployment's artifact store (S3's client is imported only when used)."""
+
+    async def _open() -> ArtifactStore:
+        from actors.artifacts import open_artifact_store
+
+        return await open_artifact_store(bridge.js, settings, topology)
+
+    return _open
+
+
+def _bound(site: web.TCPSite, host: str, port: int) -> tuple[str, int]:
+    """The address the site listens on (the port the OS chose for port 0)."""
+    server = site._server  # noqa: SLF001 - aiohttp keeps the asyncio server here
+    sockets = getattr(server, "sockets", None) or []
+    for sock in sockets:
+        address = sock.getsockname()
+        return str(address[0]), int(address[1])
+    return host, port

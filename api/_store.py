@@ -1,0 +1,224 @@
+"""The API's JetStream state: run records and session queues in the ``<PREFIX>_API_RUNS`` KV
+bucket, the files each run answered with in the ``<PREFIX>_API_FILES`` object store, and the
+actors' checkpoints (read only: is a run paused?). Every call is bounded; failures are
+``StoreError``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from actors.bus import kv_bucket
+from actors.errors import BrokerError, StoreConflictError
+from actors.runs import CheckpointStore
+from actors.runtime import compare_and_set, read_entry
+from api._records import RunRecord, SessionQueue
+from api.errors import StoreError
+from protocol import FileBlob, Subjects
+
+_log = logging.getLogger(__name__)
+
+TIMEOUT_S = 5.0
+"""Bound on one KV call; a file transfer gets ``TIMEOUT_S`` plus one second per MiB."""
+RUN_TTL_S = 30 * 86400.0
+"""How long a run's record and files are kept after their last change: 30 days."""
+
+_record_decoder = msgspec.json.Decoder(RunRecord)
+_queue_decoder = msgspec.json.Decoder(SessionQueue)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_record(value: bytes) -> RunRecord:
+    """A stored run record."""
+    return _record_decoder.decode(value)
+
+
+class _Missing(Exception):
+    """Raised inside a compare-and-set change: the record is not there."""
+
+
+@contextlib.asynccontextmanager
+async def _bounded(what: str, timeout_s: float = TIMEOUT_S) -> AsyncIterator[None]:
+    """Run the block within ``timeout_s`` seconds, turning NATS failures into StoreError."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except (TimeoutError, nats.errors.Error, BrokerError, StoreConflictError) as exc:
+        msg = f"{what}: {exc or type(exc).__name__}"
+        raise StoreError(msg) from exc
+
+
+def _transfer_s(size: int) -> float:
+    return TIMEOUT_S + size / (1 << 20)
+
+
+class RunStore:
+    """Runs, session queues and run files of one deployment (``RunStore.open``).
+
+    Args:
+        runs: the runs bucket (keys ``run.<run id>``, ``queue.<session>``).
+        files: the run files object store (names ``<run id>/<path>``).
+        checkpoints: the actors' checkpoints bucket.
+    """
+
+    def __init__(self, runs: KeyValue, files: ObjectStore, checkpoints: KeyValue) -> None:
+        self._runs = runs
+        self._files = files
+        self._checkpoints = CheckpointStore(checkpoints)
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, subjects: Subjects, *, replicas: int = 1,
+                   ttl_s: float = RUN_TTL_S) -> RunStore:
+        """Bind to the buckets, creating the API's own when missing (file storage, ``replicas``
+        copies, values expire ``ttl_s`` seconds after their last write).
+
+        Raises:
+            StoreError: JetStream does not answer within 5 s or refuses a bucket.
+        """
+        async with _bounded("opening the API's buckets", 2 * TIMEOUT_S):
+            try:
+                runs = await js.key_value(subjects.api_runs_bucket)
+            except nats.js.errors.BucketNotFoundError:
+                runs = await js.create_key_value(KeyValueConfig(
+                    bucket=subjects.api_runs_bucket, history=1, storage=StorageType.FILE,
+                    direct=True, ttl=ttl_s, replicas=replicas))
+            try:
+                files = await js.object_store(subjects.api_files_bucket)
+            except nats.js.errors.BucketNotFoundError:
+                files = await js.create_object_store(
+                    subjects.api_files_bucket, config=ObjectStoreConfig(
+                        bucket=subjects.api_files_bucket, storage=StorageType.FILE,
+                        ttl=ttl_s, replicas=replicas,
+                        description="Files the HTTP API's runs answered with"))
+            checkpoints = await kv_bucket(js, subjects.checkpoints_bucket, replicas=replicas)
+        return cls(runs, files, checkpoints)
+
+    # ------------------------------------------------------------------ runs
+
+    async def create(self, record: RunRecord) -> None:
+        """Store a new run.
+
+        Raises:
+            StoreError: the bucket did not take it.
+        """
+        async with _bounded(f"storing run {record.run_id}"):
+            await self._runs.create(f"run.{record.run_id}", _encoder.encode(record))
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        """The run, or None when there is none with this id (or it expired).
+
+        Raises:
+            StoreError: the bucket did not answer.
+        """
+        async with _bounded(f"reading run {run_id}"):
+            value, _ = await read_entry(self._runs, f"run.{run_id}", what="API runs bucket")
+        return _record_decoder.decode(value) if value else None
+
+    async def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]
+                     ) -> tuple[RunRecord, RunRecord] | None:
+        """Apply ``change`` to the stored run with compare-and-set (``change`` may run more
+        than once, on the newest value each time).
+
+        Returns:
+            ``(before, after)`` of the write that won, or None when there is no such run.
+
+        Raises:
+            StoreError: the bucket did not answer, or other writers kept winning.
+        """
+        seen: list[RunRecord] = []
+
+        def _next(value: bytes | None) -> bytes:
+            if not value:
+                raise _Missing
+            before = _record_decoder.decode(value)
+            after = change(before)
+            seen[:] = [before, after]
+            return _encoder.encode(after)
+
+        try:
+            async with _bounded(f"updating run {run_id}"):
+                await compare_and_set(self._runs, f"run.{run_id}", _next, what="API runs bucket")
+        except _Missing:
+            return None
+        return seen[0], seen[1]
+
+    async def watch(self, run_id: str) -> KeyValue.KeyWatcher:
+        """A watcher of the run's record: its current value, then every change (entries whose
+        ``value`` decodes with ``decode_record``). The caller stops it.
+
+        Raises:
+            StoreError: the bucket did not answer.
+        """
+        async with _bounded(f"watching run {run_id}"):
+            return await self._runs.watch(f"run.{run_id}")
+
+    async def change_queue(self, session: str, change: Callable[[SessionQueue], SessionQueue]
+                           ) -> SessionQueue:
+        """Apply ``change`` to ``session``'s queue with compare-and-set; returns the new queue.
+
+        Raises:
+            StoreError: the bucket did not answer, or other writers kept winning.
+        """
+        result: list[SessionQueue] = []
+
+        def _next(value: bytes | None) -> bytes:
+            queue = _queue_decoder.decode(value) if value else SessionQueue()
+            result[:] = [change(queue)]
+            return _encoder.encode(result[0])
+
+        async with _bounded(f"updating the queue of session {session}"):
+            await compare_and_set(self._runs, f"queue.{session}", _next,
+                                  what="API runs bucket")
+        return result[0]
+
+    # ------------------------------------------------------------------ files
+
+    async def put_files(self, run_id: str, files: Iterable[FileBlob]) -> None:
+        """Keep the files a run answered with, under ``<run id>/<name>``.
+
+        Raises:
+            StoreError: the object store did not take one.
+        """
+        for blob in files:
+            async with _bounded(f"storing file {blob.name} of run {run_id}",
+                                _transfer_s(len(blob.data))):
+                await self._files.put(f"{run_id}/{blob.name}", blob.data)
+
+    async def get_file(self, run_id: str, path: str) -> bytes | None:
+        """A file run ``run_id`` answered with, or None.
+
+        Raises:
+            StoreError: the object store did not answer.
+        """
+        try:
+            async with _bounded(f"reading file {path} of run {run_id}", _transfer_s(8 << 20)):
+                result = await self._files.get(f"{run_id}/{path}")
+        except StoreError as exc:
+            if isinstance(exc.__cause__, nats.js.errors.NotFoundError):
+                return None
+            raise
+        return bytes(result.data or b"")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    async def paused(self, session: str, run_id: str) -> bool:
+        """Whether ``run_id`` is the paused run of ``session`` (the agentic loop asked a
+        question and waits for the next message of the session).
+
+        Raises:
+            StoreError: the checkpoints bucket did not answer.
+        """
+        async with _bounded(f"reading the checkpoint of session {session}"):
+            checkpoint = await self._checkpoints.load(session)
+        return (checkpoint is not None and checkpoint.request_id == run_id
+                and checkpoint.status == "paused")

@@ -1,0 +1,97 @@
+"""``switchboard api [--listen HOST:PORT]``: the HTTP API as a command, and as a process that
+``switchboard up`` supervises when ``SB_API_TOKEN`` is set.
+
+Imports are light at module level: the ``switchboard`` parser is built on every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors.config import Settings, Topology
+
+_log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+DESCRIPTION = """\
+Serve Switchboard's HTTP API: submit requests to the same actors as Discord and the terminal,
+read a run's status and answer, follow its events (Server-Sent Events), stop it, fetch its
+files. Every route but /healthz needs `Authorization: Bearer $SB_API_TOKEN`; without
+SB_API_TOKEN the API refuses to start. `switchboard up` starts it too when SB_API_TOKEN is set.
+
+  POST /v1/runs                        {"message": "...", "session": "...", "user": "..."}
+  GET  /v1/runs/{run_id}               status, flow, role, turn, model, answer, files, error
+  GET  /v1/runs/{run_id}/events        text/event-stream until the run ends
+  POST /v1/runs/{run_id}/stop          the run stops at its next turn
+  GET  /v1/runs/{run_id}/files/{path}  a workspace file
+  GET  /healthz                        each role's consumer (no token)
+  GET  /openapi.json                   OpenAPI 3.1
+"""
+
+EPILOG = """\
+environment:
+  SB_API_TOKEN    the bearer token (required)
+  SB_API_LISTEN   HOST:PORT when --listen is not given (default 127.0.0.1:8080)
+exit codes: 0 stopped cleanly, 2 no token, a bad --listen, or Switchboard not running
+"""
+
+
+def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Add ``api`` to the ``switchboard`` parser's subparsers (``commands`` adds the global
+    options to it; ``parents`` is taken for symmetry with ``gateway.bots_cli``)."""
+    del parents  # `api` has no subcommands of its own
+    api = commands.add_parser(
+        "api", help="serve the HTTP API (needs SB_API_TOKEN)", description=DESCRIPTION,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    api.add_argument("--listen", metavar="HOST:PORT",
+                     help="address to listen on (default: SB_API_LISTEN or 127.0.0.1:8080)")
+    api.set_defaults(func=cmd_api)
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    """Run the API until SIGTERM / SIGINT; returns the exit code."""
+    from actors.bus import resolve_nats_url
+    from actors.logs import setup_logging
+    from actors.security import API, settings_for
+    from api._server import run_api
+    from api.errors import ApiConfigError, UnavailableError
+
+    settings = settings_for(settings, API)  # its own NATS identity with SB_NATS_CREDS_DIR
+    setup_logging("api", level=settings.log_level, as_json=settings.log_json)
+    try:
+        asyncio.run(run_api(settings, topology, nats_url=resolve_nats_url(settings),
+                            listen=args.listen or settings.api_listen))
+    except (ApiConfigError, UnavailableError) as exc:
+        _say(f"❌ {exc}")
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def run_api_process(settings: Settings, topology: Topology, nats_url: str) -> None:
+    """Run the API until SIGTERM / SIGINT (a supervisor process target: ``switchboard up``
+    with ``SB_API_TOKEN`` set); exits 1 when it cannot serve, so the supervisor restarts it."""
+    from actors.logs import setup_logging
+    from api._server import run_api
+
+    setup_logging("api", level=settings.log_level, as_json=settings.log_json)
+    try:
+        asyncio.run(run_api(settings, topology, nats_url=nats_url, listen=settings.api_listen))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        _log.exception("the HTTP API failed")
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,89 @@
+"""Errors of the HTTP API; each one that reaches a request is answered as
+``{"error": {"code", "message"}}`` with its ``status``.
+
+Hierarchy::
+
+    ApiError                     500 internal
+    ├── ApiConfigError           the API cannot start: no token, a bad --listen (not HTTP)
+    ├── BadRequestError          400 bad_request: the body or a parameter is invalid
+    │   ├── MalformedJsonError       400 malformed_json: the body is not JSON
+    │   └── BadPathError             400 bad_path: a file path leaves the workspace or is not clean
+    ├── UnauthorizedError        401 unauthorized: no or a wrong bearer token
+    ├── NotFoundError            404 not_found: no such run, file or route
+    ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused)
+    ├── PayloadTooLargeError     413 payload_too_large: the body is larger than the limit
+    └── UnavailableError         503 unavailable: NATS or the actors do not answer
+        └── StoreError               503 unavailable: a JetStream bucket did not answer
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Root of every error raised by the ``api`` package; ``status`` and ``code`` are what a
+    client gets."""
+
+    status = 500
+    code = "internal"
+
+
+class ApiConfigError(ApiError):
+    """The API cannot start: ``SB_API_TOKEN`` is missing or ``--listen`` is not HOST:PORT."""
+
+
+class BadRequestError(ApiError):
+    """The request body or a parameter is invalid (wrong type, unknown field, empty message)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class MalformedJsonError(BadRequestError):
+    """The body is not a JSON document."""
+
+    code = "malformed_json"
+
+
+class BadPathError(BadRequestError):
+    """A file path is absolute, has ``..`` or empty parts, backslashes or control characters."""
+
+    code = "bad_path"
+
+
+class UnauthorizedError(ApiError):
+    """The ``Authorization: Bearer`` token is missing or wrong."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFoundError(ApiError):
+    """No such run, file or route."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(ApiError):
+    """The request does not fit the run's state (stopping a finished or paused run)."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(ApiError):
+    """The request body is larger than the API accepts."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnavailableError(ApiError):
+    """NATS, JetStream or the actors do not answer: try again later."""
+
+    status = 503
+    code = "unavailable"
+
+
+class StoreError(UnavailableError):
+    """A JetStream bucket of the API (runs, files) failed or did not answer in time."""

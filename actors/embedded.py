@@ -88,6 +88,8 @@ class EmbeddedNats:
             cluster node, ``--name``, ...).
         batch_scheduling: run the server under ``SCHED_BATCH`` where the OS has it (Linux;
             see the module docstring).
+        config: a server configuration file (``-c``: accounts, users, TLS; ``switchboard
+            nats-config`` writes one); the arguments above override what it says.
 
     Use as a context manager or call ``start`` / ``stop``.
     """
@@ -96,8 +98,10 @@ class EmbeddedNats:
         self, store_dir: Path, *, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1",
         extra_args: Sequence[str] = (),
         batch_scheduling: bool = True,
+        config: Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
+        self.config = config
         self.host = host
         self.port = port or free_port(host)
         self.monitor_port = monitor_port or free_port(host)
@@ -128,6 +132,8 @@ class EmbeddedNats:
             "-m", str(self.monitor_port), "-sd", str(self.store_dir),
             "-l", str(self._log_path), *self.extra_args,
         ]
+        if self.config is not None:
+            args += ["-c", str(self.config)]
         if self.batch_scheduling:
             args = [sys.executable, "-I", "-S", "-c", _EXEC_AS_BATCH, *args]
         _log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)

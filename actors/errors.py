@@ -5,7 +5,10 @@ Hierarchy::
     SwitchboardError
     ├── ConfigError              topology.yaml or settings are invalid
     ├── BrokerError              NATS / JetStream failed or is unreachable
-    │   └── NotRunningError      no Switchboard streams on the server (system not up)
+    │   ├── NotRunningError      no Switchboard streams on the server (system not up)
+    │   ├── AuthError            the server refused the credentials (authorization violation)
+    │   ├── PermissionDeniedError   a publish or subscribe outside this identity's permissions
+    │   └── TLSError             no TLS session: unknown CA, bad certificate, TLS not offered
     ├── UnparsableAnswerError    a model's routing answer is unusable (the rules decide)
     ├── EmbeddedServerError      the embedded nats-server could not start
     ├── ArtifactError            the artifact store (JetStream object store, S3) failed
@@ -56,6 +59,27 @@ class NotRunningError(BrokerError):
 class UnparsableAnswerError(SwitchboardError, ValueError):
     """A model's answer holds no usable route; the message says what was wrong (the router
     falls back to its rules: ``actors.router``)."""
+
+
+class AuthError(BrokerError):
+    """The NATS server refused this process's credentials (user/password, nkey seed, JWT
+    creds): its "Authorization Violation" (docs.nats.io, "Authentication")."""
+
+
+class PermissionDeniedError(BrokerError):
+    """The NATS server refused a publish or a subscription because this identity's
+    permissions do not allow its subject (docs.nats.io, "Authorization"); ``subject`` names
+    it."""
+
+    def __init__(self, message: str, *, subject: str = "") -> None:
+        super().__init__(message)
+        self.subject = subject
+
+
+class TLSError(BrokerError):
+    """No TLS session with the NATS server: the certificate is not signed by the configured
+    CA (``NATS_TLS_CA``) or names another host, the server asks for a client certificate, or
+    TLS was asked for (``tls://``, ``NATS_TLS_*``) and the server does not offer it."""
 
 
 class EmbeddedServerError(SwitchboardError):

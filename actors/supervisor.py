@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from actors.config import Settings, Topology
+from actors.security import API, GATEWAY, settings_for
 from actors.worker import run_actor_process, run_gateway_process
 
 _log = logging.getLogger(__name__)
@@ -59,19 +60,27 @@ def plan_processes(
 ) -> list[ProcessSpec]:
     """The processes of a deployment: ``roles`` maps role → replicas (default: the topology's
     replica counts), plus the Discord gateway when ``gateway`` is true and the HTTP API
-    (``api.cli.run_api_process``) when ``api`` is."""
+    (``api.cli.run_api_process``) when ``api`` is. Each runs as its own NATS identity when
+    ``SB_NATS_CREDS_DIR`` is set (``actors.security.settings_for``).
+
+    Raises:
+        ConfigError: ``SB_NATS_CREDS_DIR`` lacks the seed of one of the processes.
+    """
     counts = roles if roles is not None else {r: topology.actor(r).replicas for r in topology.roles}
     specs = [
-        ProcessSpec(f"{role}/{i}", run_actor_process, (role, i, settings, topology, nats_url))
+        ProcessSpec(f"{role}/{i}", run_actor_process,
+                    (role, i, settings_for(settings, role), topology, nats_url))
         for role, replicas in counts.items()
         for i in range(replicas)
     ]
     if gateway:
-        specs.append(ProcessSpec("gateway", run_gateway_process, (settings, topology, nats_url)))
+        specs.append(ProcessSpec("gateway", run_gateway_process,
+                                 (settings_for(settings, GATEWAY), topology, nats_url)))
     if api:
         from api.cli import run_api_process
 
-        specs.append(ProcessSpec("api", run_api_process, (settings, topology, nats_url)))
+        specs.append(ProcessSpec("api", run_api_process,
+                                 (settings_for(settings, API), topology, nats_url)))
     return specs
 
 

@@ -64,9 +64,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings, topology: Topology) ->
     """Run the API until SIGTERM / SIGINT; returns the exit code."""
     from actors.bus import resolve_nats_url
     from actors.logs import setup_logging
+    from actors.security import API, settings_for
     from api._server import run_api
     from api.errors import ApiConfigError, UnavailableError
 
+    settings = settings_for(settings, API)  # its own NATS identity with SB_NATS_CREDS_DIR
     setup_logging("api", level=settings.log_level, as_json=settings.log_json)
     try:
         asyncio.run(run_api(settings, topology, nats_url=resolve_nats_url(settings),

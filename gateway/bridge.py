@@ -24,8 +24,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.bus import check_running, connect
 from actors.config import Settings
-from actors.errors import BrokerError
+from actors.errors import AuthError, BrokerError, TLSError
 from actors.runtime import current_traceparent, setup_tracing, span_from_headers
+from actors.security import refusal
 from gateway.errors import NotRunningError
 from protocol import (
     HEADER_MSG_ID,
@@ -170,7 +171,9 @@ class Bridge:
             msg = "Switchboard is not running: no stream takes new messages"
             raise NotRunningError(msg) from exc
         except (TimeoutError, nats.errors.Error) as exc:
-            msg = f"Switchboard did not take the message: {exc or type(exc).__name__}"
+            refused = refusal(self.nc, subject)  # the server dropped it: this identity may not
+            msg = str(refused) if refused else (
+                f"Switchboard did not take the message: {exc or type(exc).__name__}")
             raise NotRunningError(msg) from exc
 
     async def control(self, control: Control) -> None:
@@ -199,7 +202,9 @@ class Bridge:
             await self.js.publish(subject, encoder.encode(control), headers=headers,
                                   timeout=PUBLISH_TIMEOUT_S)
         except (TimeoutError, nats.errors.Error) as exc:
-            msg = f"Switchboard did not take the control: {exc or type(exc).__name__}"
+            refused = refusal(self.nc, subject)
+            msg = str(refused) if refused else (
+                f"Switchboard did not take the control: {exc or type(exc).__name__}")
             raise NotRunningError(msg) from exc
 
     async def stop(self) -> None:
@@ -221,11 +226,14 @@ async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
     """Connect to NATS and return a bridge that owns the connection.
 
     Raises:
-        NotRunningError: the server cannot be reached.
+        NotRunningError: the server cannot be reached, or refused the credentials or the TLS
+            session (the message says which).
     """
     try:
         nc = await connect(nats_url, name=f"gateway/{origin}", settings=settings,
                            reconnect=reconnect, timeout_s=3.0)
+    except (AuthError, TLSError) as exc:  # the server is there and refused us: say only why
+        raise NotRunningError(str(exc)) from exc
     except BrokerError as exc:
         msg = f"Switchboard is not running: {exc}. Start it with `switchboard up`."
         raise NotRunningError(msg) from exc

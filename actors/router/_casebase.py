@@ -60,8 +60,8 @@ class CaseBase:
             info = await self.js.stream_info(self.subjects.cases_stream)
             if info.state.messages == 0:
                 self._caught_up.set()
-            self._sub = await self.js.subscribe(
-                self.subjects.cases_all, ordered_consumer=True,
+            self._sub = await self.js.subscribe(  # naming the stream saves a STREAM.NAMES call
+                self.subjects.cases_all, stream=self.subjects.cases_stream, ordered_consumer=True,
                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, cb=self._on_case,
             )
         except nats.js.errors.NotFoundError as exc:

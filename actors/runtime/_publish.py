@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from actors.errors import BrokerError
+from actors.security import refusal
 
 _log = logging.getLogger(__name__)
 
@@ -150,8 +151,9 @@ class Publisher:
                 expired.append(token)
             for token in expired:
                 _deadline, subject, settled = self._waiting.pop(token)
-                settled(BrokerError(f"publish to {subject} unanswered after "
-                                    f"{self._timeout_s:.0f} s"))
+                # A publish the server refused (permissions) is never answered either.
+                settled(refusal(self._nc, subject) or BrokerError(
+                    f"publish to {subject} unanswered after {self._timeout_s:.0f} s"))
 
     def _fail_all(self, reason: str) -> None:
         waiting, self._waiting = self._waiting, {}

@@ -63,6 +63,11 @@ class Probe(Actor):
                 await Probe.release.wait()
             finally:
                 Probe.inside -= 1
+        if text == "time-out-once" and ctx.deliveries == 1:
+            # A bounded wait that runs out in the handler's first step, as a KV call does
+            # when the broker restarts (asyncio.timeout binds to the current task).
+            async with asyncio.timeout(0.2):
+                await asyncio.sleep(5)
         if text == "hang" and ctx.deliveries == 1:
             Probe.hung.set()
             await asyncio.Event().wait()
@@ -204,6 +209,17 @@ async def test_permanent_error_dead_letters_without_retry(harness: Harness) -> N
     [letter] = await harness.dead_letters(1)
     assert letter.deliveries == 1
     assert "can never work" in letter.reason
+
+
+async def test_a_timeout_in_a_handler_leaves_the_actor_receiving(harness: Harness) -> None:
+    """The first step of a handler must run as its own task: an ``asyncio.timeout`` it
+    enters, when it fires, once cancelled nats-py's message loop of the pull inbox instead,
+    and the actor never received another message (found by tests/test_faults.py)."""
+    harness.start_actor()
+    first = await harness.send("time-out-once")
+    assert (await harness.reply_to(first)).text == "ok:time-out-once"  # retried after it
+    later = await harness.send("hello")
+    assert (await harness.reply_to(later)).text == "ok:hello"
 
 
 async def test_malformed_and_unhandled_messages_are_dead_lettered(harness: Harness) -> None:

@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import sys
 import time
 import typing
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -57,6 +58,9 @@ from protocol import (
 )
 
 _NO_TRACE = DeliveryTrace("", "", None)
+_EAGER_TASKS = sys.version_info >= (3, 12)
+"""``asyncio.Task(..., eager_start=True)``: the first step runs at once, as the new task."""
+_Task: Any = asyncio.Task
 _log = logging.getLogger(__name__)
 
 MAX_NAK_DELAY_S = 30.0
@@ -72,36 +76,6 @@ def _error_code(exc: BaseException) -> ErrorCode:
     if isinstance(exc, TimeoutError):
         return ErrorCode.TIMEOUT
     return ErrorCode.DEAD_LETTER
-
-
-class _Resume:
-    """Awaits a coroutine that already ran its first step outside any task and stopped at
-    ``first`` (what it yielded): lets the dispatcher run a handler inline and move it into a
-    task only when it really waits for something."""
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
-        self._coro, self._first = coro, first
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, value = self._coro, self._first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - forwarded into the handler
-                try:
-                    value = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration:
-                    return
 
 
 class _Delivery(Confirmations):
@@ -219,7 +193,15 @@ class Dispatcher:
         delivery.context.run(self._begin, delivery)
 
     def _begin(self, d: _Delivery) -> None:
-        """Runs in the delivery's own context: span, handler's first step."""
+        """Runs in the delivery's own context: the span, then the handler in a task of its
+        own.
+
+        Never run a handler's first step inline in the subscription's callback: whatever it
+        starts there belongs to the subscription's task (``asyncio.current_task()``), so an
+        ``asyncio.timeout`` entered in that step, when it fires, cancels nats-py's message
+        loop of the pull inbox, and the actor receives nothing more (found by
+        ``tests/test_faults.py``: a KV call that timed out in a broker restart). On Python
+        3.12+ the task starts eagerly: the first step still runs at once, as the task."""
         d.trace = begin_delivery(self._role, d.step, d.msg.headers, d.session)
         handler = self._handlers.get(type(d.message))
         if handler is None:
@@ -229,20 +211,11 @@ class Dispatcher:
         ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
                              deliveries=d.deliveries, confirmations=d, request_id=d.request)
         coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            self._handler_returned(d)
-            return
-        except Exception as exc:  # noqa: BLE001 - every failure is settled explicitly
-            self._handler_failed(d, exc)
-            return
-        self._spawn(self._continue(d, coro, yielded), d.step, d.context)
+        self._spawn(self._run(d, coro), d.step, d.context, eager=True)
 
-    async def _continue(self, d: _Delivery, coro: Coroutine[Any, Any, None],
-                        yielded: Any) -> None:
+    async def _run(self, d: _Delivery, coro: Coroutine[Any, Any, None]) -> None:
         try:
-            await _Resume(coro, yielded)
+            await coro
         except asyncio.CancelledError:
             self._close(d)  # abandoned at shutdown: JetStream redelivers it after ack_wait
             raise
@@ -252,9 +225,15 @@ class Dispatcher:
         self._handler_returned(d)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str,
-               context: contextvars.Context | None) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self._role}:{what}",
-                                                      context=context)
+               context: contextvars.Context | None, *, eager: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        name = f"{self._role}:{what}"
+        if eager and _EAGER_TASKS:
+            task = _Task(coro, loop=loop, name=name, context=context, eager_start=True)
+            if task.done():
+                return
+        else:
+            task = loop.create_task(coro, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

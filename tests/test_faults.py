@@ -25,9 +25,6 @@ SLOW_TIER_2 = {
 }
 
 
-@pytest.mark.skip(reason="open defect (issue 10, item 1): in about one run of three, a "
-                  "SEQUENTIAL request whose run-lock KV call timed out during the restart is "
-                  "not redelivered and stays unanswered; see the session note")
 def test_a_broker_restart_mid_run_loses_nothing_and_answers_once(tmp_path: Path) -> None:
     """``kill -9`` of the only nats-server while runs are going, back 2 s later on the same
     port and store: clients reconnect, publishes that got no PubAck are retried (a failed

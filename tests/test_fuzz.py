@@ -6,32 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import msgspec
-import nacl.signing
 import pytest
-import pytest_asyncio
-from aiohttp import web
-from discord_standin import DiscordStandIn
-from discord_standin.fixtures import discord_standin, provision_streams  # noqa: F401 - fixture
+from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_gateway_interactions import Endpoint, endpoint  # noqa: F401 - fixture
 
 import protocol._codec as codec
-from actors.config import Settings
 from actors.legacy import upgrade, upgrade_checkpoint
 from bench._wire_bytes import flat_messages, legacy_messages
-from gateway.bridge import connect_bridge
-from gateway.interactions import InteractionsEndpoint, InteractionWebhooks
-from gateway.interactions._run import ORIGIN
-from gateway.services import BotServices
 from protocol import (
     Case,
     Checkpoint,
@@ -41,7 +31,6 @@ from protocol import (
     ExecutionEvent,
     RunState,
     SessionState,
-    Subjects,
     encoder,
 )
 from protocol._legacy import (
@@ -149,30 +138,6 @@ def test_pathological_documents_are_refused_or_read_quickly(name: str, data: byt
 # ------------------------------------------------------------------ the Interactions endpoint
 
 
-@pytest_asyncio.fixture
-async def interactions(nats_url: str, discord_standin: DiscordStandIn  # noqa: F811
-                       ) -> AsyncIterator[tuple[str, nacl.signing.SigningKey]]:
-    await provision_streams(nats_url, all_roles=True)
-    key = nacl.signing.SigningKey.generate()
-    bridge = await connect_bridge(Settings(), Subjects("sb"), ORIGIN, nats_url=nats_url)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    async with aiohttp.ClientSession() as http:
-        server = InteractionsEndpoint(
-            key.verify_key.encode().hex(), bridge,
-            InteractionWebhooks(http, discord_standin.api_base),
-            BotServices(breakglass_users=frozenset()), edit_interval_s=0.05)
-        await bridge.start(server.on_outbound)
-        runner = web.AppRunner(server.app(), access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/interactions", key
-        finally:
-            await runner.cleanup()
-            await bridge.stop()
-
-
 def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
@@ -208,8 +173,8 @@ def interaction_bodies(draw: st.DrawFn) -> bytes:
 
 @pytest.mark.e2e
 async def test_the_interactions_endpoint_answers_any_body_with_a_4xx_or_an_answer(
-        interactions: tuple[str, nacl.signing.SigningKey]) -> None:
-    url, key = interactions
+        endpoint: Endpoint) -> None:  # noqa: F811 - the fixture
+    url, key = endpoint.url, endpoint.key
     statuses: list[int] = []
 
     @settings(max_examples=120, deadline=None,

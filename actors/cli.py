@@ -30,6 +30,9 @@ Switchboard: a Discord AI bot built as actors over NATS JetStream.
   switchboard chat --message "hello"   ask from the terminal (same actors as Discord)
   switchboard events tail              follow every step as it happens
   switchboard trace SESSION            the span tree of a session's last request
+  switchboard events export && switchboard report   analytics of every event, in DuckDB
+  switchboard api                      the HTTP API (needs SB_API_TOKEN)
+  switchboard nats-config DIR          per-actor NATS identities and permissions
   switchboard actor python_coder --replicas 3   add replicas of one role (any host)
   switchboard bots add NAME --token-env VAR     add a Discord bot to the running pool
 """

@@ -118,9 +118,9 @@ def _ack_info(msg: Msg) -> tuple[int, int]:
 class Dispatcher:
     """Settles every delivery of one actor replica (see the module docstring).
 
-    A delivery runs inline in the pull subscription's callback, in its own ``contextvars``
-    context (its span is current there); when the handler waits for something (a model, a KV
-    read) it continues as a named task. The delivery is acked once the handler returned and
+    A delivery's handler runs as a named task of its own, in the delivery's own
+    ``contextvars`` context (its span is current there; see ``_begin`` for why never inline
+    in the pull subscription's callback). The delivery is acked once the handler returned and
     JetStream confirmed everything it published; acks (and the ``handled`` events) go out from
     the PubAck callback that completed them (``Publisher.after_settling``), or from one task
     for deliveries that published nothing to wait for. A delivery still open after

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -46,6 +47,8 @@ from protocol import (
 _log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 10.0
+"""How long ``Bridge.stop`` waits for the outbox message being handled (seconds)."""
 HANDLED_WINDOW = 4096
 """Outbox stream sequences a durable bridge remembers having handled: an ack lost in a broker
 restart makes JetStream deliver the message again (at-least-once), and the person must not
@@ -70,6 +73,8 @@ class Bridge:
         self._sub: Subscription | None = None
         self._pull_task: asyncio.Task[None] | None = None
         self._handled: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._handling = asyncio.Lock()
+        self._psub: Any = None
         self._owns_connection = False
 
     async def start(self, on_outbound: OutboundHandler, *, durable: bool = False) -> None:
@@ -102,6 +107,7 @@ class Bridge:
         except nats.js.errors.BadRequestError:
             _log.debug("consumer %s exists", name)
         psub = await self.js.pull_subscribe_bind(name, stream=self.subjects.outbox_stream)
+        self._psub = psub
         self._pull_task = asyncio.create_task(self._pull_loop(psub, on_outbound),
                                               name=f"outbox:{self.origin}")
 
@@ -116,17 +122,21 @@ class Bridge:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if seq in self._handled:
-                    _log.info("outbox %s: message %d delivered again (its ack was lost): "
-                              "already handled", self.origin, seq)
-                else:
-                    await self._deliver(msg, on_outbound)
-                    self._handled[seq] = None
-                    if len(self._handled) > HANDLED_WINDOW:
-                        self._handled.popitem(last=False)
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.ack()
+                async with self._handling:  # stop() waits for it: handled and acked, or not
+                    await self._handle_once(msg, on_outbound)
+
+    async def _handle_once(self, msg: Msg, on_outbound: OutboundHandler) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq in self._handled:
+            _log.info("outbox %s: message %d delivered again (its ack was lost): already "
+                      "handled", self.origin, seq)
+        else:
+            await self._deliver(msg, on_outbound)
+            self._handled[seq] = None
+            if len(self._handled) > HANDLED_WINDOW:
+                self._handled.popitem(last=False)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.ack()
 
     async def _deliver(self, msg: Msg, on_outbound: OutboundHandler) -> None:
         try:
@@ -208,11 +218,21 @@ class Bridge:
             raise NotRunningError(msg) from exc
 
     async def stop(self) -> None:
-        """Stop delivering; close the connection when the bridge opened it."""
+        """Stop delivering; close the connection when the bridge opened it.
+
+        An outbox message being handled is finished and acked first (up to
+        ``STOP_TIMEOUT_S``), so a restarted gateway neither loses nor repeats it."""
         if self._pull_task is not None:
-            self._pull_task.cancel()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S), self._handling:
+                    self._pull_task.cancel()
+            except TimeoutError:
+                self._pull_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pull_task
+        if self._psub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._psub.unsubscribe()
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()

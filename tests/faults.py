@@ -45,11 +45,14 @@ class Answers:
             "every SEQUENTIAL run sent its files"
 
 
-async def load_through_a_fault(system: RunningSystem, fault: Callable[[], None], *,
-                               after_answers: int = 3) -> Answers:
+async def load_through_a_fault(system: RunningSystem, fault: Callable[[], None] | None, *,
+                               after_answers: int = 3, restart_gateway: bool = False
+                               ) -> Answers:
     """Send ``SIMPLE`` + ``SEQUENTIAL`` requests through a bridge with a durable outbox
     consumer (answers published while its own connection is down are kept for it), call
-    ``fault()`` once ``after_answers`` are answered, then wait for every answer."""
+    ``fault()`` once ``after_answers`` are answered (or, with ``restart_gateway``, stop the
+    bridge and start a new one of the same origin 2 s later, as a restarted gateway), then
+    wait for every answer."""
     topology = load_topology(settings=Settings(topology=system.topology_path))
     bridge = await connect_bridge(Settings(), topology.subjects, "fault-test",
                                   nats_url=system.nats_url)
@@ -79,7 +82,14 @@ async def load_through_a_fault(system: RunningSystem, fault: Callable[[], None],
             await bridge.send(message)
         async with asyncio.timeout(60):
             await some.wait()
-        fault()
+        if fault is not None:
+            fault()
+        if restart_gateway:
+            await bridge.stop()
+            await asyncio.sleep(2.0)  # answers published now wait in the durable consumer
+            bridge = await connect_bridge(Settings(), topology.subjects, "fault-test",
+                                          nats_url=system.nats_url)
+            await bridge.start(on_outbound, durable=True)
         try:
             async with asyncio.timeout(ANSWER_TIMEOUT_S):
                 await answered.wait()

@@ -1,7 +1,7 @@
 """Nothing lost, nothing twice (issue 10, item 1): the fault harness (``tests/faults.py``)
-through a broker restart in the middle of a load. (A role actor killed mid-run:
-``test_e2e_failures.py``; a cluster node lost: ``test_cluster.py``; poison messages:
-``test_runtime.py``, ``test_fuzz.py``.)"""
+through a broker restart and a gateway restart in the middle of a load. (A role actor
+killed mid-run: ``test_e2e_failures.py``; a cluster node lost: ``test_cluster.py``; poison
+messages: ``test_runtime.py``, ``test_fuzz.py``.)"""
 
 from __future__ import annotations
 
@@ -49,3 +49,14 @@ def test_a_broker_restart_mid_run_loses_nothing_and_answers_once(tmp_path: Path)
             assert system.proc.poll() is None, "switchboard up survived the restart"
     finally:
         server.stop()
+
+
+def test_a_gateway_restart_with_answers_pending_loses_none_and_repeats_none(
+        nats_url: str, tmp_path: Path) -> None:
+    """The gateway (a bridge with the durable outbox consumer) stops while runs are going and
+    a new one of the same origin starts 2 s later: the answers published meanwhile are
+    delivered to it, the one being handled at the stop is finished and acked first."""
+    (tmp_path / "sb").mkdir()
+    with running_system(nats_url, tmp_path / "sb", tiers=SLOW_TIER_2) as system:
+        answers = asyncio.run(load_through_a_fault(system, None, restart_gateway=True))
+        answers.assert_each_answered_once()

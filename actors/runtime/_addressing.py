@@ -38,39 +38,37 @@ def waiting_request(message: TaskMessage) -> ReplyTo | None:
             return None
 
 
+def address_of(message: TaskMessage) -> ReplyTo | None:
+    """The session, gateway and request a task message belongs to, at any step (the reply's
+    and after it: evaluation, reflection); None for a Control, which is about a session,
+    not a request."""
+    match message:
+        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
+              | BrainstormResult()):
+            return message.reply_to
+        case LegacyTurnResult():
+            return ReplyTo.of(message.request.classification.request)
+        case LegacyEvaluation():
+            return ReplyTo.of(message.result.request.classification.request)
+        case _:
+            return waiting_request(message)
+
+
 def request_of(message: TaskMessage) -> str:
     """The person's message a task message works for: a ChatMessage's own ``message_id``,
     the ``ReplyTo.in_reply_to`` of every step after it (the reply included: evaluation,
-    reflection); "" for a Control, which is about a session, not a request. Events of the
-    delivery carry it as ``ExecutionEvent.request_id``."""
-    match message:
-        case ChatMessage():
-            return message.message_id
-        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
-              | BrainstormResult()):
-            return message.reply_to.in_reply_to
-        case LegacyTurnResult():
-            return message.request.classification.request.message_id
-        case LegacyEvaluation():
-            return message.result.request.classification.request.message_id
-        case _:
-            request = waiting_request(message)
-            return request.in_reply_to if request is not None else ""
+    reflection); "" for a Control. Events of the delivery carry it as
+    ``ExecutionEvent.request_id``."""
+    if isinstance(message, ChatMessage):
+        return message.message_id
+    address = address_of(message)
+    return address.in_reply_to if address is not None else ""
 
 
 def session_of(message: TaskMessage) -> str:
     """The session a task message belongs to (its body carries it; actors' publishes have no
     session header)."""
-    match message:
-        case ChatMessage() | Control():
-            return message.session
-        case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
-              | BrainstormResult()):
-            return message.reply_to.session
-        case LegacyTurnResult():
-            return message.request.classification.request.session
-        case LegacyEvaluation():
-            return message.result.request.classification.request.session
-        case _:
-            request = waiting_request(message)
-            return request.session if request is not None else "unknown"
+    if isinstance(message, ChatMessage | Control):
+        return message.session
+    address = address_of(message)
+    return address.session if address is not None else "unknown"

@@ -42,8 +42,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import (
-    INVALID_SPAN_ID,
-    INVALID_TRACE_ID,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -125,31 +123,33 @@ def _recording() -> bool:
     return recording
 
 
-def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
-    """(trace id, parent span id, flags) of a W3C ``traceparent`` of version 00, else None
-    (https://www.w3.org/TR/trace-context/#traceparent-header)."""
-    if len(value) != 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A W3C ``traceparent`` of version 00: trace id, parent span id, flags, lowercase hex
+(https://www.w3.org/TR/trace-context/#traceparent-header)."""
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def _parent_of(headers: dict[str, str] | None) -> tuple[str, str, str] | None:
+    """(trace id, parent span id, flags), as hex, of the ``traceparent`` in ``headers``; None
+    when there is none or it is invalid (all-zero ids: the trace starts here, W3C trace
+    context 3.2.2.3)."""
+    value = headers.get(HEADER_TRACEPARENT) if headers else None
+    parent = _TRACEPARENT.fullmatch(value) if value else None
+    if parent is None or parent[1] == _ZERO_TRACE or parent[2] == _ZERO_SPAN:
         return None
-    try:
-        trace_id, span_id = int(value[3:35], 16), int(value[36:52], 16)
-        flags = int(value[53:55], 16)
-    except ValueError:
-        return None
-    if trace_id == INVALID_TRACE_ID or span_id == INVALID_SPAN_ID:
-        return None
-    return trace_id, span_id, flags
+    return parent[1], parent[2], parent[3]
 
 
 def start_span(name: str, headers: dict[str, str] | None) -> Span:
     """Start (not attach) a span named ``name``, child of the ``traceparent`` in ``headers``
     when present; the caller ends it. Non-recording when no exporter is configured."""
-    value = headers.get(HEADER_TRACEPARENT) if headers else None
     if _recording():
+        value = headers.get(HEADER_TRACEPARENT) if headers else None
         carrier = {HEADER_TRACEPARENT: value} if value else {}
         return _tracer.start_span(name, context=_propagator.extract(carrier))
-    parent = _parse_traceparent(value) if value else None
-    trace_id = parent[0] if parent else random.getrandbits(128) or 1
-    flags = TraceFlags(parent[2]) if parent else TraceFlags(TraceFlags.SAMPLED)
+    parent = _parent_of(headers)
+    trace_id = int(parent[0], 16) if parent else random.getrandbits(128) or 1
+    flags = TraceFlags(int(parent[2], 16) if parent else TraceFlags.SAMPLED)
     return NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1,
                                         is_remote=False, trace_flags=flags))
 
@@ -175,12 +175,6 @@ class DeliveryTrace:
 _delivery: ContextVar[DeliveryTrace | None] = ContextVar("sb_delivery_trace", default=None)
 
 
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-"""A W3C ``traceparent`` of version 00: trace id, parent span id, flags, lowercase hex
-(https://www.w3.org/TR/trace-context/#traceparent-header)."""
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-
-
 def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
                    session: str = "") -> DeliveryTrace:
     """Start the span of one delivery (``"<role> <step>"``), child of the ``traceparent`` in
@@ -188,10 +182,7 @@ def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
     to this delivery and is dropped after it). Without an exporter no span object is made (see
     the module docstring); the caller ends it with ``DeliveryTrace.end``. A recorded span
     carries ``switchboard.role``, ``switchboard.step`` and ``switchboard.session``."""
-    value = headers.get(HEADER_TRACEPARENT) if headers else None
-    parent = _TRACEPARENT.fullmatch(value) if value else None
-    if parent is not None and (parent[1] == _ZERO_TRACE or parent[2] == _ZERO_SPAN):
-        parent = None  # invalid ids: the trace starts here (W3C trace context, 3.2.2.3)
+    parent = _parent_of(headers)
     if _recording():
         span = start_span(f"{role} {step}", headers)
         span.set_attributes({"switchboard.role": role, "switchboard.step": step,
@@ -200,11 +191,11 @@ def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
         context = span.get_span_context()
         trace = DeliveryTrace(traceparent_of(span), format(context.trace_id, "032x"), span,
                               format(context.span_id, "016x"),
-                              parent[2] if parent is not None else "")
+                              parent[1] if parent is not None else "")
     else:
         span_id = "%016x" % (random.getrandbits(64) or 1)  # noqa: UP031 - the fastest form
         if parent is not None:
-            trace_id, parent_id, flags = parent.groups()
+            trace_id, parent_id, flags = parent
         else:
             trace_id, parent_id, flags = "%032x" % (random.getrandbits(128) or 1), "", "01"  # noqa: UP031
         trace = DeliveryTrace(f"00-{trace_id}-{span_id}-{flags}", trace_id, None, span_id,

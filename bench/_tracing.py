@@ -28,12 +28,11 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench._otlp import otlp_receiver
 from bench._store import Figure
 
 SCENARIO = "tracing"
@@ -147,44 +146,15 @@ def _child(variant: str, steps: int) -> None:
                       "rounds_us": per_step, "publishes": rounds[0][1]}))
 
 
-class _Receiver(ThreadingHTTPServer):
-    """Counts the spans of the OTLP/HTTP ``ExportTraceServiceRequest``s POSTed to it."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.spans = 0
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        request = ExportTraceServiceRequest.FromString(body)
-        self.server.spans += sum(len(s.spans) for r in request.resource_spans
-                                 for s in r.scope_spans)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def run_tracing(workdir: Path, *, quick: bool) -> list[Figure]:
     """Run the three variants one after another, each in its own process."""
     steps = 5_000 if quick else 50_000
-    receiver = _Receiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     results: dict[str, dict[str, Any]] = {}
-    try:
+    with otlp_receiver() as receiver:
         for variant in VARIANTS:
             env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
             if variant == "on":
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver.server_port}"
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.url
             done = subprocess.run([sys.executable, "-m", "bench._tracing", variant,
                                    "--steps", str(steps)], env=env, capture_output=True,
                                   text=True, timeout=600, check=True)
@@ -192,9 +162,7 @@ def run_tracing(workdir: Path, *, quick: bool) -> list[Figure]:
             _log.info("tracing %s: %.1f µs per step (rounds %s)", variant,
                       results[variant]["cpu_per_step_us"],
                       " ".join(f"{r:.1f}" for r in results[variant]["rounds_us"]))
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
+        spans_received = len(receiver.received())
     figures = [Figure(scenario=SCENARIO, flow=v, metric="cpu_per_step",
                       value=results[v]["cpu_per_step_us"], unit="µs",
                       params={"steps": steps, "rounds": ROUNDS,
@@ -206,11 +174,11 @@ def run_tracing(workdir: Path, *, quick: bool) -> list[Figure]:
         Figure(scenario=SCENARIO, flow="off", metric="off_over_none", value=off / none,
                unit="ratio"),
         Figure(scenario=SCENARIO, flow="on", metric="on_over_off", value=on / off, unit="ratio"),
-        Figure(scenario=SCENARIO, flow="on", metric="spans_received", value=receiver.spans,
+        Figure(scenario=SCENARIO, flow="on", metric="spans_received", value=spans_received,
                unit="spans", params={"spans_made": spans_made}),
     ]
     _log.info("tracing off ÷ none %.3f, on ÷ off %.2f; spans received %d of %d",
-              off / none, on / off, receiver.spans, spans_made)
+              off / none, on / off, spans_received, spans_made)
     return figures
 
 

@@ -6,20 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from system import REPO, RunningSystem, running_system
 
 from actors.runtime import otlp_configured
 from actors.runtime._tracing import begin_delivery, child_span, current_span_ids
 from actors.trace_view import build_trace, last_trace_id, render_trace
+from bench._otlp import OtlpReceiver, otlp_receiver
 from protocol import HEADER_TRACEPARENT, ExecutionEvent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -98,62 +95,10 @@ def test_the_span_tree_follows_parent_span_ids_and_shows_point_events() -> None:
 # ----------------------------------------------------------------------- OTLP end to end
 
 
-class _Receiver(ThreadingHTTPServer):
-    """An OTLP/HTTP trace receiver: decodes each ``ExportTraceServiceRequest`` (protobuf)
-    POSTed to /v1/traces and keeps (service name, span) pairs."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.spans: list[tuple[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def services_by_trace(self) -> dict[str, set[str]]:
-        with self.lock:
-            spans = list(self.spans)
-        out: dict[str, set[str]] = {}
-        for service, span in spans:
-            out.setdefault(span.trace_id.hex(), set()).add(service)
-        return out
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path != "/v1/traces" or \
-                self.headers.get("Content-Type") != "application/x-protobuf":
-            self.send_response(400)
-            self.end_headers()
-            return
-        request = ExportTraceServiceRequest.FromString(body)
-        with self.server.lock:
-            for resource_spans in request.resource_spans:
-                attributes = {a.key: a.value.string_value
-                              for a in resource_spans.resource.attributes}
-                service = attributes.get("service.name", "")
-                for scope_spans in resource_spans.scope_spans:
-                    self.server.spans.extend((service, s) for s in scope_spans.spans)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[OtlpReceiver]:
+    with otlp_receiver() as server:
+        yield server
 
 
 def _attributes(span: Any) -> dict[str, Any]:
@@ -168,7 +113,7 @@ def _attributes(span: Any) -> dict[str, Any]:
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_one_request_is_one_trace_over_otlp_across_the_services(
-        nats_url: str, tmp_path: Path, receiver: _Receiver) -> None:
+        nats_url: str, tmp_path: Path, receiver: OtlpReceiver) -> None:
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     with running_system(nats_url, tmp_path, extra_env=otel) as system:
         chat = subprocess.run(
@@ -180,18 +125,15 @@ def test_one_request_is_one_trace_over_otlp_across_the_services(
         shown = _trace_command(system, "--json")
         trace_id = shown["trace_id"]
 
-        def spanning() -> set[str]:
-            return receiver.services_by_trace().get(trace_id, set())
+        def services(spans: list[tuple[str, Any]]) -> set[str]:
+            return {service for service, s in spans if s.trace_id.hex() == trace_id}
 
-        deadline = time.monotonic() + 30
-        while len(spanning()) < 6 and time.monotonic() < deadline:  # exported every 0.1 s
-            time.sleep(0.1)
-    services = spanning()
+        receiver.wait_for(lambda spans: len(services(spans)) >= 6, timeout_s=30)
     assert {"switchboard-gateway", "switchboard-classifier", "switchboard-planner",
-            "switchboard-python_coder", "switchboard-evaluator"} <= services, services
+            "switchboard-python_coder", "switchboard-evaluator"} <= services(
+        receiver.received()), services(receiver.received())
 
-    with receiver.lock:
-        spans = [(service, s) for service, s in receiver.spans if s.trace_id.hex() == trace_id]
+    spans = [(service, s) for service, s in receiver.received() if s.trace_id.hex() == trace_id]
     by_id = {s.span_id.hex(): (service, s) for service, s in spans}
     # The tree `switchboard trace` drew from the events is the exported one: same ids.
     root = shown["spans"][0]

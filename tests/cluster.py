@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
+from waiting import eventually
 
 from actors.embedded import EmbeddedNats, free_port
 
@@ -65,25 +65,21 @@ class NatsCluster:
 
 async def wait_for_jetstream(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Return once the cluster's JetStream answers (a meta leader was elected)."""
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+
+    async def answers() -> bool:
         try:
             nc = await nats.connect(url.split(","), connect_timeout=2, allow_reconnect=False)
-        except (OSError, nats.errors.Error) as exc:
-            last = exc
-            await asyncio.sleep(0.2)
-            continue
+        except (OSError, nats.errors.Error):
+            return False
         try:
             await nc.jetstream(timeout=2).account_info()
-            return
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            last = exc
-            await asyncio.sleep(0.2)
+            return True
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+            return False
         finally:
             await nc.close()
-    msg = f"the cluster's JetStream did not answer within {timeout_s:.0f} s: {last}"
-    raise AssertionError(msg)
+
+    await eventually(answers, within_s=timeout_s, what="the cluster's JetStream to answer")
 
 
 @contextmanager

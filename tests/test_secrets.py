@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import nats
 import pytest
 from openai_standin import OpenAIStandin
 from system import REPO, running_system
+from waiting import eventually
 
 from actors.embedded import EmbeddedNats, free_port
 from protocol import Subjects
@@ -97,25 +97,25 @@ def test_no_secret_reaches_a_log_an_event_or_an_answer(
             outputs += [wrong.stdout, wrong.stderr]
 
             base = f"http://{listen}"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+
+            def healthy() -> bool:
                 try:
-                    if _api(base, "GET", "/healthz", "")[0] == 200:
-                        break
+                    return _api(base, "GET", "/healthz", "")[0] == 200
                 except OSError:
-                    pass
-                time.sleep(0.2)
+                    return False
+
+            asyncio.run(eventually(healthy, within_s=60, what="the API to answer /healthz"))
             status, body = _api(base, "POST", "/v1/runs", API_TOKEN,
                                 json.dumps({"message": "hello again"}).encode())
             assert status == 202, body
             run_id = json.loads(body)["run_id"]
             answers = [body]
-            while time.monotonic() < deadline:
-                status, body = _api(base, "GET", f"/v1/runs/{run_id}", API_TOKEN)
-                answers.append(body)
-                if json.loads(body)["status"] in {"done", "failed"}:
-                    break
-                time.sleep(0.2)
+
+            def settled() -> bool:
+                answers.append(_api(base, "GET", f"/v1/runs/{run_id}", API_TOKEN)[1])
+                return json.loads(answers[-1])["status"] in {"done", "failed"}
+
+            asyncio.run(eventually(settled, within_s=60, what="the API run to end"))
             for token in ("", API_TOKEN[:-1], API_TOKEN + "x", "Bearer " + API_TOKEN):
                 answers.append(_api(base, "GET", f"/v1/runs/{run_id}", token)[1])
             events = asyncio.run(_all_events(authenticated_nats.url))

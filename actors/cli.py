@@ -285,30 +285,6 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
     return 0
 
 
-# ----------------------------------------------------------------------------------- events
-
-
-def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
-    from actors.bus import resolve_nats_url
-    from actors.events_tail import tail_events
-
-    try:
-        return asyncio.run(tail_events(
-            settings, topology, resolve_nats_url(settings), session=args.session,
-            actor=args.actor, as_json=args.json, last=args.last, limit=args.limit,
-        ))
-    except KeyboardInterrupt:
-        return 0
-
-
-def cmd_trace(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
-    from actors.bus import resolve_nats_url
-    from actors.trace_view import show_trace
-
-    return asyncio.run(show_trace(settings, topology, resolve_nats_url(settings), args.session,
-                                  as_json=args.json))
-
-
 # ------------------------------------------------------------------------------------ parser
 
 
@@ -410,34 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_nats_config_parser(commands)
 
-    events = commands.add_parser("events", help="observe execution events")
-    event_commands = _CommonOptions(
-        events.add_subparsers(dest="events_command", metavar="SUBCOMMAND", required=True),
-        common)
-    tail = event_commands.add_parser(
-        "tail", help="follow execution events, one line each",
-        description="Print one line per execution event as it happens (subject "
-        "<prefix>.event.<actor>.<kind>.<session>; --session and --actor select by subject).")
-    tail.add_argument("--session", help="only this session")
-    tail.add_argument("--actor", help="only this actor role")
-    tail.add_argument("--json", action="store_true", help="print raw JSON events")
-    tail.add_argument("--last", type=int, default=0,
-                      help="first replay the last N stored events")
-    tail.add_argument("--limit", type=int, default=0,
-                      help="exit after N events (default: follow until Ctrl-C)")
-    tail.set_defaults(func=cmd_events)
+    from actors.observe_cli import add_parsers as add_observe_parsers
 
-    trace = commands.add_parser(
-        "trace", help="the span tree of a session's last request, with durations",
-        description="Print the spans of SESSION's last request (each actor's step, model call "
-        "and tool call) as a tree with start offsets and durations, read from the execution "
-        "events (no trace collector needed). Exit codes: 0 printed, 1 no traced events for "
-        "the session, 2 NATS cannot be reached.")
-    trace.add_argument("session", help="session id (terminal-<user>, a Discord thread's, ...)")
-    trace.add_argument("--json", action="store_true",
-                       help="print one JSON object: trace_id, session, services, duration_ms, "
-                       "spans (nested children)")
-    trace.set_defaults(func=cmd_trace)
+    event_commands = add_observe_parsers(commands, lambda sub: _CommonOptions(sub, common))
 
     from actors.analytics.cli import add_parsers as add_analytics_parsers
 

@@ -45,9 +45,7 @@ from protocol._messages import (
     ConsolidatedOptions,
     Control,
     ControlAction,
-    DeadLetter,
     ErrorCode,
-    ExecutionEvent,
     FileBlob,
     Flow,
     Progress,
@@ -58,6 +56,7 @@ from protocol._messages import (
     TurnRequest,
     Usage,
 )
+from protocol._observe import DeadLetter, ExecutionEvent
 from protocol._outcomes import (
     TOOL_TEXT_CHARS,
     Evaluation,

@@ -8,7 +8,8 @@ import msgspec
 
 from protocol._families import Outbound, TaskMessage
 from protocol._legacy import LegacyCheckpoint
-from protocol._messages import Control, DeadLetter, ExecutionEvent
+from protocol._messages import Control
+from protocol._observe import DeadLetter, ExecutionEvent
 from protocol._state import ArtifactManifest, Case, Checkpoint, RunState, SessionState
 
 HEADER_TYPE = "Sb-Type"

@@ -23,19 +23,21 @@ SEQUENTIAL_TEXT = "write a python function that reverses a string and test it"
 
 @dataclass
 class Answers:
-    """What came back: the Replies per request id, and the ids sent."""
+    """What came back: the Replies per request id, and the requests sent (id → session)."""
 
     replies: dict[str, list[Reply]]
-    sent: set[str]
     sessions: dict[str, str]
-    """Request id → session."""
+
+    @property
+    def sent(self) -> set[str]:
+        return set(self.sessions)
 
     def assert_each_answered_once(self) -> None:
         """Every request answered, none twice, none with an error, and every SEQUENTIAL run
         with its files."""
         missing = self.sent - set(self.replies)
         assert not missing, f"{len(missing)} of {len(self.sent)} requests unanswered: " \
-            f"{sorted(self.sessions.get(m, m) for m in missing)}"
+            f"{sorted(self.sessions[m] for m in missing)}"
         twice = {k: len(v) for k, v in self.replies.items() if len(v) != 1}
         assert not twice, f"answered more than once: {twice}"
         errors = [r.text for v in self.replies.values() for r in v if r.error]
@@ -56,29 +58,27 @@ async def load_through_a_fault(system: RunningSystem, fault: Callable[[], None] 
     topology = load_topology(settings=Settings(topology=system.topology_path))
     bridge = await connect_bridge(Settings(), topology.subjects, "fault-test",
                                   nats_url=system.nats_url)
+    requests = [(f"hello there, number {i}", f"fault-simple-{i}") for i in range(SIMPLE)]
+    requests += [(SEQUENTIAL_TEXT, f"fault-seq-{i}") for i in range(SEQUENTIAL)]
+    messages = [ChatMessage(message_id=uuid.uuid4().hex, session=session, origin="fault-test",
+                            user_id="tester", text=text, sent_at=time.time())
+                for text, session in requests]
+    # Known before the first is sent, so "every request answered" cannot hold early.
+    sessions = {message.message_id: message.session for message in messages}
     replies: dict[str, list[Reply]] = collections.defaultdict(list)
     answered, some = asyncio.Event(), asyncio.Event()
-    sent: set[str] = set()
-    sessions: dict[str, str] = {}
 
     async def on_outbound(message: Outbound) -> None:
         if isinstance(message, Reply):
             replies[message.in_reply_to].append(message)
             if len(replies) >= after_answers:
                 some.set()
-            if sent and sent <= set(replies):
+            if sessions.keys() <= replies.keys():
                 answered.set()
 
     await bridge.start(on_outbound, durable=True)
     try:
-        requests = [(f"hello there, number {i}", f"fault-simple-{i}") for i in range(SIMPLE)]
-        requests += [(SEQUENTIAL_TEXT, f"fault-seq-{i}") for i in range(SEQUENTIAL)]
-        for text, session in requests:
-            message = ChatMessage(message_id=uuid.uuid4().hex, session=session,
-                                  origin="fault-test", user_id="tester", text=text,
-                                  sent_at=time.time())
-            sent.add(message.message_id)
-            sessions[message.message_id] = session
+        for message in messages:
             await bridge.send(message)
         async with asyncio.timeout(60):
             await some.wait()
@@ -97,6 +97,6 @@ async def load_through_a_fault(system: RunningSystem, fault: Callable[[], None] 
             pass  # assert_each_answered_once says which are missing
         else:
             await asyncio.sleep(2.0)  # a duplicate would arrive now
-        return Answers(dict(replies), sent, sessions)
+        return Answers(dict(replies), sessions)
     finally:
         await bridge.stop()

@@ -112,12 +112,52 @@ class ModelSpec(BaseModel):
         return {"name": value} if isinstance(value, str) else value
 
 
+class BedrockAgentSpec(BaseModel):
+    """An Amazon Bedrock agent that backs a role (SPEC.md §11, seed 004): the role's answers
+    come from the agent's ``InvokeAgent`` stream instead of a model of its tier
+    (``actors.hosted``).
+
+    ``agent_id`` and ``agent_alias_id`` are the agent's and its alias's ids (1-10 letters and
+    digits, the ``AgentId`` / ``AgentAliasId`` patterns of the InvokeAgent API reference,
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_agent-runtime_InvokeAgent.html);
+    ``region`` the AWS region of the agent; ``endpoint_url`` another endpoint (a VPC endpoint,
+    a local stand-in) instead of ``bedrock-agent-runtime.<region>.amazonaws.com``. Credentials
+    come from the standard AWS variables and files (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
+    ...), never from this file. ``timeout_s`` bounds one whole invocation, first byte to last
+    event, in seconds; ``enable_trace`` asks for the agent's trace (token counts, failure
+    reasons); ``stream_final_response`` asks for the answer in several chunks instead of one
+    (``streamingConfigurations.streamFinalResponse``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["bedrock"]
+    agent_id: str = Field(pattern=r"^[0-9a-zA-Z]{1,10}$")
+    agent_alias_id: str = Field(pattern=r"^[0-9a-zA-Z]{1,10}$")
+    region: str = Field(pattern=r"^[a-z0-9-]{1,32}$")
+    endpoint_url: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    enable_trace: bool = True
+    stream_final_response: bool = True
+
+    @property
+    def name(self) -> str:
+        """How events and progress name the agent: ``bedrock-agent/<agent id>/<alias id>``."""
+        return f"bedrock-agent/{self.agent_id}/{self.agent_alias_id}"
+
+
+HostedAgentSpec = BedrockAgentSpec
+"""Every kind of hosted agent a role can be backed by (one so far; a second kind makes this a
+union discriminated by ``kind``)."""
+
+
 class ActorSpec(BaseModel):
     """One actor role: how many replicas, how many messages each handles at once.
 
     ``ack_wait_s`` is how long JetStream waits for an ack before redelivering (a crashed
     replica's task comes back after this); ``max_deliveries`` bounds redeliveries before the
-    message is dead-lettered.
+    message is dead-lettered. ``agent``: a hosted agent that answers for this role instead of
+    the models of its tier (agent roles only; ``Topology.hosted_agent``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -128,6 +168,7 @@ class ActorSpec(BaseModel):
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliveries: int = Field(default=5, ge=1)
     nak_delay_s: float = Field(default=1.0, ge=0)
+    agent: HostedAgentSpec | None = None
 
 
 class ToolPolicy(BaseModel):
@@ -305,6 +346,12 @@ class Topology(BaseModel):
         if unknown:
             msg = f"unknown actors {unknown}; known: {', '.join(_ALL_ACTORS)}"
             raise ValueError(msg)
+        backed = sorted(role for role, spec in value.items()
+                        if spec.agent is not None and role not in AGENT_ROLES)
+        if backed:
+            msg = (f"actors {backed}: only agent roles can be backed by a hosted agent "
+                   f"(agent:); agent roles: {', '.join(AGENT_ROLES)}")
+            raise ValueError(msg)
         return value
 
     @property
@@ -314,6 +361,11 @@ class Topology(BaseModel):
     def actor(self, role: str) -> ActorSpec:
         """The spec of ``role``; roles absent from the file get the defaults."""
         return self.actors.get(role, ActorSpec())
+
+    def hosted_agent(self, role: str) -> HostedAgentSpec | None:
+        """The hosted agent that answers for ``role`` instead of its tier's models, or None
+        when models answer: the one place that decides (``actors.hosted``)."""
+        return self.actor(role).agent
 
     def model_names(self) -> set[str]:
         """Every model name this topology can call: the tiers' (or the override), escalation,

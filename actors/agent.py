@@ -2,14 +2,18 @@
 
 SIMPLE and BREAKGLASS requests get one streamed model turn without tools; SEQUENTIAL requests
 run the agentic loop (``actors.agent_loop``). The answer goes to the gateway as a Reply; a
-SEQUENTIAL run's TurnResult goes on to the evaluator.
+SEQUENTIAL run's TurnResult goes on to the evaluator. A role backed by a hosted agent
+(``Topology.hosted_agent``) gets each answer from the agent instead (``answer_call``), relayed
+the same way.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
@@ -35,6 +39,10 @@ from protocol import (
     TurnRequest,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from actors.config import ModelSpec
+    from actors.llm import ModelReply
 
 STREAM_INTERVAL_S = 1.0
 """Least time between two streamed Progress updates of one answer, in seconds: the Discord
@@ -158,6 +166,31 @@ class AgentActor(ModelActor):
             await sync_to_store(self.services.artifacts, workspace)
         return text
 
+    async def answer_call(self, ctx: MessageContext, models: Sequence[ModelSpec],
+                          messages: list[dict[str, Any]], *,
+                          tools: list[dict[str, Any]] | None = None,
+                          on_text: Callable[[str], Awaitable[None]] | None = None,
+                          purpose: str = "", max_tokens: int = 0) -> ModelReply:
+        """This role's answer to ``messages``: from the hosted agent that backs the role
+        (``Topology.hosted_agent``; it gets the person's last message, keeps the conversation
+        itself and runs its own tools, so ``tools`` and ``max_tokens`` are not its), else
+        from ``models`` in fallback order (``ModelActor.call_model``).
+
+        Raises:
+            ModelError: as ``call_model`` / ``call_hosted_agent`` raise.
+        """
+        agent = self.topology.hosted_agent(self.actor_id.role)
+        if agent is not None:
+            said = next((str(m.get("content") or "") for m in reversed(messages)
+                         if m.get("role") == "user"), "")
+            reply: ModelReply = await self.call_hosted_agent(ctx, agent, said, on_text=on_text,
+                                                             purpose=purpose)
+            return reply
+        answer: ModelReply = await self.call_model(ctx, models, messages, tools=tools,
+                                                   on_text=on_text, purpose=purpose,
+                                                   max_tokens=max_tokens)
+        return answer
+
     async def _single_turn(self, request: TurnRequest, ctx: MessageContext) -> None:
         from actors.llm import strip_report
         from actors.prompts import render
@@ -171,9 +204,10 @@ class AgentActor(ModelActor):
         messages = [{"role": "system", "content": system},
                     *await self.context_messages(speaker),
                     {"role": "user", "content": request.text}]
-        stream = ProgressStream(ctx, reply_to, flow, models[0].name)
-        reply = await self.call_model(ctx, models, messages, on_text=stream.update,
-                                      purpose=f"{flow} answer", max_tokens=request.max_tokens)
+        agent = self.topology.hosted_agent(self.actor_id.role)
+        stream = ProgressStream(ctx, reply_to, flow, agent.name if agent else models[0].name)
+        reply = await self.answer_call(ctx, models, messages, on_text=stream.update,
+                                       purpose=f"{flow} answer", max_tokens=request.max_tokens)
         answer = strip_report(reply.text)
         if reply.finish_reason == "length":
             answer += TOKEN_LIMIT_NOTE

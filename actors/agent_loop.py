@@ -89,9 +89,9 @@ class TurnEngine:
         state.turn += 1
         level = self.path[state.level]
         started = time.perf_counter()
-        reply = await self.actor.call_model(self.ctx, level.models, state.messages,
-                                            tools=TOOL_SCHEMAS, purpose=f"turn {state.turn}",
-                                            max_tokens=self.max_tokens)
+        reply = await self.actor.answer_call(self.ctx, level.models, state.messages,
+                                             tools=TOOL_SCHEMAS, purpose=f"turn {state.turn}",
+                                             max_tokens=self.max_tokens)
         model = reply.usage.model or level.name
         state.usage = state.usage + reply.usage
         state.last_text = reply.text
@@ -113,7 +113,9 @@ class TurnEngine:
             f"tools {len(results)} status {report.status or '-'}"))
         reason = observe(state.memo, state.confidence, signals)
         if reason is not None:
-            if state.level + 1 >= len(self.path):
+            # A role backed by a hosted agent has no stronger model to move to: ask the person.
+            hosted = self.actor.topology.hosted_agent(self.actor.actor_id.role) is not None
+            if hosted or state.level + 1 >= len(self.path):
                 state.stuck_reason = reason
                 return Outcome.STUCK
             await self._escalate(state, reason)

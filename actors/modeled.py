@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors.config import ModelSpec
+from actors.config import HostedAgentSpec, ModelSpec
 from actors.errors import ModelError, StoreConflictError
 from actors.memory import Speaker, append_exchange, history_messages, user_memory_text
 from actors.runtime import Actor, MessageContext, child_span
@@ -160,6 +160,59 @@ class ModelActor(Actor):
                 return reply
         msg = "call_model needs at least one model"
         raise ValueError(msg)
+
+    async def call_hosted_agent(
+        self,
+        ctx: MessageContext,
+        agent: HostedAgentSpec,
+        text: str,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        purpose: str = "",
+    ) -> Any:
+        """One call of the hosted agent that backs this role (``actors.hosted``), recorded as
+        a model call is: a ``model_call`` event with the agent's name, tokens and duration
+        (and an ``agent_trace`` event summing up its trace), or ``model_error``.
+
+        Args:
+            agent: the agent (``Topology.hosted_agent``).
+            text: the person's message; the agent keeps the conversation itself, by session.
+            on_text: awaited with the whole answer so far as it streams.
+
+        Returns:
+            ``actors.llm.ModelReply`` (``usage.model`` is the agent's name).
+
+        Raises:
+            ModelError: as ``actors.hosted.invoke_agent`` raises; never a fallback to another
+                model (the role is the agent's).
+        """
+        from actors.hosted import invoke_agent
+
+        with child_span(f"invoke_agent {agent.name}", {
+            "gen_ai.request.model": agent.name, "switchboard.purpose": purpose,
+            "switchboard.role": self.actor_id.role, "switchboard.session": ctx.session,
+        }) as span:
+            try:
+                answer = await invoke_agent(agent, ctx.session, text, on_text=on_text)
+            except ModelError as exc:
+                self.log.warning("session %s: %s failed: %s", ctx.session, agent.name, exc)
+                await ctx.emit("model_error", model=agent.name, detail=f"{purpose}: {exc}"[:500],
+                               duration_ms=span.elapsed_ms, **span.event_ids())
+                raise
+            usage: Usage = answer.reply.usage
+            span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
+                                 "gen_ai.usage.output_tokens": usage.completion_tokens})
+            counted = "" if answer.tokens_from_trace else ", tokens estimated"
+            await ctx.emit(
+                "model_call", model=agent.name, duration_ms=span.elapsed_ms,
+                detail=f"{purpose} (hosted agent, {answer.chunks} chunks{counted})"[:500],
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                **span.event_ids())
+            if answer.traces.steps:
+                why = f"; rationale: {answer.traces.rationale}" if answer.traces.rationale else ""
+                await ctx.emit("agent_trace", model=agent.name,
+                               detail=f"{answer.traces.describe()}{why}"[:500])
+            return answer.reply
 
 
 class CaseModelActor(ModelActor):

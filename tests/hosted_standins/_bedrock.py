@@ -144,6 +144,8 @@ class BedrockAgentStandin(LocalServer):
         agents: ``(agent id, alias id)`` pairs that exist; others are 404
             ``ResourceNotFoundException``.
         brain: chooses each answer; ``echo_brain`` by default.
+        region: the region requests must be signed for.
+        secret_key: the secret of ``ACCESS_KEY`` the signatures are checked with.
 
     Attributes:
         endpoint_url: for ``endpoint_url`` of an agent spec.
@@ -151,8 +153,10 @@ class BedrockAgentStandin(LocalServer):
     """
 
     def __init__(self, agents: tuple[tuple[str, str], ...] = (("AGENT1", "ALIAS1"),), *,
-                 brain: Brain = echo_brain, region: str = REGION) -> None:
+                 brain: Brain = echo_brain, region: str = REGION,
+                 secret_key: str = SECRET_KEY) -> None:
         super().__init__()
+        self.secret_key = secret_key
         self.agents = set(agents)
         self.brain = brain
         self.region = region
@@ -232,7 +236,7 @@ class BedrockAgentStandin(LocalServer):
         copy = AWSRequest(method=request.method, url=f"{self.url}{request.path_qs}", data=raw,
                           headers={name: request.headers.get(name, "") for name in names})
         copy.context["timestamp"] = request.headers.get("X-Amz-Date", "")
-        signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "bedrock", self.region)
+        signer = SigV4Auth(Credentials(ACCESS_KEY, self.secret_key), "bedrock", self.region)
         expected = signer.signature(signer.string_to_sign(copy, signer.canonical_request(copy)),
                                     copy)
         if expected != signature.group(1):

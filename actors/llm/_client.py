@@ -107,12 +107,24 @@ def register_providers(providers: dict[str, str]) -> None:
         _log.info("registered model provider %r -> %s", name, target)
 
 
+LOCAL_SERVER_PROVIDERS = frozenset({"ollama", "ollama_chat"})
+"""Providers whose model information litellm reads from the model's own server with a
+blocking HTTP call (``POST /api/show``, ``litellm/llms/ollama/common_utils.py``) that stalls
+the event loop: Switchboard never asks for it (litellm itself does, once per model and
+process, when it prices the first answer). Their models run locally, so cost nothing, and
+take a JSON schema as ``format`` (Ollama 0.5 and later: https://ollama.com/blog/structured-outputs;
+litellm maps a ``json_schema`` ``response_format`` onto it)."""
+
+
 def supports_json_schema(model: str) -> bool:
     """Whether ``model`` takes a JSON-schema ``response_format`` (structured output), by
     litellm's model map (``litellm.supports_response_schema``); False for registered custom
-    providers (the offline model) and models litellm does not know. Asked once per model (the
-    router asks for every message)."""
-    return provider_of(model) not in _providers and _schema_support(model)
+    providers (the offline model) and models litellm does not know; True for Ollama's
+    (``LOCAL_SERVER_PROVIDERS``). Asked once per model (the router asks for every message)."""
+    provider = provider_of(model)
+    if provider in LOCAL_SERVER_PROVIDERS:
+        return True
+    return provider not in _providers and _schema_support(model)
 
 
 @functools.cache
@@ -364,7 +376,8 @@ def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]
 
 def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> float:
     """US dollars for the tokens, by litellm's bundled price map (``litellm.get_model_info``,
-    per-token input and output prices, looked up once per model); 0.0 for unpriced models."""
+    per-token input and output prices, looked up once per model); 0.0 for unpriced models and
+    local ones (``LOCAL_SERVER_PROVIDERS``)."""
     input_price, output_price = _prices(litellm, model)
     return input_price * prompt + output_price * completion
 
@@ -375,7 +388,8 @@ _price_cache: dict[str, tuple[float, float]] = {}
 def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
     if model not in _price_cache:
         prices = (0.0, 0.0)
-        if provider_of(model) not in _providers:
+        provider = provider_of(model)
+        if provider not in _providers and provider not in LOCAL_SERVER_PROVIDERS:
             try:
                 info = litellm.get_model_info(model=model)
                 prices = (float(info.get("input_cost_per_token") or 0.0),

@@ -102,6 +102,8 @@ def translate_litellm(litellm: ModuleType, spec: ModelSpec, exc: Exception,
     if isinstance(exc, errors.Timeout):
         msg = f"model {spec.name!r} timed out after {limit:g} s"
         return ModelTimeoutError(msg, model=spec.name)
+    if isinstance(exc, errors.APIConnectionError) and (answer := _http_answer(exc)) is not None:
+        return from_http(spec, *answer)
     detail = _detail(exc, spec)
     cause = _litellm_cause(errors, exc, detail)
     if cause is not None:
@@ -110,6 +112,34 @@ def translate_litellm(litellm: ModuleType, spec: ModelSpec, exc: Exception,
     permanent = isinstance(exc, errors.PermissionDeniedError | errors.UnprocessableEntityError)
     cls = ModelRejectedError if permanent else ModelUnavailableError
     return cls(f"model {spec.name!r} failed: {type(exc).__name__} ({detail})", model=spec.name)
+
+
+def _http_answer(exc: Exception) -> tuple[int, bytes] | None:
+    """The provider's HTTP error answer (status, body) behind a litellm
+    ``APIConnectionError``, or None when there was none (a real connection failure).
+
+    litellm words some providers' HTTP errors as connection errors (Ollama's native API: a
+    404 for a model that is not pulled arrives as ``APIConnectionError`` with status 500).
+    When the provider did answer, its exception (a ``BaseLLMException`` with the answer's
+    body, ``litellm/llms/base_llm/chat/transformation.py``) and httpx's ``HTTPStatusError``
+    with the answer's status are on the exception's cause chain; a refused connection has no
+    ``HTTPStatusError`` there.
+    """
+    import httpx
+    from litellm.llms.base_llm.chat.transformation import BaseLLMException
+
+    body: bytes | None = None
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, BaseLLMException) and body is None:
+            body = str(seen.message).encode()
+        if isinstance(seen, httpx.HTTPStatusError):
+            status = seen.response.status_code
+            return (status, body or b"") if 400 <= status < 600 else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _litellm_cause(errors: ModuleType, exc: Exception, detail: str) -> str | None:
@@ -129,7 +159,8 @@ def _litellm_cause(errors: ModuleType, exc: Exception, detail: str) -> str | Non
         return "rejected"
     if isinstance(exc, errors.PermissionDeniedError | errors.UnprocessableEntityError):
         return None
-    if isinstance(exc, errors.APIConnectionError) or "Connection error" in detail:
+    if isinstance(exc, errors.APIConnectionError) or "Connection error" in detail \
+            or "Cannot connect to host" in detail:  # aiohttp's words (Ollama's native path)
         return "connection"
     if isinstance(exc, errors.InternalServerError | errors.ServiceUnavailableError):
         return "server"

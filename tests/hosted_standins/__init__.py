@@ -19,6 +19,7 @@ from ._bedrock import (
     return_control,
     stream_error,
 )
+from ._ollama import OllamaAnswer, OllamaCall, OllamaStandin, OllamaToolCall
 
 __all__ = [
     "ACCESS_KEY",
@@ -27,6 +28,10 @@ __all__ = [
     "AgentCall",
     "BedrockAgentStandin",
     "HttpError",
+    "OllamaAnswer",
+    "OllamaCall",
+    "OllamaStandin",
+    "OllamaToolCall",
     "StreamEvent",
     "chunk",
     "chunk_bytes",

@@ -214,6 +214,24 @@ async def test_a_stalled_stream_is_bounded(agent_server: BedrockAgentStandin) ->
     assert time.monotonic() - started < 5
 
 
+async def test_missing_credentials_or_profile_are_permanent(
+        agent_server: BedrockAgentStandin, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aioboto3
+
+    from actors.hosted import _bedrock
+
+    monkeypatch.setattr(_bedrock, "_aws_session", lambda: aioboto3.Session())
+    monkeypatch.setenv("AWS_PROFILE", "nobody")
+    with pytest.raises(ModelRejectedError, match="no such AWS profile"):
+        await invoke_agent(_spec(agent_server), "s-prof", "hello")
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(ModelRejectedError, match="no AWS credentials"):
+        await invoke_agent(_spec(agent_server), "s-creds", "hello")
+    assert agent_server.calls == []
+
+
 async def test_an_unreachable_endpoint_is_transient() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,6 +22,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
     ResponseStreamingError,
 )
@@ -105,10 +106,10 @@ def from_botocore(spec: HostedAgentSpec, exc: BotoCoreError | ParserError,
 
     Args:
         spec: the agent that was called.
-        exc: botocore's exception: no or partial credentials and an invalid parameter are
-            permanent (``ModelRejectedError``); a read timeout is ``ModelTimeoutError``;
-            connection failures, a stream cut short or with a bad checksum, and anything else
-            are transient (``ModelUnavailableError``).
+        exc: botocore's exception: no or partial credentials, an unknown profile and an
+            invalid parameter are permanent (``ModelRejectedError``); a read timeout is
+            ``ModelTimeoutError``; connection failures, a stream cut short or with a bad
+            checksum, and anything else are transient (``ModelUnavailableError``).
         where: the endpoint called, for connection errors.
     """
     prefix = f"hosted agent {spec.name!r} failed"
@@ -117,6 +118,9 @@ def from_botocore(spec: HostedAgentSpec, exc: BotoCoreError | ParserError,
         return ModelRejectedError(f"{prefix}: no AWS credentials: set AWS_ACCESS_KEY_ID and "
                                   f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE ({detail})",
                                   model=spec.name)
+    if isinstance(exc, ProfileNotFound):
+        return ModelRejectedError(f"{prefix}: no such AWS profile: check AWS_PROFILE "
+                                  f"({detail})", model=spec.name)
     if isinstance(exc, ParamValidationError):
         return ModelRejectedError(f"{prefix}: invalid request ({detail})", model=spec.name)
     if isinstance(exc, ReadTimeoutError):

@@ -3,7 +3,11 @@
 - **Lock**: the session's key in the runs bucket, created with compare-and-set (``create``
   fails when the key exists) and a per-key TTL (``Nats-TTL``, NATS 2.11+) that the holder
   renews every third of the TTL. A crashed holder stops renewing and its lock expires, so the
-  redelivered task can take it on any replica. The value is the ``RunState`` ``/status`` reads.
+  redelivered task can take it on any replica. A replica restarted under the same name takes
+  its predecessor's lease on the same request at once; a delivery of a request that this very
+  process is still running (the broker redelivers it after a restart that lost the consumer's
+  state) waits for that run like any other, and then finds it finished in its checkpoint. The
+  value is the ``RunState`` ``/status`` reads.
 - **Abort**: a ``Control(action=abort)`` on ``<prefix>.control.<session>`` (the control stream
   keeps it); the loop checks the subject's last message at the start of each turn, so anyone —
   a gateway, any replica, ``nats pub`` — can set the flag.
@@ -47,6 +51,10 @@ LOCK_POLL_S = 1.0
 CHECKPOINT_EVERY = 5
 """Turns between two checkpoints (SPEC.md §3)."""
 
+_HELD_HERE: set[tuple[str, str]] = set()
+"""(session, request id) of the leases this process holds: a lease of the same holder and
+request that is not in it was left by a predecessor of this replica, and is taken over."""
+
 
 class RunLock:
     """The lease on one session's run, renewed in the background while held.
@@ -70,6 +78,7 @@ class RunLock:
         self._released = asyncio.Event()
         self._writing = asyncio.Lock()
         self.lost = asyncio.Event()
+        self._key = (state.session, state.request_id)
 
     async def acquire(self, *, wait_s: float, on_wait: Any = None) -> None:
         """Take the lock, waiting up to ``wait_s`` seconds while another run holds it.
@@ -92,11 +101,12 @@ class RunLock:
                 break
             except nats.js.errors.KeyWrongLastSequenceError:
                 holder = await self.current()
-                if holder is not None and holder.request_id == self.state.request_id and (
-                        holder.holder == self.state.holder):
-                    await self._kv.delete(self.state.session)  # our own stale lease
+                same_run = holder is not None and holder.request_id == self.state.request_id
+                if same_run and holder is not None and holder.holder == self.state.holder and (
+                        self._key not in _HELD_HERE):
+                    await self._kv.delete(self.state.session)  # our predecessor's lease
                     continue
-                if not told and on_wait is not None and holder is not None:
+                if not told and on_wait is not None and holder is not None and not same_run:
                     told = True
                     await on_wait(holder)
             except (TimeoutError, nats.errors.Error) as exc:
@@ -106,6 +116,7 @@ class RunLock:
                 msg = f"session {self.state.session} is busy with another run"
                 raise TransientError(msg)
             await asyncio.sleep(LOCK_POLL_S)
+        _HELD_HERE.add(self._key)
         self._renewer = asyncio.create_task(self._renew_loop(),
                                             name=f"lease:{self.state.session}")
 
@@ -192,6 +203,7 @@ class RunLock:
     async def release(self) -> None:
         """Stop renewing and delete the lock (when still ours)."""
         self._released.set()
+        _HELD_HERE.discard(self._key)
         if self._renewer is not None:
             try:
                 async with asyncio.timeout(KV_TIMEOUT_S + 1):

@@ -149,6 +149,12 @@ class GatewaySettings(BaseSettings):
     """At most one status edit per request per this many seconds."""
     queue_stale_s: float = Field(default=900.0, gt=0)
     """A request with no answer for this long no longer holds its conversation's queue."""
+    max_in_flight: int = Field(default=200, ge=0)
+    """Requests one bot has sent and not seen answered; more wait in a line and each person
+    is told their position (0: unbounded)."""
+    max_waiting: int = Field(default=1000, ge=0)
+    """Requests one bot holds waiting (the line and every conversation's queue); more are
+    refused with "too busy, try again" (each waiting request holds its message, a few KiB)."""
     attachment_max_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
     """Largest attachment stored into a workspace (8 MiB)."""
     user_rate: int = Field(default=10, ge=0)

@@ -38,7 +38,9 @@ class Answers:
         missing = self.sent - set(self.replies)
         assert not missing, f"{len(missing)} of {len(self.sent)} requests unanswered: " \
             f"{sorted(self.sessions[m] for m in missing)}"
-        twice = {k: len(v) for k, v in self.replies.items() if len(v) != 1}
+        twice = {f"{self.sessions[k]} ({k})": [(r.role, r.flow.value, r.error, r.text[:60])
+                                             for r in v]
+                 for k, v in self.replies.items() if len(v) != 1}
         assert not twice, f"answered more than once: {twice}"
         errors = [r.text for v in self.replies.values() for r in v if r.error]
         assert not errors, errors

@@ -10,6 +10,7 @@ import nats
 import pytest
 from nats.js import JetStreamContext
 
+from actors import runs
 from actors.bus import kv_bucket, provision
 from actors.config import load_topology
 from actors.errors import TransientError
@@ -83,6 +84,37 @@ async def test_a_dead_holders_lock_expires(js: JetStreamContext) -> None:
     assert waiting and waiting[0].holder == "python_coder/0"
     with pytest.raises(LockLostError):
         await dead.update(turn=9)
+    await heir.release()
+
+
+async def test_a_redelivery_waits_for_the_run_this_process_still_holds(
+        js: JetStreamContext) -> None:
+    """The broker restarted and lost the consumer's state: the same request is delivered
+    again to the replica still running it. The copy waits (it must not take the lease and run
+    the same turns beside the first, found by tests/test_faults.py: two commits raced in one
+    workspace); a replica restarted under the same name takes its predecessor's lease at
+    once."""
+    running = await _lock(js, "python_coder/0")
+    await running.acquire(wait_s=0)
+    told: list[RunState] = []
+
+    async def on_wait(holder: RunState) -> None:
+        told.append(holder)
+
+    copy = await _lock(js, "python_coder/0")
+    with pytest.raises(TransientError, match="busy"):
+        await copy.acquire(wait_s=1.5, on_wait=on_wait)
+    assert not told, "a copy of the same request is not told it is queued behind itself"
+    await running.update(turn=2)  # still the holder
+    await running.release()
+    await copy.acquire(wait_s=0)
+
+    copy._released.set()  # the process dies holding it: no renewal, no release
+    runs._HELD_HERE.clear()  # ... and the restarted replica holds nothing yet
+    heir = await _lock(js, "python_coder/0")
+    started = time.monotonic()
+    await heir.acquire(wait_s=10)
+    assert time.monotonic() - started < 1.0, "took over at once, without waiting for the TTL"
     await heir.release()
 
 

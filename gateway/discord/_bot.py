@@ -14,6 +14,7 @@ from gateway.discord._attachments import store_attachments
 from gateway.discord._commands import build_tree, sync_tree
 from gateway.discord._inbound import is_addressed, should_answer, to_chat_message
 from gateway.discord._intake import Intake, Pending
+from gateway.discord._notices import Notices
 from gateway.discord._outbound import OutboundPoster
 from gateway.discord._reactions import Reaction, control_for
 from gateway.discord._status import REST_TIMEOUT_S, RequestState, StatusEditor
@@ -28,6 +29,10 @@ NOT_RUNNING_TEXT = "⚠️ Switchboard is not running right now, so I cannot ans
 EMPTY_TEXT = "👋 Mention me with a question, or reply to one of my messages."
 QUEUED_TEXT = ("⏳ Queued: I'm still working on the previous request here, and I'll answer "
                "this right after it.")
+BUSY_TEXT = ("⏳ Busy: I'm answering many requests right now. You are number {position} in "
+             "line, and I'll start on yours as soon as a slot frees up.")
+TOO_BUSY_TEXT = ("🚦 Too busy: {waiting} requests are already waiting, so I can't take this one. "
+                 "Please try again in a few minutes.")
 
 
 class Sender(Protocol):
@@ -83,9 +88,12 @@ class SwitchboardBot(discord.Client):
         self.status_editor = StatusEditor(edit_interval_s or self.settings.edit_interval_s)
         self.requests: dict[str, RequestState] = {}
         self.tracker = MessageTracker(kv=self.services.messages)
-        self.intake = Intake(self._dispatch, self._tell_queued,
+        self.notices = Notices(timeout_s=REST_TIMEOUT_S)
+        self.intake = Intake(self._dispatch, self._tell_queued, self._tell_busy,
                              debounce_s=self.settings.debounce_s,
-                             stale_s=self.settings.queue_stale_s)
+                             stale_s=self.settings.queue_stale_s,
+                             max_in_flight=self.settings.max_in_flight,
+                             max_waiting=self.settings.max_waiting)
         self.poster = OutboundPoster(self)
         self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = (
             build_tree(self) if commands else None)
@@ -118,6 +126,7 @@ class SwitchboardBot(discord.Client):
             if state.flusher is not None:
                 state.flusher.cancel()
         await self.intake.close()
+        await self.notices.close()
         await super().close()
         self._closed.set()
 
@@ -197,7 +206,13 @@ class SwitchboardBot(discord.Client):
             await self.say(pending.anchor, text, pending.request.session)
 
     async def _tell_queued(self, pending: Pending) -> None:
-        await self.say(pending.anchor, QUEUED_TEXT, pending.request.session)
+        self.notices.tell(pending.anchor, QUEUED_TEXT, pending.request.session)
+
+    async def _tell_busy(self, pending: Pending, position: int | None) -> None:
+        """Tell the person where their request waits, or that it was refused (``None``)."""
+        text = (TOO_BUSY_TEXT.format(waiting=self.intake.waiting) if position is None
+                else BUSY_TEXT.format(position=position))
+        self.notices.tell(pending.anchor, text, pending.request.session)
 
     # ------------------------------------------------------------------ reactions
 

@@ -1,7 +1,18 @@
-"""When a request goes out (SPEC.md §7, issue 3 item 2): a burst of messages from one person in
-one conversation within ``debounce_s`` becomes one request, and a conversation has at most one
-request in flight — a later one waits in a queue (the person is told) and goes out when the
-answer to the earlier one arrives."""
+"""When a request goes out (SPEC.md §7; issue 3 item 2, issue 10 item 1).
+
+Rules:
+- A burst of messages from one person in one conversation within ``debounce_s`` is one
+  request.
+- A conversation has at most one request in flight; a later one waits in the conversation's
+  queue (the person is told) and goes out when the answer to the earlier one arrives.
+- At most ``max_in_flight`` requests are in flight across all conversations. A request over
+  that bound waits in one first-in-first-out line and the person is told their position in it
+  ("busy, number N in line"); each answer lets the head of the line go out.
+- At most ``max_waiting`` requests wait (line and conversation queues together), so a flood
+  holds bounded memory; a request beyond that is refused and the person told to try again.
+  Nothing is dropped without a word.
+- A request unanswered for ``stale_s`` stops holding its conversation and its in-flight slot.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +60,13 @@ class Pending:
 Dispatch = Callable[[Pending], Awaitable[bool]]
 """Sends a request; False when it was refused (limits, attachments, not running)."""
 Notify = Callable[[Pending], Awaitable[None]]
-"""Tells the person their request is queued."""
+"""Tells the person a request waits for the earlier one of its conversation."""
+NotifyBusy = Callable[[Pending, int | None], Awaitable[None]]
+"""Tells the person a request waits in the line at a position (1: next), or, with ``None``,
+that it was refused because too many wait."""
+
+_HELD_IN_LINE = float("inf")
+"""The start time of a conversation whose request waits in the line: it never goes stale."""
 
 
 @dataclass(eq=False)
@@ -59,26 +76,39 @@ class _Burst:
 
 
 class Intake:
-    """Debounces bursts and queues requests per conversation.
+    """Debounces bursts, queues requests per conversation and bounds what is in flight (the
+    rules are in the module's docstring).
 
     Args:
         dispatch: sends one request.
-        notify_queued: tells the person a request is queued.
+        notify_queued: tells the person a request waits for its conversation.
+        notify_busy: tells the person a request waits in the line, or was refused.
         debounce_s: bursts closer than this are merged (0: no debounce).
         stale_s: an unanswered request stops holding its conversation after this long.
+        max_in_flight: requests in flight at once (0: unbounded).
+        max_waiting: requests waiting at once, in the line and the conversation queues.
     """
 
-    def __init__(self, dispatch: Dispatch, notify_queued: Notify, *, debounce_s: float,
-                 stale_s: float) -> None:
+    def __init__(self, dispatch: Dispatch, notify_queued: Notify, notify_busy: NotifyBusy, *,
+                 debounce_s: float, stale_s: float, max_in_flight: int = 0,
+                 max_waiting: int = 1000) -> None:
         self.dispatch = dispatch
         self.notify_queued = notify_queued
+        self.notify_busy = notify_busy
         self.debounce_s = debounce_s
         self.stale_s = stale_s
+        self.max_in_flight = max_in_flight
+        self.max_waiting = max_waiting
         self._bursts: dict[tuple[str, str], _Burst] = {}
         self._active: dict[str, tuple[str, float]] = {}
-        """Session → (request message id, when it went out)."""
+        """Session → (the request holding it, when that went out; ``_HELD_IN_LINE``)."""
         self._queued: dict[str, deque[Pending]] = {}
+        self._queued_count = 0
+        self._in_flight: dict[str, float] = {}
+        """Request message id → when it went out, oldest first."""
+        self._line: deque[Pending] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ debounce
 
@@ -105,10 +135,20 @@ class Intake:
             del self._bursts[key]
             await self._admit(burst.pending)
 
-    # ------------------------------------------------------------------ one at a time
+    # ------------------------------------------------------------------ admission
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting: in the line and in the conversation queues."""
+        return len(self._line) + self._queued_count
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not answered (nor stale)."""
+        return len(self._in_flight)
 
     def busy(self, session: str) -> bool:
-        """Whether a request of ``session`` is in flight (and not stale)."""
+        """Whether a request of ``session`` is in flight (and not stale) or waits in line."""
         entry = self._active.get(session)
         if entry is not None and time.monotonic() - entry[1] > self.stale_s:
             _log.warning("session %s: request %s unanswered for %.0f s; not waiting for it",
@@ -118,13 +158,59 @@ class Intake:
         return entry is not None
 
     async def _admit(self, pending: Pending) -> None:
-        session = pending.request.session
+        session, request_id = pending.request.session, pending.request.message_id
+        if self.waiting >= self.max_waiting and (self.busy(session) or not self._slot_free()):
+            _log.warning("session %s: request %s refused: %d requests waiting", session,
+                         request_id, self.waiting)
+            await self.notify_busy(pending, None)
+            return
         if self.busy(session):
             self._queued.setdefault(session, deque()).append(pending)
-            _log.info("session %s: request %s queued", session, pending.request.message_id)
+            self._queued_count += 1
+            _log.info("session %s: request %s queued", session, request_id)
             await self.notify_queued(pending)
             return
-        await self._send(pending)
+        if not self._line and self._slot_free():
+            self._in_flight[request_id] = time.monotonic()
+            await self._send(pending)
+            return
+        self._active[session] = (request_id, _HELD_IN_LINE)
+        self._line.append(pending)
+        self._drain()
+        if self._line and self._line[-1] is pending:
+            _log.info("session %s: request %s waits in line at %d (%d in flight)", session,
+                      request_id, len(self._line), len(self._in_flight))
+            await self.notify_busy(pending, len(self._line))
+
+    def _slot_free(self) -> bool:
+        """Whether a request may go out now (stale in-flight requests are let go first)."""
+        if not self.max_in_flight:
+            return True
+        now = time.monotonic()
+        while self._in_flight:
+            request_id, sent_at = next(iter(self._in_flight.items()))
+            if now - sent_at <= self.stale_s:
+                break
+            _log.warning("request %s unanswered for %.0f s; its slot is free", request_id,
+                         self.stale_s)
+            del self._in_flight[request_id]
+        return len(self._in_flight) < self.max_in_flight
+
+    def _drain(self) -> None:
+        """Send from the head of the line while slots are free; when none is, wake up as the
+        oldest in-flight request goes stale (its answer may never come)."""
+        while self._line and self._slot_free():
+            pending = self._line.popleft()
+            self._in_flight[pending.request.message_id] = time.monotonic()
+            self._spawn(self._send(pending), f"send:{pending.request.session}")
+        if self._line and self._wake is None and self._in_flight:
+            oldest = next(iter(self._in_flight.values()))
+            delay = max(0.0, oldest + self.stale_s - time.monotonic()) + 0.01
+            self._wake = asyncio.get_running_loop().call_later(delay, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._drain()
 
     async def _send(self, pending: Pending) -> None:
         session, request_id = pending.request.session, pending.request.message_id
@@ -143,7 +229,10 @@ class Intake:
             self._active[session] = (request_id, time.monotonic())
 
     def finish(self, request_id: str) -> None:
-        """The request is answered: free its conversations and send what waited in them."""
+        """The request is answered (or was not sent): free its slot and its conversations;
+        the next request of each conversation goes to the head of the line, then the line
+        moves."""
+        self._in_flight.pop(request_id, None)
         for session, (held, _) in list(self._active.items()):
             if held != request_id:
                 continue
@@ -151,14 +240,12 @@ class Intake:
             queue = self._queued.get(session)
             if queue:
                 following = queue.popleft()
+                self._queued_count -= 1
                 if not queue:
                     del self._queued[session]
-                self._active[session] = (following.request.message_id, time.monotonic())
-                self._spawn(self._resend(following), f"queued:{session}")
-
-    async def _resend(self, pending: Pending) -> None:
-        self._active.pop(pending.request.session, None)
-        await self._send(pending)
+                self._active[session] = (following.request.message_id, _HELD_IN_LINE)
+                self._line.appendleft(following)  # it has waited longer than the line
+        self._drain()
 
     def queued(self, session: str) -> int:
         """How many requests wait in ``session``."""
@@ -176,6 +263,9 @@ class Intake:
     async def close(self) -> None:
         """Cancel pending bursts and queued sends (bounded: they are cancelled, not awaited
         to completion)."""
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -183,3 +273,5 @@ class Intake:
                 await task
         self._bursts.clear()
         self._queued.clear()
+        self._queued_count = 0
+        self._line.clear()

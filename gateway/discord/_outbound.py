@@ -53,6 +53,8 @@ class OutboundPoster:
         if state is None:
             _log.warning("session %s: %s for unknown message %s dropped", outbound.session,
                          type(outbound).__name__, outbound.in_reply_to)
+            if not isinstance(outbound, Progress):
+                self.bot.intake.finish(outbound.in_reply_to)
             return
         try:
             match outbound:

@@ -50,9 +50,13 @@ PUBLISH_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 10.0
 """How long ``Bridge.stop`` waits for the outbox message being handled (seconds)."""
 HANDLED_WINDOW = 4096
-"""Outbox stream sequences a durable bridge remembers having handled: an ack lost in a broker
-restart makes JetStream deliver the message again (at-least-once), and the person must not
-see the answer twice (found by ``tests/test_faults.py``)."""
+"""Outbox messages a durable bridge remembers having handled, by ``Nats-Msg-Id`` (by stream
+sequence for a message published without one): an ack lost in a broker restart makes JetStream
+deliver the message again (at-least-once), and the person must not see the answer twice (found
+by ``tests/test_faults.py``). The id, not the sequence, names the message: a copy that JetStream
+stored again (published after the stream's duplicate window, or after a crash lost the stored
+original) has a new sequence and the same id, and a sequence a crashed server reuses belongs
+to a new message."""
 OutboundHandler = Callable[[Outbound], Awaitable[None]]
 
 
@@ -72,7 +76,7 @@ class Bridge:
         self.origin = check_token(origin, "origin")
         self._sub: Subscription | None = None
         self._pull_task: asyncio.Task[None] | None = None
-        self._handled: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._handled: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._handling = asyncio.Lock()
         self._psub: Any = None
         self._owns_connection = False
@@ -82,7 +86,7 @@ class Bridge:
 
         With ``durable``, a durable consumer named after the origin keeps undelivered messages
         across restarts and a message is acked only after ``on_outbound`` returns (one
-        delivered again because its ack was lost is recognised by its stream sequence and
+        delivered again because its ack was lost is recognised by its ``Nats-Msg-Id`` and
         not handled twice: ``HANDLED_WINDOW``); without it, a core subscription sees only
         what arrives while it is connected.
 
@@ -126,13 +130,13 @@ class Bridge:
                     await self._handle_once(msg, on_outbound)
 
     async def _handle_once(self, msg: Msg, on_outbound: OutboundHandler) -> None:
-        seq = msg.metadata.sequence.stream
-        if seq in self._handled:
-            _log.info("outbox %s: message %d delivered again (its ack was lost): already "
-                      "handled", self.origin, seq)
+        key = (msg.headers or {}).get(HEADER_MSG_ID) or f"seq:{msg.metadata.sequence.stream}"
+        if key in self._handled:
+            _log.info("outbox %s: message %s (stream sequence %d) delivered again: already "
+                      "handled", self.origin, key, msg.metadata.sequence.stream)
         else:
             await self._deliver(msg, on_outbound)
-            self._handled[seq] = None
+            self._handled[key] = None
             if len(self._handled) > HANDLED_WINDOW:
                 self._handled.popitem(last=False)
         with contextlib.suppress(nats.errors.Error):

@@ -136,3 +136,26 @@ async def test_unbounded_by_default_and_close_empties_the_line() -> None:
     await bounded.submit("b")
     await bounded.intake.close()
     assert bounded.intake.waiting == 0
+
+
+async def test_a_stale_request_lets_its_conversations_next_request_go() -> None:
+    g = _Gateway(stale_s=0.3)
+    await g.submit("a", 0)
+    await g.submit("a", 1)  # waits for a-0, whose answer never comes
+    assert g.sent == ["a-0"] and g.queued == ["a-1"]
+    await eventually(lambda: g.sent == ["a-0", "a-1"], within_s=5,
+                     what="a-1 goes out once a-0 is stale, with no other message")
+    assert g.intake.busy("a") and g.intake.waiting == 0
+
+
+async def test_a_thread_is_held_by_its_request_until_the_answer() -> None:
+    g = _Gateway()
+    await g.submit("channel")
+    g.intake.hold("thread", "channel-0")
+    await g.submit("thread")  # a message in the thread opened for channel-0
+    assert g.sent == ["channel-0"] and g.queued == ["thread-0"]
+    g.intake.finish("channel-0")
+    await g.settled()
+    assert g.sent == ["channel-0", "thread-0"]
+    g.intake.hold("other", "channel-0")  # too late: channel-0 was answered
+    assert not g.intake.busy("other")

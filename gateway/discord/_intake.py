@@ -65,9 +65,6 @@ NotifyBusy = Callable[[Pending, int | None], Awaitable[None]]
 """Tells the person a request waits in the line at a position (1: next), or, with ``None``,
 that it was refused because too many wait."""
 
-_HELD_IN_LINE = float("inf")
-"""The start time of a conversation whose request waits in the line: it never goes stale."""
-
 
 @dataclass(eq=False)
 class _Burst:
@@ -100,8 +97,10 @@ class Intake:
         self.max_in_flight = max_in_flight
         self.max_waiting = max_waiting
         self._bursts: dict[tuple[str, str], _Burst] = {}
-        self._active: dict[str, tuple[str, float]] = {}
-        """Session → (the request holding it, when that went out; ``_HELD_IN_LINE``)."""
+        self._active: dict[str, str] = {}
+        """Session → the request holding it (in flight or in the line)."""
+        self._holds: dict[str, list[str]] = {}
+        """Request → the sessions it holds (its own, and the thread opened for it)."""
         self._queued: dict[str, deque[Pending]] = {}
         self._queued_count = 0
         self._in_flight: dict[str, float] = {}
@@ -149,13 +148,8 @@ class Intake:
 
     def busy(self, session: str) -> bool:
         """Whether a request of ``session`` is in flight (and not stale) or waits in line."""
-        entry = self._active.get(session)
-        if entry is not None and time.monotonic() - entry[1] > self.stale_s:
-            _log.warning("session %s: request %s unanswered for %.0f s; not waiting for it",
-                         session, entry[0], self.stale_s)
-            del self._active[session]
-            return False
-        return entry is not None
+        self._expire()
+        return session in self._active
 
     async def _admit(self, pending: Pending) -> None:
         session, request_id = pending.request.session, pending.request.message_id
@@ -168,13 +162,14 @@ class Intake:
             self._queued.setdefault(session, deque()).append(pending)
             self._queued_count += 1
             _log.info("session %s: request %s queued", session, request_id)
+            self._drain()  # only to set the wake-up for a request that never gets answered
             await self.notify_queued(pending)
             return
+        self._hold(session, request_id)
         if not self._line and self._slot_free():
             self._in_flight[request_id] = time.monotonic()
             await self._send(pending)
             return
-        self._active[session] = (request_id, _HELD_IN_LINE)
         self._line.append(pending)
         self._drain()
         if self._line and self._line[-1] is pending:
@@ -183,27 +178,31 @@ class Intake:
             await self.notify_busy(pending, len(self._line))
 
     def _slot_free(self) -> bool:
-        """Whether a request may go out now (stale in-flight requests are let go first)."""
-        if not self.max_in_flight:
-            return True
+        """Whether a request may go out now (stale requests are let go first)."""
+        self._expire()
+        return not self.max_in_flight or len(self._in_flight) < self.max_in_flight
+
+    def _expire(self) -> None:
+        """Let go of the requests unanswered for ``stale_s``, oldest first, as if answered
+        (their answers may never come)."""
         now = time.monotonic()
         while self._in_flight:
             request_id, sent_at = next(iter(self._in_flight.items()))
             if now - sent_at <= self.stale_s:
-                break
-            _log.warning("request %s unanswered for %.0f s; its slot is free", request_id,
-                         self.stale_s)
-            del self._in_flight[request_id]
-        return len(self._in_flight) < self.max_in_flight
+                return
+            _log.warning("sessions %s: request %s unanswered for %.0f s; not waiting for it",
+                         ", ".join(self._holds.get(request_id, ())), request_id, self.stale_s)
+            self._release(request_id)
 
     def _drain(self) -> None:
-        """Send from the head of the line while slots are free; when none is, wake up as the
-        oldest in-flight request goes stale (its answer may never come)."""
+        """Send from the head of the line while slots are free; while requests wait, wake up
+        as the oldest in-flight request goes stale."""
+        self._expire()
         while self._line and self._slot_free():
             pending = self._line.popleft()
             self._in_flight[pending.request.message_id] = time.monotonic()
             self._spawn(self._send(pending), f"send:{pending.request.session}")
-        if self._line and self._wake is None and self._in_flight:
+        if self.waiting and self._wake is None and self._in_flight:
             oldest = next(iter(self._in_flight.values()))
             delay = max(0.0, oldest + self.stale_s - time.monotonic()) + 0.01
             self._wake = asyncio.get_running_loop().call_later(delay, self._woken)
@@ -214,7 +213,6 @@ class Intake:
 
     async def _send(self, pending: Pending) -> None:
         session, request_id = pending.request.session, pending.request.message_id
-        self._active[session] = (request_id, time.monotonic())
         try:
             sent = await self.dispatch(pending)
         except Exception:
@@ -223,18 +221,27 @@ class Intake:
         if not sent:
             self.finish(request_id)
 
+    def _hold(self, session: str, request_id: str) -> None:
+        self._active[session] = request_id
+        self._holds.setdefault(request_id, []).append(session)
+
     def hold(self, session: str, request_id: str) -> None:
-        """Let request ``request_id`` also hold ``session`` (the thread opened for it)."""
-        if session not in self._active:
-            self._active[session] = (request_id, time.monotonic())
+        """Let request ``request_id``, while in flight, also hold ``session`` (the thread
+        opened for it)."""
+        if session not in self._active and request_id in self._in_flight:
+            self._hold(session, request_id)
 
     def finish(self, request_id: str) -> None:
         """The request is answered (or was not sent): free its slot and its conversations;
         the next request of each conversation goes to the head of the line, then the line
         moves."""
+        self._release(request_id)
+        self._drain()
+
+    def _release(self, request_id: str) -> None:
         self._in_flight.pop(request_id, None)
-        for session, (held, _) in list(self._active.items()):
-            if held != request_id:
+        for session in self._holds.pop(request_id, ()):
+            if self._active.get(session) != request_id:
                 continue
             del self._active[session]
             queue = self._queued.get(session)
@@ -243,9 +250,8 @@ class Intake:
                 self._queued_count -= 1
                 if not queue:
                     del self._queued[session]
-                self._active[session] = (following.request.message_id, _HELD_IN_LINE)
+                self._hold(session, following.request.message_id)
                 self._line.appendleft(following)  # it has waited longer than the line
-        self._drain()
 
     def queued(self, session: str) -> int:
         """How many requests wait in ``session``."""
@@ -275,3 +281,6 @@ class Intake:
         self._queued.clear()
         self._queued_count = 0
         self._line.clear()
+        self._active.clear()
+        self._holds.clear()
+        self._in_flight.clear()

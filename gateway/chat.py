@@ -1,7 +1,10 @@
 """The terminal chat: the same actors as Discord, from a shell.
 
 ``switchboard chat --message TEXT`` sends one message, prints progress as it arrives and the
-answer, and exits 0; without ``--message`` it reads lines until EOF or ``/quit``.
+answer, and exits 0; without ``--message`` it reads lines until EOF or ``/quit``. On a
+terminal, an answer being streamed shows as one line rewritten in place (its latest words),
+cleared before the next line of output; piped output gets only the progress lines and the
+answer.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -44,6 +48,13 @@ def terminal_user(name: str | None = None) -> str:
     return _token(name)
 
 
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
+
+
 class TerminalChat:
     """One terminal conversation (session ``terminal-<name>``) over a bridge.
 
@@ -61,7 +72,8 @@ class TerminalChat:
         self.bridge, self.session, self.user, self.out = bridge, session, user, out
         self.save_dir = save_dir
         self._waiting: dict[str, asyncio.Future[Outbound]] = {}
-        self._last_stream = ""
+        self._live = _is_terminal(out)
+        self._preview_shown = False
 
     async def start(self) -> None:
         await self.bridge.start(self._on_outbound)
@@ -69,7 +81,8 @@ class TerminalChat:
     async def _on_outbound(self, message: Outbound) -> None:
         match message:
             case Progress(stage="stream"):
-                self._last_stream = message.text
+                if self._live:
+                    self._preview(message.text)
             case Progress():
                 self._write(render_progress(message))
             case Reply() | ConsolidatedOptions():
@@ -77,7 +90,19 @@ class TerminalChat:
                 if future is not None and not future.done():
                     future.set_result(message)
 
+    def _preview(self, text: str) -> None:
+        """Rewrite the preview line: ``✍️`` and the streamed answer's latest words, cut to the
+        terminal's width (ANSI ``CSI 2 K`` erases the line)."""
+        width = max(20, shutil.get_terminal_size().columns - 4)
+        words = " ".join(text.split())
+        self.out.write(f"\r\x1b[2K✍️ {words[-width:]}")
+        self.out.flush()
+        self._preview_shown = True
+
     def _write(self, text: str) -> None:
+        if self._preview_shown:
+            self.out.write("\r\x1b[2K")
+            self._preview_shown = False
         self.out.write(text.rstrip() + "\n")
         self.out.flush()
 

@@ -5,10 +5,13 @@ beyond it, stale requests let go. The flood through discord.py is in test_discor
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from typing import Any, cast
 
 import discord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from waiting import eventually
 
 from gateway.discord._intake import Intake, Pending
@@ -159,3 +162,61 @@ async def test_a_thread_is_held_by_its_request_until_the_answer() -> None:
     assert g.sent == ["channel-0", "thread-0"]
     g.intake.hold("other", "channel-0")  # too late: channel-0 was answered
     assert not g.intake.busy("other")
+
+
+_SESSIONS = "abcde"
+_OPERATIONS = st.lists(st.one_of(
+    st.tuples(st.just("submit"), st.sampled_from(_SESSIONS)),
+    st.tuples(st.just("answer"), st.integers(min_value=0, max_value=20)),
+), max_size=60)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=_OPERATIONS, max_in_flight=st.integers(min_value=0, max_value=3),
+       max_waiting=st.integers(min_value=0, max_value=4))
+def test_the_rules_hold_for_any_order_of_messages_and_answers(
+        operations: list[tuple[str, Any]], max_in_flight: int, max_waiting: int) -> None:
+    """Whatever arrives in whatever order: never more in flight or waiting than the bounds,
+    never two in flight for one conversation, a conversation's requests go out in the order
+    they came, and once every answer is in, each request went out exactly once or its person
+    was told it was refused."""
+
+    async def run() -> None:
+        g = _Gateway(max_in_flight=max_in_flight, max_waiting=max_waiting)
+        submitted: list[str] = []
+        answered: list[str] = []
+        counts = collections.Counter[str]()
+
+        def check() -> None:
+            open_ = [r for r in g.sent if r not in answered]
+            assert not max_in_flight or len(open_) <= max_in_flight
+            assert g.intake.waiting <= max_waiting
+            sessions = [r.split("-")[0] for r in open_]
+            assert len(sessions) == len(set(sessions)), f"two in flight: {open_}"
+
+        for op, arg in operations:
+            if op == "submit":
+                request = f"{arg}-{counts[arg]}"
+                counts[arg] += 1
+                submitted.append(request)
+                await g.intake.submit(_pending(arg, counts[arg] - 1))
+            else:
+                open_ = [r for r in g.sent if r not in answered]
+                if open_:
+                    answered.append(open_[arg % len(open_)])
+                    g.intake.finish(answered[-1])
+            await g.settled()
+            check()
+        while open_ := [r for r in g.sent if r not in answered]:  # every answer comes
+            answered.append(open_[0])
+            g.intake.finish(open_[0])
+            await g.settled()
+            check()
+        refused = [r for r, position in g.busy if position is None]
+        assert sorted(g.sent + refused) == sorted(submitted), "each sent once or refused"
+        assert g.intake.waiting == 0 and g.intake.in_flight == 0
+        for s in _SESSIONS:
+            mine = [r for r in g.sent if r.startswith(f"{s}-")]
+            assert mine == sorted(mine, key=lambda r: int(r.split("-")[1])), "in order"
+
+    asyncio.run(run())

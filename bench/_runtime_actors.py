@@ -3,9 +3,9 @@ Switchboard's runtime (no model, no prompt, no tool), under the role names of th
 
 classifier (ChatMessage) → planner (Classification) → evaluator (TurnRequest) → reflector
 (TurnRequest, tier 2) → consolidator (TurnRequest, tier 3): one KV put and a Reply to the
-request's outbox. Every hop decodes (the runtime does), sends onward with ``ctx.send`` (a
-JetStream publish whose ack it awaits) and emits one ``step`` execution event; the runtime
-adds its own ``handled`` event per step, so a step publishes two events.
+request's outbox. Every hop decodes (the runtime does) and sends onward with ``ctx.send`` (a
+JetStream publish confirmed before the delivery is acked); the runtime emits one ``handled``
+execution event per step, as the thin layer publishes one event per hop (``bench/_thin.py``).
 """
 
 from __future__ import annotations

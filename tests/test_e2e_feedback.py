@@ -9,11 +9,12 @@ from collections.abc import Iterator
 
 import nats
 import pytest
+from session_events import read_session_events
 from system import RunningSystem, running_system
 from waiting import until
 
 from gateway.bridge import Bridge
-from protocol import Control, ControlAction, ExecutionEvent, Subjects, event_decoder
+from protocol import Control, ControlAction, ExecutionEvent, Subjects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -29,27 +30,8 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
         yield running
 
 
-async def _events(url: str, session: str) -> list[ExecutionEvent]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        subjects = Subjects()
-        total = (await js.stream_info(subjects.events_stream)).state.messages
-        found: list[ExecutionEvent] = []
-        sub = await js.subscribe(subjects.events_all, ordered_consumer=True)
-        for _ in range(total):
-            msg = await sub.next_msg(timeout=10)
-            event = event_decoder.decode(msg.data)
-            if event.session == session:
-                found.append(event)
-        await sub.unsubscribe()
-        return found
-    finally:
-        await nc.close()
-
-
 def _kinds(system: RunningSystem, kind: str) -> list[ExecutionEvent]:
-    return [e for e in asyncio.run(_events(system.nats_url, SESSION)) if e.kind == kind]
+    return [e for e in asyncio.run(read_session_events(system.nats_url, SESSION)) if e.kind == kind]
 
 
 async def _feedback(system: RunningSystem, value: int) -> None:
@@ -64,7 +46,7 @@ async def _feedback(system: RunningSystem, value: int) -> None:
 
 
 def _wait_for(system: RunningSystem, kind: str, count: int) -> list[ExecutionEvent]:
-    return asyncio.run(until(lambda: _events(system.nats_url, SESSION),
+    return asyncio.run(until(lambda: read_session_events(system.nats_url, SESSION),
                              lambda events: sum(e.kind == kind for e in events) >= count,
                              within_s=60, what=f"{count} {kind} events"))
 

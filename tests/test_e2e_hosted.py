@@ -38,8 +38,8 @@ from hosted_standins import (
     return_control,
     stream_error,
 )
+from session_events import read_session_events
 from system import RunningSystem, running_system
-from test_e2e_real_model import _read_events
 from waiting import until
 
 from gateway.bridge import Bridge
@@ -104,7 +104,7 @@ def agent_system(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
 
 
 def _events(system: RunningSystem, session: str, prefix: str) -> list[ExecutionEvent]:
-    return asyncio.run(_read_events(system.nats_url, session, prefix))
+    return asyncio.run(read_session_events(system.nats_url, session, prefix))
 
 
 async def _ask(system: RunningSystem, prefix: str, session: str, text: str
@@ -161,7 +161,7 @@ def test_a_sequential_run_shows_the_agent_in_the_terminal_chat(
     assert f"Model: {AGENT_NAME}" in result.stdout, result.stdout
     assert "".join(STREAMED) in result.stdout
     events = asyncio.run(until(
-        lambda: _read_events(agent_system.nats_url, "bedrock-seq", "hosted"),
+        lambda: read_session_events(agent_system.nats_url, "bedrock-seq", "hosted"),
         lambda found: any(e.kind == "evaluated" for e in found),
         within_s=30, what="the agent's run is evaluated"))
     turns = [e for e in events if e.kind == "turn"]

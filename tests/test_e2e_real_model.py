@@ -18,11 +18,12 @@ from typing import Any
 import nats
 import pytest
 from openai_standin import Answer, Call, ChatRequest, OpenAIStandin
+from session_events import read_session_events
 from system import RunningSystem, running_system
 from waiting import until
 
 from gateway.bridge import Bridge
-from protocol import ChatMessage, ExecutionEvent, Reply, Subjects, event_decoder
+from protocol import ChatMessage, ExecutionEvent, Reply, Subjects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -125,38 +126,7 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
 
 
 def _events(system: RunningSystem, session: str, prefix: str = "sb") -> list[ExecutionEvent]:
-    return asyncio.run(_read_events(system.nats_url, session, prefix))
-
-
-async def _read_events(url: str, session: str, prefix: str = "sb") -> list[ExecutionEvent]:
-    """Every event of ``session`` in the events stream so far."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        subjects = Subjects(prefix)
-        info = await js.stream_info(subjects.events_stream)
-        total = info.state.messages
-        found: list[ExecutionEvent] = []
-        seen = 0
-        done = asyncio.Event()
-
-        async def on_event(msg: Any) -> None:
-            nonlocal seen
-            seen += 1
-            event = event_decoder.decode(msg.data)
-            if event.session == session:
-                found.append(event)
-            if msg.metadata.num_pending == 0 or seen >= total:
-                done.set()
-
-        sub = await js.subscribe(subjects.events_all, ordered_consumer=True, cb=on_event)
-        if total:
-            async with asyncio.timeout(20):
-                await done.wait()
-        await sub.unsubscribe()
-        return found
-    finally:
-        await nc.close()
+    return asyncio.run(read_session_events(system.nats_url, session, prefix))
 
 
 def _classified(system: RunningSystem, session: str) -> ExecutionEvent:
@@ -242,7 +212,7 @@ def test_a_similar_task_shows_the_first_as_a_case(system: RunningSystem,
 
 
 async def _stored(system: RunningSystem, session: str) -> ExecutionEvent | None:
-    events = await _read_events(system.nats_url, session)
+    events = await read_session_events(system.nats_url, session)
     return next((e for e in events if e.kind == "case_stored"), None)
 
 

@@ -34,6 +34,10 @@ class ModelActor(Actor):
         from actors.llm import close_sessions
 
         await close_sessions()
+        if self.topology.hosted_agent(self.actor_id.role) is not None:
+            from actors.hosted import close_clients
+
+            await close_clients()
 
     async def context_messages(self, speaker: Speaker, *, limit: int = 10
                                ) -> list[dict[str, Any]]:

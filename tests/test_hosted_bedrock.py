@@ -46,7 +46,7 @@ from actors.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from actors.hosted import bedrock_session_id, invoke_agent
+from actors.hosted import bedrock_session_id, close_clients, invoke_agent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,6 +69,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 async def agent_server() -> AsyncIterator[BedrockAgentStandin]:
     async with BedrockAgentStandin() as server:
         yield server
+        await close_clients()  # the test loop's clients, before the loop goes
 
 
 def _spec(server: BedrockAgentStandin, **changes: object) -> BedrockAgentSpec:
@@ -86,6 +87,19 @@ def _answers(*events: StreamEvent | HttpError) -> Callable[[AgentCall],
         errors = [e for e in events if isinstance(e, HttpError)]
         return errors[0] if errors else [e for e in events if isinstance(e, StreamEvent)]
     return brain
+
+
+async def test_calls_reuse_one_client_and_its_connection(
+        agent_server: BedrockAgentStandin) -> None:
+    agent_server.brain = _answers(chunk("Hi."))
+    for n in range(3):
+        answer = await invoke_agent(_spec(agent_server), f"discord-{n}", "hello")
+        assert answer.reply.text == "Hi."
+    peers = {call.peer for call in agent_server.calls}
+    assert len(agent_server.calls) == 3 and len(peers) == 1, peers
+    await close_clients()
+    await invoke_agent(_spec(agent_server), "discord-9", "hello")
+    assert agent_server.calls[-1].peer not in peers, "closed: a new client, a new connection"
 
 
 async def test_chunks_are_relayed_as_they_arrive_and_make_the_answer(

@@ -7,8 +7,8 @@ agent through aioboto3's ``invoke_agent`` (``actors.hosted._bedrock``). Importin
 imports aioboto3: the agent actor imports it only for a backed role.
 """
 
-from actors.hosted._bedrock import AgentAnswer, invoke_agent
+from actors.hosted._bedrock import AgentAnswer, close_clients, invoke_agent
 from actors.hosted._session import bedrock_session_id
 from actors.hosted._trace import TraceSummary
 
-__all__ = ["AgentAnswer", "TraceSummary", "bedrock_session_id", "invoke_agent"]
+__all__ = ["AgentAnswer", "TraceSummary", "bedrock_session_id", "close_clients", "invoke_agent"]

@@ -19,6 +19,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +64,55 @@ class AgentAnswer:
 @functools.cache
 def _aws_session() -> aioboto3.Session:
     """One aioboto3 session per process (credentials and region from the standard AWS
-    variables and files); each call opens its own client."""
+    variables and files)."""
     return aioboto3.Session()
+
+
+class _Clients:
+    """One ``bedrock-agent-runtime`` client per event loop and endpoint (region, endpoint URL,
+    timeout), kept open until ``close``: a client holds botocore's connection pool, so every
+    call after the first reuses its HTTPS connection instead of opening one (a TLS handshake)
+    and building a client (botocore's service model, signer and pool) per call. A loop's id can
+    be reused once it is gone, so the loop itself is kept beside its clients."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[int, str, str | None, float],
+                         tuple[asyncio.AbstractEventLoop, AsyncExitStack, Any]] = {}
+
+    async def get(self, spec: HostedAgentSpec, limit: float) -> Any:
+        loop = asyncio.get_running_loop()
+        key = (id(loop), spec.region, spec.endpoint_url, limit)
+        entry = self._open.get(key)
+        if entry is not None and entry[0] is loop:
+            return entry[2]
+        config = Config(connect_timeout=min(CONNECT_TIMEOUT_S, limit), read_timeout=limit,
+                        retries={"total_max_attempts": 1, "mode": "standard"})
+        stack = AsyncExitStack()
+        client = await stack.enter_async_context(_aws_session().client(
+            "bedrock-agent-runtime", region_name=spec.region, endpoint_url=spec.endpoint_url,
+            config=config))
+        entry = self._open.get(key)
+        if entry is not None and entry[0] is loop:  # another call opened one meanwhile
+            await stack.aclose()
+            return entry[2]
+        self._open[key] = (loop, stack, client)
+        return client
+
+    async def close(self) -> None:
+        """Close the running loop's clients (an actor's ``on_stop``; tests between loops)."""
+        loop = asyncio.get_running_loop()
+        for key, (owner, stack, _) in list(self._open.items()):
+            if owner is loop:
+                del self._open[key]
+                await stack.aclose()
+
+
+_clients = _Clients()
+
+
+async def close_clients() -> None:
+    """Close the Bedrock clients (and their connections) of the running event loop."""
+    await _clients.close()
 
 
 def _request(spec: HostedAgentSpec, session: str, text: str) -> dict[str, Any]:
@@ -107,14 +155,11 @@ async def invoke_agent(spec: HostedAgentSpec, session: str, text: str, *,
     """
     limit = timeout_s or spec.timeout_s
     where = spec.endpoint_url or f"bedrock-agent-runtime.{spec.region}.amazonaws.com"
-    config = Config(connect_timeout=min(CONNECT_TIMEOUT_S, limit), read_timeout=limit,
-                    retries={"total_max_attempts": 1, "mode": "standard"})
     started = time.perf_counter()
     stream = _Stream(spec, session, on_text)
     try:
-        async with asyncio.timeout(limit), _aws_session().client(
-                "bedrock-agent-runtime", region_name=spec.region,
-                endpoint_url=spec.endpoint_url, config=config) as client:
+        async with asyncio.timeout(limit):
+            client = await _clients.get(spec, limit)
             response = await client.invoke_agent(**_request(spec, session, text))
             completion = response["completion"]
             try:

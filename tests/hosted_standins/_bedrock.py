@@ -67,6 +67,8 @@ class AgentCall:
     body: dict[str, Any]
     access_key: str = ""
     status: int | None = None
+    peer: tuple[str, int] | None = None
+    """The client's address and port: one connection for several calls means one port."""
 
     @property
     def input_text(self) -> str:
@@ -178,7 +180,9 @@ class BedrockAgentStandin(LocalServer):
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         info = request.match_info
-        call = AgentCall(info["agent"], info["alias"], info["session"], {})
+        call = AgentCall(info["agent"], info["alias"], info["session"], {},
+                         peer=request.transport.get_extra_info("peername")
+                         if request.transport else None)
         with self._lock:
             self.calls.append(call)
         try:

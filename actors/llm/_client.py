@@ -110,8 +110,9 @@ def register_providers(providers: dict[str, str]) -> None:
 LOCAL_SERVER_PROVIDERS = frozenset({"ollama", "ollama_chat"})
 """Providers whose model information litellm reads from the model's own server with a
 blocking HTTP call (``POST /api/show``, ``litellm/llms/ollama/common_utils.py``) that stalls
-the event loop: Switchboard never asks for it (litellm itself does, once per model and
-process, when it prices the first answer). Their models run locally, so cost nothing, and
+the event loop: Switchboard never asks for it (litellm itself still does, about twice per
+call for a model its price map does not know, mostly from the worker thread it runs each
+request in; measured with litellm 1.97). Their models run locally, so cost nothing, and
 take a JSON schema as ``format`` (Ollama 0.5 and later: https://ollama.com/blog/structured-outputs;
 litellm maps a ``json_schema`` ``response_format`` onto it)."""
 

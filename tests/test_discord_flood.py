@@ -91,3 +91,32 @@ async def test_a_flood_is_bounded_and_everyone_is_told(
         assert actors.inbox.empty() and bot.intake.waiting == 0
         assert peak["in_flight"] <= IN_FLIGHT and peak["waiting"] <= WAITING
         assert peak["requests"] <= IN_FLIGHT
+
+
+async def test_a_rate_limited_channel_does_not_hold_up_everyone_elses_notices(
+        nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors) -> None:  # noqa: F811
+    """Ten people in one channel over the bound, whose first notice Discord answers with a
+    429 (retry after 3 s): the notice to someone in another channel goes out meanwhile, not
+    after that channel's wait."""
+    s = discord_standin
+    settings = GatewaySettings(debounce_s=0, max_in_flight=1, user_rate=0, guild_rate=0)
+    async with running_bot(nats_url, s, gateway=settings):
+        await s.post_user_message(s.channel_id, s.alice["id"], "the one in flight")
+        await actors.next()
+        s.rate_limit_next("POST", f"/channels/{s.channel_id}/messages", 3.0)
+        for n in range(10):
+            await s.post_user_message(s.channel_id, s.alice["id"], f"over the bound {n}")
+        await s.wait_for(lambda: s.rate_limited, timeout=TIMEOUT_S, what="the 429")
+        bob = s.add_user("bob")
+        dm = s.dm_channel(bob)["id"]
+        await s.post_user_message(dm, bob["id"], "me too", mention_bot=False)
+        notice = await s.wait_for(lambda: s.bot_messages(dm), timeout=TIMEOUT_S,
+                                  what="bob's notice")
+        assert "You are number 11 in line" in notice[0]["content"]
+        assert not s.bot_messages(s.channel_id), "bob was told while the channel waited"
+        told = await s.wait_for(lambda: len(s.bot_messages(s.channel_id)) == 10 or None,
+                                timeout=TIMEOUT_S, what="the channel's notices after its wait")
+        assert told
+        positions = [int(BUSY.search(m["content"])[1])  # type: ignore[index]
+                     for m in s.bot_messages(s.channel_id)]
+        assert positions == list(range(1, 11)), "in order within the channel"

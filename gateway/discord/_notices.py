@@ -8,6 +8,11 @@ discord.py's rate limiter: Discord lets a bot make 50 requests a second in all
 waiting costs a few hundred bytes (the channel and a message reference), ``workers`` post at a
 time, each post bounded by ``timeout_s`` once it starts, and at most ``capacity`` wait; a notice
 beyond that is logged, not posted.
+
+Each channel has its own rate limit too (a bucket per channel, a few messages a second), so
+the workers take channels in turn, one notice of a channel at a time: a flood in one busy
+channel holds one worker while it waits out that channel's limit, and notices to everyone else
+keep going out. Within a channel, notices go out in the order they were made.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ class _Notice:
 
 
 class Notices:
-    """A bounded first-in-first-out queue of replies to people's messages.
+    """Bounded per-channel queues of replies to people's messages, served in turn (see the
+    module docstring).
 
     Args:
-        workers: notices posted at once.
-        capacity: notices waiting at most.
+        workers: notices posted at once (never two of one channel).
+        capacity: notices waiting at most, in all channels.
         timeout_s: bound on posting one notice, Discord's rate-limit waits included.
     """
 
@@ -45,24 +51,33 @@ class Notices:
         self.workers = workers
         self.capacity = capacity
         self.timeout_s = timeout_s
-        self._queue: deque[_Notice] = deque()
+        self._queues: dict[int, deque[_Notice]] = {}
+        """Channel id → its notices not yet taken by a worker."""
+        self._turns: deque[int] = deque()
+        """Channels with notices and no worker on them, in the order they get a turn."""
+        self._waiting = 0
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.posted = 0
 
     @property
     def waiting(self) -> int:
-        return len(self._queue)
+        return self._waiting
 
     def tell(self, message: discord.Message, text: str, session: str) -> bool:
         """Queue a reply ``text`` to ``message``; False (logged) when ``capacity`` wait."""
-        if len(self._queue) >= self.capacity:
+        if self._waiting >= self.capacity:
             _log.warning("session %s: %d notices waiting; not telling the user %r", session,
-                         len(self._queue), text)
+                         self._waiting, text)
             return False
-        self._queue.append(_Notice(message.channel,
-                                   message.to_reference(fail_if_not_exists=False), text,
-                                   session))
+        channel_id = message.channel.id
+        queue = self._queues.get(channel_id)
+        if queue is None:
+            queue = self._queues[channel_id] = deque()
+            self._turns.append(channel_id)  # a channel being posted to is queued again after
+        queue.append(_Notice(message.channel, message.to_reference(fail_if_not_exists=False),
+                             text, session))
+        self._waiting += 1
         self._ready.set()
         if not self._tasks:
             self._tasks = [asyncio.create_task(self._work(), name=f"notices:{n}")
@@ -71,22 +86,35 @@ class Notices:
 
     async def _work(self) -> None:
         while True:
-            if not self._queue:
+            if not self._turns:
                 self._ready.clear()
                 await self._ready.wait()  # the worker's idle state: no timeout
                 continue
-            notice = self._queue.popleft()
+            channel_id = self._turns.popleft()
+            queue = self._queues[channel_id]
+            notice = queue.popleft()
+            self._waiting -= 1
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    await notice.channel.send(notice.text, reference=notice.reference,
-                                              mention_author=False)
-                self.posted += 1
-            except (discord.HTTPException, TimeoutError) as exc:
-                _log.warning("session %s: could not tell the user %r: %s", notice.session,
-                             notice.text, exc)
-            except Exception:
-                _log.exception("session %s: could not tell the user %r", notice.session,
-                               notice.text)
+                await self._post(notice)
+            finally:
+                if queue:
+                    self._turns.append(channel_id)  # its next notice, after the others'
+                    self._ready.set()
+                else:
+                    del self._queues[channel_id]
+
+    async def _post(self, notice: _Notice) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await notice.channel.send(notice.text, reference=notice.reference,
+                                          mention_author=False)
+            self.posted += 1
+        except (discord.HTTPException, TimeoutError) as exc:
+            _log.warning("session %s: could not tell the user %r: %s", notice.session,
+                         notice.text, exc)
+        except Exception:
+            _log.exception("session %s: could not tell the user %r", notice.session,
+                           notice.text)
 
     async def close(self) -> None:
         """Stop posting; notices still waiting are dropped."""
@@ -96,4 +124,6 @@ class Notices:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        self._queue.clear()
+        self._queues.clear()
+        self._turns.clear()
+        self._waiting = 0

@@ -26,9 +26,9 @@ from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from local_server import LocalServer
 
 from ._eventstream import event, exception
-from ._thread import LocalServer
 
 ACCESS_KEY, SECRET_KEY = "AKIASTANDIN000000000", "standin/secret/key/0000000000000000000000"
 REGION = "us-east-1"

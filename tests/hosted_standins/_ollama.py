@@ -23,8 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-
-from ._thread import LocalServer
+from local_server import LocalServer
 
 _ROLES = {"system", "user", "assistant", "tool"}
 

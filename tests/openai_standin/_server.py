@@ -7,22 +7,18 @@ api-reference/chat/create, .../models/list, .../guides/error-codes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
 import math
 import random
 import re
-import socket
-import threading
-import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
+from local_server import LocalServer
 
 from . import _errors as e
 from ._answers import Answer, Fault
@@ -38,12 +34,10 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_KEY = "sk-standin-3f9c2a7be1d84c06a5e2"
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o")
-SHUTDOWN_TIMEOUT_S = 2.0
-THREAD_START_TIMEOUT_S = 10.0
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 
-class OpenAIStandin:
+class OpenAIStandin(LocalServer):
     """A local OpenAI-compatible chat-completions API that validates like the real one.
 
     Use ``async with OpenAIStandin() as server:`` inside an async test, or
@@ -81,8 +75,7 @@ class OpenAIStandin:
         self._rng = random.Random(seed)
         self._ids = Ids(self._rng)
         self._records = Records()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        super().__init__()
 
     # ------------------------------------------------------------------ reading
 
@@ -131,9 +124,9 @@ class OpenAIStandin:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Bind 127.0.0.1 on a free port and serve."""
-        app = web.Application(client_max_size=1 << 26)
+    client_max_size = 1 << 26
+
+    def routes(self, app: web.Application) -> None:
         for path in ("/v1/chat/completions", "/chat/completions"):
             app.router.add_post(path, self._chat)
         for path in ("/v1/models", "/models"):
@@ -141,46 +134,12 @@ class OpenAIStandin:
         for path in ("/v1/embeddings", "/embeddings"):
             app.router.add_post(path, self._embeddings)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                                     handler_cancellation=True)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+
+    async def start(self) -> None:
+        """Bind 127.0.0.1 on a free port and serve (``LocalServer``; ``in_thread`` for
+        synchronous code)."""
+        await super().start()
         _log.info("OpenAI stand-in on %s", self.base_url)
-
-    async def stop(self) -> None:
-        """Stop serving; pending answers (delayed ones too) are cancelled."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
-
-    @contextlib.contextmanager
-    def in_thread(self, *, start_timeout: float = THREAD_START_TIMEOUT_S) -> Iterator[Self]:
-        """Run the server in a daemon thread with its own event loop, for synchronous code.
-
-        Yields:
-            This server, started (``base_url`` is set).
-
-        Raises:
-            TimeoutError: the server did not start within ``start_timeout`` seconds.
-        """
-        runner = _ThreadRunner(self)
-        runner.start(start_timeout)
-        try:
-            yield self
-        finally:
-            runner.stop()
 
     # ------------------------------------------------------------------ routes
 
@@ -358,57 +317,6 @@ def _decode_json(raw: bytes) -> Any:
 def _redacted(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: REDACTED if name.lower() == "authorization" else value
             for name, value in headers.items()}
-
-
-class _ThreadRunner:
-    """Runs a stand-in on its own event loop in a daemon thread."""
-
-    def __init__(self, server: OpenAIStandin) -> None:
-        self.server = server
-        self.ready = threading.Event()
-        self.failure: BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stopping: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, name=f"openai-standin-{id(server):x}",
-                                       daemon=True)
-
-    def _run(self) -> None:
-        with contextlib.suppress(Exception):  # a start failure is reported by start()
-            asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.stopping = asyncio.Event()
-        try:
-            await self.server.start()
-        except BaseException as exc:
-            self.failure = exc
-            raise
-        finally:
-            self.ready.set()
-        try:
-            await self.stopping.wait()
-        finally:
-            await self.server.stop()
-
-    def start(self, timeout: float) -> None:
-        started = time.monotonic()
-        self.thread.start()
-        if not self.ready.wait(timeout):
-            msg = f"the OpenAI stand-in did not start within {timeout} s"
-            raise TimeoutError(msg)
-        if self.failure is not None:
-            msg = f"the OpenAI stand-in failed to start: {self.failure!r}"
-            raise RuntimeError(msg) from self.failure
-        _log.debug("stand-in thread up in %.3f s", time.monotonic() - started)
-
-    def stop(self) -> None:
-        if self.loop is not None and self.stopping is not None and not self.loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                self.loop.call_soon_threadsafe(self.stopping.set)
-        self.thread.join(SHUTDOWN_TIMEOUT_S + 5.0)
-        if self.thread.is_alive():
-            _log.warning("the OpenAI stand-in thread did not stop in time")
 
 
 EMBEDDING_DIMENSIONS = 64

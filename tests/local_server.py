@@ -1,4 +1,5 @@
-"""An aiohttp application on 127.0.0.1 (a free port), in the test's loop or in a thread."""
+"""An aiohttp application on 127.0.0.1 (a free port), in the test's loop or in a thread: the
+base of the local stand-ins (``openai_standin``, ``hosted_standins``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class LocalServer:
     subprocesses that call it over HTTP).
     """
 
+    client_max_size = 1 << 24
+    """Largest request body the server reads, in bytes."""
+
     def __init__(self) -> None:
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -37,7 +41,7 @@ class LocalServer:
 
     async def start(self) -> None:
         """Bind 127.0.0.1 on a free port and serve."""
-        app = web.Application(client_max_size=1 << 24)
+        app = web.Application(client_max_size=self.client_max_size)
         self.routes(app)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
@@ -49,6 +53,7 @@ class LocalServer:
         await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
+        """Stop serving; requests still being answered are cancelled."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -61,11 +66,12 @@ class LocalServer:
         await self.stop()
 
     @contextlib.contextmanager
-    def in_thread(self) -> Iterator[Self]:
+    def in_thread(self, *, start_timeout: float = START_TIMEOUT_S) -> Iterator[Self]:
         """Serve from a daemon thread with its own event loop while the block runs.
 
         Raises:
-            TimeoutError: the server did not start within 10 s.
+            TimeoutError: the server did not start within ``start_timeout`` seconds.
+            RuntimeError: it failed to start (the cause is chained).
         """
         ready = threading.Event()
         state: dict[str, object] = {}
@@ -88,12 +94,13 @@ class LocalServer:
         thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True,
                                   name=type(self).__name__)
         thread.start()
-        if not ready.wait(START_TIMEOUT_S):
-            msg = f"{type(self).__name__} did not start within {START_TIMEOUT_S} s"
+        if not ready.wait(start_timeout):
+            msg = f"{type(self).__name__} did not start within {start_timeout} s"
             raise TimeoutError(msg)
-        if "failure" in state:
-            msg = f"{type(self).__name__} failed to start: {state['failure']!r}"
-            raise RuntimeError(msg)
+        failure = state.get("failure")
+        if isinstance(failure, BaseException):
+            msg = f"{type(self).__name__} failed to start: {failure!r}"
+            raise RuntimeError(msg) from failure
         try:
             yield self
         finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.config import Settings, Topology, load_topology
+from actors.console import say
 from actors.errors import SwitchboardError
 from actors.security import CLI, GATEWAY, settings_for
 
@@ -60,11 +61,6 @@ environment:
 """
 
 
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     updates: dict[str, Any] = {}
     if args.nats_url:
@@ -101,7 +97,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
     else:
         port = args.port or settings.nats_port
         if not port_is_free(port):
-            _say(f"❌ Port {port} on 127.0.0.1 is in use (another Switchboard or NATS server?).\n"
+            say(f"❌ Port {port} on 127.0.0.1 is in use (another Switchboard or NATS server?).\n"
                  f"   Use that server with NATS_URL=nats://127.0.0.1:{port}, or pick another "
                  f"port with --port / SB_NATS_PORT.")
             return EXIT_CONFIG
@@ -179,12 +175,12 @@ def _announce_ready(settings: Settings, topology: Topology, url: str, roles: lis
     ready = asyncio.run(_wait_ready(settings, topology, url, roles, timeout_s=60.0))
     took = time.monotonic() - started
     if ready:
-        _say(f"✅ Switchboard is up in {took:.1f} s: {len(roles)} actor roles on {url}"
+        say(f"✅ Switchboard is up in {took:.1f} s: {len(roles)} actor roles on {url}"
              f"{', Discord bot connecting' if discord else ' (no DISCORD_TOKEN: terminal only)'}.")
-        _say('   Try: switchboard chat --message "hello"   ·   switchboard events tail   ·   '
+        say('   Try: switchboard chat --message "hello"   ·   switchboard events tail   ·   '
              "Ctrl-C to stop")
     else:
-        _say(f"⚠️ Not every actor is consuming after {took:.0f} s; see the log above.")
+        say(f"⚠️ Not every actor is consuming after {took:.0f} s; see the log above.")
 
 
 async def _wait_ready(settings: Settings, topology: Topology, url: str, roles: list[str], *,
@@ -227,10 +223,10 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -
         try:  # before asking: an answer's files must have somewhere to go
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            _say(f"❌ --save-dir {save_dir}: cannot create it ({exc.strerror or exc}).")
+            say(f"❌ --save-dir {save_dir}: cannot create it ({exc.strerror or exc}).")
             return EXIT_CONFIG
         if not os.access(save_dir, os.W_OK):
-            _say(f"❌ --save-dir {save_dir}: this user cannot write there.")
+            say(f"❌ --save-dir {save_dir}: this user cannot write there.")
             return EXIT_CONFIG
     return asyncio.run(run_chat(
         settings, topology, nats_url=resolve_nats_url(settings), message=args.message,
@@ -252,7 +248,7 @@ def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) 
     replicas = args.replicas if args.replicas is not None else topology.actor(args.role).replicas
     url = resolve_nats_url(settings)
     specs = plan_processes(settings, topology, url, roles={args.role: max(1, replicas)})
-    _say(f"Running {len(specs)} replica(s) of {args.role} against {url}; Ctrl-C to stop.")
+    say(f"Running {len(specs)} replica(s) of {args.role} against {url}; Ctrl-C to stop.")
     return Supervisor(specs, preload=preload_modules(topology)).run()
 
 
@@ -274,11 +270,11 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology
             asyncio.run(run_interactions(settings, topology, nats_url=resolve_nats_url(settings),
                                          listen=args.interactions))
         except (GatewayError, NotRunningError) as exc:
-            _say(f"❌ {exc}")
+            say(f"❌ {exc}")
             return EXIT_CONFIG
         return 0
     if not settings.discord_token:
-        _say("❌ DISCORD_TOKEN is not set: the gateway needs a bot token "
+        say("❌ DISCORD_TOKEN is not set: the gateway needs a bot token "
              "(see README, 'Discord setup'). For a terminal chat use `switchboard chat`.")
         return EXIT_CONFIG
     run_gateway_process(settings, topology, resolve_nats_url(settings))
@@ -406,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = settings_for(settings, CLI)
         return int(args.func(args, settings, topology))
     except SwitchboardError as exc:
-        _say(f"❌ {exc}")
+        say(f"❌ {exc}")
         return EXIT_CONFIG
 
 

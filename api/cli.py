@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from actors.console import say
+
 if TYPE_CHECKING:
     from actors.config import Settings, Topology
 
@@ -55,11 +57,6 @@ def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()
     api.set_defaults(func=cmd_api)
 
 
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 def cmd_api(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     """Run the API until SIGTERM / SIGINT; returns the exit code."""
     from actors.bus import resolve_nats_url
@@ -74,7 +71,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings, topology: Topology) ->
         asyncio.run(run_api(settings, topology, nats_url=resolve_nats_url(settings),
                             listen=args.listen or settings.api_listen))
     except (ApiConfigError, UnavailableError) as exc:
-        _say(f"❌ {exc}")
+        say(f"❌ {exc}")
         return EXIT_CONFIG
     except KeyboardInterrupt:
         pass

@@ -11,10 +11,11 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from actors.console import say
 
 if TYPE_CHECKING:
     from actors.config import Settings, Topology
@@ -106,11 +107,6 @@ def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()
     bots.set_defaults(func=cmd_bots)
 
 
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if args.token_env:
@@ -137,7 +133,7 @@ def cmd_bots(args: argparse.Namespace, settings: Settings, topology: Topology) -
         return asyncio.run(_with_store(settings, topology, resolve_nats_url(settings),
                                        lambda store: _run(args, store)))
     except ValueError as exc:
-        _say(f"❌ {exc}")
+        say(f"❌ {exc}")
         return EXIT_CONFIG
 
 
@@ -151,14 +147,14 @@ async def _with_store(settings: Settings, topology: Topology, url: str,
     try:
         nc = await connect(url, name="switchboard-bots", settings=settings, reconnect=False)
     except BrokerError as exc:
-        _say(f"❌ {exc}. Is Switchboard up (`switchboard up`), or NATS_URL set?")
+        say(f"❌ {exc}. Is Switchboard up (`switchboard up`), or NATS_URL set?")
         return EXIT_CONFIG
     try:
         store = await BotStore.open(nc.jetstream(timeout=5), topology.subjects,
                                     replicas=topology.stream_replicas)
         return await action(store)
     except GatewayError as exc:
-        _say(f"❌ {exc}")
+        say(f"❌ {exc}")
         return EXIT_CONFIG
     finally:
         await nc.close()
@@ -172,26 +168,26 @@ async def _run(args: argparse.Namespace, store: BotStore) -> int:
             return await _list(store, as_json=args.json)
         case "add":
             if args.name in await store.names():
-                _say(f"❌ bot {args.name!r} exists; change it with `switchboard bots set`")
+                say(f"❌ bot {args.name!r} exists; change it with `switchboard bots set`")
                 return EXIT_CONFIG
             config = parse_bot({"name": args.name, **_changes(args)}, where=args.name)
             await store.put(config)
-            _say(f"✅ added bot {config.name}; the gateway starts it now")
+            say(f"✅ added bot {config.name}; the gateway starts it now")
         case "set":
             current = await store.get(args.name)
             config = parse_bot(current.model_dump() | _changes(args), where=args.name)
             await store.put(config)
             restart = config.token != current.token
-            _say(f"✅ updated bot {config.name}"
+            say(f"✅ updated bot {config.name}"
                  f"{' (new token: it restarts)' if restart else ' (applied without restart)'}")
         case "remove":
             await store.remove(args.name)
-            _say(f"✅ removed bot {args.name}; the gateway stops it now")
+            say(f"✅ removed bot {args.name}; the gateway stops it now")
         case "load":
             configs = load_bots_file(args.file)
             for config in configs:
                 await store.put(config)
-            _say(f"✅ loaded {len(configs)} bot(s): {', '.join(c.name for c in configs)}")
+            say(f"✅ loaded {len(configs)} bot(s): {', '.join(c.name for c in configs)}")
     return EXIT_OK
 
 
@@ -205,10 +201,10 @@ async def _list(store: BotStore, *, as_json: bool) -> int:
             "user_id": status.user_id if status else "",
         })
     if as_json:
-        _say(json.dumps(rows, indent=1))
+        say(json.dumps(rows, indent=1))
         return EXIT_OK
     if not rows:
-        _say("No bots configured (DISCORD_TOKEN alone runs one default bot). "
+        say("No bots configured (DISCORD_TOKEN alone runs one default bot). "
              "Add one: switchboard bots add NAME --token-env VAR")
         return EXIT_OK
     for row in rows:
@@ -220,9 +216,9 @@ async def _list(store: BotStore, *, as_json: bool) -> int:
         if row["max_answer_chars"] or row["max_tokens"]:
             allow += (f"; answers ≤ {row['max_answer_chars'] or '∞'} chars, "
                       f"≤ {row['max_tokens'] or '∞'} tokens per call")
-        _say(f"{row['name']:<20} {row['status']:<9} token {row['token']:<12} "
+        say(f"{row['name']:<20} {row['status']:<9} token {row['token']:<12} "
              f"profile {row['profile'] or '-':<14} dms {'on' if row['dms'] else 'off':<3} "
              f"{allow}")
         if row["error"]:
-            _say(f"{'':<20} ↳ {row['error']}")
+            say(f"{'':<20} ↳ {row['error']}")
     return EXIT_OK

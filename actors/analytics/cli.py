@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from actors.console import say, warn
 
 if TYPE_CHECKING:
     from actors.config import Settings, Topology
@@ -43,6 +43,11 @@ def _since(text: str) -> dt.timedelta:
         return parse_since(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _out(text: str) -> None:
+    """``say`` for text that may already end with its newline (a rendered table)."""
+    say(text.removesuffix("\n"))
 
 
 def add_parsers(commands: Any, events: Any) -> None:
@@ -85,21 +90,6 @@ def add_parsers(commands: Any, events: Any) -> None:
     report.set_defaults(func=cmd_report)
 
 
-def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def _out(text: str) -> None:
-    """Print to stdout; a reader that stopped early (``| head``) is no error."""
-    try:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python's advice (signal docs, "Note on SIGPIPE"): no second error at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 def db_path(args: argparse.Namespace, settings: Settings) -> Path:
     """``--db``, else ``<data-dir>/events.duckdb``."""
     return Path(args.db) if args.db else Path(settings.data_dir) / DB_NAME
@@ -116,11 +106,11 @@ def cmd_export(args: argparse.Namespace, settings: Settings, topology: Topology)
     try:
         result = asyncio.run(export_to_file(settings, topology.subjects, url, db))
     except BrokerError as exc:
-        _err(f"❌ {exc}. Is Switchboard running? Start it with `switchboard up`, or give "
+        warn(f"❌ {exc}. Is Switchboard running? Start it with `switchboard up`, or give "
              "its server with NATS_URL / --nats-url.")
         return EXIT_CONFIG
     except AnalyticsError as exc:
-        _err(f"❌ {exc}")
+        warn(f"❌ {exc}")
         return EXIT_CONFIG
     if result.added:
         _out(f"Exported {result.added} new events (sequences {result.first_seq}-"
@@ -143,12 +133,12 @@ def cmd_query(args: argparse.Namespace, settings: Settings, topology: Topology) 
     try:
         con = open_db(db_path(args, settings), read_only=True)
     except AnalyticsError as exc:
-        _err(f"❌ {exc}")
+        warn(f"❌ {exc}")
         return EXIT_CONFIG
     try:
         table = run_query(con, args.sql)
     except QueryError as exc:
-        _err(f"❌ DuckDB rejected the query:\n{exc}")
+        warn(f"❌ DuckDB rejected the query:\n{exc}")
         return EXIT_QUERY
     finally:
         con.close()
@@ -171,7 +161,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings, topology: Topology)
         finally:
             con.close()
     except AnalyticsError as exc:
-        _err(f"❌ {exc}")
+        warn(f"❌ {exc}")
         return EXIT_CONFIG
     if args.json:
         _out(to_json({key: table.records() for key, table in report.items()}))

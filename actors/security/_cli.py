@@ -7,9 +7,10 @@ Imports are light at module level: the ``switchboard`` parser is built on every 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from actors.console import say
 
 if TYPE_CHECKING:
     from actors.config import Settings, Topology
@@ -33,24 +34,19 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(func=cmd_nats_config)
 
 
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 def cmd_nats_config(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     """Write the configuration; exit 0 (a ``ConfigError`` is reported by ``main``)."""
     from actors.security import write_nats_config
 
     written = write_nats_config(topology, args.outdir, account=args.account)
     outdir = args.outdir
-    _say(f"✅ {len(written.seeds)} identities in {outdir} ({len(written.created)} new seeds, "
+    say(f"✅ {len(written.seeds)} identities in {outdir} ({len(written.created)} new seeds, "
          f"mode 0600) and {written.server_config}:")
     for name, key in written.keys.items():
-        _say(f"   {name:<22} {key}")
-    _say(f"   Server:      nats-server -c {written.server_config} -js -sd STORE_DIR "
+        say(f"   {name:<22} {key}")
+    say(f"   Server:      nats-server -c {written.server_config} -js -sd STORE_DIR "
          f"(or include it in your configuration)")
-    _say(f"   Switchboard: SB_NATS_CREDS_DIR={outdir} switchboard up  (each process its own "
+    say(f"   Switchboard: SB_NATS_CREDS_DIR={outdir} switchboard up  (each process its own "
          f"identity)")
-    _say(f"   One role:    switchboard actor python_coder --creds {outdir}/python_coder.nk")
+    say(f"   One role:    switchboard actor python_coder --creds {outdir}/python_coder.nk")
     return 0

@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from actors.config import Settings, Topology
-from protocol import ExecutionEvent, event_decoder
+from protocol import ExecutionEvent, Subjects, event_decoder
 
 SPAN_KINDS = frozenset({"handled", "model_call", "model_error", "tool_call", "tool_refused"})
 """Event kinds that report a span (they carry ``span_id`` and ``duration_ms``)."""
@@ -182,7 +182,7 @@ def render_trace(trace: Trace) -> list[str]:
     return lines
 
 
-async def session_events(nc: Any, topology: Topology, session: str, *,
+async def session_events(nc: Any, subjects: Subjects, session: str, *,
                          timeout_s: float = READ_TIMEOUT_S) -> list[ExecutionEvent]:
     """Every stored execution event of ``session``, oldest first: an ordered consumer on the
     events stream filtered by ``<prefix>.event.*.*.<session>``, read until it has caught up
@@ -191,7 +191,6 @@ async def session_events(nc: Any, topology: Topology, session: str, *,
     Raises:
         TimeoutError: the stored events did not all arrive within ``timeout_s`` seconds.
     """
-    subjects = topology.subjects
     js = nc.jetstream(timeout=timeout_s)
     subject = subjects.event("*", "*", session)
     info = await js.stream_info(subjects.events_stream, subjects_filter=subject)
@@ -236,7 +235,7 @@ async def show_trace(settings: Settings, topology: Topology, nats_url: str, sess
         out.write(f"❌ {exc}. Is Switchboard running? Start it with `switchboard up`.\n")
         return 2
     try:
-        events = await session_events(nc, topology, session)
+        events = await session_events(nc, topology.subjects, session)
     finally:
         await nc.close()
     trace_id = last_trace_id(events)

@@ -102,14 +102,21 @@ def running_system(nats_url: str, workdir: Path, *, extra_env: dict[str, str] | 
             raise AssertionError(f"switchboard up did not become ready:\n{tail}")
         yield system
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_up(proc)
         reader.join(timeout=5)
+
+
+def stop_up(proc: subprocess.Popen[str]) -> None:
+    """Stop a ``switchboard up`` started in its own session: SIGTERM, then after 40 s SIGKILL
+    to its whole process group (the actors and the embedded server with it)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _read(proc: subprocess.Popen[str], sink: list[str]) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +23,7 @@ import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from discord_system import containing, discord_system, wait_until_tracked
-from system import REPO, running_system, system_env
+from system import REPO, running_system, stop_up, system_env
 from waiting import eventually, until
 
 from actors.bus import connect, ensure_consumer, provision
@@ -286,9 +284,4 @@ def test_up_runs_the_embedded_server_with_the_identities(tmp_path: Path) -> None
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "Authorization Violation" in refused.stdout, refused.stdout
     finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait(timeout=10)
+        stop_up(up)

@@ -15,10 +15,7 @@ import contextlib
 import json
 import os
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import nats
 import pytest
 import pytest_asyncio
 import yarl
+from api_client import TOKEN, WITHIN_S, Api, send_blocking
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic.types import SecretStr
@@ -39,9 +37,7 @@ from protocol import Subjects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 TESTS = Path(__file__).resolve().parent
-TOKEN = "test-token-9f3c"
 SUBJECTS = Subjects()
-WITHIN_S = 90.0
 
 
 def _topology(delay_s: float) -> dict[str, object]:
@@ -54,80 +50,6 @@ def _topology(delay_s: float) -> dict[str, object]:
         "lock_ttl_s": 3.0,
         "actors": {"python_coder": {"tier": 1, "ack_wait_s": 5.0}},
     }
-
-
-@dataclass
-class Api:
-    """A client of one API replica."""
-
-    base: str
-    http: aiohttp.ClientSession
-    token: str = TOKEN
-
-    def _headers(self, token: str | None) -> dict[str, str]:
-        token = self.token if token is None else token
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
-    async def call(self, method: str, path: str, *, body: bytes | None = None,
-                   token: str | None = None, url: yarl.URL | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        async with self.http.request(method, url or self.base + path, data=body,
-                                     headers={**self._headers(token), **(headers or {})}
-                                     ) as response:
-            data = await response.read()
-            if response.content_type == "application/json":
-                return response.status, json.loads(data)
-            return response.status, data
-
-    async def submit(self, message: str, **fields: str) -> dict[str, Any]:
-        status, body = await self.call("POST", "/v1/runs",
-                                       body=json.dumps({"message": message, **fields}).encode())
-        assert status == 202, body
-        return dict(body)
-
-    async def run(self, run_id: str) -> dict[str, Any]:
-        status, body = await self.call("GET", f"/v1/runs/{run_id}")
-        assert status == 200, body
-        return dict(body)
-
-    async def settled(self, run_id: str, within_s: float = WITHIN_S) -> dict[str, Any]:
-        return await until(lambda: self.run(run_id),
-                           lambda r: r["status"] in {"done", "failed", "aborted", "paused"},
-                           within_s=within_s, what=f"run {run_id} to end")
-
-    async def events(self, run_id: str) -> Stream:
-        """Read the run's event stream to its end."""
-        stream = Stream()
-        timeout = aiohttp.ClientTimeout(total=WITHIN_S)
-        async with self.http.get(f"{self.base}/v1/runs/{run_id}/events",
-                                 headers=self._headers(None), timeout=timeout) as response:
-            assert response.status == 200, await response.text()
-            assert response.headers["Content-Type"].startswith("text/event-stream")
-            name, data = "", ""
-            async for raw in response.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith(":"):
-                    stream.comments += 1
-                elif line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data = line[6:]
-                elif not line and name:
-                    stream.frames.append((name, json.loads(data)))
-                    name, data = "", ""
-        return stream
-
-
-@dataclass
-class Stream:
-    frames: list[tuple[str, Any]] = field(default_factory=list)
-    comments: int = 0
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.frames]
-
-    def of(self, name: str) -> list[Any]:
-        return [data for n, data in self.frames if n == name]
 
 
 API_LISTEN = f"127.0.0.1:{free_port()}"
@@ -497,22 +419,6 @@ def _request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
 _PATH_CHARS = st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/?#%")
 
 
-def _send(base: str, method: str, path: str, body: bytes, token: str) -> int:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base + path, data=body if method != "GET" else None,
-                                     headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-            if path.endswith("/events"):
-                return int(response.status)  # an event stream: the status is the answer
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
 async def test_any_request_gets_an_answer_or_a_4xx_never_a_5xx(api: Api) -> None:
     """Random and mutated bodies, paths, methods and tokens (hypothesis, issue 10 item 6)."""
     seen: list[int] = []
@@ -522,7 +428,7 @@ async def test_any_request_gets_an_answer_or_a_4xx_never_a_5xx(api: Api) -> None
     @given(request=_request())
     def send_any(request: tuple[str, str, bytes, str]) -> None:
         method, path, body, token = request
-        status = _send(api.base, method, path, body, token)
+        status = send_blocking(api.base, method, path, body, token)
         seen.append(status)
         assert status < 500, (status, request)
         if token != TOKEN and path != "/openapi.json":

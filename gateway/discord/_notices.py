@@ -58,7 +58,6 @@ class Notices:
         self._waiting = 0
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.posted = 0
 
     @property
     def waiting(self) -> int:
@@ -108,7 +107,6 @@ class Notices:
             async with asyncio.timeout(self.timeout_s):
                 await notice.channel.send(notice.text, reference=notice.reference,
                                           mention_author=False)
-            self.posted += 1
         except (discord.HTTPException, TimeoutError) as exc:
             _log.warning("session %s: could not tell the user %r: %s", notice.session,
                          notice.text, exc)

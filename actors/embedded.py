@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -55,10 +56,37 @@ def find_nats_server() -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the OS picks it)."""
+    """A TCP port free on ``host`` right now, below the kernel's ephemeral range.
+
+    A port the OS picks with ``bind(0)`` comes from the ephemeral range
+    (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by default), the same range every
+    outgoing connection takes its local port from: between choosing the port and the server
+    binding it, a connection (a route between cluster nodes, a client) can take it, and the
+    server then fails with "address already in use" (seen in CI on a cluster's route port). Ports
+    below that range are never given to outgoing connections, so one is chosen there at random
+    and checked free; if none is found (or the range starts too low), the OS picks.
+    """
+    low = _ephemeral_low()
+    if low > _LOWEST_CHOSEN_PORT + 1000:
+        for _ in range(64):
+            port = _random.randrange(_LOWEST_CHOSEN_PORT, low)
+            if port_is_free(port, host):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_LOWEST_CHOSEN_PORT = 10_000
+_random = random.Random()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -21,7 +21,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from actors.embedded import free_port
 from bench._store import Figure
 
 SCENARIO = "modelcall"
@@ -47,12 +47,6 @@ REPO = Path(__file__).resolve().parent.parent
 TOOLS = [{"type": "function", "function": {
     "name": "write_file", "description": "Write a file.",
     "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _wait_listening(port: int) -> None:
@@ -109,7 +103,7 @@ async def _run(quick: bool) -> list[Figure]:
     from actors.llm import close_sessions, complete, register_providers
 
     register_providers({"offline": "actors.llm.offline:OfflineLLM"})
-    port = _free_port()
+    port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench._sse_server", str(port), cwd=REPO)
     figures: list[Figure] = []

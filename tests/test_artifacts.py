@@ -4,7 +4,6 @@ S3 server (moto's server mode over real HTTP, through aioboto3)."""
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from actors.artifacts import (
     sync_to_store,
 )
 from actors.config import Settings, Topology
+from actors.embedded import free_port
 from actors.errors import ArtifactError, ArtifactNotFoundError
 from actors.tools import Workspace
 
@@ -30,18 +30,12 @@ _TOPOLOGY = Topology(tiers={t: ["offline/echo"] for t in (1, 2, 3, 4)}, actors={
                      prefix="sbtest")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3_url() -> Iterator[str]:
     """A moto S3 server on a free local port, for the whole module."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

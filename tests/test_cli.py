@@ -150,3 +150,14 @@ def test_global_options_are_accepted_after_the_command_too(tmp_path: Path) -> No
                          timeout=60, cwd=REPO)
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"cannot reach NATS at {url}" in out.stdout + out.stderr
+
+
+def test_a_chosen_port_is_free_and_outside_the_ephemeral_range() -> None:
+    """Outgoing connections take their local port from the ephemeral range; a port chosen
+    there can be taken before the server binds it (a cluster route port was, in CI)."""
+    from actors.embedded import _ephemeral_low
+
+    ports = {free_port() for _ in range(20)}
+    assert all(port_is_free(port) for port in ports)
+    if _ephemeral_low() > 11_000:
+        assert all(port < _ephemeral_low() for port in ports)

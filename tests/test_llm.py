@@ -4,7 +4,6 @@ and a local OpenAI-compatible HTTP server."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from actors.config import ModelSpec, ToolPolicy, load_topology
+from actors.embedded import free_port
 from actors.errors import ConfigError, ModelError, ModelTimeoutError
 from actors.llm import complete, parse_json_object, parse_report, register_providers
 from actors.prompts import render
@@ -280,12 +280,6 @@ async def test_missing_key_variable_is_a_model_error(monkeypatch: pytest.MonkeyP
 # --- a real OpenAI-compatible HTTP server ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _sse(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
 
@@ -327,7 +321,7 @@ async def openai_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     app.router.add_post("/v1/chat/completions", chat)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:

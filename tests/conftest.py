@@ -67,8 +67,9 @@ def nats_url(nats_server: EmbeddedNats | None) -> Iterator[str]:
 
 @pytest_asyncio.fixture
 async def close_model_sessions() -> AsyncIterator[None]:
-    """Close the model-call HTTP session of the test's event loop afterwards (the direct path
-    keeps one per loop: ``actors.llm.close_sessions``)."""
+    """Close the model-call HTTP connections afterwards, before the test's event loop goes:
+    the direct path's session of the loop and litellm's cached clients
+    (``actors.llm.close_sessions``)."""
     yield
     from actors.llm import close_sessions
 

@@ -66,10 +66,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest_asyncio.fixture
-async def agent_server() -> AsyncIterator[BedrockAgentStandin]:
+async def closed_clients() -> AsyncIterator[None]:
+    """Close the test loop's agent clients afterwards, before the loop goes."""
+    yield
+    await close_clients()
+
+
+@pytest_asyncio.fixture
+async def agent_server(closed_clients: None) -> AsyncIterator[BedrockAgentStandin]:
     async with BedrockAgentStandin() as server:
         yield server
-        await close_clients()  # the test loop's clients, before the loop goes
 
 
 def _spec(server: BedrockAgentStandin, **changes: object) -> BedrockAgentSpec:
@@ -201,6 +207,7 @@ async def test_http_error_answers_become_model_errors(
     assert [c.status for c in agent_server.calls] == [status], "botocore did not retry"
 
 
+@pytest.mark.usefixtures("closed_clients")
 async def test_an_unknown_agent_and_a_wrong_secret_are_permanent() -> None:
     async with BedrockAgentStandin(secret_key="another-secret") as wrong_secret:
         with pytest.raises(ModelRejectedError, match="InvalidSignatureException"):
@@ -246,6 +253,7 @@ async def test_missing_credentials_or_profile_are_permanent(
     assert agent_server.calls == []
 
 
+@pytest.mark.usefixtures("closed_clients")
 async def test_an_unreachable_endpoint_is_transient() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -23,7 +23,7 @@ from actors.errors import ModelRejectedError, ModelUnavailableError
 from actors.llm import complete
 from actors.tools import TOOL_SCHEMAS
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("close_model_sessions")]
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ the offline model never does).
 """
 
 from actors.llm._client import (
+    close_sessions,
     complete,
     embed,
     needs_litellm,
     register_providers,
     supports_json_schema,
 )
-from actors.llm._direct import close_sessions
 from actors.llm._reply import ModelReply
 from actors.llm._report import Report, Status, parse_json_object, parse_report, strip_report
 

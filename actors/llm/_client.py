@@ -73,6 +73,23 @@ def _give_litellm(litellm: Any, name: str, handler: Any) -> None:
     ] + [{"provider": name, "custom_handler": custom}]
 
 
+async def close_sessions() -> None:
+    """Close the model-call HTTP connections: the direct path's session of the running event
+    loop and, when litellm was imported, the clients litellm caches
+    (``litellm.in_memory_llm_clients_cache``), which are then forgotten so that a later call
+    makes new ones. A process that leaves them open gets "Unclosed client session" errors
+    logged when they are garbage-collected, at exit after logging has shut down. Called from
+    an actor's ``on_stop``; tests call it before their event loop goes."""
+    await _direct.close_sessions()
+    litellm = sys.modules.get("litellm")
+    if litellm is None:
+        return
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    await close_litellm_async_clients()  # swallows each client's own close errors
+    litellm.in_memory_llm_clients_cache.flush_cache()
+
+
 def needs_litellm(models: Iterable[str], providers: Mapping[str, str]) -> bool:
     """Whether calling ``models`` needs litellm: a model of a provider other than the custom
     ones in ``providers`` (which serve their calls in-process: the offline model) does

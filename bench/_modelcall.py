@@ -18,6 +18,7 @@ warm-up) and the ratio to ``raw aiohttp`` in the same run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -63,7 +64,8 @@ async def _wait_listening(port: int) -> None:
 
 async def _raw_call(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
     """The floor: POST, split SSE lines, ``json.loads`` each, fold text and tool calls."""
-    text, calls = "", {}
+    text = ""
+    calls: dict[int, list[str]] = {}
     async with session.post(url, data=body,
                             headers={"Content-Type": "application/json",
                                      "Authorization": "Bearer bench"}) as response:
@@ -123,12 +125,12 @@ async def _run(quick: bool) -> list[Figure]:
                                        "stream": True, "tools": tools}).encode()
                     calls = CALLS[quick] // (4 if chunks >= 200 else 1)
                     clients: dict[str, Callable[[], Awaitable[Any]]] = {
-                        "raw aiohttp": lambda body=body: _raw_call(
-                            session, f"{base}/chat/completions", body),
-                        "direct": lambda m=messages, t=tools: complete(
-                            specs["auto"], m, tools=t),
-                        "litellm": lambda m=messages, t=tools: complete(
-                            specs["litellm"], m, tools=t),
+                        "raw aiohttp": functools.partial(
+                            _raw_call, session, f"{base}/chat/completions", body),
+                        "direct": functools.partial(
+                            complete, specs["auto"], messages, tools=tools),
+                        "litellm": functools.partial(
+                            complete, specs["litellm"], messages, tools=tools),
                     }
                     results = {name: await _cpu_per_call(
                                    call, calls // (LITELLM_SHARE[quick] if name == "litellm"

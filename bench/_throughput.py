@@ -177,9 +177,9 @@ def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
         figures.append(Figure(scenario="iobound", metric="scaling",
                               value=rate / (first * replicas) if first else float("nan"),
                               unit="x linear", flow="simple", in_flight=in_flight,
-                              **base))
+                              replicas=replicas, delay_s=IO_BOUND_DELAY_S))
         figures.append(Figure(scenario="iobound", metric="ideal_tasks_per_s", value=ideal,
                               unit="tasks/s", flow="simple", in_flight=in_flight,
-                              **base))
+                              replicas=replicas, delay_s=IO_BOUND_DELAY_S))
         _log.info("iobound: %d replicas %.1f tasks/s (ideal %.0f)", replicas, rate, ideal)
     return figures

@@ -15,6 +15,7 @@ a step, their CPU per step by 6-9 µs, the server's CPU per task by 20-25 %, tas
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -64,13 +65,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     binding it, a connection (a route between cluster nodes, a client) can take it, and the
     server then fails with "address already in use" (seen in CI on a cluster's route port). Ports
     below that range are never given to outgoing connections, so one is chosen there at random
-    and checked free; if none is found (or the range starts too low), the OS picks.
+    and checked free; if none is found (or the range starts too low), the OS picks. A port is
+    not handed out twice within the last 256 choices of this process, since ports are often
+    chosen several at a time before any is bound (a node's client, monitor and route ports).
     """
     low = _ephemeral_low()
     if low > _LOWEST_CHOSEN_PORT + 1000:
         for _ in range(64):
             port = _random.randrange(_LOWEST_CHOSEN_PORT, low)
-            if port_is_free(port, host):
+            if port not in _recent and port_is_free(port, host):
+                _recent.append(port)
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -79,6 +83,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 _LOWEST_CHOSEN_PORT = 10_000
 _random = random.Random()
+_recent: collections.deque[int] = collections.deque(maxlen=256)
 
 
 def _ephemeral_low() -> int:

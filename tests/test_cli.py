@@ -157,7 +157,8 @@ def test_a_chosen_port_is_free_and_outside_the_ephemeral_range() -> None:
     there can be taken before the server binds it (a cluster route port was, in CI)."""
     from actors.embedded import _ephemeral_low
 
-    ports = {free_port() for _ in range(20)}
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports), "chosen before any is bound: never the same twice"
     assert all(port_is_free(port) for port in ports)
     if _ephemeral_low() > 11_000:
         assert all(port < _ephemeral_low() for port in ports)

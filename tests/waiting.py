@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast, overload
 
 POLL_S = 0.05
 T = TypeVar("T")
@@ -28,17 +28,26 @@ async def eventually(
         await asyncio.sleep(POLL_S)
 
 
+@overload
+async def until(fetch: Callable[[], Awaitable[T]], ok: Callable[[T], object], *,
+                within_s: float, what: str) -> T: ...
+
+
+@overload
+async def until(fetch: Callable[[], T], ok: Callable[[T], object], *,
+                within_s: float, what: str) -> T: ...
+
+
 async def until(fetch: Callable[[], T | Awaitable[T]], ok: Callable[[T], object], *,
                 within_s: float, what: str) -> T:
     """Fetch a value until ``ok(value)``; return that value (fail after ``within_s`` s)."""
     found: list[T] = []
 
     async def _check() -> bool:
-        value = fetch()
-        if inspect.isawaitable(value):
-            value = await value
-        found[:] = [value]  # type: ignore[list-item]
-        return bool(ok(value))  # type: ignore[arg-type]
+        fetched = fetch()
+        value = cast(T, await fetched) if inspect.isawaitable(fetched) else cast(T, fetched)
+        found[:] = [value]
+        return bool(ok(value))
 
     await eventually(_check, within_s=within_s, what=what)
     return found[0]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from . import _payloads as p
 from ._payloads import Payload
@@ -301,10 +301,13 @@ async def _read_body(request: web.Request) -> tuple[Payload, list[tuple[str, byt
     files: list[tuple[str, bytes, str | None]] = []
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            # A nested multipart body: not in Discord's upload layout (a 500, as for bad JSON).
+            raise TypeError(f"nested multipart part in {request.method} {request.path}")
         if part.name == "payload_json":
-            body = json.loads(await part.text())  # type: ignore[union-attr]
+            body = json.loads(await part.text())
         elif part.name and part.name.startswith("files["):
-            data = await part.read()  # type: ignore[union-attr]
+            data = await part.read()
             ctype = part.headers.get("Content-Type")
             files.append((part.filename or part.name, bytes(data), ctype))
     return body, files

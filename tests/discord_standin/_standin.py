@@ -124,9 +124,10 @@ class DiscordStandIn(Recorded):
             if not future.done():
                 future.set_result(None)
 
-    async def wait_for(self, predicate: Callable[[], T], *, timeout: float = 10.0,  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], T | None], *,
+                       timeout: float = 10.0,  # noqa: ASYNC109
                        what: str = "condition") -> T:
-        """Wait until ``predicate()`` is truthy; return its value.
+        """Wait until ``predicate()`` is truthy; return its value (so never None).
 
         Raises:
             AssertionError: a route the stand-in does not know was called (at once).

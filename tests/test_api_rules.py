@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import msgspec
 import pytest
@@ -40,11 +41,11 @@ def _record(**changes: object) -> RunRecord:
     return msgspec.structs.replace(record, **changes)
 
 
-def _progress(stage: str, **fields: object) -> Progress:
+def _progress(stage: str, **fields: Any) -> Progress:
     return Progress(session="api-s", origin="api", in_reply_to=RUN, stage=stage, **fields)
 
 
-def _reply(text: str = "answer", **fields: object) -> Reply:
+def _reply(text: str = "answer", **fields: Any) -> Reply:
     return Reply(session="api-s", origin="api", in_reply_to=RUN, text=text, **fields)
 
 
@@ -203,9 +204,9 @@ def test_listen_and_token_settings() -> None:
     with pytest.raises(ApiConfigError, match="SB_API_TOKEN is not set"):
         api_token(Settings(api_token=None))
     with pytest.raises(ApiConfigError):
-        api_token(Settings(api_token="  "))  # type: ignore[arg-type]
-    assert api_token(Settings(api_token="t0ken")) == "t0ken"  # type: ignore[arg-type]
-    assert "t0ken" not in repr(Settings(api_token="t0ken"))  # type: ignore[arg-type]
+        api_token(Settings(api_token="  "))
+    assert api_token(Settings(api_token="t0ken")) == "t0ken"
+    assert "t0ken" not in repr(Settings(api_token="t0ken"))
 
 
 def test_the_openapi_document_is_valid_and_describes_every_route() -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
+import nats.aio.msg
 import pytest
 import pytest_asyncio
 from discord_standin import DiscordStandIn
@@ -119,7 +121,7 @@ async def test_long_reply_is_split_and_files_attached(
     files = (FileBlob(name="out.txt", data=b"hello\x00bytes"),)
     await actors.publish(_reply(request, text, files=files))
 
-    def done() -> list[dict[str, object]]:
+    def done() -> list[dict[str, Any]]:
         messages = s.bot_messages(s.channel_id)
         return messages if messages and messages[-1]["content"].endswith("End.") else []
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import nats
+import nats.aio.client
+import nats.aio.msg
 import nats.js.errors
 import pytest
 from system import REPO, RunningSystem, running_system
@@ -101,6 +103,13 @@ def _chat(system: RunningSystem, session: str, text: str) -> subprocess.Popen[st
         env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _search(pattern: str, text: str) -> re.Match[str]:
+    """``re.search`` where the test counts on a match."""
+    match = re.search(pattern, text)
+    assert match is not None, (pattern, text)
+    return match
+
+
 async def _finish(chat: subprocess.Popen[str]) -> tuple[int, str]:
     out, _ = await asyncio.to_thread(chat.communicate, timeout=240)
     return chat.returncode, out
@@ -115,8 +124,8 @@ async def test_escalates_through_every_tier_then_asks_and_resumes_with_the_answe
         assert code == 0, out
         assert "❓ I'm stuck" in out and "Which frobnicator do you mean?" in out
         escalations = await events.wait("escalation", 3)
-        path = [re.search(r"(scripted/tier-\d) → (scripted/tier-\d)", e.detail).groups()
-                for e in escalations]  # type: ignore[union-attr]
+        path = [_search(r"(scripted/tier-\d) → (scripted/tier-\d)", e.detail).groups()
+                for e in escalations]
         assert path == [("scripted/tier-1", "scripted/tier-2"),
                         ("scripted/tier-2", "scripted/tier-3"),
                         ("scripted/tier-3", "scripted/tier-4")]
@@ -136,7 +145,7 @@ async def test_a_finished_run_commits_and_thumbs_up_merges_the_branch(
     assert code == 0, out
     assert "📝 Commit:" in out and "hello.py" in out
     assert "👍" not in out  # the reaction hint is Discord's, not the terminal's
-    branch = re.search(r"Branch: `([^`]+)`", out).group(1)  # type: ignore[union-attr]
+    branch = _search(r"Branch: `([^`]+)`", out).group(1)
     workspace = system.data_dir / "workspaces" / session
     assert _git(workspace, "show", f"{branch}:hello.py") == "print('hello')\n"
     assert _git(workspace, "ls-tree", "--name-only", "main").strip() == ""
@@ -182,7 +191,7 @@ async def test_stop_aborts_at_the_next_turn(system: RunningSystem) -> None:
         turns_at_stop = len(events.of("turn"))
         code, out = await _finish(chat)
         assert "Stopped at turn" in out, out
-        stopped_at = int(re.search(r"Stopped at turn (\d+)", out).group(1))  # type: ignore[union-attr]
+        stopped_at = int(_search(r"Stopped at turn (\d+)", out).group(1))
         assert turns_at_stop <= stopped_at <= turns_at_stop + 1  # the turn under way ends
         assert len(events.of("turn")) == stopped_at
         assert events.of("abort")
@@ -213,7 +222,7 @@ async def test_thumbs_down_deletes_the_branch_and_deleting_the_thread_forgets_it
     session = "terminal-discard"
     code, out = await _finish(_chat(system, session, "[commit] write a python hello script"))
     assert code == 0, out
-    branch = re.search(r"Branch: `([^`]+)`", out).group(1)  # type: ignore[union-attr]
+    branch = _search(r"Branch: `([^`]+)`", out).group(1)
     workspace = system.data_dir / "workspaces" / session
     reply = await _react(system, Control(
         session=session, action=ControlAction.DISCARD, role="python_coder", branch=branch,

@@ -5,6 +5,7 @@ API; every actor runs as its own process on a real nats-server."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 async def _start(nats_url: str, workdir: Path, standin: DiscordStandIn
-                 ) -> tuple[RunningSystem, object]:
+                 ) -> tuple[RunningSystem, AbstractContextManager[RunningSystem]]:
     context = running_system(nats_url, workdir, extra_env={
         "DISCORD_TOKEN": standin.token,
         "DISCORD_API_BASE": standin.api_base,

@@ -50,7 +50,9 @@ async def _session(url: str, session: str) -> Any:
     nc = await nats.connect(url)
     try:
         kv = await nc.jetstream().key_value(SUBJECTS.sessions_bucket)
-        return session_decoder.decode((await kv.get(session)).value)
+        entry = await kv.get(session)
+        assert entry.value is not None
+        return session_decoder.decode(entry.value)
     finally:
         await nc.close()
 

@@ -118,7 +118,9 @@ async def _session(system: RunningSystem, session: str, *, wait_for_reflection: 
         kv = await nc.jetstream().key_value(Subjects().sessions_bucket)
 
         async def _read() -> SessionState:
-            return session_decoder.decode((await kv.get(session)).value)
+            entry = await kv.get(session)
+            assert entry.value is not None
+            return session_decoder.decode(entry.value)
 
         return await until(_read, lambda s: s.reflections or not wait_for_reflection,
                            within_s=20, what=f"a reflection saved in {session}")

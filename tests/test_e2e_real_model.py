@@ -285,7 +285,8 @@ def test_a_bots_answer_limits_reach_the_model_and_the_answer(
     assert asked and asked[-1].body is not None and asked[-1].body["max_tokens"] == 64
 
 
-async def _ask_with_limits(system: RunningSystem, text: str, **limits: int) -> Reply:
+async def _ask_with_limits(system: RunningSystem, text: str, *, max_answer_chars: int,
+                           max_tokens: int) -> Reply:
     """Send a ChatMessage as a bot with answer limits would (its gateway sets them)."""
     nc = await nats.connect(system.nats_url)
     try:
@@ -299,7 +300,7 @@ async def _ask_with_limits(system: RunningSystem, text: str, **limits: int) -> R
         await bridge.start(on_outbound)
         await bridge.send(ChatMessage(message_id="limits-1", session="rm-limits",
                                       origin="limits-bot", user_id="u-limits", text=text,
-                                      **limits))
+                                      max_answer_chars=max_answer_chars, max_tokens=max_tokens))
         async with asyncio.timeout(60):
             return await answered
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hosted_standins import OllamaAnswer, OllamaCall, OllamaStandin, OllamaToolCall
@@ -73,7 +74,7 @@ async def test_tool_calls_round_trip_in_ollamas_shape(ollama: OllamaStandin) -> 
 
     ollama.brain = brain
     spec = _spec(ollama, "qwen2.5-coder:7b")
-    messages = [{"role": "user", "content": "write a.py"}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "write a.py"}]
     first = await complete(spec, messages, tools=TOOL_SCHEMAS)
     assert first.text == "I'll write it."
     assert [(c.name, json.loads(c.arguments)) for c in first.tool_calls] == [

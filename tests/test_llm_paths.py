@@ -46,7 +46,7 @@ def _answers() -> dict[str, Answer]:
 
 def _spec(server: OpenAIStandin, transport: str, **changes: Any) -> ModelSpec:
     return ModelSpec(name="openai/gpt-4o-mini", api_base=server.base_url, api_key_env=KEY_VAR,
-                     transport=transport, **changes)  # type: ignore[arg-type]
+                     transport=transport, **changes)
 
 
 def _shape(reply: Any) -> tuple[Any, ...]:
@@ -95,7 +95,7 @@ async def test_a_token_limit_stops_both_the_same_way(server: OpenAIStandin) -> N
     (direct, _), (via_litellm, _) = await _both(server, Answer("word " * 200), max_tokens=16)
     assert _shape(direct) == _shape(via_litellm)
     assert direct.finish_reason == "length"
-    assert [r.body["max_tokens"] for r in server.requests[-2:]] == [16, 16]  # type: ignore[index]
+    assert [r.body["max_tokens"] for r in server.requests[-2:]] == [16, 16]
 
 
 def _faults() -> dict[str, tuple[Answer, type[ModelError], str]]:

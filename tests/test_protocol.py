@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -9,10 +11,10 @@ import protocol as p
 
 
 def _chat(**changes: object) -> p.ChatMessage:
-    fields = {"message_id": "1", "session": "discord-42", "origin": "discord-main",
-              "user_id": "7", "text": "hello"}
+    fields: dict[str, Any] = {"message_id": "1", "session": "discord-42",
+                              "origin": "discord-main", "user_id": "7", "text": "hello"}
     fields.update(changes)
-    return p.ChatMessage(**fields)  # type: ignore[arg-type]
+    return p.ChatMessage(**fields)
 
 
 def test_task_messages_round_trip_with_their_tag() -> None:

@@ -32,10 +32,10 @@ TOPOLOGY = load_topology()
 
 
 def _msg(text: str, **changes: object) -> ChatMessage:
-    fields = {"message_id": "1", "session": "terminal-x", "origin": "o", "user_id": "u1",
-              "text": text}
+    fields: dict[str, Any] = {"message_id": "1", "session": "terminal-x", "origin": "o",
+                              "user_id": "u1", "text": text}
     fields.update(changes)
-    return ChatMessage(**fields)  # type: ignore[arg-type]
+    return ChatMessage(**fields)
 
 
 def _topology(**changes: Any) -> Any:
@@ -295,8 +295,8 @@ async def test_tier_bounds_of_rules_reach_the_route() -> None:
 
 def test_tier_choice_precedence() -> None:
     topology = _topology(task_tiers={"docs": 2})
-    base = {"role": "documentation_writer", "flow": Flow.SEQUENTIAL,
-            "task_type": TaskType.DOCS}
+    base: dict[str, Any] = {"role": "documentation_writer", "flow": Flow.SEQUENTIAL,
+                            "task_type": TaskType.DOCS}
     assert choose_tier(topology, **base).source == "task_type"
     assert choose_tier(topology, **{**base, "task_type": TaskType.CODING}).tier == 3  # role
     learned = TierChoice(4, "case", "similar cases needed 4")

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import msgspec
 import nats
+import nats.aio.client
 import pytest
 from waiting import eventually
 
@@ -144,7 +145,7 @@ class Harness:
         js = self.nc.jetstream()
         sub = await js.subscribe(self.topology.subjects.dead_letter("classifier"),
                                  ordered_consumer=True)
-        letters = []
+        letters: list[DeadLetter] = []
         async with asyncio.timeout(wait_s):
             while len(letters) < count:
                 msg = await sub.next_msg(timeout=wait_s)

@@ -227,7 +227,7 @@ def test_tls_settings_make_a_context_or_a_clear_error(tmp_path: Path) -> None:
 def test_connect_failures_become_the_specific_error() -> None:
     url = "tls://admin:hunter2@127.0.0.1:4222"
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
-    verify.verify_message = "unable to get local issuer certificate"  # type: ignore[attr-defined]
+    verify.verify_message = "unable to get local issuer certificate"
     error = connect_error(url, TimeoutError(), verify)
     assert isinstance(error, TLSError) and "unable to get local issuer certificate" in str(error)
     assert "hunter2" not in str(error) and "admin:***@" in str(error)

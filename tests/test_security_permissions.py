@@ -225,8 +225,10 @@ async def test_a_role_is_refused_outside_its_subjects_and_other_roles_streams(
         for subject in (pull, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.sb-classifier",
                         f"$JS.API.DIRECT.GET.{stream}", SUBJECTS.task("classifier"),
                         "_INBOX.>"):
-            await eventually(lambda subject=subject: refusal(coder, subject) is not None,
-                             within_s=5, what=f"the server refused {subject}")
+            def refused(subject: str = subject) -> bool:
+                return refusal(coder, subject) is not None
+
+            await eventually(refused, within_s=5, what=f"the server refused {subject}")
         info = await admin.consumer_info(stream, SUBJECTS.durable("classifier"))
         assert info.num_pending == 1 and info.delivered.stream_seq == 0  # nothing was read
         assert (await admin.stream_info(stream)).state.messages == 1

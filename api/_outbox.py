@@ -56,6 +56,7 @@ class OutboxConsumer:
         self.durable = durable_name(origin)
         self._task: asyncio.Task[None] | None = None
         self._psub: JetStreamContext.PullSubscription | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Create the durable consumer when missing and start pulling.
@@ -77,10 +78,14 @@ class OutboxConsumer:
             msg = f"outbox consumer {self.durable} not created: {exc or type(exc).__name__}"
             raise UnavailableError(msg) from exc
         self._psub = psub
+        self._stopping = False
         self._task = asyncio.create_task(self._pull(psub), name=f"outbox:{self.origin}")
 
     async def _pull(self, psub: JetStreamContext.PullSubscription) -> None:
-        while True:
+        # ``_stopping`` ends the loop even when a cancellation is lost: on Python 3.11 the
+        # ``asyncio.wait_for`` inside nats-py's fetch can return a message instead of raising
+        # (CPython gh-86296; ``gateway.bridge`` hung on it under load).
+        while not self._stopping:
             try:
                 msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_S)
             except TimeoutError:
@@ -90,6 +95,9 @@ class OutboxConsumer:
                 await asyncio.sleep(NAK_DELAY_S)  # the connection is reconnecting
                 continue
             for msg in msgs:
+                if self._stopping:  # nak'ed: redelivered at once, to another replica
+                    await _settle(msg.nak())
+                    return
                 await self._handle(msg)
 
     async def _handle(self, msg: Msg) -> None:
@@ -116,10 +124,16 @@ class OutboxConsumer:
     async def stop(self) -> None:
         """Stop pulling (a message being handled is redelivered after ``ACK_WAIT_S``) and
         unsubscribe, so that draining the connection does not wait for the open pull."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=FETCH_TIMEOUT_S + 1.0)
+            if not self._task.done():
+                _log.warning("outbox %s: the pull loop did not end within %.0f s",
+                             self.origin, FETCH_TIMEOUT_S + 1.0)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                _log.error("outbox %s: the pull loop had failed: %s", self.origin,
+                           self._task.exception())
         if self._psub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._psub.unsubscribe()

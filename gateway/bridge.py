@@ -47,8 +47,11 @@ from protocol import (
 _log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+FETCH_TIMEOUT_S = 5.0
+"""How long one pull of the durable outbox waits for a message (seconds)."""
 STOP_TIMEOUT_S = 10.0
-"""How long ``Bridge.stop`` waits for the outbox message being handled (seconds)."""
+"""How long ``Bridge.stop`` waits for the outbox message being handled, and then for the pull
+loop to end (seconds each)."""
 HANDLED_WINDOW = 4096
 """Outbox messages a durable bridge remembers having handled, by ``Nats-Msg-Id`` (by stream
 sequence for a message published without one): an ack lost in a broker restart makes JetStream
@@ -78,6 +81,7 @@ class Bridge:
         self._pull_task: asyncio.Task[None] | None = None
         self._handled: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._handling = asyncio.Lock()
+        self._stopping = False
         self._psub: Any = None
         self._owns_connection = False
 
@@ -94,6 +98,7 @@ class Bridge:
             NotRunningError: Switchboard's streams do not exist on the server.
         """
         await self._check()
+        self._stopping = False
         subject = self.subjects.outbox(self.origin)
         if not durable:
             async def _deliver(msg: Msg) -> None:
@@ -116,9 +121,14 @@ class Bridge:
                                               name=f"outbox:{self.origin}")
 
     async def _pull_loop(self, psub: object, on_outbound: OutboundHandler) -> None:
-        while True:
+        # ``_stopping``, not only the cancellation, ends the loop: on Python 3.11
+        # ``asyncio.wait_for`` (inside nats-py's fetch) returns the result instead of raising
+        # when the cancellation and the message arrive together (CPython gh-86296, fixed in
+        # 3.12), and the loop went on pulling while ``stop`` waited for it (seen in
+        # ``tests/test_faults.py`` under load).
+        while not self._stopping:
             try:
-                msgs = await psub.fetch(1, timeout=5.0)  # type: ignore[attr-defined]
+                msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_S)  # type: ignore[attr-defined]
             except TimeoutError:
                 continue
             except nats.errors.Error as exc:
@@ -127,6 +137,10 @@ class Bridge:
                 continue
             for msg in msgs:
                 async with self._handling:  # stop() waits for it: handled and acked, or not
+                    if self._stopping:  # nak'ed: redelivered at once, to the next bridge
+                        with contextlib.suppress(nats.errors.Error):
+                            await msg.nak()
+                        return
                     await self._handle_once(msg, on_outbound)
 
     async def _handle_once(self, msg: Msg, on_outbound: OutboundHandler) -> None:
@@ -225,15 +239,23 @@ class Bridge:
         """Stop delivering; close the connection when the bridge opened it.
 
         An outbox message being handled is finished and acked first (up to
-        ``STOP_TIMEOUT_S``), so a restarted gateway neither loses nor repeats it."""
+        ``STOP_TIMEOUT_S``), so a restarted gateway neither loses nor repeats it; one pulled
+        but not yet handled is nak'ed, for the next bridge of this origin."""
+        self._stopping = True
         if self._pull_task is not None:
+            task = self._pull_task
             try:
                 async with asyncio.timeout(STOP_TIMEOUT_S), self._handling:
-                    self._pull_task.cancel()
+                    task.cancel()
             except TimeoutError:
-                self._pull_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pull_task
+                task.cancel()
+            await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+            if not task.done():
+                _log.warning("outbox %s: the pull loop did not end within %.0f s",
+                             self.origin, STOP_TIMEOUT_S)
+            elif not task.cancelled() and task.exception() is not None:
+                _log.error("outbox %s: the pull loop had failed: %s", self.origin,
+                           task.exception())
         if self._psub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._psub.unsubscribe()

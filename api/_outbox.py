@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from actors.tasks import cancel_and_wait
 from api.errors import StoreError, UnavailableError
 from protocol import Outbound, Subjects, outbound_decoder
 
@@ -82,9 +83,8 @@ class OutboxConsumer:
         self._task = asyncio.create_task(self._pull(psub), name=f"outbox:{self.origin}")
 
     async def _pull(self, psub: JetStreamContext.PullSubscription) -> None:
-        # ``_stopping`` ends the loop even when a cancellation is lost: on Python 3.11 the
-        # ``asyncio.wait_for`` inside nats-py's fetch can return a message instead of raising
-        # (CPython gh-86296; ``gateway.bridge`` hung on it under load).
+        # ``_stopping`` too ends the loop: a cancellation can be lost in nats-py's fetch on
+        # Python 3.11, with the message it returns (``actors.tasks``); that message is nak'ed.
         while not self._stopping:
             try:
                 msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_S)
@@ -126,14 +126,8 @@ class OutboxConsumer:
         unsubscribe, so that draining the connection does not wait for the open pull."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=FETCH_TIMEOUT_S + 1.0)
-            if not self._task.done():
-                _log.warning("outbox %s: the pull loop did not end within %.0f s",
-                             self.origin, FETCH_TIMEOUT_S + 1.0)
-            elif not self._task.cancelled() and self._task.exception() is not None:
-                _log.error("outbox %s: the pull loop had failed: %s", self.origin,
-                           self._task.exception())
+            await cancel_and_wait(self._task, timeout_s=FETCH_TIMEOUT_S + 1.0,
+                                  what=f"outbox {self.origin} pull loop")
         if self._psub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._psub.unsubscribe()

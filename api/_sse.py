@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from actors.tasks import cancel_and_wait
 from api._records import ORIGIN, RunRecord
 from api._runs import RunService
 from api._store import decode_record
@@ -41,6 +42,9 @@ from protocol import (
 )
 
 _log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+"""How long the end of a stream waits for its record watcher to stop (seconds)."""
 
 KEEPALIVE_S = 15.0
 """Seconds between two ``: keep-alive`` comments when nothing else is sent."""
@@ -185,9 +189,8 @@ class RunEvents:
             async for chunk in self._frames(record, queue, records, replays):
                 yield chunk
         finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
-                await watching
+            await cancel_and_wait(watching, timeout_s=STOP_TIMEOUT_S,
+                                  what=f"run {record.run_id} record watcher")
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()
             for replay in replays:

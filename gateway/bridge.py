@@ -28,6 +28,7 @@ from actors.config import Settings
 from actors.errors import AuthError, BrokerError, TLSError
 from actors.runtime import current_traceparent, setup_tracing, span_from_headers
 from actors.security import refusal
+from actors.tasks import cancel_and_wait
 from gateway.errors import NotRunningError
 from protocol import (
     HEADER_MSG_ID,
@@ -121,11 +122,9 @@ class Bridge:
                                               name=f"outbox:{self.origin}")
 
     async def _pull_loop(self, psub: object, on_outbound: OutboundHandler) -> None:
-        # ``_stopping``, not only the cancellation, ends the loop: on Python 3.11
-        # ``asyncio.wait_for`` (inside nats-py's fetch) returns the result instead of raising
-        # when the cancellation and the message arrive together (CPython gh-86296, fixed in
-        # 3.12), and the loop went on pulling while ``stop`` waited for it (seen in
-        # ``tests/test_faults.py`` under load).
+        # ``_stopping`` too ends the loop: a cancellation can be lost in nats-py's fetch on
+        # Python 3.11, with the message it returns (``actors.tasks``); that message must go
+        # to the next bridge, not be handled by a stopped one.
         while not self._stopping:
             try:
                 msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_S)  # type: ignore[attr-defined]
@@ -249,13 +248,8 @@ class Bridge:
                     task.cancel()
             except TimeoutError:
                 task.cancel()
-            await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
-            if not task.done():
-                _log.warning("outbox %s: the pull loop did not end within %.0f s",
-                             self.origin, STOP_TIMEOUT_S)
-            elif not task.cancelled() and task.exception() is not None:
-                _log.error("outbox %s: the pull loop had failed: %s", self.origin,
-                           task.exception())
+            await cancel_and_wait(task, timeout_s=STOP_TIMEOUT_S,
+                                  what=f"outbox {self.origin} pull loop")
         if self._psub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._psub.unsubscribe()

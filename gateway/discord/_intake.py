@@ -17,7 +17,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -27,9 +26,13 @@ from dataclasses import dataclass, field
 import discord
 import msgspec
 
+from actors.tasks import cancel_and_wait
 from protocol import ChatMessage
 
 _log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+"""How long ``close`` waits for each cancelled send to end (seconds)."""
 
 
 @dataclass(eq=False)
@@ -275,8 +278,7 @@ class Intake:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+            await cancel_and_wait(task, timeout_s=STOP_TIMEOUT_S, what="queued send")
         self._bursts.clear()
         self._queued.clear()
         self._queued_count = 0

@@ -18,14 +18,18 @@ keep going out. Within a channel, notices go out in the order they were made.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
 
 import discord
 
+from actors.tasks import cancel_and_wait
+
 _log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+"""How long ``close`` waits for each worker to end (seconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +121,7 @@ class Notices:
     async def close(self) -> None:
         """Stop posting; notices still waiting are dropped."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task, timeout_s=STOP_TIMEOUT_S, what="notice worker")
         self._tasks = []
         self._queues.clear()
         self._turns.clear()

@@ -16,9 +16,11 @@ NATS cluster (R3, SPEC.md §8).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 import nats.errors
@@ -43,9 +45,21 @@ from actors.errors import BrokerError, NotRunningError
 from protocol import Subjects
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5.0
 API_TIMEOUT_S = 10.0
+PROVISION_TIMEOUT_S = 30.0
+"""How long provisioning may take in all, waiting out a cluster that is still forming."""
+FORMING_ERR_CODES = frozenset({10005, 10008, 10202})
+"""JetStream API errors of a cluster still forming or changing, waited out while
+provisioning: "no suitable peers for placement" (JSClusterNoPeersErrF, 400: the meta leader
+does not yet know enough peers for R3), "JetStream system temporarily unavailable"
+(JSClusterNotAvailErr, 503) and "cluster member change is in progress"
+(JSClusterServerMemberChangeInflightErr, 400); nats-server
+``server/jetstream_errors_generated.go``. Seen in CI: a stream of a fresh 3-node cluster
+refused with 10005 although its JetStream already answered."""
+FORMING_RETRY_MAX_S = 1.0
 DUPLICATE_WINDOW_S = 120.0
 """JetStream de-duplication window for task subjects (the server default, 2 minutes)."""
 MIN_SERVER_VERSION = (2, 11)
@@ -191,8 +205,10 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     except nats.js.errors.NotFoundError:
         try:
             await js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            # Created meanwhile with another configuration (err_code 10058): bring it to ours.
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10058:  # JSStreamNameExistErr
+                raise
+            # Created meanwhile with another configuration: bring it to ours.
             await js.update_stream(config)
         return
     current = info.config.as_dict()
@@ -200,11 +216,29 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
+async def _while_forming(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``await call()``, again after a short pause while JetStream answers with one of
+    ``FORMING_ERR_CODES`` (bounded by the caller's timeout). A request that is not answered
+    is not retried: a server that drops it for permissions is told apart by its owner."""
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except nats.js.errors.APIError as exc:
+            if exc.err_code not in FORMING_ERR_CODES:
+                raise
+            _log.info("JetStream is not ready for %s (%s): trying again in %.1f s", what,
+                      exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, FORMING_RETRY_MAX_S)
+
+
 async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[str]) -> None:
     """Create (or update) the streams of ``roles``, the shared streams and the sessions bucket.
 
     Idempotent: every process calls it for what it uses, so ``switchboard actor ROLE`` works on
-    a fresh server too.
+    a fresh server too. A cluster that is still forming is waited out (``FORMING_ERR_CODES``),
+    up to ``PROVISION_TIMEOUT_S`` in all.
 
     Raises:
         PermissionDeniedError: this identity may not create or change a stream that is
@@ -213,20 +247,23 @@ async def provision(js: JetStreamContext, topology: Topology, roles: Iterable[st
     """
     subjects = topology.subjects
     try:
-        async with asyncio.timeout(API_TIMEOUT_S):
+        async with asyncio.timeout(PROVISION_TIMEOUT_S):
             replicas = topology.stream_replicas
-            for config in _shared_streams(subjects, replicas, topology.cases.max_cases):
-                await _ensure_stream(js, config)
-            for role in roles:
-                await _ensure_stream(js, _task_stream(subjects, role, replicas))
+            configs = [*_shared_streams(subjects, replicas, topology.cases.max_cases),
+                       *(_task_stream(subjects, role, replicas) for role in roles)]
+            for config in configs:
+                await _while_forming(functools.partial(_ensure_stream, js, config),
+                                     f"stream {config.name}")
             for bucket in (subjects.sessions_bucket, subjects.runs_bucket,
                            subjects.checkpoints_bucket, subjects.users_bucket):
-                await kv_bucket(js, bucket, replicas=replicas)
+                await _while_forming(functools.partial(kv_bucket, js, bucket,
+                                                       replicas=replicas), f"bucket {bucket}")
     except TimeoutError as exc:
         refused = security.refusal(js)
         if refused is not None:
             raise refused from exc
-        msg = f"JetStream did not answer within {API_TIMEOUT_S:.0f} s while provisioning streams"
+        msg = (f"JetStream did not answer within {PROVISION_TIMEOUT_S:.0f} s while provisioning "
+               f"streams")
         raise BrokerError(msg) from exc
     except nats.js.errors.ServiceUnavailableError as exc:
         msg = "JetStream is not enabled on this NATS server (start it with -js)"
@@ -282,7 +319,8 @@ async def ensure_consumer(
     )
     try:
         async with asyncio.timeout(API_TIMEOUT_S):
-            await js.add_consumer(stream, config)
+            await _while_forming(functools.partial(js.add_consumer, stream, config),
+                                 f"consumer {durable}")
     except TimeoutError as exc:
         refused = security.refusal(js, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
         if refused is not None:

@@ -39,7 +39,8 @@ class NatsCluster:
         self.nodes[index].kill()
 
     def restart(self, index: int) -> None:
-        """Start a killed node again on its ports and store (it catches up from the others)."""
+        """Start a killed (or not yet started) node on its ports and store (it catches up from
+        the others)."""
         self.nodes[index].start(timeout_s=READY_TIMEOUT_S)
 
     def jsz(self, index: int) -> dict[str, Any]:
@@ -83,8 +84,10 @@ async def wait_for_jetstream(url: str, timeout_s: float = READY_TIMEOUT_S) -> No
 
 
 @contextmanager
-def nats_cluster(workdir: Path) -> Iterator[NatsCluster]:
-    """Start three routed nodes, wait for JetStream, stop them after."""
+def nats_cluster(workdir: Path, *, started: int = NODES) -> Iterator[NatsCluster]:
+    """Start three routed nodes, wait for JetStream, stop them after. With ``started`` < 3
+    only the first nodes start (two are a quorum: JetStream answers, but an R3 stream has no
+    place until ``restart`` starts the third)."""
     cluster_ports = [free_port() for _ in range(NODES)]
     nodes = []
     for i in range(NODES):
@@ -96,8 +99,9 @@ def nats_cluster(workdir: Path) -> Iterator[NatsCluster]:
     try:
         # All at once: a node's /healthz waits for a JetStream meta leader, which needs two.
         with ThreadPoolExecutor(NODES) as pool:
-            for started in [pool.submit(node.start, timeout_s=READY_TIMEOUT_S) for node in nodes]:
-                started.result()
+            for up in [pool.submit(node.start, timeout_s=READY_TIMEOUT_S)
+                       for node in nodes[:started]]:
+                up.result()
         asyncio.run(wait_for_jetstream(cluster.url))
         yield cluster
     finally:

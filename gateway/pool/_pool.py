@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from actors.tasks import cancel_and_wait
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord._runner import BotRunner, BridgeFactory
 from gateway.errors import GatewayError, NotRunningError
@@ -19,6 +20,8 @@ from gateway.pool._store import BotStatus, BotStore
 _log = logging.getLogger(__name__)
 
 RunnerFactory = Callable[[BotConfig], BotRunner]
+FOLLOW_STOP_TIMEOUT_S = 5.0
+"""How long stopping the pool waits for the bucket watcher to end (seconds)."""
 
 
 class BotPool:
@@ -49,16 +52,27 @@ class BotPool:
 
     async def run(self) -> None:
         """Start the default bot and every stored bot, then follow the bucket until cancelled;
-        on the way out every bot is stopped (each within the shutdown timeout)."""
+        on the way out every bot is stopped (each within the shutdown timeout).
+
+        The bucket is followed in a task of its own, ended with ``cancel_and_wait``: the KV
+        watcher waits in nats-py's ``wait_for``, which can lose a cancellation on Python 3.11
+        (``actors.tasks``), and the bots must still be stopped."""
+        following = asyncio.create_task(self._follow(), name="pool:follow")
         try:
-            if self.default is not None and self.default.name not in await self.store.names():
-                self._schedule(self.default.name, self.default)
-            async for name, config in self.store.watch():
-                if config is None and self.default is not None and name == self.default.name:
-                    config = self.default
-                self._schedule(name, config)
+            await asyncio.wait({following})  # a cancellation of run() does not reach it
+            following.result()  # the watcher's own failure, raised
         finally:
+            await cancel_and_wait(following, timeout_s=FOLLOW_STOP_TIMEOUT_S,
+                                  what="bots bucket watcher")
             await self.close()
+
+    async def _follow(self) -> None:
+        if self.default is not None and self.default.name not in await self.store.names():
+            self._schedule(self.default.name, self.default)
+        async for name, config in self.store.watch():
+            if config is None and self.default is not None and name == self.default.name:
+                config = self.default
+            self._schedule(name, config)
 
     def _schedule(self, name: str, config: BotConfig | None) -> None:
         """Queue the change for ``name`` after the bot's previous change (per-bot order)."""

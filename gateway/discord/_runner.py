@@ -11,6 +11,7 @@ from typing import Any
 
 import discord
 
+from actors.tasks import cancel_and_wait
 from gateway.bridge import Bridge
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord._bot import SwitchboardBot
@@ -113,11 +114,10 @@ class BotRunner:
             async with asyncio.timeout(timeout):
                 await self.bot.close()
         if self.connection is not None:
-            if not self.connection.done():
-                self.connection.cancel()
-            with contextlib.suppress(BaseException):
-                async with asyncio.timeout(timeout):
-                    await self.connection
+            # Not ``asyncio.timeout`` around ``await``: a task that loses its cancellation
+            # (discord.py waits with ``wait_for``; ``actors.tasks``) keeps its awaiter waiting.
+            await cancel_and_wait(self.connection, timeout_s=timeout,
+                                  what=f"bot {self.config.name} connection")
         if self.bridge is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout):

@@ -256,10 +256,6 @@ class Intake:
                 self._hold(session, following.request.message_id)
                 self._line.appendleft(following)  # it has waited longer than the line
 
-    def queued(self, session: str) -> int:
-        """How many requests wait in ``session``."""
-        return len(self._queued.get(session, ()))
-
     # ------------------------------------------------------------------ lifecycle
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:

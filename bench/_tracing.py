@@ -82,9 +82,9 @@ def _without_tracing() -> None:
     from actors.runtime._tracing import DeliveryTrace
 
     constant = DeliveryTrace("", "", None)
-    _dispatch.begin_delivery = lambda *_args, **_kw: constant  # type: ignore[assignment]
-    _actor.current_span_ids = lambda: ("", "")  # type: ignore[assignment]
-    _actor.current_traceparent = lambda: ""  # type: ignore[assignment]
+    _dispatch.begin_delivery = lambda *_args, **_kw: constant
+    _actor.current_span_ids = lambda: ("", "")
+    _actor.current_traceparent = lambda: ""
 
 
 async def _steps(steps: int) -> tuple[float, int]:

@@ -251,7 +251,7 @@ class JetStreamArtifactStore(ArtifactStore):
         buffer = io.BytesIO()
         async with _translated(f"get {name}", transfer_timeout(info.size or 0)):
             try:
-                await self._store.get(name, writeinto=buffer)  # type: ignore[arg-type]
+                await self._store.get(name, writeinto=buffer)
             except nats.js.errors.ObjectNotFoundError as exc:
                 msg = f"artifact {path!r} of session {session} was deleted while reading it"
                 raise ArtifactNotFoundError(msg) from exc

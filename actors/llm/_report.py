@@ -55,7 +55,7 @@ def parse_report(text: str) -> Report:
     confidences = _CONFIDENCE.findall(text)
     statuses = _STATUS.findall(text)
     confidence = max(0, min(100, int(confidences[-1]))) if confidences else None
-    status: Status | None = statuses[-1].lower() if statuses else None  # type: ignore[assignment]
+    status: Status | None = statuses[-1].lower() if statuses else None
     return Report(confidence=confidence, status=status)
 
 

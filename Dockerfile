@@ -5,10 +5,16 @@ WORKDIR /app
 # git: each thread's work is a branch; util-linux: `unshare` keeps commands off the network.
 RUN apt-get update && apt-get install -y --no-install-recommends git util-linux \
     && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md topology.yaml ./
+COPY pyproject.toml uv.lock README.md topology.yaml ./
 COPY protocol ./protocol
 COPY actors ./actors
 COPY gateway ./gateway
-RUN pip install --no-cache-dir . && mkdir -p /data
+COPY api ./api
+# The locked set (uv.lock), then the project itself with no dependencies of its own choosing.
+RUN pip install --no-cache-dir uv==0.13.8 \
+    && uv export --locked --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
+    && uv pip install --system --no-cache --require-hashes -r /tmp/requirements.txt \
+    && uv pip install --system --no-cache --no-deps . \
+    && rm /tmp/requirements.txt && mkdir -p /data
 ENV SB_TOPOLOGY=/app/topology.yaml
 ENTRYPOINT ["switchboard"]

@@ -118,7 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         from bench._plots import draw_all
     except ImportError:
-        print("\n(no plots: `pip install -e '.[bench]'` installs matplotlib for them)")
+        print("\n(no plots: `uv sync --locked --extra test --extra bench` installs matplotlib for them)")
         return 0
     for path in draw_all(rows, Path(args.out)):
         print(f"wrote {path}")

@@ -41,8 +41,8 @@ from bench._thin import LIMIT, Event, Names, Reply, Task
 
 _log = logging.getLogger(__name__)
 
-HINT = ("peers skipped: `pip install -e '.[peers]'` installs autogen-core and FastStream "
-        "for the autogen5 / faststream5 figures")
+HINT = ("peers skipped: `uv sync --locked --extra test --extra peers` installs autogen-core and "
+        "FastStream for the autogen5 / faststream5 figures")
 PEER_TIMEOUT_S = 300.0
 FF_NAMES = Names("ff")
 FF_BATCH = 32

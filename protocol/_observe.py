@@ -68,3 +68,8 @@ class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):
     data: bytes
     headers: dict[str, str] = {}
     at: float = 0.0
+    error: str = ""
+    """The class of the error that dead-lettered it (``MalformedMessageError``,
+    ``UnhandledMessageError``, ``ModelRejectedError``, ...): what a reader dispatches on, where
+    ``reason`` is prose that may quote a library's wording. Empty on letters from before the
+    field."""

@@ -239,11 +239,13 @@ async def test_malformed_and_unhandled_messages_are_dead_lettered(harness: Harne
                     "type": "chat_message", "message_id": "m", "session": "terminal-x",
                     "origin": "test-origin", "user_id": "u", "text": "t"}}}}))
     letters = await harness.dead_letters(4)
-    reasons = sorted(letter.reason for letter in letters)
-    assert sum("MalformedMessageError" in r for r in reasons) == 3
-    assert sum("not UTF-8" in r for r in reasons) == 1
-    assert sum("has no handler for 'turn_result'" in r for r in reasons) == 1
-    assert {bytes(letter.data[:9]) for letter in letters} >= {b"{not json"}
+    errors = {bytes(letter.data): letter.error for letter in letters}
+    assert sorted(errors.values()) == ["MalformedMessageError"] * 3 + ["UnhandledMessageError"]
+    assert errors[b"{not json"] == "MalformedMessageError"
+    assert errors[b'{"type":"chat_message","message_id":"\x80"}'] == "MalformedMessageError"
+    unhandled = next(letter for letter in letters if letter.error == "UnhandledMessageError")
+    assert unhandled.reason.startswith("UnhandledMessageError: ")
+    assert "turn_result" in unhandled.reason  # the message type it had no handler for
 
 
 async def test_a_stored_value_is_in_the_bucket_when_the_task_is_acked(harness: Harness) -> None:

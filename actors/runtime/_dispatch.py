@@ -364,6 +364,7 @@ class Dispatcher:
         letter = DeadLetter(
             actor=role, subject=msg.subject, reason=reason[:2000], deliveries=deliveries,
             data=msg.data, headers=dict(msg.headers or {}), at=time.time(),
+            error=type(exc).__name__,
         )
         seq = msg.metadata.sequence.stream
         headers = {"Nats-Msg-Id": f"dlq:{role}:{seq}", HEADER_SESSION: session}

@@ -17,7 +17,7 @@ from api import _records as rec
 from api._files import clean_path
 from api._openapi import openapi_document
 from api._records import RunRecord, SessionQueue
-from api._schema import RunStatus, request_decoder
+from api._schema import RunRequest, RunStatus, request_decoder
 from api._server import api_token, parse_listen
 from api._sse import event_frame, frame, outbound_frame
 from api.errors import ApiConfigError, BadPathError
@@ -136,18 +136,19 @@ def test_the_chat_message_of_a_run() -> None:
         RUN, "api", "api:ann", "api", True)
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    (b'{"message": "hi", "extra": 1}', "unknown field `extra`"),
-    (b'{"message": 5}', "Expected `str`"),
-    (b'{"session": "s"}', "missing required field `message`"),
-    (b'{"message": "hi", "session": "two words"}', "$.session"),
-    (b'{"message": "hi", "user": "a.b"}', "$.user"),
-    (b'{"message": ""}', "$.message"),
+@pytest.mark.parametrize(("bad", "good"), [  # each pair differs in one field only
+    (b'{"message": "hi", "extra": 1}', b'{"message": "hi"}'),
+    (b'{"message": 5}', b'{"message": "5"}'),
+    (b'{"session": "s"}', b'{"session": "s", "message": "hi"}'),
+    (b'{"message": "hi", "session": "two words"}', b'{"message": "hi", "session": "two-words"}'),
+    (b'{"message": "hi", "user": "a.b"}', b'{"message": "hi", "user": "a-b"}'),
+    (b'{"message": ""}', b'{"message": "x"}'),
 ])
-def test_request_bodies_are_checked_field_by_field(body: bytes, fragment: str) -> None:
-    with pytest.raises(msgspec.ValidationError, match=None) as caught:
-        request_decoder.decode(body)
-    assert fragment in str(caught.value)
+def test_request_bodies_are_checked_field_by_field(bad: bytes, good: bytes) -> None:
+    # The class, not msgspec's wording: the API answers it with 400 bad_request.
+    with pytest.raises(msgspec.ValidationError):
+        request_decoder.decode(bad)
+    assert isinstance(request_decoder.decode(good), RunRequest)
 
 
 def test_malformed_json_is_not_a_validation_error() -> None:

@@ -36,7 +36,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def test_every_command_has_help(command: list[str]) -> None:
     result = _run(*command, "--help")
     assert result.returncode == 0, result.stderr
-    assert "usage: switchboard" in result.stdout
+    assert " ".join(["switchboard", *command]) in result.stdout  # this command's help
     assert len(result.stdout.splitlines()) > 3
 
 
@@ -61,8 +61,7 @@ def test_a_save_dir_that_cannot_be_made_is_refused_before_asking(tmp_path: Path)
     result = _run("chat", "--message", "hello", "--save-dir", str(blocker / "answers"),
                   "--nats-url", "nats://127.0.0.1:1")  # nothing listens: never reached
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"--save-dir {blocker / 'answers'}: cannot create it (Not a directory)" in \
-        result.stdout
+    assert f"--save-dir {blocker / 'answers'}: cannot create it" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 

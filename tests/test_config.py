@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from actors.config import Settings, load_topology
 from actors.errors import ConfigError
@@ -43,14 +44,22 @@ def test_sb_model_overrides_every_tier(tmp_path: Path) -> None:
     ("tiers: {1: [a/b]}\nactors: {}\n", "tiers [2, 3, 4] have no model"),
     ("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {wizard: {}}\n", "unknown actors"),
     ("tiers: [\n", "not valid YAML"),
-    ("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {planner: {replicas: -1}}\n",
-     "replicas"),
 ])
 def test_a_bad_topology_says_what_is_wrong(tmp_path: Path, text: str, complaint: str) -> None:
     path = tmp_path / "topology.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(complaint)):
         load_topology(path)
+
+
+def test_a_value_out_of_bounds_is_refused_by_its_field(tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {planner: {replicas: -1}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_topology(path)
+    cause = caught.value.__cause__  # pydantic's words are its own: its error locations are not
+    assert isinstance(cause, ValidationError)
+    assert [e["loc"] for e in cause.errors()] == [("actors", "planner", "replicas")]
 
 
 def test_a_missing_topology_is_a_config_error(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from hosted_standins import (
     stream_error,
 )
 from hosted_standins._eventstream import encode_message
+from pydantic import ValidationError
 
 from actors.config import BedrockAgentSpec, Topology, load_topology
 from actors.errors import (
@@ -304,9 +305,13 @@ def test_a_role_backed_by_an_agent_is_the_topologys_one_decision(tmp_path: Path)
     assert topology.hosted_agent("python_coder") is None
 
 
-@pytest.mark.parametrize(("actors", "words"), [
-    ("actors: {planner: {agent: {kind: bedrock, agent_id: A, agent_alias_id: B, "
-     "region: us-east-1}}}\n", "only agent roles"),
+def test_only_an_agent_role_may_be_a_hosted_agent(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="only agent roles"):
+        _topology(tmp_path, "actors: {planner: {agent: {kind: bedrock, agent_id: A, "
+                            "agent_alias_id: B, region: us-east-1}}}\n")
+
+
+@pytest.mark.parametrize(("actors", "field"), [
     ("actors: {researcher: {agent: {kind: bedrock, agent_id: 'not/valid', agent_alias_id: B, "
      "region: us-east-1}}}\n", "agent_id"),
     ("actors: {researcher: {agent: {kind: openai, agent_id: A, agent_alias_id: B, "
@@ -314,9 +319,12 @@ def test_a_role_backed_by_an_agent_is_the_topologys_one_decision(tmp_path: Path)
     ("actors: {researcher: {agent: {kind: bedrock, agent_id: A, region: us-east-1}}}\n",
      "agent_alias_id"),
 ])
-def test_a_bad_agent_is_refused_at_load(tmp_path: Path, actors: str, words: str) -> None:
-    with pytest.raises(ConfigError, match=words):
+def test_a_bad_agent_is_refused_at_load(tmp_path: Path, actors: str, field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
         _topology(tmp_path, actors)
+    cause = caught.value.__cause__  # pydantic's words are its own: its error locations are not
+    assert isinstance(cause, ValidationError)
+    assert [e["loc"] for e in cause.errors()] == [("actors", "researcher", "agent", field)]
 
 
 async def test_two_calls_at_once_share_nothing_but_the_session(

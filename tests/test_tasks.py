@@ -59,4 +59,4 @@ async def test_a_failure_is_logged_not_raised_and_a_done_task_is_fine(
     await asyncio.sleep(0)
     with caplog.at_level(logging.WARNING, logger="actors.tasks"):
         assert await cancel_and_wait(task, timeout_s=1, what="failing loop")
-    assert "failing loop had failed: RuntimeError('boom')" in caplog.text
+    assert "failing loop had failed: " in caplog.text and "boom" in caplog.text  # not repr()'s form

@@ -152,7 +152,7 @@ class AgentActor(ModelActor):
                                           control.session)
         if self.services.artifacts is not None:
             await restore_workspace(self.services.artifacts, workspace)
-        git = GitRepo(workspace)
+        git = GitRepo(workspace, policy=self.topology.tools)
         try:
             if control.action is ControlAction.MERGE:
                 sha = await git.merge(control.branch)

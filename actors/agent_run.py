@@ -153,7 +153,7 @@ class AgentRun:
             if report.downloaded:
                 await self.ctx.emit("workspace_restored", detail=f"{report.downloaded} files")
         self.branch = self.branch or branch_name(self.session, self.task.request_id)
-        await GitRepo(self.workspace).ensure(self.branch)
+        await GitRepo(self.workspace, policy=self.topology.tools).ensure(self.branch)
 
     async def _tell_queued(self, holder: RunState) -> None:
         await self.ctx.reply(self.reply_to.origin, self.reply_to.build(
@@ -173,7 +173,7 @@ class AgentRun:
     async def _turns(self, state: LoopState, lock: RunLock) -> None:
         from actors.tools import GitRepo
 
-        git = GitRepo(self.workspace)
+        git = GitRepo(self.workspace, policy=self.topology.tools)
         while state.turn < self.max_turns:
             if await abort_requested(self.services.js, self.services.subjects, self.session,
                                      self.control_seq):
@@ -231,7 +231,7 @@ class AgentRun:
             answer = await self._second_opinion(state, answer)
         answer, files = self._attach_files(answer)
         answer = cap_answer(answer, self.task.max_answer_chars)
-        changed = await GitRepo(self.workspace).changed_files()
+        changed = await GitRepo(self.workspace, policy=self.topology.tools).changed_files()
         commit_message = _commit_message(self.task.text, changed) if changed else ""
         if commit_message:
             answer += (f"\n\n📝 Commit: {commit_message}\nBranch: `{self.branch}`\n"

@@ -108,6 +108,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         url_file.write_text(url + "\n", encoding="utf-8")
     try:
         stored_bots = asyncio.run(_provision(settings, topology, url))
+        _announce_sandbox(topology.tools.sandbox)
         discord = (bool(settings.discord_token) or stored_bots > 0) and not args.no_discord
         api = bool(settings.api_token and settings.api_token.get_secret_value().strip())
         specs = plan_processes(settings, topology, url, gateway=discord, api=api)
@@ -125,6 +126,26 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
             server.stop()
             url_file.unlink(missing_ok=True)
         (data_dir / "processes.json").unlink(missing_ok=True)
+
+
+def _announce_sandbox(choice: str) -> None:
+    """Say which sandbox tool programs run in (docs/sandbox.md); loudly when none."""
+    from actors.tools import SANDBOX, SandboxUnavailableError
+
+    try:
+        mechanism = asyncio.run(SANDBOX.mechanism(choice))
+    except SandboxUnavailableError as exc:
+        say(f"⚠️  {exc}: the agents' commands and git will be refused. Install bubblewrap, or "
+            "set `tools: {sandbox: none}` in topology.yaml to run them unconfined "
+            "(docs/sandbox.md).")
+        return
+    if mechanism == "none":
+        say("⚠️  tools.sandbox is none: programs the agents write run UNCONFINED, with this "
+            "user's reach (its files, its credentials, the JetStream store). Only for a "
+            "machine no stranger can talk to (docs/sandbox.md).")
+    else:
+        say(f"🔒 Tool programs run in the {mechanism} sandbox: their session's workspace, "
+            "read-only system files, no network unless tools.network.")
 
 
 def _server_config(settings: Settings) -> Path | None:

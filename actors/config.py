@@ -172,10 +172,17 @@ class ActorSpec(BaseModel):
 
 
 class ToolPolicy(BaseModel):
-    """Limits of the workspace tools (SPEC.md §3: allowlist, time and output limits).
+    """Limits of the workspace tools (SPEC.md §3: allowlist, time and output limits) and the
+    sandbox every program a tool starts runs in (``actors.tools._sandbox``, docs/sandbox.md).
 
-    ``memory_bytes`` is the address-space limit (``RLIMIT_AS``) of a command; ``network``
-    False runs commands in a new, empty network namespace.
+    ``sandbox``: ``auto`` takes bubblewrap where it works, else Landlock with namespaces, and
+    refuses commands when neither does; ``bubblewrap`` / ``landlock`` insist on one; ``none``
+    runs programs unconfined (``switchboard up`` warns). ``network`` False: an empty network
+    namespace. Bounds of one command: ``timeout_s`` wall seconds, ``cpu_s`` CPU seconds
+    (``RLIMIT_CPU``), ``memory_bytes`` address space (``RLIMIT_AS``), ``processes`` processes
+    and threads (a pids cgroup where one can be made, and ``RLIMIT_NPROC``), ``file_bytes``
+    the largest file it may write (``RLIMIT_FSIZE``), ``open_files`` (``RLIMIT_NOFILE``),
+    ``tmp_bytes`` its private ``/tmp``; ``workspace_bytes`` bounds the whole workspace.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -189,6 +196,13 @@ class ToolPolicy(BaseModel):
     max_file_bytes: int = Field(default=1_000_000, gt=0)
     network: bool = False
     memory_bytes: int = Field(default=1 << 30, gt=0)
+    sandbox: Literal["auto", "bubblewrap", "landlock", "none"] = "auto"
+    cpu_s: int = Field(default=60, gt=0)
+    processes: int = Field(default=128, ge=8)
+    file_bytes: int = Field(default=256 << 20, gt=0)
+    open_files: int = Field(default=512, ge=32)
+    tmp_bytes: int = Field(default=128 << 20, gt=0)
+    workspace_bytes: int = Field(default=1 << 30, gt=0)
 
 
 class BreakglassSpec(BaseModel):

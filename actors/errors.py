@@ -29,6 +29,7 @@ Hierarchy::
             ├── UnhandledMessageError   the actor has no handler for this message type
             └── ToolError        a tool refused or failed (shown to the model, not raised out)
                 ├── ToolRefusedError  a safety rule refused the call; ``kind`` names the rule
+                ├── SandboxUnavailableError  no sandbox mechanism works on this machine
                 └── GitError     a git command in the workspace failed (merge conflict, bad ref)
 """
 
@@ -160,6 +161,11 @@ class ToolRefusedError(ToolError):
     def __init__(self, message: str, *, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class SandboxUnavailableError(ToolError):
+    """No sandbox mechanism (bubblewrap, Landlock) can run a program on this machine; the
+    message says why, for the person and the events (``actors.tools._sandbox``)."""
 
 
 class ArtifactError(SwitchboardError):

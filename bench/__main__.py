@@ -17,7 +17,7 @@ from bench._table import summary as _summary
 _log = logging.getLogger("bench")
 
 SCENARIOS = ("throughput", "replicas", "iobound", "memory", "coldstart", "runtime",
-             "learning", "modelcall", "concurrency", "wire", "tracing")
+             "learning", "modelcall", "concurrency", "wire", "tracing", "sandbox")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
@@ -27,6 +27,7 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
     from bench._learning import SIM_DELAY_S, run_learning
     from bench._modelcall import run_modelcall
     from bench._runtime import run_runtime
+    from bench._sandbox import run_sandbox
     from bench._throughput import run_io_bound_scaling, run_scaling, run_throughput
     from bench._tracing import run_tracing
     from bench._wire_bytes import run_wire
@@ -49,6 +50,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_wire(d, quick=quick)
         case "tracing":
             return lambda d: run_tracing(d, quick=quick)
+        case "sandbox":
+            return lambda d: run_sandbox(d, quick=quick)
         case "concurrency":
             return lambda d: run_concurrency(d, quick=quick)
         case "learning":
@@ -118,7 +121,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         from bench._plots import draw_all
     except ImportError:
-        print("\n(no plots: `uv sync --locked --extra test --extra bench` installs matplotlib for them)")
+        print("\n(no plots: `uv sync --locked --extra test --extra bench` installs matplotlib "
+              "for them)")
         return 0
     for path in draw_all(rows, Path(args.out)):
         print(f"wrote {path}")

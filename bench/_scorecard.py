@@ -158,15 +158,28 @@ def _whole_run(r: _Rows) -> list[_Line]:
                   _ok(wall, lambda x: x < 300))]
 
 
+def _sandbox(r: _Rows) -> list[_Line]:
+    """Issue 17 item 6: the sandbox adds at most 20 ms per command at p50."""
+    lines = []
+    for mechanism in ("bubblewrap", "landlock"):
+        for program in ("echo", "python"):
+            added = r.value("sandbox", "added_p50_ms", label=mechanism, flow=program)
+            bare = r.value("sandbox", "wall_p50_ms", label="bare", flow=program)
+            lines.append(_Line("17", f"{mechanism} sandbox added per `{program}` command, p50",
+                               added, "ms", "≤ 20", _ok(added, lambda x: x <= 20),
+                               f"bare {_fmt(bare)} ms"))
+    return lines
+
+
 def scorecard(rows: Iterable[Row]) -> str:
     """The targets table (module docstring) for ``rows``."""
     r = _Rows(rows)
     lines = [*_runtime(r), *_modelcall(r), *_wire(r), *_concurrency(r),
-             *_scale_and_footprint(r), *_whole_run(r)]
+             *_scale_and_footprint(r), *_whole_run(r), *_sandbox(r)]
     table = [[line.item, line.figure, _fmt(line.value, "{:.2f}" if (line.value or 0) < 100
                                            else "{:.0f}"),
               line.unit, line.target,
               {True: "yes", False: "NO", None: "not run"}[line.met], line.beside]
              for line in lines]
-    return "== Targets (issue 8) ==\n" + _render(
+    return "== Targets (issues 8 and 17) ==\n" + _render(
         ["item", "figure", "value", "unit", "target", "met", "floor / peers"], table)

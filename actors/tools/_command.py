@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
 import shlex
 import shutil
 import signal
@@ -20,14 +19,16 @@ import sys
 from pathlib import PurePath
 
 from actors.config import ToolPolicy
-from actors.errors import ToolError, ToolRefusedError
+from actors.errors import SandboxUnavailableError, ToolError, ToolRefusedError
 from actors.tools import _sandbox
 from actors.tools._refusal import (
     COMMAND_NOT_ALLOWED,
     INVALID_ARGUMENTS,
-    NETWORK_UNAVAILABLE,
+    LIMIT_EXCEEDED,
     OUTPUT_TRUNCATED,
+    SANDBOX_UNAVAILABLE,
     TIMEOUT,
+    WORKSPACE_FULL,
     tag,
 )
 from actors.tools._workspace import Workspace
@@ -105,32 +106,48 @@ class _Capture:
         return head + note + self.tail.decode("utf-8", errors="replace")
 
 
-async def _isolation(policy: ToolPolicy) -> tuple[str, ...]:
-    """The argv prefix that takes the network away, or ``()`` when ``policy.network``.
+async def launch(workspace: Workspace, argv: list[str], policy: ToolPolicy,
+                 *, network: bool) -> _sandbox.Launch:
+    """The sandboxed launch of ``argv`` (``_sandbox``), under ``policy.sandbox``.
 
     Raises:
-        ToolRefusedError: no network is asked for but isolation is unavailable here.
+        ToolRefusedError: no sandbox works here (kind ``sandbox_unavailable``), or the
+            workspace is over ``policy.workspace_bytes`` (kind ``workspace_full``).
     """
-    if policy.network:
-        return ()
-    prefix = await _sandbox.NETWORK_ISOLATION.prefix()
-    if prefix is None:
-        msg = (f"commands are refused: network isolation is unavailable on this machine "
-               f"({_sandbox.NETWORK_ISOLATION.reason}) and commands never run with network "
-               "unless allowed; an operator can allow it with `tools: {network: true}` in "
-               "topology.yaml")
-        raise ToolRefusedError(msg, kind=NETWORK_UNAVAILABLE)
-    return prefix
-
-
-def _limit_memory(limit: int) -> None:
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    used = _sandbox.workspace_bytes(workspace.root)
+    if used > policy.workspace_bytes:
+        msg = (f"the workspace holds {used} bytes, over its quota of {policy.workspace_bytes}: "
+               "delete files (build output, caches) before running more commands")
+        raise ToolRefusedError(msg, kind=WORKSPACE_FULL)
+    try:
+        mechanism = await _sandbox.SANDBOX.mechanism(policy.sandbox)
+    except SandboxUnavailableError as exc:
+        msg = (f"commands are refused: {exc}. Programs never run unconfined unless an operator "
+               "sets `tools: {sandbox: none}` in topology.yaml (docs/sandbox.md)")
+        raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
+    try:
+        return _sandbox.SANDBOX.prepare(mechanism, workspace.root, argv, policy, network=network)
+    except OSError as exc:
+        msg = f"commands are refused: the sandbox's seccomp filter cannot be built ({exc})"
+        raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _bound_hit(code: int, exceeded_processes: bool, policy: ToolPolicy) -> str | None:
+    """The first line for a command a bound ended, or None."""
+    if exceeded_processes:
+        return (f"error: the command tried to run more than {policy.processes} processes "
+                "and threads at once; its further forks were refused and it was stopped")
+    if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return f"error: the command used more than {policy.cpu_s} s of CPU and was stopped"
+    if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+        return (f"error: the command wrote a file larger than {policy.file_bytes} bytes and "
+                "was stopped")
+    return None
 
 
 async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
@@ -155,14 +172,20 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
     """
     env = command_env(workspace)
     argv = _argv(command, policy, env)
-    prefix = await _isolation(policy)
-    limit = policy.memory_bytes
-    process = await asyncio.create_subprocess_exec(
-        *prefix, *argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True, preexec_fn=lambda: _limit_memory(limit),
-    )
+    sandboxed = await launch(workspace, argv, policy, network=policy.network)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *sandboxed.argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True, preexec_fn=sandboxed.preexec, pass_fds=sandboxed.pass_fds,
+        )
+    except BaseException:
+        await sandboxed.finish()
+        raise
+    finally:
+        sandboxed.started()
     capture = _Capture(policy.max_output_bytes)
+    code: int | None = None
     try:
         async with asyncio.timeout(policy.timeout_s):
             assert process.stdout is not None
@@ -171,13 +194,25 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
             code = await process.wait()
     except TimeoutError:
         _log.info("command timed out after %gs: %s", policy.timeout_s, command)
-        first = (f"error: `{command}` timed out after {policy.timeout_s:g} s and was killed "
-                 "(with its child processes).")
-        return f"{tag(first, TIMEOUT)}\n{capture.text()}", True
     finally:
         if process.returncode is None:
             _kill_group(process)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), _KILL_WAIT_S)
+        exceeded = await sandboxed.finish()
+    if code is None and not exceeded:
+        first = (f"error: `{command}` timed out after {policy.timeout_s:g} s and was killed "
+                 "(with its child processes).")
+        return f"{tag(first, TIMEOUT)}\n{capture.text()}", True
+    code = process.returncode if code is None else code
+    bound = _bound_hit(code or 0, exceeded, policy)
+    if bound is not None:
+        text = f"{tag(bound, LIMIT_EXCEEDED)}\n$ {command}\nexit code: {code}\n{capture.text()}"
+        return text, True
+    used = _sandbox.workspace_bytes(workspace.root)
+    if used > policy.workspace_bytes:
+        first = (f"error: after `{command}` the workspace holds {used} bytes, over its quota of "
+                 f"{policy.workspace_bytes}: delete files before running more commands")
+        return f"{tag(first, WORKSPACE_FULL)}\nexit code: {code}\n{capture.text()}", True
     first = tag(f"$ {command}", OUTPUT_TRUNCATED) if capture.truncated else f"$ {command}"
     return f"{first}\nexit code: {code}\n{capture.text()}", code != 0

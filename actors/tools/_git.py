@@ -4,9 +4,9 @@ delete at the end (SPEC.md §3, issue 4 item 6).
 git runs without a shell, with a timeout, a clean environment and no user or system
 configuration (identity and defaults are passed with ``-c``). The repository belongs to the
 model as much as to us (its commands can write ``.git``), so hooks, fsmonitor and external
-diff tools are switched off, and git runs in the same empty network namespace as commands when
-one is available: a filter or merge driver planted in ``.git/config`` runs no more privileged
-than the model's own commands.
+diff tools are switched off, and git runs in the same sandbox as the model's commands (without
+network, ``_sandbox``): a filter, merge driver or alias planted in ``.git/config`` runs no more
+privileged than the model's own commands.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 from typing import NamedTuple
 
-from actors.errors import GitError
-from actors.tools._command import command_env
-from actors.tools._sandbox import NETWORK_ISOLATION
+from actors.config import ToolPolicy
+from actors.errors import GitError, ToolRefusedError
+from actors.tools._command import command_env, launch
 from actors.tools._workspace import Workspace
 
 _log = logging.getLogger(__name__)
@@ -81,9 +82,12 @@ def branch_name(session: str, run_id: str) -> str:
 class GitRepo:
     """The repository at the root of a workspace."""
 
-    def __init__(self, workspace: Workspace, *, timeout_s: float = GIT_TIMEOUT_S) -> None:
+    def __init__(self, workspace: Workspace, *, timeout_s: float = GIT_TIMEOUT_S,
+                 policy: ToolPolicy | None = None) -> None:
         self.workspace = workspace
         self.timeout_s = timeout_s
+        self.policy = policy or ToolPolicy()
+        """Whose ``sandbox`` and bounds git runs under (always without network)."""
 
     async def _git(self, *args: str, check: bool = True) -> _Result:
         """Run ``git <args>`` in the workspace.
@@ -91,13 +95,26 @@ class GitRepo:
         Raises:
             GitError: git timed out, or exited non-zero while ``check``.
         """
-        prefix = await NETWORK_ISOLATION.prefix() or ()
         env = {**command_env(self.workspace), "GIT_CONFIG_NOSYSTEM": "1",
                "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-        process = await asyncio.create_subprocess_exec(
-            *prefix, "git", *_CONFIG, *args, cwd=self.workspace.root, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        git = shutil.which("git", path=env["PATH"]) or "git"
+        try:
+            sandboxed = await launch(self.workspace, [git, *_CONFIG, *args], self.policy,
+                                     network=False)
+        except ToolRefusedError as exc:
+            msg = f"git {args[0]} cannot run: {exc}"
+            raise GitError(msg) from exc
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *sandboxed.argv, cwd=self.workspace.root, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                preexec_fn=sandboxed.preexec, pass_fds=sandboxed.pass_fds)
+        except BaseException:
+            await sandboxed.finish()
+            raise
+        finally:
+            sandboxed.started()
         try:
             async with asyncio.timeout(self.timeout_s):
                 out, err = await process.communicate()
@@ -110,6 +127,7 @@ class GitRepo:
                     os.killpg(process.pid, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), _KILL_WAIT_S)
+            await sandboxed.finish()
         result = _Result(process.returncode or 0, out.decode(errors="replace"),
                          err.decode(errors="replace"))
         if check and result.code != 0:

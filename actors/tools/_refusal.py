@@ -14,7 +14,9 @@ from protocol import ToolResult
 
 PATH_OUTSIDE_WORKSPACE = "path_outside_workspace"
 COMMAND_NOT_ALLOWED = "command_not_allowed"
-NETWORK_UNAVAILABLE = "network_unavailable"
+SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+LIMIT_EXCEEDED = "limit_exceeded"
+WORKSPACE_FULL = "workspace_full"
 TIMEOUT = "timeout"
 OUTPUT_TRUNCATED = "output_truncated"
 FILE_TOO_LARGE = "file_too_large"
@@ -22,8 +24,8 @@ INVALID_ARGUMENTS = "invalid_arguments"
 UNKNOWN_TOOL = "unknown_tool"
 
 REFUSAL_KINDS = frozenset({
-    PATH_OUTSIDE_WORKSPACE, COMMAND_NOT_ALLOWED, NETWORK_UNAVAILABLE, TIMEOUT, OUTPUT_TRUNCATED,
-    FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL,
+    PATH_OUTSIDE_WORKSPACE, COMMAND_NOT_ALLOWED, SANDBOX_UNAVAILABLE, LIMIT_EXCEEDED,
+    WORKSPACE_FULL, TIMEOUT, OUTPUT_TRUNCATED, FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL,
 })
 """Every reason ``refusal_kind`` can return."""
 
@@ -41,8 +43,8 @@ def refusal_kind(result: ToolResult) -> str | None:
 
     Returns:
         One of ``REFUSAL_KINDS``: ``path_outside_workspace``, ``command_not_allowed``,
-        ``network_unavailable``, ``timeout``, ``output_truncated``, ``file_too_large``,
-        ``invalid_arguments``, ``unknown_tool``.
+        ``sandbox_unavailable``, ``limit_exceeded``, ``workspace_full``, ``timeout``,
+        ``output_truncated``, ``file_too_large``, ``invalid_arguments``, ``unknown_tool``.
     """
     first_line = result.content.split("\n", 1)[0]
     match = _TAG.search(first_line)

@@ -1,0 +1,180 @@
+"""The Landlock sandbox's launcher: confines itself, then ``exec``s the program.
+
+Run as a script (``python -I _confine.py SPEC -- ARGV``), never imported by the actors, inside
+``unshare --user --map-root-user --pid --fork --mount --mount-proc [--net]``: a user, PID,
+mount (and network) namespace of its own, with a ``/proc`` that shows only its own processes.
+SPEC is JSON: ``ro`` (paths readable and executable), ``rw`` (the workspace), ``dev`` (device
+files it may read and write), ``tmp_bytes`` (size of the private ``/tmp``), ``seccomp_fd``
+(the filter of ``_seccomp.program()``, inherited). In order:
+1. a private, empty tmpfs on ``/tmp`` (mount(2) in its own mount namespace);
+2. every capability dropped from the bounding set, so the program ``exec``ed as (namespace)
+   root has none (capabilities(7), "Transformation of capabilities during execve()");
+3. no-new-privileges, then Landlock: everything of the filesystem is refused but the paths of
+   SPEC, and (ABI 6+) abstract UNIX sockets and signals outside the sandbox (landlock(7),
+   ``<linux/landlock.h>``; the syscalls through ctypes);
+4. the seccomp filter (seccomp(2), ``SECCOMP_SET_MODE_FILTER``);
+5. ``execv`` ARGV.
+Any failure ends it with status 126 and a line on stderr that starts with ``sandbox:``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+
+_PR_CAPBSET_DROP = 24
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_CAP_LAST = 63
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _libc() -> ctypes.CDLL:
+    # The C library this interpreter already has loaded (ctypes.util.find_library would run
+    # ldconfig: tens of milliseconds per command).
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+_MS_BIND, _MS_REC = 4096, 16384
+
+
+def _private_tmp(libc: ctypes.CDLL, size: int, keep: list[str]) -> None:
+    """A new tmpfs on ``/tmp``; the paths of ``keep`` that were under ``/tmp`` (a workspace
+    or a Python there) are bound back at their places in it."""
+    under = [p for p in keep if p.startswith("/tmp/") and os.path.exists(p)]
+    held = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in under}
+    options = f"size={size},mode=1777".encode()
+    _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, options), "mount /tmp")
+    for path, fd in held.items():
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "ab").close()  # noqa: SIM115 - a mount point, closed at once
+        source = f"/proc/self/fd/{fd}".encode()
+        _check(libc.mount(source, path.encode(), None, _MS_BIND | _MS_REC, None),
+               f"bind {path}")
+        os.close(fd)
+
+
+def _drop_capabilities(libc: ctypes.CDLL) -> None:
+    for cap in range(_CAP_LAST + 1):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1  # __attribute__((packed)) in <linux/landlock.h>
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+_CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446  # the same on every architecture
+_RULE_PATH_BENEATH = 1
+_CREATE_RULESET_VERSION = 1
+_EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_TRUNCATE, _IOCTL_DEV = 1 << 14, 1 << 15
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def _handled(abi: int) -> int:
+    """Every filesystem access right of Landlock ABI ``abi`` (landlock(7), "Access rights")."""
+    rights = (1 << 13) - 1  # ABI 1: execute ... make_sym
+    if abi >= 2:
+        rights |= 1 << 13  # refer
+    if abi >= 3:
+        rights |= _TRUNCATE
+    if abi >= 5:
+        rights |= _IOCTL_DEV
+    return rights
+
+
+def _landlock(libc: ctypes.CDLL, spec: dict[str, list[str]]) -> None:
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    abi = syscall(_CREATE_RULESET, None, ctypes.c_size_t(0),
+                  ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    if abi < 1:
+        raise OSError(ctypes.get_errno(), "Landlock is not enabled in this kernel")
+    handled = _handled(abi)
+    file_rights = _EXECUTE | _WRITE_FILE | _READ_FILE | (_TRUNCATE if abi >= 3 else 0)
+    attr = _RulesetAttr(handled, 0, _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0)
+    size = ctypes.sizeof(attr) if abi >= 6 else 8
+    ruleset = syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
+                      ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+
+    def allow(path: str, rights: int) -> None:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            if not os.path.isdir(path):
+                rights &= file_rights
+            rule = _PathBeneath(rights, fd)
+            _check(syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0),
+                   f"landlock_add_rule {path}")
+        finally:
+            os.close(fd)
+
+    for path in spec["ro"]:
+        if os.path.exists(path):
+            allow(path, _READ_FILE | _READ_DIR | _EXECUTE)
+    for path in spec["dev"]:
+        if os.path.exists(path):
+            allow(path, _READ_FILE | _WRITE_FILE)
+    for path in [*spec["rw"], "/tmp"]:
+        allow(path, handled)
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(syscall(_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
+    os.close(ruleset)
+
+
+def _seccomp(libc: ctypes.CDLL, fd: int) -> None:
+    program = b""
+    while chunk := os.read(fd, 65_536):
+        program += chunk
+    os.close(fd)
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    _check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
+           "seccomp")
+
+
+def main(argv: list[str]) -> None:
+    """``argv``: ``[SPEC, "--", PROGRAM, ARGS...]``; never returns."""
+    try:
+        spec, separator, *program = argv
+        if separator != "--" or not program:
+            raise ValueError("usage: _confine.py SPEC -- PROGRAM [ARGS...]")
+        policy = json.loads(spec)
+        libc = _libc()
+        _private_tmp(libc, int(policy["tmp_bytes"]), [*policy["rw"], *policy["ro"]])
+        _drop_capabilities(libc)
+        _landlock(libc, policy)
+        _seccomp(libc, int(policy["seccomp_fd"]))
+        os.chdir(policy["rw"][0])
+        os.execv(program[0], program)
+    except Exception as exc:  # noqa: BLE001 - every failure is told the same way
+        sys.stderr.write(f"sandbox: {type(exc).__name__}: {exc}\n")
+        sys.stderr.flush()
+        os._exit(126)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

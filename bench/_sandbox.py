@@ -1,0 +1,113 @@
+"""What the tool sandbox costs per command: ``run_command`` under each mechanism beside a bare
+subprocess, in one run.
+
+For each program (``echo hi``; ``python -c pass``, which also loads the interpreter from the
+read-only binds), one command at a time in a fresh workspace:
+- ``bare``: ``asyncio.create_subprocess_exec`` of the program with the same clean environment,
+  output read to the end (the floor);
+- ``none``: ``run_command`` with ``tools.sandbox: none`` (the tool's own work: allowlist, the
+  workspace quota scan, output capture);
+- ``bubblewrap`` and ``landlock``: ``run_command`` in each sandbox (probed once before).
+Reported per program and mechanism: wall p50 / p95 in ms, CPU ms per command (this process plus
+its children, ``getrusage``), and ``added_p50_ms`` (p50 minus the bare p50; target: at most 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from actors.config import ToolPolicy
+from actors.tools import SANDBOX, SandboxUnavailableError, Workspace, command_env, run_tool
+from bench._store import Figure
+from protocol import ToolCall
+
+_log = logging.getLogger(__name__)
+
+PROGRAMS = {"echo": ["echo", "hi"], "python": ["python", "-c", "pass"]}
+TARGET_ADDED_P50_MS = 20.0
+
+
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+async def _bare(workspace: Workspace, argv: list[str]) -> None:
+    env = command_env(workspace)
+    program = shutil.which(argv[0], path=env["PATH"]) or argv[0]
+    process = await asyncio.create_subprocess_exec(
+        program, *argv[1:], cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    await process.communicate()
+
+
+async def _tool(workspace: Workspace, argv: list[str], policy: ToolPolicy) -> None:
+    call = ToolCall(call_id="b", name="run_command", arguments=json.dumps(
+        {"command": " ".join(argv)}))
+    result = await run_tool(workspace, call, policy)
+    if result.is_error:
+        msg = f"the benchmark command failed: {result.content[:300]}"
+        raise RuntimeError(msg)
+
+
+async def _measure(mechanism: str, argv: list[str], runs: int,
+                   root: Path) -> tuple[list[float], float]:
+    workspace = Workspace.for_session(root, f"bench-{mechanism}")
+    policy = ToolPolicy.model_validate({"sandbox": "none" if mechanism == "bare" else mechanism})
+    walls: list[float] = []
+    cpu_before = _cpu_s()
+    for _ in range(runs):
+        started = time.perf_counter()
+        if mechanism == "bare":
+            await _bare(workspace, argv)
+        else:
+            await _tool(workspace, argv, policy)
+        walls.append((time.perf_counter() - started) * 1000)
+    return walls, (_cpu_s() - cpu_before) * 1000 / runs
+
+
+async def _run(quick: bool) -> list[Figure]:
+    runs = 30 if quick else 200
+    mechanisms = ["bare", "none"]
+    for mechanism in ("bubblewrap", "landlock"):
+        try:
+            mechanisms.append(await SANDBOX.mechanism(mechanism))
+        except SandboxUnavailableError as exc:
+            _log.warning("sandbox %s skipped: %s", mechanism, exc)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="sb-bench-sandbox-") as directory:
+        for program, argv in PROGRAMS.items():
+            floor = 0.0
+            for mechanism in mechanisms:
+                await _measure(mechanism, argv, 3, Path(directory))  # warm-up
+                walls, cpu_ms = await _measure(mechanism, argv, runs, Path(directory))
+                p50 = statistics.median(walls)
+                p95 = statistics.quantiles(walls, n=20)[-1]
+                floor = p50 if mechanism == "bare" else floor
+                params = {"runs": runs, "python": sys.version.split()[0]}
+                figures += [
+                    Figure(scenario="sandbox", metric=metric, value=value, unit="ms",
+                           flow=program, label=mechanism, params=params)
+                    for metric, value in (("wall_p50_ms", p50), ("wall_p95_ms", p95),
+                                          ("cpu_ms_per_command", cpu_ms),
+                                          ("added_p50_ms", p50 - floor))]
+                print(f"sandbox {program:<6} {mechanism:<10} p50 {p50:6.1f} ms  p95 {p95:6.1f}"
+                      f" ms  cpu {cpu_ms:5.1f} ms/command  added p50 {p50 - floor:+6.1f} ms")
+    return figures
+
+
+def run_sandbox(directory: Path, *, quick: bool) -> list[Figure]:
+    """Measure the sandbox's cost (see the module docstring); ``directory`` is unused (the
+    workspaces are temporary)."""
+    del directory
+    return asyncio.run(_run(quick))

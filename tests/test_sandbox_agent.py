@@ -1,0 +1,124 @@
+"""The sandbox through the genuine agent loop: ``switchboard up`` with a model (the OpenAI
+stand-in) that writes a probe program and runs it with ``run_command``, as a stranger in a
+guild could ask it to. Whatever the program reads comes back to the model and into the answer;
+here nothing of the host does, a fork bomb is bounded, and the actors keep answering other
+sessions meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from openai_standin import Answer, Call, ChatRequest, OpenAIStandin
+from system import RunningSystem, running_system
+from test_sandbox import PROBE
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+KEY = "sk-test-sandbox-0123456789"
+BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+ARGS: dict[str, Any] = {}
+"""What the probe tries to reach (filled in by the ``system`` fixture)."""
+
+
+def _first_user(request: ChatRequest) -> str:
+    users = [m for m in request.messages if m.get("role") == "user"]
+    return str(users[0].get("content") or "") if users else ""
+
+
+def brain(request: ChatRequest) -> Answer:
+    """A model that does what it is asked: write the program, run it, report its output."""
+    system, task = request.system_text, _first_user(request)
+    if system.startswith("You are Switchboard's router."):
+        agentic = "[probe]" in task or "[bomb]" in task
+        route = ({"flow": "sequential", "task_type": "coding", "role": "python_coder",
+                  "reason": "write and run a Python program"} if agentic else
+                 {"flow": "simple", "task_type": "social", "role": "researcher",
+                  "reason": "small talk"})
+        return Answer.json_in_fence({"respond": True, "complexity": "simple", **route})
+    if system.startswith("You are Switchboard's planner."):
+        return Answer(text="1. Write the program.\n2. Run it.\n3. Report its output.")
+    if system.startswith("You are Switchboard's reflector."):
+        return Answer.json_in_fence({
+            "what_worked": "ran it", "what_failed": "nothing", "root_cause": "none",
+            "strategy_change": "none", "key_insight": "run programs"})
+    if request.tools:
+        results = request.tool_results
+        if not results:
+            program = BOMB if "[bomb]" in task else PROBE
+            command = ("python bomb.py" if "[bomb]" in task
+                       else f"python probe.py '{json.dumps(ARGS)}'")
+            name = "bomb.py" if "[bomb]" in task else "probe.py"
+            return Answer.tool_calls(Call("write_file", {"path": name, "content": program}),
+                                     Call("run_command", {"command": command}),
+                                     text="I'll write the program and run it.")
+        output = "\n".join(str(r.get("content") or "") for r in results)
+        return Answer(text=f"The program printed:\n{output}")
+    return Answer(text="Hello! How can I help?")
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[OpenAIStandin]:
+    with OpenAIStandin(models=("alpha",), api_keys=(KEY,)).in_thread() as server:
+        server.brain = brain
+        yield server
+
+
+@pytest.fixture(scope="module")
+def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
+           model_server: OpenAIStandin) -> Iterator[RunningSystem]:
+    workdir = tmp_path_factory.mktemp("sandbox-agent")
+    data = workdir / "data"
+    (data / "workspaces" / "someone-else").mkdir(parents=True)
+    (data / "operator.creds").write_text("SECRET-CREDS")
+    (data / "workspaces" / "someone-else" / "notes.txt").write_text("SOMEONE-ELSES")
+    host_tmp = Path("/tmp") / f"sb-sandbox-agent-{workdir.name}"
+    ARGS.update(secret=str(data / "operator.creds"),
+                other=str(data / "workspaces" / "someone-else" / "notes.txt"),
+                source=str(Path(__file__).resolve().parent.parent / "pyproject.toml"),
+                host_tmp=str(host_tmp), port=urlparse(module_nats).port)
+    env = {"SB_MODEL": "openai/alpha", "OPENAI_API_KEY": KEY,
+           "OPENAI_BASE_URL": model_server.base_url, "OPENAI_API_BASE": model_server.base_url}
+    with running_system(module_nats, workdir, extra_env=env, router={"timeout_s": 10},
+                        tools={"timeout_s": 20, "processes": 48}) as running:
+        yield running
+    assert not host_tmp.exists()
+
+
+def test_a_probe_program_reaches_nothing_of_the_host(system: RunningSystem) -> None:
+    done = system.chat("[probe] write probe.py that checks the environment and run it",
+                       session="terminal-prober", timeout_s=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if "PROBE {" in x)
+    seen = json.loads(line[line.index("PROBE ") + len("PROBE "):])
+    for refused in ("secret", "other_workspace", "source", "nats", "ptrace"):
+        assert seen[refused][0] == "refused", (refused, seen[refused])
+    assert seen["own_file"][0] == "reached"
+    assert "SECRET-CREDS" not in done.stdout and "SOMEONE-ELSES" not in done.stdout
+    assert all(pid < 10 for pid in seen["pids"])
+
+
+def test_a_fork_bomb_is_bounded_while_others_are_served(system: RunningSystem) -> None:
+    bombed: dict[str, Any] = {}
+
+    def bomb() -> None:
+        bombed["done"] = system.chat("[bomb] write bomb.py and run it",
+                                     session="terminal-bomber", timeout_s=180)
+
+    thread = threading.Thread(target=bomb)
+    thread.start()
+    other = system.chat("hello there", session="terminal-bystander", timeout_s=120)
+    assert other.returncode == 0 and "Hello" in other.stdout, other.stdout + other.stderr
+    thread.join(timeout=200)
+    done = bombed["done"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[limit_exceeded]" in done.stdout
+    with socket.create_connection(("127.0.0.1", int(ARGS["port"])), timeout=5):
+        pass  # the NATS server still answers

@@ -2,8 +2,10 @@
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 LITELLM_LOCAL_MODEL_COST_MAP=True SB_DATA_DIR=/data
 WORKDIR /app
-# git: each thread's work is a branch; util-linux: `unshare` keeps commands off the network.
-RUN apt-get update && apt-get install -y --no-install-recommends git util-linux \
+# git: each thread's work is a branch; bubblewrap (util-linux's unshare and prlimit, else): the
+# sandbox of every program a tool starts (docs/sandbox.md: in a container it needs user
+# namespaces, which Docker's default seccomp profile refuses).
+RUN apt-get update && apt-get install -y --no-install-recommends git util-linux bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml uv.lock README.md topology.yaml ./
 COPY protocol ./protocol

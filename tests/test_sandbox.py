@@ -9,11 +9,14 @@ loop in ``tests/test_sandbox_agent.py``.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +28,41 @@ from protocol import ToolCall
 
 REPO = Path(__file__).resolve().parent.parent
 MECHANISMS = ("bubblewrap", "landlock")
+REFUSED = ("secret", "other_workspace", "source", "store", "aws", "home_write", "source_write",
+           "nats", "ptrace")
+"""What a probe must not reach: the data directory's credentials, another session's workspace,
+the source tree (read and write), the JetStream store, ~/.aws, the home directory, the NATS
+port, another process (ptrace)."""
+
+
+def probe_args(data: Path, home: Path, store: Path, port: int) -> dict[str, Any]:
+    """The paths a probe tries, made (with their secrets) under ``data`` and ``home``."""
+    (data / "workspaces" / "other").mkdir(parents=True, exist_ok=True)
+    (data / "operator.creds").write_text("SECRET-CREDS")
+    (data / "workspaces" / "other" / "notes.txt").write_text("SOMEONE-ELSES")
+    (home / ".aws").mkdir(parents=True, exist_ok=True)
+    (home / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = SECRET-AWS\n")
+    token = uuid.uuid4().hex
+    return {"secret": str(data / "operator.creds"),
+            "other": str(data / "workspaces" / "other" / "notes.txt"),
+            "source": str(REPO / "pyproject.toml"), "store": str(store),
+            "aws": str(home / ".aws" / "credentials"), "home_write": str(home / f"w-{token}"),
+            "source_write": str(REPO / f"sb-sandbox-probe-{token}"),
+            "host_tmp": f"/tmp/sb-sandbox-probe-{token}", "port": port}
+
+
+def check_probe(output: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The probe's findings in ``output``, after asserting it reached nothing it must not."""
+    line = next(x for x in output.splitlines() if "PROBE {" in x)
+    seen: dict[str, Any] = json.loads(line[line.index("PROBE ") + len("PROBE "):])
+    for name in REFUSED:
+        assert seen[name][0] == "refused", (name, seen[name])
+    for secret in ("SECRET-CREDS", "SOMEONE-ELSES", "SECRET-AWS"):
+        assert secret not in output
+    for written in ("host_tmp", "home_write", "source_write"):
+        assert not _exists(Path(args[written])), written
+    assert all(pid < 10 for pid in seen["pids"]), seen["pids"]  # only its own processes
+    return seen
 PROBE = textwrap.dedent("""
     import ctypes, glob, json, os, socket, sys
     results = {}
@@ -38,6 +76,10 @@ PROBE = textwrap.dedent("""
     attempt("other_workspace", lambda: open(args["other"]).read())
     attempt("source", lambda: open(args["source"]).read())
     attempt("host_tmp", lambda: open(args["host_tmp"], "w").write("x"))
+    attempt("store", lambda: os.listdir(args["store"]))
+    attempt("aws", lambda: open(args["aws"]).read())
+    attempt("home_write", lambda: open(args["home_write"], "w").write("x"))
+    attempt("source_write", lambda: open(args["source_write"], "w").write("x"))
     attempt("own_file", lambda: open("own.txt", "w").write("mine"))
     attempt("private_tmp", lambda: open("/tmp/scratch", "w").write("x"))
     attempt("environ", lambda: b"".join(open(p, "rb").read()
@@ -63,12 +105,21 @@ def _exists(path: Path) -> bool:
     return path.exists()
 
 
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size
 
 
 @pytest.fixture(params=MECHANISMS)
 def mechanism(request: pytest.FixtureRequest) -> str:
+    """Each mechanism; bubblewrap is skipped where it is not installed, except in CI
+    (``SB_TEST_REQUIRE_BWRAP=1``, set by ``.ci/run``, which installs it)."""
+    if request.param == "bubblewrap" and shutil.which("bwrap") is None \
+            and os.environ.get("SB_TEST_REQUIRE_BWRAP") != "1":
+        pytest.skip("bubblewrap is not installed (apt install bubblewrap)")
     return str(request.param)
 
 
@@ -77,7 +128,6 @@ def data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     (data / "workspaces" / "other").mkdir(parents=True)
     (data / "operator.creds").write_text("SECRET-CREDS")
-    (data / "workspaces" / "other" / "notes.txt").write_text("SOMEONE-ELSES")
     return data
 
 
@@ -90,29 +140,21 @@ def listening_port() -> Iterator[int]:
 
 
 async def test_a_program_reaches_its_workspace_and_nothing_else(
-        mechanism: str, data_dir: Path, listening_port: int) -> None:
-    workspace = Workspace.for_session(data_dir / "workspaces", "mine")
+        mechanism: str, tmp_path: Path, listening_port: int) -> None:
+    data = tmp_path / "data"
+    store = tmp_path / "jetstream"
+    (store / "jetstream" / "SB_BOTS").mkdir(parents=True)
+    args = probe_args(data, tmp_path / "home", store, listening_port)
+    workspace = Workspace.for_session(data / "workspaces", "mine")
     (workspace.root / "probe.py").write_text(PROBE)
-    host_tmp = Path("/tmp") / f"sb-sandbox-test-{uuid.uuid4().hex}"
-    args = {"secret": str(data_dir / "operator.creds"),
-            "other": str(data_dir / "workspaces" / "other" / "notes.txt"),
-            "source": str(REPO / "pyproject.toml"), "host_tmp": str(host_tmp),
-            "port": listening_port}
     command = f"python probe.py '{json.dumps(args)}'"
     result = await run_tool(workspace, _call("run_command", command=command),
                             ToolPolicy(sandbox=mechanism, timeout_s=30))
     assert not result.is_error, result.content
-    line = next(x for x in result.content.splitlines() if x.startswith("PROBE "))
-    seen = json.loads(line.removeprefix("PROBE "))
-    for refused in ("secret", "other_workspace", "source", "nats", "ptrace"):
-        assert seen[refused][0] == "refused", (refused, seen[refused])
-    assert "SECRET-CREDS" not in result.content and "SOMEONE-ELSES" not in result.content
-    assert not _exists(host_tmp)  # its /tmp is its own (writing there is fine)
-    assert seen["own_file"][0] == "reached"
-    assert (workspace.root / "own.txt").read_text() == "mine"
+    seen = check_probe(result.content, args)
+    assert seen["own_file"][0] == "reached" and seen["private_tmp"][0] == "reached"
+    assert _read(workspace.root / "own.txt") == "mine"
     assert not _exists(workspace.root / "scratch") and not _exists(Path("/tmp/scratch"))
-    # Only its own processes: no actor's environment to read.
-    assert all(pid < 10 for pid in seen["pids"]), seen["pids"]
     assert "SB_" not in seen["environ"][1] and "NATS" not in seen["environ"][1]
 
 
@@ -134,10 +176,10 @@ async def test_a_fork_bomb_hits_the_process_bound(mechanism: str, tmp_path: Path
     assert not after.is_error and "still here" in after.content
 
 
-async def test_cpu_time_is_bounded(tmp_path: Path) -> None:
+async def test_cpu_time_is_bounded(mechanism: str, tmp_path: Path) -> None:
     workspace = Workspace.for_session(tmp_path, "cpu")
     (workspace.root / "spin.py").write_text("while True:\n    pass\n")
-    policy = ToolPolicy(sandbox="bubblewrap", timeout_s=30, cpu_s=1)
+    policy = ToolPolicy(sandbox=mechanism, timeout_s=30, cpu_s=1)
     result = await run_tool(workspace, _call("run_command", command="python spin.py"), policy)
     assert result.is_error and refusal_kind(result) == "limit_exceeded", result.content
 
@@ -185,6 +227,8 @@ async def test_git_config_planted_by_the_model_runs_inside_the_sandbox(
 async def test_the_sandbox_in_force_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
     box = sandbox_module.Sandbox()
     assert await box.mechanism("auto") in MECHANISMS
+    if shutil.which("bwrap") or os.environ.get("SB_TEST_REQUIRE_BWRAP") == "1":
+        assert await box.mechanism("auto") == "bubblewrap"
     assert await box.mechanism("none") == "none"
     missing = sandbox_module.Sandbox(bwrap="no-such-bwrap", unshare="no-such-unshare")
     with pytest.raises(SandboxUnavailableError):

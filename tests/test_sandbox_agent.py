@@ -11,14 +11,15 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 from openai_standin import Answer, Call, ChatRequest, OpenAIStandin
 from system import RunningSystem, running_system
-from test_sandbox import PROBE
+from test_sandbox import PROBE, check_probe, probe_args
+
+from actors.embedded import EmbeddedNats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -72,37 +73,32 @@ def model_server() -> Iterator[OpenAIStandin]:
 
 
 @pytest.fixture(scope="module")
-def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
+def system(tmp_path_factory: pytest.TempPathFactory,
            model_server: OpenAIStandin) -> Iterator[RunningSystem]:
+    """``switchboard up`` on a JetStream store and with a home directory (``~/.aws``) of its
+    own, both of which the probe tries."""
     workdir = tmp_path_factory.mktemp("sandbox-agent")
-    data = workdir / "data"
-    (data / "workspaces" / "someone-else").mkdir(parents=True)
-    (data / "operator.creds").write_text("SECRET-CREDS")
-    (data / "workspaces" / "someone-else" / "notes.txt").write_text("SOMEONE-ELSES")
-    host_tmp = Path("/tmp") / f"sb-sandbox-agent-{workdir.name}"
-    ARGS.update(secret=str(data / "operator.creds"),
-                other=str(data / "workspaces" / "someone-else" / "notes.txt"),
-                source=str(Path(__file__).resolve().parent.parent / "pyproject.toml"),
-                host_tmp=str(host_tmp), port=urlparse(module_nats).port)
-    env = {"SB_MODEL": "openai/alpha", "OPENAI_API_KEY": KEY,
+    home = workdir / "home"
+    env = {"SB_MODEL": "openai/alpha", "OPENAI_API_KEY": KEY, "HOME": str(home),
            "OPENAI_BASE_URL": model_server.base_url, "OPENAI_API_BASE": model_server.base_url}
-    with running_system(module_nats, workdir, extra_env=env, router={"timeout_s": 10},
-                        tools={"timeout_s": 20, "processes": 48}) as running:
-        yield running
-    assert not host_tmp.exists()
+    with EmbeddedNats(workdir / "nats") as server:
+        ARGS.update(probe_args(workdir / "data", home, workdir / "nats",
+                               int(urlparse(server.url).port or 0)))
+        with running_system(server.url, workdir, extra_env=env, router={"timeout_s": 10},
+                            tools={"timeout_s": 20, "processes": 48}) as running:
+            yield running
+
+
+def test_switchboard_up_says_which_sandbox_is_in_force(system: RunningSystem) -> None:
+    assert any("🔒 Tool programs run in the" in line for line in system.output)
 
 
 def test_a_probe_program_reaches_nothing_of_the_host(system: RunningSystem) -> None:
     done = system.chat("[probe] write probe.py that checks the environment and run it",
                        session="terminal-prober", timeout_s=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    line = next(x for x in done.stdout.splitlines() if "PROBE {" in x)
-    seen = json.loads(line[line.index("PROBE ") + len("PROBE "):])
-    for refused in ("secret", "other_workspace", "source", "nats", "ptrace"):
-        assert seen[refused][0] == "refused", (refused, seen[refused])
+    seen = check_probe(done.stdout, ARGS)
     assert seen["own_file"][0] == "reached"
-    assert "SECRET-CREDS" not in done.stdout and "SOMEONE-ELSES" not in done.stdout
-    assert all(pid < 10 for pid in seen["pids"])
 
 
 def test_a_fork_bomb_is_bounded_while_others_are_served(system: RunningSystem) -> None:

@@ -1,12 +1,20 @@
-"""The Landlock sandbox's launcher: confines itself, then ``exec``s the program.
+"""The Landlock sandbox's launcher: starts the program confined, waits for it, exits as it did.
 
-Run as a script (``python -I _confine.py SPEC -- ARGV``), never imported by the actors, inside
-``unshare --user --map-root-user --pid --fork --mount --mount-proc [--net]``: a user, PID,
-mount (and network) namespace of its own, with a ``/proc`` that shows only its own processes.
-SPEC is JSON: ``ro`` (paths readable and executable), ``rw`` (the workspace), ``dev`` (device
-files it may read and write), ``tmp_bytes`` (size of the private ``/tmp``), ``seccomp_fd``
-(the filter of ``_seccomp.program()``, inherited). In order:
+Run as a script (``python -I -S _confine.py SPEC -- ARGV``), never imported by the actors,
+inside ``unshare --user --map-root-user --pid --mount [--net] ...``: a user, mount (and
+network) namespace of its own, and a PID namespace its first child is process 1 of. SPEC is
+JSON: ``ro`` (paths readable and executable), ``rw`` (the workspace), ``dev`` (device files it
+may read and write), ``tmp_bytes`` (size of the private ``/tmp``), ``seccomp_fd`` (the filter
+of ``_seccomp.program()``, inherited).
+
+It forks process 1 of the new PID namespace (when it ends, every process of the namespace ends
+with it), which forks the program's process, and waits: the program's exit status becomes its
+own, and death by signal N becomes 128 + N, as a shell reports it (``unshare --fork`` would
+re-raise the signal on itself instead, and fails to for some). Each is killed if its parent
+dies. Process 1:
+0. ``/proc`` of its own PID namespace (only its own processes);
 1. a private, empty tmpfs on ``/tmp`` (mount(2) in its own mount namespace);
+then the program's process:
 2. every capability dropped from the bounding set, so the program ``exec``ed as (namespace)
    root has none (capabilities(7), "Transformation of capabilities during execve()");
 3. no-new-privileges, then Landlock: everything of the filesystem is refused but the paths of
@@ -22,9 +30,13 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import sys
+from typing import Any, NoReturn
 
 _PR_CAPBSET_DROP = 24
+_PR_SET_PDEATHSIG = 1
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 _CAP_LAST = 63
@@ -156,24 +168,72 @@ def _seccomp(libc: ctypes.CDLL, fd: int) -> None:
            "seccomp")
 
 
+def _fail(exc: BaseException) -> NoReturn:
+    sys.stderr.write(f"sandbox: {type(exc).__name__}: {exc}\n")
+    sys.stderr.flush()
+    os._exit(126)
+
+
+def _status(status: int) -> int:
+    """A wait status as a shell's exit code: 128 + N for death by signal N."""
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _init(policy: dict[str, Any], program: list[str]) -> None:
+    """Process 1 of the new PID namespace: mounts, then starts the program and reaps every
+    orphan until the program ends; exits with its status (which ends every process left).
+    The program is not process 1 itself: the kernel drops signals whose default action would
+    end process 1 of a namespace (pid_namespaces(7)), ``SIGXCPU`` of ``RLIMIT_CPU`` among them.
+    Never returns."""
+    try:
+        libc = _libc()
+        _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                          None), "mount /proc")
+        _private_tmp(libc, int(policy["tmp_bytes"]), [*policy["rw"], *policy["ro"]])
+        child = os.fork()
+    except Exception as exc:  # noqa: BLE001 - every failure is told the same way
+        _fail(exc)
+    if child == 0:
+        _confined(libc, policy, program)
+    while True:
+        pid, status = os.wait()
+        if pid == child:
+            os._exit(_status(status))
+
+
+def _confined(libc: ctypes.CDLL, policy: dict[str, Any], program: list[str]) -> None:
+    """The program's process: confine, then become ``program``; never returns."""
+    try:
+        _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        _drop_capabilities(libc)
+        _landlock(libc, policy)
+        _seccomp(libc, int(policy["seccomp_fd"]))
+        os.chdir(policy["rw"][0])
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; programs don't
+            signal.signal(signum, signal.SIG_DFL)
+        os.execv(program[0], program)
+    except Exception as exc:  # noqa: BLE001 - every failure is told the same way
+        _fail(exc)
+
+
 def main(argv: list[str]) -> None:
-    """``argv``: ``[SPEC, "--", PROGRAM, ARGS...]``; never returns."""
+    """``argv``: ``[SPEC, "--", PROGRAM, ARGS...]``; exits with the program's status."""
     try:
         spec, separator, *program = argv
         if separator != "--" or not program:
             raise ValueError("usage: _confine.py SPEC -- PROGRAM [ARGS...]")
         policy = json.loads(spec)
-        libc = _libc()
-        _private_tmp(libc, int(policy["tmp_bytes"]), [*policy["rw"], *policy["ro"]])
-        _drop_capabilities(libc)
-        _landlock(libc, policy)
-        _seccomp(libc, int(policy["seccomp_fd"]))
-        os.chdir(policy["rw"][0])
-        os.execv(program[0], program)
-    except Exception as exc:  # noqa: BLE001 - every failure is told the same way
-        sys.stderr.write(f"sandbox: {type(exc).__name__}: {exc}\n")
-        sys.stderr.flush()
-        os._exit(126)
+    except ValueError as exc:
+        sys.stderr.write(f"sandbox: {exc}\n")
+        sys.exit(126)
+    child = os.fork()
+    if child == 0:
+        _init(policy, program)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda n, _frame: os.kill(child, signal.SIGKILL))
+    _, status = os.waitpid(child, 0)
+    sys.exit(_status(status))
 
 
 if __name__ == "__main__":

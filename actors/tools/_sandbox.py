@@ -115,7 +115,9 @@ def bwrap_argv(bwrap: str, workspace: Path, argv: Sequence[str], *, network: boo
     for path in ETC_FILES:
         args += ["--ro-bind-try", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-             "--bind", str(workspace), str(workspace), "--chdir", str(workspace),
+             "--bind", str(workspace), str(workspace),
+             # The new root is a tmpfs of its own, with no size limit: read-only once built.
+             "--remount-ro", "/", "--chdir", str(workspace),
              "--seccomp", str(seccomp_fd), "--", *argv]
     return args
 
@@ -126,8 +128,7 @@ def landlock_argv(unshare: str, workspace: Path, argv: Sequence[str], *, network
     spec = {"ro": [*SYSTEM_DIRS, *python_paths(), *ETC_FILES, str(CONFINE), "/proc"],
             "rw": [str(workspace)], "dev": list(DEVICES), "tmp_bytes": tmp_bytes,
             "seccomp_fd": seccomp_fd}
-    namespaces = ["--user", "--map-root-user", "--pid", "--fork", "--kill-child",
-                  "--mount", "--mount-proc", "--ipc", "--uts"]
+    namespaces = ["--user", "--map-root-user", "--pid", "--mount", "--ipc", "--uts"]
     if not network:
         namespaces.append("--net")
     return [unshare, *namespaces, "--", sys.executable, "-I", "-S", "-B", str(CONFINE),
@@ -138,7 +139,7 @@ def _set_limits(bounds: Bounds, nproc: int | None, cgroup: _pids.PidsCgroup | No
     """Between fork and exec: the rlimits, then the pids cgroup."""
     limits = [(resource.RLIMIT_AS, bounds.memory_bytes),
               (resource.RLIMIT_FSIZE, bounds.file_bytes),
-              (resource.RLIMIT_NOFILE, bounds.open_files)]
+              (resource.RLIMIT_NOFILE, bounds.open_files), (resource.RLIMIT_CORE, 0)]
     if nproc is not None:
         limits.append((resource.RLIMIT_NPROC, nproc))
     for limit, value in limits:
@@ -163,7 +164,7 @@ def bounds_prefix(bounds: Bounds, nproc: int | None, cgroup: _pids.PidsCgroup | 
     milliseconds per command in a process that has a model client loaded.)"""
     prefix = [sh, "-c", _JOIN_CGROUP, str(cgroup.path / "cgroup.procs")] if cgroup else []
     prefix += [prlimit, f"--as={bounds.memory_bytes}", f"--cpu={bounds.cpu_s}:{bounds.cpu_s + 1}",
-               f"--fsize={bounds.file_bytes}", f"--nofile={bounds.open_files}"]
+               f"--fsize={bounds.file_bytes}", f"--nofile={bounds.open_files}", "--core=0"]
     if nproc is not None:
         prefix.append(f"--nproc={nproc}")
     return [*prefix, "--"]

@@ -235,3 +235,16 @@ async def test_the_sandbox_in_force_is_told(monkeypatch: pytest.MonkeyPatch) -> 
         await missing.mechanism("auto")
     only_landlock = sandbox_module.Sandbox(bwrap="no-such-bwrap")
     assert await only_landlock.mechanism("auto") == "landlock"
+
+
+def test_cgroups_of_processes_that_are_gone_are_swept(tmp_path: Path) -> None:
+    from actors.tools import _pids
+
+    gone = tmp_path / "switchboard-999999999-3"
+    mine = tmp_path / f"switchboard-{os.getpid()}-1"
+    busy = tmp_path / "switchboard-999999998-1"
+    for path in (gone, mine, busy):
+        path.mkdir()
+    (busy / "cgroup.procs").write_text("")  # not empty: rmdir refuses, as for a busy cgroup
+    _pids._sweep(tmp_path)
+    assert not gone.exists() and mine.exists() and busy.exists()

@@ -57,8 +57,20 @@ def parent() -> Path | None:
             probe.rmdir()
         except OSError:
             continue
+        _sweep(base)
         return base
     return None
+
+
+def _sweep(base: Path) -> None:
+    """Remove the empty cgroups left by processes that are gone (killed before they could
+    remove their commands' cgroups): ``switchboard-<pid>-<n>`` whose pid is not running."""
+    for path in base.glob("switchboard-*-*"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        with contextlib.suppress(OSError):
+            path.rmdir()  # refused while a process is still inside
 
 
 def _read(path: Path) -> str:

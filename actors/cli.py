@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.config import Settings, Topology, load_topology
+from actors.config import Settings, Topology, load_settings, load_topology
 from actors.console import say
 from actors.errors import SwitchboardError
 from actors.security import CLI, GATEWAY, settings_for
@@ -52,7 +52,7 @@ environment:
   SB_GATEWAY_*         gateway settings: MAX_BOTS, DEBOUNCE_S, USER_RATE, DAILY_TOKENS, ...
   SB_MODEL             one litellm model for every tier (e.g. openrouter/openai/gpt-4o-mini);
                        put its key in the provider's variable (OPENROUTER_API_KEY, ...)
-  SB_TOPOLOGY          topology file (default: topology.yaml of this checkout)
+  SB_TOPOLOGY          topology file (default: ./topology.yaml, else the one shipped)
   SB_DATA_DIR          data directory: NATS store, workspaces (default: ./.switchboard)
   SB_NATS_PORT         embedded NATS port (default 4222)
   SB_LOG_LEVEL         DEBUG, INFO, WARNING (default INFO); SB_LOG_JSON=1 for JSON lines
@@ -73,7 +73,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         updates["log_level"] = args.log_level
     if args.creds:  # this file, not SB_NATS_CREDS_DIR's seeds
         updates.update(nats_creds=args.creds, nats_creds_dir=None)
-    return Settings().model_copy(update=updates)
+    return load_settings().model_copy(update=updates)
 
 
 # ---------------------------------------------------------------------------------------- up
@@ -89,6 +89,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
     started = time.monotonic()
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(data_dir)
+    if isinstance(lock, str):
+        say(f"❌ {data_dir} is in use by another `switchboard up` ({lock}): one deployment per "
+            "data directory (its JetStream store, nats.url, processes.json).\n"
+            "   Use that one, stop it first, or give this one another --data-dir / SB_DATA_DIR.")
+        return EXIT_CONFIG
     settings = settings.model_copy(update={"data_dir": data_dir})
     url_file = data_dir / "nats.url"
     server: EmbeddedNats | None = None
@@ -126,6 +132,29 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
             server.stop()
             url_file.unlink(missing_ok=True)
         (data_dir / "processes.json").unlink(missing_ok=True)
+        os.close(lock)
+
+
+def _lock_data_dir(data_dir: Path) -> int | str:
+    """Take ``<data_dir>/up.lock`` (``flock``; the kernel releases it when the process ends,
+    however it ends). Returns the descriptor that holds it (close it to release), or who holds
+    it already ("pid N").
+
+    Raises:
+        OSError: the lock file cannot be opened.
+    """
+    import fcntl
+
+    fd = os.open(data_dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        return f"pid {holder}" if holder else "another process"
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def _announce_sandbox(choice: str) -> None:
@@ -258,6 +287,18 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -
 # ------------------------------------------------------------------------------------ actor
 
 
+async def _check_reachable(settings: Settings, url: str) -> None:
+    """Connect once and close.
+
+    Raises:
+        BrokerError: the server cannot be reached (the message says where and why).
+    """
+    from actors.bus import connect
+
+    nc = await connect(url, name="switchboard-check", settings=settings, reconnect=False)
+    await nc.close()
+
+
 def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     from actors.bus import resolve_nats_url
     from actors.config import actor_kind
@@ -268,6 +309,7 @@ def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) 
     actor_kind(args.role)  # raises ConfigError with the known roles
     replicas = args.replicas if args.replicas is not None else topology.actor(args.role).replicas
     url = resolve_nats_url(settings)
+    asyncio.run(_check_reachable(settings, url))  # one line now, not a replica restarting
     specs = plan_processes(settings, topology, url, roles={args.role: max(1, replicas)})
     say(f"Running {len(specs)} replica(s) of {args.role} against {url}; Ctrl-C to stop.")
     return Supervisor(specs, preload=preload_modules(topology)).run()
@@ -324,7 +366,7 @@ def _global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
     parser.add_argument("--nats-url", default=default, help="NATS server URL (default: "
                         "NATS_URL, else the embedded server's, else nats://127.0.0.1:4222)")
     parser.add_argument("--topology", default=default, help="topology YAML file (default: "
-                        "SB_TOPOLOGY or ./topology.yaml)")
+                        "SB_TOPOLOGY, else ./topology.yaml, else the one shipped)")
     parser.add_argument("--data-dir", default=default, help="data directory (default: "
                         "SB_DATA_DIR or ./.switchboard)")
     parser.add_argument("--log-level", default=default,
@@ -355,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
         "every actor of the topology as its own process with its replica count, and the "
         "Discord gateway when DISCORD_TOKEN is set or bots were added with `switchboard bots "
         "add`. Ctrl-C stops all cleanly.")
-    up.add_argument("--port", type=int, help="embedded NATS port (default: SB_NATS_PORT, 4222)")
+    up.add_argument("--port", type=_port,
+                    help="embedded NATS port, 1-65535 (default: SB_NATS_PORT, 4222)")
     up.add_argument("--no-discord", action="store_true", help="do not start the Discord bot")
     up.set_defaults(func=cmd_up)
 
@@ -413,12 +456,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        msg = f"{text!r} is not a TCP port (1-65535)"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
-        topology = load_topology(settings=settings)
+        # Commands that read only the DuckDB file need no topology (a broken one included).
+        needs = getattr(args, "needs_topology", True)
+        topology = load_topology(settings=settings) if needs else None
         if args.command != "nats-config":  # actors and the gateway: their own identity
             settings = settings_for(settings, CLI)
         return int(args.func(args, settings, topology))

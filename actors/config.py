@@ -21,6 +21,13 @@ from protocol import AGENT_ROLES, Complexity, Subjects, TaskType, check_token
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topology.yaml"
 
 
+def default_topology() -> Path:
+    """``./topology.yaml`` (absolute) when the current directory has one, else
+    ``DEFAULT_TOPOLOGY``."""
+    local = Path("topology.yaml")
+    return local.resolve() if local.is_file() else DEFAULT_TOPOLOGY
+
+
 class Settings(BaseSettings):
     """Process settings, from ``SB_*`` environment variables (``NATS_URL`` and
     ``DISCORD_*`` keep their usual names)."""
@@ -45,9 +52,11 @@ class Settings(BaseSettings):
     """PEM client certificate, for a server that verifies clients (``verify: true``)."""
     nats_tls_key: str | None = Field(default=None, validation_alias="NATS_TLS_KEY")
     """PEM private key of ``nats_tls_cert``."""
-    topology: Path = DEFAULT_TOPOLOGY
+    topology: Path = Field(default_factory=lambda: default_topology())
+    """``SB_TOPOLOGY``; by default ``./topology.yaml`` when there is one, else the file shipped
+    with Switchboard (``DEFAULT_TOPOLOGY``)."""
     data_dir: Path = Path(".switchboard")
-    nats_port: int = 4222
+    nats_port: int = Field(default=4222, ge=1, le=65535)
     nats_sched_batch: bool = True
     """Run the embedded nats-server under Linux's ``SCHED_BATCH`` policy (``actors.embedded``:
     20-30 % more tasks/s on a busy 2-core machine); ``SB_NATS_SCHED_BATCH=0`` turns it off."""
@@ -156,8 +165,10 @@ class ActorSpec(BaseModel):
 
     ``ack_wait_s`` is how long JetStream waits for an ack before redelivering (a crashed
     replica's task comes back after this); ``max_deliveries`` bounds redeliveries before the
-    message is dead-lettered. ``agent``: a hosted agent that answers for this role instead of
-    the models of its tier (agent roles only; ``Topology.hosted_agent``).
+    message is dead-lettered. ``tier``: the model tier of the planner's and the reflector's
+    calls, an agent role's default starting tier (``TIERED_ACTORS``; refused elsewhere).
+    ``agent``: a hosted agent that answers for this role instead of the models of its tier
+    (agent roles only; ``Topology.hosted_agent``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -268,6 +279,9 @@ class FeedbackSpec(BaseModel):
 _ALL_ACTORS = (
     "classifier", "planner", *AGENT_ROLES, "evaluator", "reflector", "brainstorm", "consolidator",
 )
+TIERED_ACTORS = ("planner", *AGENT_ROLES, "reflector")
+"""The actors whose ``tier`` in ``topology.yaml`` is read: the planner's and the reflector's
+models, an agent role's starting tier when nothing else decides (``router._tiers``)."""
 
 
 class Topology(BaseModel):
@@ -347,6 +361,10 @@ class Topology(BaseModel):
     @field_validator("tiers")
     @classmethod
     def _tiers(cls, value: dict[int, list[ModelSpec]]) -> dict[int, list[ModelSpec]]:
+        unknown = sorted(t for t in value if t not in (1, 2, 3, 4))
+        if unknown:
+            msg = f"tiers {unknown} do not exist: tiers are 1-4 (cheap chat → critical decisions)"
+            raise ValueError(msg)
         missing = [t for t in (1, 2, 3, 4) if not value.get(t)]
         if missing:
             msg = f"tiers {missing} have no model: every tier 1-4 needs at least one"
@@ -359,6 +377,13 @@ class Topology(BaseModel):
         unknown = sorted(set(value) - set(_ALL_ACTORS))
         if unknown:
             msg = f"unknown actors {unknown}; known: {', '.join(_ALL_ACTORS)}"
+            raise ValueError(msg)
+        unread = sorted(role for role, spec in value.items()
+                        if "tier" in spec.model_fields_set and role not in TIERED_ACTORS)
+        if unread:
+            msg = (f"actors {unread}: `tier` is read only for the planner, the reflector and the "
+                   "agent roles (the classifier's is router.tier; the others call no model by "
+                   "tier)")
             raise ValueError(msg)
         backed = sorted(role for role, spec in value.items()
                         if spec.agent is not None and role not in AGENT_ROLES)
@@ -414,6 +439,30 @@ ActorKind = Literal["classifier", "planner", "agent", "evaluator", "reflector", 
                     "consolidator"]
 
 
+def load_settings() -> Settings:
+    """The process settings from the environment.
+
+    Raises:
+        ConfigError: a variable does not validate (the message names it, e.g. ``SB_NATS_PORT``).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_variable(error['loc'])}={error.get('input')!r}: {error['msg']}"
+            for error in exc.errors())
+        msg = f"invalid settings in the environment: {problems}"
+        raise ConfigError(msg) from exc
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a settings field (``nats_port`` → ``SB_NATS_PORT``)."""
+    field = str(loc[0]) if loc else "?"
+    alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields \
+        else None
+    return str(alias) if isinstance(alias, str) else f"SB_{field.upper()}"
+
+
 def load_topology(path: Path | None = None, *, settings: Settings | None = None) -> Topology:
     """Read and validate ``topology.yaml``.
 
@@ -424,7 +473,7 @@ def load_topology(path: Path | None = None, *, settings: Settings | None = None)
     Raises:
         ConfigError: the file is missing, is not YAML, or does not validate.
     """
-    settings = settings or Settings()
+    settings = settings or load_settings()
     path = path or settings.topology
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

@@ -378,9 +378,31 @@ def test_export_command_without_a_server(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from actors.embedded import free_port
 
+    db = tmp_path / "x.duckdb"
     code, _, err = _cli(capsys, "events", "export", "--nats-url",
-                        f"nats://127.0.0.1:{free_port()}", "--db", str(tmp_path / "x.duckdb"))
+                        f"nats://127.0.0.1:{free_port()}", "--db", str(db))
     assert code == 2 and "Is Switchboard running?" in err
+    assert not db.exists()  # no empty database for `report` to read as "no events"
+    code, _, err = _cli(capsys, "report", "--db", str(db))
+    assert code == 2 and "switchboard events export" in err
+
+
+def test_an_export_from_a_server_without_switchboard_leaves_no_database(
+        nats_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "x.duckdb"
+    code, _, _ = _cli(capsys, "events", "export", "--nats-url", nats_url, "--db", str(db))
+    assert code == 2 and not db.exists()
+
+
+def test_query_and_report_need_no_topology(exported: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("tiers: [\n")
+    code, out, _ = _cli(capsys, "--topology", str(broken), "events", "query",
+                        "select 40 + 2 as answer", "--db", str(exported))
+    assert code == 0 and "42" in out
+    code, out, _ = _cli(capsys, "--topology", str(broken), "report", "--db", str(exported))
+    assert code == 0 and "Switchboard report" in out
 
 
 @pytest.mark.parametrize("command", [["report"], ["events", "export"], ["events", "query"]])

@@ -92,6 +92,11 @@ def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -
         chat = _run("chat", "--message", "hello", env=env)  # finds the server by itself
         assert chat.returncode == 0, chat.stdout + chat.stderr
         assert "offline model" in chat.stdout
+        # A second `up` on the same data directory is refused before it touches anything.
+        second = _run("up", "--port", str(free_port()), env=env)
+        assert second.returncode == 2 and f"pid {up.pid}" in second.stdout, second.stdout
+        assert (tmp_path / "data" / "nats.url").read_text().strip() == f"nats://127.0.0.1:{port}"
+        assert (tmp_path / "data" / "processes.json").exists()
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
@@ -161,3 +166,24 @@ def test_a_chosen_port_is_free_and_outside_the_ephemeral_range() -> None:
     assert all(port_is_free(port) for port in ports)
     if _ephemeral_low() > 11_000:
         assert all(port < _ephemeral_low() for port in ports)
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_a_port_out_of_range_is_one_line_not_a_traceback(port: str, tmp_path: Path) -> None:
+    result = _run("up", "--port", port, env=_clean_env(SB_DATA_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "1-65535" in result.stderr
+    assert not (tmp_path / "nats").exists()  # refused before anything started
+    env = _clean_env(SB_DATA_DIR=str(tmp_path), SB_NATS_PORT="70000")
+    from_env = _run("up", env=env)
+    assert from_env.returncode == 2 and "Traceback" not in from_env.stdout + from_env.stderr
+    assert "SB_NATS_PORT='70000'" in from_env.stdout
+
+
+def test_an_actor_with_nats_down_says_so_once_and_exits() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    result = _run("actor", "classifier", "--nats-url", url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot reach NATS at {url}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

@@ -44,6 +44,9 @@ def test_sb_model_overrides_every_tier(tmp_path: Path) -> None:
     ("tiers: {1: [a/b]}\nactors: {}\n", "tiers [2, 3, 4] have no model"),
     ("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {wizard: {}}\n", "unknown actors"),
     ("tiers: [\n", "not valid YAML"),
+    ("tiers: {1: [a], 2: [a], 3: [a], 4: [a], 5: [a]}\nactors: {}\n", "tiers [5] do not exist"),
+    ("tiers: {1: [a], 2: [a], 3: [a], 4: [a]}\nactors: {consolidator: {tier: 3}}\n",
+     "actors ['consolidator']: `tier` is read only for"),
 ])
 def test_a_bad_topology_says_what_is_wrong(tmp_path: Path, text: str, complaint: str) -> None:
     path = tmp_path / "topology.yaml"
@@ -65,3 +68,23 @@ def test_a_value_out_of_bounds_is_refused_by_its_field(tmp_path: Path) -> None:
 def test_a_missing_topology_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read topology"):
         load_topology(tmp_path / "nope.yaml")
+
+
+def test_the_topology_in_the_current_directory_is_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.config import DEFAULT_TOPOLOGY
+
+    monkeypatch.delenv("SB_TOPOLOGY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert Settings().topology == DEFAULT_TOPOLOGY  # none here: the shipped one
+    (tmp_path / "topology.yaml").write_text(DEFAULT_TOPOLOGY.read_text())
+    assert Settings().topology == (tmp_path / "topology.yaml").resolve()
+    monkeypatch.setenv("SB_TOPOLOGY", str(DEFAULT_TOPOLOGY))
+    assert Settings().topology == DEFAULT_TOPOLOGY  # the variable wins
+
+
+def test_every_tier_the_shipped_topology_sets_is_read() -> None:
+    from actors.config import TIERED_ACTORS
+
+    for role, spec in TOPOLOGY.actors.items():
+        assert "tier" not in spec.model_fields_set or role in TIERED_ACTORS, role

@@ -15,6 +15,7 @@ about 400 000 rows a second here against about 1 200 with ``executemany``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import tempfile
@@ -347,7 +348,8 @@ async def _drop(js: JetStreamContext, sub: JetStreamContext.PullSubscription, st
 async def export_to_file(settings: Settings, subjects: Subjects, nats_url: str,
                          db: Path) -> ExportResult:
     """``export_events`` from the server at ``nats_url`` into the DuckDB file ``db`` (created
-    with its tables when missing).
+    with its tables when missing, once the server answers: a failed export leaves no empty
+    database behind for ``report`` to read as "no events").
 
     Raises:
         BrokerError: NATS cannot be reached within 3 s, or failed.
@@ -356,13 +358,19 @@ async def export_to_file(settings: Settings, subjects: Subjects, nats_url: str,
     """
     from actors.bus import connect
 
-    con = open_db(db, read_only=False)
+    nc = await connect(nats_url, name="events-export", settings=settings, reconnect=False,
+                       timeout_s=3.0)
+    new = not await asyncio.to_thread(db.exists)
     try:
-        nc = await connect(nats_url, name="events-export", settings=settings, reconnect=False,
-                           timeout_s=3.0)
+        con = open_db(db, read_only=False)
         try:
             return await export_events(nc.jetstream(timeout=10), con, subjects)
         finally:
-            await nc.close()
+            con.close()
+    except BaseException:
+        if new:  # nothing was exported into it: no database rather than an empty one
+            for path in (db, db.with_name(db.name + ".wal")):
+                path.unlink(missing_ok=True)
+        raise
     finally:
-        con.close()
+        await nc.close()

@@ -74,7 +74,7 @@ def add_parsers(commands: Any, events: Any) -> None:
     query.add_argument("--db", type=Path, help=db_help)
     query.add_argument("--json", action="store_true",
                        help="print the rows as a JSON array of objects")
-    query.set_defaults(func=cmd_query)
+    query.set_defaults(func=cmd_query, needs_topology=False)
 
     report = commands.add_parser(
         "report", help="latency, tokens, cost, escalations, feedback, errors, routing",
@@ -87,7 +87,7 @@ def add_parsers(commands: Any, events: Any) -> None:
                         help="only events of the last 30m, 12h, 1d, 7d... (default: all)")
     report.add_argument("--json", action="store_true",
                         help="print one JSON object: section name → array of rows")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=cmd_report, needs_topology=False)
 
 
 def db_path(args: argparse.Namespace, settings: Settings) -> Path:
@@ -125,7 +125,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, topology: Topology)
     return EXIT_OK
 
 
-def cmd_query(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+def cmd_query(args: argparse.Namespace, settings: Settings, topology: Topology | None) -> int:
     from actors.analytics._schema import open_db
     from actors.analytics._table import render, run_query, to_json
     from actors.analytics.errors import AnalyticsError, QueryError
@@ -146,7 +146,8 @@ def cmd_query(args: argparse.Namespace, settings: Settings, topology: Topology) 
     return EXIT_OK
 
 
-def cmd_report(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+def cmd_report(args: argparse.Namespace, settings: Settings, topology: Topology | None
+               ) -> int:
     from actors.analytics._report import build_report, render_report
     from actors.analytics._schema import open_db
     from actors.analytics._table import cell, to_json

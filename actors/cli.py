@@ -409,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
         "3 no answer in time.")
     chat.add_argument("--message", "-m", help="send one message, print progress and the "
                       "answer, and exit")
-    chat.add_argument("--session", help="session id (default: terminal-<your user name>)")
+    chat.add_argument("--session", type=_session,
+                      help="session id, 1-128 of A-Z a-z 0-9 _ - (it is a NATS subject token: "
+                           "sb.event.*.*.<session>; default: terminal-<your user name>)")
     chat.add_argument("--user", help="who you are, for your memory across sessions (default: "
                       "your login name)")
     chat.add_argument("--timeout", type=float, default=300.0,
@@ -454,6 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_analytics_parsers(commands, event_commands)  # report, events export, events query
     return parser
+
+
+def _session(text: str) -> str:
+    """An argparse type: a session id, which is one subject token as it is (``protocol``)."""
+    from protocol import check_token
+
+    try:
+        return check_token(text, "session id")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _port(text: str) -> int:

@@ -187,3 +187,12 @@ def test_an_actor_with_nats_down_says_so_once_and_exits() -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot reach NATS at {url}" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_session_id_that_is_no_subject_token_is_refused() -> None:
+    """A session id is one NATS subject token as it is (`sb.event.*.*.<session>`): one with a
+    dot or a space would be published under another name, so it is refused at once."""
+    for bad in ("ops.team", "a b", ""):
+        result = _run("chat", "--session", bad, "--message", "hi")
+        assert result.returncode == 2 and "A-Z a-z 0-9 _ -" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

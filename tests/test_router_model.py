@@ -1,4 +1,5 @@
-"""The router's model call through litellm's real HTTP path, against the local
+"""The router's model call through the real HTTP path (``openai/`` models: the direct path,
+litellm resolving the call and Switchboard reading the stream), against the local
 OpenAI-compatible server: structured output (``response_format`` with the route's JSON
 schema) and the prompt-only form, both parsed into a route."""
 

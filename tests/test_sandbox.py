@@ -207,6 +207,27 @@ async def test_filling_the_disk_is_bounded(mechanism: str, tmp_path: Path) -> No
     assert _size(workspace.root / "x") <= 1 << 20
 
 
+async def test_a_program_filling_the_disk_is_stopped_while_it_runs(
+        mechanism: str, tmp_path: Path) -> None:
+    """It writes 1 MiB files without end; the quota stops it long before its time runs out."""
+    workspace = Workspace.for_session(tmp_path, "filler")
+    (workspace.root / "fill.py").write_text(textwrap.dedent("""
+        import os, time
+        i = 0
+        while True:
+            with open(f"chunk-{i}.bin", "wb") as f:
+                f.write(os.urandom(1 << 20))
+            i += 1
+            time.sleep(0.02)
+    """))
+    policy = ToolPolicy(sandbox=mechanism, timeout_s=60, workspace_bytes=16 << 20)
+    result = await run_tool(workspace, _call("run_command", command="python fill.py"), policy)
+    assert result.is_error and refusal_kind(result) == "workspace_full", result.content
+    assert "while it ran" in result.content
+    chunks = len(list(workspace.root.glob("chunk-*.bin")))
+    assert 16 < chunks < 16 + 120  # stopped within about a second (50 files a second at most)
+
+
 async def test_git_config_planted_by_the_model_runs_inside_the_sandbox(
         mechanism: str, data_dir: Path) -> None:
     """A clean filter in ``.git/config`` (as a model's command could write) runs when we

@@ -40,6 +40,8 @@ DEFAULT_MEMORY_LIMIT = ToolPolicy().memory_bytes
 (``tools.memory_bytes`` in ``topology.yaml``)."""
 
 _READ_CHUNK = 65_536
+QUOTA_CHECK_S = 1.0
+"""How often the workspace is measured while a command runs (seconds)."""
 _KILL_WAIT_S = 5.0
 
 
@@ -114,7 +116,7 @@ async def launch(workspace: Workspace, argv: list[str], policy: ToolPolicy,
         ToolRefusedError: no sandbox works here (kind ``sandbox_unavailable``), or the
             workspace is over ``policy.workspace_bytes`` (kind ``workspace_full``).
     """
-    used = _sandbox.workspace_bytes(workspace.root)
+    used = await asyncio.to_thread(_sandbox.workspace_bytes, workspace.root)
     if used > policy.workspace_bytes:
         msg = (f"the workspace holds {used} bytes, over its quota of {policy.workspace_bytes}: "
                "delete files (build output, caches) before running more commands")
@@ -135,6 +137,22 @@ async def launch(workspace: Workspace, argv: list[str], policy: ToolPolicy,
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _watch_quota(workspace: Workspace, quota: int,
+                       process: asyncio.subprocess.Process) -> int:
+    """While a command runs, measure the workspace every ``QUOTA_CHECK_S``; once it holds more
+    than ``quota`` bytes, kill the command's process group and return the size (cancelled
+    when the command ends first). A program filling the disk is stopped within about a
+    second of writing past the quota."""
+    while True:
+        await asyncio.sleep(QUOTA_CHECK_S)
+        used = await asyncio.to_thread(_sandbox.workspace_bytes, workspace.root)
+        if used > quota:
+            _log.info("workspace %s over its quota (%d > %d bytes): command stopped",
+                      workspace.root.name, used, quota)
+            _kill_group(process)
+            return used
 
 
 def _bound_hit(code: int, exceeded_processes: bool, policy: ToolPolicy) -> str | None:
@@ -186,6 +204,8 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
         sandboxed.started()
     capture = _Capture(policy.max_output_bytes)
     code: int | None = None
+    quota = asyncio.create_task(_watch_quota(workspace, policy.workspace_bytes, process),
+                                name="workspace-quota")
     try:
         async with asyncio.timeout(policy.timeout_s):
             assert process.stdout is not None
@@ -195,11 +215,18 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
     except TimeoutError:
         _log.info("command timed out after %gs: %s", policy.timeout_s, command)
     finally:
+        quota.cancel()
         if process.returncode is None:
             _kill_group(process)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), _KILL_WAIT_S)
         exceeded = await sandboxed.finish()
+    over = quota.result() if quota.done() and not quota.cancelled() else None
+    if over is not None:
+        first = (f"error: `{command}` was stopped: the workspace passed its quota of "
+                 f"{policy.workspace_bytes} bytes while it ran ({over} bytes); delete files "
+                 "before running more commands")
+        return f"{tag(first, WORKSPACE_FULL)}\n{capture.text()}", True
     if code is None and not exceeded:
         first = (f"error: `{command}` timed out after {policy.timeout_s:g} s and was killed "
                  "(with its child processes).")
@@ -209,7 +236,7 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
     if bound is not None:
         text = f"{tag(bound, LIMIT_EXCEEDED)}\n$ {command}\nexit code: {code}\n{capture.text()}"
         return text, True
-    used = _sandbox.workspace_bytes(workspace.root)
+    used = await asyncio.to_thread(_sandbox.workspace_bytes, workspace.root)
     if used > policy.workspace_bytes:
         first = (f"error: after `{command}` the workspace holds {used} bytes, over its quota of "
                  f"{policy.workspace_bytes}: delete files before running more commands")

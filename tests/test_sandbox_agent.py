@@ -29,14 +29,9 @@ ARGS: dict[str, Any] = {}
 """What the probe tries to reach (filled in by the ``system`` fixture)."""
 
 
-def _first_user(request: ChatRequest) -> str:
-    users = [m for m in request.messages if m.get("role") == "user"]
-    return str(users[0].get("content") or "") if users else ""
-
-
 def brain(request: ChatRequest) -> Answer:
     """A model that does what it is asked: write the program, run it, report its output."""
-    system, task = request.system_text, _first_user(request)
+    system, task = request.system_text, request.last_user_text
     if system.startswith("You are Switchboard's router."):
         agentic = "[probe]" in task or "[bomb]" in task
         route = ({"flow": "sequential", "task_type": "coding", "role": "python_coder",

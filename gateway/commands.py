@@ -16,12 +16,32 @@ from actors.errors import BrokerError, StoreConflictError
 from gateway.errors import CommandError, StoreError
 from gateway.kv import KV_TIMEOUT_S
 from gateway.services import BotServices
-from protocol import RunState, run_decoder
+from protocol import RunState, SessionId, run_decoder
 
 _log = logging.getLogger(__name__)
 
 TIERS = {1: "cheap chat", 2: "tool-capable", 3: "strong code", 4: "critical decisions"}
 """Model tiers (SPEC.md §3)."""
+
+OWN_SESSION_CHANNEL_TYPES = frozenset({1, 10, 11, 12})
+"""Channel types that are one conversation: DM 1, announcement thread 10, public thread 11,
+private thread 12 (https://discord.com/developers/docs/resources/channel#channel-object-channel-types)."""
+
+
+def command_session(channel_id: int | str, user_id: int | str, channel_type: int | None) -> str:
+    """The session a slash command is about: a thread's or a DM's own (``discord-<its id>``,
+    as for a message there), else the person's own in that channel
+    (``discord-<channel id>-<user id>``), so that people using ``/ask`` side by side in a
+    channel do not share a workspace, run lock, history, confidence or ``/model`` tier.
+
+    Args:
+        channel_id: where the command was used.
+        user_id: who used it.
+        channel_type: Discord's channel type (None when unknown: a channel).
+    """
+    if channel_type in OWN_SESSION_CHANNEL_TYPES:
+        return str(SessionId("discord", str(channel_id)))
+    return str(SessionId("discord", f"{channel_id}-{user_id}"))
 
 
 async def run_state(services: BotServices, session: str) -> RunState | None:

@@ -60,7 +60,7 @@ async def test_ask_status_stop_model_and_breakglass(
     s = discord_standin
     services = await _services(js, breakglass_users=frozenset({s.alice["id"]}))
     bob = s.add_user("bob")
-    session = f"discord-{s.channel_id}"
+    session = f"discord-{s.channel_id}-{s.alice['id']}"  # alice's own in the channel
     async with running_bot(nats_url, s, all_roles=True, services=services):
         # /ask goes through the same path as a mention; the answer replies to the question.
         ask = await s.run_command(s.channel_id, s.alice["id"], "ask", {"question": "2+2?"})
@@ -116,3 +116,45 @@ async def test_ask_status_stop_model_and_breakglass(
         assert (urgent.text, urgent.breakglass, urgent.user_id) == (
             "prod down", True, s.alice["id"])
         assert actors.inbox.empty()
+
+
+async def test_ask_is_each_persons_own_outside_a_thread_and_the_threads_inside(
+        nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors,  # noqa: F811
+        js: JetStreamContext) -> None:
+    """Issue 18 item 12: two people using /ask in one channel get a session each (so a
+    workspace, run lock, history, confidence and /model tier each); in a thread, /ask is
+    the thread's conversation, whoever asks."""
+    s = discord_standin
+    services = await _services(js)
+    bob = s.add_user("bob")
+    async with running_bot(nats_url, s, all_roles=True, services=services):
+        await s.run_command(s.channel_id, s.alice["id"], "ask", {"question": "alice's task"})
+        alices = await actors.next()
+        # bob's request goes out while alice's still runs: it does not wait for her session.
+        await s.run_command(s.channel_id, bob["id"], "ask", {"question": "bob's task"})
+        bobs = await actors.next()
+        assert (alices.text, bobs.text) == ("alice's task", "bob's task")
+        assert alices.session != bobs.session
+        assert {alices.session, bobs.session}.isdisjoint({f"discord-{s.channel_id}"})
+        await actors.reply(alices, "done for alice")
+        await actors.reply(bobs, "done for bob")
+
+        # /model outside a thread is about the person's own /ask conversation.
+        await s.run_command(s.channel_id, s.alice["id"], "model", {"tier": 3})
+        await s.wait_for(lambda: any("now uses tier 3" in t for t in _ephemeral_texts(s)),
+                         timeout=TIMEOUT_S)
+        assert services.sessions is not None
+        assert (await services.sessions.get(alices.session)).tier == 3
+        assert not (await services.sessions.get(bobs.session)).tier
+        await s.run_command(s.channel_id, bob["id"], "ask", {"question": "bob again"})
+        again = await actors.next()
+        assert again.session == bobs.session  # the same person keeps one session
+        await actors.reply(again, "done again")
+
+        thread = await s.start_thread(s.channel_id, s.alice["id"], "pairing")
+        await s.run_command(thread["id"], s.alice["id"], "ask", {"question": "in the thread"})
+        in_thread = await actors.next()
+        await actors.reply(in_thread, "answered in the thread")
+        await s.run_command(thread["id"], bob["id"], "ask", {"question": "me too"})
+        also = await actors.next()
+        assert in_thread.session == also.session == f"discord-{thread['id']}"

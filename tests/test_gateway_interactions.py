@@ -128,7 +128,33 @@ async def test_quick_commands_answer_at_once(endpoint: Endpoint,
     code, body = await endpoint.post(json.dumps(stop).encode())
     assert code == 200 and "Stop requested" in body["data"]["content"]
     _, control = await actors.next_control()
-    assert control.session == f"discord-{s.channel_id}"
+    assert control.session == f"discord-{s.channel_id}-{s.alice['id']}"  # alice's own
+
+
+async def test_ask_is_each_persons_own_outside_a_thread_and_the_threads_inside(
+        endpoint: Endpoint, discord_standin: DiscordStandIn,  # noqa: F811
+        actors: FakeActors) -> None:  # noqa: F811
+    """Issue 18 item 12, through the signed endpoint: two people's /ask in one channel are
+    two sessions; in a thread, both are the thread's; in a DM, the DM's."""
+    s = discord_standin
+    bob = s.add_user("bob")
+    thread = await s.start_thread(s.channel_id, s.alice["id"], "pairing")
+
+    async def ask(channel_id: str, user: dict[str, Any], question: str) -> str:
+        interaction = s.interactions.create(s.bot, channel_id, user, "ask",
+                                            {"question": question})
+        assert await endpoint.post(json.dumps(interaction).encode()) == (200, {"type": 5})
+        request = await actors.next()
+        assert (request.text, request.user_id) == (question, user["id"])
+        return request.session
+
+    alices, bobs = await ask(s.channel_id, s.alice, "a"), await ask(s.channel_id, bob, "b")
+    assert alices != bobs and f"discord-{s.channel_id}" not in (alices, bobs)
+    assert await ask(s.channel_id, s.alice, "again") == alices
+    assert {await ask(thread["id"], s.alice, "c"), await ask(thread["id"], bob, "d")} == {
+        f"discord-{thread['id']}"}
+    dm = s.dm_channel(s.alice)  # a DM is one person's conversation already
+    assert await ask(dm["id"], s.alice, "e") == f"discord-{dm['id']}"
 
 
 async def test_forged_replayed_and_malformed_requests_get_401(endpoint: Endpoint) -> None:

@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("close_model_sess
 @pytest.fixture
 def ollama(monkeypatch: pytest.MonkeyPatch) -> Iterator[OllamaStandin]:
     """The stand-in in its own thread, as Ollama is its own process: litellm asks it for model
-    information (``/api/show`` at ``OLLAMA_API_BASE``) with a blocking call when it prices the
-    first answer of a model its map does not know."""
+    information (``/api/show`` at ``OLLAMA_API_BASE``) with a blocking call, once for each
+    model its map does not know."""
     with OllamaStandin(models=("llama3.1", "qwen2.5-coder:7b")).in_thread() as server:
         monkeypatch.setenv("OLLAMA_API_BASE", server.url)
         yield server
@@ -62,6 +62,26 @@ async def test_text_streams_with_ollamas_token_counts(ollama: OllamaStandin) -> 
     assert call.body["model"] == "llama3.1" and call.body["stream"] is True
     assert call.body["options"]["num_predict"] == 64
     assert [m["role"] for m in call.messages] == ["system", "user"]
+
+
+async def test_a_models_details_are_asked_for_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """litellm 1.97 asks ``/api/show`` about a model its map does not know 5 times on the
+    model's first call and twice on each later one; Switchboard puts the model in litellm's
+    map before its first call, so it is asked once per process. A model in the map
+    (``llama3.1``) is never asked about. The name is made up, so no other test has mapped it
+    in this process."""
+    unmapped = "switchboard-show-count:7b"
+    with OllamaStandin(models=("llama3.1", unmapped)).in_thread() as server:
+        monkeypatch.setenv("OLLAMA_API_BASE", server.url)
+        asked: list[int] = []
+        for model in (unmapped, unmapped, unmapped, "llama3.1", "llama3.1"):
+            before = len(server.shown)
+            reply = await complete(_spec(server, model), [{"role": "user", "content": "hi"}])
+            assert reply.text == f"Ollama {model} heard: hi" and reply.usage.cost_usd == 0.0
+            asked.append(len(server.shown) - before)
+        assert asked == [1, 0, 0, 0, 0]
+        assert server.shown == [unmapped]
+        assert [c.status for c in server.calls] == [200] * 5
 
 
 async def test_tool_calls_round_trip_in_ollamas_shape(ollama: OllamaStandin) -> None:

@@ -21,6 +21,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any, TypeVar
@@ -126,12 +127,45 @@ def register_providers(providers: dict[str, str]) -> None:
 
 LOCAL_SERVER_PROVIDERS = frozenset({"ollama", "ollama_chat"})
 """Providers whose model information litellm reads from the model's own server with a
-blocking HTTP call (``POST /api/show``, ``litellm/llms/ollama/common_utils.py``) that stalls
-the event loop: Switchboard never asks for it (litellm itself still does, about twice per
-call for a model its price map does not know, mostly from the worker thread it runs each
-request in; measured with litellm 1.97). Their models run locally, so cost nothing, and
-take a JSON schema as ``format`` (Ollama 0.5 and later: https://ollama.com/blog/structured-outputs;
-litellm maps a ``json_schema`` ``response_format`` onto it)."""
+blocking HTTP call (``POST /api/show``, ``litellm/llms/ollama/common_utils.py``) for a model
+its map does not know: with litellm 1.97, 5 on a model's first call and 2 on every later
+one (the Responses-API bridge check, twice, then the cost and logging of the answer).
+``_map_local_model`` puts each such model in litellm's map once per process, so litellm
+asks once. Their models run locally, so cost nothing, and take a JSON schema as ``format``
+(Ollama 0.5 and later: https://ollama.com/blog/structured-outputs; litellm maps a
+``json_schema`` ``response_format`` onto it)."""
+
+_mapped_local: set[str] = set()
+"""Models of ``LOCAL_SERVER_PROVIDERS`` in litellm's map (already, or put there)."""
+_mapped_local_lock = threading.Lock()
+
+
+def _map_local_model(litellm: Any, model: str) -> None:
+    """Put ``model`` (``ollama_chat/<name>``) in litellm's model map as a free chat model,
+    once per process, unless the map has it already (litellm's own test,
+    ``OllamaModelInfo._is_static_ollama_model``: the name with or without its provider).
+
+    ``litellm.register_model`` asks the server once (``/api/show`` at ``OLLAMA_API_BASE``,
+    else ``http://localhost:11434``) and keeps what it answers (context length, tool
+    support); an unreachable server or an unknown model leaves the defaults. Blocking: run
+    it in a worker thread. A failure is logged and not retried (litellm then asks on each
+    call, as without this).
+    """
+    with _mapped_local_lock:  # a concurrent first call waits here, then finds it mapped
+        if model in _mapped_local:
+            return
+        name = model.partition("/")[2].lower()
+        known = {key.lower() for key in litellm.model_cost}
+        try:
+            if not {model.lower(), name, f"ollama/{name}", f"ollama_chat/{name}"} & known:
+                litellm.register_model({model: {
+                    "litellm_provider": provider_of(model), "mode": "chat",
+                    "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+                    "cache_creation_input_token_cost": 0.0,
+                    "cache_read_input_token_cost": 0.0}})
+        except Exception:  # noqa: BLE001 - litellm then looks the model up per call
+            _log.warning("could not put %s in litellm's model map", model, exc_info=True)
+        _mapped_local.add(model)
 
 
 def supports_json_schema(model: str) -> bool:
@@ -359,6 +393,8 @@ def _guarded(on_text: OnText | None) -> OnText | None:
 async def _stream(
     litellm: ModuleType, spec: ModelSpec, kwargs: dict[str, Any], on_text: OnText | None,
 ) -> ModelReply:
+    if provider_of(spec.name) in LOCAL_SERVER_PROVIDERS and spec.name not in _mapped_local:
+        await asyncio.to_thread(_map_local_model, litellm, spec.name)
     response = await litellm.acompletion(**kwargs)
     fold = Fold()
     guarded = _guarded(on_text)

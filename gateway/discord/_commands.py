@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from gateway.commands import CommandError, model_text, status_text
+from gateway.commands import CommandError, command_session, model_text, status_text
 from gateway.discord._intake import Pending
 from gateway.discord._status import REST_TIMEOUT_S
 from gateway.errors import NotRunningError
@@ -29,8 +29,17 @@ Interaction = discord.Interaction
 
 
 def _session(bot: SwitchboardBot, interaction: Interaction) -> str:
-    channel_id = interaction.channel_id or 0
-    return bot.tracker.run_session(channel_id, f"discord-{channel_id}")
+    """The session ``/status``, ``/stop`` and ``/model`` are about: in a thread the bot opened
+    for a run, that run's; else ``_own_session``."""
+    return bot.tracker.run_session(interaction.channel_id or 0, _own_session(interaction))
+
+
+def _own_session(interaction: Interaction) -> str:
+    """The thread's or DM's session, else the person's own in the channel
+    (``gateway.commands.command_session``)."""
+    kind = getattr(interaction.channel, "type", None)
+    return command_session(interaction.channel_id or 0, interaction.user.id,
+                           kind.value if isinstance(kind, discord.ChannelType) else None)
 
 
 async def _ephemeral(interaction: Interaction, text: str) -> None:
@@ -110,7 +119,7 @@ async def _submit(bot: SwitchboardBot, interaction: Interaction, question: str, 
         anchor = await interaction.original_response()
     channel_id = interaction.channel_id or 0
     request = bot.config.stamp(ChatMessage(
-        message_id=str(anchor.id), session=f"discord-{channel_id}", origin=bot.origin,
+        message_id=str(anchor.id), session=_own_session(interaction), origin=bot.origin,
         user_id=str(user.id), user_name=user.display_name, text=question,
         channel_id=str(channel_id), guild_id=str(interaction.guild_id or ""),
         breakglass=breakglass, sent_at=time.time(), addressed=True))

@@ -86,7 +86,7 @@ class OutboundPoster:
         if first and state.status is not None:
             self.bot.tracker.remember(state.status.id, Tracked(
                 Kind.STATUS if p.flow == Flow.SEQUENTIAL else Kind.ANSWER, state.session,
-                str(state.message.id)))
+                str(state.message.id), user_id=state.user_id))
             if p.flow == Flow.SEQUENTIAL:
                 await self._react(state.status, STOP)
 
@@ -109,7 +109,8 @@ class OutboundPoster:
         kind = Kind.COMMIT if r.branch else Kind.ANSWER
         text = render_reply(r) + (f"\n{COMMIT_HINT}" if kind is Kind.COMMIT else "")
         chunks = split_message(text)
-        tracked = Tracked(kind, r.session, r.in_reply_to, role=r.role, branch=r.branch)
+        tracked = Tracked(kind, r.session, r.in_reply_to, role=r.role, branch=r.branch,
+                          user_id=state.user_id)
         posted: list[discord.Message] = []
         if state.streamed and state.status is not None and chunks and state.thread is None:
             async with asyncio.timeout(REST_TIMEOUT_S):
@@ -132,7 +133,7 @@ class OutboundPoster:
         posted = await self._post(state, split_message(render_options(o)), (), reply=False)
         for message in posted:
             self.bot.tracker.remember(message.id, Tracked(Kind.ANSWER, o.session,
-                                                          o.in_reply_to))
+                                                          o.in_reply_to, user_id=state.user_id))
 
     async def _count_tokens(self, state: RequestState, tokens: int) -> None:
         limiter = self.bot.services.limiter
@@ -171,7 +172,8 @@ class OutboundPoster:
         if (state := self.bot.requests.get(message_id)) is not None:
             return state
         try:
-            channel_id = int(SessionId.from_str(session).key)
+            # discord-<channel>, or discord-<channel>-<user> for a person's /ask in a channel
+            channel_id = int(SessionId.from_str(session).key.partition("-")[0])
             channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
             if isinstance(channel, discord.Thread) and str(channel.id) == message_id:
                 parent = channel.parent  # the request that opened this thread lives there

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.bridge import Bridge
-from gateway.commands import CommandError, model_text, status_text
+from gateway.commands import CommandError, command_session, model_text, status_text
 from gateway.config import BotConfig
 from gateway.errors import GatewayError, NotRunningError, SignatureError
 from gateway.interactions._verify import MAX_AGE_S, load_public_key, verify
@@ -145,9 +145,9 @@ class InteractionsEndpoint:
         options = {o["name"]: o.get("value") for o in data.get("options") or []}
         user = (interaction.get("member") or {}).get("user") or interaction.get("user") or {}
         user_id = str(user.get("id", ""))
-        channel_id = str(interaction.get("channel_id") or
-                         (interaction.get("channel") or {}).get("id", ""))
-        session = f"discord-{channel_id}"
+        channel = interaction.get("channel") or {}
+        channel_id = str(interaction.get("channel_id") or channel.get("id", ""))
+        session = command_session(channel_id, user_id, channel.get("type"))
         match name:
             case "status":
                 return _message(await status_text(self.services, session))
@@ -167,7 +167,7 @@ class InteractionsEndpoint:
                     raise CommandError("🔒 /breakglass is only for the users the operator "
                                        "allowed.")
                 return await self._defer(interaction, str(options.get("question") or ""),
-                                         user, channel_id, breakglass=breakglass)
+                                         user, channel_id, session, breakglass=breakglass)
         raise CommandError(f"⚠️ Unknown command /{name}.")
 
     async def _control(self, control: Control) -> None:
@@ -177,12 +177,12 @@ class InteractionsEndpoint:
             raise CommandError(f"⚠️ {exc}") from exc
 
     async def _defer(self, interaction: dict[str, Any], question: str, user: dict[str, Any],
-                     channel_id: str, *, breakglass: bool) -> web.Response:
+                     channel_id: str, session: str, *, breakglass: bool) -> web.Response:
         if not question.strip():
             raise CommandError("👋 Ask a question: `/ask question:...`")
         interaction_id = str(interaction["id"])
         request = await self._stamped(ChatMessage(
-            message_id=interaction_id, session=f"discord-{channel_id}",
+            message_id=interaction_id, session=session,
             origin=self.bridge.origin, user_id=str(user.get("id", "")),
             user_name=str(user.get("global_name") or user.get("username") or ""),
             text=question, channel_id=channel_id, guild_id=str(interaction.get("guild_id", "")),

@@ -56,6 +56,8 @@ class DiscordStandIn(Recorded):
         self.port = 0
         self.guild_id = self.ids.next()
         self.everyone = p.role(self.guild_id, "@everyone")
+        self.roles: list[Payload] = [self.everyone]
+        self.member_roles: dict[str, list[str]] = {}
         self.users: dict[str, Payload] = {}
         self.alice = self.add_user("alice")
         self.other_bot = self.add_user("otherbot", bot=True)
@@ -66,11 +68,31 @@ class DiscordStandIn(Recorded):
 
     # ---------------------------------------------------------------- world
 
-    def add_user(self, name: str, *, bot: bool = False) -> Payload:
-        """Add a guild member; returns the user payload."""
+    def add_user(self, name: str, *, bot: bool = False, roles: list[Payload] | None = None
+                 ) -> Payload:
+        """Add a guild member (with ``roles`` besides ``@everyone``); returns the user
+        payload. Add people before the bot connects for them to be in its member cache."""
         user = p.user(self.ids.next(), name, bot=bot)
         self.users[user["id"]] = user
+        self.member_roles[user["id"]] = [r["id"] for r in roles or []]
         return user
+
+    def add_role(self, name: str, permissions: int) -> Payload:
+        """Add a guild role with the ``permissions`` bit set (before the bot connects)."""
+        role = p.role(self.ids.next(), name, position=len(self.roles))
+        role["permissions"] = str(permissions)
+        self.roles.append(role)
+        return role
+
+    def set_permissions(self, role: Payload, permissions: int) -> None:
+        """Give ``role`` (``everyone`` included) exactly ``permissions`` (before the bot
+        connects). ``@everyone`` has every permission unless a test says otherwise; the
+        guild's owner (``alice``) has them all regardless."""
+        role["permissions"] = str(permissions)
+
+    def member(self, user_id: str) -> Payload:
+        """The guild member payload of ``user_id``, with its roles."""
+        return p.member(self.users[user_id], self.member_roles.get(user_id, []))
 
     def add_bot(self, name: str) -> Bot:
         """Add a bot account (a guild member with its own token and application)."""
@@ -110,11 +132,11 @@ class DiscordStandIn(Recorded):
 
     def guild_payload(self, bot: Bot) -> list[Payload]:
         """GUILD_CREATE payloads for ``bot`` (every bot is in the one guild)."""
-        members = [p.member(u) for u in self.users.values()]
+        members = [self.member(u) for u in self.users]
         channels = [c for c in self.channels.values() if c["type"] == p.TEXT_CHANNEL]
         return [p.guild(self.guild_id, "Stand-in Guild", self.alice["id"], channels=channels,
                         threads=list(self.threads.values()), members=members,
-                        roles=[self.everyone])]
+                        roles=list(self.roles))]
 
     # ---------------------------------------------------------------- recording
 
@@ -210,7 +232,8 @@ class DiscordStandIn(Recorded):
         message = p.message(self.ids.next(), channel, author, content, mentions=mentions,
                             attachments=attachments, reference=reference)
         if "guild_id" in channel:
-            message["member"] = {k: v for k, v in p.member(author).items() if k != "user"}
+            message["member"] = {k: v for k, v in self.member(author_id).items()
+                                 if k != "user"}
         await self.store_and_dispatch(message)
         return message
 
@@ -279,10 +302,21 @@ class DiscordStandIn(Recorded):
         channel = self.channel(channel_id)
         if channel is not None and "guild_id" in channel:
             data["guild_id"] = channel["guild_id"]
+            if added:  # who reacted, in a guild (gateway-events#message-reaction-add)
+                data["member"] = self.member(user_id)
         if (message := self.by_id.get(message_id)) is not None:
             data["message_author_id"] = message["author"]["id"]
         await self.dispatch("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE",
                             data, channel_id)
+
+    async def start_thread(self, channel_id: str, owner_id: str, name: str) -> Payload:
+        """A person starts a public thread (without a message) in text channel
+        ``channel_id``: THREAD_CREATE to every bot; returns the thread."""
+        thread = p.thread(self.ids.next(), self.channels[channel_id], owner_id, name)
+        self.threads[thread["id"]] = thread
+        self.changed()
+        await self.dispatch("THREAD_CREATE", thread | {"newly_created": True}, channel_id)
+        return thread
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread as a moderator would: THREAD_DELETE to every bot

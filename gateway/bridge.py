@@ -1,9 +1,22 @@
 """The gateway's side of NATS: send a person's message to the actors, receive what comes back.
 
 Every gateway instance has an ``origin`` (one subject token); actors publish Progress, Reply and
-ConsolidatedOptions for its requests to ``<prefix>.out.<origin>``. A Discord gateway reads them
-through a durable consumer, so answers published while it was down are delivered when it comes
-back; a terminal chat uses a plain subscription.
+ConsolidatedOptions for its requests to ``<prefix>.out.<origin>``, which the outbox stream
+stores. A Discord gateway reads them through a durable consumer, so answers published while it
+was down are delivered when it comes back.
+
+A terminal chat (``Bridge.start`` without ``durable``) reads them through a JetStream ordered
+consumer: an ephemeral push consumer (one replica, in memory, no acks) that starts at the end of
+the stream. nats-py recreates it from the stream sequence after the last one delivered when its
+idle heartbeats stop (the node that held it was lost) or a sequence gap shows; the bridge does
+the same after each reconnect of a connection it opened (a message lost on the way to a dead
+node shows no gap to nats-py until a later one comes). So an answer stored while the chat's
+node, its consumer's node or its connection was lost is still delivered; a core subscription,
+used before, lost it (issue 18, item 18: chats connected to a node killed under load waited
+out their timeout for answers the stream held). A durable consumer would do too, at the price
+of a replicated consumer (a Raft group on three nodes) per chat; an ordered one is one
+in-memory consumer, deleted by ``stop`` or, when its reader is gone, by the server after
+``ORDERED_INACTIVE_S``.
 """
 
 from __future__ import annotations
@@ -20,8 +33,8 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 
 from actors.bus import check_running, connect
 from actors.config import Settings
@@ -61,6 +74,19 @@ by ``tests/test_faults.py``). The id, not the sequence, names the message: a cop
 stored again (published after the stream's duplicate window, or after a crash lost the stored
 original) has a new sequence and the same id, and a sequence a crashed server reuses belongs
 to a new message."""
+ORDERED_HEARTBEAT_S = 1.0
+"""Idle heartbeat of a non-durable bridge's ordered consumer (seconds): nats-py recreates the
+consumer when none came for two to four of them (the node that held it was lost)."""
+ORDERED_INACTIVE_S = 5.0
+"""The server deletes an ordered consumer nobody has listened to for this long (seconds): one
+whose bridge ended without ``stop`` (a chat killed), or was replaced after a reconnect."""
+FOLLOW_RETRY_S = 1.0
+"""Wait between attempts to create the ordered consumer while JetStream does not answer
+(seconds): there is no meta leader for a few seconds after the node that was it is lost."""
+FOLLOW_START_TIMEOUT_S = 15.0
+"""How long ``Bridge.start`` tries to create the ordered consumer (seconds)."""
+DELETE_TIMEOUT_S = 2.0
+"""How long ``Bridge.stop`` tries to delete the ordered consumer (seconds)."""
 OutboundHandler = Callable[[Outbound], Awaitable[None]]
 
 
@@ -78,7 +104,10 @@ class Bridge:
         self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.subjects = subjects
         self.origin = check_token(origin, "origin")
-        self._sub: Subscription | None = None
+        self._ordered: JetStreamContext.PushSubscription | None = None
+        self._on_outbound: OutboundHandler | None = None
+        self._next_seq = 0  # the outbox stream sequence the ordered consumer reads next
+        self._refollow_task: asyncio.Task[None] | None = None
         self._pull_task: asyncio.Task[None] | None = None
         self._handled: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._handling = asyncio.Lock()
@@ -92,20 +121,26 @@ class Bridge:
         With ``durable``, a durable consumer named after the origin keeps undelivered messages
         across restarts and a message is acked only after ``on_outbound`` returns (one
         delivered again because its ack was lost is recognised by its ``Nats-Msg-Id`` and
-        not handled twice: ``HANDLED_WINDOW``); without it, a core subscription sees only
-        what arrives while it is connected.
+        not handled twice: ``HANDLED_WINDOW``); without it, an ordered consumer delivers
+        what is stored from now on, across a lost node or connection (module docstring).
 
         Raises:
-            NotRunningError: Switchboard's streams do not exist on the server.
+            NotRunningError: Switchboard's streams do not exist on the server, or JetStream
+                did not create the ordered consumer within ``FOLLOW_START_TIMEOUT_S`` (the
+                message says why).
         """
         await self._check()
         self._stopping = False
         subject = self.subjects.outbox(self.origin)
         if not durable:
-            async def _deliver(msg: Msg) -> None:
-                await self._deliver(msg, on_outbound)
-
-            self._sub = await self.nc.subscribe(subject, cb=_deliver)
+            self._on_outbound, self._next_seq = on_outbound, 0
+            try:
+                async with asyncio.timeout(FOLLOW_START_TIMEOUT_S):
+                    self._ordered = await self._follow_retrying()
+            except TimeoutError as exc:
+                msg = (f"JetStream did not open the outbox within "
+                       f"{FOLLOW_START_TIMEOUT_S:.0f} s")
+                raise NotRunningError(msg) from exc
             return
         name = f"gateway-{self.origin}"
         config = ConsumerConfig(
@@ -120,6 +155,80 @@ class Bridge:
         self._psub = psub
         self._pull_task = asyncio.create_task(self._pull_loop(psub, on_outbound),
                                               name=f"outbox:{self.origin}")
+
+    async def _follow(self) -> JetStreamContext.PushSubscription:
+        """Create an ordered consumer of this origin's outbox from ``_next_seq`` (from the
+        stream's end when 0) and subscribe to it (nats-py's ordered-consumer settings)."""
+        start: dict[str, Any] = (
+            {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": self._next_seq}
+            if self._next_seq else {"deliver_policy": DeliverPolicy.NEW})
+        config = ConsumerConfig(
+            filter_subject=self.subjects.outbox(self.origin), deliver_subject=self.nc.new_inbox(),
+            ack_policy=AckPolicy.NONE, max_deliver=1, flow_control=True,
+            idle_heartbeat=ORDERED_HEARTBEAT_S, inactive_threshold=ORDERED_INACTIVE_S,
+            num_replicas=1, mem_storage=True, **start)
+        stream = self.subjects.outbox_stream
+        info = await self.js.add_consumer(stream, config)
+        if not self._next_seq:  # a new consumer delivers what comes after the stream's end
+            self._next_seq = (info.delivered.stream_seq if info.delivered else 0) + 1
+        return await self.js.subscribe_bind(stream, config, info.name, cb=self._on_ordered,
+                                            ordered_consumer=True)
+
+    async def _follow_retrying(self) -> JetStreamContext.PushSubscription:
+        """``_follow``, again every ``FOLLOW_RETRY_S`` while JetStream does not answer.
+
+        Raises:
+            NotRunningError: no outbox stream, this identity may not create a consumer, or
+                the connection is closed.
+        """
+        create = f"$JS.API.CONSUMER.CREATE.{self.subjects.outbox_stream}"
+        while not self.nc.is_closed:
+            try:
+                return await self._follow()
+            except nats.js.errors.NotFoundError as exc:
+                msg = "Switchboard is not running on this NATS server (no outbox stream)"
+                raise NotRunningError(msg) from exc
+            except (TimeoutError, nats.errors.Error) as exc:
+                refused = refusal(self.nc, create)
+                if refused:
+                    raise NotRunningError(str(refused)) from exc
+                _log.info("outbox %s: no consumer yet (%s), trying again", self.origin,
+                          exc or type(exc).__name__)
+            await asyncio.sleep(FOLLOW_RETRY_S)
+        msg = "the connection to NATS is closed"
+        raise NotRunningError(msg)
+
+    async def _on_ordered(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        async with self._handling:  # not while _refollow replaces the consumer
+            if seq < self._next_seq or self._on_outbound is None:
+                return  # delivered again by a recreated consumer, or stored before start
+            self._next_seq = seq + 1
+            await self._deliver(msg, self._on_outbound)
+
+    def _reconnected(self) -> None:
+        """After a reconnect, read on from the last message delivered with a new ordered
+        consumer (``_refollow``); nothing to do for a durable bridge, whose pulls go on."""
+        if self._ordered is None or self._stopping:
+            return
+        if self._refollow_task is not None:
+            self._refollow_task.cancel()
+        self._refollow_task = asyncio.create_task(self._refollow(),
+                                                  name=f"outbox-refollow:{self.origin}")
+
+    async def _refollow(self) -> None:
+        async with self._handling:
+            old, self._ordered = self._ordered, None
+            if old is not None:
+                with contextlib.suppress(nats.errors.Error):
+                    await old.unsubscribe()  # its consumer: deleted after ORDERED_INACTIVE_S
+        try:
+            self._ordered = await self._follow_retrying()
+        except NotRunningError as exc:
+            _log.error("outbox %s: no longer read after a reconnect: %s", self.origin, exc)
+        else:
+            _log.info("outbox %s: reading on from stream sequence %d after a reconnect",
+                      self.origin, self._next_seq)
 
     async def _pull_loop(self, psub: object, on_outbound: OutboundHandler) -> None:
         # ``_stopping`` too ends the loop: a cancellation can be lost in nats-py's fetch on
@@ -253,30 +362,61 @@ class Bridge:
         if self._psub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._psub.unsubscribe()
-        if self._sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._sub.unsubscribe()
+        if self._refollow_task is not None:
+            await cancel_and_wait(self._refollow_task, timeout_s=STOP_TIMEOUT_S,
+                                  what=f"outbox {self.origin} refollow")
+        if self._ordered is not None:
+            await self._unfollow(self._ordered)
+            self._ordered = None
         if self._owns_connection:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
 
+    async def _unfollow(self, sub: JetStreamContext.PushSubscription) -> None:
+        """Unsubscribe and delete the ordered consumer (its current name: nats-py renames it
+        when it recreates it). Not connected, or no answer within ``DELETE_TIMEOUT_S``: the
+        server deletes it after ``ORDERED_INACTIVE_S``."""
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+        if not self.nc.is_connected:
+            return
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            async with asyncio.timeout(DELETE_TIMEOUT_S):
+                info = await sub.consumer_info()
+                await self.js.delete_consumer(self.subjects.outbox_stream, info.name)
+
 
 async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
-                         nats_url: str, reconnect: bool = True) -> Bridge:
-    """Connect to NATS and return a bridge that owns the connection.
+                         nats_url: str, fail_fast: bool = False) -> Bridge:
+    """Connect to NATS and return a bridge that owns the connection. A lost connection is
+    reconnected (every 0.5 s, to any server of ``nats_url``), and a non-durable bridge then
+    reads on from the last outbox message it delivered.
+
+    Args:
+        fail_fast: a server that refuses the credentials or the TLS session fails the first
+            connection at once, not after the 3 s connect timeout (command-line tools).
 
     Raises:
         NotRunningError: the server cannot be reached, or refused the credentials or the TLS
             session (the message says which).
     """
+    bridge: Bridge | None = None
+
+    async def reconnected() -> None:
+        if bridge is not None:
+            bridge._reconnected()  # noqa: SLF001 - its own factory's hook
+
     try:
         nc = await connect(nats_url, name=f"gateway/{origin}", settings=settings,
-                           reconnect=reconnect, timeout_s=3.0)
+                           reconnect=not fail_fast, timeout_s=3.0, reconnected_cb=reconnected)
     except (AuthError, TLSError) as exc:  # the server is there and refused us: say only why
         raise NotRunningError(str(exc)) from exc
     except BrokerError as exc:
         msg = f"Switchboard is not running: {exc}. Start it with `switchboard up`."
         raise NotRunningError(msg) from exc
+    if fail_fast:  # nats-py reads these when a connection is lost: from now on, reconnect
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = -1
     setup_tracing("switchboard-gateway", console=settings.trace_console)
     bridge = Bridge(nc, subjects, origin)
     bridge._owns_connection = True  # noqa: SLF001 - set by its own factory

@@ -168,13 +168,16 @@ async def run_chat(
     """Run the terminal chat; returns the process exit code (0 answered, 1 the request failed,
     2 Switchboard is not running, 3 no answer within ``timeout_s`` seconds).
 
-    ``user`` names the person (default: the login name, ``terminal_user``)."""
+    ``user`` names the person (default: the login name, ``terminal_user``). A server that
+    refuses the credentials is said at once; a connection lost later is reconnected to any
+    server of ``nats_url``, and an answer stored meanwhile is still delivered
+    (``gateway.bridge``)."""
     user = terminal_user(user)
     session_id = session or str(SessionId("terminal", user))
     origin = f"term-{uuid.uuid4().hex[:12]}"
     try:
         bridge = await connect_bridge(settings, topology.subjects, origin, nats_url=nats_url,
-                                      reconnect=False)
+                                      fail_fast=True)
     except NotRunningError as exc:
         out.write(f"❌ {exc}\n")
         return EXIT_NOT_RUNNING

@@ -45,14 +45,32 @@ class NatsCluster:
 
     def jsz(self, index: int) -> dict[str, Any]:
         """The node's own view of JetStream (``/jsz?streams=true``): its replicas' state."""
-        import json
-        import urllib.request
+        return self._monitor(index, "jsz?streams=true&consumers=false")
 
-        node = self.nodes[index]
-        url = f"http://{node.host}:{node.monitor_port}/jsz?streams=true&consumers=false"
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            data: dict[str, Any] = json.loads(response.read())
-        return data
+    def varz(self, index: int) -> dict[str, Any]:
+        """The node's general state (``/varz``): its ``server_name``, connections, ..."""
+        return self._monitor(index, "varz")
+
+    def client_names(self, index: int) -> list[str]:
+        """The names of the clients connected to node ``index`` (``/connz``)."""
+        connz = self._monitor(index, "connz?limit=100000")
+        return [c.get("name", "") for c in connz.get("connections") or []]
+
+    def meta_leader(self) -> int:
+        """The index of the JetStream meta leader (the node that places streams and
+        consumers), as the first node that answers names it in ``/jsz``."""
+        names: dict[str, int] = {}
+        for i in range(len(self.nodes)):
+            try:
+                names[self.varz(i)["server_name"]] = i
+            except OSError:  # a stopped node
+                continue
+        for i in names.values():
+            leader = self.jsz(i).get("meta_cluster", {}).get("leader")
+            if leader in names:
+                return names[leader]
+        msg = f"no node names a meta leader among {sorted(names)}"
+        raise AssertionError(msg)
 
     def stream_state(self, index: int) -> dict[str, tuple[int, int]]:
         """Stream name → (messages, last sequence) as node ``index`` stores them."""
@@ -62,6 +80,16 @@ class NatsCluster:
                 s = stream["state"]
                 state[stream["name"]] = (s["messages"], s["last_seq"])
         return state
+
+    def _monitor(self, index: int, path: str) -> dict[str, Any]:
+        import json
+        import urllib.request
+
+        node = self.nodes[index]
+        url = f"http://{node.host}:{node.monitor_port}/{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            data: dict[str, Any] = json.loads(response.read())
+        return data
 
 
 async def wait_for_jetstream(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:

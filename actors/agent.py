@@ -136,7 +136,8 @@ class AgentActor(ModelActor):
         await ctx.send("reflector", Control(
             session=control.session, action=ControlAction.FEEDBACK,
             value=FEEDBACK_UP if control.action is ControlAction.MERGE else FEEDBACK_DOWN,
-            user_id=control.user_id, message_id=control.message_id, role=self.actor_id.role))
+            user_id=control.user_id, message_id=control.message_id, role=self.actor_id.role,
+            request_id=control.request_id))
         if control.origin:
             reply_to = ReplyTo.of(control)
             await ctx.reply(reply_to.origin, reply_to.build(
@@ -221,7 +222,7 @@ class AgentActor(ModelActor):
         answer = cap_answer(answer, request.max_answer_chars)
         await ctx.reply(reply_to.origin, reply_to.build(
             Reply, text=answer, flow=flow, usage=usage, role=self.actor_id.role))
-        await self.remember(speaker, request.text, answer)
+        await self.remember(speaker, request.text, answer, request_id=reply_to.in_reply_to)
 
     async def peer_opinion(self, ctx: MessageContext, request: str, max_tokens: int, tier: int,
                            answered_by: str, review: str) -> tuple[str, Usage] | None:

@@ -251,7 +251,8 @@ class AgentRun:
             files_written=tuple(state.files_written), confidence=state.confidence,
             usage=state.usage, duration_ms=(time.perf_counter() - self.started) * 1000,
         ), key=RESULT_KEY)
-        await self.actor.remember(self.task.speaker, self.task.said, answer)
+        await self.actor.remember(self.task.speaker, self.task.said, answer,
+                                  request_id=self.reply_to.in_reply_to)
         await self._sync_workspace()
 
     async def _second_opinion(self, state: LoopState, answer: str) -> str:

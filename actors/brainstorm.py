@@ -54,7 +54,8 @@ class Brainstorm(ModelActor):
         from actors.router import brainstorm_models
 
         reply_to = verdict.reply_to
-        models = brainstorm_models(self.topology, overrides=verdict.models)
+        models = brainstorm_models(self.topology, overrides=verdict.models,
+                                   tier_min=verdict.tier_min, tier_max=verdict.tier_max)
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="brainstorm", flow=Flow.BRANCH,
             text=f"Brainstorming with {' and '.join(m[0].name for m in models)}…"))

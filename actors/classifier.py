@@ -5,8 +5,8 @@ The decision itself — rules, case base, model, keyword fallback, tiers — is 
 this actor gathers what the router needs (the session's recent history, the case base, the
 router's model call), records the decision as a ``classified`` event whose ``source`` says
 what decided, and routes: SEQUENTIAL to the planner, BRANCH to the brainstorm actor, SIMPLE
-and BREAKGLASS to the role actor; a refused request gets the rule's message, a message that
-needs no answer an empty Reply.
+and BREAKGLASS to the role actor, the answer to a paused run to that run; a refused request
+gets the rule's message, a message that needs no answer an empty Reply.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from actors.router import (
 from actors.runtime import MessageContext, handler
 from protocol import (
     ChatMessage,
+    Checkpoint,
     Classification,
     ErrorCode,
     Flow,
@@ -44,17 +45,17 @@ class Classifier(CaseModelActor):
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
         reply_to = ReplyTo.of(message)
-        if await self._resume_paused(message, reply_to, ctx):
-            return
         session = await self.services.sessions.get(message.session)
+        paused = await self._paused_run(message)
 
-        async def ask(messages: list[dict[str, Any]]) -> str:
-            return await self._ask_model(ctx, message, messages)
+        async def ask(messages: list[dict[str, Any]], tier: int) -> str:
+            return await self._ask_model(ctx, message, messages, tier)
 
         route = await route_message(
             message, self.topology, ask=ask,
             cases=self.cases.index if self.cases is not None else None,
             history=_history(session, self.topology.router.history),
+            paused_role=paused.role if paused is not None else "",
         )
         await ctx.emit("classified", step="chat_message", source=route.source,
                        detail=_describe(route), flow=route.flow.value, role=route.role,
@@ -66,6 +67,11 @@ class Classifier(CaseModelActor):
         if not route.respond:
             await ctx.reply(reply_to.origin, reply_to.build(Reply, text=""))
             return
+        if paused is not None and route.source == "resume":
+            await self._keep_bounds(message.session, session, paused.tier_min, paused.tier_max)
+            await self._resume(message, reply_to, paused, ctx)
+            return
+        await self._keep_bounds(message.session, session, route.tier_min, route.tier_max)
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="classified", flow=route.flow,
             text=f"{route.flow} · {route.role} · {route.complexity}"))
@@ -85,38 +91,51 @@ class Classifier(CaseModelActor):
                 await ctx.send(route.role, turn_request(message, reply_to, route, tier.tier))
 
     async def _ask_model(self, ctx: MessageContext, chat: ChatMessage,
-                         messages: list[dict[str, Any]]) -> str:
-        """The router's model call: the router tier's models (the bot's overrides first),
-        structured output where the model supports it."""
+                         messages: list[dict[str, Any]], tier: int) -> str:
+        """The router's model call: the models of ``tier`` (the router's, within the rules'
+        bounds; the bot's overrides first), structured output where the model supports it."""
         router = self.topology.router
-        models = models_for(self.topology, router.tier, role=self.actor_id.role,
-                            overrides=chat.models)
+        models = models_for(self.topology, tier, role=self.actor_id.role, overrides=chat.models)
         fmt = response_format_for(router.structured_output, models[0].name)
         reply = await self.call_model(ctx, models, messages, purpose="route",
                                       response_format=fmt, timeout_s=router.timeout_s)
         return str(reply.text)
 
-    async def _resume_paused(self, message: ChatMessage, reply_to: ReplyTo,
-                             ctx: MessageContext) -> bool:
-        """A message in a session whose run paused on a clarifying question is the answer:
-        send it to that run (SPEC.md §3) instead of classifying it afresh. The run's
-        checkpoint holds everything else the run needs."""
+    async def _paused_run(self, message: ChatMessage) -> Checkpoint | None:
+        """The session's run paused on a clarifying question to the sender of ``message``
+        (the person who asked it, ``Checkpoint.user_id``), or None. The router decides
+        whether the message is that answer (SPEC.md §3)."""
         from actors.runs import CheckpointStore
 
         checkpoint = await CheckpointStore(self.services.checkpoints).load(message.session)
         if checkpoint is None or checkpoint.status != "paused":
-            return False
-        await ctx.emit("classified", step="chat_message", source="resume",
-                       detail=f"answer to the paused run of {checkpoint.role}",
-                       flow=Flow.SEQUENTIAL.value, role=checkpoint.role,
-                       user_id=message.user_id)
+            return None
+        if checkpoint.user_id and checkpoint.user_id != message.user_id:
+            return None  # someone else's question: this is a message of its own
+        return checkpoint
+
+    async def _resume(self, message: ChatMessage, reply_to: ReplyTo, checkpoint: Checkpoint,
+                      ctx: MessageContext) -> None:
+        """Send ``message`` to the paused run as its answer; the run's checkpoint holds
+        everything else the run needs."""
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="classified", flow=Flow.SEQUENTIAL,
             text="Resuming with your answer…"))
         await ctx.send(checkpoint.role, RunAnswer(
             reply_to=reply_to, request_id=checkpoint.request_id, text=message.text,
             user_id=message.user_id))
-        return True
+
+    async def _keep_bounds(self, key: str, session: SessionState, tier_min: int,
+                           tier_max: int) -> None:
+        """Record the rules' tier bounds of the session's latest request, which the 👎
+        reflection on its answer keeps to (written only when they change)."""
+        if (session.rule_tier_min, session.rule_tier_max) == (tier_min, tier_max):
+            return
+
+        def _set(state: SessionState) -> None:
+            state.rule_tier_min, state.rule_tier_max = tier_min, tier_max
+
+        await self.services.sessions.update(key, _set)
 
 
 def verdict(chat: ChatMessage, reply_to: ReplyTo, route: Route) -> Classification:

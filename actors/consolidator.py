@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from actors.legacy import upgrade
-from actors.memory import append_exchange
+from actors.memory import append_exchange, recover_confidence
 from actors.runtime import Actor, MessageContext, handler
 from protocol import (
     Approach,
@@ -18,6 +18,7 @@ from protocol import (
     BrainstormResult,
     ConsolidatedOptions,
     LegacyBrainstormResult,
+    SessionState,
     Usage,
 )
 
@@ -77,9 +78,13 @@ class Consolidator(Actor):
         summary = "; ".join(o.title for o in options)
         await ctx.emit("consolidated", detail=f"{len(options)} options from "
                        f"{len(result.proposals)} proposals: {summary}"[:500])
-        await self.services.sessions.update(reply_to.session, lambda s: append_exchange(
-            s, result.text, f"Options: {summary}", user_id=result.user_id,
-            window=self.topology.history_window, session=reply_to.session))
+        def _answered(state: SessionState) -> None:
+            append_exchange(state, result.text, f"Options: {summary}", user_id=result.user_id,
+                            window=self.topology.history_window, session=reply_to.session,
+                            request_id=reply_to.in_reply_to)
+            recover_confidence(state, self.topology.feedback.low_confidence)
+
+        await self.services.sessions.update(reply_to.session, _answered)
 
     @handler
     async def on_legacy_result(self, result: LegacyBrainstormResult,

@@ -92,7 +92,8 @@ class Evaluator(Actor):
             text=result.text, scores=scores, notes=notes, models=result.models,
             task_type=result.task_type, complexity=result.complexity, plan=result.plan,
             tier=result.tier, ok=result.ok, turns=result.turns, trajectory=result.trajectory,
-            files_written=result.files_written, cost_usd=result.usage.cost_usd))
+            files_written=result.files_written, cost_usd=result.usage.cost_usd,
+            tier_min=result.tier_min, tier_max=result.tier_max))
 
     @handler
     async def on_legacy_result(self, result: LegacyTurnResult, ctx: MessageContext) -> None:

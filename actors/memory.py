@@ -32,15 +32,24 @@ _KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")
 
 def append_exchange(
     state: SessionState, user_text: str, answer: str, *, user_id: str, window: int,
-    session: str = "",
+    session: str = "", request_id: str = "",
 ) -> None:
-    """Add the person's message and the answer to the history, keeping the last ``window``."""
+    """Add the person's message and the answer to the history, keeping the last ``window``;
+    both entries name the request (``request_id``: the id the answer replied to)."""
     now = time.time()
     state.history.append(HistoryEntry(role="user", text=user_text, user_id=user_id, at=now,
-                                      session=session))
-    state.history.append(HistoryEntry(role="assistant", text=answer, at=now, session=session))
+                                      session=session, request_id=request_id))
+    state.history.append(HistoryEntry(role="assistant", text=answer, at=now, session=session,
+                                      request_id=request_id))
     if window >= 0:
         del state.history[: max(0, len(state.history) - window)]
+
+
+def recover_confidence(state: SessionState, floor: int) -> None:
+    """After a run answered: a session whose confidence a 👎 left under ``floor``
+    (``feedback.low_confidence``) is back at ``floor``, so one 👎 starts one run a tier
+    higher (SPEC.md §5), not every later run until a 👍."""
+    state.confidence = max(state.confidence, floor)
 
 
 def history_messages(state: SessionState, limit: int = 10) -> list[dict[str, Any]]:

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from actors.config import HostedAgentSpec, ModelSpec
 from actors.errors import ModelError, StoreConflictError
-from actors.memory import Speaker, append_exchange, history_messages, user_memory_text
+from actors.memory import (
+    Speaker,
+    append_exchange,
+    history_messages,
+    recover_confidence,
+    user_memory_text,
+)
 from actors.runtime import Actor, MessageContext, child_span
 from protocol import Usage
 
@@ -49,9 +55,11 @@ class ModelActor(Actor):
         extra = [{"role": "system", "content": remembered}] if remembered else []
         return [*extra, *history_messages(session, limit)]
 
-    async def remember(self, speaker: Speaker, said: str, answer: str) -> None:
-        """Keep the exchange (what the person ``said``, the ``answer``) in the session's
-        history and in the person's memory.
+    async def remember(self, speaker: Speaker, said: str, answer: str, *,
+                       request_id: str = "") -> None:
+        """Keep the exchange (what the person ``said``, the ``answer``, under ``request_id``:
+        the id the answer replied to) in the session's history and in the person's memory;
+        the session's confidence recovers from a 👎 (``recover_confidence``).
 
         The person's memory is one key for all their conversations with a bot, so many
         answers at once write it concurrently: when it still loses the race after every
@@ -63,11 +71,17 @@ class ModelActor(Actor):
         """
         window = self.topology.history_window
 
+        floor = self.topology.feedback.low_confidence
+
         def _add(state: Any) -> None:
             append_exchange(state, said, answer, user_id=speaker.user_id, window=window,
-                            session=speaker.session)
+                            session=speaker.session, request_id=request_id)
 
-        await self.services.sessions.update(speaker.session, _add)
+        def _answered(state: Any) -> None:
+            _add(state)
+            recover_confidence(state, floor)
+
+        await self.services.sessions.update(speaker.session, _answered)
         try:
             await self.services.users.update(speaker.memory_key, _add)
         except StoreConflictError as exc:

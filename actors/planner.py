@@ -50,7 +50,8 @@ class Planner(CaseModelActor):
             min_cosine=settings.min_embedding_similarity)
         shown = [s for s in similar if s.case.succeeded][:settings.shown]
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
-                            overrides=verdict.models)
+                            overrides=verdict.models, tier_min=verdict.tier_min,
+                            tier_max=verdict.tier_max)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "planner", memory=memory, history=history,
@@ -65,7 +66,8 @@ class Planner(CaseModelActor):
                        detail=f"{len(plan)} steps; memory {'used' if memory else 'empty'}; "
                               f"{len(shown)} similar cases shown"
                               + "".join(f" {s.case.case_id}" for s in shown))
-        learned = learned_tier(similar) if settings.learn_tier else None
+        learned = (learned_tier(similar, session=reply_to.session) if settings.learn_tier
+                   else None)
         tier = choose_tier(
             self.topology, role=verdict.role, flow=verdict.flow, task_type=verdict.task_type,
             learned=learned, session_tier=state.tier, session_confidence=state.confidence,

@@ -75,17 +75,20 @@ SUCCESS_COMPLETION = 60
 """Least task-completion score (0-100) of a run whose case counts as succeeded."""
 
 
-def case_of(evaluation: Evaluation, start_tier: int) -> Case:
-    """The case base entry of an evaluated SEQUENTIAL run (``protocol.Case``).
+def case_of(evaluation: Evaluation, start_tier: int) -> Case | None:
+    """The case base entry of an evaluated SEQUENTIAL run (``protocol.Case``); None for a
+    run stopped with 🛑 (``ok`` False): it says nothing about the tier the task needs.
 
-    Outcome: ``succeeded`` when the run finished (not aborted) and task completion scored at
-    least 60, else ``failed``. Tiers come from the trajectory (each turn's tier); an
-    escalation is a turn at a higher tier than the one before.
+    Outcome: ``succeeded`` when task completion scored at least 60, else ``failed``. Tiers
+    come from the trajectory (each turn's tier); an escalation is a turn at a higher tier
+    than the one before.
     """
     e = evaluation
+    if not e.ok:
+        return None
     tiers = tuple(step.tier or start_tier for step in e.trajectory) or (start_tier,)
     escalations = sum(b > a for a, b in itertools.pairwise(tiers))
-    succeeded = e.ok and e.scores.task_completion >= SUCCESS_COMPLETION
+    succeeded = e.scores.task_completion >= SUCCESS_COMPLETION
     return Case(
         case_id=e.request_id, session=e.reply_to.session, task=e.text[:2000], role=e.role,
         task_type=str(e.task_type), complexity=str(e.complexity), plan=e.plan,
@@ -100,6 +103,37 @@ def with_feedback(case: Case, value: int) -> Case:
     up = value > 0
     return msgspec.structs.replace(case, feedback=1 if up else -1,
                                    outcome="succeeded" if up else "failed")
+
+
+VOTES_KEPT = 200
+"""Votes a session remembers (``SessionState.votes``), the oldest forgotten first."""
+
+
+def count_vote(state: SessionState, control: Control) -> bool:
+    """Count ``control`` (👍 / 👎) once per person and request: apply its value to the
+    session's confidence, or the difference when the person changed their vote; False (and
+    nothing changed) when it repeats the vote already counted."""
+    key = f"{control.request_id or control.message_id} {control.user_id}"
+    previous = state.votes.get(key, 0)
+    if previous == control.value:
+        return False
+    state.confidence += control.value - previous
+    state.votes.pop(key, None)
+    state.votes[key] = control.value
+    for stale in list(state.votes)[:max(0, len(state.votes) - VOTES_KEPT)]:
+        del state.votes[stale]
+    return True
+
+
+def rated_exchange(state: SessionState, request_id: str) -> tuple[str, str]:
+    """What the person asked and was answered in request ``request_id`` (the history
+    entries of that request; "" for what the history no longer holds); without a request
+    id (a control written before it), the session's last exchange."""
+    entries = [e for e in state.history if e.request_id == request_id] if request_id \
+        else state.history
+    asked = next((e.text for e in reversed(entries) if e.role == "user"), "")
+    answered = next((e.text for e in reversed(entries) if e.role == "assistant"), "")
+    return asked, answered
 
 
 class Reflector(CaseModelActor):
@@ -121,34 +155,56 @@ class Reflector(CaseModelActor):
                 raise PermanentError(msg)
 
     async def _feedback(self, control: Control, ctx: MessageContext) -> None:
+        """👍 / 👎 on the answer of request ``control.request_id``: the session's confidence
+        moves, that request's case (if it was a SEQUENTIAL run) is marked, and a 👎 is
+        reflected on. A person's repeated vote on one request counts once."""
+        counted: list[bool] = []
+
         def _apply(state: SessionState) -> None:
-            state.confidence += control.value
+            counted[:] = [count_vote(state, control)]
 
         state = await self.services.sessions.update(control.session, _apply)
+        if not counted[0]:
+            await ctx.emit("feedback_repeated", role=control.role, user_id=control.user_id,
+                           detail=f"{control.value:+d} by {control.user_id} on "
+                                  f"{control.request_id or control.message_id}: already counted")
+            return
         await ctx.emit("feedback", role=control.role, user_id=control.user_id,
                        value=control.value, detail=f"{control.value:+d} by {control.user_id}: "
                        f"confidence now {state.confidence}")
-        if state.last_case and self.cases is not None:
-            case = await self.cases.update(state.last_case,
-                                           lambda c: with_feedback(c, control.value))
+        case = None
+        rated = control.request_id or state.last_case
+        if rated and self.cases is not None:
+            case = await self.cases.update(rated, lambda c: with_feedback(c, control.value))
             if case is not None:
                 await ctx.emit("case_feedback", source="case",
                                detail=f"case {case.case_id} marked {case.outcome}")
         if control.value < 0:
-            await self._reflect_on_feedback(state, control, ctx)
+            await self._reflect_on_feedback(state, control, case, ctx)
 
     async def _reflect_on_feedback(self, state: SessionState, control: Control,
-                                   ctx: MessageContext) -> None:
+                                   case: Case | None, ctx: MessageContext) -> None:
         from actors.prompts import render
 
-        asked = next((e.text for e in reversed(state.history) if e.role == "user"), "")
-        answered = next((e.text for e in reversed(state.history) if e.role == "assistant"), "")
-        scores = state.scores or Scores(task_completion=30, code_quality=50, efficiency=50)
-        models = models_for(self.topology, self.spec.tier, role=self.actor_id.role)
+        asked, answered = rated_exchange(state, control.request_id)
+        asked = asked or (case.task if case is not None else "")
+        if case is not None:
+            trajectory = (f"{case.turns} turns at tiers {list(case.tiers)}, "
+                          f"{case.escalations} escalations")
+        else:
+            trajectory = "" if control.request_id else state.trajectory_summary
+        if case is not None and case.scores is not None:
+            scores = case.scores
+        elif not control.request_id and state.scores is not None:
+            scores = state.scores
+        else:
+            scores = Scores(task_completion=30, code_quality=50, efficiency=50)
+        models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
+                            tier_min=state.rule_tier_min, tier_max=state.rule_tier_max)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "reflector", task=asked or "(unknown)",
-                trajectory=(state.trajectory_summary or "") + f"\nanswer: {answered[:500]}",
+                trajectory=trajectory + f"\nanswer: {answered[:500] or '(not kept)'}",
                 scores=f"task completion {scores.task_completion}, code quality "
                        f"{scores.code_quality}, efficiency {scores.efficiency}; "
                        "the person reacted 👎 to the answer")},
@@ -196,7 +252,8 @@ class Reflector(CaseModelActor):
         )
         scores = evaluation.scores
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
-                            overrides=evaluation.models)
+                            overrides=evaluation.models, tier_min=evaluation.tier_min,
+                            tier_max=evaluation.tier_max)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "reflector", task=evaluation.text, trajectory=trajectory or "(no turns)",
@@ -216,7 +273,7 @@ class Reflector(CaseModelActor):
         )
         summary = summarize(evaluation)
         case = case_of(evaluation, evaluation.tier)
-        if self.cases is not None:
+        if case is not None and self.cases is not None:
             embedding = await self.embed_task(ctx, case.task)
             if embedding:
                 case = msgspec.structs.replace(case, embedding=embedding)
@@ -227,7 +284,8 @@ class Reflector(CaseModelActor):
 
         def _remember(state: SessionState) -> None:
             add_reflection(state, reflection, summary)
-            state.last_case = case.case_id
+            if case is not None:
+                state.last_case = case.case_id
 
         await self.services.sessions.update(session, _remember)
         await ctx.emit("reflection", model=reply.usage.model,

@@ -2,7 +2,9 @@
 
 A rule has conditions (``when``) and actions (``then``); it matches when every condition it
 names matches (a list matches any of its values; ``text`` is a regular expression searched
-in the message, ``bot`` matches the answering bot or, without one, the gateway origin).
+in the message, ``bot`` matches the answering bot's name — ``switchboard bots``' name,
+``default`` for ``DISCORD_TOKEN`` — or its gateway origin, ``discord-<bot user id>``;
+``channel`` matches the channel or, in a thread, its parent channel).
 Rules are checked in file order, before any model is asked:
 
 - rules without a ``flow`` condition run first, on the message alone;
@@ -137,11 +139,16 @@ class RuleSpec(BaseModel):
             return False
         if w.guild and chat.guild_id not in w.guild:
             return False
-        if w.channel and chat.channel_id not in w.channel:
+        if w.channel and not _named(w.channel, chat.channel_id, chat.parent_channel_id):
             return False
-        if w.bot and (chat.bot or chat.origin) not in w.bot:
+        if w.bot and not _named(w.bot, chat.bot_name, chat.bot, chat.origin):
             return False
         return w.text is None or re.search(w.text, chat.text) is not None
+
+
+def _named(wanted: tuple[str, ...], *values: str) -> bool:
+    """Whether any non-empty ``values`` is one of ``wanted``."""
+    return any(value and value in wanted for value in values)
 
 
 def check_rule_names(rules: list[RuleSpec]) -> list[RuleSpec]:
@@ -178,6 +185,8 @@ class RuleVerdict:
         """This verdict with a later phase's verdict added (earlier decisions win, bounds
         tighten)."""
         caps = [cap for cap in (self.tier_max, other.tier_max) if cap]
+        cap = min(caps) if caps else 0
+        floor = max(self.tier_min, other.tier_min)
         return RuleVerdict(
             names=self.names + other.names,
             refusal=self.refusal or other.refusal,
@@ -185,8 +194,8 @@ class RuleVerdict:
             flow=self.flow or other.flow, role=self.role or other.role,
             task_type=self.task_type or other.task_type,
             forced_by=self.forced_by or other.forced_by,
-            tier_min=max(self.tier_min, other.tier_min),
-            tier_max=min(caps) if caps else 0,
+            tier_min=min(floor, cap) if cap else floor,  # the cap wins, as in ``evaluate``
+            tier_max=cap,
         )
 
 

@@ -108,4 +108,5 @@ class RunTask:
             plan=self.plan, tier=self.tier, max_turns=self.max_turns, ok=ok,
             turns=len(trajectory), trajectory=trajectory, files_written=files_written,
             confidence=confidence, usage=usage, duration_ms=duration_ms,
+            tier_min=self.tier_min, tier_max=self.tier_max,
         )

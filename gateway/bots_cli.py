@@ -77,6 +77,9 @@ def _bot_options(parser: argparse.ArgumentParser) -> None:
                         help="cut answers longer than N characters (0: no cap)")
     parser.add_argument("--max-tokens", type=_count, metavar="N",
                         help="at most N completion tokens per model call (0: the model's own)")
+    parser.add_argument("--admins", type=_csv, metavar="ID,ID",
+                        help="Discord user ids who may stop, rate, merge or delete anyone's "
+                        "run with reactions ('' for none)")
 
 
 def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
@@ -118,7 +121,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
     elif args.token:
         changes["token"] = args.token
     for field in ("profile", "dms", "guilds", "channels", "models", "command_guilds",
-                  "listen_channels", "max_answer_chars", "max_tokens"):
+                  "listen_channels", "max_answer_chars", "max_tokens", "admins"):
         value = getattr(args, field)
         if value is not None:
             changes[field] = tuple(value) if isinstance(value, list) else value
@@ -213,6 +216,8 @@ async def _list(store: BotStore, *, as_json: bool) -> int:
             allow += f"; channels {','.join(row['channels'])}"
         if row["listen_channels"]:
             allow += f"; listens in {','.join(row['listen_channels'])}"
+        if row.get("admins"):
+            allow += f"; admins {','.join(row['admins'])}"
         if row["max_answer_chars"] or row["max_tokens"]:
             allow += (f"; answers ≤ {row['max_answer_chars'] or '∞'} chars, "
                       f"≤ {row['max_tokens'] or '∞'} tokens per call")

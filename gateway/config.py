@@ -48,6 +48,9 @@ class BotConfig(BaseModel):
             counts them); 0: no cap. The actors cut longer answers (SPEC.md §10).
         max_tokens: the most completion tokens of one model call for this bot's requests
             (the model's tokens); 0: the model's own setting (SPEC.md §10).
+        admins: Discord user ids who may control anyone's run with reactions (🛑, 👍 / 👎
+            on answers and commits); others control only their own runs, unless they have
+            Manage Messages in the channel.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,6 +66,7 @@ class BotConfig(BaseModel):
     listen_channels: tuple[str, ...] = ()
     max_answer_chars: int = Field(default=0, ge=0)
     max_tokens: int = Field(default=0, ge=0)
+    admins: tuple[str, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -95,6 +99,15 @@ class BotConfig(BaseModel):
             raise ValueError(msg)
         return value
 
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not (v.isascii() and v.isdigit())]
+        if bad:
+            msg = f"admins are Discord user ids (digits), not {bad}"
+            raise ValueError(msg)
+        return value
+
     def allows(self, guild_id: int | None, channel_ids: tuple[int | None, ...]) -> bool:
         """Whether the allowlists let this bot answer in ``guild_id`` / any of ``channel_ids``
         (a thread passes its own id and its parent's); a listening channel is allowed."""
@@ -110,10 +123,11 @@ class BotConfig(BaseModel):
         return channel_id is not None and str(channel_id) in self.listen_channels
 
     def stamp(self, request: ChatMessage) -> ChatMessage:
-        """``request`` with this bot's agent profile, model overrides and answer limits: what
-        every ChatMessage the bot sends carries (the actors apply them)."""
+        """``request`` with this bot's name (what a rule's ``bot:`` names), agent profile,
+        model overrides and answer limits: what every ChatMessage the bot sends carries (the
+        actors apply them)."""
         return msgspec.structs.replace(
-            request, profile=self.profile, models=dict(self.models),
+            request, bot_name=self.name, profile=self.profile, models=dict(self.models),
             max_answer_chars=self.max_answer_chars, max_tokens=self.max_tokens)
 
     def fingerprint(self) -> str:

@@ -201,6 +201,12 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     """The bot's cap on answer characters (0: none); longer answers are cut with a note."""
     max_tokens: int = 0
     """The bot's cap on a model call's completion tokens (0: the model's own setting)."""
+    bot_name: str = ""
+    """The answering bot's name in the bots bucket (``BotConfig.name``, ``default`` for
+    ``DISCORD_TOKEN``); what a rule's ``bot:`` names. "" outside Discord."""
+    parent_channel_id: str = ""
+    """The parent channel of a thread (``channel_id`` is then the thread's id); "" elsewhere.
+    A rule's ``channel:`` matches either."""
 
 
 class _Request(_Wire, kw_only=True, frozen=True):
@@ -403,6 +409,11 @@ class Control(_Wire, tag="control", kw_only=True, frozen=True):
     role: str = ""
     branch: str = ""
     origin: str = ""
+    request_id: str = ""
+    """The request whose answer (or run, or commit) the control is about: the person's
+    ChatMessage ``message_id``, which is also its case id (``Case.case_id``). 👍 / 👎 mark that
+    request's case and count once per person (``user_id``) and request. Empty in controls
+    written before it: feedback then falls back to the session's last case."""
 
 
 _A = TypeVar("_A", bound=_Addressed)

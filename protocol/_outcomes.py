@@ -113,6 +113,10 @@ class TurnResult(_Wire, tag="turn_result_v2", kw_only=True, frozen=True):
     confidence: int = 50
     usage: Usage = Usage()
     duration_ms: float = 0.0
+    tier_min: int = 0
+    """The rules' floor on every tier of the request (0: none); the reflector keeps to it."""
+    tier_max: int = 0
+    """The rules' cap on every tier of the request (0: none); the reflector keeps to it."""
 
 
 class Scores(_Part, kw_only=True, frozen=True):
@@ -148,6 +152,10 @@ class Evaluation(_Wire, tag="evaluation_v2", kw_only=True, frozen=True):
     trajectory: tuple[StepDigest, ...] = ()
     files_written: tuple[str, ...] = ()
     cost_usd: float = 0.0
+    tier_min: int = 0
+    """``TurnResult.tier_min``: the rules' floor on the reflector's tier (0: none)."""
+    tier_max: int = 0
+    """``TurnResult.tier_max``: the rules' cap on the reflector's tier (0: none)."""
 
 
 class Reflection(_Wire, tag="reflection", kw_only=True, frozen=True):

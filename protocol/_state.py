@@ -29,6 +29,9 @@ class HistoryEntry(_Part, kw_only=True, frozen=True):
     at: float = 0.0
     session: str = ""
     """The session it was said in (per-user memory spans sessions)."""
+    request_id: str = ""
+    """The request of the exchange (the person's ChatMessage ``message_id``, the id the
+    answer replied to): a 👎 on that answer reflects on this exchange."""
 
 
 class Insight(_Part, kw_only=True, frozen=True):
@@ -58,8 +61,17 @@ class SessionState(msgspec.Struct, kw_only=True):
     tier: int = 0
     """Model tier chosen for this session with ``/model`` (1-4); 0 lets each role choose."""
     last_case: str = ""
-    """Id of the case (``Case.case_id``) of this session's last finished run: 👍 / 👎 on its
-    answer mark that case succeeded / failed."""
+    """Id of the case (``Case.case_id``) of this session's last finished run (a 👍 / 👎
+    whose control carries no ``request_id`` marks it)."""
+    votes: dict[str, int] = {}
+    """The 👍 / 👎 counted, ``"<request id> <user id>"`` → the control's value (the latest
+    ``actors.reflector.VOTES_KEPT``): one vote per person per answer, a changed vote replaces
+    the earlier one."""
+    rule_tier_min: int = 0
+    """The rules' floor on the tiers of this session's latest request (0: none); the 👎
+    reflection on its answer keeps to it."""
+    rule_tier_max: int = 0
+    """The rules' cap on the tiers of this session's latest request (0: none)."""
 
 
 class Case(msgspec.Struct, kw_only=True, frozen=True):
@@ -68,8 +80,9 @@ class Case(msgspec.Struct, kw_only=True, frozen=True):
     reasoning; SPEC.md §4).
 
     Tiers are 1-4; ``tiers`` lists the tier of each turn in order; ``outcome`` is
-    ``succeeded`` or ``failed`` (from the evaluator's scores, overridden by feedback:
-    ``feedback`` +1 for 👍, -1 for 👎); cost in US dollars; ``at`` Unix seconds.
+    ``succeeded`` or ``failed`` (from the evaluator's scores, overridden by feedback on the
+    answer of its request: ``feedback`` +1 for 👍, -1 for 👎); cost in US dollars; ``at``
+    Unix seconds. A run stopped with 🛑 is no case. ``case_id`` is the request's id.
     """
 
     case_id: str

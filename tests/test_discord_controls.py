@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from discord_standin import DiscordStandIn
+from discord_standin._payloads import MANAGE_MESSAGES, MEMBER_PERMISSIONS
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
 from discord_standin.fixtures import discord_standin, running_bot  # noqa: F401 - fixture
 from waiting import eventually
@@ -154,3 +155,58 @@ def test_control_for(kind: Kind, emoji: str, action: ControlAction) -> None:
     assert found is not None and found[0].action == action and found[0].origin == "discord-9"
     assert control_for(Reaction("🎉", 3, 4), tracked, "discord-9") is None
     assert control_for(Reaction("🛑", 3, 4), Tracked(Kind.ANSWER, "s", "r"), "o") is None
+
+
+async def test_only_the_asker_and_admins_control_a_run_and_a_vote_counts_once(
+        nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors) -> None:  # noqa: F811
+    s = discord_standin
+    s.set_permissions(s.everyone, MEMBER_PERMISSIONS)  # alice asks (and owns the guild)
+    bob, carol = s.add_user("bob"), s.add_user("carol")
+    dave = s.add_user("dave", roles=[s.add_role("moderators",
+                                                 MEMBER_PERMISSIONS | MANAGE_MESSAGES)])
+    config = BotConfig(name="default", token=s.token, admins=(carol["id"],))
+    async with running_bot(nats_url, s, all_roles=True, config=config) as bot:
+        posted = await s.post_user_message(s.channel_id, s.alice["id"], "refactor the parser")
+        request = await actors.next()
+        await actors.progress(request, "classified", flow=Flow.SEQUENTIAL)
+        thread = await s.wait_for(lambda: s.threads_from(posted["id"]), timeout=TIMEOUT_S)
+        [status] = await s.wait_for(lambda: s.bot_messages(thread["id"]), timeout=TIMEOUT_S)
+        await actors.reply(request, "Committed `sb/parser`: refactor parser",
+                           flow=Flow.SEQUENTIAL, role="python_coder", branch="sb/parser",
+                           commit="refactor parser")
+        [commit] = await s.wait_for(lambda: [m for m in s.bot_messages(thread["id"])
+                                             if "Committed" in m["content"]], timeout=TIMEOUT_S)
+        await _tracked(bot, status["id"])
+        await _tracked(bot, commit["id"])
+
+        def told(text: str) -> list[str]:
+            return [m["content"] for m in s.bot_messages(thread["id"]) if text in m["content"]]
+
+        # Someone else's run: bob may neither stop it, rate it, merge nor delete its branch.
+        for message, emoji in ((status, "🛑"), (status, "👎"), (commit, "👍"), (commit, "👎")):
+            await s.add_user_reaction(thread["id"], message["id"], bob["id"], emoji)
+        refusals = await s.wait_for(lambda: told("🔒") if len(told("🔒")) == 4 else None,
+                                    timeout=TIMEOUT_S, what="four refusals told to bob")
+        assert all(f"<@{bob['id']}>" in text for text in refusals)
+        assert actors.controls.empty(), "a refused reaction changes nothing"
+
+        # An admin of the bot and a member with Manage Messages may.
+        await s.add_user_reaction(thread["id"], status["id"], carol["id"], "🛑")
+        _, stop = await actors.next_control()
+        assert (stop.action, stop.user_id) == (ControlAction.ABORT, carol["id"])
+        await s.add_user_reaction(thread["id"], commit["id"], dave["id"], "👍")
+        _, merge = await actors.next_control()
+        assert (merge.action, merge.user_id) == (ControlAction.MERGE, dave["id"])
+
+        # The person who asked rates the answer of their request, once per vote.
+        await s.add_user_reaction(thread["id"], status["id"], s.alice["id"], "👎")
+        _, down = await actors.next_control()
+        assert (down.action, down.value, down.request_id) == (
+            ControlAction.FEEDBACK, -20, request.message_id)
+        await s.add_user_reaction(thread["id"], status["id"], s.alice["id"], "👎🏽")
+        await s.wait_for(lambda: told("already counted"), timeout=TIMEOUT_S,
+                         what="alice told her vote counts once")
+        await s.add_user_reaction(thread["id"], status["id"], s.alice["id"], "👍")
+        _, up = await actors.next_control()  # a changed vote replaces the earlier one
+        assert (up.value, up.user_id, up.request_id) == (15, s.alice["id"], request.message_id)
+        assert actors.controls.empty()

@@ -13,10 +13,12 @@ from actors.memory import (
     memory_text,
 )
 from actors.planner import parse_plan
-from actors.reflector import parse_reflection
+from actors.reflector import count_vote, parse_reflection, rated_exchange
 from protocol import (
     Approach,
     BrainstormProposal,
+    Control,
+    ControlAction,
     Reflection,
     ReplyTo,
     Scores,
@@ -131,3 +133,27 @@ def test_consolidation_merges_shared_approaches_first_and_keeps_at_most_3() -> N
     assert options[0].pros == ("fast",) and options[0].cons == ("stale",)
     assert options[0].summary == "longer summary"
     assert len({o.title for o in options}) == 3
+
+
+def test_a_persons_vote_on_an_answer_counts_once_and_a_changed_vote_replaces_it() -> None:
+    state = SessionState(session="s-1")
+
+    def vote(value: int, request: str = "r1", user: str = "alice") -> bool:
+        return count_vote(state, Control(session="s-1", action=ControlAction.FEEDBACK,
+                                         value=value, user_id=user, request_id=request))
+
+    assert vote(-20) and state.confidence == 30
+    assert not vote(-20) and state.confidence == 30  # the 👎 on its commit, or again
+    assert vote(+15) and state.confidence == 65  # changed: -20 taken back, +15
+    assert vote(-20, user="carol") and state.confidence == 45
+    assert vote(-20, request="r2") and state.confidence == 25
+
+
+def test_a_thumbs_down_reflects_on_the_exchange_it_rated() -> None:
+    state = SessionState(session="s-1")
+    append_exchange(state, "write a parser", "Done: parser.py", user_id="u", window=10,
+                    request_id="r1")
+    append_exchange(state, "hello", "Hi!", user_id="u", window=10, request_id="r2")
+    assert rated_exchange(state, "r1") == ("write a parser", "Done: parser.py")
+    assert rated_exchange(state, "gone") == ("", "")
+    assert rated_exchange(state, "") == ("hello", "Hi!")  # a control without a request id

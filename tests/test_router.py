@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors.config import ConfigError, load_topology
@@ -16,6 +17,7 @@ from actors.router import (
     Route,
     TierChoice,
     UnparsableAnswerError,
+    brainstorm_models,
     choose_tier,
     escalation_levels,
     keyword_route,
@@ -25,7 +27,8 @@ from actors.router import (
     route_message,
     start_level,
 )
-from actors.rules import RuleSpec
+from actors.rules import RuleSpec, evaluate
+from gateway.config import BotConfig
 from protocol import Case, ChatMessage, Complexity, Flow, TaskType
 
 TOPOLOGY = load_topology()
@@ -39,7 +42,7 @@ def _msg(text: str, **changes: object) -> ChatMessage:
 
 
 def _topology(**changes: Any) -> Any:
-    data = TOPOLOGY.model_dump(mode="json")
+    data = TOPOLOGY.model_dump(mode="json", exclude_unset=True)  # no `tier` the file omits
     data.update(changes)
     return type(TOPOLOGY).model_validate(data)
 
@@ -138,9 +141,11 @@ def test_unusable_answers_are_refused(answer: str) -> None:
 
 def _ask(answer: str | BaseException, delay: float = 0.0) -> Any:
     calls: list[list[dict[str, Any]]] = []
+    tiers: list[int] = []
 
-    async def ask(messages: list[dict[str, Any]]) -> str:
+    async def ask(messages: list[dict[str, Any]], tier: int) -> str:
         calls.append(messages)
+        tiers.append(tier)
         if delay:
             await asyncio.sleep(delay)
         if isinstance(answer, BaseException):
@@ -148,6 +153,7 @@ def _ask(answer: str | BaseException, delay: float = 0.0) -> Any:
         return answer
 
     ask.calls = calls  # type: ignore[attr-defined]
+    ask.tiers = tiers  # type: ignore[attr-defined]
     return ask
 
 
@@ -290,6 +296,92 @@ async def test_tier_bounds_of_rules_reach_the_route() -> None:
     assert (route.tier_min, route.tier_max) == (2, 2)
 
 
+def test_a_bot_rule_names_the_discord_bot_and_a_channel_rule_its_threads() -> None:
+    """Issue 18 items 6-7: a Discord message carries ``bot=""`` and origin ``discord-<id>``,
+    and in a thread the thread's id; ``bot:`` matches the bot's name (what ``BotConfig.stamp``
+    puts on every request) or origin, ``channel:`` the channel or a thread's parent."""
+    rules = [RuleSpec.model_validate(r) for r in (
+        {"name": "docs-bot", "when": {"bot": ["docs"]}, "then": {"role": "documentation_writer"}},
+        {"name": "by-origin", "when": {"bot": "discord-555"}, "then": {"tier_min": 2}},
+        {"name": "ops", "when": {"channel": ["42"]}, "then": {"tier_max": 3}},
+    )]
+    docs = BotConfig(name="docs", token="t" * 20)
+    in_channel = docs.stamp(_msg("write the changelog", origin="discord-555", channel_id="42"))
+    in_thread = docs.stamp(_msg("and the readme", origin="discord-555", channel_id="9001",
+                                parent_channel_id="42"))
+    for chat in (in_channel, in_thread):
+        assert evaluate(rules, chat, flow=None, breakglass_users=()).names == [
+            "docs-bot", "by-origin", "ops"]
+    other = BotConfig(name="coder", token="t" * 20).stamp(
+        _msg("hi", origin="discord-777", channel_id="9002", parent_channel_id="43"))
+    assert evaluate(rules, other, flow=None, breakglass_users=()).names == []
+    terminal = _msg("hi", bot="docs")  # ChatMessage.bot still names the bot where set
+    assert evaluate(rules, terminal, flow=None, breakglass_users=()).names == ["docs-bot"]
+
+
+_SIMPLE = ('{"respond": true, "flow": "simple", "task_type": "social", "role": "researcher", '
+           '"complexity": "simple", "reason": "small talk"}')
+_SILENT = ('{"respond": false, "flow": "simple", "task_type": "social", "role": "researcher", '
+           '"complexity": "simple", "reason": "talking to Bob"}')
+
+
+async def test_only_a_message_the_router_would_answer_is_a_paused_runs_answer() -> None:
+    """Issue 18 item 8: the answer to a paused run passes should-respond and the rules (both
+    phases, the second on the paused run's SEQUENTIAL flow) first."""
+    topology = _topology(rules=[
+        {"name": "no-crypto", "when": {"text": "(?i)bitcoin"}, "then": {"refuse": "No."}},
+        {"name": "prod-needs-breakglass", "when": {"text": "(?i)prod", "flow": "sequential"},
+         "then": {"require_breakglass": True}},
+        {"name": "docs-bot", "when": {"bot": "docs"}, "then": {"role": "documentation_writer"}},
+    ])
+    ask = _ask(_SIMPLE)
+    answer = await route_message(_msg("the blue one", bot="docs"), topology, ask=ask,
+                                 paused_role="python_coder")
+    assert (answer.source, answer.flow, answer.role) == ("resume", Flow.SEQUENTIAL,
+                                                         "python_coder")
+    assert ask.calls == []  # an addressed message needs no should-respond
+    chatter = await route_message(_msg("<@99> lunch?", addressed=False), topology,
+                                  ask=_ask(_SILENT), paused_role="python_coder")
+    assert not chatter.respond and chatter.source == "model"
+    heard = await route_message(_msg("the blue one, I think", addressed=False), topology,
+                                ask=_ask(_SIMPLE), paused_role="python_coder")
+    assert heard.source == "resume"
+    refused = await route_message(_msg("use bitcoin"), topology, ask=None,
+                                  paused_role="python_coder")
+    assert refused.refusal == "No." and refused.source == "rule"
+    guarded = await route_message(_msg("deploy it to prod"), topology, ask=None,
+                                  paused_role="python_coder")
+    assert guarded.decided_by == "rule:prod-needs-breakglass" and guarded.refusal
+
+
+async def test_the_routers_own_call_keeps_to_the_rules_tier_bounds() -> None:
+    topology = _topology(router={"tier": 3}, rules=[
+        {"name": "cheap", "when": {"guild": "7"}, "then": {"tier_max": 1}}])
+    capped, free = _ask(_SIMPLE), _ask(_SIMPLE)
+    await route_message(_msg("hello", guild_id="7"), topology, ask=capped)
+    await route_message(_msg("hello", guild_id="8"), topology, ask=free)
+    assert (capped.tiers, free.tiers) == ([1], [3])
+
+
+def test_every_model_call_of_a_request_keeps_to_its_tier_bounds() -> None:
+    """Issue 18 item 5: the planner (tier 4), the reflector (tier 4), BRANCH's brainstormers
+    (tiers 2 and 3) and an escalation path above the cap all stay within a ``tier_max``."""
+    topology = _topology(
+        tiers={1: ["offline/a"], 2: ["offline/b1", "offline/b2"], 3: ["offline/c"],
+               4: ["offline/d"]},
+        escalation=["offline/c", "offline/d"], brainstorm_models=["offline/b1", "offline/c"])
+    tier = {"offline/a": 1, "offline/b1": 2, "offline/b2": 2, "offline/c": 3, "offline/d": 4}
+    assert [m.name for m in models_for(topology, 4, tier_max=2)] == ["offline/b1", "offline/b2"]
+    assert [m.name for m in models_for(topology, 1, tier_min=3)] == ["offline/c"]
+    assert models_for(topology, 4, tier_min=3, tier_max=2)[0].name == "offline/b1"  # cap wins
+    pair = brainstorm_models(topology, tier_max=2)
+    assert [[tier[m.name] for m in models] for models in pair] == [[2, 2], [2, 2]]
+    assert [models[0].name for models in pair] == ["offline/b1", "offline/b2"]  # two voices
+    assert [m[0].name for m in brainstorm_models(topology)] == ["offline/b1", "offline/c"]
+    [level] = escalation_levels(topology, tier_max=2)
+    assert level.tier == 2 and [m.name for m in level.models] == ["offline/b1", "offline/b2"]
+
+
 # --- tiers and models ----------------------------------------------------------------------
 
 
@@ -359,16 +451,51 @@ def test_the_starting_tier_learns_from_similar_cases() -> None:
     index = CaseIndex()
     index.put(_case("1", "parse a csv file of orders in python", start=2, final=4))
     index.put(_case("2", "parse a csv file of invoices in python", start=2, final=4))
-    index.put(_case("3", "parse a csv file of users in python", final=3))
+    index.put(_case("3", "parse a csv file of users in python", start=2, final=3))
     similar = index.similar("parse a csv file of payments in python", k=5,
                             min_similarity=0.3)
-    learned = learned_tier(similar)
-    assert learned is not None and learned.tier == 4 and learned.source == "case"
+    learned = learned_tier(similar)  # the least tier one of them succeeded at
+    assert learned is not None and learned.tier == 3 and learned.source == "case"
     failed = CaseIndex()
     failed.put(_case("f", "parse a csv file in python", final=2, outcome="failed"))
     assert learned_tier(failed.similar("parse a csv file in python", k=5,
                                        min_similarity=0.3)).tier == 3  # type: ignore[union-attr]
     assert learned_tier([]) is None
+
+
+def test_a_start_pushed_up_by_feedback_does_not_keep_later_runs_up() -> None:
+    # Issue 18, item 10: runs a 👎 pushed to tier 4 succeeded there; the task needs tier 2.
+    index = CaseIndex()
+    index.put(_case("a", "reverse a string in python with tests", final=2, at=1))
+    index.put(_case("b", "reverse a list in python with tests", final=2, outcome="failed",
+                    at=2))
+    index.put(_case("c", "reverse a tuple in python with tests", final=3, at=3))
+    index.put(_case("d", "reverse a deque in python with tests", final=4, at=4))
+    index.put(_case("e", "reverse the words in python with tests", final=4, at=5))
+    similar = index.similar("reverse a string of words in python with tests", k=5,
+                            min_similarity=0.3)
+    assert len(similar) == 5
+    learned = learned_tier(similar)
+    assert learned is not None and learned.tier == 2  # not the median of [2, 3, 3, 4, 4]
+
+
+def test_one_thumbs_down_raises_the_next_run_one_tier_not_two() -> None:
+    # Issue 18, item 10: the only similar case failed by a 👎 in this session at tier 2;
+    # the 👎 also left the session's confidence at 30 (< 40).
+    index = CaseIndex()
+    index.put(msgspec.structs.replace(
+        _case("r", "reverse a string in python with tests", final=2, outcome="failed"),
+        session="discord-1", feedback=-1))
+    similar = index.similar("reverse a list in python with tests", k=5, min_similarity=0.3)
+    base: dict[str, Any] = {"role": "python_coder", "flow": Flow.SEQUENTIAL,
+                            "task_type": TaskType.CODING, "session_confidence": 30}
+    here = choose_tier(TOPOLOGY, learned=learned_tier(similar, session="discord-1"), **base)
+    assert (here.tier, here.source) == (3, "case")
+    elsewhere = choose_tier(TOPOLOGY, learned=learned_tier(similar, session="discord-2"),
+                            **base)  # a low confidence of another session's own
+    assert (elsewhere.tier, elsewhere.source) == (4, "feedback")
+    assert choose_tier(TOPOLOGY, learned=learned_tier(similar, session="discord-1"),
+                       **{**base, "session_tier": 2}).tier == 3  # /model, then the 👎
 
 
 async def test_a_near_identical_succeeded_case_routes_without_the_model() -> None:

@@ -35,7 +35,7 @@ async def _route(server: OpenAIStandin, mode: str) -> tuple[Any, dict[str, Any]]
     spec = ModelSpec(name="openai/gpt-4o-mini", api_base=server.base_url, api_key_env=KEY_VAR)
     fmt = response_format_for(mode, spec.name)
 
-    async def ask(messages: list[dict[str, Any]]) -> str:
+    async def ask(messages: list[dict[str, Any]], tier: int) -> str:
         return (await complete(spec, messages, response_format=fmt)).text
 
     chat = ChatMessage(message_id="m1", session="s1", origin="o", user_id="u",

@@ -4,7 +4,8 @@ Public API:
 
 - ``route_message``: rules → case base → model → keyword rules, for one message;
 - ``choose_tier``, ``models_for``, ``escalation_levels``, ``start_level``, ``Level``: tiers and
-  the models of each, in fallback order;
+  the models of each, in fallback order; ``bound_tier``: a tier within a request's rule
+  bounds, which every model call of the request keeps to;
 - ``CaseBase`` (JetStream), ``CaseIndex``, ``learned_tier``, ``case_lines``: the case base;
 - ``keyword_route``: the keyword fallback (also what the offline model answers with);
 - ``Route``, ``TierChoice``: decisions as values, with what decided them and why.
@@ -23,6 +24,7 @@ from actors.router._model import (
 from actors.router._route import AskModel, route_message
 from actors.router._tiers import (
     Level,
+    bound_tier,
     brainstorm_models,
     choose_tier,
     escalation_levels,
@@ -44,6 +46,7 @@ __all__ = [
     "Similar",
     "TierChoice",
     "UnparsableAnswerError",
+    "bound_tier",
     "brainstorm_models",
     "case_lines",
     "choose_tier",

@@ -10,10 +10,11 @@ With an embedding model configured (``cases.embedding_model``), cases that carry
 are ranked by cosine similarity instead, and count as similar from
 ``cases.min_embedding_similarity``; cases without one keep the lexical measure.
 
-The starting tier learns (``learned_tier``): the tier a case *needed* is its final tier when
-it succeeded (its start tier when it did not escalate) and one above its final tier (at most
-4) when it failed; a new run starts at the median (the upper one of an even count) of the
-needed tiers of up to ``LEARN_FROM`` most similar cases.
+The starting tier learns (``learned_tier``): of up to ``LEARN_FROM`` most similar cases, a
+new run starts at the least tier one of them succeeded at (its final tier), so a run that
+was started higher than it needed (by a 👎, ``/model``) does not keep later runs up there,
+and a success at a lower tier brings the start back down. When none of them succeeded, one
+above the highest tier they failed at (at most 4: ``needed_tier``).
 """
 
 from __future__ import annotations
@@ -163,21 +164,34 @@ class CaseIndex:
 
 
 def needed_tier(case: Case) -> int:
-    """The tier ``case`` needed (module docstring)."""
+    """The tier ``case`` says its task needs: its final tier when it succeeded, one above it
+    (at most 4) when it failed."""
     return case.final_tier if case.succeeded else min(4, case.final_tier + 1)
 
 
-def learned_tier(similar: list[Similar]) -> TierChoice | None:
-    """The starting tier similar cases teach (module docstring), or None without any."""
+def learned_tier(similar: list[Similar], *, session: str = "") -> TierChoice | None:
+    """The starting tier similar cases teach (module docstring), or None without any.
+
+    Args:
+        similar: the similar cases, most similar first.
+        session: the new run's session: when the tier comes from failed cases and one of
+            them failed by a 👎 in this session, the choice ``counts_feedback``.
+    """
     cases = [s.case for s in similar[:LEARN_FROM]]
     if not cases:
         return None
-    tiers = sorted(needed_tier(c) for c in cases)
-    tier = tiers[len(tiers) // 2]
     escalated = sum(c.escalations > 0 for c in cases)
-    reason = (f"{len(cases)} similar past run{'s' if len(cases) != 1 else ''} needed tier "
-              f"{tier} (median of {tiers}; {escalated} escalated)")
-    return TierChoice(tier=tier, source="case", reason=reason)
+    plural = "s" if len(cases) != 1 else ""
+    succeeded = sorted(c.final_tier for c in cases if c.succeeded)
+    if succeeded:
+        return TierChoice(tier=succeeded[0], source="case", reason=(
+            f"the least tier {len(cases)} similar past run{plural} succeeded at (of "
+            f"{succeeded}; {len(cases) - len(succeeded)} failed, {escalated} escalated)"))
+    highest = max(c.final_tier for c in cases)
+    rated = any(c.feedback < 0 and c.session == session for c in cases) if session else False
+    return TierChoice(tier=min(4, highest + 1), source="case", counts_feedback=rated, reason=(
+        f"{len(cases)} similar past run{plural} failed, at tiers up to {highest}"
+        f"{' (one by a 👎 here)' if rated else ''}; {escalated} escalated"))
 
 
 def case_lines(similar: list[Similar]) -> str:

@@ -2,16 +2,23 @@
 
 1. Rules without a ``flow`` condition (``actors.rules``): a refusal ends the request here.
 2. BREAKGLASS, when the person asked for it and is allowed (a permission, never a choice).
-3. What classifies, the first that can:
+3. The answer to a paused run (``paused_role``, when the session's SEQUENTIAL run asked this
+   person a question): an addressed message is that answer; an ambient one is when the
+   model says to respond. The route is then SEQUENTIAL to that role, ``source`` ``resume``,
+   and only the rules of step 5 remain.
+4. What classifies, the first that can:
    - rules that force both flow and role (for a message addressed to the bot);
    - the case base: a succeeded past run of a near-identical task (word overlap at least
      ``cases.reuse_similarity``) gives its flow, role, task type and complexity;
    - the model (``actors.router._model``), bounded by ``router.timeout_s``;
    - the keyword rules (``actors.router._keywords``) when the model is off, fails, times out
      or answers something unusable — the route's reason says which.
-4. Rules that force a flow or role override what classified (the route then names the rule).
-5. Rules with a ``flow`` condition run on the chosen flow: a refusal ends the request; their
+5. Rules that force a flow or role override what classified (the route then names the rule).
+6. Rules with a ``flow`` condition run on the chosen flow: a refusal ends the request; their
    tier bounds join the first phase's.
+
+The router's own model call is made at ``router.tier`` within the first phase's tier bounds
+(``bound_tier``): the only bounds known before the flow is.
 
 A message addressed to the bot (``ChatMessage.addressed``) is always answered when it has any
 content; only ambient messages (the bot's thread or a listening channel, no mention) can be
@@ -30,17 +37,19 @@ from actors.errors import ModelError
 from actors.router._cases import CaseIndex
 from actors.router._keywords import complexity_of, keyword_route
 from actors.router._model import UnparsableAnswerError, parse_answer, system_prompt
+from actors.router._tiers import bound_tier
 from actors.router._types import Route
 from actors.rules import RuleVerdict, evaluate
 from protocol import AGENT_ROLES, ChatMessage, Complexity, Flow, TaskType
 
-AskModel = Callable[[list[dict[str, Any]]], Awaitable[str]]
-"""Sends the router's chat messages to the router's model and returns the answer's text;
-raises ``ModelError`` (or ``TimeoutError``) when the call fails."""
+AskModel = Callable[[list[dict[str, Any]], int], Awaitable[str]]
+"""Sends the router's chat messages to the router's model at the given tier (1-4) and returns
+the answer's text; raises ``ModelError`` (or ``TimeoutError``) when the call fails."""
 
 
 async def route_message(chat: ChatMessage, topology: Topology, *, ask: AskModel | None,
-                        cases: CaseIndex | None = None, history: str = "") -> Route:
+                        cases: CaseIndex | None = None, history: str = "",
+                        paused_role: str = "") -> Route:
     """Decide whether and how to answer ``chat`` (module docstring).
 
     Args:
@@ -49,6 +58,8 @@ async def route_message(chat: ChatMessage, topology: Topology, *, ask: AskModel 
         ask: the model call, or None to skip the model (the keyword rules decide).
         cases: the case base index, or None.
         history: the conversation so far, a few lines, for the model.
+        paused_role: the role of the session's paused run when its question was this
+            person's to answer; "" when there is none.
     """
     allowed = topology.breakglass.allowed_users
     pre = evaluate(topology.rules, chat, flow=None, breakglass_users=allowed)
@@ -58,14 +69,20 @@ async def route_message(chat: ChatMessage, topology: Topology, *, ask: AskModel 
         return Route(flow=Flow.BREAKGLASS, task_type=TaskType.QUESTION,
                      role=topology.breakglass.role, complexity=Complexity.COMPLEX,
                      reason="breakglass: direct to the top model", source="breakglass")
-    route = await _classify(chat, topology, pre, ask, cases, history)
+    if paused_role:
+        route = await _resumed(chat, topology, paused_role, pre, ask, history)
+    else:
+        route = await _classify(chat, topology, pre, ask, cases, history)
     if not route.respond:
         return route
-    route = _forced(route, pre)
+    resuming = route.source == "resume"  # the paused run's role and flow stand
+    if not resuming:
+        route = _forced(route, pre)
     post = evaluate(topology.rules, chat, flow=route.flow, breakglass_users=allowed)
     if post.refusal:
         return _refused(post)
-    route = _forced(route, post)
+    if not resuming:
+        route = _forced(route, post)
     verdict = pre.merge(post)
     return dataclasses.replace(route, tier_min=verdict.tier_min, tier_max=verdict.tier_max)
 
@@ -93,6 +110,18 @@ def _forced(route: Route, verdict: RuleVerdict) -> Route:
     return dataclasses.replace(route, **changes)
 
 
+async def _resumed(chat: ChatMessage, topology: Topology, role: str, pre: RuleVerdict,
+                   ask: AskModel | None, history: str) -> Route:
+    """The answer to the paused run of ``role`` — or, for an ambient message the model leaves
+    unanswered, that route (step 3 of the module docstring)."""
+    resume = Route(flow=Flow.SEQUENTIAL, role=role, source="resume",
+                   reason=f"answer to the paused run of {role}")
+    if chat.addressed:
+        return resume
+    heard = await _classify(chat, topology, pre, ask, None, history)
+    return resume if heard.respond else heard
+
+
 async def _classify(chat: ChatMessage, topology: Topology, pre: RuleVerdict,
                     ask: AskModel | None, cases: CaseIndex | None, history: str) -> Route:
     keywords = keyword_route(chat.text, profile=chat.profile, attachments=bool(chat.attachments))
@@ -111,8 +140,9 @@ async def _classify(chat: ChatMessage, topology: Topology, pre: RuleVerdict,
     if ask is None or not topology.router.model:
         return keywords
     try:
+        tier = bound_tier(topology.router.tier, pre.tier_min, pre.tier_max)
         async with asyncio.timeout(topology.router.timeout_s):
-            answer = await ask(_messages(chat, history))
+            answer = await ask(_messages(chat, history), tier)
         route = parse_answer(answer)
     except TimeoutError:
         return _fallback(keywords, f"the model did not answer within "

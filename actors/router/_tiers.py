@@ -9,8 +9,13 @@ Starting tier, each step overriding the one before (its ``source`` in the event)
 3. ``case``: what similar past runs needed (``actors.router._cases.learned_tier``);
 4. ``session``: the tier a person chose for the session with ``/model``;
 5. ``feedback``: one tier higher when the session's confidence is below
-   ``feedback.low_confidence`` (a 👎 on its last answer; SPEC.md §5);
+   ``feedback.low_confidence`` (a 👎 on its last answer; SPEC.md §5), unless the tier was
+   learned from the case that 👎 failed (``TierChoice.counts_feedback``: one 👎, one tier);
 6. ``rule``: the rules' ``tier_min`` / ``tier_max`` bound the result.
+
+The rules' bounds hold for every model call of a request, not only its starting tier: the
+router's own call (``bound_tier``), the planner's and the reflector's (``models_for``), the
+escalation path (``escalation_levels``) and BRANCH's brainstormers (``brainstorm_models``).
 
 Models of a tier, in the order they are tried (a later one answers when an earlier one fails
 with an error another model can fix: ``actors.errors.ModelError.fallback_helps``): the bot's
@@ -46,12 +51,21 @@ def _clamp(tier: int, low: int = 1, high: int = TOP_TIER) -> int:
     return max(low, min(high, tier))
 
 
+def bound_tier(tier: int, tier_min: int = 0, tier_max: int = 0) -> int:
+    """``tier`` within the rules' bounds of a request (``tier_min`` / ``tier_max``, 0: none)
+    and within 1-4; the cap wins over the floor (it is the operator's cost limit)."""
+    high = tier_max or TOP_TIER
+    return _clamp(tier, min(tier_min or 1, high), high)
+
+
 def models_for(topology: Topology, tier: int, *, role: str = "",
-               overrides: dict[str, str] | None = None) -> tuple[ModelSpec, ...]:
-    """The models of ``tier`` in fallback order (module docstring)."""
+               overrides: dict[str, str] | None = None, tier_min: int = 0,
+               tier_max: int = 0) -> tuple[ModelSpec, ...]:
+    """The models of ``tier`` in fallback order (module docstring); ``tier`` is first brought
+    within the request's rule bounds ``tier_min`` / ``tier_max`` (``bound_tier``)."""
     if topology.model_override:
         return (ModelSpec(name=topology.model_override),)
-    tier = _clamp(tier)
+    tier = bound_tier(tier, tier_min, tier_max)
     ordered: list[ModelSpec] = []
     override = (overrides or {}).get(str(tier))
     if override:
@@ -82,8 +96,9 @@ def escalation_levels(topology: Topology, *, role: str = "",
     ``escalation:`` in ``topology.yaml`` names the models in order: a tier's first model
     stands for its tier's models in fallback order (``models_for``), another model goes first
     with its tier's models behind it; without ``escalation`` the path is tiers 1-4. Levels outside
-    ``tier_min``..``tier_max`` (0: unbounded) are left out; a bound that leaves none keeps
-    the nearest level. With ``SB_MODEL`` the path is that one model.
+    ``tier_min``..``tier_max`` (0: unbounded) are left out; when that leaves none, the path is
+    the models of the tier within the bounds nearest to the path (``bound_tier``). With
+    ``SB_MODEL`` the path is that one model.
     """
     if topology.model_override:
         return [Level(1, (ModelSpec(name=topology.model_override),))]
@@ -99,11 +114,12 @@ def escalation_levels(topology: Topology, *, role: str = "",
     else:
         levels = [Level(t, models_for(topology, t, role=role, overrides=overrides))
                   for t in range(1, TOP_TIER + 1)]
-    low, high = tier_min or 1, tier_max or TOP_TIER
-    bounded = [level for level in levels if low <= level.tier <= high]
+    bounded = [level for level in levels
+               if bound_tier(level.tier, tier_min, tier_max) == level.tier]
     if bounded:
         return bounded
-    return [min(levels, key=lambda level: abs(level.tier - _clamp(low, high=high)))]
+    nearest = bound_tier(levels[0].tier, tier_min, tier_max)
+    return [Level(nearest, models_for(topology, nearest, role=role, overrides=overrides))]
 
 
 def start_level(levels: list[Level], tier: int) -> int:
@@ -141,13 +157,13 @@ def choose_tier(topology: Topology, *, role: str, flow: Flow, task_type: TaskTyp
         choice = learned
     if session_tier:
         choice = TierChoice(_clamp(session_tier), "session", "the tier chosen with /model")
-    if session_confidence < topology.feedback.low_confidence:
+    if session_confidence < topology.feedback.low_confidence and not choice.counts_feedback:
         raised = _clamp(choice.tier + 1)
         choice = TierChoice(raised, "feedback",
                             f"confidence {session_confidence} < "
                             f"{topology.feedback.low_confidence} after a 👎: one tier above "
                             f"{choice.tier} ({choice.source})")
-    bounded = _clamp(choice.tier, tier_min or 1, tier_max or TOP_TIER)
+    bounded = bound_tier(choice.tier, tier_min, tier_max)
     if bounded != choice.tier:
         choice = TierChoice(bounded, "rule", f"rules bound tiers to {tier_min or 1}-"
                                              f"{tier_max or TOP_TIER} (was {choice.tier}, "
@@ -155,21 +171,29 @@ def choose_tier(topology: Topology, *, role: str, flow: Flow, task_type: TaskTyp
     return choice
 
 
-def brainstorm_models(topology: Topology, *, overrides: dict[str, str] | None = None
-                      ) -> list[tuple[ModelSpec, ...]]:
+def brainstorm_models(topology: Topology, *, overrides: dict[str, str] | None = None,
+                      tier_min: int = 0, tier_max: int = 0) -> list[tuple[ModelSpec, ...]]:
     """The models that brainstorm in parallel (BRANCH, SPEC.md §1.3), each with the other
     models of its tier as fallbacks: ``brainstorm_models`` of ``topology.yaml``, else the
-    first model of tiers 2 and 3."""
+    first model of tiers 2 and 3.
+
+    A brainstormer whose tier is outside the request's rule bounds (``tier_min`` /
+    ``tier_max``, 0: none) is replaced by the models of the nearest tier within them, a
+    model the other brainstormers do not start with first."""
     if topology.model_override:
         only = (ModelSpec(name=topology.model_override),)
         return [only, only]
-    if not topology.brainstorm_models:
-        return [models_for(topology, tier, overrides=overrides) for tier in (2, 3)]
-    chosen = []
-    for name in topology.brainstorm_models:
-        first = topology.find_model(name)
-        tier = tier_of(topology, name, default=2)
-        rest = [m for m in models_for(topology, tier, overrides=overrides)
-                if m.name != first.name]
-        chosen.append((first, *rest))
+    wanted = [(name, tier_of(topology, name, default=2)) for name in topology.brainstorm_models]
+    chosen: list[tuple[ModelSpec, ...]] = []
+    for name, tier in wanted or [("", 2), ("", 3)]:
+        bounded = bound_tier(tier, tier_min, tier_max)
+        models = models_for(topology, bounded, overrides=overrides)
+        if bounded != tier:
+            used = {m[0].name for m in chosen}
+            models = (*(m for m in models if m.name not in used),
+                      *(m for m in models if m.name in used))
+        elif name:
+            first = topology.find_model(name)
+            models = (first, *(m for m in models if m.name != first.name))
+        chosen.append(models)
     return chosen

@@ -40,8 +40,13 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class TierChoice:
-    """The tier a request starts at (1-4), what decided it and why (one line)."""
+    """The tier a request starts at (1-4), what decided it and why (one line).
+
+    ``counts_feedback``: the tier was learned from cases that include one this session's 👎
+    marked failed, so that 👎 already raised it (``choose_tier`` does not raise it again).
+    """
 
     tier: int
     source: str
     reason: str
+    counts_feedback: bool = False

@@ -16,7 +16,13 @@ from gateway.discord._inbound import is_addressed, should_answer, to_chat_messag
 from gateway.discord._intake import Intake, Pending
 from gateway.discord._notices import Notices
 from gateway.discord._outbound import OutboundPoster
-from gateway.discord._reactions import Reaction, control_for
+from gateway.discord._reactions import (
+    ALREADY_VOTED_TEXT,
+    Reaction,
+    control_for,
+    may_control,
+    refusal_text,
+)
 from gateway.discord._status import REST_TIMEOUT_S, RequestState, StatusEditor
 from gateway.discord._tracker import MessageTracker
 from gateway.errors import AttachmentError, NotRunningError
@@ -227,6 +233,21 @@ class SwitchboardBot(discord.Client):
         if found is None:
             return
         control, ack = found
+        if not (may_control(payload.user_id, tracked, self.config.admins,
+                            manages_messages=False)
+                or await self._manages_messages(payload)):
+            _log.info("session %s: %s from user %s refused: not theirs", control.session,
+                      control.action, payload.user_id)
+            await self._post_in(payload.channel_id, refusal_text(control))
+            return
+        vote = control.action is ControlAction.FEEDBACK
+        previous = await self.tracker.vote_of(tracked.request_id, payload.user_id) if vote else 0
+        if vote and previous == control.value:
+            await self._post_in(payload.channel_id, ALREADY_VOTED_TEXT.format(
+                user=payload.user_id, emoji=str(payload.emoji)))
+            return
+        if vote:  # before publishing: the same vote arriving meanwhile is a repeat
+            self.tracker.record_vote(tracked.request_id, payload.user_id, control.value)
         try:
             if self.bridge is None:
                 raise NotRunningError
@@ -234,10 +255,30 @@ class SwitchboardBot(discord.Client):
         except (NotRunningError, ValueError) as exc:
             _log.warning("session %s: %s not sent: %s", control.session, control.action, exc)
             ack = NOT_RUNNING_TEXT
+            if vote:
+                self.tracker.record_vote(tracked.request_id, payload.user_id, previous)
         _log.info("session %s: %s from user %s", control.session, control.action,
                   payload.user_id)
         if ack is not None:
             await self._post_in(payload.channel_id, ack)
+
+    async def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
+        """Whether the person who reacted has Manage Messages in the channel (guild channels
+        and threads: https://discord.com/developers/docs/topics/permissions); False in DMs."""
+        member = payload.member
+        if member is None:
+            return False
+        channel = self.get_channel(payload.channel_id)
+        try:
+            if channel is None:
+                async with asyncio.timeout(REST_TIMEOUT_S):
+                    channel = await self.fetch_channel(payload.channel_id)
+            if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+                return channel.permissions_for(member).manage_messages
+        except (discord.HTTPException, discord.ClientException, TimeoutError) as exc:
+            _log.warning("channel %s: permissions of %s unknown: %s", payload.channel_id,
+                         payload.user_id, exc)
+        return False
 
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
         """A deleted thread takes its workspace and stored artifacts with it (SPEC.md §6):

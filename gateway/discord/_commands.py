@@ -122,6 +122,7 @@ async def _submit(bot: SwitchboardBot, interaction: Interaction, question: str, 
         message_id=str(anchor.id), session=_own_session(interaction), origin=bot.origin,
         user_id=str(user.id), user_name=user.display_name, text=question,
         channel_id=str(channel_id), guild_id=str(interaction.guild_id or ""),
+        parent_channel_id=str(getattr(interaction.channel, "parent_id", None) or ""),
         breakglass=breakglass, sent_at=time.time(), addressed=True))
     await bot.submit(Pending(request, anchor))
 

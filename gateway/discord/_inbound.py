@@ -101,8 +101,9 @@ def thread_name(text: str) -> str:
 
 def to_chat_message(message: discord.Message, me_id: int, origin: str, *,
                     addressed: bool = True) -> ChatMessage:
-    """The protocol message for a Discord message (mention of the bot stripped); the bot adds
-    its profile, models and limits (``BotConfig.stamp``).
+    """The protocol message for a Discord message (mention of the bot stripped; in a thread,
+    ``parent_channel_id`` is the channel it hangs off); the bot adds its name, profile, models
+    and limits (``BotConfig.stamp``).
 
     ``bot`` stays empty: per-user memory is keyed by ``origin``, ``discord-<bot user id>``,
     which is one per bot and the same across restarts (``gateway.discord.origin_for``).
@@ -116,6 +117,7 @@ def to_chat_message(message: discord.Message, me_id: int, origin: str, *,
         user_name=message.author.display_name,
         text=strip_mentions(message.content, me_id),
         channel_id=str(message.channel.id),
+        parent_channel_id=str(getattr(message.channel, "parent_id", None) or ""),
         guild_id=str(message.guild.id) if message.guild else "",
         attachments=tuple(
             Attachment(name=a.filename, url=a.url, size=a.size, content_type=a.content_type or "")

@@ -41,6 +41,8 @@ class Tracked:
         request_id: the id of the person's message it answers.
         role: the agent role that answered (controls on commits go to it).
         branch: the git branch of a commit message.
+        user_id: the person who asked (who may control the run, besides the bot's admins);
+            "" when not known (a message remembered before it was kept).
     """
 
     kind: Kind
@@ -48,16 +50,19 @@ class Tracked:
     request_id: str
     role: str = ""
     branch: str = ""
+    user_id: str = ""
 
 
 class MessageTracker:
-    """Bot message id → ``Tracked``; thread id → the session of the run it was opened for."""
+    """Bot message id → ``Tracked``; thread id → the session of the run it was opened for;
+    (request id, person) → the 👍 / 👎 counted (``vote_of`` / ``record_vote``)."""
 
     def __init__(self, limit: int = TRACKED_LIMIT, *, kv: KeyValue | None = None) -> None:
         self.limit = limit
         self._kv = kv
         self._messages: OrderedDict[int, Tracked] = OrderedDict()
         self._threads: OrderedDict[int, str] = OrderedDict()
+        self._votes: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._writes: set[asyncio.Task[None]] = set()
 
     def remember(self, message_id: int, tracked: Tracked) -> None:
@@ -65,21 +70,44 @@ class MessageTracker:
         self._messages.move_to_end(message_id)
         while len(self._messages) > self.limit:
             self._messages.popitem(last=False)
+        self._write(f"m.{message_id}", json.dumps(dataclasses.asdict(tracked)).encode())
+
+    def _write(self, key: str, value: bytes) -> None:
+        """Write ``key`` through to the bucket in the background (logged when it fails)."""
         if self._kv is not None:
-            task = asyncio.get_running_loop().create_task(
-                self._store(message_id, tracked), name=f"track:{message_id}")
+            task = asyncio.get_running_loop().create_task(self._store(key, value),
+                                                          name=f"track:{key}")
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def _store(self, message_id: int, tracked: Tracked) -> None:
+    async def _store(self, key: str, value: bytes) -> None:
         assert self._kv is not None
-        data = dataclasses.asdict(tracked)
         try:
             async with asyncio.timeout(KV_TIMEOUT_S):
-                await self._kv.put(f"m.{message_id}", json.dumps(data).encode())
+                await self._kv.put(key, value)
         except (TimeoutError, nats.errors.Error) as exc:
-            _log.warning("message %s: not kept for reactions after a restart: %s",
-                         message_id, exc)
+            _log.warning("%s: not kept for reactions after a restart: %s", key, exc)
+
+    async def vote_of(self, request_id: str, user_id: int) -> int:
+        """The 👍 / 👎 value (``Control.value``) this person's vote on the answer of
+        ``request_id`` counted with, 0 when none did: from memory, else from the bucket."""
+        key = (request_id, user_id)
+        if key in self._votes or self._kv is None:
+            return self._votes.get(key, 0)
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError, TimeoutError,
+                                 nats.errors.Error, ValueError):
+            async with asyncio.timeout(KV_TIMEOUT_S):
+                entry = await self._kv.get(f"v.{request_id}.{user_id}")
+            self._votes[key] = int(entry.value or b"0")
+        return self._votes.get(key, 0)
+
+    def record_vote(self, request_id: str, user_id: int, value: int) -> None:
+        """Remember that this person's vote on the answer of ``request_id`` is ``value``."""
+        self._votes[(request_id, user_id)] = value
+        self._votes.move_to_end((request_id, user_id))
+        while len(self._votes) > self.limit:
+            self._votes.popitem(last=False)
+        self._write(f"v.{request_id}.{user_id}", str(value).encode())
 
     def get(self, message_id: int) -> Tracked | None:
         return self._messages.get(message_id)

@@ -186,6 +186,7 @@ class InteractionsEndpoint:
             origin=self.bridge.origin, user_id=str(user.get("id", "")),
             user_name=str(user.get("global_name") or user.get("username") or ""),
             text=question, channel_id=channel_id, guild_id=str(interaction.get("guild_id", "")),
+            parent_channel_id=str((interaction.get("channel") or {}).get("parent_id") or ""),
             breakglass=breakglass, sent_at=self.clock(), addressed=True))
         limiter = self.services.limiter
         if limiter is not None:

@@ -24,6 +24,10 @@ PRIVATE_THREAD = 12
 DEFAULT_MESSAGE = 0
 REPLY_MESSAGE = 19
 ALL_PERMISSIONS = str((1 << 50) - 1)
+MANAGE_MESSAGES = 1 << 13
+MEMBER_PERMISSIONS = (1 << 6) | (1 << 10) | (1 << 11) | (1 << 16) | (1 << 38)
+"""Add Reactions, View Channel, Send Messages, Read Message History, Send Messages in
+Threads (https://discord.com/developers/docs/topics/permissions): an ordinary member's."""
 
 
 class Snowflakes:

@@ -198,6 +198,16 @@ async def test_only_the_asker_and_admins_control_a_run_and_a_vote_counts_once(
         _, merge = await actors.next_control()
         assert (merge.action, merge.user_id) == (ControlAction.MERGE, dave["id"])
 
+        # /stop in the thread is a control too: bob is refused and told so, nothing is sent;
+        # a member with Manage Messages (from a role, in the interaction's permissions) may.
+        await s.run_command(thread["id"], bob["id"], "stop")
+        await s.wait_for(lambda: [m for m in s.ephemeral if "🔒" in m["content"]],
+                         timeout=TIMEOUT_S, what="bob told he may not stop alice's run")
+        assert actors.controls.empty(), "a refused /stop changes nothing"
+        await s.run_command(thread["id"], dave["id"], "stop")
+        _, slash_stop = await actors.next_control()
+        assert (slash_stop.action, slash_stop.user_id) == (ControlAction.ABORT, dave["id"])
+
         # The person who asked rates the answer of their request, once per vote.
         await s.add_user_reaction(thread["id"], status["id"], s.alice["id"], "👎")
         _, down = await actors.next_control()

@@ -42,6 +42,17 @@ def _own_session(interaction: Interaction) -> str:
                            kind.value if isinstance(kind, discord.ChannelType) else None)
 
 
+def _may_stop(bot: SwitchboardBot, interaction: Interaction) -> bool:
+    """Whether ``interaction``'s user may stop the run it is about: in a thread the bot opened
+    for someone's request, that person, the bot's admins or a member with Manage Messages
+    there (as for the 🛑 reaction, ``_reactions.may_control``); elsewhere the run is the
+    person's own conversation's."""
+    owner = bot.tracker.thread_owner(interaction.channel_id or 0)
+    user = str(interaction.user.id)
+    return (not owner or owner == user or user in bot.config.admins
+            or bool(interaction.permissions.manage_messages))
+
+
 async def _ephemeral(interaction: Interaction, text: str) -> None:
     async with asyncio.timeout(REST_TIMEOUT_S):
         if interaction.response.is_done():
@@ -66,6 +77,9 @@ def build_tree(bot: SwitchboardBot) -> app_commands.CommandTree[SwitchboardBot]:
     @tree.command(name="stop", description="Stop the run in this thread at its next turn")
     async def stop(interaction: Interaction) -> None:
         session = _session(bot, interaction)
+        if not _may_stop(bot, interaction):
+            raise CommandError("🔒 Only the person who asked, the bot's admins or members who "
+                               "manage messages here can stop this run; nothing was changed.")
         if bot.bridge is None:
             raise CommandError("⚠️ Switchboard is not running right now.")
         try:

@@ -98,7 +98,7 @@ class OutboundPoster:
         name = thread_name(strip_mentions(message.content, me) or state.text)
         async with asyncio.timeout(REST_TIMEOUT_S):
             state.thread = await message.create_thread(name=name)
-        self.bot.tracker.remember_thread(state.thread.id, state.session)
+        self.bot.tracker.remember_thread(state.thread.id, state.session, state.user_id)
         self.bot.intake.hold(session_of(state.thread), str(message.id))
         _log.info("session %s: opened thread %s", state.session, state.thread.id)
 

@@ -61,7 +61,7 @@ class MessageTracker:
         self.limit = limit
         self._kv = kv
         self._messages: OrderedDict[int, Tracked] = OrderedDict()
-        self._threads: OrderedDict[int, str] = OrderedDict()
+        self._threads: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._votes: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -126,12 +126,17 @@ class MessageTracker:
             self._messages[message_id] = tracked
         return tracked
 
-    def remember_thread(self, thread_id: int, session: str) -> None:
-        self._threads[thread_id] = session
+    def remember_thread(self, thread_id: int, session: str, user_id: str = "") -> None:
+        """The bot opened ``thread_id`` for a request of ``user_id`` in ``session``."""
+        self._threads[thread_id] = (session, user_id)
         while len(self._threads) > self.limit:
             self._threads.popitem(last=False)
 
     def run_session(self, channel_id: int, fallback: str) -> str:
         """The session a control in ``channel_id`` is about: the run the bot opened that thread
         for, else ``fallback`` (the channel's own session)."""
-        return self._threads.get(channel_id, fallback)
+        return self._threads.get(channel_id, (fallback, ""))[0]
+
+    def thread_owner(self, channel_id: int) -> str:
+        """Who asked for the run the bot opened thread ``channel_id`` for ("" when unknown)."""
+        return self._threads.get(channel_id, ("", ""))[1]

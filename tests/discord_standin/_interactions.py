@@ -72,7 +72,8 @@ class Interactions:
         }
         if "guild_id" in channel:
             payload["guild_id"] = channel["guild_id"]
-            payload["member"] = p.member(user) | {"permissions": p.ALL_PERMISSIONS}
+            payload["member"] = (self.s.member(user["id"])
+                                 | {"permissions": str(self.s.permissions_of(user["id"]))})
         else:
             payload["user"] = user
             payload["context"] = 1

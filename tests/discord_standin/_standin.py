@@ -90,6 +90,19 @@ class DiscordStandIn(Recorded):
         guild's owner (``alice``) has them all regardless."""
         role["permissions"] = str(permissions)
 
+    def permissions_of(self, user_id: str) -> int:
+        """The guild permissions of ``user_id``: every bit for the owner (``alice``), else
+        ``@everyone``'s and its roles' together (https://discord.com/developers/docs/topics/
+        permissions, "Permission Hierarchy"; channel overwrites are not modelled)."""
+        if user_id == self.alice["id"]:
+            return int(p.ALL_PERMISSIONS)
+        mine = set(self.member_roles.get(user_id, []))
+        bits = 0
+        for role in self.roles:
+            if role is self.everyone or role["id"] in mine:
+                bits |= int(role["permissions"])
+        return bits
+
     def member(self, user_id: str) -> Payload:
         """The guild member payload of ``user_id``, with its roles."""
         return p.member(self.users[user_id], self.member_roles.get(user_id, []))

@@ -214,8 +214,8 @@ def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Per
 def cli_permissions(subjects: Subjects, inbox: str) -> Permissions:
     """What the operator's command line may do: the whole JetStream API of the account
     (``switchboard up`` provisions every stream, bucket and consumer; ``events tail``,
-    ``trace`` and ``bots`` read and write them), talk like a gateway (``switchboard chat``:
-    a core subscription to its outbox), and nothing else."""
+    ``trace`` and ``bots`` read and write them), talk like a gateway (``switchboard chat``
+    reads its outbox through an ordered consumer, ``gateway.bridge``), and nothing else."""
     publish = [
         "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>",
         subjects.task("classifier"), subjects.task("reflector"),

@@ -46,7 +46,10 @@ class Classifier(CaseModelActor):
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
         reply_to = ReplyTo.of(message)
         session = await self.services.sessions.get(message.session)
-        paused = await self._paused_run(message)
+        waiting = await self._paused_run(message.session)
+        # Only the person the run asked may answer it (``Checkpoint.user_id``).
+        paused = waiting if waiting is not None and (
+            not waiting.user_id or waiting.user_id == message.user_id) else None
 
         async def ask(messages: list[dict[str, Any]], tier: int) -> str:
             return await self._ask_model(ctx, message, messages, tier)
@@ -70,6 +73,16 @@ class Classifier(CaseModelActor):
         if paused is not None and route.source == "resume":
             await self._keep_bounds(message.session, session, paused.tier_min, paused.tier_max)
             await self._resume(message, reply_to, paused, ctx)
+            return
+        if waiting is not None and route.flow is Flow.SEQUENTIAL:
+            # A new run would replace the paused one's checkpoint: it waits for its answer.
+            who = f"<@{waiting.user_id}>" if waiting.user_id else "its asker"
+            await ctx.emit("held", step="chat_message", detail=f"run paused for {who}",
+                           user_id=message.user_id)
+            await ctx.reply(reply_to.origin, reply_to.build(Reply, text=(
+                f"⏸️ The run in this conversation is waiting for {who}'s answer to its "
+                "question; a new task here would replace it. Ask again once it has finished, "
+                "or in a conversation of your own.")))
             return
         await self._keep_bounds(message.session, session, route.tier_min, route.tier_max)
         await ctx.reply(reply_to.origin, reply_to.build(
@@ -101,17 +114,14 @@ class Classifier(CaseModelActor):
                                       response_format=fmt, timeout_s=router.timeout_s)
         return str(reply.text)
 
-    async def _paused_run(self, message: ChatMessage) -> Checkpoint | None:
-        """The session's run paused on a clarifying question to the sender of ``message``
-        (the person who asked it, ``Checkpoint.user_id``), or None. The router decides
-        whether the message is that answer (SPEC.md §3)."""
+    async def _paused_run(self, session: str) -> Checkpoint | None:
+        """The session's run paused on a clarifying question, or None. The router decides
+        whether a message of the person it asked is that answer (SPEC.md §3)."""
         from actors.runs import CheckpointStore
 
-        checkpoint = await CheckpointStore(self.services.checkpoints).load(message.session)
+        checkpoint = await CheckpointStore(self.services.checkpoints).load(session)
         if checkpoint is None or checkpoint.status != "paused":
             return None
-        if checkpoint.user_id and checkpoint.user_id != message.user_id:
-            return None  # someone else's question: this is a message of its own
         return checkpoint
 
     async def _resume(self, message: ChatMessage, reply_to: ReplyTo, checkpoint: Checkpoint,

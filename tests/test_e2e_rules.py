@@ -209,6 +209,9 @@ async def test_only_the_askers_message_the_router_answers_resumes_a_paused_run(
     assert silence.text == ""
     assert refusal.error is ErrorCode.REFUSED
     assert to_bob.error is None and to_bob.text == "Answer from t1."
+    # Bob's own task would start a run that replaces alice's paused one: it is held.
+    _, held = await person.say(session, "bob", "[bob] write bar.py")
+    assert "waiting for <@alice>'s answer" in held.text, held
 
     hint, done = await person.say(session, "alice", "here is a hint: the blue one")
     assert (await _classified(system, session, hint)).source == "resume"

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from discord_standin import DiscordStandIn
+from discord_standin._payloads import MANAGE_MESSAGES, MEMBER_PERMISSIONS
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
 from discord_standin.fixtures import discord_standin, provision_streams  # noqa: F401 - fixture
 
@@ -26,7 +27,7 @@ from gateway.errors import SignatureError
 from gateway.interactions import InteractionsEndpoint, InteractionWebhooks, verify
 from gateway.interactions._run import ORIGIN, parse_listen
 from gateway.services import BotServices
-from protocol import Subjects
+from protocol import ControlAction, Subjects
 
 TIMEOUT_S = 20.0
 
@@ -155,6 +156,35 @@ async def test_ask_is_each_persons_own_outside_a_thread_and_the_threads_inside(
         f"discord-{thread['id']}"}
     dm = s.dm_channel(s.alice)  # a DM is one person's conversation already
     assert await ask(dm["id"], s.alice, "e") == f"discord-{dm['id']}"
+
+
+async def test_stop_is_the_askers_or_a_moderators_in_a_shared_thread(
+        endpoint: Endpoint, discord_standin: DiscordStandIn,  # noqa: F811
+        actors: FakeActors) -> None:  # noqa: F811
+    """Issue 18 item 11, through the signed endpoint: in a thread, the run alice's /ask
+    started is stopped by her or a member with Manage Messages, not by bob."""
+    s = discord_standin
+    s.set_permissions(s.everyone, MEMBER_PERMISSIONS)
+    bob = s.add_user("bob")
+    dave = s.add_user("dave", roles=[s.add_role("moderators",
+                                                 MEMBER_PERMISSIONS | MANAGE_MESSAGES)])
+    thread = await s.start_thread(s.channel_id, s.alice["id"], "pairing")
+    ask = s.interactions.create(s.bot, thread["id"], s.alice, "ask", {"question": "refactor"})
+    assert await endpoint.post(json.dumps(ask).encode()) == (200, {"type": 5})
+    await actors.next()
+
+    async def stop(user: dict[str, Any]) -> str:
+        interaction = s.interactions.create(s.bot, thread["id"], user, "stop")
+        status, body = await endpoint.post(json.dumps(interaction).encode())
+        assert status == 200
+        return str(body["data"]["content"])
+
+    assert "🔒" in await stop(bob)
+    assert actors.controls.empty(), "a refused /stop changes nothing"
+    for user in (dave, s.alice):
+        assert "Stop requested" in await stop(user)
+        _, control = await actors.next_control()
+        assert (control.action, control.user_id) == (ControlAction.ABORT, user["id"])
 
 
 async def test_forged_replayed_and_malformed_requests_get_401(endpoint: Endpoint) -> None:

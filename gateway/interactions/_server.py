@@ -10,6 +10,7 @@ https://discord.com/developers/docs/interactions/receiving-and-responding.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -45,6 +46,11 @@ PONG, CHANNEL_MESSAGE, DEFERRED = 1, 4, 5
 EPHEMERAL = 1 << 6
 PATH = "/interactions"
 
+MANAGE_MESSAGES = 1 << 13
+"""Discord's Manage Messages permission bit (https://discord.com/developers/docs/topics/
+permissions)."""
+MAX_ASKERS = 10_000
+"""Sessions whose latest ``/ask`` asker the endpoint remembers (oldest forgotten first)."""
 BotConfigSource = Callable[[], Awaitable[BotConfig]]
 """Reads the configuration of the bot the endpoint answers for (its profile, model overrides
 and answer limits), once per request so that ``switchboard bots set`` applies at once.
@@ -107,6 +113,8 @@ class InteractionsEndpoint:
         self.max_age_s = max_age_s
         self.clock = clock
         self.deferred: dict[str, _Deferred] = {}
+        self.askers: collections.OrderedDict[str, str] = collections.OrderedDict()
+        """session → who sent its latest ``/ask`` here (the run ``/stop`` is about)."""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -156,6 +164,10 @@ class InteractionsEndpoint:
                 return _message(await model_text(self.services, session,
                                                  int(tier) if tier is not None else None))
             case "stop":
+                if not await self._may_stop(interaction, session, user_id):
+                    raise CommandError("🔒 Only the person who asked, the bot's admins or "
+                                       "members who manage messages here can stop this run; "
+                                       "nothing was changed.")
                 await self._control(Control(session=session, action=ControlAction.ABORT,
                                             user_id=user_id, message_id=str(interaction["id"]),
                                             origin=self.bridge.origin))
@@ -169,6 +181,27 @@ class InteractionsEndpoint:
                 return await self._defer(interaction, str(options.get("question") or ""),
                                          user, channel_id, session, breakglass=breakglass)
         raise CommandError(f"⚠️ Unknown command /{name}.")
+
+    async def _may_stop(self, interaction: dict[str, Any], session: str, user_id: str) -> bool:
+        """Whether ``user_id`` may stop ``session``'s run: the person whose ``/ask`` started
+        it, one of the bot's admins, or a member with Manage Messages in the channel (the
+        interaction's resolved ``member.permissions``, https://discord.com/developers/docs/
+        interactions/receiving-and-responding, "Interaction Object"); any run no one here
+        asked for (a person's own conversation, one started elsewhere) as before."""
+        owner = self.askers.get(session, "")
+        if not owner or owner == user_id:
+            return True
+        permissions = str((interaction.get("member") or {}).get("permissions") or "0")
+        if permissions.isdigit() and int(permissions) & MANAGE_MESSAGES:
+            return True
+        config = await self.bot_config() if self.bot_config is not None else None
+        return config is not None and user_id in config.admins
+
+    def _asked(self, session: str, user_id: str) -> None:
+        self.askers[session] = user_id
+        self.askers.move_to_end(session)
+        while len(self.askers) > MAX_ASKERS:
+            self.askers.popitem(last=False)
 
     async def _control(self, control: Control) -> None:
         try:
@@ -198,6 +231,7 @@ class InteractionsEndpoint:
         except NotRunningError as exc:
             raise CommandError("⚠️ Switchboard is not running right now, so I cannot "
                                "answer. Try again later.") from exc
+        self._asked(session, request.user_id)
         self.deferred[interaction_id] = _Deferred(str(interaction["application_id"]),
                                                   str(interaction["token"]), request.user_id)
         _log.info("interaction %s deferred (session %s)", interaction_id, request.session)

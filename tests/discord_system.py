@@ -18,6 +18,16 @@ from system import RunningSystem, running_system
 
 from protocol import Subjects
 
+TASK = "write a python function that reverses a string and test it"
+"""A SEQUENTIAL task the offline model has a recipe for (a file, its test, a commit)."""
+SLOW_TIER_2: dict[int, list[Any]] = {
+    1: ["offline/tier-1"],
+    2: [{"name": "offline/tier-2", "params": {"delay_s": 0.6}}],
+    3: ["offline/tier-3"],
+    4: ["offline/tier-4"],
+}
+"""Tiers whose tier-2 model takes 0.6 s per call, so a run is still going when a test acts."""
+
 
 @contextlib.asynccontextmanager
 async def discord_system(nats_url: str, workdir: Path, standin: DiscordStandIn,

@@ -24,10 +24,10 @@ import nats.js.errors
 import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
+from discord_system import SLOW_TIER_2, TASK, wait_until_tracked
 from discord_system import containing as _containing
 from discord_system import discord_system as _system
 from discord_system import user_memory as _memory
-from discord_system import wait_until_tracked
 from system import REPO, running_system
 from waiting import eventually, until
 
@@ -37,13 +37,6 @@ from protocol import Subjects, session_decoder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SUBJECTS = Subjects()
-TASK = "write a python function that reverses a string and test it"
-SLOW_TIER_2 = {
-    1: ["offline/tier-1"],
-    2: [{"name": "offline/tier-2", "params": {"delay_s": 0.6}}],
-    3: ["offline/tier-3"],
-    4: ["offline/tier-4"],
-}
 
 
 async def _session(url: str, session: str) -> Any:

@@ -13,7 +13,7 @@ import nats.js.errors
 import pytest
 from discord_standin import DiscordStandIn
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
-from discord_system import containing, discord_system, wait_until_tracked
+from discord_system import SLOW_TIER_2, TASK, containing, discord_system, wait_until_tracked
 from session_events import read_session_events
 from waiting import until
 
@@ -21,13 +21,6 @@ from protocol import Case, SessionState, Subjects, case_decoder, session_decoder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SUBJECTS = Subjects()
-TASK = "write a python function that reverses a string and test it"
-SLOW_TIER_2 = {
-    1: ["offline/tier-1"],
-    2: [{"name": "offline/tier-2", "params": {"delay_s": 0.6}}],
-    3: ["offline/tier-3"],
-    4: ["offline/tier-4"],
-}
 
 
 async def _case(url: str, case_id: str) -> Case | None:

@@ -269,3 +269,15 @@ def test_cgroups_of_processes_that_are_gone_are_swept(tmp_path: Path) -> None:
     (busy / "cgroup.procs").write_text("")  # not empty: rmdir refuses, as for a busy cgroup
     _pids._sweep(tmp_path)
     assert not gone.exists() and mine.exists() and busy.exists()
+
+
+def test_a_python_under_the_hosts_tmp_stays_visible_above_the_private_tmp(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI may check the project out under /tmp, its venv with it: bubblewrap binds that Python
+    after mounting the private /tmp, or the sandbox would hide it (found on a clean clone)."""
+    monkeypatch.setattr(sandbox_module, "python_paths", lambda: ["/tmp/ci-checkout/.venv"])
+    argv = sandbox_module.bwrap_argv("bwrap", Path("/tmp/ws"), ["true"], network=False,
+                                     tmp_bytes=1 << 20, seccomp_fd=3)
+    tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
+    assert argv.index("/tmp/ci-checkout/.venv") > tmpfs
+    assert argv.index("/tmp/ws") > tmpfs

@@ -110,12 +110,14 @@ def bwrap_argv(bwrap: str, workspace: Path, argv: Sequence[str], *, network: boo
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
+    # bubblewrap mounts in order: the private /tmp first, so a Python or a workspace that
+    # lives under the host's /tmp is bound on top of it, not hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     for path in python_paths():
         args += ["--ro-bind", path, path]
     for path in ETC_FILES:
         args += ["--ro-bind-try", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-             "--bind", str(workspace), str(workspace),
+    args += ["--bind", str(workspace), str(workspace),
              # The new root is a tmpfs of its own, with no size limit: read-only once built.
              "--remount-ro", "/", "--chdir", str(workspace),
              "--seccomp", str(seccomp_fd), "--", *argv]

@@ -28,11 +28,12 @@ from protocol import ToolCall
 
 REPO = Path(__file__).resolve().parent.parent
 MECHANISMS = ("bubblewrap", "landlock")
-REFUSED = ("secret", "other_workspace", "source", "store", "aws", "home_write", "source_write",
-           "nats", "ptrace")
+REFUSED = ("secret", "other_workspace", "source", "store", "aws", "home_write", "nats", "ptrace")
 """What a probe must not reach: the data directory's credentials, another session's workspace,
-the source tree (read and write), the JetStream store, ~/.aws, the home directory, the NATS
-port, another process (ptrace)."""
+the source tree, the JetStream store, ~/.aws, the home directory, the NATS port, another process
+(ptrace). Writes to the host's /tmp and the source tree are judged on the host (``check_probe``):
+inside, a path under /tmp is the private tmpfs, where a write may succeed and vanish, as it does
+for a checkout that lives under the host's /tmp."""
 
 
 def probe_args(data: Path, home: Path, store: Path, port: int) -> dict[str, Any]:

@@ -278,7 +278,7 @@ def test_a_python_under_the_hosts_tmp_stays_visible_above_the_private_tmp(
     after mounting the private /tmp, or the sandbox would hide it (found on a clean clone)."""
     monkeypatch.setattr(sandbox_module, "python_paths", lambda: ["/tmp/ci-checkout/.venv"])
     argv = sandbox_module.bwrap_argv("bwrap", Path("/tmp/ws"), ["true"], network=False,
-                                     tmp_bytes=1 << 20, seccomp_fd=3)
+                                     tmp_bytes=1 << 20, seccomp_fd=3, env={})
     tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
     assert argv.index("/tmp/ci-checkout/.venv") > tmpfs
     assert argv.index("/tmp/ws") > tmpfs

@@ -16,11 +16,13 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import PurePath
+from typing import NamedTuple
 
 from actors.config import ToolPolicy
 from actors.errors import SandboxUnavailableError, ToolError, ToolRefusedError
-from actors.tools import _sandbox
+from actors.tools import _sandbox, _seccomp, _spare
 from actors.tools._refusal import (
     COMMAND_NOT_ALLOWED,
     INVALID_ARGUMENTS,
@@ -108,13 +110,24 @@ class _Capture:
         return head + note + self.tail.decode("utf-8", errors="replace")
 
 
-async def launch(workspace: Workspace, argv: list[str], policy: ToolPolicy,
-                 *, network: bool) -> _sandbox.Launch:
-    """The sandboxed launch of ``argv`` (``_sandbox``), under ``policy.sandbox``.
+class Started(NamedTuple):
+    """A sandboxed program that has started, and what to do once it has ended."""
+
+    process: asyncio.subprocess.Process
+    finish: Callable[[], Awaitable[bool]]
+    """End what is left of it (its pids cgroup); True when it hit the process bound."""
+
+
+async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, network: bool,
+                env: dict[str, str], merge_stderr: bool) -> Started:
+    """Start ``argv`` in the workspace under ``policy.sandbox`` (``_sandbox``) with exactly
+    ``env``, its output piped (stderr into stdout when ``merge_stderr``), in a new session.
+    Under bubblewrap the program starts from a spare (``_spare``).
 
     Raises:
         ToolRefusedError: no sandbox works here (kind ``sandbox_unavailable``), or the
             workspace is over ``policy.workspace_bytes`` (kind ``workspace_full``).
+        OSError: the program could not be started.
     """
     used = await asyncio.to_thread(_sandbox.workspace_bytes, workspace.root)
     if used > policy.workspace_bytes:
@@ -127,11 +140,41 @@ async def launch(workspace: Workspace, argv: list[str], policy: ToolPolicy,
         msg = (f"commands are refused: {exc}. Programs never run unconfined unless an operator "
                "sets `tools: {sandbox: none}` in topology.yaml (docs/sandbox.md)")
         raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
+    if mechanism != "none":
+        try:
+            _seccomp.program()
+        except OSError as exc:
+            msg = f"commands are refused: the sandbox's seccomp filter cannot be built ({exc})"
+            raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
+    if mechanism == "bubblewrap":
+        return await _from_spare(workspace, argv, policy, network=network, env=env,
+                                 merge_stderr=merge_stderr)
+    launch = _sandbox.SANDBOX.prepare(mechanism, workspace.root, argv, policy,
+                                      network=network, env=env)
     try:
-        return _sandbox.SANDBOX.prepare(mechanism, workspace.root, argv, policy, network=network)
-    except OSError as exc:
-        msg = f"commands are refused: the sandbox's seccomp filter cannot be built ({exc})"
-        raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
+        process = await asyncio.create_subprocess_exec(
+            *launch.argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+            start_new_session=True, preexec_fn=launch.preexec, pass_fds=launch.pass_fds)
+    except BaseException:
+        await launch.finish()
+        raise
+    finally:
+        launch.started()
+    return Started(process, launch.finish)
+
+
+async def _from_spare(workspace: Workspace, argv: list[str], policy: ToolPolicy, *,
+                      network: bool, env: dict[str, str], merge_stderr: bool) -> Started:
+    bwrap = _sandbox.SANDBOX.program("bubblewrap")
+    spare = await _spare.SPARES.take(bwrap, _sandbox.SH, merge_stderr=merge_stderr)
+    try:
+        spare.run(workspace.root, argv, _sandbox.Bounds.of(policy), network=network, env=env)
+    except BaseException:
+        await spare.discard()
+        raise
+    return Started(spare.process, spare.finish)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
@@ -190,18 +233,9 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
     """
     env = command_env(workspace)
     argv = _argv(command, policy, env)
-    sandboxed = await launch(workspace, argv, policy, network=policy.network)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *sandboxed.argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True, preexec_fn=sandboxed.preexec, pass_fds=sandboxed.pass_fds,
-        )
-    except BaseException:
-        await sandboxed.finish()
-        raise
-    finally:
-        sandboxed.started()
+    started = await spawn(workspace, argv, policy, network=policy.network, env=env,
+                          merge_stderr=True)
+    process = started.process
     capture = _Capture(policy.max_output_bytes)
     code: int | None = None
     quota = asyncio.create_task(_watch_quota(workspace, policy.workspace_bytes, process),
@@ -220,7 +254,7 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
             _kill_group(process)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), _KILL_WAIT_S)
-        exceeded = await sandboxed.finish()
+        exceeded = await started.finish()
     over = quota.result() if quota.done() and not quota.cancelled() else None
     if over is not None:
         first = (f"error: `{command}` was stopped: the workspace passed its quota of "

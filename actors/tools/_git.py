@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from actors.config import ToolPolicy
 from actors.errors import GitError, ToolRefusedError
-from actors.tools._command import command_env, launch
+from actors.tools._command import command_env, spawn
 from actors.tools._workspace import Workspace
 
 _log = logging.getLogger(__name__)
@@ -99,22 +99,12 @@ class GitRepo:
                "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         git = shutil.which("git", path=env["PATH"]) or "git"
         try:
-            sandboxed = await launch(self.workspace, [git, *_CONFIG, *args], self.policy,
-                                     network=False)
+            started = await spawn(self.workspace, [git, *_CONFIG, *args], self.policy,
+                                  network=False, env=env, merge_stderr=False)
         except ToolRefusedError as exc:
             msg = f"git {args[0]} cannot run: {exc}"
             raise GitError(msg) from exc
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *sandboxed.argv, cwd=self.workspace.root, env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True,
-                preexec_fn=sandboxed.preexec, pass_fds=sandboxed.pass_fds)
-        except BaseException:
-            await sandboxed.finish()
-            raise
-        finally:
-            sandboxed.started()
+        process = started.process
         try:
             async with asyncio.timeout(self.timeout_s):
                 out, err = await process.communicate()
@@ -127,7 +117,7 @@ class GitRepo:
                     os.killpg(process.pid, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), _KILL_WAIT_S)
-            await sandboxed.finish()
+            await started.finish()
         result = _Result(process.returncode or 0, out.decode(errors="replace"),
                          err.decode(errors="replace"))
         if check and result.code != 0:

@@ -12,6 +12,7 @@ no cgroup can be made (no controller, no write permission), ``create`` returns N
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
@@ -23,6 +24,12 @@ from pathlib import Path
 _log = logging.getLogger(__name__)
 
 _ROOT = Path("/sys/fs/cgroup")
+DEFAULT_LIMIT = 64
+"""``pids.max`` of a cgroup made before its command's bound is known (``set_limit``)."""
+RELEASE_TIMEOUT_S = 5.0
+_RELEASE_POLLS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)
+"""Waits between looks at an emptying cgroup: the sandbox's last processes usually leave
+within a millisecond of the program's end; the last wait repeats up to ``RELEASE_TIMEOUT_S``."""
 _counter = itertools.count()
 
 
@@ -95,6 +102,29 @@ class PidsCgroup:
             os.write(fd, b"0")
         finally:
             os.close(fd)
+
+    def set_limit(self, limit: int) -> None:
+        """Bound the cgroup's processes and threads to ``limit`` (``pids.max``).
+
+        Raises:
+            OSError: the cgroup has gone.
+        """
+        (self.path / "pids.max").write_text(str(limit))
+
+    async def release(self) -> bool:
+        """Once the command has ended or been killed: end what is left in the cgroup (bounded
+        by ``RELEASE_TIMEOUT_S``) and remove it. Returns whether a fork was refused for the
+        bound."""
+        exceeded = self.exceeded()
+        waited = 0.0
+        for attempt in itertools.count():
+            if not self.kill_all() or waited >= RELEASE_TIMEOUT_S:
+                break
+            pause = _RELEASE_POLLS_S[min(attempt, len(_RELEASE_POLLS_S) - 1)]
+            await asyncio.sleep(pause)  # no event tells when a cgroup empties (v1)
+            waited += pause
+        self.remove()
+        return exceeded
 
     def exceeded(self) -> bool:
         """Whether a fork was refused for the limit (``pids.events``: ``max N``, N > 0)."""

@@ -8,6 +8,7 @@ loop in ``tests/test_sandbox_agent.py``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import pytest
 
 from actors.config import ToolPolicy
 from actors.errors import SandboxUnavailableError
-from actors.tools import GitRepo, Workspace, refusal_kind, run_tool
+from actors.tools import GitRepo, Workspace, _mechanism, _spare, refusal_kind, run_tool
 from actors.tools import _sandbox as sandbox_module
 from protocol import ToolCall
 
@@ -247,15 +248,15 @@ async def test_git_config_planted_by_the_model_runs_inside_the_sandbox(
 
 
 async def test_the_sandbox_in_force_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    box = sandbox_module.Sandbox()
+    box = _mechanism.Sandbox()
     assert await box.mechanism("auto") in MECHANISMS
     if shutil.which("bwrap") or os.environ.get("SB_TEST_REQUIRE_BWRAP") == "1":
         assert await box.mechanism("auto") == "bubblewrap"
     assert await box.mechanism("none") == "none"
-    missing = sandbox_module.Sandbox(bwrap="no-such-bwrap", unshare="no-such-unshare")
+    missing = _mechanism.Sandbox(bwrap="no-such-bwrap", unshare="no-such-unshare")
     with pytest.raises(SandboxUnavailableError):
         await missing.mechanism("auto")
-    only_landlock = sandbox_module.Sandbox(bwrap="no-such-bwrap")
+    only_landlock = _mechanism.Sandbox(bwrap="no-such-bwrap")
     assert await only_landlock.mechanism("auto") == "landlock"
 
 
@@ -277,8 +278,45 @@ def test_a_python_under_the_hosts_tmp_stays_visible_above_the_private_tmp(
     """CI may check the project out under /tmp, its venv with it: bubblewrap binds that Python
     after mounting the private /tmp, or the sandbox would hide it (found on a clean clone)."""
     monkeypatch.setattr(sandbox_module, "python_paths", lambda: ["/tmp/ci-checkout/.venv"])
-    argv = sandbox_module.bwrap_argv("bwrap", Path("/tmp/ws"), ["true"], network=False,
-                                     tmp_bytes=1 << 20, seccomp_fd=3, env={})
+    argv = sandbox_module.bwrap_options(Path("/tmp/ws"), network=False, tmp_bytes=1 << 20,
+                                        seccomp_fd=3, env={})
     tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
     assert argv.index("/tmp/ci-checkout/.venv") > tmpfs
     assert argv.index("/tmp/ws") > tmpfs
+
+
+async def test_a_spare_left_without_its_command_runs_nothing(mechanism: str,
+                                                             tmp_path: Path) -> None:
+    """An actor that dies leaves its spares' pipes closed with nothing written: they must end
+    without running anything (bubblewrap has only its fixed options, an empty root)."""
+    marker = tmp_path / "ran.txt"
+    spare = await _spare.make(mechanism, _mechanism.SANDBOX.program(mechanism),  # type: ignore[arg-type]
+                              merge_stderr=True)
+    spare._close()  # the actor's end of the pipe, as its death closes it
+    output, _ = await asyncio.wait_for(spare.process.communicate(), 30)
+    await spare.finish()
+    assert spare.process.returncode != 0, output
+    assert not marker.exists()
+
+
+def test_spares_are_refilled_and_end_with_their_event_loop(tmp_path: Path) -> None:
+    """After a command, a spare waits for the next; when the loop ends (an actor stopping,
+    a test's loop closing), the spare ends too and its cgroup goes."""
+    workspace = Workspace.for_session(tmp_path, "s")
+    policy = ToolPolicy(sandbox="bubblewrap" if shutil.which("bwrap") else "landlock")
+    spares: list[_spare.Spare] = []
+
+    async def run() -> None:
+        for _ in range(2):
+            result = await run_tool(workspace, _call("run_command", command="echo hi"), policy)
+            assert not result.is_error, result.content
+        slot = next(iter(_spare.SPARES._slots[asyncio.get_running_loop()].values()))
+        async with asyncio.timeout(30):
+            while not slot._ready.full():
+                await asyncio.sleep(0.05)
+        spares.append(slot._ready._queue[0])  # type: ignore[attr-defined]
+        assert spares[0].process.returncode is None  # waiting for its command
+
+    asyncio.run(run())
+    assert spares[0].process.returncode is not None  # ended with the loop
+    assert spares[0].cgroup is None or not spares[0].cgroup.path.exists()

@@ -17,7 +17,7 @@ from actors.tools import (
     REFUSAL_KINDS,
     TOOL_SCHEMAS,
     Workspace,
-    _sandbox,
+    _mechanism,
     files_touched,
     refusal_kind,
     run_tool,
@@ -229,8 +229,8 @@ async def test_refused_when_no_sandbox_works(workspace: Workspace,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither bubblewrap nor unshare (for Landlock) here: commands are refused, never run
     unconfined, unless the operator says ``sandbox: none``."""
-    monkeypatch.setattr(_sandbox, "SANDBOX",
-                        _sandbox.Sandbox(bwrap="no-such-bwrap", unshare="no-such-unshare"))
+    monkeypatch.setattr(_mechanism, "SANDBOX",
+                        _mechanism.Sandbox(bwrap="no-such-bwrap", unshare="no-such-unshare"))
     (workspace.root / "marker.txt").write_text("x")
     for choice in ("auto", "bubblewrap", "landlock"):
         result = await run_tool(workspace, _call("run_command", command="ls"),

@@ -3,9 +3,9 @@
 from actors.errors import SandboxUnavailableError
 from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
 from actors.tools._git import GitRepo, branch_name, check_branch_name
+from actors.tools._mechanism import SANDBOX
 from actors.tools._refusal import REFUSAL_KINDS, refusal_kind
 from actors.tools._run import FilesTouched, files_touched, run_tool
-from actors.tools._sandbox import SANDBOX
 from actors.tools._schemas import TOOL_NAMES, TOOL_SCHEMAS
 from actors.tools._workspace import Workspace
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 from actors.config import ToolPolicy
 from actors.errors import SandboxUnavailableError, ToolError, ToolRefusedError
-from actors.tools import _sandbox, _seccomp, _spare
+from actors.tools import _mechanism, _sandbox, _seccomp, _spare
 from actors.tools._refusal import (
     COMMAND_NOT_ALLOWED,
     INVALID_ARGUMENTS,
@@ -135,7 +136,7 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
                "delete files (build output, caches) before running more commands")
         raise ToolRefusedError(msg, kind=WORKSPACE_FULL)
     try:
-        mechanism = await _sandbox.SANDBOX.mechanism(policy.sandbox)
+        mechanism = await _mechanism.SANDBOX.mechanism(policy.sandbox)
     except SandboxUnavailableError as exc:
         msg = (f"commands are refused: {exc}. Programs never run unconfined unless an operator "
                "sets `tools: {sandbox: none}` in topology.yaml (docs/sandbox.md)")
@@ -146,29 +147,31 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
         except OSError as exc:
             msg = f"commands are refused: the sandbox's seccomp filter cannot be built ({exc})"
             raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
-    if mechanism == "bubblewrap":
-        return await _from_spare(workspace, argv, policy, network=network, env=env,
+    if mechanism != "none":
+        return await _from_spare(mechanism, workspace, argv, policy, network=network, env=env,
                                  merge_stderr=merge_stderr)
-    launch = _sandbox.SANDBOX.prepare(mechanism, workspace.root, argv, policy,
-                                      network=network, env=env)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *launch.argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=launch.preexec, pass_fds=launch.pass_fds)
-    except BaseException:
-        await launch.finish()
-        raise
-    finally:
-        launch.started()
-    return Started(process, launch.finish)
+    bounds = _sandbox.Bounds.of(policy)
+    nproc = _sandbox.nproc_limit(bounds.processes)
+    prlimit = _sandbox.PRLIMIT
+    prefix = _sandbox.bounds_prefix(bounds, nproc, prlimit) if prlimit else []
+    preexec = None if prlimit else functools.partial(_sandbox.set_limits, bounds, nproc)
+    process = await asyncio.create_subprocess_exec(
+        *prefix, *argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        start_new_session=True, preexec_fn=preexec)
+    return Started(process, _no_cgroup)
 
 
-async def _from_spare(workspace: Workspace, argv: list[str], policy: ToolPolicy, *,
-                      network: bool, env: dict[str, str], merge_stderr: bool) -> Started:
-    bwrap = _sandbox.SANDBOX.program("bubblewrap")
-    spare = await _spare.SPARES.take(bwrap, _sandbox.SH, merge_stderr=merge_stderr)
+async def _no_cgroup() -> bool:
+    return False
+
+
+async def _from_spare(mechanism: _sandbox.Mechanism, workspace: Workspace, argv: list[str],
+                      policy: ToolPolicy, *, network: bool, env: dict[str, str],
+                      merge_stderr: bool) -> Started:
+    program = _mechanism.SANDBOX.program(mechanism)
+    spare = await _spare.SPARES.take(mechanism, program, merge_stderr=merge_stderr)
     try:
         spare.run(workspace.root, argv, _sandbox.Bounds.of(policy), network=network, env=env)
     except BaseException:

@@ -1,11 +1,13 @@
 """The Landlock sandbox's launcher: starts the program confined, waits for it, exits as it did.
 
-Run as a script (``python -I -S _confine.py SPEC -- ARGV``), never imported by the actors,
-inside ``unshare --user --map-root-user --pid --mount [--net] ...``: a user, mount (and
-network) namespace of its own, and a PID namespace its first child is process 1 of. SPEC is
-JSON: ``ro`` (paths readable and executable), ``rw`` (the workspace), ``dev`` (device files it
-may read and write), ``tmp_bytes`` (size of the private ``/tmp``), ``seccomp_fd`` (the filter
-of ``_seccomp.program()``, inherited).
+Run as a script (``python -I -S _confine.py --spec-fd FD``), never imported by the actors,
+inside ``unshare --user --map-root-user --pid --mount --ipc --uts``: a user and mount namespace
+of its own, and a PID namespace its first child is process 1 of. It is started ahead of its
+command (a spare, ``_spare``) and reads the command from FD until end of file, as JSON:
+``ro`` (paths readable and executable), ``rw`` (the workspace), ``dev`` (device files it may
+read and write), ``tmp_bytes`` (size of the private ``/tmp``), ``seccomp_fd`` (the filter of
+``_seccomp.program()``, inherited), ``network`` (false: a new, empty network namespace,
+unshare(2) ``CLONE_NEWNET``), ``argv`` and ``env`` (the program and its whole environment).
 
 It forks process 1 of the new PID namespace (when it ends, every process of the namespace ends
 with it), which forks the program's process, and waits: the program's exit status becomes its
@@ -21,7 +23,7 @@ then the program's process:
    SPEC, and (ABI 6+) abstract UNIX sockets and signals outside the sandbox (landlock(7),
    ``<linux/landlock.h>``; the syscalls through ctypes);
 4. the seccomp filter (seccomp(2), ``SECCOMP_SET_MODE_FILTER``);
-5. ``execv`` ARGV.
+5. ``execve`` ARGV with ENV.
 Any failure ends it with status 126 and a line on stderr that starts with ``sandbox:``.
 """
 
@@ -40,6 +42,7 @@ _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
 _CAP_LAST = 63
+_CLONE_NEWNET = 0x40000000
 
 
 class _SockFprog(ctypes.Structure):
@@ -212,21 +215,33 @@ def _confined(libc: ctypes.CDLL, policy: dict[str, Any], program: list[str]) -> 
         os.chdir(policy["rw"][0])
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; programs don't
             signal.signal(signum, signal.SIG_DFL)
-        os.execv(program[0], program)
+        os.execve(program[0], program, policy["env"])
     except Exception as exc:  # noqa: BLE001 - every failure is told the same way
         _fail(exc)
 
 
+def _read_spec(fd: int) -> dict[str, Any]:
+    data = b""
+    while chunk := os.read(fd, 65_536):
+        data += chunk
+    os.close(fd)
+    spec = json.loads(data)
+    if not isinstance(spec, dict) or not spec.get("argv"):
+        raise ValueError("the spec names no program")
+    return spec
+
+
 def main(argv: list[str]) -> None:
-    """``argv``: ``[SPEC, "--", PROGRAM, ARGS...]``; exits with the program's status."""
+    """``argv``: ``["--spec-fd", FD]``; exits with the program's status."""
     try:
-        spec, separator, *program = argv
-        if separator != "--" or not program:
-            raise ValueError("usage: _confine.py SPEC -- PROGRAM [ARGS...]")
-        policy = json.loads(spec)
-    except ValueError as exc:
-        sys.stderr.write(f"sandbox: {exc}\n")
-        sys.exit(126)
+        if len(argv) != 2 or argv[0] != "--spec-fd":
+            raise ValueError("usage: _confine.py --spec-fd FD")
+        policy = _read_spec(int(argv[1]))
+        program = [str(arg) for arg in policy["argv"]]
+        if not policy.get("network"):
+            _check(_libc().unshare(_CLONE_NEWNET), "unshare the network")
+    except (ValueError, OSError) as exc:
+        _fail(exc)
     child = os.fork()
     if child == 0:
         _init(policy, program)

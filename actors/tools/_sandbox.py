@@ -1,5 +1,7 @@
 """The sandbox every program a tool starts runs in (``run_command``, git): it sees its
-session's workspace and read-only system files, and nothing else of the host.
+session's workspace and read-only system files, and nothing else of the host. This module
+builds the command lines and options; ``_spare`` starts them ahead of their commands and
+``_mechanism`` finds which mechanism works here.
 
 Two mechanisms, chosen by ``tools.sandbox`` (``auto``: the first that works here):
 
@@ -11,39 +13,38 @@ Two mechanisms, chosen by ``tools.sandbox`` (``auto``: the first that works here
   read-write; every capability dropped, no new user namespaces, the seccomp filter of
   ``_seccomp``, a new session (no terminal injection), killed with its parent.
 - **landlock** (landlock(7), Linux 5.13+; as Codex CLI's Linux sandbox uses it), where
-  bubblewrap is missing: ``unshare`` (util-linux) makes the user, PID, mount and network
-  namespaces, and ``_confine.py`` mounts the private ``/tmp``, drops capabilities, allows
-  reads of the same system paths and writes to the workspace only, loads the same filter.
+  bubblewrap is missing: ``unshare`` (util-linux) makes the user, PID, mount, IPC and UTS
+  namespaces, and ``_confine.py`` the network's, mounts the private ``/tmp``, drops
+  capabilities, allows reads of the same system paths and writes to the workspace only, loads
+  the same filter.
 
-Both share the bounds set between fork and exec (``RLIMIT_AS``, ``RLIMIT_CPU``,
-``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_NPROC`` when not root) and a pids cgroup where
-one can be made (``_pids``). ``none`` runs programs unconfined, only ever when the operator
-says so. The data directory, the JetStream store, home directories, credentials, other
+Both share the bounds, set on the launcher before its command is given (prlimit(2):
+``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_NPROC`` when not
+root), and a pids cgroup where one can be made (``_pids``). ``none`` runs programs
+unconfined, with the same rlimits, only ever when the operator says so. The data directory, the JetStream store, home directories, credentials, other
 sessions' workspaces and the project's source tree are not visible inside. docs/sandbox.md
 tells operators what is and is not reachable.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
 import logging
 import os
 import resource
+import shlex
 import shutil
 import sys
 import sysconfig
 import tempfile
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from actors.config import ToolPolicy
-from actors.errors import SandboxUnavailableError
-from actors.tools import _pids, _seccomp
 
 _log = logging.getLogger(__name__)
 
@@ -162,30 +163,39 @@ def bwrap_options(workspace: Path, *, network: bool, tmp_bytes: int, seccomp_fd:
     return args
 
 
-def bwrap_argv(bwrap: str, workspace: Path, argv: Sequence[str], *, network: bool,
-               tmp_bytes: int, seccomp_fd: int, env: Mapping[str, str]) -> list[str]:
-    """The whole bubblewrap command line that runs ``argv`` in ``workspace`` (the probe's;
-    commands use a spare, ``_spare``)."""
-    return [bwrap, *BWRAP_FIXED,
-            *bwrap_options(workspace, network=network, tmp_bytes=tmp_bytes,
-                           seccomp_fd=seccomp_fd, env=env), "--", *argv]
+TRAMPOLINE = 'c=$SB_COMMAND; unset SB_COMMAND; eval "exec $c"'
+"""bubblewrap's first program inside (``/bin/sh -c``): become the command line in
+``SB_COMMAND`` (quoted with ``shlex.join``), leaving the variable out of its environment."""
+LANDLOCK_NAMESPACES = ("--user", "--map-root-user", "--pid", "--mount", "--ipc", "--uts")
+"""``unshare``'s namespaces for the Landlock launcher (the network's is its own, ``_confine``)."""
 
 
-def landlock_argv(unshare: str, workspace: Path, argv: Sequence[str], *, network: bool,
-                  tmp_bytes: int, seccomp_fd: int) -> list[str]:
-    """The ``unshare`` + ``_confine.py`` command line that runs ``argv`` in ``workspace``."""
+def spare_argv(mechanism: Mechanism, program: str, options_fd: int) -> list[str]:
+    """The command line of a spare (``_spare``) under ``mechanism`` (``program`` is ``bwrap``
+    or ``unshare``), which reads its command's options from ``options_fd``."""
+    if mechanism == "bubblewrap":
+        return [program, *BWRAP_FIXED, "--args", str(options_fd), "/bin/sh", "-c", TRAMPOLINE]
+    return [program, *LANDLOCK_NAMESPACES, "--", sys.executable, "-I", "-S", "-B", str(CONFINE),
+            "--spec-fd", str(options_fd)]
+
+
+def spare_payload(mechanism: Mechanism, workspace: Path, argv: Sequence[str], *, network: bool,
+                  tmp_bytes: int, seccomp_fd: int, env: Mapping[str, str]) -> bytes:
+    """What a spare under ``mechanism`` reads to run ``argv`` in ``workspace`` with exactly
+    ``env``: bubblewrap's options, NUL-separated (``--args``), or ``_confine``'s JSON spec."""
+    if mechanism == "bubblewrap":
+        options = bwrap_options(workspace, network=network, tmp_bytes=tmp_bytes,
+                                seccomp_fd=seccomp_fd,
+                                env={**env, "SB_COMMAND": shlex.join(argv)})
+        return b"".join(os.fsencode(option) + b"\0" for option in options)
     spec = {"ro": [*SYSTEM_DIRS, *python_paths(), *ETC_FILES, str(CONFINE), "/proc"],
             "rw": [str(workspace)], "dev": list(DEVICES), "tmp_bytes": tmp_bytes,
-            "seccomp_fd": seccomp_fd}
-    namespaces = ["--user", "--map-root-user", "--pid", "--mount", "--ipc", "--uts"]
-    if not network:
-        namespaces.append("--net")
-    return [unshare, *namespaces, "--", sys.executable, "-I", "-S", "-B", str(CONFINE),
-            json.dumps(spec), "--", *argv]
+            "seccomp_fd": seccomp_fd, "network": network, "argv": list(argv), "env": dict(env)}
+    return json.dumps(spec).encode()
 
 
-def _set_limits(bounds: Bounds, nproc: int | None, cgroup: _pids.PidsCgroup | None) -> None:
-    """Between fork and exec: the rlimits, then the pids cgroup."""
+def set_limits(bounds: Bounds, nproc: int | None) -> None:
+    """Between fork and exec (only where ``prlimit`` is missing): the rlimits."""
     limits = [(resource.RLIMIT_AS, bounds.memory_bytes),
               (resource.RLIMIT_FSIZE, bounds.file_bytes),
               (resource.RLIMIT_NOFILE, bounds.open_files), (resource.RLIMIT_CORE, 0)]
@@ -196,8 +206,6 @@ def _set_limits(bounds: Bounds, nproc: int | None, cgroup: _pids.PidsCgroup | No
             resource.setrlimit(limit, (value, value))
     with contextlib.suppress(ValueError, OSError):  # SIGXCPU at the bound, SIGKILL 1 s later
         resource.setrlimit(resource.RLIMIT_CPU, (bounds.cpu_s, bounds.cpu_s + 1))
-    if cgroup is not None:
-        cgroup.join()
 
 
 JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'
@@ -205,15 +213,13 @@ JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'
 become the rest of the command line (so everything it starts is inside)."""
 
 
-def bounds_prefix(bounds: Bounds, nproc: int | None, cgroup: _pids.PidsCgroup | None,
-                  prlimit: str, sh: str) -> list[str]:
-    """The command-line prefix that applies ``bounds`` without a ``preexec_fn``: ``sh`` joins
-    the pids cgroup, util-linux's ``prlimit`` sets the rlimits, then the sandbox starts. (A
-    ``preexec_fn`` makes Python fork the whole actor process instead of using vfork, some
-    milliseconds per command in a process that has a model client loaded.)"""
-    prefix = [sh, "-c", JOIN_CGROUP, str(cgroup.path / "cgroup.procs")] if cgroup else []
-    prefix += [prlimit, f"--as={bounds.memory_bytes}", f"--cpu={bounds.cpu_s}:{bounds.cpu_s + 1}",
-               f"--fsize={bounds.file_bytes}", f"--nofile={bounds.open_files}", "--core=0"]
+def bounds_prefix(bounds: Bounds, nproc: int | None, prlimit: str) -> list[str]:
+    """The command-line prefix that applies ``bounds`` to an unconfined program (``sandbox:
+    none``) without a ``preexec_fn``: util-linux's ``prlimit`` sets the rlimits, then runs
+    it. (A ``preexec_fn`` makes Python fork the whole actor process instead of using vfork,
+    some milliseconds per command in a process that has a model client loaded.)"""
+    prefix = [prlimit, f"--as={bounds.memory_bytes}", f"--cpu={bounds.cpu_s}:{bounds.cpu_s + 1}",
+              f"--fsize={bounds.file_bytes}", f"--nofile={bounds.open_files}", "--core=0"]
     if nproc is not None:
         prefix.append(f"--nproc={nproc}")
     return [*prefix, "--"]
@@ -236,142 +242,7 @@ def nproc_limit(processes: int) -> int | None:
     return processes + running
 
 
-class Launch(NamedTuple):
-    """What ``asyncio.create_subprocess_exec`` needs to start one sandboxed program, and what
-    to do once it has ended (``finish``: True when it hit the process bound)."""
-
-    argv: list[str]
-    pass_fds: tuple[int, ...]
-    preexec: Callable[[], None] | None
-    """Sets the bounds between fork and exec, only where ``prlimit`` is missing."""
-    mechanism: Mechanism
-    cgroup: _pids.PidsCgroup | None
-
-    def started(self) -> None:
-        """Close the parent's copies of the inherited descriptors."""
-        for fd in self.pass_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    async def finish(self) -> bool:
-        """Once the program has ended or been killed: its pids cgroup emptied and removed
-        (``PidsCgroup.release``). Returns whether a fork was refused for the process bound."""
-        return await self.cgroup.release() if self.cgroup is not None else False
-
-
-class Sandbox:
-    """Finds, once per process and mechanism, whether a mechanism works here, and builds the
-    command lines that use it."""
-
-    def __init__(self, bwrap: str = "bwrap", unshare: str = "unshare") -> None:
-        self.programs = {"bubblewrap": bwrap, "landlock": unshare}
-        self._lock = asyncio.Lock()
-        self._probed: dict[str, str | None] = {}
-        """mechanism → None when it works, else why not."""
-
-    async def mechanism(self, choice: str) -> Mechanism:
-        """The mechanism in force for ``tools.sandbox`` = ``choice``.
-
-        Raises:
-            SandboxUnavailableError: the chosen mechanism (or, for ``auto``, both) cannot run
-                a program here; the message says why.
-        """
-        if choice == "none":
-            return "none"
-        wanted: tuple[Mechanism, ...] = (("bubblewrap", "landlock") if choice == "auto"
-                                         else (choice,))  # type: ignore[assignment]
-        reasons = []
-        for mechanism in wanted:
-            reason = await self._probe(mechanism)
-            if reason is None:
-                return mechanism
-            reasons.append(f"{mechanism}: {reason}")
-        msg = "no sandbox works on this machine (" + "; ".join(reasons) + ")"
-        raise SandboxUnavailableError(msg)
-
-    async def _probe(self, mechanism: Mechanism) -> str | None:
-        async with self._lock:
-            if mechanism not in self._probed:
-                self._probed[mechanism] = await self._try(mechanism)
-                if self._probed[mechanism] is None:
-                    _log.info("the %s sandbox works here", mechanism)
-                else:
-                    _log.warning("the %s sandbox does not work here: %s", mechanism,
-                                 self._probed[mechanism])
-        return self._probed[mechanism]
-
-    def program(self, mechanism: Mechanism) -> str:
-        """The path of ``mechanism``'s program (its name when not on PATH)."""
-        name = self.programs.get(mechanism, mechanism)
-        return shutil.which(name) or name
-
-    async def _try(self, mechanism: Mechanism) -> str | None:
-        program = shutil.which(self.programs[mechanism])
-        if program is None:
-            package = "bubblewrap" if mechanism == "bubblewrap" else "util-linux (unshare)"
-            return f"{self.programs[mechanism]} is not installed (package {package})"
-        if mechanism == "landlock" and not _landlock_supported():
-            return "the kernel has no Landlock (Linux 5.13+ with landlock in the LSM list)"
-        true = shutil.which("true") or "/bin/true"
-        with tempfile.TemporaryDirectory(prefix="sb-sandbox-probe-") as workspace:
-            try:
-                launch = self.prepare(mechanism, Path(workspace), [true], ToolPolicy(),
-                                      network=False, env={})
-            except OSError as exc:
-                return f"seccomp filter unavailable ({exc})"
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *launch.argv, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                    pass_fds=launch.pass_fds, preexec_fn=launch.preexec)
-            finally:
-                launch.started()
-            try:
-                async with asyncio.timeout(PROBE_TIMEOUT_S):
-                    _, stderr = await process.communicate()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-                return f"a trial run did not finish within {PROBE_TIMEOUT_S:g} s"
-            finally:
-                await launch.finish()
-        if process.returncode != 0:
-            return stderr.decode(errors="replace").strip()[-300:] or f"exit {process.returncode}"
-        return None
-
-    def prepare(self, mechanism: Mechanism, workspace: Path, argv: Sequence[str],
-                policy: ToolPolicy, *, network: bool, env: Mapping[str, str]) -> Launch:
-        """The launch of ``argv`` in ``workspace`` under ``mechanism``, with ``env`` (bubblewrap
-        sets it inside; the others take the caller's). Commands under bubblewrap start from
-        a spare instead (``_spare``); the probe starts here.
-
-        Raises:
-            OSError: the seccomp filter could not be built (libseccomp missing).
-        """
-        bounds = Bounds.of(policy)
-        cgroup = _pids.create(bounds.processes) if mechanism != "none" else None
-        nproc = nproc_limit(bounds.processes) if cgroup is None else None
-        prlimit, sh = _PROGRAMS.get("prlimit"), _PROGRAMS.get("sh")
-        if prlimit is not None and sh is not None:
-            prefix, preexec = bounds_prefix(bounds, nproc, cgroup, prlimit, sh), None
-        else:
-            prefix, preexec = [], functools.partial(_set_limits, bounds, nproc, cgroup)
-        if mechanism == "none":
-            return Launch([*prefix, *argv], (), preexec, mechanism, None)
-        fd = _seccomp.memfd()
-        os.set_inheritable(fd, True)
-        program = self.program(mechanism)
-        if mechanism == "bubblewrap":
-            command = bwrap_argv(program, workspace, argv, network=network,
-                                 tmp_bytes=bounds.tmp_bytes, seccomp_fd=fd, env=env)
-        else:
-            command = landlock_argv(program, workspace, argv, network=network,
-                                    tmp_bytes=bounds.tmp_bytes, seccomp_fd=fd)
-        return Launch([*prefix, *command], (fd,), preexec, mechanism, cgroup)
-
-
-def _landlock_supported() -> bool:
+def landlock_supported() -> bool:
     """Whether the kernel has Landlock (its ABI version, landlock_create_ruleset(2), is >= 1)."""
     import ctypes
 
@@ -387,10 +258,7 @@ _PROGRAMS = {name: path for name in ("prlimit", "sh") if (path := shutil.which(n
 """util-linux's ``prlimit`` and a POSIX shell, found once."""
 SH = _PROGRAMS.get("sh", "/bin/sh")
 """The shell that moves a spare into its cgroup (``JOIN_CGROUP``)."""
-
-SANDBOX = Sandbox()
-"""The process-wide sandbox (what works does not change while the process runs)."""
-
+PRLIMIT = _PROGRAMS.get("prlimit")
 
 def workspace_bytes(root: Path) -> int:
     """Bytes the workspace's files take on disk (allocated blocks), symlinks not followed."""

@@ -1,17 +1,19 @@
-"""Spare bubblewrap launchers: started before the command that will use them.
+"""Spare sandbox launchers: started before the command that will use them.
 
-Moving a process into a cgroup v1 waits for an RCU grace period (``cgroup_attach_task`` takes
-``cgroup_threadgroup_rwsem`` for writing, which synchronizes RCU): 1-25 ms measured on a
-2-core VM, most of a sandboxed command's start when commands come seconds apart. A *spare* is
-``bwrap`` already inside its own pids cgroup, its fixed options applied, blocked reading the
-rest from a pipe (``--args FD``, bubblewrap(1)). A command then only sets the spare's rlimits
-(prlimit(2) on its pid), its process bound, and writes its options: the mounts, the
-environment, the working directory and the command line, which the sandbox's ``sh`` reads from
-``SB_COMMAND`` and becomes (``exec``) before the program starts.
+Two costs come before a sandboxed program runs, and neither depends on the command: moving
+the launcher into its pids cgroup (cgroup v1 waits for an RCU grace period:
+``cgroup_attach_task`` takes ``cgroup_threadgroup_rwsem`` for writing; 1-25 ms measured on a
+2-core VM when commands come seconds apart), and for Landlock the launcher's Python start
+(about 25 ms). A *spare* has paid both: it is the mechanism's launcher (``_sandbox.spare_argv``)
+already inside its own pids cgroup, blocked reading its command from a pipe. A command then
+only sets the spare's rlimits (prlimit(2) on its pid) and process bound, and writes its
+options (``_sandbox.spare_payload``): bubblewrap reads them with ``--args FD`` (bubblewrap(1))
+and its ``sh`` becomes the command line; ``_confine`` reads a JSON spec.
 
-If the actor dies, the pipe's end closes: bubblewrap goes on with the fixed options only (new
-namespaces, an empty root, no capabilities), finds no ``/bin/sh`` and exits. One spare is kept
-per event loop and output shape, refilled by a task that the loop's shutdown cancels.
+If the actor dies, the pipe's end closes with nothing written: bubblewrap goes on with its fixed
+options only (new namespaces, an empty root, no capabilities), finds no ``/bin/sh`` and exits;
+``_confine`` refuses an empty spec and exits. One spare is kept per event loop, mechanism and
+output shape, refilled by a task that the loop's shutdown cancels.
 """
 
 from __future__ import annotations
@@ -21,30 +23,35 @@ import contextlib
 import logging
 import os
 import resource
-import shlex
 import signal
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from actors.tools import _pids, _seccomp
-from actors.tools._sandbox import BWRAP_FIXED, JOIN_CGROUP, Bounds, bwrap_options, nproc_limit
+from actors.tools._sandbox import (
+    JOIN_CGROUP,
+    SH,
+    Bounds,
+    Mechanism,
+    nproc_limit,
+    spare_argv,
+    spare_payload,
+)
 
 _log = logging.getLogger(__name__)
 
-TRAMPOLINE = 'c=$SB_COMMAND; unset SB_COMMAND; eval "exec $c"'
-"""The sandbox's first program (``/bin/sh -c``): become the command line in ``SB_COMMAND``
-(quoted with ``shlex.join``), leaving the variable out of its environment."""
 _KILL_WAIT_S = 5.0
 _REFILL_PAUSE_S = 1.0
 """After a spare could not be made, wait this long before the keeper tries again."""
 
 
 class Spare:
-    """One bubblewrap waiting for its options (see the module docstring)."""
+    """One launcher waiting for its command (see the module docstring)."""
 
-    def __init__(self, process: asyncio.subprocess.Process, cgroup: _pids.PidsCgroup | None,
-                 options_fd: int, seccomp_fd: int) -> None:
+    def __init__(self, mechanism: Mechanism, process: asyncio.subprocess.Process,
+                 cgroup: _pids.PidsCgroup | None, options_fd: int, seccomp_fd: int) -> None:
+        self.mechanism = mechanism
         self.process = process
         self.cgroup = cgroup
         self._options_fd = options_fd
@@ -71,13 +78,11 @@ class Spare:
             self.cgroup.set_limit(bounds.processes)
         elif (nproc := nproc_limit(bounds.processes)) is not None:
             resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
-        options = bwrap_options(workspace, network=network, tmp_bytes=bounds.tmp_bytes,
-                                seccomp_fd=self._seccomp_fd,
-                                env={**env, "SB_COMMAND": shlex.join(argv)})
-        data = b"".join(os.fsencode(option) + b"\0" for option in options)
+        data = spare_payload(self.mechanism, workspace, argv, network=network,
+                             tmp_bytes=bounds.tmp_bytes, seccomp_fd=self._seccomp_fd, env=env)
         try:
             view = memoryview(data)
-            while view:  # bubblewrap reads as we write: a long command line does not block
+            while view:  # the spare reads as we write: a long command line does not block
                 view = view[os.write(self._options_fd, view):]
         finally:
             self._close()
@@ -104,8 +109,9 @@ class Spare:
         await self.finish()
 
 
-async def make(bwrap: str, sh: str, *, merge_stderr: bool) -> Spare:
-    """A new spare whose output is piped (stderr into stdout when ``merge_stderr``).
+async def make(mechanism: Mechanism, program: str, *, merge_stderr: bool) -> Spare:
+    """A new spare under ``mechanism`` (``program``: the path of ``bwrap`` or ``unshare``)
+    whose output is piped (stderr into stdout when ``merge_stderr``).
 
     Raises:
         OSError: the seccomp filter, the pipe or the process could not be made.
@@ -120,8 +126,8 @@ async def make(bwrap: str, sh: str, *, merge_stderr: bool) -> Spare:
     read, write = os.pipe()
     os.set_inheritable(read, True)
     os.set_inheritable(seccomp_fd, True)
-    prefix = [sh, "-c", JOIN_CGROUP, str(cgroup.path / "cgroup.procs")] if cgroup else []
-    argv = [*prefix, bwrap, *BWRAP_FIXED, "--args", str(read), "/bin/sh", "-c", TRAMPOLINE]
+    prefix = [SH, "-c", JOIN_CGROUP, str(cgroup.path / "cgroup.procs")] if cgroup else []
+    argv = [*prefix, *spare_argv(mechanism, program, read)]
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, cwd="/", env={}, stdin=asyncio.subprocess.DEVNULL,
@@ -136,14 +142,15 @@ async def make(bwrap: str, sh: str, *, merge_stderr: bool) -> Spare:
     finally:
         os.close(read)
         os.close(seccomp_fd)
-    return Spare(process, cgroup, write, seccomp_fd)
+    return Spare(mechanism, process, cgroup, write, seccomp_fd)
 
 
 class _Slot:
-    """The spare kept for one event loop and output shape, and the task that refills it."""
+    """The spare kept for one event loop, mechanism and output shape, and the task that
+    refills it."""
 
-    def __init__(self, bwrap: str, sh: str, merge_stderr: bool) -> None:
-        self._make = lambda: make(bwrap, sh, merge_stderr=merge_stderr)
+    def __init__(self, mechanism: Mechanism, program: str, merge_stderr: bool) -> None:
+        self._make = lambda: make(mechanism, program, merge_stderr=merge_stderr)
         self._ready: asyncio.Queue[Spare] = asyncio.Queue(maxsize=1)
         self._keeper: asyncio.Task[None] | None = None
 
@@ -177,22 +184,24 @@ class _Slot:
 
 
 class Spares:
-    """One spare per event loop and output shape (see the module docstring)."""
+    """One spare per event loop, mechanism and output shape (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
-                                                dict[bool, _Slot]] = weakref.WeakKeyDictionary()
+        self._slots: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, str, bool], _Slot]
+        ] = weakref.WeakKeyDictionary()
 
-    async def take(self, bwrap: str, sh: str, *, merge_stderr: bool) -> Spare:
+    async def take(self, mechanism: Mechanism, program: str, *, merge_stderr: bool) -> Spare:
         """A spare ready to ``run`` (kept, or made now), and a new one started behind it.
 
         Raises:
             OSError: as ``make``.
         """
         slots = self._slots.setdefault(asyncio.get_running_loop(), {})
-        slot = slots.get(merge_stderr)
+        key = (mechanism, program, merge_stderr)
+        slot = slots.get(key)
         if slot is None:
-            slot = slots[merge_stderr] = _Slot(bwrap, sh, merge_stderr)
+            slot = slots[key] = _Slot(mechanism, program, merge_stderr)
         return await slot.take()
 
 

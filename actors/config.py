@@ -207,7 +207,7 @@ class ToolPolicy(BaseModel):
     max_file_bytes: int = Field(default=1_000_000, gt=0)
     network: bool = False
     memory_bytes: int = Field(default=1 << 30, gt=0)
-    sandbox: Literal["auto", "bubblewrap", "landlock", "none"] = "auto"
+    sandbox: Literal["auto", "bubblewrap", "landlock", "seatbelt", "none"] = "auto"
     cpu_s: int = Field(default=60, gt=0)
     processes: int = Field(default=128, ge=8)
     file_bytes: int = Field(default=256 << 20, gt=0)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
+import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -311,12 +313,40 @@ def test_spares_are_refilled_and_end_with_their_event_loop(tmp_path: Path) -> No
             result = await run_tool(workspace, _call("run_command", command="echo hi"), policy)
             assert not result.is_error, result.content
         slot = next(iter(_spare.SPARES._slots[asyncio.get_running_loop()].values()))
-        async with asyncio.timeout(30):
-            while not slot._ready.full():
-                await asyncio.sleep(0.05)
+        for _ in range(600):  # the keeper makes the next spare in the background: 30 s
+            if slot._ready.full():
+                break
+            await asyncio.sleep(0.05)
         spares.append(slot._ready._queue[0])  # type: ignore[attr-defined]
         assert spares[0].process.returncode is None  # waiting for its command
 
     asyncio.run(run())
     assert spares[0].process.returncode is not None  # ended with the loop
     assert spares[0].cgroup is None or not spares[0].cgroup.path.exists()
+
+
+def test_the_macos_profile_allows_the_workspace_and_denies_the_rest(tmp_path: Path) -> None:
+    """macOS's Seatbelt profile (run there only: sandbox-exec is not on Linux): closed by
+    default, the workspace and the private TMPDIR writable, the system and this Python
+    readable, the network only when allowed, and a path cannot break out of its string."""
+    from actors.tools import _seatbelt
+
+    workspace = tmp_path / 'ws") (allow file-read* (subpath "/'
+    text = _seatbelt.profile(workspace, tmp_path / "tmp", ["/opt/python"], network=False)
+    assert text.startswith("(version 1)\n(deny default)\n")
+    outside_strings = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
+    assert outside_strings.count("(") == outside_strings.count(")")  # the path stayed a string
+    escaped = str(workspace).replace('"', '\\"')
+    assert f'(allow file-read* file-write* (subpath "{escaped}")' in text
+    assert '(subpath "/opt/python")' in text and "network" not in text
+    assert "(allow network*)" in _seatbelt.profile(workspace, tmp_path, [], network=True)
+    argv = _seatbelt.argv(workspace, tmp_path, [], ["echo", "hi"], network=False)
+    assert argv[:2] == [_seatbelt.SANDBOX_EXEC, "-p"] and argv[-2:] == ["echo", "hi"]
+
+
+async def test_seatbelt_is_refused_off_macos() -> None:
+    box = _mechanism.Sandbox()
+    if sys.platform != "darwin":
+        with pytest.raises(SandboxUnavailableError):
+            await box.mechanism("seatbelt")
+        assert "seatbelt" not in _mechanism.AUTO

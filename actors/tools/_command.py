@@ -17,13 +17,14 @@ import shlex
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import NamedTuple
 
 from actors.config import ToolPolicy
 from actors.errors import SandboxUnavailableError, ToolError, ToolRefusedError
-from actors.tools import _mechanism, _sandbox, _seccomp, _spare
+from actors.tools import _mechanism, _sandbox, _seatbelt, _seccomp, _spare
 from actors.tools._refusal import (
     COMMAND_NOT_ALLOWED,
     INVALID_ARGUMENTS,
@@ -147,9 +148,16 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
         except OSError as exc:
             msg = f"commands are refused: the sandbox's seccomp filter cannot be built ({exc})"
             raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
-    if mechanism != "none":
+    if mechanism in ("bubblewrap", "landlock"):
         return await _from_spare(mechanism, workspace, argv, policy, network=network, env=env,
                                  merge_stderr=merge_stderr)
+    finish = _no_cgroup
+    if mechanism == "seatbelt":
+        tmp = tempfile.mkdtemp(prefix="sb-tmp-")
+        argv = _seatbelt.argv(workspace.root, Path(tmp), _sandbox.python_paths(), argv,
+                              network=network)
+        env = {**env, "TMPDIR": tmp}
+        finish = functools.partial(_remove_tmp, tmp)
     bounds = _sandbox.Bounds.of(policy)
     nproc = _sandbox.nproc_limit(bounds.processes)
     prlimit = _sandbox.PRLIMIT
@@ -160,7 +168,12 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         start_new_session=True, preexec_fn=preexec)
-    return Started(process, _no_cgroup)
+    return Started(process, finish)
+
+
+async def _remove_tmp(tmp: str) -> bool:
+    await asyncio.to_thread(shutil.rmtree, tmp, ignore_errors=True)
+    return False
 
 
 async def _no_cgroup() -> bool:

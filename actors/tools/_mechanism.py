@@ -1,21 +1,26 @@
 """Which sandbox is in force: ``tools.sandbox`` (``auto``, ``bubblewrap``, ``landlock``,
-``none``) resolved once per process by a trial run of ``true`` under each mechanism."""
+``seatbelt``, ``none``) resolved once per process by a trial run of ``true`` under each
+mechanism. ``auto`` tries bubblewrap then Landlock on Linux, Seatbelt on macOS."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from actors.errors import SandboxUnavailableError
-from actors.tools import _spare
-from actors.tools._sandbox import Bounds, Mechanism, landlock_supported
+from actors.tools import _seatbelt, _spare
+from actors.tools._sandbox import Bounds, Mechanism, landlock_supported, python_paths
 
 _log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 10.0
+AUTO: tuple[Mechanism, ...] = (("seatbelt",) if sys.platform == "darwin"
+                                else ("bubblewrap", "landlock"))
+"""What ``auto`` tries, in order."""
 _PROBE_BOUNDS = Bounds(memory_bytes=1 << 30, cpu_s=10, processes=16, file_bytes=1 << 20,
                        open_files=64, tmp_bytes=1 << 20)
 
@@ -24,7 +29,8 @@ class Sandbox:
     """Finds, once per process and mechanism, whether a mechanism works here."""
 
     def __init__(self, bwrap: str = "bwrap", unshare: str = "unshare") -> None:
-        self.programs = {"bubblewrap": bwrap, "landlock": unshare}
+        self.programs = {"bubblewrap": bwrap, "landlock": unshare,
+                         "seatbelt": _seatbelt.SANDBOX_EXEC}
         self._lock = asyncio.Lock()
         self._probed: dict[str, str | None] = {}
         """mechanism → None when it works, else why not."""
@@ -38,7 +44,7 @@ class Sandbox:
         """
         if choice == "none":
             return "none"
-        wanted: tuple[Mechanism, ...] = (("bubblewrap", "landlock") if choice == "auto"
+        wanted: tuple[Mechanism, ...] = (AUTO if choice == "auto"
                                          else (choice,))  # type: ignore[assignment]
         reasons = []
         for mechanism in wanted:
@@ -68,6 +74,8 @@ class Sandbox:
     async def _try(self, mechanism: Mechanism) -> str | None:
         """None when ``true`` runs under ``mechanism`` exactly as a command would (from a
         spare), else why not."""
+        if mechanism == "seatbelt":
+            return await self._try_seatbelt()
         if shutil.which(self.programs[mechanism]) is None:
             package = "bubblewrap" if mechanism == "bubblewrap" else "util-linux (unshare)"
             return f"{self.programs[mechanism]} is not installed (package {package})"
@@ -95,6 +103,30 @@ class Sandbox:
         if spare.process.returncode != 0:
             return (output.decode(errors="replace").strip()[-300:]
                     or f"exit {spare.process.returncode}")
+        return None
+
+
+    async def _try_seatbelt(self) -> str | None:
+        if sys.platform != "darwin" or shutil.which(self.programs["seatbelt"]) is None:
+            return "sandbox-exec is macOS's, and this is not macOS"
+        true = shutil.which("true") or "/usr/bin/true"
+        with tempfile.TemporaryDirectory(prefix="sb-sandbox-probe-") as workspace:
+            argv = _seatbelt.argv(Path(workspace), Path(workspace), python_paths(), [true],
+                                  network=False)
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT)
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    output, _ = await process.communicate()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                return f"a trial run did not finish within {PROBE_TIMEOUT_S:g} s"
+            except OSError as exc:
+                return f"a trial run failed ({exc})"
+        if process.returncode != 0:
+            return output.decode(errors="replace").strip()[-300:] or f"exit {process.returncode}"
         return None
 
 

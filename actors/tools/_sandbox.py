@@ -20,10 +20,11 @@ Two mechanisms, chosen by ``tools.sandbox`` (``auto``: the first that works here
 
 Both share the bounds, set on the launcher before its command is given (prlimit(2):
 ``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_NPROC`` when not
-root), and a pids cgroup where one can be made (``_pids``). ``none`` runs programs
-unconfined, with the same rlimits, only ever when the operator says so. The data directory, the JetStream store, home directories, credentials, other
-sessions' workspaces and the project's source tree are not visible inside. docs/sandbox.md
-tells operators what is and is not reachable.
+root), and a pids cgroup where one can be made (``_pids``). On macOS, ``_seatbelt`` is the
+mechanism. ``none`` runs programs unconfined, with the same rlimits, only ever when the
+operator says so. The data directory, the JetStream store, home directories, credentials,
+other sessions' workspaces and the project's source tree are not visible inside.
+docs/sandbox.md tells operators what is and is not reachable.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from actors.config import ToolPolicy
 
 _log = logging.getLogger(__name__)
 
-Mechanism = Literal["bubblewrap", "landlock", "none"]
+Mechanism = Literal["bubblewrap", "landlock", "seatbelt", "none"]
 PROBE_TIMEOUT_S = 10.0
 CONFINE = Path(__file__).with_name("_confine.py")
 
@@ -231,7 +232,7 @@ def nproc_limit(processes: int) -> int | None:
     limit leaves room for the ones this user runs already. None for root, which the limit does
     not bind (fork(2))."""
     uid = os.getuid()
-    if uid == 0:
+    if uid == 0 or not os.path.isdir("/proc"):  # root, or macOS (no /proc, ``_seatbelt``)
         return None
     running = 0
     for entry in os.scandir("/proc"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import textwrap
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -27,13 +28,30 @@ KEY = "sk-test-sandbox-0123456789"
 BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
 ARGS: dict[str, Any] = {}
 """What the probe tries to reach (filled in by the ``system`` fixture)."""
+TWIN = textwrap.dedent("""
+    import json, sys, time
+    args = json.loads(sys.argv[1])
+    open("secret.txt", "w").write(args["secret"])
+    start = time.time()
+    time.sleep(args["hold_s"])  # the other person's run writes its secret meanwhile
+    seen = {}
+    for name, path in (("absolute", args["other"]),
+                       ("relative", "../" + args["other_session"] + "/secret.txt")):
+        try:
+            seen[name] = ["reached", open(path).read()]
+        except OSError as exc:
+            seen[name] = ["refused", type(exc).__name__]
+    print("TWIN " + json.dumps({"seen": seen, "start": start, "end": time.time()}))
+""")
+TWINS: dict[str, dict[str, Any]] = {}
+"""Per twin (``a``, ``b``): its secret and the other's workspace (filled in by the test)."""
 
 
 def brain(request: ChatRequest) -> Answer:
     """A model that does what it is asked: write the program, run it, report its output."""
     system, task = request.system_text, request.last_user_text
     if system.startswith("You are Switchboard's router."):
-        agentic = "[probe]" in task or "[bomb]" in task
+        agentic = "[probe]" in task or "[bomb]" in task or "[twin " in task
         route = ({"flow": "sequential", "task_type": "coding", "role": "python_coder",
                   "reason": "write and run a Python program"} if agentic else
                  {"flow": "simple", "task_type": "social", "role": "researcher",
@@ -47,6 +65,12 @@ def brain(request: ChatRequest) -> Answer:
             "strategy_change": "none", "key_insight": "run programs"})
     if request.tools:
         results = request.tool_results
+        if not results and "[twin " in task:
+            me = task.split("[twin ", 1)[1][0]
+            return Answer.tool_calls(
+                Call("write_file", {"path": "twin.py", "content": TWIN}),
+                Call("run_command", {"command": f"python twin.py '{json.dumps(TWINS[me])}'"}),
+                text="I'll write the program and run it.")
         if not results:
             program = BOMB if "[bomb]" in task else PROBE
             command = ("python bomb.py" if "[bomb]" in task
@@ -113,3 +137,36 @@ def test_a_fork_bomb_is_bounded_while_others_are_served(system: RunningSystem) -
     assert "[limit_exceeded]" in done.stdout
     with socket.create_connection(("127.0.0.1", int(ARGS["port"])), timeout=5):
         pass  # the NATS server still answers
+
+
+def test_two_people_at_once_see_only_their_own_workspace(system: RunningSystem) -> None:
+    """Two people's runs at the same time, each program writing a secret in its workspace and
+    then reaching for the other's (by absolute and by relative path): each finds only its own."""
+    sessions = {me: f"terminal-twin-{me}" for me in "ab"}
+    for me, other in (("a", "b"), ("b", "a")):
+        TWINS[me] = {"secret": f"TWIN-{me.upper()}-SECRET", "hold_s": 4,
+                     "other": str(system.data_dir / "workspaces" / sessions[other] / "secret.txt"),
+                     "other_session": sessions[other]}
+    done: dict[str, Any] = {}
+
+    def run(me: str) -> None:
+        done[me] = system.chat(f"[twin {me}] write twin.py and run it", session=sessions[me],
+                               timeout_s=180)
+
+    threads = [threading.Thread(target=run, args=(me,)) for me in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=200)
+    spans = []
+    for me, other in (("a", "b"), ("b", "a")):
+        result = done[me]
+        assert result.returncode == 0, result.stdout + result.stderr
+        line = next(x for x in result.stdout.splitlines() if "TWIN {" in x)
+        report = json.loads(line[line.index("TWIN ") + len("TWIN "):])
+        assert all(seen[0] == "refused" for seen in report["seen"].values()), report
+        assert TWINS[other]["secret"] not in result.stdout
+        own = system.data_dir / "workspaces" / sessions[me] / "secret.txt"
+        assert own.read_text() == TWINS[me]["secret"]  # on the host, in its own workspace
+        spans.append((report["start"], report["end"]))
+    assert max(s for s, _ in spans) < min(e for _, e in spans)  # the two ran at once

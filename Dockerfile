@@ -9,9 +9,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends git util-linux 
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml uv.lock README.md topology.yaml ./
 COPY protocol ./protocol
+COPY core ./core
+COPY natsauth ./natsauth
+COPY runtime ./runtime
+COPY modelcall ./modelcall
+COPY artifacts ./artifacts
+COPY analytics ./analytics
 COPY actors ./actors
 COPY gateway ./gateway
 COPY api ./api
+COPY switchboard ./switchboard
 # The locked set (uv.lock), then the project itself with no dependencies of its own choosing.
 RUN pip install --no-cache-dir uv==0.13.8 \
     && uv export --locked --no-emit-project --format requirements-txt -o /tmp/requirements.txt \

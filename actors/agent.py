@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
-from actors.errors import PermanentError, ToolError
 from actors.legacy import upgrade
 from actors.memory import Speaker
 from actors.modeled import ModelActor
 from actors.run_task import RunTask
-from actors.runtime import MessageContext, handler
+from core.errors import PermanentError, ToolError
 from protocol import (
     AGENT_ROLES,
     FEEDBACK_DOWN,
@@ -39,10 +38,11 @@ from protocol import (
     TurnRequest,
     Usage,
 )
+from runtime import MessageContext, handler
 
 if TYPE_CHECKING:
-    from actors.config import ModelSpec
-    from actors.llm import ModelReply
+    from core.config import ModelSpec
+    from modelcall import ModelReply
 
 STREAM_INTERVAL_S = 1.0
 """Least time between two streamed Progress updates of one answer, in seconds: the Discord
@@ -146,8 +146,8 @@ class AgentActor(ModelActor):
     async def _merge_or_discard(self, control: Control) -> str:
         """Merge or delete ``control.branch`` in the session's workspace (restored from and
         synced back to the artifact store); the person's confirmation text."""
-        from actors.artifacts import restore_workspace, sync_to_store
         from actors.tools import GitRepo, Workspace
+        from artifacts import restore_workspace, sync_to_store
 
         workspace = Workspace.for_session(self.services.settings.workspace_root,
                                           control.session)
@@ -193,9 +193,9 @@ class AgentActor(ModelActor):
         return answer
 
     async def _single_turn(self, request: TurnRequest, ctx: MessageContext) -> None:
-        from actors.llm import strip_report
         from actors.prompts import render
         from actors.router import models_for
+        from modelcall import strip_report
 
         flow, reply_to = request.flow, request.reply_to
         speaker = Speaker.of(reply_to, request.user_id, request.bot)
@@ -234,9 +234,9 @@ class AgentActor(ModelActor):
             request: the person's request; ``max_tokens`` the bot's cap (0: none).
             tier: the review's tier; ``answered_by`` the model that reviewed.
         """
-        from actors.errors import ModelError
-        from actors.llm import strip_report
         from actors.router import models_for
+        from core.errors import ModelError
+        from modelcall import strip_report
 
         peers = [m for m in models_for(self.topology, tier, role=self.actor_id.role)
                  if m.name != answered_by]

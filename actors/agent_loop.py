@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors.escalation import TurnSignals, cause_of, observe, turn_confidence
-from actors.runtime import child_span
 from protocol import (
     EscalationMemo,
     Flow,
@@ -25,13 +24,14 @@ from protocol import (
     ToolUse,
     Usage,
 )
+from runtime import child_span
 
 if TYPE_CHECKING:
     from actors.agent import AgentActor
     from actors.router import Level
-    from actors.runtime import MessageContext
     from actors.tools import Workspace
     from protocol import ReplyTo
+    from runtime import MessageContext
 
 
 class Outcome(enum.Enum):
@@ -83,8 +83,8 @@ class TurnEngine:
 
     async def turn(self, state: LoopState) -> Outcome:
         """Run turn ``state.turn + 1`` and update ``state``."""
-        from actors.llm import parse_report
         from actors.tools import TOOL_SCHEMAS
+        from modelcall import parse_report
 
         state.turn += 1
         level = self.path[state.level]

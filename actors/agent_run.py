@@ -21,7 +21,6 @@ import msgspec
 
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
-from actors.errors import SwitchboardError, ToolError
 from actors.escalation import cause_of
 from actors.run_task import RunTask
 from actors.runs import (
@@ -33,6 +32,7 @@ from actors.runs import (
     pack_messages,
     unpack_messages,
 )
+from core.errors import SwitchboardError, ToolError
 from protocol import (
     Checkpoint,
     ErrorCode,
@@ -46,7 +46,7 @@ from protocol import (
 
 if TYPE_CHECKING:
     from actors.agent import AgentActor
-    from actors.runtime import MessageContext
+    from runtime import MessageContext
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 """Largest file attached to an answer (Discord's upload limit without boosts)."""
@@ -145,8 +145,8 @@ class AgentRun:
                 {"role": "user", "content": self.task.text}]
 
     async def _prepare_workspace(self) -> None:
-        from actors.artifacts import restore_workspace
         from actors.tools import GitRepo, branch_name
+        from artifacts import restore_workspace
 
         if self.services.artifacts is not None:
             report = await restore_workspace(self.services.artifacts, self.workspace)
@@ -220,8 +220,8 @@ class AgentRun:
     # ------------------------------------------------------------------ finish
 
     async def _finish(self, state: LoopState, *, status: str) -> None:
-        from actors.llm import strip_report
         from actors.tools import GitRepo
+        from modelcall import strip_report
 
         if status == "aborted":
             answer = f"⏹️ Stopped at turn {state.turn} as asked."
@@ -268,7 +268,7 @@ class AgentRun:
         return f"{answer}\n\n{opinion[0]}"
 
     async def _sync_workspace(self) -> None:
-        from actors.artifacts import sync_to_store
+        from artifacts import sync_to_store
 
         if self.services.artifacts is None:
             return
@@ -311,7 +311,7 @@ def _state_from(checkpoint: Checkpoint) -> LoopState:
 
 def _question(state: LoopState) -> str:
     """The model's own question when it asked one, else a plain one with the reason."""
-    from actors.llm import strip_report
+    from modelcall import strip_report
 
     text = strip_report(state.last_text)
     asked = [line.strip() for line in text.splitlines() if line.strip().endswith("?")]

@@ -6,11 +6,10 @@ import asyncio
 
 import msgspec
 
-from actors.config import ModelSpec
-from actors.errors import ModelRejectedError, ModelUnavailableError
 from actors.legacy import upgrade
 from actors.modeled import ModelActor
-from actors.runtime import MessageContext, handler
+from core.config import ModelSpec
+from core.errors import ModelRejectedError, ModelUnavailableError
 from protocol import (
     Approach,
     BrainstormProposal,
@@ -20,6 +19,7 @@ from protocol import (
     LegacyClassification,
     Progress,
 )
+from runtime import MessageContext, handler
 
 
 class _Proposal(msgspec.Struct):

@@ -21,7 +21,6 @@ from actors.router import (
     response_format_for,
     route_message,
 )
-from actors.runtime import MessageContext, handler
 from protocol import (
     ChatMessage,
     Checkpoint,
@@ -35,6 +34,7 @@ from protocol import (
     SessionState,
     TurnRequest,
 )
+from runtime import MessageContext, handler
 
 
 class Classifier(CaseModelActor):

@@ -11,7 +11,6 @@ import re
 
 from actors.legacy import upgrade
 from actors.memory import append_exchange, recover_confidence
-from actors.runtime import Actor, MessageContext, handler
 from protocol import (
     Approach,
     BrainstormProposal,
@@ -21,6 +20,7 @@ from protocol import (
     SessionState,
     Usage,
 )
+from runtime import Actor, MessageContext, handler
 
 SAME_APPROACH = 0.5
 MIN_OPTIONS, MAX_OPTIONS = 2, 3

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 
 from actors.legacy import upgrade
-from actors.runtime import Actor, MessageContext, handler
 from protocol import Evaluation, LegacyTurnResult, Scores, TaskType, TurnResult
+from runtime import Actor, MessageContext, handler
 
 _EXIT = re.compile(r"exit(?:ed with)?(?: code|_code|status)?[:= ]+(-?\d+)", re.IGNORECASE)
 _TEST_CMD = re.compile(r"pytest|unittest|test|npm test|jest|go test", re.IGNORECASE)

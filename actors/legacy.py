@@ -30,7 +30,7 @@ from protocol import (
 
 def digest(step: TrajectoryStep) -> StepDigest:
     """A full trajectory step cut to what the evaluator and the reflector read."""
-    from actors.llm import parse_report
+    from modelcall import parse_report
 
     return StepDigest(
         turn=step.turn, model=step.model, tier=step.tier, confidence=step.confidence,

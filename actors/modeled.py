@@ -6,8 +6,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors.config import HostedAgentSpec, ModelSpec
-from actors.errors import ModelError, StoreConflictError
 from actors.memory import (
     Speaker,
     append_exchange,
@@ -15,8 +13,10 @@ from actors.memory import (
     recover_confidence,
     user_memory_text,
 )
-from actors.runtime import Actor, MessageContext, child_span
+from core.config import HostedAgentSpec, ModelSpec
+from core.errors import ModelError, StoreConflictError
 from protocol import Usage
+from runtime import Actor, MessageContext, child_span
 
 if TYPE_CHECKING:
     from actors.router import CaseBase
@@ -32,16 +32,16 @@ class ModelActor(Actor):
     """
 
     async def on_start(self) -> None:
-        from actors.llm import register_providers
+        from modelcall import register_providers
 
         register_providers(self.topology.providers)
 
     async def on_stop(self) -> None:
-        from actors.llm import close_sessions
+        from modelcall import close_sessions
 
         await close_sessions()
         if self.topology.hosted_agent(self.actor_id.role) is not None:
-            from actors.hosted import close_clients
+            from modelcall.hosted import close_clients
 
             await close_clients()
 
@@ -92,7 +92,7 @@ class ModelActor(Actor):
         """The embedding of a task for the case base (``cases.embedding_model``); ``()`` when
         none is configured or the call fails (an ``embedding_failed`` event says why, and the
         case base falls back to BM25)."""
-        from actors.llm import embed
+        from modelcall import embed
 
         spec = self.topology.cases.embedding_model
         if spec is None:
@@ -120,7 +120,7 @@ class ModelActor(Actor):
         max_tokens: int = 0,
         timeout_s: float | None = None,
     ) -> Any:
-        """One model call (see ``actors.llm.complete``), recorded as an execution event, with
+        """One model call (see ``modelcall.complete``), recorded as an execution event, with
         fallbacks: when a model fails with an error another model can fix (rate limit, 5xx,
         timeout, context window: ``ModelError.fallback_helps``), the next of ``models``
         answers (a ``fallback`` event says why); errors no model fixes (bad key, unknown
@@ -132,14 +132,14 @@ class ModelActor(Actor):
             timeout_s: bound on each attempt in seconds (default: the model's own).
 
         Returns:
-            ``actors.llm.ModelReply`` of the model that answered (``usage.model`` names it).
+            ``modelcall.ModelReply`` of the model that answered (``usage.model`` names it).
 
         Raises:
             ModelError: the last model's error when every model failed (the most specific
                 subclass: ``ModelRejectedError`` is never retried, ``ModelUnavailableError``
                 is).
         """
-        from actors.llm import complete
+        from modelcall import complete
 
         candidates = [models] if isinstance(models, ModelSpec) else list(models)
         for position, spec in enumerate(candidates):
@@ -188,7 +188,7 @@ class ModelActor(Actor):
         on_text: Callable[[str], Awaitable[None]] | None = None,
         purpose: str = "",
     ) -> Any:
-        """One call of the hosted agent that backs this role (``actors.hosted``), recorded as
+        """One call of the hosted agent that backs this role (``modelcall.hosted``), recorded as
         a model call is: a ``model_call`` event with the agent's name, tokens and duration
         (and an ``agent_trace`` event summing up its trace), or ``model_error``.
 
@@ -198,13 +198,13 @@ class ModelActor(Actor):
             on_text: awaited with the whole answer so far as it streams.
 
         Returns:
-            ``actors.llm.ModelReply`` (``usage.model`` is the agent's name).
+            ``modelcall.ModelReply`` (``usage.model`` is the agent's name).
 
         Raises:
-            ModelError: as ``actors.hosted.invoke_agent`` raises; never a fallback to another
+            ModelError: as ``modelcall.hosted.invoke_agent`` raises; never a fallback to another
                 model (the role is the agent's).
         """
-        from actors.hosted import invoke_agent
+        from modelcall.hosted import invoke_agent
 
         with child_span(f"invoke_agent {agent.name}", {
             "gen_ai.request.model": agent.name, "switchboard.purpose": purpose,

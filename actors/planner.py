@@ -10,8 +10,8 @@ from actors.legacy import upgrade
 from actors.memory import history_messages, memory_text
 from actors.modeled import CaseModelActor
 from actors.router import case_lines, choose_tier, learned_tier, models_for
-from actors.runtime import MessageContext, handler
 from protocol import Classification, Flow, LegacyClassification, Progress, TurnRequest
+from runtime import MessageContext, handler
 
 _STEP = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$")
 MAX_STEPS = 12

@@ -13,12 +13,11 @@ import time
 
 import msgspec
 
-from actors.errors import PermanentError
 from actors.legacy import upgrade
 from actors.memory import add_reflection
 from actors.modeled import CaseModelActor
 from actors.router import models_for
-from actors.runtime import MessageContext, handler
+from core.errors import PermanentError
 from protocol import (
     Case,
     Control,
@@ -29,6 +28,7 @@ from protocol import (
     Scores,
     SessionState,
 )
+from runtime import MessageContext, handler
 
 
 class _Answer(msgspec.Struct):

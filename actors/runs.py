@@ -30,8 +30,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from actors.errors import BrokerError, LockLostError, TransientError
 from actors.legacy import upgrade_checkpoint
+from core.errors import BrokerError, LockLostError, TransientError
 from protocol import (
     Checkpoint,
     ControlAction,

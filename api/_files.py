@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from actors.errors import ArtifactError, ArtifactNotFoundError
 from api._records import RunRecord
 from api._store import RunStore
 from api.errors import BadPathError, NotFoundError, UnavailableError
+from core.errors import ArtifactError, ArtifactNotFoundError
 
 if TYPE_CHECKING:
-    from actors.artifacts import ArtifactStore
+    from artifacts import ArtifactStore
 
 _log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_PATH_CHARS = 1000
 _PART = re.compile(r"^[^\x00-\x1f\x7f\\]+$")
 
 ArtifactOpener = Callable[[], Awaitable["ArtifactStore"]]
-"""Opens the deployment's artifact store (``actors.artifacts.open_artifact_store``)."""
+"""Opens the deployment's artifact store (``artifacts.open_artifact_store``)."""
 
 
 def clean_path(path: str) -> str:

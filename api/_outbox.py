@@ -20,8 +20,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from actors.tasks import cancel_and_wait
 from api.errors import StoreError, UnavailableError
+from core.tasks import cancel_and_wait
 from protocol import Outbound, Subjects, outbound_decoder
 
 _log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class OutboxConsumer:
 
     async def _pull(self, psub: JetStreamContext.PullSubscription) -> None:
         # ``_stopping`` too ends the loop: a cancellation can be lost in nats-py's fetch on
-        # Python 3.11, with the message it returns (``actors.tasks``); that message is nak'ed.
+        # Python 3.11, with the message it returns (``core.tasks``); that message is nak'ed.
         while not self._stopping:
             try:
                 msgs = await psub.fetch(1, timeout=FETCH_TIMEOUT_S)

@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from actors.bus import check_running
-from actors.config import Settings, Topology
-from actors.runtime import stop_on_signals
 from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
 from api._health import health
@@ -23,11 +20,14 @@ from api._schema import Health
 from api._sse import KEEPALIVE_S, RunEvents
 from api._store import RunStore
 from api.errors import ApiConfigError, UnavailableError
+from core.config import Settings, Topology
 from gateway.bridge import Bridge, connect_bridge
 from gateway.errors import NotRunningError
+from runtime import stop_on_signals
+from runtime.bus import check_running
 
 if TYPE_CHECKING:
-    from actors.artifacts import ArtifactStore
+    from artifacts import ArtifactStore
 
 _log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _artifact_opener(bridge: Bridge, settings: Settings, topology: Topology) -> 
     """Opens the deployment's artifact store (S3's client is imported only when used)."""
 
     async def _open() -> ArtifactStore:
-        from actors.artifacts import open_artifact_store
+        from artifacts import open_artifact_store
 
         return await open_artifact_store(bridge.js, settings, topology)
 

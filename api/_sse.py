@@ -27,11 +27,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from actors.tasks import cancel_and_wait
 from api._records import ORIGIN, RunRecord
 from api._runs import RunService
 from api._store import decode_record
 from api.errors import UnavailableError
+from core.tasks import cancel_and_wait
 from protocol import (
     ConsolidatedOptions,
     Progress,

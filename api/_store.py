@@ -18,13 +18,13 @@ from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from actors.bus import kv_bucket
-from actors.errors import BrokerError, StoreConflictError
 from actors.runs import CheckpointStore
-from actors.runtime import compare_and_set, read_entry
 from api._records import RunRecord, SessionQueue
 from api.errors import StoreError
+from core.errors import BrokerError, StoreConflictError
 from protocol import Decoder, FileBlob, Subjects
+from runtime import compare_and_set, read_entry
+from runtime.bus import kv_bucket
 
 _log = logging.getLogger(__name__)
 

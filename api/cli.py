@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors.console import say
+from core.console import say
 
 if TYPE_CHECKING:
-    from actors.config import Settings, Topology
+    from core.config import Settings, Topology
 
 _log = logging.getLogger(__name__)
 
@@ -59,11 +59,11 @@ def add_parser(commands: Any, *, parents: Sequence[argparse.ArgumentParser] = ()
 
 def cmd_api(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     """Run the API until SIGTERM / SIGINT; returns the exit code."""
-    from actors.bus import resolve_nats_url
-    from actors.logs import setup_logging
-    from actors.security import API, settings_for
     from api._server import run_api
     from api.errors import ApiConfigError, UnavailableError
+    from core.logs import setup_logging
+    from natsauth import API, settings_for
+    from runtime.bus import resolve_nats_url
 
     settings = settings_for(settings, API)  # its own NATS identity with SB_NATS_CREDS_DIR
     setup_logging("api", level=settings.log_level, as_json=settings.log_json)
@@ -81,8 +81,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings, topology: Topology) ->
 def run_api_process(settings: Settings, topology: Topology, nats_url: str) -> None:
     """Run the API until SIGTERM / SIGINT (a supervisor process target: ``switchboard up``
     with ``SB_API_TOKEN`` set); exits 1 when it cannot serve, so the supervisor restarts it."""
-    from actors.logs import setup_logging
     from api._server import run_api
+    from core.logs import setup_logging
 
     setup_logging("api", level=settings.log_level, as_json=settings.log_json)
     try:

@@ -4,7 +4,7 @@ A simulated model served over HTTP (``bench._sse_server`` in its own process: ev
 takes ``MODEL_DELAY_S`` seconds, spread over ``MODEL_CHUNKS`` content chunks, then a usage
 chunk and ``[DONE]``) is called the way users' models are: ``openai/bench-model`` with
 ``api_base`` and a dummy key in ``api_key_env``, so Switchboard's direct streaming path
-(``actors.llm._direct``) does the calls. ``switchboard up`` runs the repository's topology with
+(``modelcall._direct``) does the calls. ``switchboard up`` runs the repository's topology with
 every tier on that model, the router's model call off (``router: {model: false}``: keyword
 rules), and the classifier and researcher at ``max_in_flight`` ``MAX_IN_FLIGHT``, so each
 "hello" is classifier → researcher (one streamed model call) → Reply, and slots never bound
@@ -324,7 +324,7 @@ def _raise_open_files(needed: int) -> int:
 
 def run_concurrency(workdir: Path, *, quick: bool) -> list[Figure]:
     """Run the scenario (module docstring): one deployment, levels ``LEVELS``."""
-    from actors.embedded import free_port
+    from switchboard.embedded import free_port
 
     _raise_open_files(2 * max(LEVELS) + 1024)
     run_dir = workdir / SCENARIO

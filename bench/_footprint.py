@@ -78,7 +78,7 @@ def run_memory(workdir: Path, *, quick: bool) -> list[Figure]:
 
 
 def _chat(system: Deployment, session: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "actors.cli", "chat", "--message", "hello", "--session",
+    args = [sys.executable, "-m", "switchboard.cli", "chat", "--message", "hello", "--session",
             session, "--timeout", str(CHAT_TIMEOUT_S)]
     return subprocess.run(args, env=system.env, cwd=REPO, capture_output=True, text=True,
                           timeout=CHAT_TIMEOUT_S + 30, check=False)

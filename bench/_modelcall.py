@@ -7,8 +7,8 @@ process, 32 calls at a time, the same work is done by:
 - ``raw aiohttp``: the floor — one aiohttp session, ``json.loads`` per SSE line, the text
   and tool calls folded by hand;
 - ``direct``: Switchboard's default path for OpenAI-compatible providers
-  (``actors.llm.complete``, ``transport: auto``: litellm resolves, Switchboard streams);
-- ``litellm``: ``actors.llm.complete`` with ``transport: litellm`` (``litellm.acompletion``);
+  (``modelcall.complete``, ``transport: auto``: litellm resolves, Switchboard streams);
+- ``litellm``: ``modelcall.complete`` with ``transport: litellm`` (``litellm.acompletion``);
 - ``offline``: the offline model (``offline/tier-1``, its own six pieces), in-process.
 
 Reported: process CPU milliseconds per call (``time.process_time`` over the calls, after a
@@ -30,8 +30,8 @@ from typing import Any
 
 import aiohttp
 
-from actors.embedded import free_port
 from bench._store import Figure
+from switchboard.embedded import free_port
 
 SCENARIO = "modelcall"
 IN_FLIGHT = 32
@@ -101,10 +101,10 @@ async def _cpu_per_call(call: Callable[[], Awaitable[Any]], calls: int) -> float
 
 
 async def _run(quick: bool) -> list[Figure]:
-    from actors.config import ModelSpec
-    from actors.llm import close_sessions, complete, register_providers
+    from core.config import ModelSpec
+    from modelcall import close_sessions, complete, register_providers
 
-    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    register_providers({"offline": "modelcall.offline:OfflineLLM"})
     port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench._sse_server", str(port), cwd=REPO)

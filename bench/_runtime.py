@@ -33,9 +33,6 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from actors.config import Settings, Topology, load_topology
-from actors.supervisor import ProcessSpec, Supervisor, preload_modules
-from actors.worker import run_actor_process
 from bench._consumers import consumer_counts, redeliveries
 from bench._loop import (
     ACTORS_MEAN,
@@ -55,7 +52,10 @@ from bench._procs import cpu_seconds
 from bench._runtime_actors import BENCH_ACTORS, ROLES
 from bench._store import Figure
 from bench._system import REPO, bench_nats
+from core.config import Settings, Topology, load_topology
 from protocol import ChatMessage, Subjects, encoder, outbound_decoder
+from switchboard.supervisor import ProcessSpec, Supervisor, preload_modules
+from switchboard.worker import run_actor_process
 
 _log = logging.getLogger(__name__)
 

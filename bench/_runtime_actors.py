@@ -14,8 +14,8 @@ import logging
 
 import msgspec
 
-from actors.runtime import Actor, MessageContext, handler
 from protocol import ChatMessage, Classification, Reply, ReplyTo, TurnRequest
+from runtime import Actor, MessageContext, handler
 
 _log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from actors.config import ToolPolicy
 from actors.tools import SANDBOX, SandboxUnavailableError, Workspace, command_env, run_tool
 from bench._store import Figure
+from core.config import ToolPolicy
 from protocol import ToolCall
 
 _log = logging.getLogger(__name__)

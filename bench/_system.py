@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from actors.embedded import EmbeddedNats, free_port
 from bench._procs import command, process_tree, still_same
+from switchboard.embedded import EmbeddedNats, free_port
 
 _log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def write_topology(path: Path, *, delay_s: float = 0.0,
 def bench_nats(workdir: Path) -> Iterator[EmbeddedNats]:
     """A nats-server with JetStream on a free 127.0.0.1 port and a temp store, stopped after;
     under ``SCHED_BATCH`` as ``switchboard up`` runs it, unless ``SB_NATS_SCHED_BATCH=0``."""
-    from actors.config import Settings
+    from core.config import Settings
 
     server = EmbeddedNats(workdir / "nats",
                           batch_scheduling=Settings().nats_sched_batch).start()
@@ -148,7 +148,7 @@ def deployment(workdir: Path, topology: Path, *, nats_url: str | None = None,
     env = system_env(data_dir, topology, nats_url=nats_url, nats_port=port)
     launched = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "up", "--no-discord"], env=env, cwd=REPO,
+        [sys.executable, "-m", "switchboard.cli", "up", "--no-discord"], env=env, cwd=REPO,
         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     system = Deployment(proc, nats_url or f"nats://127.0.0.1:{port}", data_dir, topology,

@@ -9,7 +9,7 @@ in its own process (OpenTelemetry's provider is set once per process):
 - ``none``: the runtime with its tracing calls replaced by constants (no trace context at
   all): the floor.
 - ``off``: as deployed without ``OTEL_EXPORTER_OTLP_ENDPOINT``: an SDK provider without a
-  processor; a delivery's trace is two strings (``actors.runtime._tracing``).
+  processor; a delivery's trace is two strings (``runtime._tracing``).
 - ``on``: spans recorded and exported over OTLP http/protobuf by OpenTelemetry's batch
   processor to a local receiver in the bench process (its thread's CPU counted: it is the
   actor's). Spans the batch processor dropped (its queue holds 2,048) are reported.
@@ -78,8 +78,8 @@ class _StubClient:
 
 def _without_tracing() -> None:
     """Replace the runtime's tracing calls by constants (the ``none`` variant)."""
-    from actors.runtime import _actor, _dispatch
-    from actors.runtime._tracing import DeliveryTrace
+    from runtime import _actor, _dispatch
+    from runtime._tracing import DeliveryTrace
 
     constant = DeliveryTrace("", "", None)
     _dispatch.begin_delivery = lambda *_args, **_kw: constant
@@ -92,11 +92,11 @@ async def _steps(steps: int) -> tuple[float, int]:
     publishes made."""
     from nats.aio.msg import Msg
 
-    from actors.config import Settings, load_topology
-    from actors.runtime import Dispatcher, Services
-    from actors.runtime._publish import Publisher
     from bench._runtime_actors import BenchPlanner
+    from core.config import Settings, load_topology
     from protocol import ActorId, ChatMessage, Classification, ReplyTo, encoder
+    from runtime import Dispatcher, Services
+    from runtime._publish import Publisher
 
     topology = load_topology()
     nc = _StubClient()
@@ -133,7 +133,7 @@ def _nothing() -> None:
 
 def _child(variant: str, steps: int) -> None:
     """Run one variant and print its figures as JSON (``python -m bench._tracing``)."""
-    from actors.runtime import setup_tracing, shutdown_tracing
+    from runtime import setup_tracing, shutdown_tracing
 
     if variant == "none":
         _without_tracing()

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.console import say
+from core.console import say
 
 if TYPE_CHECKING:
-    from actors.config import Settings, Topology
+    from core.config import Settings, Topology
     from gateway.pool import BotStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -130,7 +130,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_bots(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     """Run one ``switchboard bots`` subcommand; returns the exit code."""
-    from actors.bus import resolve_nats_url
+    from runtime.bus import resolve_nats_url
 
     try:
         return asyncio.run(_with_store(settings, topology, resolve_nats_url(settings),
@@ -142,10 +142,10 @@ def cmd_bots(args: argparse.Namespace, settings: Settings, topology: Topology) -
 
 async def _with_store(settings: Settings, topology: Topology, url: str,
                       action: Callable[[BotStore], Awaitable[int]]) -> int:
-    from actors.bus import connect
-    from actors.errors import BrokerError
+    from core.errors import BrokerError
     from gateway.errors import GatewayError
     from gateway.pool import BotStore
+    from runtime.bus import connect
 
     try:
         nc = await connect(url, name="switchboard-bots", settings=settings, reconnect=False)

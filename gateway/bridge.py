@@ -36,13 +36,11 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from actors.bus import check_running, connect
-from actors.config import Settings
-from actors.errors import AuthError, BrokerError, TLSError
-from actors.runtime import current_traceparent, setup_tracing, span_from_headers
-from actors.security import refusal
-from actors.tasks import cancel_and_wait
+from core.config import Settings
+from core.errors import AuthError, BrokerError, TLSError
+from core.tasks import cancel_and_wait
 from gateway.errors import NotRunningError
+from natsauth import refusal
 from protocol import (
     HEADER_MSG_ID,
     HEADER_SESSION,
@@ -57,6 +55,8 @@ from protocol import (
     encoder,
     outbound_decoder,
 )
+from runtime import current_traceparent, setup_tracing, span_from_headers
+from runtime.bus import check_running, connect
 
 _log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class Bridge:
 
     async def _pull_loop(self, psub: object, on_outbound: OutboundHandler) -> None:
         # ``_stopping`` too ends the loop: a cancellation can be lost in nats-py's fetch on
-        # Python 3.11, with the message it returns (``actors.tasks``); that message must go
+        # Python 3.11, with the message it returns (``core.tasks``); that message must go
         # to the next bridge, not be handled by a stopped one.
         while not self._stopping:
             try:

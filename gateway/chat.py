@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from actors.config import Settings, Topology
+from core.config import Settings, Topology
 from gateway.bridge import Bridge, connect_bridge
 from gateway.errors import NotRunningError
 from gateway.render import render_options, render_progress, render_reply

@@ -12,7 +12,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 
-from actors.errors import BrokerError, StoreConflictError
+from core.errors import BrokerError, StoreConflictError
 from gateway.errors import CommandError, StoreError
 from gateway.kv import KV_TIMEOUT_S
 from gateway.services import BotServices

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from actors.config import Settings, Topology
+from core.config import Settings, Topology
 from gateway.discord import (
     SwitchboardBot,
     configure_discord_endpoints,
@@ -21,7 +21,7 @@ async def run_discord(settings: Settings, topology: Topology, *,
     Raises:
         NotRunningError, DiscordConfigError: as ``gateway.pool.run_gateway``.
     """
-    from actors.bus import resolve_nats_url
+    from runtime.bus import resolve_nats_url
 
     await run_gateway(settings, topology, nats_url=resolve_nats_url(settings, nats_url))
 

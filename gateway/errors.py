@@ -12,12 +12,12 @@ Hierarchy::
     └── SignatureError         an Interactions request's Ed25519 signature is bad or stale
 
 ``NotRunningError`` (Switchboard's streams are absent: the system is not up) is
-``actors.errors.NotRunningError``, re-exported here: one class wherever it is raised.
+``core.errors.NotRunningError``, re-exported here: one class wherever it is raised.
 """
 
 from __future__ import annotations
 
-from actors.errors import NotRunningError
+from core.errors import NotRunningError
 
 __all__ = [
     "AttachmentError",

@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 from nats.js.kv import KeyValue
 
-from actors.errors import BrokerError, StoreConflictError
-from actors.runtime import compare_and_set, read_entry
+from core.errors import BrokerError, StoreConflictError
 from gateway.config import GatewaySettings
 from gateway.errors import StoreError
+from runtime import compare_and_set, read_entry
 
 _log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class Limiter:
         return int(value or b"0"), revision
 
     async def _incr(self, key: str, by: int = 1) -> int:
-        """Add ``by`` to the counter ``key`` with compare-and-set (``actors.runtime._cas``:
+        """Add ``by`` to the counter ``key`` with compare-and-set (``runtime._cas``:
         retried with jittered backoff); returns the new value.
 
         Raises:

@@ -8,15 +8,15 @@ from typing import Protocol
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from actors.runtime import SessionStore
 from gateway.errors import StoreError
 from gateway.kv import open_bucket
 from gateway.limits import Limiter
 from protocol import Subjects
+from runtime import SessionStore
 
 
 class ArtifactSink(Protocol):
-    """Where attachments go before a run (``actors.artifacts.ArtifactStore``)."""
+    """Where attachments go before a run (``artifacts.ArtifactStore``)."""
 
     async def put(self, session: str, path: str, data: bytes) -> None: ...
 

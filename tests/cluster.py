@@ -17,7 +17,7 @@ import nats.errors
 import nats.js.errors
 from waiting import eventually
 
-from actors.embedded import EmbeddedNats, free_port
+from switchboard.embedded import EmbeddedNats, free_port
 
 NODES = 3
 READY_TIMEOUT_S = 30.0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from actors.embedded import EmbeddedNats
+from switchboard.embedded import EmbeddedNats
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -69,8 +69,8 @@ def nats_url(nats_server: EmbeddedNats | None) -> Iterator[str]:
 async def close_model_sessions() -> AsyncIterator[None]:
     """Close the model-call HTTP connections afterwards, before the test's event loop goes:
     the direct path's session of the loop and litellm's cached clients
-    (``actors.llm.close_sessions``)."""
+    (``modelcall.close_sessions``)."""
     yield
-    from actors.llm import close_sessions
+    from modelcall import close_sessions
 
     await close_sessions()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from system import RunningSystem
 
-from actors.config import Settings, load_topology
+from core.config import Settings, load_topology
 from gateway.bridge import connect_bridge
 from protocol import ChatMessage, Outbound, Reply
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from litellm import CustomLLM
 
-from actors.llm._offline_litellm import _chunks, _response
-from actors.llm._offline_script import ScriptedCall, ScriptedReply, content_text
+from modelcall._offline_litellm import _chunks, _response
+from modelcall._offline_script import ScriptedCall, ScriptedReply, content_text
 
 
 def _task(messages: list[dict[str, Any]]) -> str:

@@ -1,12 +1,12 @@
 """The execution events of one session, read back from the events stream (shared by the
-end-to-end tests): ``actors.trace_view.session_events``, which ``switchboard trace`` reads
+end-to-end tests): ``analytics.trace_view.session_events``, which ``switchboard trace`` reads
 with, on a connection of its own."""
 
 from __future__ import annotations
 
 import nats
 
-from actors.trace_view import session_events
+from analytics.trace_view import session_events
 from protocol import ExecutionEvent, Subjects
 
 

@@ -54,7 +54,7 @@ class RunningSystem:
     def chat(self, message: str, *, timeout_s: float = 120.0, session: str | None = None
              ) -> subprocess.CompletedProcess[str]:
         """Run ``switchboard chat --message`` as a user would."""
-        args = [sys.executable, "-m", "actors.cli", "chat", "--message", message,
+        args = [sys.executable, "-m", "switchboard.cli", "chat", "--message", message,
                 "--timeout", str(timeout_s)]
         if session:
             args += ["--session", session]
@@ -90,7 +90,7 @@ def running_system(nats_url: str, workdir: Path, *, extra_env: dict[str, str] | 
     env = system_env(nats_url, data_dir, topology)
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "up"], env=env, cwd=REPO, text=True,
+        [sys.executable, "-m", "switchboard.cli", "up"], env=env, cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     system = RunningSystem(nats_url, data_dir, topology, proc)

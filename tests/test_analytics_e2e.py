@@ -38,7 +38,7 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
     with running_system(
         module_nats, tmp_path_factory.mktemp("analytics-e2e"),
         extra_env={"PYTHONPATH": str(TESTS)},
-        providers={"offline": "actors.llm.offline:OfflineLLM",
+        providers={"offline": "modelcall.offline:OfflineLLM",
                    "scripted": "scripted_model:ScriptedLLM"},
         escalation=[f"scripted/tier-{t}" for t in (1, 2, 3, 4)],
         rules=[{"name": "changelogs-to-the-writer", "when": {"text": "(?i)changelog"},
@@ -48,7 +48,7 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
 
 
 def _switchboard(system: RunningSystem, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "actors.cli", *args], env=system.env,
+    return subprocess.run([sys.executable, "-m", "switchboard.cli", *args], env=system.env,
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
 
 

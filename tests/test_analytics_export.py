@@ -14,19 +14,19 @@ import duckdb
 import nats
 import pytest
 
-from actors.analytics import (
+from analytics import (
     COLUMNS,
     build_report,
     export_events,
     open_db,
     parse_since,
 )
-from actors.analytics._export import event_row
-from actors.analytics.errors import ExportError, NoDatabaseError
-from actors.bus import provision
-from actors.cli import main
-from actors.config import load_topology
+from analytics._export import event_row
+from analytics.errors import ExportError, NoDatabaseError
+from core.config import load_topology
 from protocol import ExecutionEvent, Subjects, encoder
+from runtime.bus import provision
+from switchboard.cli import main
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -288,7 +288,7 @@ def test_reading_a_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
 
 
 def test_the_batch_rows_follow_the_columns() -> None:
-    from actors.analytics._export import _Row
+    from analytics._export import _Row
 
     assert _Row.__struct_fields__ == tuple(name for name, _, _ in COLUMNS)
 
@@ -376,7 +376,7 @@ def test_export_command_against_a_server(nats_url: str, tmp_path: Path,
 
 def test_export_command_without_a_server(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from actors.embedded import free_port
+    from switchboard.embedded import free_port
 
     db = tmp_path / "x.duckdb"
     code, _, err = _cli(capsys, "events", "export", "--nats-url",

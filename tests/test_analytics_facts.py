@@ -7,8 +7,8 @@ import pytest
 
 import protocol as p
 from actors.escalation import EscalationMemo, TurnSignals, cause_of, observe
-from actors.runtime import request_of
 from bench._wire_bytes import flat_messages, legacy_messages
+from runtime import request_of
 
 
 def test_every_step_of_a_request_names_the_persons_message() -> None:

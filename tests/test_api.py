@@ -31,9 +31,9 @@ from pydantic.types import SecretStr
 from system import RunningSystem, running_system
 from waiting import eventually, until
 
-from actors.config import Settings, load_topology
-from actors.embedded import free_port
+from core.config import Settings, load_topology
 from protocol import Subjects
+from switchboard.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 TESTS = Path(__file__).resolve().parent
@@ -42,7 +42,7 @@ SUBJECTS = Subjects()
 
 def _topology(delay_s: float) -> dict[str, object]:
     return {
-        "providers": {"offline": "actors.llm.offline:OfflineLLM",
+        "providers": {"offline": "modelcall.offline:OfflineLLM",
                       "scripted": "scripted_model:ScriptedLLM"},
         "tiers": {t: [{"name": f"scripted/tier-{t}", "params": {"delay_s": delay_s}}]
                   for t in (1, 2, 3, 4)},
@@ -352,9 +352,9 @@ async def test_the_api_needs_switchboard_and_healthz_says_when_nats_is_gone(
         nats_server: Any, nats_url: str) -> None:
     """Against a bare server the API refuses to start; with the streams but no actor the
     roles' consumers are missing (``degraded``); with the server gone, ``/healthz`` is 503."""
-    from actors.bus import connect, provision
     from api import ApiOptions, run_api
     from api.errors import UnavailableError
+    from runtime.bus import connect, provision
 
     if nats_server is None:
         pytest.skip("needs a server this test can stop")

@@ -193,7 +193,7 @@ def test_the_trace_id_is_the_traceparent_s() -> None:
 
 
 def test_listen_and_token_settings() -> None:
-    from actors.config import Settings
+    from core.config import Settings
 
     assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert parse_listen(":9000") == ("0.0.0.0", 9000)
@@ -227,10 +227,10 @@ def test_the_openapi_document_is_valid_and_describes_every_route() -> None:
 
 def test_api_command_help_and_refusal_without_a_token() -> None:
     env = {"PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    run = subprocess.run([sys.executable, "-m", "actors.cli", "api", "--help"], cwd=REPO,
+    run = subprocess.run([sys.executable, "-m", "switchboard.cli", "api", "--help"], cwd=REPO,
                          text=True, capture_output=True, timeout=60, env=env, check=False)
     assert run.returncode == 0 and "--listen HOST:PORT" in run.stdout
     assert "POST /v1/runs" in run.stdout and "SB_API_TOKEN" in run.stdout
-    run = subprocess.run([sys.executable, "-m", "actors.cli", "api"], cwd=REPO, text=True,
+    run = subprocess.run([sys.executable, "-m", "switchboard.cli", "api"], cwd=REPO, text=True,
                          capture_output=True, timeout=60, env=env, check=False)
     assert run.returncode == 2 and "SB_API_TOKEN is not set" in run.stdout

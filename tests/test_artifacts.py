@@ -11,7 +11,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from actors.artifacts import (
+from actors.tools import Workspace
+from artifacts import (
     ArtifactStore,
     JetStreamArtifactStore,
     artifacts_bucket,
@@ -19,10 +20,9 @@ from actors.artifacts import (
     restore_workspace,
     sync_to_store,
 )
-from actors.config import Settings, Topology
-from actors.embedded import free_port
-from actors.errors import ArtifactError, ArtifactNotFoundError
-from actors.tools import Workspace
+from core.config import Settings, Topology
+from core.errors import ArtifactError, ArtifactNotFoundError
+from switchboard.embedded import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

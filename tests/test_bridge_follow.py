@@ -18,10 +18,10 @@ from discord_standin.fixtures import provision_streams
 from nats.js.client import JetStreamContext
 from waiting import eventually
 
-from actors.config import Settings
-from actors.embedded import free_port
+from core.config import Settings
 from gateway.bridge import Bridge, connect_bridge
 from protocol import ChatMessage, Outbound, Reply, ReplyTo, Subjects, encoder
+from switchboard.embedded import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

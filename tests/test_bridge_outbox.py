@@ -15,7 +15,7 @@ import nats
 from discord_standin.fixtures import provision_streams
 from waiting import eventually
 
-from actors.config import Settings
+from core.config import Settings
 from gateway.bridge import connect_bridge
 from protocol import (
     HEADER_MSG_ID,

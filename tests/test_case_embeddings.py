@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from openai_standin import DEFAULT_KEY, OpenAIStandin
 
-from actors.config import ModelSpec
-from actors.errors import ModelRejectedError
-from actors.llm import embed
 from actors.router import CaseIndex
+from core.config import ModelSpec
+from core.errors import ModelRejectedError
+from modelcall import embed
 from protocol import Case
 
 pytestmark = pytest.mark.usefixtures("close_model_sessions")

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from system import REPO
 
-from actors.embedded import free_port, port_is_free
+from switchboard.embedded import free_port, port_is_free
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "actors.cli", *args], cwd=REPO, text=True,
+    return subprocess.run([sys.executable, "-m", "switchboard.cli", *args], cwd=REPO, text=True,
                           capture_output=True, timeout=60, env=env or _clean_env(), check=False)
 
 
@@ -76,7 +76,7 @@ def test_a_bad_topology_is_reported_not_a_traceback(tmp_path: Path) -> None:
 def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     env = _clean_env(SB_DATA_DIR=str(tmp_path / "data"))
-    up = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--port", str(port)],
+    up = subprocess.Popen([sys.executable, "-m", "switchboard.cli", "up", "--port", str(port)],
                           cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, start_new_session=True)
     lines: list[str] = []
@@ -108,7 +108,7 @@ def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -
 
 
 def test_events_tail_shows_what_decided() -> None:
-    from actors.events_tail import format_event
+    from analytics.events_tail import format_event
     from protocol import ExecutionEvent
 
     line = format_event(ExecutionEvent(
@@ -122,7 +122,7 @@ def test_the_supervisor_raises_the_open_files_limit_its_processes_inherit() -> N
     1,024 open files; the supervisor raises its soft limit (within the hard one)."""
     code = (
         "import resource\n"
-        "from actors.supervisor import raise_open_file_limit\n"
+        "from switchboard.supervisor import raise_open_file_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
         "got = raise_open_file_limit(4096)\n"
@@ -139,7 +139,7 @@ def test_the_supervisor_raises_the_open_files_limit_its_processes_inherit() -> N
 def test_global_options_are_accepted_after_the_command_too(tmp_path: Path) -> None:
     """``switchboard up --nats-url ...`` uses that server (here one that does not answer, so
     `up` says so at once) instead of refusing the option."""
-    from actors.cli import build_parser
+    from switchboard.cli import build_parser
 
     parser = build_parser()
     args = parser.parse_args(["--nats-url", "nats://a:1", "events", "tail",
@@ -149,7 +149,7 @@ def test_global_options_are_accepted_after_the_command_too(tmp_path: Path) -> No
                               "--nats-url", "nats://b:2", "--log-level", "DEBUG"])
     assert (args.nats_url, args.log_level) == ("nats://b:2", "DEBUG")
     url = f"nats://127.0.0.1:{free_port()}"
-    out = subprocess.run([sys.executable, "-m", "actors.cli", "up", "--nats-url", url,
+    out = subprocess.run([sys.executable, "-m", "switchboard.cli", "up", "--nats-url", url,
                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
                          timeout=60, cwd=REPO)
     assert out.returncode == 2, out.stdout + out.stderr
@@ -159,7 +159,7 @@ def test_global_options_are_accepted_after_the_command_too(tmp_path: Path) -> No
 def test_a_chosen_port_is_free_and_outside_the_ephemeral_range() -> None:
     """Outgoing connections take their local port from the ephemeral range; a port chosen
     there can be taken before the server binds it (a cluster route port was, in CI)."""
-    from actors.embedded import _ephemeral_low
+    from switchboard.embedded import _ephemeral_low
 
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports), "chosen before any is bound: never the same twice"

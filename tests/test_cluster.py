@@ -18,8 +18,8 @@ from faults import load_through_a_fault
 from system import REPO, running_system
 from waiting import eventually
 
-from actors.bus import connect, ensure_consumer, provision
-from actors.config import Settings, load_topology
+from core.config import Settings, load_topology
+from runtime.bus import connect, ensure_consumer, provision
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -69,8 +69,8 @@ def test_chats_in_flight_are_answered_when_the_meta_leader_is_killed(tmp_path: P
         leader = cluster.meta_leader()
         started = time.monotonic()
         chats = [subprocess.Popen(
-            [sys.executable, "-m", "actors.cli", "chat", "--message", f"hello there, number {i}",
-             "--timeout", str(CHAT_TIMEOUT_S)],
+            [sys.executable, "-m", "switchboard.cli", "chat", "--message",
+             f"hello there, number {i}", "--timeout", str(CHAT_TIMEOUT_S)],
             env=system.env, cwd=REPO, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT) for i in range(CHATS)]
         try:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from actors.config import Settings, load_topology
-from actors.errors import ConfigError
 from actors.router import escalation_levels, models_for
+from core.config import Settings, load_topology
+from core.errors import ConfigError
 
 TOPOLOGY = load_topology()
 
@@ -72,7 +72,7 @@ def test_a_missing_topology_is_a_config_error(tmp_path: Path) -> None:
 
 def test_the_topology_in_the_current_directory_is_the_default(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from actors.config import DEFAULT_TOPOLOGY
+    from core.config import DEFAULT_TOPOLOGY
 
     monkeypatch.delenv("SB_TOPOLOGY", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -84,7 +84,7 @@ def test_the_topology_in_the_current_directory_is_the_default(
 
 
 def test_every_tier_the_shipped_topology_sets_is_read() -> None:
-    from actors.config import TIERED_ACTORS
+    from core.config import TIERED_ACTORS
 
     for role, spec in TOPOLOGY.actors.items():
         assert "tier" not in spec.model_fields_set or role in TIERED_ACTORS, role

@@ -1,5 +1,5 @@
 """The files users deploy with agree with the code: ``docker-compose.yml`` runs a NATS image
-that has every server feature Switchboard needs (``actors.bus.MIN_SERVER_VERSION``), and so
+that has every server feature Switchboard needs (``runtime.bus.MIN_SERVER_VERSION``), and so
 does the bundled ``nats-server``; the image's file set runs every command; compose waits for
 healthy servers and can serve the HTTP API. (No Docker engine runs here: the files are
 checked as the image and compose would use them.)"""
@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 from system import REPO
 
-from actors.bus import MIN_SERVER_VERSION
-from actors.embedded import find_nats_server
+from runtime.bus import MIN_SERVER_VERSION
+from switchboard.embedded import find_nats_server
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -66,12 +66,12 @@ def test_the_images_file_set_runs_every_command(tmp_path: Path) -> None:
         f"sys.path = [{str(tmp_path)!r}] + [p for p in sys.path if p not in ('', '.') and\n"
         f"    ('site-packages' in p or not p.startswith({str(REPO)!r}))]\n"
         "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
-        "import actors.cli\n"
-        f"assert actors.cli.__file__.startswith({str(tmp_path)!r}), actors.cli.__file__\n"
+        "import switchboard.cli\n"
+        f"assert switchboard.cli.__file__.startswith({str(tmp_path)!r}), switchboard.cli.__file__\n"
         "for command in ([], ['up'], ['chat'], ['actor'], ['gateway'], ['api'], ['events'],\n"
         "                ['report'], ['bots'], ['nats-config']):\n"
         "    try:\n"
-        "        actors.cli.main([*command, '--help'])\n"
+        "        switchboard.cli.main([*command, '--help'])\n"
         "    except SystemExit as exc:\n"
         "        assert exc.code == 0, (command, exc.code)\n"
     )

@@ -13,12 +13,12 @@ from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixtu
 from discord_standin.fixtures import discord_standin, running_bot  # noqa: F401 - fixture
 from nats.js import JetStreamContext
 
-from actors.bus import sessions_bucket
-from actors.runtime import SessionStore
 from gateway.config import BotConfig
 from gateway.kv import open_bucket
 from gateway.services import BotServices
 from protocol import ControlAction, RunState, Subjects, encoder
+from runtime import SessionStore
+from runtime.bus import sessions_bucket
 
 TIMEOUT_S = 20.0
 SUBJECTS = Subjects("sb")

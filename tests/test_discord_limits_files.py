@@ -17,8 +17,8 @@ from discord_standin.fixtures import (  # noqa: F401 - fixtures
 )
 from nats.js.kv import KeyValue
 
-from actors.artifacts import open_artifact_store
-from actors.config import Settings, load_topology
+from artifacts import open_artifact_store
+from core.config import Settings, load_topology
 from gateway.config import GatewaySettings
 from gateway.discord import BotServices
 from gateway.limits import Limiter, when

@@ -22,8 +22,8 @@ from discord_standin.fixtures import (  # noqa: F401 - fixtures
 )
 from waiting import eventually
 
-from actors.config import Settings, Topology, load_topology
 from actors.router import route_message
+from core.config import Settings, Topology, load_topology
 from gateway.bridge import connect_bridge
 from gateway.config import BotConfig
 from gateway.interactions import InteractionsEndpoint, InteractionWebhooks

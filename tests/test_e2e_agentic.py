@@ -46,7 +46,7 @@ def _tiers(delay_s: float) -> dict[int, list[dict[str, object]]]:
 
 def _topology(delay_s: float = 0.0) -> dict[str, object]:
     return {
-        "providers": {"offline": "actors.llm.offline:OfflineLLM",
+        "providers": {"offline": "modelcall.offline:OfflineLLM",
                       "scripted": "scripted_model:ScriptedLLM"},
         "tiers": _tiers(delay_s),
         "escalation": [f"scripted/tier-{t}" for t in (1, 2, 3, 4)],
@@ -98,7 +98,7 @@ class Events:
 
 def _chat(system: RunningSystem, session: str, text: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "chat", "--session", session, "--message", text,
+        [sys.executable, "-m", "switchboard.cli", "chat", "--session", session, "--message", text,
          "--timeout", "200"],
         env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

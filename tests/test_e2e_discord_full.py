@@ -31,9 +31,9 @@ from discord_system import user_memory as _memory
 from system import REPO, running_system
 from waiting import eventually, until
 
-from actors.embedded import free_port
 from actors.memory import user_key
 from protocol import Subjects, session_decoder
+from switchboard.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SUBJECTS = Subjects()
@@ -167,7 +167,7 @@ async def test_the_interactions_endpoint_answers_ask_with_the_real_actors(
            "DISCORD_API_BASE": s.api_base}
     endpoint = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "actors.cli", "gateway", "--interactions", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "switchboard.cli", "gateway", "--interactions", f"127.0.0.1:{port}"],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/interactions"
@@ -215,7 +215,7 @@ async def test_up_runs_the_bots_added_with_the_cli_without_discord_token(
                PROFILE_BOT_TOKEN=s.token)
     added = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "actors.cli", "bots", "add", "helper",
+        [sys.executable, "-m", "switchboard.cli", "bots", "add", "helper",
          "--token-env", "PROFILE_BOT_TOKEN", "--profile", "architect"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert added.returncode == 0, added.stdout + added.stderr

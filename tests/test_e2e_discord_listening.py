@@ -37,7 +37,7 @@ async def test_a_listening_channel_is_heard_and_only_what_needs_an_answer_is_ans
                LISTENER_TOKEN=s.token)
     added = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "actors.cli", "bots", "add", "listener",
+        [sys.executable, "-m", "switchboard.cli", "bots", "add", "listener",
          "--token-env", "LISTENER_TOKEN", "--listen-channel", listening],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert added.returncode == 0, added.stdout + added.stderr

@@ -14,10 +14,10 @@ from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from system import running_system
 from waiting import eventually
 
-from actors.bus import connect
 from gateway.config import BotConfig
 from gateway.pool import BotStore
 from protocol import Subjects
+from runtime.bus import connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

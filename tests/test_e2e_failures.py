@@ -44,7 +44,7 @@ def test_killing_the_role_actor_mid_run_loses_nothing(nats_url: str, tmp_path: P
                         actors={"python_coder": {"ack_wait_s": 3.0}}) as system:
         before = system.pids()["python_coder/0"]
         chat = subprocess.Popen(
-            [sys.executable, "-m", "actors.cli", "chat", "--session", "terminal-crash",
+            [sys.executable, "-m", "switchboard.cli", "chat", "--session", "terminal-crash",
              "--message", "write a python function that reverses a string and test it"],
             env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:

@@ -15,8 +15,8 @@ import pytest
 from system import REPO, RunningSystem, running_system
 from waiting import until
 
-from actors.embedded import EmbeddedNats
 from protocol import SessionState, Subjects, event_decoder, session_decoder
+from switchboard.embedded import EmbeddedNats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -33,7 +33,7 @@ def _events_tail(system: RunningSystem, limit: int, *extra: str
     """``switchboard events tail`` in the background, returned once it is subscribed, with
     its "Following <subject> ..." line."""
     tail = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "events", "tail", "--limit", str(limit), *extra],
+        [sys.executable, "-m", "switchboard.cli", "events", "tail", "--limit", str(limit), *extra],
         env=system.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert tail.stderr is not None
@@ -81,7 +81,7 @@ def test_chat_saves_an_answers_files_into_a_folder_it_creates(system: RunningSys
                                                              tmp_path: Path) -> None:
     target = tmp_path / "answers" / "today"  # does not exist yet
     result = subprocess.run(
-        [sys.executable, "-m", "actors.cli", "chat", "--session", "terminal-save",
+        [sys.executable, "-m", "switchboard.cli", "chat", "--session", "terminal-save",
          "--save-dir", str(target), "--message",
          "write a python function that reverses a string and test it"],
         env=system.env, cwd=REPO, capture_output=True, text=True, timeout=150, check=False)
@@ -156,7 +156,7 @@ def test_chat_exits_non_zero_when_switchboard_is_not_running(tmp_path: Path) -> 
         for url in (bare.url, "nats://127.0.0.1:1"):
             env = {**os.environ, "NATS_URL": url, "SB_DATA_DIR": str(tmp_path)}
             result = subprocess.run(
-                [sys.executable, "-m", "actors.cli", "chat", "--message", "hello"],
+                [sys.executable, "-m", "switchboard.cli", "chat", "--message", "hello"],
                 env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
             assert result.returncode == 2, result.stdout + result.stderr
             assert "not running" in result.stdout

@@ -31,7 +31,7 @@ def _chat_as(system: RunningSystem, login: str, message: str, session: str
     """``switchboard chat --message`` run by the login ``login`` (getpass reads LOGNAME)."""
     env = {**system.env, "LOGNAME": login, "USER": login}
     return subprocess.run(
-        [sys.executable, "-m", "actors.cli", "chat", "--message", message, "--session",
+        [sys.executable, "-m", "switchboard.cli", "chat", "--message", message, "--session",
          session, "--timeout", "120"],
         env=env, capture_output=True, text=True, timeout=150, cwd=REPO, check=False)
 

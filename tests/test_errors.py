@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors import errors as actor_errors
+from core import errors as actor_errors
 from gateway import errors as gateway_errors
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pytest
 from faults import load_through_a_fault
 from system import running_system
 
-from actors.embedded import EmbeddedNats
+from switchboard.embedded import EmbeddedNats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

@@ -12,8 +12,8 @@ import pytest
 
 import protocol as p
 from actors.legacy import upgrade, upgrade_checkpoint
-from actors.runtime import waiting_request
 from bench._wire_bytes import BEFORE, flat_messages, legacy_messages
+from runtime import waiting_request
 
 FLAT_TASK_TYPES = tuple(t for t in typing.get_args(p.TaskMessage)
                         if t not in p.LEGACY_TASK_TYPES)
@@ -160,7 +160,7 @@ def test_an_old_request_with_an_answer_becomes_a_run_answer() -> None:
 def test_every_task_message_names_its_session() -> None:
     """Actors' publishes carry no session header: the runtime reads the session from the body
     (``session_of``), flat or nested."""
-    from actors.runtime import session_of
+    from runtime import session_of
 
     for shapes in (flat_messages(), legacy_messages()):
         for hop, message in shapes["sequential"].items():

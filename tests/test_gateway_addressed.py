@@ -17,8 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
-from actors.cli import main
-from actors.config import load_topology
+from core.config import load_topology
 from gateway.chat import EXIT_TIMEOUT, MEMORY_OWNER, TerminalChat, terminal_user
 from gateway.config import BotConfig, parse_bot
 from gateway.discord import is_addressed, should_answer
@@ -31,6 +30,7 @@ from gateway.interactions._server import PATH
 from gateway.pool import BotStore
 from gateway.services import BotServices
 from protocol import ChatMessage
+from switchboard.cli import main
 
 ME, ALICE, OTHER_BOT = 1, 2, 3
 LISTEN, PLAIN = 100, 200

@@ -21,7 +21,7 @@ from discord_standin._payloads import MANAGE_MESSAGES, MEMBER_PERMISSIONS
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
 from discord_standin.fixtures import discord_standin, provision_streams  # noqa: F401 - fixture
 
-from actors.config import Settings
+from core.config import Settings
 from gateway.bridge import connect_bridge
 from gateway.errors import SignatureError
 from gateway.interactions import InteractionsEndpoint, InteractionWebhooks, verify
@@ -218,7 +218,7 @@ def test_verify_and_listen_parsing() -> None:
 
 def test_gateway_interactions_needs_the_public_key(capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from actors.cli import main
+    from switchboard.cli import main
 
     monkeypatch.delenv("DISCORD_PUBLIC_KEY", raising=False)
     assert main(["gateway", "--interactions", "127.0.0.1:0"]) == 2

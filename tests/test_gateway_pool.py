@@ -12,10 +12,10 @@ from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixtu
 from discord_standin.fixtures import discord_standin, running_pool  # noqa: F401 - fixture
 from waiting import eventually
 
-from actors.cli import main
 from gateway.config import BotConfig, load_bots_file
 from gateway.errors import BotConfigError
 from gateway.pool import BotPool
+from switchboard.cli import main
 
 TIMEOUT_S = 30.0
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.errors import GitError
 from actors.tools import GitRepo, Workspace, branch_name, check_branch_name
+from core.errors import GitError
 
 pytestmark = pytest.mark.timeout(60)
 

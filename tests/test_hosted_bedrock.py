@@ -1,4 +1,4 @@
-"""A Bedrock agent backs a role (SPEC.md §11, issue 11): ``actors.hosted.invoke_agent`` through
+"""A Bedrock agent backs a role (SPEC.md §11, issue 11): ``modelcall.hosted.invoke_agent`` through
 the genuine aioboto3 / botocore client, over HTTP, against a local InvokeAgent stand-in that
 frames its answers in the AWS event-stream encoding and checks SigV4 signatures.
 
@@ -40,14 +40,14 @@ from hosted_standins import (
 from hosted_standins._eventstream import encode_message
 from pydantic import ValidationError
 
-from actors.config import BedrockAgentSpec, Topology, load_topology
-from actors.errors import (
+from core.config import BedrockAgentSpec, Topology, load_topology
+from core.errors import (
     ConfigError,
     ModelRejectedError,
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from actors.hosted import bedrock_session_id, close_clients, invoke_agent
+from modelcall.hosted import bedrock_session_id, close_clients, invoke_agent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -240,7 +240,7 @@ async def test_missing_credentials_or_profile_are_permanent(
         agent_server: BedrockAgentStandin, monkeypatch: pytest.MonkeyPatch) -> None:
     import aioboto3
 
-    from actors.hosted import _bedrock
+    from modelcall.hosted import _bedrock
 
     monkeypatch.setattr(_bedrock, "_aws_session", lambda: aioboto3.Session())
     monkeypatch.setenv("AWS_PROFILE", "nobody")

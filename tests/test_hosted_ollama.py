@@ -1,5 +1,5 @@
 """Ollama through litellm's native provider (``ollama_chat/<model>``, issue 11): the genuine
-``actors.llm.complete`` → ``litellm.acompletion`` path against a local server speaking
+``modelcall.complete`` → ``litellm.acompletion`` path against a local server speaking
 Ollama's ``/api/chat`` (NDJSON streaming, tool-call arguments as objects, Ollama's errors).
 
 Shown here: text streams and its token counts come from Ollama's counters; tool calls are
@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from hosted_standins import OllamaAnswer, OllamaCall, OllamaStandin, OllamaToolCall
 
-from actors.config import ModelSpec
-from actors.errors import ModelRejectedError, ModelUnavailableError
-from actors.llm import complete
 from actors.tools import TOOL_SCHEMAS
+from core.config import ModelSpec
+from core.errors import ModelRejectedError, ModelUnavailableError
+from modelcall import complete
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("close_model_sessions")]
 

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from actors.config import ModelSpec, ToolPolicy, load_topology
-from actors.embedded import free_port
-from actors.errors import ConfigError, ModelError, ModelTimeoutError
-from actors.llm import complete, parse_json_object, parse_report, register_providers
 from actors.prompts import render
-from actors.supervisor import PRELOAD, PRELOAD_LITELLM, preload_modules
 from actors.tools import TOOL_SCHEMAS, Workspace, run_tool
+from core.config import ModelSpec, ToolPolicy, load_topology
+from core.errors import ConfigError, ModelError, ModelTimeoutError
+from modelcall import complete, parse_json_object, parse_report, register_providers
 from protocol import AGENT_ROLES
+from switchboard.embedded import free_port
+from switchboard.supervisor import PRELOAD, PRELOAD_LITELLM, preload_modules
 
 pytestmark = pytest.mark.usefixtures("close_model_sessions")
 
@@ -30,7 +30,7 @@ TASK = "write a python function that reverses a string and test it"
 
 @pytest.fixture(autouse=True)
 def _offline_provider() -> None:
-    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    register_providers({"offline": "modelcall.offline:OfflineLLM"})
 
 
 def _agent_messages(task: str, role: str = "python_coder") -> list[dict[str, Any]]:
@@ -39,14 +39,14 @@ def _agent_messages(task: str, role: str = "python_coder") -> list[dict[str, Any
 
 
 def test_register_is_idempotent_and_checked() -> None:
-    from actors.llm._client import _litellm
+    from modelcall._client import _litellm
 
-    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    register_providers({"offline": "modelcall.offline:OfflineLLM"})
     litellm = _litellm()  # litellm gets the registered providers when it is first needed
-    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    register_providers({"offline": "modelcall.offline:OfflineLLM"})
     assert [p["provider"] for p in litellm.custom_provider_map].count("offline") == 1
     with pytest.raises(ConfigError):
-        register_providers({"broken": "actors.llm.nope:Nothing"})
+        register_providers({"broken": "modelcall.nope:Nothing"})
     with pytest.raises(ConfigError):
         register_providers({"broken": "json:JSONDecoder"})
 
@@ -56,9 +56,9 @@ def test_the_offline_model_is_called_without_importing_litellm() -> None:
     process); a topology with a real model gets it preloaded by the fork server."""
     code = (
         "import asyncio, sys\n"
-        "from actors.config import ModelSpec\n"
-        "from actors.llm import complete, register_providers\n"
-        "register_providers({'offline': 'actors.llm.offline:OfflineLLM'})\n"
+        "from core.config import ModelSpec\n"
+        "from modelcall import complete, register_providers\n"
+        "register_providers({'offline': 'modelcall.offline:OfflineLLM'})\n"
         "reply = asyncio.run(complete(ModelSpec(name='offline/tier-1'),\n"
         "                             [{'role': 'user', 'content': 'hello'}]))\n"
         "print(bool(reply.text), 'litellm' in sys.modules)\n"

@@ -1,5 +1,5 @@
 """The two model-call paths give the same result (issue 8, item 2): every stream below goes
-through the direct path (``actors.llm._direct``, the default for OpenAI-compatible providers)
+through the direct path (``modelcall._direct``, the default for OpenAI-compatible providers)
 and through ``litellm.acompletion`` (``transport: litellm``) against the same local
 OpenAI-compatible server, and the replies — text, tool calls, reasoning, usage, cost, finish
 reason — or the errors — class and cause — are compared."""
@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from openai_standin import DEFAULT_KEY, Answer, Call, ChatRequest, OpenAIStandin
 
-from actors.config import ModelSpec
-from actors.errors import (
+from actors.tools import TOOL_SCHEMAS
+from core.config import ModelSpec
+from core.errors import (
     ContextWindowError,
     ModelError,
     ModelRejectedError,
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from actors.llm import complete
-from actors.tools import TOOL_SCHEMAS
+from modelcall import complete
 
 pytestmark = pytest.mark.usefixtures("close_model_sessions")
 
@@ -156,7 +156,7 @@ async def test_the_direct_path_sends_what_litellm_sends(server: OpenAIStandin) -
 
 async def test_a_model_without_a_compatible_endpoint_goes_through_litellm(
         server: OpenAIStandin) -> None:
-    from actors.llm import _direct
+    from modelcall import _direct
 
     assert _direct.resolve(ModelSpec(name="anthropic/claude-3-5-sonnet-20241022")) is None
     assert _direct.resolve(ModelSpec(name="openai/gpt-4o-mini", transport="litellm")) is None

@@ -1,4 +1,4 @@
-"""The OpenAI stand-in, exercised through the project's genuine model path (``actors.llm.complete``
+"""The OpenAI stand-in, exercised through the project's genuine model path (``modelcall.complete``
 → litellm → the openai SDK → HTTP) and, for what litellm never sends, through raw aiohttp."""
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from openai_standin import (
 )
 from pydantic import BaseModel
 
-from actors.config import ModelSpec
-from actors.errors import ModelError, ModelTimeoutError, ModelUnavailableError
-from actors.llm import close_sessions, complete, parse_json_object
 from actors.tools import TOOL_SCHEMAS
+from core.config import ModelSpec
+from core.errors import ModelError, ModelTimeoutError, ModelUnavailableError
+from modelcall import close_sessions, complete, parse_json_object
 
 pytestmark = pytest.mark.usefixtures("close_model_sessions")
 

@@ -11,10 +11,10 @@ import types
 import nats
 import nats.errors
 
-from actors.bus import provision
-from actors.config import load_topology
-from actors.runtime import MessageContext
+from core.config import load_topology
 from protocol import ActorId, Progress, Reply, Subjects
+from runtime import MessageContext
+from runtime.bus import provision
 
 TOPOLOGY = load_topology()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.llm import Report, parse_json_object, parse_report, strip_report
+from modelcall import Report, parse_json_object, parse_report, strip_report
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.config import ConfigError, load_topology
-from actors.errors import ModelRejectedError, ModelUnavailableError
 from actors.router import (
     BRANCH_TRIGGERS,
     CaseIndex,
@@ -27,7 +25,9 @@ from actors.router import (
     route_message,
     start_level,
 )
-from actors.rules import RuleSpec, evaluate
+from core.config import ConfigError, load_topology
+from core.errors import ModelRejectedError, ModelUnavailableError
+from core.rules import RuleSpec, evaluate
 from gateway.config import BotConfig
 from protocol import Case, ChatMessage, Complexity, Flow, TaskType
 
@@ -236,7 +236,7 @@ def test_rules_are_validated_with_clear_errors(tmp_path: Any) -> None:
 def _yaml_with_rules(rules: str) -> str:
     import yaml
 
-    from actors.config import DEFAULT_TOPOLOGY
+    from core.config import DEFAULT_TOPOLOGY
 
     data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
     return yaml.safe_dump(data) + "rules:\n" + rules
@@ -520,7 +520,7 @@ def test_route_who_names_the_rule_or_source() -> None:
 def test_the_readmes_topology_example_is_valid() -> None:
     import yaml
 
-    from actors.config import DEFAULT_TOPOLOGY, Topology
+    from core.config import DEFAULT_TOPOLOGY, Topology
 
     readme = (DEFAULT_TOPOLOGY.parent / "README.md").read_text()
     block = readme.split("## How Switchboard decides")[1].split("```yaml\n")[1].split("```")[0]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from openai_standin import DEFAULT_KEY, Answer, ChatRequest, OpenAIStandin
 
-from actors.config import ModelSpec, load_topology
-from actors.llm import complete, register_providers
 from actors.router import SCHEMA, response_format_for, route_message
+from core.config import ModelSpec, load_topology
+from modelcall import complete, register_providers
 from protocol import ChatMessage, Flow
 
 pytestmark = pytest.mark.usefixtures("close_model_sessions")
@@ -62,7 +62,7 @@ async def test_the_routers_call_through_litellm(mode: str,
 
 
 def test_auto_asks_litellm_which_models_support_schemas() -> None:
-    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    register_providers({"offline": "modelcall.offline:OfflineLLM"})
     assert response_format_for("auto", "offline/tier-1") is None
     assert response_format_for("auto", "openai/no-such-model-here") is None
     known = response_format_for("auto", "openai/gpt-4o-mini")

@@ -11,9 +11,6 @@ import pytest
 from nats.js import JetStreamContext
 
 from actors import runs
-from actors.bus import kv_bucket, provision
-from actors.config import load_topology
-from actors.errors import TransientError
 from actors.runs import (
     CheckpointStore,
     LockLostError,
@@ -23,6 +20,8 @@ from actors.runs import (
     pack_messages,
     unpack_messages,
 )
+from core.config import load_topology
+from core.errors import TransientError
 from protocol import (
     Checkpoint,
     Control,
@@ -31,6 +30,7 @@ from protocol import (
     Subjects,
     encoder,
 )
+from runtime.bus import kv_bucket, provision
 
 pytestmark = pytest.mark.timeout(60)
 SUBJECTS = Subjects()

@@ -15,10 +15,8 @@ import nats.aio.client
 import pytest
 from waiting import eventually
 
-from actors.bus import provision
-from actors.config import Settings, Topology, load_topology
-from actors.errors import PermanentError, TransientError
-from actors.runtime import Actor, MessageContext, handler, run_actor
+from core.config import Settings, Topology, load_topology
+from core.errors import PermanentError, TransientError
 from gateway.bridge import Bridge
 from protocol import (
     ChatMessage,
@@ -30,6 +28,8 @@ from protocol import (
     dead_letter_decoder,
     event_decoder,
 )
+from runtime import Actor, MessageContext, handler, run_actor
+from runtime.bus import provision
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from actors.config import ToolPolicy
-from actors.errors import SandboxUnavailableError
 from actors.tools import GitRepo, Workspace, _mechanism, _spare, refusal_kind, run_tool
 from actors.tools import _sandbox as sandbox_module
+from core.config import ToolPolicy
+from core.errors import SandboxUnavailableError
 from protocol import ToolCall
 
 REPO = Path(__file__).resolve().parent.parent

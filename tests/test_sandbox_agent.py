@@ -20,7 +20,7 @@ from openai_standin import Answer, Call, ChatRequest, OpenAIStandin
 from system import RunningSystem, running_system
 from test_sandbox import PROBE, check_probe, probe_args
 
-from actors.embedded import EmbeddedNats
+from switchboard.embedded import EmbeddedNats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

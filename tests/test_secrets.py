@@ -20,8 +20,8 @@ from openai_standin import OpenAIStandin
 from system import REPO, running_system
 from waiting import eventually
 
-from actors.embedded import EmbeddedNats, free_port
 from protocol import Subjects
+from switchboard.embedded import EmbeddedNats, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -84,13 +84,13 @@ def test_no_secret_reaches_a_log_an_event_or_an_answer(
             for text in ("hello there", "write a python function that reverses a string "
                                         "and test it"):
                 chat = subprocess.run(
-                    [sys.executable, "-m", "actors.cli", "chat", "--session", "secrets",
+                    [sys.executable, "-m", "switchboard.cli", "chat", "--session", "secrets",
                      "--message", text], env=chat_env, cwd=REPO, capture_output=True,
                     text=True, timeout=150, check=False)
                 assert chat.returncode == 0, chat.stdout + chat.stderr
                 outputs += [chat.stdout, chat.stderr]
             wrong = subprocess.run(  # a refused connection says why, without the password
-                [sys.executable, "-m", "actors.cli", "chat", "--message", "hi"],
+                [sys.executable, "-m", "switchboard.cli", "chat", "--message", "hi"],
                 env={**chat_env, "NATS_PASSWORD": NATS_PASSWORD + "-wrong"}, cwd=REPO,
                 capture_output=True, text=True, timeout=60, check=False)
             assert wrong.returncode != 0

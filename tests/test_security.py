@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import Settings, load_topology
-from actors.embedded import find_nats_server
-from actors.errors import AuthError, BrokerError, ConfigError, PermissionDeniedError, TLSError
-from actors.security import (
+from core.config import Settings, load_topology
+from core.errors import AuthError, BrokerError, ConfigError, PermissionDeniedError, TLSError
+from natsauth import (
     API,
     CLI,
     GATEWAY,
@@ -34,6 +33,7 @@ from actors.security import (
     tls_context,
     write_nats_config,
 )
+from switchboard.embedded import find_nats_server
 
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGY = load_topology(REPO / "topology.yaml", settings=Settings())
@@ -255,7 +255,7 @@ async def test_the_servers_refusals_are_remembered_by_subject() -> None:
 def test_creds_on_the_command_line_win_over_the_creds_dir(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    from actors.cli import _settings, build_parser
+    from switchboard.cli import _settings, build_parser
 
     write_nats_config(TOPOLOGY, tmp_path)
     monkeypatch.setenv("SB_NATS_CREDS_DIR", str(tmp_path))

@@ -26,12 +26,12 @@ from discord_system import containing, discord_system, wait_until_tracked
 from system import REPO, running_system, stop_up, system_env
 from waiting import eventually, until
 
-from actors.bus import connect, ensure_consumer, provision
-from actors.config import ActorSpec, Settings, load_topology
-from actors.embedded import EmbeddedNats, free_port
-from actors.errors import AuthError, PermissionDeniedError
-from actors.security import NatsConfig, new_seed, refusal, write_nats_config
+from core.config import ActorSpec, Settings, load_topology
+from core.errors import AuthError, PermissionDeniedError
+from natsauth import NatsConfig, new_seed, refusal, write_nats_config
 from protocol import SessionState, Subjects, session_decoder
+from runtime.bus import connect, ensure_consumer, provision
+from switchboard.embedded import EmbeddedNats, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SUBJECTS = Subjects()
@@ -78,7 +78,7 @@ async def _cases(settings: Settings) -> int:
 async def switchboard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run a ``switchboard`` command as a user would."""
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "actors.cli", *args], env=env, cwd=REPO,
+        subprocess.run, [sys.executable, "-m", "switchboard.cli", *args], env=env, cwd=REPO,
         capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -257,14 +257,14 @@ def test_up_runs_the_embedded_server_with_the_identities(tmp_path: Path) -> None
     creds = tmp_path / "creds"
     env = system_env("", tmp_path / "data", REPO / "topology.yaml")
     env.pop("NATS_URL")
-    made = subprocess.run([sys.executable, "-m", "actors.cli", "nats-config", str(creds)],
+    made = subprocess.run([sys.executable, "-m", "switchboard.cli", "nats-config", str(creds)],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=False)
     assert made.returncode == 0, made.stdout + made.stderr
     assert "18 identities" in made.stdout
     port = free_port()
     env["SB_NATS_CREDS_DIR"] = str(creds)
-    up = subprocess.Popen([sys.executable, "-m", "actors.cli", "up", "--port", str(port)],
+    up = subprocess.Popen([sys.executable, "-m", "switchboard.cli", "up", "--port", str(port)],
                           env=env, cwd=REPO, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -275,13 +275,13 @@ def test_up_runs_the_embedded_server_with_the_identities(tmp_path: Path) -> None
         else:
             raise AssertionError("switchboard up exited")
         threading.Thread(target=up.stdout.read, daemon=True).start()  # keep the pipe drained
-        chat = subprocess.run([sys.executable, "-m", "actors.cli", "chat", "-m", "hello",
+        chat = subprocess.run([sys.executable, "-m", "switchboard.cli", "chat", "-m", "hello",
                                "--timeout", "60"], env=env, cwd=REPO, capture_output=True,
                               text=True, timeout=90, check=False)
         assert chat.returncode == 0, chat.stdout + chat.stderr
         assert "offline model" in chat.stdout
         anonymous = {k: v for k, v in env.items() if k != "SB_NATS_CREDS_DIR"}
-        refused = subprocess.run([sys.executable, "-m", "actors.cli", "chat", "-m", "hello",
+        refused = subprocess.run([sys.executable, "-m", "switchboard.cli", "chat", "-m", "hello",
                                   "--timeout", "10"], env=anonymous, cwd=REPO,
                                  capture_output=True, text=True, timeout=60, check=False)
         assert refused.returncode == 2, refused.stdout + refused.stderr

@@ -17,11 +17,11 @@ import pytest
 from system import REPO, running_system
 from tls_certs import Pki, make_pki
 
-from actors.bus import connect
-from actors.config import Settings, load_topology
-from actors.embedded import EmbeddedNats
-from actors.errors import BrokerError, TLSError
-from actors.security import write_nats_config
+from core.config import Settings, load_topology
+from core.errors import BrokerError, TLSError
+from natsauth import write_nats_config
+from runtime.bus import connect
+from switchboard.embedded import EmbeddedNats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -53,7 +53,7 @@ def tls_server(tmp_path: Path, pki: Pki) -> Iterator[EmbeddedNats]:
 
 
 def _chat(env: dict[str, str], message: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "actors.cli", "chat", "--message", message,
+    return subprocess.run([sys.executable, "-m", "switchboard.cli", "chat", "--message", message,
                            "--timeout", "120"], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=180, check=False)
 

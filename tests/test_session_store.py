@@ -7,9 +7,9 @@ import asyncio
 
 import nats
 
-from actors.bus import kv_bucket
-from actors.runtime import SessionStore
 from protocol import HistoryEntry
+from runtime import SessionStore
+from runtime.bus import kv_bucket
 
 
 async def test_many_concurrent_writers_of_one_key_all_land(nats_url: str) -> None:

@@ -1,4 +1,4 @@
-"""``actors.tasks.cancel_and_wait``: a stop ends even when a cancellation is lost, as Python
+"""``core.tasks.cancel_and_wait``: a stop ends even when a cancellation is lost, as Python
 3.11's ``asyncio.wait_for`` loses one that comes together with a result (CPython gh-86296)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from actors.tasks import cancel_and_wait
+from core.tasks import cancel_and_wait
 
 
 async def _loses_cancellations(lost: int, log: list[str]) -> None:
@@ -41,7 +41,7 @@ async def test_a_task_that_never_ends_is_given_up_after_the_bound(
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with caplog.at_level(logging.WARNING, logger="actors.tasks"):
+    with caplog.at_level(logging.WARNING, logger="core.tasks"):
         assert not await cancel_and_wait(task, timeout_s=0.6, what="stubborn loop")
     assert 0.6 <= loop.time() - started < 5 and not task.done()
     assert len(log) >= 2, "cancelled again while it ran"
@@ -57,6 +57,6 @@ async def test_a_failure_is_logged_not_raised_and_a_done_task_is_fine(
 
     task = asyncio.create_task(fails())
     await asyncio.sleep(0)
-    with caplog.at_level(logging.WARNING, logger="actors.tasks"):
+    with caplog.at_level(logging.WARNING, logger="core.tasks"):
         assert await cancel_and_wait(task, timeout_s=1, what="failing loop")
     assert "failing loop had failed: " in caplog.text and "boom" in caplog.text  # not repr()'s form

@@ -12,7 +12,7 @@ import nats
 from discord_standin.fixtures import provision_streams
 from nats.aio.msg import Msg
 
-from actors.config import Settings
+from core.config import Settings
 from gateway.bridge import connect_bridge
 from gateway.chat import EXIT_OK, TerminalChat
 from protocol import Flow, Progress, Reply, ReplyTo, Subjects, encoder, task_decoder

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import ToolPolicy
-from actors.errors import ToolError
 from actors.tools import (
     REFUSAL_KINDS,
     TOOL_SCHEMAS,
@@ -22,6 +20,8 @@ from actors.tools import (
     refusal_kind,
     run_tool,
 )
+from core.config import ToolPolicy
+from core.errors import ToolError
 from protocol import ToolCall
 
 

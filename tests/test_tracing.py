@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from system import REPO, RunningSystem, running_system
 
-from actors.runtime import otlp_configured
-from actors.runtime._tracing import begin_delivery, child_span, current_span_ids
-from actors.trace_view import build_trace, last_trace_id, render_trace
+from analytics.trace_view import build_trace, last_trace_id, render_trace
 from bench._otlp import OtlpReceiver, otlp_receiver
 from protocol import HEADER_TRACEPARENT, ExecutionEvent
+from runtime import otlp_configured
+from runtime._tracing import begin_delivery, child_span, current_span_ids
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 GATEWAY_SPAN = "00f067aa0ba902b7"
@@ -117,7 +117,7 @@ def test_one_request_is_one_trace_over_otlp_across_the_services(
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     with running_system(nats_url, tmp_path, extra_env=otel) as system:
         chat = subprocess.run(
-            [sys.executable, "-m", "actors.cli", "chat", "--session", "traced", "--message",
+            [sys.executable, "-m", "switchboard.cli", "chat", "--session", "traced", "--message",
              "write a python function that reverses a string and test it"],
             env={**system.env, **otel}, cwd=REPO, capture_output=True, text=True, timeout=150,
             check=False)
@@ -153,7 +153,7 @@ def test_one_request_is_one_trace_over_otlp_across_the_services(
 
 
 def _trace_command(system: RunningSystem, *extra: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "actors.cli", "trace", "traced", *extra],
+    done = subprocess.run([sys.executable, "-m", "switchboard.cli", "trace", "traced", *extra],
                           env=system.env, cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -165,7 +165,7 @@ def _trace_command(system: RunningSystem, *extra: str) -> dict[str, Any]:
 @pytest.mark.timeout(240)
 def test_switchboard_trace_prints_the_last_request_tree(nats_url: str, tmp_path: Path) -> None:
     with running_system(nats_url, tmp_path) as system:
-        missing = subprocess.run([sys.executable, "-m", "actors.cli", "trace", "nobody"],
+        missing = subprocess.run([sys.executable, "-m", "switchboard.cli", "trace", "nobody"],
                                  env=system.env, cwd=REPO, capture_output=True, text=True,
                                  timeout=60, check=False)
         assert missing.returncode == 1 and "No traced events for session 'nobody'" in \
@@ -175,7 +175,7 @@ def test_switchboard_trace_prints_the_last_request_tree(nats_url: str, tmp_path:
                              session="traced")
         assert first.returncode == 0 and second.returncode == 0, second.stdout + second.stderr
         shown = _trace_command(system, "--json")
-        text = subprocess.run([sys.executable, "-m", "actors.cli", "trace", "traced"],
+        text = subprocess.run([sys.executable, "-m", "switchboard.cli", "trace", "traced"],
                               env=system.env, cwd=REPO, capture_output=True, text=True,
                               timeout=60, check=False).stdout
     assert text.startswith(f"Trace {shown['trace_id']} · session traced · ")

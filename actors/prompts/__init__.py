@@ -3,7 +3,7 @@ reflector's and brainstormer's.
 
 Templates are ``<name>.txt`` files beside this module, with ``$name`` placeholders
 (``string.Template``). The first line of each is ``You are Switchboard's <purpose>.``, which
-the offline model reads (``actors.llm.offline``).
+the offline model reads (``modelcall.offline``).
 
 Placeholders: agent roles ``$plan``, ``$memory``; ``planner`` ``$memory``, ``$history``;
 ``reflector`` ``$task``, ``$trajectory``, ``$scores``; ``brainstorm`` none; ``router``
@@ -18,7 +18,7 @@ import string
 from importlib import resources
 from types import MappingProxyType
 
-from actors.errors import ConfigError
+from core.errors import ConfigError
 from protocol import AGENT_ROLES
 
 _log = logging.getLogger(__name__)

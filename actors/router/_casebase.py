@@ -2,7 +2,7 @@
 
 Cases live in the ``<PREFIX>_CASES`` stream, one subject per case (``<prefix>.case.<id>``,
 one message kept per subject, at most ``cases.max_cases`` messages, the oldest discarded:
-``actors.bus``). Each process that routes or plans keeps a ``CaseIndex`` fed by an ordered
+``runtime.bus``). Each process that routes or plans keeps a ``CaseIndex`` fed by an ordered
 consumer that delivers the last message of every case subject and then each new one, so a
 case written on one replica is ranked on all of them within milliseconds.
 """
@@ -21,8 +21,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from actors.errors import BrokerError
 from actors.router._cases import CaseIndex
+from core.errors import BrokerError
 from protocol import Case, Subjects, case_decoder, encoder
 
 _log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from actors.errors import UnparsableAnswerError
 from actors.router._types import Route
+from core.errors import UnparsableAnswerError
 from protocol import AGENT_ROLES, Complexity, Flow, TaskType
 
 MODEL_FLOWS: tuple[str, ...] = (Flow.SIMPLE, Flow.BRANCH, Flow.SEQUENTIAL)
@@ -112,7 +112,7 @@ def parse_answer(text: str) -> Route:
         UnparsableAnswerError: no JSON object, a field of the wrong type, an unknown flow,
             task type or role, or the BREAKGLASS flow.
     """
-    from actors.llm import parse_json_object
+    from modelcall import parse_json_object
 
     obj = parse_json_object(text)
     if obj is None:
@@ -142,11 +142,11 @@ def response_format_for(mode: str, model: str) -> dict[str, Any] | None:
     """The ``response_format`` for ``model`` under ``router.structured_output`` ``mode``.
 
     ``auto`` sends the JSON schema to models that support it
-    (``actors.llm.supports_json_schema``: litellm's model map; never a custom provider such as
+    (``modelcall.supports_json_schema``: litellm's model map; never a custom provider such as
     the offline model) and asks for JSON in the prompt otherwise.
     """
     if mode == "auto":
-        from actors.llm import supports_json_schema
+        from modelcall import supports_json_schema
 
         mode = "json_schema" if supports_json_schema(model) else "prompt"
     return response_format(mode)

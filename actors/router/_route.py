@@ -1,6 +1,6 @@
 """The route of one message: rules → case base → model → keyword rules (SPEC.md §1.2).
 
-1. Rules without a ``flow`` condition (``actors.rules``): a refusal ends the request here.
+1. Rules without a ``flow`` condition (``core.rules``): a refusal ends the request here.
 2. BREAKGLASS, when the person asked for it and is allowed (a permission, never a choice).
 3. The answer to a paused run (``paused_role``, when the session's SEQUENTIAL run asked this
    person a question): an addressed message is that answer; an ambient one is when the
@@ -32,14 +32,14 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.config import Topology
-from actors.errors import ModelError
 from actors.router._cases import CaseIndex
 from actors.router._keywords import complexity_of, keyword_route
 from actors.router._model import UnparsableAnswerError, parse_answer, system_prompt
 from actors.router._tiers import bound_tier
 from actors.router._types import Route
-from actors.rules import RuleVerdict, evaluate
+from core.config import Topology
+from core.errors import ModelError
+from core.rules import RuleVerdict, evaluate
 from protocol import AGENT_ROLES, ChatMessage, Complexity, Flow, TaskType
 
 AskModel = Callable[[list[dict[str, Any]], int], Awaitable[str]]

@@ -18,7 +18,7 @@ router's own call (``bound_tier``), the planner's and the reflector's (``models_
 escalation path (``escalation_levels``) and BRANCH's brainstormers (``brainstorm_models``).
 
 Models of a tier, in the order they are tried (a later one answers when an earlier one fails
-with an error another model can fix: ``actors.errors.ModelError.fallback_helps``): the bot's
+with an error another model can fix: ``core.errors.ModelError.fallback_helps``): the bot's
 override for the tier, the role's own model for the tier (``role_models``, seed 003's
 ``AGENT_MODEL_INDEX_MAP``), then the tier's models as listed. ``SB_MODEL`` replaces them all.
 """
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.config import ModelSpec, Topology
 from actors.router._types import TierChoice
+from core.config import ModelSpec, Topology
 from protocol import Flow, TaskType
 
 TOP_TIER = 4

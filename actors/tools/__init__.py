@@ -1,6 +1,5 @@
 """The agentic loop's tools (SPEC.md §3): files and commands inside a session's workspace."""
 
-from actors.errors import SandboxUnavailableError
 from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
 from actors.tools._git import GitRepo, branch_name, check_branch_name
 from actors.tools._mechanism import SANDBOX
@@ -8,6 +7,7 @@ from actors.tools._refusal import REFUSAL_KINDS, refusal_kind
 from actors.tools._run import FilesTouched, files_touched, run_tool
 from actors.tools._schemas import TOOL_NAMES, TOOL_SCHEMAS
 from actors.tools._workspace import Workspace
+from core.errors import SandboxUnavailableError
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",

@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePath
 from typing import NamedTuple
 
-from actors.config import ToolPolicy
-from actors.errors import SandboxUnavailableError, ToolError, ToolRefusedError
 from actors.tools import _mechanism, _sandbox, _seatbelt, _seccomp, _spare
 from actors.tools._refusal import (
     COMMAND_NOT_ALLOWED,
@@ -36,6 +34,8 @@ from actors.tools._refusal import (
     tag,
 )
 from actors.tools._workspace import Workspace
+from core.config import ToolPolicy
+from core.errors import SandboxUnavailableError, ToolError, ToolRefusedError
 
 _log = logging.getLogger(__name__)
 

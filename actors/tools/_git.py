@@ -20,10 +20,10 @@ import shutil
 import signal
 from typing import NamedTuple
 
-from actors.config import ToolPolicy
-from actors.errors import GitError, ToolRefusedError
 from actors.tools._command import command_env, spawn
 from actors.tools._workspace import Workspace
+from core.config import ToolPolicy
+from core.errors import GitError, ToolRefusedError
 
 _log = logging.getLogger(__name__)
 

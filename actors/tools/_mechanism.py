@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from actors.errors import SandboxUnavailableError
 from actors.tools import _seatbelt, _spare
 from actors.tools._sandbox import Bounds, Mechanism, landlock_supported, python_paths
+from core.errors import SandboxUnavailableError
 
 _log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ import json
 import logging
 from typing import Any, NamedTuple
 
-from actors.config import ToolPolicy
-from actors.errors import ToolError, ToolRefusedError
 from actors.tools._command import run_command
 from actors.tools._refusal import FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL, tag
 from actors.tools._schemas import TOOL_NAMES
 from actors.tools._workspace import Workspace
+from core.config import ToolPolicy
+from core.errors import ToolError, ToolRefusedError
 from protocol import ToolCall, ToolResult
 
 _log = logging.getLogger(__name__)

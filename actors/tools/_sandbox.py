@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from actors.config import ToolPolicy
+from core.config import ToolPolicy
 
 _log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import logging
 import re
 from pathlib import Path, PurePosixPath
 
-from actors.errors import ToolError, ToolRefusedError
 from actors.tools._refusal import INVALID_ARGUMENTS, PATH_OUTSIDE_WORKSPACE
+from core.errors import ToolError, ToolRefusedError
 
 _log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ async def store_attachments(attachments: Sequence[discord.Attachment], session: 
             raise AttachmentError(msg) from exc
         except AttachmentError:
             raise
-        except Exception as exc:  # the store's own errors (actors.errors.ArtifactError)
+        except Exception as exc:  # the store's own errors (core.errors.ArtifactError)
             msg = f"📎 I could not store `{a.filename}` ({exc}). Nothing was run."
             raise AttachmentError(msg) from exc
         stored.append(name)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import discord
 import msgspec
 
-from actors.tasks import cancel_and_wait
+from core.tasks import cancel_and_wait
 from protocol import ChatMessage
 
 _log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import discord
 
-from actors.tasks import cancel_and_wait
+from core.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 

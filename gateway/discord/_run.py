@@ -8,8 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from actors.bus import resolve_nats_url
-from actors.config import Settings
+from core.config import Settings
 from gateway.bridge import Bridge, connect_bridge
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord._bot import SwitchboardBot
@@ -17,6 +16,7 @@ from gateway.discord._endpoints import configure_discord_endpoints
 from gateway.discord._runner import BotRunner
 from gateway.errors import DiscordConfigError
 from protocol import Subjects
+from runtime.bus import resolve_nats_url
 
 _log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from actors.tasks import cancel_and_wait
+from core.tasks import cancel_and_wait
 from gateway.bridge import Bridge
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord._bot import SwitchboardBot
@@ -115,7 +115,7 @@ class BotRunner:
                 await self.bot.close()
         if self.connection is not None:
             # Not ``asyncio.timeout`` around ``await``: a task that loses its cancellation
-            # (discord.py waits with ``wait_for``; ``actors.tasks``) keeps its awaiter waiting.
+            # (discord.py waits with ``wait_for``; ``core.tasks``) keeps its awaiter waiting.
             await cancel_and_wait(self.connection, timeout_s=timeout,
                                   what=f"bot {self.config.name} connection")
         if self.bridge is not None:

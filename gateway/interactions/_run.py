@@ -11,13 +11,13 @@ import aiohttp
 from aiohttp import web
 from nats.js import JetStreamContext
 
-from actors.config import Settings, Topology
-from actors.runtime import stop_on_signals
+from core.config import Settings, Topology
 from gateway.bridge import connect_bridge
 from gateway.config import BotConfig, GatewaySettings
 from gateway.errors import DiscordConfigError
 from gateway.interactions._server import PATH, BotConfigSource, InteractionsEndpoint
 from gateway.interactions._webhook import InteractionWebhooks
+from runtime import stop_on_signals
 
 _log = logging.getLogger(__name__)
 

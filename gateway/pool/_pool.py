@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from actors.tasks import cancel_and_wait
+from core.tasks import cancel_and_wait
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord._runner import BotRunner, BridgeFactory
 from gateway.errors import GatewayError, NotRunningError
@@ -56,7 +56,7 @@ class BotPool:
 
         The bucket is followed in a task of its own, ended with ``cancel_and_wait``: the KV
         watcher waits in nats-py's ``wait_for``, which can lose a cancellation on Python 3.11
-        (``actors.tasks``), and the bots must still be stopped."""
+        (``core.tasks``), and the bots must still be stopped."""
         following = asyncio.create_task(self._follow(), name="pool:follow")
         try:
             await asyncio.wait({following})  # a cancellation of run() does not reach it

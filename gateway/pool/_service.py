@@ -11,11 +11,9 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from actors.bus import check_running, connect, sessions_bucket
-from actors.config import Settings, Topology
-from actors.errors import BrokerError
-from actors.errors import NotRunningError as BusNotRunning
-from actors.runtime import SessionStore, setup_tracing, stop_on_signals
+from core.config import Settings, Topology
+from core.errors import BrokerError
+from core.errors import NotRunningError as BusNotRunning
 from gateway.bridge import Bridge
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord import ArtifactSink, BotServices, configure_discord_endpoints
@@ -24,6 +22,8 @@ from gateway.kv import limits_bucket, messages_bucket
 from gateway.limits import Limiter
 from gateway.pool._pool import BotPool
 from gateway.pool._store import BotStore
+from runtime import SessionStore, setup_tracing, stop_on_signals
+from runtime.bus import check_running, connect, sessions_bucket
 
 _log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ async def open_services(js: JetStreamContext, settings: Settings, topology: Topo
 
 async def _artifacts(js: JetStreamContext, settings: Settings, topology: Topology
                      ) -> ArtifactSink:
-    from actors.artifacts import open_artifact_store
+    from artifacts import open_artifact_store
 
     store: ArtifactSink = await open_artifact_store(js, settings, topology)
     return store

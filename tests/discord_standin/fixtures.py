@@ -24,8 +24,7 @@ import nats
 import pytest_asyncio
 from nats.js.kv import KeyValue
 
-from actors.bus import connect, provision
-from actors.config import Settings, load_topology
+from core.config import Settings, load_topology
 from gateway.bridge import Bridge
 from gateway.config import BotConfig, GatewaySettings
 from gateway.discord import SwitchboardBot, configure_discord_endpoints, current_endpoints
@@ -33,6 +32,7 @@ from gateway.discord import discord_gateway as _discord_gateway
 from gateway.kv import limits_bucket
 from gateway.pool import BotPool, BotStore
 from protocol import Subjects
+from runtime.bus import connect, provision
 
 from ._standin import DiscordStandIn
 

@@ -1,0 +1,148 @@
+"""The DuckDB file of exported events: the ``events`` table, the ``export_state`` table, and
+opening the file.
+
+Table ``events``: one row per execution event of the ``<PREFIX>_EVENTS`` stream, the fields
+of ``protocol.ExecutionEvent`` under the names of ``COLUMNS`` (which says what each means; the
+file keeps those meanings as column comments: ``SELECT column_name, comment FROM
+duckdb_columns() WHERE table_name = 'events'``). Text columns are NULL where the event leaves
+the field empty, numbers 0. ``seq`` (the stream sequence) is the primary key, so exporting a
+sequence twice cannot duplicate a row. Columns: ``seq``, ``time``, ``actor``, ``kind``,
+``session``, ``request_id``, ``step``, ``flow``, ``role``, ``user_id``, ``model``,
+``tokens_in``, ``tokens_out``, ``cost_usd``, ``latency_ms`` (milliseconds), ``source``,
+``value``, ``error``, ``detail``, ``trace_id``, ``span_id``, ``parent_span_id``,
+``event_id``, ``pid``, ``subject``, ``raw``.
+
+Table ``export_state``: ``stream`` (the events stream's name, primary key), ``last_seq`` (the
+last sequence exported), ``exported_at``, ``stream_created`` (when the server created the
+stream: a recreated stream numbers from 1 again); written in the same transaction as each
+batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import duckdb
+
+from analytics.errors import AnalyticsError, DatabaseBusyError, NoDatabaseError
+
+_log = logging.getLogger(__name__)
+
+EVENTS_TABLE = "events"
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("seq", "BIGINT PRIMARY KEY", "the event's sequence in the events stream"),
+    ("time", "TIMESTAMPTZ NOT NULL", "when it happened (ExecutionEvent.at, the emitting "
+     "process's clock)"),
+    ("actor", "VARCHAR", "the actor role that emitted it (classifier, python_coder, ...)"),
+    ("kind", "VARCHAR", "what happened (handled, model_call, classified, escalation, ...)"),
+    ("session", "VARCHAR", "the conversation (discord-<channel>, terminal-<user>)"),
+    ("request_id", "VARCHAR", "the person's message the step worked for: joins one "
+     "request's events"),
+    ("step", "VARCHAR", "the message type handled (chat_message, turn_request_v2, ...)"),
+    ("flow", "VARCHAR", "classified: the flow chosen; answered: the answer's (simple, "
+     "sequential, branch, breakglass)"),
+    ("role", "VARCHAR", "classified: the agent role chosen; answered: the role that answered; "
+     "feedback: the role rated"),
+    ("user_id", "VARCHAR", "classified: who asked; feedback: who reacted"),
+    ("model", "VARCHAR", "the litellm model (model_call, turn, escalation, fallback, ...)"),
+    ("tokens_in", "INTEGER", "prompt tokens (model_call)"),
+    ("tokens_out", "INTEGER", "completion tokens (model_call)"),
+    ("cost_usd", "DOUBLE", "cost in US dollars as litellm prices it (model_call)"),
+    ("latency_ms", "DOUBLE", "duration in milliseconds (handled: the whole step; "
+     "model_call: the call)"),
+    ("source", "VARCHAR", "what decided (classified: rule, case, model, keywords, breakglass, "
+     "resume; tier_chosen: role, task_type, case, ...; escalation, paused: the cause)"),
+    ("value", "INTEGER", "feedback: the confidence change, +15 for thumbs up, -20 for "
+     "thumbs down"),
+    ("error", "VARCHAR", "the error text on error kinds (retry, dead_letter, *_error, "
+     "*_failed, undecodable); NULL otherwise"),
+    ("detail", "VARCHAR", "free text (ExecutionEvent.detail); answered: NULL for an answer, "
+     "else the error code or silent"),
+    ("trace_id", "VARCHAR", "the OpenTelemetry trace id"),
+    ("span_id", "VARCHAR", "the span the event reports (handled, model_call, tool_call)"),
+    ("parent_span_id", "VARCHAR", "the span the event happened in"),
+    ("event_id", "VARCHAR", "the event's own id"),
+    ("pid", "INTEGER", "process id of the emitter"),
+    ("subject", "VARCHAR", "the NATS subject, <prefix>.event.<actor>.<kind>.<session>"),
+    ("raw", "JSON", "the event as published (JSON), so nothing is lost"),
+)
+"""``events``' columns in order: (name, DuckDB type, meaning)."""
+
+COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
+
+_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (\n    "
+    + ",\n    ".join(f"{name} {kind}" for name, kind, _ in COLUMNS)
+    + "\n)",
+    """CREATE TABLE IF NOT EXISTS export_state (
+    stream VARCHAR PRIMARY KEY,
+    last_seq BIGINT NOT NULL,
+    exported_at TIMESTAMPTZ NOT NULL,
+    stream_created TIMESTAMPTZ
+)""",
+)
+
+
+def open_db(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the events database; for writing, create the file and its tables if missing.
+
+    Args:
+        path: the DuckDB file.
+        read_only: open for queries only (several processes may read at once).
+
+    Raises:
+        NoDatabaseError: ``read_only`` and the file does not exist.
+        DatabaseBusyError: another process holds the file's lock.
+        AnalyticsError: DuckDB cannot open it (not a DuckDB file, ...).
+    """
+    if read_only and not path.is_file():
+        msg = (f"no events database at {path}: create it with `switchboard events export` "
+               "(it copies the events stream of the running Switchboard into that file)")
+        raise NoDatabaseError(msg)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            msg = f"{path} is in use by another process (an export still running?): {exc}"
+            raise DatabaseBusyError(msg) from exc
+        msg = f"cannot open {path}: {exc}"
+        raise AnalyticsError(msg) from exc
+    except duckdb.Error as exc:
+        msg = f"cannot open {path}: {exc}"
+        raise AnalyticsError(msg) from exc
+    if not read_only:
+        _create(con)
+    return con
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
+    """The tables (if missing) and the column comments."""
+    for statement in _DDL:
+        con.execute(statement)
+    con.execute(f"COMMENT ON TABLE {EVENTS_TABLE} IS 'one row per execution event of the "
+                "events stream (switchboard events export)'")
+    for name, _, meaning in COLUMNS:
+        con.execute(f"COMMENT ON COLUMN {EVENTS_TABLE}.{name} IS "
+                    + "'" + meaning.replace("'", "''") + "'")
+
+
+class Exported(NamedTuple):
+    """What the file says of the last export: the stream, its last sequence exported, when
+    the server created that stream (None if it did not say)."""
+
+    stream: str
+    last_seq: int
+    stream_created: dt.datetime | None
+
+
+def last_exported(con: duckdb.DuckDBPyConnection) -> Exported | None:
+    """The file's ``export_state``, or None before any export."""
+    row = con.execute("SELECT stream, last_seq, stream_created FROM export_state "
+                      "ORDER BY exported_at DESC LIMIT 1").fetchone()
+    return Exported(str(row[0]), int(row[1]), row[2]) if row else None

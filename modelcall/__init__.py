@@ -1,0 +1,31 @@
+"""Model calls through litellm, the offline model and parsing of model answers.
+
+Importing this package does not import litellm; the first call that needs it does (a call of
+the offline model never does).
+"""
+
+from modelcall._client import (
+    close_sessions,
+    complete,
+    embed,
+    needs_litellm,
+    register_providers,
+    supports_json_schema,
+)
+from modelcall._reply import ModelReply
+from modelcall._report import Report, Status, parse_json_object, parse_report, strip_report
+
+__all__ = [
+    "ModelReply",
+    "Report",
+    "Status",
+    "close_sessions",
+    "complete",
+    "embed",
+    "needs_litellm",
+    "parse_json_object",
+    "parse_report",
+    "register_providers",
+    "strip_report",
+    "supports_json_schema",
+]

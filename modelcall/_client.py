@@ -1,0 +1,454 @@
+"""Every model call goes through here, streamed, with translated errors, by one of three paths:
+
+- the offline model (and any registered custom provider with a ``direct`` method) is called
+  in-process, without litellm's custom-provider wrapper (2-3 ms a call, shared/NOTES.md);
+- OpenAI-compatible providers are streamed directly (``modelcall._direct``), litellm
+  resolving the provider, endpoint, key and price;
+- everything else, and any model with ``transport: litellm``, through ``litellm.acompletion``.
+
+The three give the same ``ModelReply`` and raise the same errors (``tests/test_llm_paths.py``
+runs the same streams through the direct and the litellm path and compares them).
+
+``import litellm`` costs about 1.6 s and 160 MB (shared/NOTES.md), so it is imported on first
+use, never when ``modelcall`` is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import ModuleType
+from typing import Any, TypeVar
+
+from core.config import ModelSpec
+from core.errors import ConfigError, ModelError, ModelTimeoutError
+from modelcall import _direct
+from modelcall._direct import spec_key
+from modelcall._errors import provider_of, translate_litellm
+from modelcall._reply import Fold, ModelReply
+from protocol import Usage
+
+_log = logging.getLogger(__name__)
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
+
+OnText = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
+
+_providers: dict[str, str] = {}
+"""Registered custom providers: name → ``module:Class`` (keeps registration idempotent)."""
+_handlers: dict[str, Any] = {}
+"""Registered custom providers: name → handler instance."""
+
+
+def _litellm() -> ModuleType:
+    """Import litellm once, quietly, with its bundled cost map (no network at import), and
+    give it the registered custom providers."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    if not getattr(litellm, "_switchboard_quiet", False):
+        litellm.suppress_debug_info = True
+        litellm.set_verbose = False
+        for name in _LITELLM_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        litellm._switchboard_quiet = True
+        for name, handler in _handlers.items():
+            _give_litellm(litellm, name, handler)
+    return litellm
+
+
+def _give_litellm(litellm: Any, name: str, handler: Any) -> None:
+    """Put ``handler`` in litellm's ``custom_provider_map`` under ``name`` (replacing an
+    earlier entry of that name)."""
+    custom = handler if isinstance(handler, litellm.CustomLLM) else handler.litellm_handler()
+    current = getattr(litellm, "custom_provider_map", [])
+    litellm.custom_provider_map = [
+        item for item in current if item["provider"] != name
+    ] + [{"provider": name, "custom_handler": custom}]
+
+
+async def close_sessions() -> None:
+    """Close the model-call HTTP connections: the direct path's session of the running event
+    loop and, when litellm was imported, the clients litellm caches
+    (``litellm.in_memory_llm_clients_cache``), which are then forgotten so that a later call
+    makes new ones. A process that leaves them open gets "Unclosed client session" errors
+    logged when they are garbage-collected, at exit after logging has shut down. Called from
+    an actor's ``on_stop``; tests call it before their event loop goes."""
+    await _direct.close_sessions()
+    litellm = sys.modules.get("litellm")
+    if litellm is None:
+        return
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    await close_litellm_async_clients()  # swallows each client's own close errors
+    litellm.in_memory_llm_clients_cache.flush_cache()
+
+
+def needs_litellm(models: Iterable[str], providers: Mapping[str, str]) -> bool:
+    """Whether calling ``models`` needs litellm: a model of a provider other than the custom
+    ones in ``providers`` (which serve their calls in-process: the offline model) does
+    (litellm resolves every real provider's endpoint, key and price)."""
+    return any(provider_of(model) not in providers for model in models)
+
+
+def register_providers(providers: dict[str, str]) -> None:
+    """Register custom model providers (``topology.yaml`` ``providers:``).
+
+    A provider is a ``litellm.CustomLLM`` subclass, or a class served in-process without
+    litellm: an async ``direct`` method (``modelcall.offline.OfflineLLM.direct``) and a
+    ``litellm_handler()`` giving its ``CustomLLM`` for ``transport: litellm``. The latter does
+    not import litellm until a call needs it.
+
+    Args:
+        providers: provider name (the part of a model name before ``/``) → ``module:Class``,
+            e.g. ``{"offline": "modelcall.offline:OfflineLLM"}``. Registering the same name
+            twice replaces the earlier entry, never duplicates it.
+
+    Raises:
+        ConfigError: a target is not ``module:Class``, cannot be imported, or is neither kind
+            of provider.
+    """
+    for name, target in providers.items():
+        if _providers.get(name) == target:
+            continue
+        handler = _handlers[name] = _instantiate(name, target)
+        if getattr(sys.modules.get("litellm"), "_switchboard_quiet", False):
+            _give_litellm(_litellm(), name, handler)
+        _providers[name] = target
+        _log.info("registered model provider %r -> %s", name, target)
+
+
+LOCAL_SERVER_PROVIDERS = frozenset({"ollama", "ollama_chat"})
+"""Providers whose model information litellm reads from the model's own server with a
+blocking HTTP call (``POST /api/show``, ``litellm/llms/ollama/common_utils.py``) for a model
+its map does not know: with litellm 1.97, 5 on a model's first call and 2 on every later
+one (the Responses-API bridge check, twice, then the cost and logging of the answer).
+``_map_local_model`` puts each such model in litellm's map once per process, so litellm
+asks once. Their models run locally, so cost nothing, and take a JSON schema as ``format``
+(Ollama 0.5 and later: https://ollama.com/blog/structured-outputs; litellm maps a
+``json_schema`` ``response_format`` onto it)."""
+
+_mapped_local: set[str] = set()
+"""Models of ``LOCAL_SERVER_PROVIDERS`` in litellm's map (already, or put there)."""
+_mapped_local_lock = threading.Lock()
+
+
+def _map_local_model(litellm: Any, model: str) -> None:
+    """Put ``model`` (``ollama_chat/<name>``) in litellm's model map as a free chat model,
+    once per process, unless the map has it already (litellm's own test,
+    ``OllamaModelInfo._is_static_ollama_model``: the name with or without its provider).
+
+    ``litellm.register_model`` asks the server once (``/api/show`` at ``OLLAMA_API_BASE``,
+    else ``http://localhost:11434``) and keeps what it answers (context length, tool
+    support); an unreachable server or an unknown model leaves the defaults. Blocking: run
+    it in a worker thread. A failure is logged and not retried (litellm then asks on each
+    call, as without this).
+    """
+    with _mapped_local_lock:  # a concurrent first call waits here, then finds it mapped
+        if model in _mapped_local:
+            return
+        name = model.partition("/")[2].lower()
+        known = {key.lower() for key in litellm.model_cost}
+        try:
+            if not {model.lower(), name, f"ollama/{name}", f"ollama_chat/{name}"} & known:
+                litellm.register_model({model: {
+                    "litellm_provider": provider_of(model), "mode": "chat",
+                    "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+                    "cache_creation_input_token_cost": 0.0,
+                    "cache_read_input_token_cost": 0.0}})
+        except Exception:  # noqa: BLE001 - litellm then looks the model up per call
+            _log.warning("could not put %s in litellm's model map", model, exc_info=True)
+        _mapped_local.add(model)
+
+
+def supports_json_schema(model: str) -> bool:
+    """Whether ``model`` takes a JSON-schema ``response_format`` (structured output), by
+    litellm's model map (``litellm.supports_response_schema``); False for registered custom
+    providers (the offline model) and models litellm does not know; True for Ollama's
+    (``LOCAL_SERVER_PROVIDERS``). Asked once per model (the router asks for every message)."""
+    provider = provider_of(model)
+    if provider in LOCAL_SERVER_PROVIDERS:
+        return True
+    return provider not in _providers and _schema_support(model)
+
+
+@functools.cache
+def _schema_support(model: str) -> bool:
+    try:
+        return bool(_litellm().supports_response_schema(model=model))
+    except Exception:  # noqa: BLE001 - an unknown model simply has no schema support
+        return False
+
+
+def _instantiate(name: str, target: str) -> Any:
+    module_name, _, class_name = target.partition(":")
+    if not module_name or not class_name:
+        msg = f"provider {name!r}: {target!r} is not 'module:Class'"
+        raise ConfigError(msg)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        msg = f"provider {name!r}: cannot import {target!r}: {exc}"
+        raise ConfigError(msg) from exc
+    in_process = all(callable(getattr(cls, method, None))
+                     for method in ("direct", "litellm_handler"))
+    # A CustomLLM subclass's module imported litellm already.
+    custom = getattr(sys.modules.get("litellm"), "CustomLLM", None)
+    if not isinstance(cls, type) or not (in_process or (custom and issubclass(cls, custom))):
+        msg = (f"provider {name!r}: {target!r} is neither a litellm.CustomLLM subclass nor an "
+               f"in-process provider (direct and litellm_handler methods)")
+        raise ConfigError(msg)
+    return cls()
+
+
+def _call_kwargs(
+    spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+    timeout_s: float, response_format: dict[str, Any] | None = None, max_tokens: int = 0,
+) -> dict[str, Any]:
+    limit = _token_limit(spec, max_tokens)
+    kwargs: dict[str, Any] = {
+        "model": spec.name,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "timeout": timeout_s,
+        "tools": tools or None,
+        "api_base": spec.api_base,
+        "temperature": spec.temperature,
+        "max_tokens": limit,
+        "response_format": response_format,
+    }
+    if provider_of(spec.name) not in _providers:
+        # One attempt per call: the SDK under litellm retries 429 / 5xx twice by default,
+        # which delays the fallback to the tier's next model (SPEC.md §11); ModelSpec.params
+        # can set it back.
+        kwargs["max_retries"] = 0
+    kwargs["api_key"] = spec_key(spec)
+    kwargs.update(spec.params)
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _token_limit(spec: ModelSpec, max_tokens: int) -> int | None:
+    """The lower of the model's ``max_tokens`` and the caller's (0 / None: no limit)."""
+    if max_tokens and spec.max_tokens:
+        return min(spec.max_tokens, max_tokens)
+    return max_tokens or spec.max_tokens
+
+
+async def complete(
+    spec: ModelSpec,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    on_text: OnText | None = None,
+    timeout_s: float | None = None,
+    response_format: dict[str, Any] | None = None,
+    max_tokens: int = 0,
+) -> ModelReply:
+    """Call a model with streaming, by the path of the module docstring (in-process for the
+    offline model, direct for OpenAI-compatible providers, else ``litellm.acompletion``).
+
+    Args:
+        spec: the model; ``spec.params`` are passed to the provider as they are (litellm's
+            own options, such as ``max_retries``, only to litellm).
+        messages: OpenAI-style chat messages.
+        tools: OpenAI function-calling schemas (``actors.tools.TOOL_SCHEMAS``), or None.
+        on_text: awaited with the whole text so far each time the streamed text grows (not
+            throttled here); its exceptions propagate unchanged.
+        timeout_s: bound on the whole call in seconds; defaults to ``spec.timeout_s``.
+        response_format: litellm's ``response_format`` (structured output), or None.
+        max_tokens: a cap on completion tokens (a bot's answer limit; 0: ``spec.max_tokens``
+            alone); the lower of the two applies.
+
+    Returns:
+        The text, complete tool calls, usage (tokens, cost in US dollars, ``calls=1``),
+        finish reason and streamed reasoning.
+
+    Raises:
+        ModelTimeoutError: the call took longer than the timeout.
+        ModelRejectedError: the provider refused it for good (authentication, unknown model,
+            bad request, content policy, unknown provider, missing key variable);
+            ContextWindowError when the conversation is too long for the model.
+        ModelUnavailableError: the provider could not answer now (rate limit, 5xx,
+            connection). Every message names the model and the cause, never the key.
+    """
+    limit = timeout_s or spec.timeout_s
+    handler = _handlers.get(provider_of(spec.name))
+    try:
+        if handler is not None:
+            direct = getattr(handler, "direct", None)
+            if direct is not None and spec.transport != "litellm":
+                return await _bounded(spec, limit, direct(
+                    spec.name, messages, tools=tools, params=spec.params,
+                    on_text=_guarded(on_text)))
+        litellm = _litellm()
+        if handler is None and (route := _direct.resolve(spec)) is not None:
+            body = _direct.request_body(route, spec, messages, tools=tools,
+                                        max_tokens=_token_limit(spec, max_tokens),
+                                        response_format=response_format)
+            return await _bounded(spec, limit,
+                                  _stream_direct(litellm, route, spec, messages, body, on_text))
+        kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
+        return await _bounded(spec, limit, _stream(litellm, spec, kwargs, on_text))
+    except _CallbackError as wrapped:
+        raise wrapped.error from None
+
+
+async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
+                         messages: list[dict[str, Any]], body: bytes,
+                         on_text: OnText | None) -> ModelReply:
+    fold = Fold()
+    guarded = _guarded(on_text)
+
+    async def on_chunk() -> None:
+        if guarded is not None:
+            await guarded(fold.text)
+
+    await _direct.stream(route, spec, body, fold, on_chunk)
+    return fold.reply(_usage(litellm, spec, messages, fold))
+
+
+async def _bounded(spec: ModelSpec, limit: float, call: Awaitable[T]) -> T:
+    """``call`` within ``limit`` seconds, litellm's errors translated
+    (``modelcall._errors.translate_litellm``).
+
+    Raises:
+        ModelTimeoutError: past the limit. ModelError: as ``translate_litellm`` maps it.
+        _CallbackError: unchanged (the caller's own callback failed).
+    """
+    try:
+        async with asyncio.timeout(limit):
+            return await call
+    except TimeoutError as exc:
+        msg = f"model {spec.name!r} did not finish within {limit:g} s"
+        raise ModelTimeoutError(msg, model=spec.name) from exc
+    except (ModelError, _CallbackError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise translate_litellm(_litellm(), spec, exc, limit) from exc
+
+
+async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
+                ) -> tuple[float, ...]:
+    """The embedding of ``text`` through ``litellm.aembedding`` (case-base ranking).
+
+    Args:
+        spec: an embedding model (``openai/text-embedding-3-small``, ``ollama/nomic-embed-text``).
+        text: what to embed (cut to 8,000 characters).
+        timeout_s: bound in seconds; defaults to ``spec.timeout_s``.
+
+    Returns:
+        The vector as floats.
+
+    Raises:
+        ModelError: as ``complete`` raises (``ModelRejectedError``, ``ModelUnavailableError``,
+            ``ModelTimeoutError``).
+    """
+    litellm = _litellm()
+    limit = timeout_s or spec.timeout_s
+    kwargs: dict[str, Any] = {"model": spec.name, "input": [text[:8000]], "timeout": limit,
+                              "api_base": spec.api_base, **spec.params}
+    if spec.api_key_env:
+        kwargs["api_key"] = os.environ.get(spec.api_key_env)
+    if provider_of(spec.name) not in _providers:
+        kwargs.setdefault("max_retries", 0)
+    request = {k: v for k, v in kwargs.items() if v is not None}
+    response = await _bounded(spec, limit, litellm.aembedding(**request))
+    item = response.data[0]
+    vector = item["embedding"] if isinstance(item, dict) else item.embedding
+    return tuple(float(v) for v in vector)
+
+
+class _CallbackError(Exception):
+    """Carries an exception of the caller's ``on_text`` past the litellm error translation."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _guarded(on_text: OnText | None) -> OnText | None:
+    """``on_text`` whose exceptions travel as ``_CallbackError`` (re-raised unchanged by
+    ``complete``)."""
+    if on_text is None:
+        return None
+    callback = on_text
+
+    async def guarded(text: str) -> None:
+        try:
+            await callback(text)
+        except Exception as exc:
+            raise _CallbackError(exc) from exc
+
+    return guarded
+
+
+async def _stream(
+    litellm: ModuleType, spec: ModelSpec, kwargs: dict[str, Any], on_text: OnText | None,
+) -> ModelReply:
+    if provider_of(spec.name) in LOCAL_SERVER_PROVIDERS and spec.name not in _mapped_local:
+        await asyncio.to_thread(_map_local_model, litellm, spec.name)
+    response = await litellm.acompletion(**kwargs)
+    fold = Fold()
+    guarded = _guarded(on_text)
+    async for chunk in response:
+        if fold.add_litellm(chunk) and guarded is not None:
+            await guarded(fold.text)
+    return fold.reply(_usage(litellm, spec, kwargs["messages"], fold))
+
+
+def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]],
+           fold: Fold) -> Usage:
+    """Tokens from the stream's usage chunk, else counted locally; cost where litellm knows
+    the model's price."""
+    if fold.usage is not None:
+        prompt = int(fold.usage.get("prompt_tokens") or 0)
+        completion = int(fold.usage.get("completion_tokens") or 0)
+    else:
+        prompt, completion = _count_tokens(litellm, spec.name, messages, fold.text)
+    return Usage(model=spec.name, prompt_tokens=prompt, completion_tokens=completion,
+                 cost_usd=_cost(litellm, spec.name, prompt, completion), calls=1)
+
+
+def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]],
+                  text: str) -> tuple[int, int]:
+    try:
+        return (int(litellm.token_counter(model=model, messages=messages)),
+                int(litellm.token_counter(model=model, text=text)) if text else 0)
+    except Exception:  # a tokenizer problem must not fail the call
+        _log.debug("token_counter failed for %s; estimating", model, exc_info=True)
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        return chars // 4 + 1, len(text) // 4
+
+
+def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> float:
+    """US dollars for the tokens, by litellm's bundled price map (``litellm.get_model_info``,
+    per-token input and output prices, looked up once per model); 0.0 for unpriced models and
+    local ones (``LOCAL_SERVER_PROVIDERS``)."""
+    input_price, output_price = _prices(litellm, model)
+    return input_price * prompt + output_price * completion
+
+
+_price_cache: dict[str, tuple[float, float]] = {}
+
+
+def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
+    if model not in _price_cache:
+        prices = (0.0, 0.0)
+        provider = provider_of(model)
+        if provider not in _providers and provider not in LOCAL_SERVER_PROVIDERS:
+            try:
+                info = litellm.get_model_info(model=model)
+                prices = (float(info.get("input_cost_per_token") or 0.0),
+                          float(info.get("output_cost_per_token") or 0.0))
+            except Exception:  # noqa: BLE001 - litellm raises many kinds for unpriced models
+                _log.debug("no price for %s", model)
+        _price_cache[model] = prices
+    return _price_cache[model]

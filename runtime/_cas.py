@@ -1,0 +1,76 @@
+"""Compare-and-set on one JetStream KV key, retried with jittered backoff: the one way every
+store here updates a shared value (session memory, a session's artifact manifest)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from core.errors import BrokerError, StoreConflictError
+
+KV_TIMEOUT_S = 5.0
+MAX_CAS_ATTEMPTS = 8
+CAS_BACKOFF_S = 0.002
+"""After the n-th lost compare-and-set, wait a random 0 to ``CAS_BACKOFF_S * 2**n`` seconds
+(full jitter) before reading again, so writers of one key spread out instead of colliding
+again: at most about 0.5 s over all attempts."""
+
+
+async def read_entry(kv: KeyValue, key: str, *, what: str) -> tuple[bytes | None, int | None]:
+    """The value and revision of ``key``; ``(None, None)`` when it does not exist.
+
+    Raises:
+        BrokerError: the bucket does not answer within 5 s.
+    """
+    try:
+        async with asyncio.timeout(KV_TIMEOUT_S):
+            entry = await kv.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None, None
+    except (TimeoutError, nats.errors.Error) as exc:
+        msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
+        raise BrokerError(msg) from exc
+    return entry.value or None, entry.revision
+
+
+async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None], bytes], *,
+                          what: str) -> None:
+    """Store ``change(current value)`` under ``key`` if nobody wrote it meanwhile; else read
+    again and retry (up to 8 attempts, jittered backoff between them).
+
+    Args:
+        kv: the bucket.
+        key: the key.
+        change: the new value from the current one (None when the key is missing); it may
+            run more than once.
+        what: the store's name, for error messages.
+
+    Raises:
+        StoreConflictError: lost the race ``MAX_CAS_ATTEMPTS`` times in a row.
+        BrokerError: the bucket does not answer.
+    """
+    for attempt in range(MAX_CAS_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(random.uniform(0, CAS_BACKOFF_S * 2 ** attempt))
+        value, revision = await read_entry(kv, key, what=what)
+        data = change(value)
+        try:
+            async with asyncio.timeout(KV_TIMEOUT_S):
+                if revision is None:
+                    await kv.create(key, data)
+                else:
+                    await kv.update(key, data, last=revision)
+            return
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError,
+                nats.js.errors.BadRequestError):
+            continue
+        except (TimeoutError, nats.errors.Error) as exc:
+            msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
+            raise BrokerError(msg) from exc
+    msg = f"{what} {key}: {MAX_CAS_ATTEMPTS} concurrent writers in a row, giving up"
+    raise StoreConflictError(msg)

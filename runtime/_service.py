@@ -1,0 +1,132 @@
+"""Run one replica of one actor role until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from core.config import Settings, Topology
+from protocol import ActorId
+from runtime._actor import Actor, Services
+from runtime._dispatch import Dispatcher
+from runtime._publish import Publisher
+from runtime._pull import PullConsumer
+from runtime._sessions import SessionStore
+from runtime._tracing import setup_tracing
+from runtime.bus import connect, ensure_consumer, kv_bucket, provision
+
+_log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 10.0
+PUBLISH_TIMEOUT_S = 10.0
+"""A task publish JetStream has not confirmed after this many seconds fails (nak, retry)."""
+
+
+async def run_actor(
+    actor_cls: type[Actor],
+    replica: int,
+    *,
+    settings: Settings,
+    topology: Topology,
+    nats_url: str,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Connect, provision, consume ``actor_cls.role``'s durable consumer until ``stop`` is set
+    (or SIGTERM / SIGINT arrives), then drain for up to 10 s and disconnect.
+
+    Raises:
+        BrokerError: NATS cannot be reached or JetStream provisioning fails.
+    """
+    role = actor_cls.role
+    actor_id = ActorId(role, replica)
+    stop = stop or stop_on_signals()
+    setup_tracing(f"switchboard-{role}", console=settings.trace_console)
+    consumer: PullConsumer | None = None
+
+    async def _reconnected() -> None:
+        _log.warning("%s reconnected to NATS; re-pulling", actor_id)
+        if consumer is not None:
+            consumer.reset_requests()
+
+    nc = await connect(nats_url, name=str(actor_id), settings=settings,
+                       reconnected_cb=_reconnected)
+    try:
+        js = nc.jetstream(timeout=10.0)
+        await provision(js, topology, topology.roles)
+        subjects = topology.subjects
+        services = Services(
+            nc=nc, js=js, sessions=SessionStore(await kv_bucket(js, subjects.sessions_bucket)),
+            topology=topology, settings=settings, subjects=subjects,
+            runs=await kv_bucket(js, subjects.runs_bucket),
+            checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
+            users=SessionStore(await kv_bucket(js, subjects.users_bucket)),
+            artifacts=await _artifact_store(js, settings, topology),
+            publisher=Publisher(nc, timeout_s=PUBLISH_TIMEOUT_S),
+        )
+        assert services.publisher is not None
+        await services.publisher.start()
+        actor = actor_cls(services, actor_id)
+        await actor.on_start()
+        dispatcher = Dispatcher(actor)
+        services.publisher.after_settling(dispatcher.flush_acks)
+        try:
+            stream, durable = await ensure_consumer(js, topology.subjects, role, actor.spec)
+            consumer = PullConsumer(
+                nc, stream, durable, dispatcher.deliver,
+                max_in_flight=actor.spec.max_in_flight, name=str(actor_id),
+            )
+            dispatcher.start()
+            await consumer.start()
+            _log.info("%s consuming %s (max %d in flight)", actor_id, stream,
+                      actor.spec.max_in_flight)
+            await actor.emit("started", "system", detail=str(actor_id))
+            drain_s = DRAIN_TIMEOUT_S
+            try:
+                await stop.wait()
+                _log.info("%s stopping: draining messages in flight", actor_id)
+            except asyncio.CancelledError:
+                drain_s = 0.0  # cancelled: abandon work in flight; JetStream redelivers it
+                raise
+            finally:
+                await consumer.stop(drain_timeout_s=drain_s)
+                await dispatcher.stop()
+            await actor.emit("stopped", "system", detail=str(actor_id))
+        finally:
+            await dispatcher.stop()
+            await actor.on_stop()
+            await services.publisher.stop()
+            if services.artifacts is not None:
+                await services.artifacts.close()
+    finally:
+        try:
+            async with asyncio.timeout(5.0):
+                await nc.drain()
+        except Exception:  # noqa: BLE001 - closing anyway
+            await nc.close()
+
+
+async def _artifact_store(js: Any, settings: Settings, topology: Topology) -> Any:
+    """The deployment's artifact store, or None (logged) when it cannot be opened: runs then
+    keep their workspace on this machine only."""
+    from artifacts import open_artifact_store
+    from core.errors import SwitchboardError
+
+    try:
+        return await open_artifact_store(js, settings, topology)
+    except SwitchboardError as exc:
+        _log.error("artifact store unavailable, workspaces stay local: %s", exc)
+        return None
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM in the running loop (left unset where the loop
+    cannot take signal handlers: another thread, Windows)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,73 @@
+"""Entry points of the processes the supervisor starts: one actor replica, or the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from core.config import Settings, Topology
+from core.logs import setup_logging
+
+if TYPE_CHECKING:
+    from runtime import Actor
+
+_log = logging.getLogger(__name__)
+
+
+def _install_uvloop() -> None:
+    if sys.platform != "win32":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _flush_spans() -> None:
+    """Export the spans still queued: a multiprocessing child leaves with ``os._exit``, which
+    skips OpenTelemetry's ``atexit`` flush."""
+    from runtime import shutdown_tracing
+
+    shutdown_tracing()
+
+
+def run_actor_process(
+    role: str, replica: int, settings: Settings, topology: Topology, nats_url: str,
+    actor_cls: type[Actor] | None = None,
+) -> None:
+    """Run one replica of ``role`` until SIGTERM / SIGINT (a supervisor process target).
+
+    ``actor_cls`` serves the role instead of the registry's class (the bench's actors).
+    """
+    from runtime import run_actor
+    from switchboard.registry import actor_class
+
+    setup_logging(f"{role}/{replica}", level=settings.log_level, as_json=settings.log_json)
+    _install_uvloop()
+    try:
+        asyncio.run(run_actor(actor_cls or actor_class(role), replica, settings=settings,
+                              topology=topology, nats_url=nats_url))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        _log.exception("%s/%d failed", role, replica)
+        sys.exit(1)
+    finally:
+        _flush_spans()
+
+
+def run_gateway_process(settings: Settings, topology: Topology, nats_url: str) -> None:
+    """Run the Discord gateway until SIGTERM / SIGINT (a supervisor process target)."""
+    from gateway.discord_bot import run_discord
+
+    setup_logging("gateway", level=settings.log_level, as_json=settings.log_json)
+    _install_uvloop()
+    try:
+        asyncio.run(run_discord(settings, topology, nats_url=nats_url))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        _log.exception("gateway failed")
+        sys.exit(1)
+    finally:
+        _flush_spans()

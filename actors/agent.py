@@ -146,8 +146,8 @@ class AgentActor(ModelActor):
     async def _merge_or_discard(self, control: Control) -> str:
         """Merge or delete ``control.branch`` in the session's workspace (restored from and
         synced back to the artifact store); the person's confirmation text."""
-        from actors.tools import GitRepo, Workspace
-        from artifacts import restore_workspace, sync_to_store
+        from actors.tools import GitRepo
+        from artifacts import Workspace, restore_workspace, sync_to_store
 
         workspace = Workspace.for_session(self.services.settings.workspace_root,
                                           control.session)

@@ -29,7 +29,7 @@ from runtime import child_span
 if TYPE_CHECKING:
     from actors.agent import AgentActor
     from actors.router import Level
-    from actors.tools import Workspace
+    from artifacts import Workspace
     from protocol import ReplyTo
     from runtime import MessageContext
 
@@ -127,7 +127,8 @@ class TurnEngine:
 
     async def _run_tools(self, calls: tuple[ToolCall, ...], state: LoopState
                          ) -> tuple[list[ToolResult], list[str], list[str]]:
-        from actors.tools import files_touched, refusal_kind, run_tool
+        from actors.tools import files_touched, run_tool
+        from protocol import refusal_kind
 
         results: list[ToolResult] = []
         read: list[str] = []

@@ -62,7 +62,7 @@ class AgentRun:
 
     def __init__(self, actor: AgentActor, ctx: MessageContext, task: RunTask) -> None:
         from actors.router import escalation_levels
-        from actors.tools import Workspace
+        from artifacts import Workspace
 
         self.actor, self.ctx, self.task = actor, ctx, task
         self.role = actor.actor_id.role

@@ -227,7 +227,7 @@ class Reflector(CaseModelActor):
 
     async def _delete_session(self, control: Control, ctx: MessageContext) -> None:
         from actors.runs import CheckpointStore
-        from actors.tools import Workspace
+        from artifacts import Workspace
 
         removed = 0
         if self.services.artifacts is not None:

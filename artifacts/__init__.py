@@ -3,7 +3,8 @@
 JetStream object store by default (bucket ``<PREFIX>_ARTIFACTS``, objects ``<session>/<path>``);
 S3 through aioboto3 when ``SB_S3_BUCKET`` is set (keys ``<SB_S3_PREFIX><session>/<path>``).
 ``sync_to_store`` after a run, ``restore_workspace`` before a run on another machine,
-``ArtifactStore.delete_session`` when the thread is deleted.
+``ArtifactStore.delete_session`` when the thread is deleted. ``Workspace`` is the directory
+itself, and the one check of every path into it (the tools' and a restore's).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from nats.js import JetStreamContext
 from artifacts._jetstream import JetStreamArtifactStore
 from artifacts._store import ArtifactInfo, ArtifactStore
 from artifacts._sync import MAX_ARTIFACT_BYTES, SyncReport, restore_workspace, sync_to_store
+from artifacts._workspace import Workspace
 from core.config import Settings, Topology
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ __all__ = [
     "JetStreamArtifactStore",
     "S3ArtifactStore",
     "SyncReport",
+    "Workspace",
     "artifacts_bucket",
     "open_artifact_store",
     "restore_workspace",

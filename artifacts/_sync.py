@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.tools import Workspace
 from artifacts._store import ArtifactInfo, ArtifactStore, check_session, sha256_hex
+from artifacts._workspace import Workspace
 from core.errors import ArtifactError, ToolError
 
 _log = logging.getLogger(__name__)

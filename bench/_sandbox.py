@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from actors.tools import SANDBOX, SandboxUnavailableError, Workspace, command_env, run_tool
+from actors.tools import SANDBOX, SandboxUnavailableError, command_env, run_tool
+from artifacts import Workspace
 from bench._store import Figure
 from core.config import ToolPolicy
 from protocol import ToolCall

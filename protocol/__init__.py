@@ -69,6 +69,7 @@ from protocol._outcomes import (
     TrajectoryStep,
     TurnResult,
 )
+from protocol._refusals import REFUSAL_KINDS, Refusal, refusal_kind, refusal_tag
 from protocol._state import (
     ArtifactEntry,
     ArtifactManifest,
@@ -83,6 +84,10 @@ from protocol._state import (
 from protocol._subjects import DEFAULT_PREFIX, Subjects, session_token
 
 __all__ = [
+    "REFUSAL_KINDS",
+    "Refusal",
+    "refusal_kind",
+    "refusal_tag",
     "Decoder",
     "AGENT_ROLES",
     "DEFAULT_PREFIX",

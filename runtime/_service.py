@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from nats.js import JetStreamContext
 
 from core.config import Settings, Topology
 from protocol import ActorId
@@ -33,9 +36,14 @@ async def run_actor(
     topology: Topology,
     nats_url: str,
     stop: asyncio.Event | None = None,
+    open_artifacts: Callable[[JetStreamContext], Awaitable[Any]] | None = None,
 ) -> None:
     """Connect, provision, consume ``actor_cls.role``'s durable consumer until ``stop`` is set
     (or SIGTERM / SIGINT arrives), then drain for up to 10 s and disconnect.
+
+    ``open_artifacts`` opens the deployment's artifact store once JetStream is reached (the
+    composition root's; it returns None when the store is unavailable); without it the
+    actors have none, and workspaces stay on this machine.
 
     Raises:
         BrokerError: NATS cannot be reached or JetStream provisioning fails.
@@ -63,7 +71,7 @@ async def run_actor(
             runs=await kv_bucket(js, subjects.runs_bucket),
             checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
             users=SessionStore(await kv_bucket(js, subjects.users_bucket)),
-            artifacts=await _artifact_store(js, settings, topology),
+            artifacts=await open_artifacts(js) if open_artifacts is not None else None,
             publisher=Publisher(nc, timeout_s=PUBLISH_TIMEOUT_S),
         )
         assert services.publisher is not None
@@ -106,19 +114,6 @@ async def run_actor(
                 await nc.drain()
         except Exception:  # noqa: BLE001 - closing anyway
             await nc.close()
-
-
-async def _artifact_store(js: Any, settings: Settings, topology: Topology) -> Any:
-    """The deployment's artifact store, or None (logged) when it cannot be opened: runs then
-    keep their workspace on this machine only."""
-    from artifacts import open_artifact_store
-    from core.errors import SwitchboardError
-
-    try:
-        return await open_artifact_store(js, settings, topology)
-    except SwitchboardError as exc:
-        _log.error("artifact store unavailable, workspaces stay local: %s", exc)
-        return None
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from typing import TYPE_CHECKING
 
 from core.config import Settings, Topology
+from core.errors import SwitchboardError
 from core.logs import setup_logging
 
 if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from artifacts import ArtifactStore
     from runtime import Actor
 
 _log = logging.getLogger(__name__)
@@ -46,7 +51,9 @@ def run_actor_process(
     _install_uvloop()
     try:
         asyncio.run(run_actor(actor_cls or actor_class(role), replica, settings=settings,
-                              topology=topology, nats_url=nats_url))
+                              topology=topology, nats_url=nats_url,
+                              open_artifacts=functools.partial(_open_artifacts, settings=settings,
+                                                               topology=topology)))
     except KeyboardInterrupt:
         pass
     except Exception:
@@ -54,6 +61,19 @@ def run_actor_process(
         sys.exit(1)
     finally:
         _flush_spans()
+
+
+async def _open_artifacts(js: JetStreamContext, *, settings: Settings,
+                          topology: Topology) -> ArtifactStore | None:
+    """The deployment's artifact store, or None (logged) when it cannot be opened: runs then
+    keep their workspace on this machine only."""
+    from artifacts import open_artifact_store  # like run_actor: only in actor processes
+
+    try:
+        return await open_artifact_store(js, settings, topology)
+    except SwitchboardError as exc:
+        _log.error("artifact store unavailable, workspaces stay local: %s", exc)
+        return None
 
 
 def run_gateway_process(settings: Settings, topology: Topology, nats_url: str) -> None:

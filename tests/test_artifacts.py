@@ -11,10 +11,10 @@ from pathlib import Path
 import nats
 import pytest
 
-from actors.tools import Workspace
 from artifacts import (
     ArtifactStore,
     JetStreamArtifactStore,
+    Workspace,
     artifacts_bucket,
     open_artifact_store,
     restore_workspace,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.tools import GitRepo, Workspace, branch_name, check_branch_name
+from actors.tools import GitRepo, branch_name, check_branch_name
+from artifacts import Workspace
 from core.errors import GitError
 
 pytestmark = pytest.mark.timeout(60)

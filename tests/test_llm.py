@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from actors.prompts import render
-from actors.tools import TOOL_SCHEMAS, Workspace, run_tool
+from actors.tools import TOOL_SCHEMAS, run_tool
+from artifacts import Workspace
 from core.config import ModelSpec, ToolPolicy, load_topology
 from core.errors import ConfigError, ModelError, ModelTimeoutError
 from modelcall import complete, parse_json_object, parse_report, register_providers

@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from actors.tools import GitRepo, Workspace, _mechanism, _spare, refusal_kind, run_tool
+from actors.tools import GitRepo, _mechanism, _spare, run_tool
 from actors.tools import _sandbox as sandbox_module
+from artifacts import Workspace
 from core.config import ToolPolicy
 from core.errors import SandboxUnavailableError
-from protocol import ToolCall
+from protocol import ToolCall, refusal_kind
 
 REPO = Path(__file__).resolve().parent.parent
 MECHANISMS = ("bubblewrap", "landlock")

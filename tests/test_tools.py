@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from actors.tools import (
-    REFUSAL_KINDS,
-    TOOL_SCHEMAS,
-    Workspace,
-    _mechanism,
-    files_touched,
-    refusal_kind,
-    run_tool,
-)
+from actors.tools import TOOL_SCHEMAS, _mechanism, files_touched, run_tool
+from artifacts import Workspace
 from core.config import ToolPolicy
 from core.errors import ToolError
-from protocol import ToolCall
+from protocol import REFUSAL_KINDS, ToolCall, refusal_kind
 
 
 def _call(name: str, **arguments: object) -> ToolCall:

@@ -3,26 +3,21 @@
 from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
 from actors.tools._git import GitRepo, branch_name, check_branch_name
 from actors.tools._mechanism import SANDBOX
-from actors.tools._refusal import REFUSAL_KINDS, refusal_kind
 from actors.tools._run import FilesTouched, files_touched, run_tool
 from actors.tools._schemas import TOOL_NAMES, TOOL_SCHEMAS
-from actors.tools._workspace import Workspace
 from core.errors import SandboxUnavailableError
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
-    "REFUSAL_KINDS",
     "SANDBOX",
     "TOOL_NAMES",
     "TOOL_SCHEMAS",
     "FilesTouched",
     "GitRepo",
     "SandboxUnavailableError",
-    "Workspace",
     "branch_name",
     "check_branch_name",
     "command_env",
     "files_touched",
-    "refusal_kind",
     "run_tool",
 ]

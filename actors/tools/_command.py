@@ -23,19 +23,10 @@ from pathlib import Path, PurePath
 from typing import NamedTuple
 
 from actors.tools import _mechanism, _sandbox, _seatbelt, _seccomp, _spare
-from actors.tools._refusal import (
-    COMMAND_NOT_ALLOWED,
-    INVALID_ARGUMENTS,
-    LIMIT_EXCEEDED,
-    OUTPUT_TRUNCATED,
-    SANDBOX_UNAVAILABLE,
-    TIMEOUT,
-    WORKSPACE_FULL,
-    tag,
-)
-from actors.tools._workspace import Workspace
+from artifacts import Workspace
 from core.config import ToolPolicy
 from core.errors import SandboxUnavailableError, ToolError, ToolRefusedError
+from protocol import Refusal, refusal_tag
 
 _log = logging.getLogger(__name__)
 
@@ -62,15 +53,15 @@ def _argv(command: str, policy: ToolPolicy, env: dict[str, str]) -> list[str]:
         argv = shlex.split(command)
     except ValueError as exc:
         msg = f"cannot parse the command ({exc}); quote arguments properly"
-        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS) from exc
+        raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS) from exc
     if not argv:
         msg = "the command is empty"
-        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
+        raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS)
     program = PurePath(argv[0]).name
     if program not in policy.allowlist:
         msg = (f"{program!r} is not an allowed program; allowed: {', '.join(policy.allowlist)}"
                " (commands run without a shell: no pipes, redirections or &&)")
-        raise ToolRefusedError(msg, kind=COMMAND_NOT_ALLOWED)
+        raise ToolRefusedError(msg, kind=Refusal.COMMAND_NOT_ALLOWED)
     executable = shutil.which(program, path=env["PATH"])
     if executable is None:
         msg = f"{program!r} is allowed but not installed here"
@@ -135,19 +126,19 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
     if used > policy.workspace_bytes:
         msg = (f"the workspace holds {used} bytes, over its quota of {policy.workspace_bytes}: "
                "delete files (build output, caches) before running more commands")
-        raise ToolRefusedError(msg, kind=WORKSPACE_FULL)
+        raise ToolRefusedError(msg, kind=Refusal.WORKSPACE_FULL)
     try:
         mechanism = await _mechanism.SANDBOX.mechanism(policy.sandbox)
     except SandboxUnavailableError as exc:
         msg = (f"commands are refused: {exc}. Programs never run unconfined unless an operator "
                "sets `tools: {sandbox: none}` in topology.yaml (docs/sandbox.md)")
-        raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
+        raise ToolRefusedError(msg, kind=Refusal.SANDBOX_UNAVAILABLE) from exc
     if mechanism != "none":
         try:
             _seccomp.program()
         except OSError as exc:
             msg = f"commands are refused: the sandbox's seccomp filter cannot be built ({exc})"
-            raise ToolRefusedError(msg, kind=SANDBOX_UNAVAILABLE) from exc
+            raise ToolRefusedError(msg, kind=Refusal.SANDBOX_UNAVAILABLE) from exc
     if mechanism in ("bubblewrap", "landlock"):
         return await _from_spare(mechanism, workspace, argv, policy, network=network, env=env,
                                  merge_stderr=merge_stderr)
@@ -276,20 +267,24 @@ async def run_command(workspace: Workspace, command: str, policy: ToolPolicy
         first = (f"error: `{command}` was stopped: the workspace passed its quota of "
                  f"{policy.workspace_bytes} bytes while it ran ({over} bytes); delete files "
                  "before running more commands")
-        return f"{tag(first, WORKSPACE_FULL)}\n{capture.text()}", True
+        return f"{refusal_tag(first, Refusal.WORKSPACE_FULL)}\n{capture.text()}", True
     if code is None and not exceeded:
         first = (f"error: `{command}` timed out after {policy.timeout_s:g} s and was killed "
                  "(with its child processes).")
-        return f"{tag(first, TIMEOUT)}\n{capture.text()}", True
+        return f"{refusal_tag(first, Refusal.TIMEOUT)}\n{capture.text()}", True
     code = process.returncode if code is None else code
     bound = _bound_hit(code or 0, exceeded, policy)
     if bound is not None:
-        text = f"{tag(bound, LIMIT_EXCEEDED)}\n$ {command}\nexit code: {code}\n{capture.text()}"
+        first = refusal_tag(bound, Refusal.LIMIT_EXCEEDED)
+        text = f"{first}\n$ {command}\nexit code: {code}\n{capture.text()}"
         return text, True
     used = await asyncio.to_thread(_sandbox.workspace_bytes, workspace.root)
     if used > policy.workspace_bytes:
         first = (f"error: after `{command}` the workspace holds {used} bytes, over its quota of "
                  f"{policy.workspace_bytes}: delete files before running more commands")
-        return f"{tag(first, WORKSPACE_FULL)}\nexit code: {code}\n{capture.text()}", True
-    first = tag(f"$ {command}", OUTPUT_TRUNCATED) if capture.truncated else f"$ {command}"
+        first = refusal_tag(first, Refusal.WORKSPACE_FULL)
+        return f"{first}\nexit code: {code}\n{capture.text()}", True
+    first = f"$ {command}"
+    if capture.truncated:
+        first = refusal_tag(first, Refusal.OUTPUT_TRUNCATED)
     return f"{first}\nexit code: {code}\n{capture.text()}", code != 0

@@ -21,7 +21,7 @@ import signal
 from typing import NamedTuple
 
 from actors.tools._command import command_env, spawn
-from actors.tools._workspace import Workspace
+from artifacts import Workspace
 from core.config import ToolPolicy
 from core.errors import GitError, ToolRefusedError
 

@@ -7,12 +7,11 @@ import logging
 from typing import Any, NamedTuple
 
 from actors.tools._command import run_command
-from actors.tools._refusal import FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL, tag
 from actors.tools._schemas import TOOL_NAMES
-from actors.tools._workspace import Workspace
+from artifacts import Workspace
 from core.config import ToolPolicy
 from core.errors import ToolError, ToolRefusedError
-from protocol import ToolCall, ToolResult
+from protocol import Refusal, ToolCall, ToolResult, refusal_tag
 
 _log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ def _arguments(call: ToolCall) -> dict[str, Any]:
         arguments = json.loads(call.arguments or "{}")
     except ValueError as exc:
         msg = f"the arguments of {call.name} are not valid JSON ({exc}); send a JSON object"
-        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS) from exc
+        raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS) from exc
     if not isinstance(arguments, dict):
         msg = f"the arguments of {call.name} must be a JSON object"
-        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
+        raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS)
     return arguments
 
 
@@ -40,7 +39,7 @@ def _string(arguments: dict[str, Any], name: str, tool: str, default: str | None
     value = arguments.get(name, default)
     if not isinstance(value, str):
         msg = f"{tool} needs the argument {name!r} as a string"
-        raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
+        raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS)
     return value
 
 
@@ -72,7 +71,7 @@ def _read(workspace: Workspace, path: str, policy: ToolPolicy) -> str:
     if size > policy.max_file_bytes:
         msg = (f"{path!r} is {size} bytes, over the limit of {policy.max_file_bytes}; "
                "read part of it with run_command (head, tail, grep)")
-        raise ToolRefusedError(msg, kind=FILE_TOO_LARGE)
+        raise ToolRefusedError(msg, kind=Refusal.FILE_TOO_LARGE)
     return target.read_bytes().decode("utf-8", errors="replace")
 
 
@@ -82,7 +81,7 @@ def _write(workspace: Workspace, path: str, content: str, policy: ToolPolicy) ->
     if len(data) > policy.max_file_bytes:
         msg = (f"the content is {len(data)} bytes, over the limit of {policy.max_file_bytes}; "
                "split it into smaller files")
-        raise ToolRefusedError(msg, kind=FILE_TOO_LARGE)
+        raise ToolRefusedError(msg, kind=Refusal.FILE_TOO_LARGE)
     if target.is_dir():
         msg = f"{path!r} is a directory"
         raise ToolError(msg)
@@ -126,11 +125,11 @@ async def run_tool(workspace: Workspace, call: ToolCall, policy: ToolPolicy) -> 
                     workspace, _string(arguments, "command", call.name), policy)
             case _:
                 msg = f"unknown tool {call.name!r}; the tools are {', '.join(TOOL_NAMES)}"
-                raise ToolRefusedError(msg, kind=UNKNOWN_TOOL)
+                raise ToolRefusedError(msg, kind=Refusal.UNKNOWN_TOOL)
     except ToolRefusedError as exc:
         _log.debug("tool %s refused (%s): %s", call.name, exc.kind, exc)
         return ToolResult(call_id=call.call_id, name=call.name,
-                          content=tag(f"error: {exc}", exc.kind), is_error=True)
+                          content=refusal_tag(f"error: {exc}", exc.kind), is_error=True)
     except ToolError as exc:
         _log.debug("tool %s refused: %s", call.name, exc)
         return ToolResult(call_id=call.call_id, name=call.name, content=f"error: {exc}",

@@ -1,4 +1,5 @@
-"""Why a tool result was refused or cut short, readable by the agent loop for its events.
+"""Why a tool result was refused or cut short, readable by the agent loop for its events (and
+by anyone reading a ``ToolResult``: this is part of its content's contract).
 
 A refused or limited result names its reason at the end of its first line, in brackets:
 ``error: 'rm' is not an allowed program; ... [command_not_allowed]``, or
@@ -9,36 +10,39 @@ output starts on the third line), so what a program prints cannot pose as a refu
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
-from protocol import ToolResult
+from protocol._outcomes import ToolResult
 
-PATH_OUTSIDE_WORKSPACE = "path_outside_workspace"
-COMMAND_NOT_ALLOWED = "command_not_allowed"
-SANDBOX_UNAVAILABLE = "sandbox_unavailable"
-LIMIT_EXCEEDED = "limit_exceeded"
-WORKSPACE_FULL = "workspace_full"
-TIMEOUT = "timeout"
-OUTPUT_TRUNCATED = "output_truncated"
-FILE_TOO_LARGE = "file_too_large"
-INVALID_ARGUMENTS = "invalid_arguments"
-UNKNOWN_TOOL = "unknown_tool"
 
-REFUSAL_KINDS = frozenset({
-    PATH_OUTSIDE_WORKSPACE, COMMAND_NOT_ALLOWED, SANDBOX_UNAVAILABLE, LIMIT_EXCEEDED,
-    WORKSPACE_FULL, TIMEOUT, OUTPUT_TRUNCATED, FILE_TOO_LARGE, INVALID_ARGUMENTS, UNKNOWN_TOOL,
-})
+class Refusal(StrEnum):
+    """The safety rules and bounds that refuse or cut short a tool call."""
+
+    PATH_OUTSIDE_WORKSPACE = "path_outside_workspace"
+    COMMAND_NOT_ALLOWED = "command_not_allowed"
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    WORKSPACE_FULL = "workspace_full"
+    TIMEOUT = "timeout"
+    OUTPUT_TRUNCATED = "output_truncated"
+    FILE_TOO_LARGE = "file_too_large"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    UNKNOWN_TOOL = "unknown_tool"
+
+
+REFUSAL_KINDS = frozenset(Refusal)
 """Every reason ``refusal_kind`` can return."""
 
 _TAG = re.compile(r" \[([a-z_]+)\]$")
 
 
-def tag(first_line: str, kind: str) -> str:
+def refusal_tag(first_line: str, kind: str) -> str:
     """``first_line`` with ``kind`` appended in brackets (``kind`` must be a refusal kind)."""
     assert kind in REFUSAL_KINDS, kind
     return f"{first_line} [{kind}]"
 
 
-def refusal_kind(result: ToolResult) -> str | None:
+def refusal_kind(result: ToolResult) -> Refusal | None:
     """The safety rule that refused or limited ``result``, or None for an ordinary result.
 
     Returns:
@@ -50,4 +54,4 @@ def refusal_kind(result: ToolResult) -> str | None:
     match = _TAG.search(first_line)
     if match is None or match.group(1) not in REFUSAL_KINDS:
         return None
-    return match.group(1)
+    return Refusal(match.group(1))

@@ -6,8 +6,8 @@ import logging
 import re
 from pathlib import Path, PurePosixPath
 
-from actors.tools._refusal import INVALID_ARGUMENTS, PATH_OUTSIDE_WORKSPACE
 from core.errors import ToolError, ToolRefusedError
+from protocol import Refusal
 
 _log = logging.getLogger(__name__)
 
@@ -51,12 +51,12 @@ class Workspace:
         """
         if not relpath or not relpath.strip() or "\x00" in relpath:
             msg = "the path is empty: give a path relative to the workspace, e.g. 'main.py'"
-            raise ToolRefusedError(msg, kind=INVALID_ARGUMENTS)
+            raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS)
         pure = PurePosixPath(relpath.replace("\\", "/"))
         if pure.is_absolute() or re.match(r"^[A-Za-z]:", relpath):
             msg = (f"absolute paths are not allowed ({relpath!r}): use a path relative to the "
                    "workspace, e.g. 'src/main.py'")
-            raise ToolRefusedError(msg, kind=PATH_OUTSIDE_WORKSPACE)
+            raise ToolRefusedError(msg, kind=Refusal.PATH_OUTSIDE_WORKSPACE)
         resolved = (self._root / pure).resolve()
         if resolved == self._root or resolved.is_relative_to(self._root):
             return resolved
@@ -64,7 +64,7 @@ class Workspace:
             msg = f"{relpath!r} leaves the workspace through '..': stay inside the workspace"
         else:
             msg = f"{relpath!r} goes through a symlink that points outside the workspace"
-        raise ToolRefusedError(msg, kind=PATH_OUTSIDE_WORKSPACE)
+        raise ToolRefusedError(msg, kind=Refusal.PATH_OUTSIDE_WORKSPACE)
 
     def relative(self, path: Path) -> str:
         """``path`` (inside the workspace) relative to its root, with ``/`` separators."""

@@ -18,6 +18,7 @@ COPY analytics ./analytics
 COPY actors ./actors
 COPY gateway ./gateway
 COPY api ./api
+COPY offline_model ./offline_model
 COPY switchboard ./switchboard
 # The locked set (uv.lock), then the project itself with no dependencies of its own choosing.
 RUN pip install --no-cache-dir uv==0.13.8 \

@@ -104,7 +104,7 @@ async def _run(quick: bool) -> list[Figure]:
     from core.config import ModelSpec
     from modelcall import close_sessions, complete, register_providers
 
-    register_providers({"offline": "modelcall.offline:OfflineLLM"})
+    register_providers({"offline": "offline_model:OfflineLLM"})
     port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench._sse_server", str(port), cwd=REPO)

@@ -4,9 +4,9 @@ differ in what they can do.
 Registered by the bench topology (``providers: {sim: bench._sim_model:SimLLM}``) with models
 ``sim/tier-1`` .. ``sim/tier-4``; it streams its replies (tool calls included) through litellm's
 ``CustomLLM.astreaming`` exactly as the offline model does
-(``modelcall._offline_litellm._chunks``).
+(``offline_model._litellm._chunks``).
 What it answers depends on the purpose (the first system line, ``You are Switchboard's
-<purpose>.``: ``modelcall._offline_script.purpose_of``):
+<purpose>.``: ``offline_model._script.purpose_of``):
 
 - ``router``: JSON with flow ``sequential``, role ``python_coder``, task type ``coding``,
   complexity ``medium`` (the fields of ``actors.router._model.SCHEMA``); ``simple`` for a
@@ -37,8 +37,8 @@ from typing import Any
 from litellm import CustomLLM
 
 from bench._learning_kinds import kind_of
-from modelcall._offline_litellm import _chunks, _response
-from modelcall._offline_script import (
+from offline_model._litellm import _chunks, _response
+from offline_model._script import (
     ScriptedCall,
     ScriptedReply,
     content_text,

@@ -290,7 +290,7 @@ class Topology(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prefix: str = "sb"
-    providers: dict[str, str] = {"offline": "modelcall.offline:OfflineLLM"}
+    providers: dict[str, str] = {"offline": "offline_model:OfflineLLM"}
     """Custom model providers: provider name → ``module:Class`` of a ``litellm.CustomLLM`` or
     of an in-process provider (``modelcall.register_providers``)."""
     tiers: dict[int, list[ModelSpec]]

@@ -1,4 +1,5 @@
-"""Model calls through litellm, the offline model and parsing of model answers.
+"""Model calls: litellm, the direct OpenAI-compatible stream, in-process providers (the offline
+model, ``offline_model``), hosted agents (``modelcall.hosted``), and parsing of model answers.
 
 Importing this package does not import litellm; the first call that needs it does (a call of
 the offline model never does).
@@ -9,9 +10,9 @@ from modelcall._client import (
     complete,
     embed,
     needs_litellm,
-    register_providers,
     supports_json_schema,
 )
+from modelcall._providers import register_providers
 from modelcall._reply import ModelReply
 from modelcall._report import Report, Status, parse_json_object, parse_report, strip_report
 

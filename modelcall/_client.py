@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import os
 import sys
@@ -27,8 +26,8 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from core.config import ModelSpec
-from core.errors import ConfigError, ModelError, ModelTimeoutError
-from modelcall import _direct
+from core.errors import ModelError, ModelTimeoutError
+from modelcall import _direct, _providers
 from modelcall._direct import spec_key
 from modelcall._errors import provider_of, translate_litellm
 from modelcall._reply import Fold, ModelReply
@@ -36,43 +35,8 @@ from protocol import Usage
 
 _log = logging.getLogger(__name__)
 
-_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
-
 OnText = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
-
-_providers: dict[str, str] = {}
-"""Registered custom providers: name → ``module:Class`` (keeps registration idempotent)."""
-_handlers: dict[str, Any] = {}
-"""Registered custom providers: name → handler instance."""
-
-
-def _litellm() -> ModuleType:
-    """Import litellm once, quietly, with its bundled cost map (no network at import), and
-    give it the registered custom providers."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    if not getattr(litellm, "_switchboard_quiet", False):
-        litellm.suppress_debug_info = True
-        litellm.set_verbose = False
-        for name in _LITELLM_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        litellm._switchboard_quiet = True
-        for name, handler in _handlers.items():
-            _give_litellm(litellm, name, handler)
-    return litellm
-
-
-def _give_litellm(litellm: Any, name: str, handler: Any) -> None:
-    """Put ``handler`` in litellm's ``custom_provider_map`` under ``name`` (replacing an
-    earlier entry of that name)."""
-    custom = handler if isinstance(handler, litellm.CustomLLM) else handler.litellm_handler()
-    current = getattr(litellm, "custom_provider_map", [])
-    litellm.custom_provider_map = [
-        item for item in current if item["provider"] != name
-    ] + [{"provider": name, "custom_handler": custom}]
-
 
 async def close_sessions() -> None:
     """Close the model-call HTTP connections: the direct path's session of the running event
@@ -96,33 +60,6 @@ def needs_litellm(models: Iterable[str], providers: Mapping[str, str]) -> bool:
     ones in ``providers`` (which serve their calls in-process: the offline model) does
     (litellm resolves every real provider's endpoint, key and price)."""
     return any(provider_of(model) not in providers for model in models)
-
-
-def register_providers(providers: dict[str, str]) -> None:
-    """Register custom model providers (``topology.yaml`` ``providers:``).
-
-    A provider is a ``litellm.CustomLLM`` subclass, or a class served in-process without
-    litellm: an async ``direct`` method (``modelcall.offline.OfflineLLM.direct``) and a
-    ``litellm_handler()`` giving its ``CustomLLM`` for ``transport: litellm``. The latter does
-    not import litellm until a call needs it.
-
-    Args:
-        providers: provider name (the part of a model name before ``/``) → ``module:Class``,
-            e.g. ``{"offline": "modelcall.offline:OfflineLLM"}``. Registering the same name
-            twice replaces the earlier entry, never duplicates it.
-
-    Raises:
-        ConfigError: a target is not ``module:Class``, cannot be imported, or is neither kind
-            of provider.
-    """
-    for name, target in providers.items():
-        if _providers.get(name) == target:
-            continue
-        handler = _handlers[name] = _instantiate(name, target)
-        if getattr(sys.modules.get("litellm"), "_switchboard_quiet", False):
-            _give_litellm(_litellm(), name, handler)
-        _providers[name] = target
-        _log.info("registered model provider %r -> %s", name, target)
 
 
 LOCAL_SERVER_PROVIDERS = frozenset({"ollama", "ollama_chat"})
@@ -176,36 +113,15 @@ def supports_json_schema(model: str) -> bool:
     provider = provider_of(model)
     if provider in LOCAL_SERVER_PROVIDERS:
         return True
-    return provider not in _providers and _schema_support(model)
+    return provider not in _providers.registered and _schema_support(model)
 
 
 @functools.cache
 def _schema_support(model: str) -> bool:
     try:
-        return bool(_litellm().supports_response_schema(model=model))
+        return bool(_providers.load_litellm().supports_response_schema(model=model))
     except Exception:  # noqa: BLE001 - an unknown model simply has no schema support
         return False
-
-
-def _instantiate(name: str, target: str) -> Any:
-    module_name, _, class_name = target.partition(":")
-    if not module_name or not class_name:
-        msg = f"provider {name!r}: {target!r} is not 'module:Class'"
-        raise ConfigError(msg)
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        msg = f"provider {name!r}: cannot import {target!r}: {exc}"
-        raise ConfigError(msg) from exc
-    in_process = all(callable(getattr(cls, method, None))
-                     for method in ("direct", "litellm_handler"))
-    # A CustomLLM subclass's module imported litellm already.
-    custom = getattr(sys.modules.get("litellm"), "CustomLLM", None)
-    if not isinstance(cls, type) or not (in_process or (custom and issubclass(cls, custom))):
-        msg = (f"provider {name!r}: {target!r} is neither a litellm.CustomLLM subclass nor an "
-               f"in-process provider (direct and litellm_handler methods)")
-        raise ConfigError(msg)
-    return cls()
 
 
 def _call_kwargs(
@@ -225,7 +141,7 @@ def _call_kwargs(
         "max_tokens": limit,
         "response_format": response_format,
     }
-    if provider_of(spec.name) not in _providers:
+    if provider_of(spec.name) not in _providers.registered:
         # One attempt per call: the SDK under litellm retries 429 / 5xx twice by default,
         # which delays the fallback to the tier's next model (SPEC.md §11); ModelSpec.params
         # can set it back.
@@ -280,7 +196,7 @@ async def complete(
             connection). Every message names the model and the cause, never the key.
     """
     limit = timeout_s or spec.timeout_s
-    handler = _handlers.get(provider_of(spec.name))
+    handler = _providers.handler(provider_of(spec.name))
     try:
         if handler is not None:
             direct = getattr(handler, "direct", None)
@@ -288,7 +204,7 @@ async def complete(
                 return await _bounded(spec, limit, direct(
                     spec.name, messages, tools=tools, params=spec.params,
                     on_text=_guarded(on_text)))
-        litellm = _litellm()
+        litellm = _providers.load_litellm()
         if handler is None and (route := _direct.resolve(spec)) is not None:
             body = _direct.request_body(route, spec, messages, tools=tools,
                                         max_tokens=_token_limit(spec, max_tokens),
@@ -332,7 +248,7 @@ async def _bounded(spec: ModelSpec, limit: float, call: Awaitable[T]) -> T:
     except (ModelError, _CallbackError, asyncio.CancelledError):
         raise
     except Exception as exc:
-        raise translate_litellm(_litellm(), spec, exc, limit) from exc
+        raise translate_litellm(_providers.load_litellm(), spec, exc, limit) from exc
 
 
 async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
@@ -351,13 +267,13 @@ async def embed(spec: ModelSpec, text: str, *, timeout_s: float | None = None
         ModelError: as ``complete`` raises (``ModelRejectedError``, ``ModelUnavailableError``,
             ``ModelTimeoutError``).
     """
-    litellm = _litellm()
+    litellm = _providers.load_litellm()
     limit = timeout_s or spec.timeout_s
     kwargs: dict[str, Any] = {"model": spec.name, "input": [text[:8000]], "timeout": limit,
                               "api_base": spec.api_base, **spec.params}
     if spec.api_key_env:
         kwargs["api_key"] = os.environ.get(spec.api_key_env)
-    if provider_of(spec.name) not in _providers:
+    if provider_of(spec.name) not in _providers.registered:
         kwargs.setdefault("max_retries", 0)
     request = {k: v for k, v in kwargs.items() if v is not None}
     response = await _bounded(spec, limit, litellm.aembedding(**request))
@@ -443,7 +359,7 @@ def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
     if model not in _price_cache:
         prices = (0.0, 0.0)
         provider = provider_of(model)
-        if provider not in _providers and provider not in LOCAL_SERVER_PROVIDERS:
+        if provider not in _providers.registered and provider not in LOCAL_SERVER_PROVIDERS:
             try:
                 info = litellm.get_model_info(model=model)
                 prices = (float(info.get("input_cost_per_token") or 0.0),

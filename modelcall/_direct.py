@@ -31,6 +31,7 @@ import msgspec
 
 from core.config import ModelSpec
 from core.errors import ModelRejectedError, ModelUnavailableError
+from modelcall import _providers
 from modelcall._errors import clipped, error_message, from_http, model_error
 from modelcall._reply import Fold
 
@@ -102,9 +103,7 @@ def spec_key(spec: ModelSpec) -> str | None:
 
 
 def _resolve(spec: ModelSpec, key: str | None) -> DirectRoute | None:
-    from modelcall._client import _litellm
-
-    litellm: Any = _litellm()
+    litellm: Any = _providers.load_litellm()
     try:
         model_id, provider, dynamic_key, api_base = litellm.get_llm_provider(
             spec.name, api_base=spec.api_base)

@@ -20,7 +20,7 @@ import actors.evaluator  # noqa: F401
 import actors.planner  # noqa: F401
 import actors.reflector  # noqa: F401
 import modelcall  # noqa: F401
-import modelcall.offline  # noqa: F401
+import offline_model  # noqa: F401
 import switchboard.worker  # noqa: F401
 
 gc.collect()

@@ -24,8 +24,8 @@ from typing import Any
 
 from litellm import CustomLLM
 
-from modelcall._offline_litellm import _chunks, _response
-from modelcall._offline_script import ScriptedCall, ScriptedReply, content_text
+from offline_model._litellm import _chunks, _response
+from offline_model._script import ScriptedCall, ScriptedReply, content_text
 
 
 def _task(messages: list[dict[str, Any]]) -> str:

@@ -38,7 +38,7 @@ def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
     with running_system(
         module_nats, tmp_path_factory.mktemp("analytics-e2e"),
         extra_env={"PYTHONPATH": str(TESTS)},
-        providers={"offline": "modelcall.offline:OfflineLLM",
+        providers={"offline": "offline_model:OfflineLLM",
                    "scripted": "scripted_model:ScriptedLLM"},
         escalation=[f"scripted/tier-{t}" for t in (1, 2, 3, 4)],
         rules=[{"name": "changelogs-to-the-writer", "when": {"text": "(?i)changelog"},

@@ -42,7 +42,7 @@ SUBJECTS = Subjects()
 
 def _topology(delay_s: float) -> dict[str, object]:
     return {
-        "providers": {"offline": "modelcall.offline:OfflineLLM",
+        "providers": {"offline": "offline_model:OfflineLLM",
                       "scripted": "scripted_model:ScriptedLLM"},
         "tiers": {t: [{"name": f"scripted/tier-{t}", "params": {"delay_s": delay_s}}]
                   for t in (1, 2, 3, 4)},

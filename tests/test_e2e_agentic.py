@@ -46,7 +46,7 @@ def _tiers(delay_s: float) -> dict[int, list[dict[str, object]]]:
 
 def _topology(delay_s: float = 0.0) -> dict[str, object]:
     return {
-        "providers": {"offline": "modelcall.offline:OfflineLLM",
+        "providers": {"offline": "offline_model:OfflineLLM",
                       "scripted": "scripted_model:ScriptedLLM"},
         "tiers": _tiers(delay_s),
         "escalation": [f"scripted/tier-{t}" for t in (1, 2, 3, 4)],

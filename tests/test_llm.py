@@ -31,7 +31,7 @@ TASK = "write a python function that reverses a string and test it"
 
 @pytest.fixture(autouse=True)
 def _offline_provider() -> None:
-    register_providers({"offline": "modelcall.offline:OfflineLLM"})
+    register_providers({"offline": "offline_model:OfflineLLM"})
 
 
 def _agent_messages(task: str, role: str = "python_coder") -> list[dict[str, Any]]:
@@ -40,16 +40,30 @@ def _agent_messages(task: str, role: str = "python_coder") -> list[dict[str, Any
 
 
 def test_register_is_idempotent_and_checked() -> None:
-    from modelcall._client import _litellm
+    from modelcall._providers import load_litellm
 
-    register_providers({"offline": "modelcall.offline:OfflineLLM"})
-    litellm = _litellm()  # litellm gets the registered providers when it is first needed
-    register_providers({"offline": "modelcall.offline:OfflineLLM"})
+    register_providers({"offline": "offline_model:OfflineLLM"})
+    litellm = load_litellm()  # litellm gets the registered providers when it is first needed
+    register_providers({"offline": "offline_model:OfflineLLM"})
     assert [p["provider"] for p in litellm.custom_provider_map].count("offline") == 1
     with pytest.raises(ConfigError):
         register_providers({"broken": "modelcall.nope:Nothing"})
     with pytest.raises(ConfigError):
         register_providers({"broken": "json:JSONDecoder"})
+
+
+async def test_a_topology_naming_the_offline_models_old_place_still_works(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """topology.yaml files written before the offline model moved name
+    ``actors.llm.offline:OfflineLLM``: it is still found, with a warning naming the new place."""
+    from modelcall._providers import registered
+
+    registered.pop("offline", None)
+    register_providers({"offline": "actors.llm.offline:OfflineLLM"})
+    assert registered["offline"] == "offline_model:OfflineLLM"
+    assert "offline_model:OfflineLLM" in caplog.text
+    reply = await complete(OFFLINE, [{"role": "user", "content": "hello"}])
+    assert "offline" in reply.text.lower()
 
 
 def test_the_offline_model_is_called_without_importing_litellm() -> None:
@@ -59,7 +73,7 @@ def test_the_offline_model_is_called_without_importing_litellm() -> None:
         "import asyncio, sys\n"
         "from core.config import ModelSpec\n"
         "from modelcall import complete, register_providers\n"
-        "register_providers({'offline': 'modelcall.offline:OfflineLLM'})\n"
+        "register_providers({'offline': 'offline_model:OfflineLLM'})\n"
         "reply = asyncio.run(complete(ModelSpec(name='offline/tier-1'),\n"
         "                             [{'role': 'user', 'content': 'hello'}]))\n"
         "print(bool(reply.text), 'litellm' in sys.modules)\n"

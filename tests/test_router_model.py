@@ -62,7 +62,7 @@ async def test_the_routers_call_through_litellm(mode: str,
 
 
 def test_auto_asks_litellm_which_models_support_schemas() -> None:
-    register_providers({"offline": "modelcall.offline:OfflineLLM"})
+    register_providers({"offline": "offline_model:OfflineLLM"})
     assert response_format_for("auto", "offline/tier-1") is None
     assert response_format_for("auto", "openai/no-such-model-here") is None
     known = response_format_for("auto", "openai/gpt-4o-mini")

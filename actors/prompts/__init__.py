@@ -3,7 +3,7 @@ reflector's and brainstormer's.
 
 Templates are ``<name>.txt`` files beside this module, with ``$name`` placeholders
 (``string.Template``). The first line of each is ``You are Switchboard's <purpose>.``, which
-the offline model reads (``modelcall.offline``).
+the offline model reads (``offline_model``).
 
 Placeholders: agent roles ``$plan``, ``$memory``; ``planner`` ``$memory``, ``$history``;
 ``reflector`` ``$task``, ``$trajectory``, ``$scores``; ``brainstorm`` none; ``router``

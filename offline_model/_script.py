@@ -1,6 +1,6 @@
 """What the offline model says: deterministic replies chosen by purpose and conversation.
 
-Pure logic, no litellm: ``modelcall.offline`` streams these replies through litellm. The
+Pure logic, no litellm: ``offline_model`` streams these replies through litellm. The
 purpose is read from the first system message, whose first line is always
 ``You are Switchboard's <purpose>.`` (``actors/prompts``).
 """
@@ -15,7 +15,7 @@ import zlib
 from typing import Any, NamedTuple
 
 from actors.memory import REMEMBERED_HEADING
-from modelcall._recipes import Recipe, find_recipe
+from offline_model._recipes import Recipe, find_recipe
 
 _log = logging.getLogger(__name__)
 
@@ -426,3 +426,30 @@ def _unknown_turn(label: str, task: str, results: list[str], turn: int) -> Scrip
     text = (f'{label} The offline model cannot do "{_short(task)}": it has no real '
             f"knowledge, only scripted answers. {saved} {_CONFIGURE}")
     return ScriptedReply(text + _report(20, "done"))
+
+
+TEXT_CHUNKS = 6
+"""Pieces a streamed answer comes in."""
+
+
+def usage_counts(messages: list[dict[str, Any]], reply: ScriptedReply) -> Any:
+    """Rough token counts: about four characters per token, four tokens per message."""
+    prompt = sum(len(content_text(m)) // 4 + 4 for m in messages)
+    produced = len(reply.text) + sum(len(c.arguments) + len(c.name) for c in reply.tool_calls)
+    completion = max(1, produced // 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def split(text: str, parts: int) -> list[str]:
+    """``text`` in about ``parts`` pieces cut at spaces; concatenating them gives ``text``."""
+    if not text:
+        return []
+    size = max(1, len(text) // parts)
+    pieces, start = [], 0
+    while start < len(text):
+        end = text.find(" ", start + size)
+        end = len(text) if end < 0 else end + 1
+        pieces.append(text[start:end])
+        start = end
+    return pieces

@@ -1,4 +1,4 @@
-"""The offline model (``modelcall.offline``) as a litellm custom provider, for
+"""The offline model (``offline_model``) as a litellm custom provider, for
 ``transport: litellm`` and litellm's own callers; imported only when litellm is.
 
 Streaming carries tool calls in ``GenericStreamingChunk["tool_use"]`` (an OpenAI tool-call
@@ -18,8 +18,7 @@ from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 from litellm.types.utils import GenericStreamingChunk
 
-from modelcall._offline_script import ScriptedReply, script_reply
-from modelcall.offline import TEXT_CHUNKS, split, usage_counts
+from offline_model._script import TEXT_CHUNKS, ScriptedReply, script_reply, split, usage_counts
 
 _ARGUMENT_PIECES = 3
 
@@ -79,7 +78,7 @@ def _response(model: str, messages: list[dict[str, Any]], reply: ScriptedReply,
 
 class OfflineCustomLLM(CustomLLM):
     """The offline model through litellm's custom-provider wrapper (options as
-    ``modelcall.offline``, from litellm's ``optional_params``)."""
+    ``offline_model``, from litellm's ``optional_params``)."""
 
     def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
         optional_params = kwargs.get("optional_params") or {}

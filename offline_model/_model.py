@@ -1,7 +1,7 @@
 """The offline model: a model provider that answers deterministically, with no key and no
 network, so the whole system runs on a fresh machine. Every reply says it is offline.
 
-Registered by ``topology.yaml`` ``providers: {offline: modelcall.offline:OfflineLLM}``; model
+Registered by ``topology.yaml`` ``providers: {offline: offline_model:OfflineLLM}``; model
 names are ``offline/<anything>`` (``offline/tier-2``). Options come through ``ModelSpec.params``
 (through litellm, in its ``optional_params``):
 
@@ -13,7 +13,7 @@ Switchboard calls it in-process through ``OfflineLLM.direct`` (``modelcall.compl
 litellm wrapper, well under 0.5 ms a call), and this module does not import litellm: a
 deployment whose every model is offline never loads it (about 160 MB and 1.6 s a process,
 shared/NOTES.md). ``OfflineLLM.litellm_handler`` gives litellm's custom-provider version
-(``modelcall._offline_litellm``) for ``transport: litellm`` and litellm's own callers.
+(``offline_model._litellm``) for ``transport: litellm`` and litellm's own callers.
 """
 
 from __future__ import annotations
@@ -24,39 +24,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.errors import ModelUnavailableError
-from modelcall._offline_script import ScriptedReply, content_text, script_reply
-from modelcall._reply import ModelReply
+from modelcall import ModelReply
+from offline_model._script import TEXT_CHUNKS, script_reply, split, usage_counts
 from protocol import ToolCall, Usage
 
 _log = logging.getLogger(__name__)
-
-TEXT_CHUNKS = 6
-"""Pieces a streamed answer comes in."""
-
-
-def usage_counts(messages: list[dict[str, Any]], reply: ScriptedReply) -> Any:
-    """Rough token counts: about four characters per token, four tokens per message."""
-    prompt = sum(len(content_text(m)) // 4 + 4 for m in messages)
-    produced = len(reply.text) + sum(len(c.arguments) + len(c.name) for c in reply.tool_calls)
-    completion = max(1, produced // 4)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
-
-
-def split(text: str, parts: int) -> list[str]:
-    """``text`` in about ``parts`` pieces cut at spaces; concatenating them gives ``text``."""
-    if not text:
-        return []
-    size = max(1, len(text) // parts)
-    pieces, start = [], 0
-    while start < len(text):
-        end = text.find(" ", start + size)
-        end = len(text) if end < 0 else end + 1
-        pieces.append(text[start:end])
-        start = end
-    return pieces
-
-
 
 class OfflineLLM:
     """A deterministic offline model (see the module docstring for its options)."""
@@ -97,6 +69,6 @@ class OfflineLLM:
 
     def litellm_handler(self) -> Any:
         """The same model as a ``litellm.CustomLLM`` (imports litellm)."""
-        from modelcall._offline_litellm import OfflineCustomLLM
+        from offline_model._litellm import OfflineCustomLLM
 
         return OfflineCustomLLM()

@@ -1,4 +1,5 @@
-"""The agent role actors: one class, one actor per role of SPEC.md §2 (``python_coder``, ...).
+"""The agent role actors: one class, one actor per role of docs/design.md#agent-roles
+(``python_coder``, ...).
 
 SIMPLE and BREAKGLASS requests get one streamed model turn without tools; SEQUENTIAL requests
 run the agentic loop (``actors.agent_loop``). The answer goes to the gateway as a Reply; a
@@ -131,7 +132,8 @@ class AgentActor(ModelActor):
         finally:
             await lock.release()
         await ctx.emit(str(control.action), detail=f"{control.branch}: {text}"[:500])
-        # Merging the work is a 👍 on the run's answer, deleting it a 👎 (SPEC.md §5): the
+        # Merging the work is a 👍 on the run's answer, deleting it a 👎
+        # (docs/design.md#feedback-and-confidence): the
         # reflector moves the session's confidence and marks the run's case.
         await ctx.send("reflector", Control(
             session=control.session, action=ControlAction.FEEDBACK,
@@ -226,9 +228,8 @@ class AgentActor(ModelActor):
 
     async def peer_opinion(self, ctx: MessageContext, request: str, max_tokens: int, tier: int,
                            answered_by: str, review: str) -> tuple[str, Usage] | None:
-        """A second opinion on a review from a randomly chosen other model of the same tier
-        (seed 003, "Code Reviewer w/ Random Peer"); None when the tier has no other model or
-        the peer fails (the review stands on its own).
+        """A second opinion on a review from a randomly chosen other model of the same tier;
+        None when the tier has no other model or the peer fails (the review stands on its own).
 
         Args:
             request: the person's request; ``max_tokens`` the bot's cap (0: none).

@@ -1,4 +1,5 @@
-"""The turns of the agentic loop (SPEC.md §3): one model call with tools per turn.
+"""The turns of the agentic loop (docs/design.md#the-agentic-loop): one model call with tools per
+turn.
 
 A turn: one model call with the workspace tools → run the tools it asked for → confidence
 from the model's report and the evaluator's signals → progress to the person (turn n/max,

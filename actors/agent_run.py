@@ -1,4 +1,4 @@
-"""One SEQUENTIAL run from lock to answer (SPEC.md §3-§6).
+"""One SEQUENTIAL run from lock to answer (docs/design.md#the-agentic-loop).
 
 1. Take the session's run lock (a second request waits, and the person is told it is queued).
 2. Resume from the session's checkpoint when it belongs to this request (a redelivery after a
@@ -207,7 +207,8 @@ class AgentRun:
         await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({status})")
 
     async def _pause(self, state: LoopState) -> None:
-        """Stuck at the top of the escalation path: ask the person and wait (SPEC.md §3)."""
+        """Stuck at the top of the escalation path: ask the person and wait
+        (docs/design.md#the-agentic-loop)."""
         question = _question(state)
         await self._checkpoint(state, "paused", question=question)
         await self.ctx.emit("paused", model=self.path[state.level].name,
@@ -281,7 +282,8 @@ class AgentRun:
                             f"{report.skipped} unchanged, {report.bytes} bytes")
 
     def _attach_files(self, answer: str) -> tuple[str, tuple[FileBlob, ...]]:
-        """Replace each ``<<path>>`` marker by a note and attach the file (SPEC.md §6)."""
+        """Replace each ``<<path>>`` marker by a note and attach the file
+        (docs/design.md#workspaces-and-artifacts)."""
         files: list[FileBlob] = []
 
         def _swap(match: re.Match[str]) -> str:

@@ -1,4 +1,5 @@
-"""Limits on what an answer may be: a bot's cap on answer characters (SPEC.md §10)."""
+"""Limits on what an answer may be: a bot's cap on answer characters
+(docs/design.md#safety-and-limits)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ ANSWER_CUT_NOTE = "\n\n… (cut at {limit} characters: this bot's answer limit)"
 
 def cap_answer(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters with a note saying so (a bot's
-    ``max_answer_chars``, SPEC.md §10); unchanged when ``limit`` is 0 or not exceeded."""
+    ``max_answer_chars``, docs/design.md#safety-and-limits); unchanged when ``limit`` is 0 or not
+    exceeded."""
     if limit <= 0 or len(text) <= limit:
         return text
     note = ANSWER_CUT_NOTE.format(limit=limit)

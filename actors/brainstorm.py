@@ -1,4 +1,5 @@
-"""The brainstorm actor: two models propose approaches in parallel (BRANCH flow, SPEC.md §1)."""
+"""The brainstorm actor: two models propose approaches in parallel (BRANCH flow,
+docs/design.md#message-flow)."""
 
 from __future__ import annotations
 

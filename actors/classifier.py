@@ -1,5 +1,5 @@
 """The classifier actor: asks the router whether and how to answer each message, and sends it
-on (SPEC.md §1.2-1.3).
+on (docs/design.md#routing).
 
 The decision itself — rules, case base, model, keyword fallback, tiers — is ``actors.router``;
 this actor gathers what the router needs (the session's recent history, the case base, the
@@ -116,7 +116,8 @@ class Classifier(CaseModelActor):
 
     async def _paused_run(self, session: str) -> Checkpoint | None:
         """The session's run paused on a clarifying question, or None. The router decides
-        whether a message of the person it asked is that answer (SPEC.md §3)."""
+        whether a message of the person it asked is that answer
+        (docs/design.md#the-agentic-loop)."""
         from actors.runs import CheckpointStore
 
         checkpoint = await CheckpointStore(self.services.checkpoints).load(session)

@@ -1,4 +1,4 @@
-"""Confidence and escalation rules of the agentic loop (SPEC.md §3; seed 003, escalation.ts).
+"""Confidence and escalation rules of the agentic loop (docs/design.md#the-agentic-loop).
 
 Pure functions over an ``EscalationMemo`` that the loop keeps (and checkpoints). A turn
 escalates to the next model of the tier path when:

@@ -1,4 +1,5 @@
-"""The evaluator: heuristic 0-100 scores of a SEQUENTIAL run's trajectory (SPEC.md §4).
+"""The evaluator: heuristic 0-100 scores of a SEQUENTIAL run's trajectory
+(docs/design.md#reflexion-memory).
 
 Heuristics (no model call, so the same trajectory always gets the same scores):
 

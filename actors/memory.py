@@ -1,4 +1,4 @@
-"""Session memory rules (SPEC.md §4): pure functions over ``SessionState``.
+"""Session memory rules (docs/design.md#reflexion-memory): pure functions over ``SessionState``.
 
 Windows: the last 5 reflections (sliding window), the top 20 key insights (ranked by score,
 deduplicated), the conversation history capped by ``topology.history_window`` entries.
@@ -48,7 +48,7 @@ def append_exchange(
 def recover_confidence(state: SessionState, floor: int) -> None:
     """After a run answered: a session whose confidence a 👎 left under ``floor``
     (``feedback.low_confidence``) is back at ``floor``, so one 👎 starts one run a tier
-    higher (SPEC.md §5), not every later run until a 👍."""
+    higher (docs/design.md#feedback-and-confidence), not every later run until a 👍."""
     state.confidence = max(state.confidence, floor)
 
 
@@ -60,7 +60,8 @@ def history_messages(state: SessionState, limit: int = 10) -> list[dict[str, Any
 
 def user_key(bot: str, user_id: str) -> str:
     """The per-user memory key: one per bot and person, so two people — or two bots — never
-    share memory (SPEC.md §4). ``bot`` is ``ChatMessage.bot`` or, when empty, its ``origin``
+    share memory (docs/design.md#reflexion-memory). ``bot`` is ``ChatMessage.bot`` or, when empty,
+    its ``origin``
     (``memory_owner``)."""
     return f"user.{_KEY_UNSAFE.sub('_', bot)}.{_KEY_UNSAFE.sub('_', user_id)}"
 

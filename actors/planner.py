@@ -28,7 +28,7 @@ def parse_plan(text: str) -> tuple[str, ...]:
 
 class Planner(CaseModelActor):
     """Plans SEQUENTIAL work with the session's Reflexion memory and similar past cases
-    (SPEC.md §4)."""
+    (docs/design.md#reflexion-memory)."""
 
     role = "planner"
 

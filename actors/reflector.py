@@ -1,7 +1,8 @@
 """The reflector: a Reflexion self-reflection on each evaluated run, kept in session memory.
 
 The model answers what worked, what failed, the root cause, the strategy change and the key
-insight (Shinn et al., "Reflexion", 2023; SPEC.md §4). When its answer is not the JSON asked
+insight (Shinn et al., "Reflexion", 2023; docs/design.md#reflexion-memory). When its answer is not
+the JSON asked
 for, a reflection is derived from the scores instead, so memory is never skipped.
 """
 

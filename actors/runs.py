@@ -1,4 +1,5 @@
-"""Run control for SEQUENTIAL runs (SPEC.md §3): one execution per session, abort, checkpoints.
+"""Run control for SEQUENTIAL runs (docs/design.md#the-agentic-loop): one execution per session,
+abort, checkpoints.
 
 - **Lock**: the session's key in the runs bucket, created with compare-and-set (``create``
   fails when the key exists) and a per-key TTL (``Nats-TTL``, NATS 2.11+) that the holder
@@ -49,7 +50,7 @@ _log = logging.getLogger(__name__)
 KV_TIMEOUT_S = 5.0
 LOCK_POLL_S = 1.0
 CHECKPOINT_EVERY = 5
-"""Turns between two checkpoints (SPEC.md §3)."""
+"""Turns between two checkpoints (docs/design.md#the-agentic-loop)."""
 
 _HELD_HERE: set[tuple[str, str]] = set()
 """(session, request id) of the leases this process holds: a lease of the same holder and

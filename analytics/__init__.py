@@ -1,5 +1,6 @@
 """Event analytics in DuckDB: the execution events stream copied into a DuckDB file, a report
-over it, and any SQL (SPEC.md §9: "DuckDB answers questions over the event history").
+over it, and any SQL (docs/design.md#observability: "DuckDB answers questions over the event
+history").
 
 Public API:
 

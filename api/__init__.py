@@ -1,4 +1,4 @@
-"""Switchboard's HTTP API (SPEC.md §7, seed 000): submit a request to the agents, read a run's
+"""Switchboard's HTTP API (docs/design.md#gateways): submit a request to the agents, read a run's
 status and result, follow its events, stop it, fetch its files; a bearer token guards it and
 the same actors as Discord and the terminal answer it. ``switchboard api`` serves it.
 

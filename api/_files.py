@@ -1,6 +1,6 @@
 """``GET /v1/runs/{run_id}/files/{path}``: a file the run answered with (kept by the API when
 its answer arrived), else the session's workspace file as the actors last stored it in the
-artifact store (JetStream object store or S3; SPEC.md §6)."""
+artifact store (JetStream object store or S3; docs/design.md#workspaces-and-artifacts)."""
 
 from __future__ import annotations
 

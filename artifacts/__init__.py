@@ -1,4 +1,5 @@
-"""The artifact store: each thread's workspace kept off the machine (SPEC.md §6).
+"""The artifact store: each thread's workspace kept off the machine
+(docs/design.md#workspaces-and-artifacts).
 
 JetStream object store by default (bucket ``<PREFIX>_ARTIFACTS``, objects ``<session>/<path>``);
 S3 through aioboto3 when ``SB_S3_BUCKET`` is set (keys ``<SB_S3_PREFIX><session>/<path>``).

@@ -1,4 +1,5 @@
-"""Artifacts in a JetStream object store bucket (the default backend, SPEC.md §6).
+"""Artifacts in a JetStream object store bucket (the default backend,
+docs/design.md#workspaces-and-artifacts).
 
 One bucket per deployment, ``<PREFIX>_ARTIFACTS``; one object per workspace file, named
 ``<session>/<path>``. nats-py (2.16, ``nats/js/object_store.py``) splits an object into 128 KiB
@@ -153,7 +154,7 @@ class JetStreamArtifactStore(ArtifactStore):
             except nats.js.errors.BucketNotFoundError:
                 config = ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE,
                                            replicas=replicas,
-                                           description="Switchboard workspaces (SPEC.md §6)")
+                                           description="Switchboard workspaces")
                 store = await js.create_object_store(bucket, config=config)
                 _log.info("created object store bucket %s (%d replicas)", bucket, replicas)
             index = await kv_bucket(js, index_bucket or f"{bucket}_INDEX", replicas=replicas)

@@ -1,4 +1,4 @@
-"""Artifacts in an S3 bucket through aioboto3 (SPEC.md §6, seed 003).
+"""Artifacts in an S3 bucket through aioboto3 (docs/design.md#workspaces-and-artifacts).
 
 Keys are ``<prefix><session>/<path>`` (``threads/discord-1234/src/app.py``); each object carries
 user metadata ``sha256`` (hex) and ``mtime-ns`` (``x-amz-meta-*`` headers). Credentials and the

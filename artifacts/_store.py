@@ -70,7 +70,8 @@ def check_path(path: str) -> str:
 
 
 class ArtifactStore(abc.ABC):
-    """Files of each session's workspace, kept off the machine (SPEC.md §6).
+    """Files of each session's workspace, kept off the machine
+    (docs/design.md#workspaces-and-artifacts).
 
     Objects are addressed by ``(session, path)``; ``path`` is relative to the workspace. Every
     method raises ``ArtifactError`` when the backend fails or times out.

@@ -1,4 +1,4 @@
-"""Mirror a workspace to the artifact store and back (SPEC.md §6).
+"""Mirror a workspace to the artifact store and back (docs/design.md#workspaces-and-artifacts).
 
 What is synced: every regular file under the workspace root, the git repository included —
 ``.git`` is stored file by file (``<session>/.git/HEAD``, ``<session>/.git/objects/ab/cdef…``)

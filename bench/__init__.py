@@ -1,1 +1,1 @@
-"""Switchboard bench: load through the real system (SPEC.md §12). Run ``python -m bench``."""
+"""Switchboard bench: load through the real system (bench/README.md). Run ``python -m bench``."""

@@ -1,4 +1,4 @@
-"""Scenario ``concurrency`` (issue 8, item 4): many conversations waiting on a slow model.
+"""Scenario ``concurrency``: many conversations waiting on a slow model.
 
 A simulated model served over HTTP (``bench._sse_server`` in its own process: every answer
 takes ``MODEL_DELAY_S`` seconds, spread over ``MODEL_CHUNKS`` content chunks, then a usage

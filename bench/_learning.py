@@ -1,4 +1,4 @@
-"""Scenario ``learning``: does the starting tier learn? (issue 7, item 5)
+"""Scenario ``learning``: does the starting tier learn?
 
 A replayed workload of SEQUENTIAL tasks of 10 kinds (``bench._learning_kinds``), each request
 its own session and person, runs twice on fresh deployments (own nats-server store, so no case

@@ -1,4 +1,4 @@
-"""Scenario ``modelcall``: client CPU per streamed chat completion (issue 8, item 2).
+"""Scenario ``modelcall``: client CPU per streamed chat completion.
 
 One OpenAI-compatible server in its own process (``bench._sse_server``) streams answers of
 1, 20 and 200 content chunks, or two parallel tool calls in as many fragments; in this

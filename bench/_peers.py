@@ -1,4 +1,4 @@
-"""Peers on the ``runtime`` scenario's five-step pipeline (issue 8, item 1; the ``peers`` extra).
+"""Peers on the ``runtime`` scenario's five-step pipeline.
 
 - **autogen5** (``bench._peer_autogen``): autogen-core's ``SingleThreadedAgentRuntime`` in a
   process of its own (``python -m bench._peers autogen``): five ``RoutedAgent``s, each
@@ -76,7 +76,7 @@ async def _faststream_hop(url: str, hop: int) -> None:
 
     names = FF_NAMES
     # Its per-message "Received" / "Processed" lines are logged at INFO: a logger at WARNING
-    # drops them (FastStream's default logger prints them, shared/NOTES.md: half the rate).
+    # drops them (FastStream's default logger prints them, docs/measurements.md: half the rate).
     logger = logging.getLogger("bench.faststream")
     logger.setLevel(logging.WARNING)
     broker = NatsBroker(url, serializer=MsgSpecSerializer(), logger=logger,

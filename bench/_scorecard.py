@@ -1,8 +1,8 @@
-"""One table of issue 8's targets: each figure, its target, the floor or peers beside it, and
+"""One table of the bench's targets: each figure, its target, the floor or peers beside it, and
 whether the target is met; printed first by ``python -m bench run`` and ``bench report``.
 
 A line whose figures are not in the rows (its scenario did not run) shows "-" and "not run".
-The targets and where they come from: issue 8, "At the durable floor" (items 1-6).
+The targets and their floors are explained in bench/README.md.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _whole_run(r: _Rows) -> list[_Line]:
 
 
 def _sandbox(r: _Rows) -> list[_Line]:
-    """Issue 17 item 6: the sandbox adds at most 20 ms per command at p50."""
+    """The sandbox adds at most 20 ms per command at p50."""
     lines = []
     for mechanism in ("bubblewrap", "landlock"):
         for program in ("echo", "python"):
@@ -181,5 +181,5 @@ def scorecard(rows: Iterable[Row]) -> str:
               line.unit, line.target,
               {True: "yes", False: "NO", None: "not run"}[line.met], line.beside]
              for line in lines]
-    return "== Targets (issues 8 and 17) ==\n" + _render(
+    return "== Targets ==\n" + _render(
         ["item", "figure", "value", "unit", "target", "met", "floor / peers"], table)

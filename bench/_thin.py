@@ -1,5 +1,5 @@
 """The thin layer: the ``runtime`` scenario's five durable hops written directly on nats-py's raw
-pull API, with no Switchboard code: the floor the runtime is measured against (issue 8, item 1).
+pull API, with no Switchboard code: the floor the runtime is measured against.
 
 Each hop is its own OS process (``python -m bench._thin actor N --url URL``). Per hop:
 
@@ -26,7 +26,7 @@ Each hop is its own OS process (``python -m bench._thin actor N --url URL``). Pe
 Streams (file storage, like Switchboard's): one work-queue stream with a subject per hop, the
 events and outbox streams (limits retention) and a KV bucket with direct get. Durable consumers:
 explicit ack, ``max_ack_pending`` = 2 × the in-flight limit. Source of the pattern:
-shared/NOTES.md, "A durable (JetStream work-queue) 5-hop pipeline"; pull protocol: ADR-13
+docs/measurements.md#nats-py-pull-consumers; pull protocol: ADR-13
 (nats-io/nats-architecture-and-design).
 """
 

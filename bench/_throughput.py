@@ -147,7 +147,7 @@ IO_BOUND_IN_FLIGHT = {False: 160, True: 64}
 
 
 def run_io_bound_scaling(workdir: Path, *, quick: bool) -> list[Figure]:
-    """Scenario ``iobound`` (issue 8, item 5): SIMPLE requests whose model takes 0.5 s, the
+    """Scenario ``iobound``: SIMPLE requests whose model takes 0.5 s, the
     answering role (researcher) at ``max_in_flight`` 8 per replica and 1, 2 and 4 replicas (a
     fresh deployment each), 160 requests in flight (``--quick``: 64), so the role's slots
     bound the rate: the ideal is ``replicas × 8 / 0.5 s`` answers per second. Reports tasks/s

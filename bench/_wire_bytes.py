@@ -276,7 +276,7 @@ SCENARIO = "wire"
 
 
 def run_wire(workdir: object = None, *, quick: bool = False) -> list[Figure]:
-    """Scenario ``wire`` (issue 8, item 3): bytes per hop and per task, nested (label
+    """Scenario ``wire``: bytes per hop and per task, nested (label
     ``nested``) and flat (label ``flat``), for each flow (``simple``, ``sequential``). No
     process is started; ``workdir`` and ``quick`` are unused."""
     figures = []

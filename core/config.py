@@ -72,12 +72,12 @@ class Settings(BaseSettings):
     """Overrides ``topology.stream_replicas`` (``SB_STREAM_REPLICAS=3`` on a NATS cluster)."""
     s3_bucket: str | None = None
     """When set, artifacts go to this S3 bucket (aioboto3; credentials from the standard AWS
-    environment variables) instead of the JetStream object store (SPEC.md §6)."""
+    environment variables) instead of the JetStream object store
+    (docs/design.md#workspaces-and-artifacts)."""
     s3_endpoint_url: str | None = None
     """An S3-compatible endpoint (MinIO, moto, LocalStack); None is AWS itself."""
     s3_prefix: str = "threads/"
-    """Key prefix: objects are ``<prefix><session>/<path>`` (seed 003:
-    ``s3://discord-bot-artifacts/threads/<thread-id>/``)."""
+    """Key prefix: objects are ``<prefix><session>/<path>``."""
     api_token: SecretStr | None = None
     """The HTTP API's bearer token (``SB_API_TOKEN``); without one the API does not start."""
     api_listen: str = "127.0.0.1:8080"
@@ -122,7 +122,7 @@ class ModelSpec(BaseModel):
 
 
 class BedrockAgentSpec(BaseModel):
-    """An Amazon Bedrock agent that backs a role (SPEC.md §11, seed 004): the role's answers
+    """An Amazon Bedrock agent that backs a role (docs/design.md#models): the role's answers
     come from the agent's ``InvokeAgent`` stream instead of a model of its tier
     (``modelcall.hosted``).
 
@@ -183,7 +183,8 @@ class ActorSpec(BaseModel):
 
 
 class ToolPolicy(BaseModel):
-    """Limits of the workspace tools (SPEC.md §3: allowlist, time and output limits) and the
+    """Limits of the workspace tools (docs/design.md#the-agentic-loop: allowlist, time and output
+    limits) and the
     sandbox every program a tool starts runs in (``actors.tools._sandbox``, docs/sandbox.md).
 
     ``sandbox``: ``auto`` takes bubblewrap where it works, else Landlock with namespaces, and
@@ -224,8 +225,8 @@ class BreakglassSpec(BaseModel):
 
 
 class RouterSpec(BaseModel):
-    """How the router asks a model to decide (SPEC.md §1.2; seed 003's "Should respond? /
-    Classify task").
+    """How the router asks a model to decide (docs/design.md#routing: should it respond,
+    and which flow, task type and role).
 
     ``structured_output``: ``auto`` sends litellm's ``response_format`` with a JSON schema
     when litellm says the model supports it (``litellm.supports_response_schema``) and asks
@@ -245,7 +246,8 @@ class RouterSpec(BaseModel):
 
 
 class CasesSpec(BaseModel):
-    """The case base of finished SEQUENTIAL runs (SPEC.md §4; seed 001's inductive reasoning).
+    """The case base of finished SEQUENTIAL runs (docs/design.md#reflexion-memory; inductive
+    reasoning).
 
     ``max_cases``: the stream keeps this many, the oldest evicted first. ``shown``: similar
     successful cases the planner is shown. ``min_similarity``: token overlap (Jaccard, 0-1)
@@ -268,7 +270,8 @@ class CasesSpec(BaseModel):
 
 
 class FeedbackSpec(BaseModel):
-    """How people's 👍 / 👎 steer the next run (SPEC.md §5): a session whose confidence is
+    """How people's 👍 / 👎 steer the next run (docs/design.md#feedback-and-confidence): a session
+    whose confidence is
     below ``low_confidence`` starts its next run one tier higher."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -306,7 +309,8 @@ class Topology(BaseModel):
     breakglass: BreakglassSpec = BreakglassSpec()
     history_window: int = Field(default=20, ge=0)
     lock_ttl_s: float = Field(default=30.0, gt=0)
-    """Lease of a session's run lock: a crashed holder's lock expires after this (SPEC.md §3)."""
+    """Lease of a session's run lock: a crashed holder's lock expires after this
+    (docs/design.md#the-agentic-loop)."""
     lock_wait_s: float = Field(default=1800.0, ge=0)
     """How long a second request waits for the session's running one before it is retried."""
     stream_replicas: int = Field(default=1, ge=1, le=5)
@@ -317,14 +321,12 @@ class Topology(BaseModel):
     cases: CasesSpec = CasesSpec()
     feedback: FeedbackSpec = FeedbackSpec()
     task_tiers: dict[TaskType, int] = {}
-    """Starting tier per task type (seed 003's ``TASK_TYPE_TO_TIER_INDEX``), before what the
-    role's own ``tier`` says."""
+    """Starting tier per task type, before what the role's own ``tier`` says."""
     role_models: dict[str, dict[int, str]] = {}
-    """A role's own model within a tier (seed 003's ``AGENT_MODEL_INDEX_MAP``): role → tier →
-    model name; it goes first, the tier's models follow as fallbacks."""
+    """A role's own model within a tier: role → tier → model name; it goes first, the tier's
+    models follow as fallbacks."""
     peer_review: bool = False
-    """The code reviewer asks a second, randomly chosen model of its tier for an opinion
-    (seed 003, "w/ Random Peer")."""
+    """The code reviewer asks a second, randomly chosen model of its tier for an opinion."""
 
     @field_validator("rules")
     @classmethod
@@ -498,7 +500,7 @@ def actor_kind(role: str) -> ActorKind:
     """Which actor implementation serves ``role``.
 
     Raises:
-        ConfigError: ``role`` is not an actor of SPEC.md §1-2.
+        ConfigError: ``role`` is not an actor of docs/design.md#agent-roles.
     """
     if role in AGENT_ROLES:
         return "agent"

@@ -1,4 +1,4 @@
-"""Deductive routing rules (``topology.yaml`` ``rules:``; seed 001's rule engine, SPEC.md §1.2).
+"""Deductive routing rules (``topology.yaml`` ``rules:``; docs/design.md#routing).
 
 A rule has conditions (``when``) and actions (``then``); it matches when every condition it
 names matches (a list matches any of its values; ``text`` is a regular expression searched

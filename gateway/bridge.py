@@ -12,8 +12,7 @@ idle heartbeats stop (the node that held it was lost) or a sequence gap shows; t
 the same after each reconnect of a connection it opened (a message lost on the way to a dead
 node shows no gap to nats-py until a later one comes). So an answer stored while the chat's
 node, its consumer's node or its connection was lost is still delivered; a core subscription,
-used before, lost it (issue 18, item 18: chats connected to a node killed under load waited
-out their timeout for answers the stream held). A durable consumer would do too, at the price
+used before, lost it. A durable consumer would do too, at the price
 of a replicated consumer (a Raft group on three nodes) per chat; an ordered one is one
 in-memory consumer, deleted by ``stop`` or, when its reader is gone, by the server after
 ``ORDERED_INACTIVE_S``.

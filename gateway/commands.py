@@ -1,4 +1,4 @@
-"""What the slash commands answer (SPEC.md §7), shared by the websocket bots
+"""What the slash commands answer (docs/design.md#gateways), shared by the websocket bots
 (``gateway.discord``) and the Interactions HTTP endpoint (``gateway.interactions``). No Discord
 I/O here: each function returns the text to send."""
 
@@ -21,7 +21,7 @@ from protocol import RunState, SessionId, run_decoder
 _log = logging.getLogger(__name__)
 
 TIERS = {1: "cheap chat", 2: "tool-capable", 3: "strong code", 4: "critical decisions"}
-"""Model tiers (SPEC.md §3)."""
+"""Model tiers (docs/design.md#the-agentic-loop)."""
 
 OWN_SESSION_CHANNEL_TYPES = frozenset({1, 10, 11, 12})
 """Channel types that are one conversation: DM 1, announcement thread 10, public thread 11,

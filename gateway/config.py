@@ -20,7 +20,8 @@ from protocol import AGENT_ROLES, ChatMessage, check_token
 _log = logging.getLogger(__name__)
 
 MAX_BOTS = 50
-"""Bots one gateway process runs at most by default (SPEC.md §7: "up to 50, configurable")."""
+"""Bots one gateway process runs at most by default (docs/design.md#gateways: "up to 50,
+configurable")."""
 DEFAULT_BOT = "default"
 """The name of the bot made from ``DISCORD_TOKEN`` alone."""
 
@@ -45,9 +46,10 @@ class BotConfig(BaseModel):
             the router decides whether to answer. A listening channel counts as allowed by
             ``channels``.
         max_answer_chars: the most characters of an answer (Unicode code points, as Discord
-            counts them); 0: no cap. The actors cut longer answers (SPEC.md §10).
+            counts them); 0: no cap. The actors cut longer answers
+            (docs/design.md#safety-and-limits).
         max_tokens: the most completion tokens of one model call for this bot's requests
-            (the model's tokens); 0: the model's own setting (SPEC.md §10).
+            (the model's tokens); 0: the model's own setting (docs/design.md#safety-and-limits).
         admins: Discord user ids who may control anyone's run with reactions (🛑, 👍 / 👎
             on answers and commits); others control only their own runs, unless they have
             Manage Messages in the channel.

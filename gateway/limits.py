@@ -1,4 +1,5 @@
-"""Per-user and per-guild rate limits and per-user daily token quotas (SPEC.md §10), kept in
+"""Per-user and per-guild rate limits and per-user daily token quotas
+(docs/design.md#safety-and-limits), kept in
 the limits KV bucket so every gateway replica shares them.
 
 Keys (``w`` is the window number, ``floor(now / window)``; ``day`` is ``YYYYMMDD`` UTC)::

@@ -1,7 +1,7 @@
 """Every model call goes through here, streamed, with translated errors, by one of three paths:
 
 - the offline model (and any registered custom provider with a ``direct`` method) is called
-  in-process, without litellm's custom-provider wrapper (2-3 ms a call, shared/NOTES.md);
+  in-process, without litellm's custom-provider wrapper (2-3 ms a call, docs/measurements.md);
 - OpenAI-compatible providers are streamed directly (``modelcall._direct``), litellm
   resolving the provider, endpoint, key and price;
 - everything else, and any model with ``transport: litellm``, through ``litellm.acompletion``.
@@ -9,7 +9,7 @@
 The three give the same ``ModelReply`` and raise the same errors (``tests/test_llm_paths.py``
 runs the same streams through the direct and the litellm path and compares them).
 
-``import litellm`` costs about 1.6 s and 160 MB (shared/NOTES.md), so it is imported on first
+``import litellm`` costs about 1.6 s and 160 MB (docs/measurements.md), so it is imported on first
 use, never when ``modelcall`` is imported.
 """
 
@@ -143,7 +143,8 @@ def _call_kwargs(
     }
     if provider_of(spec.name) not in _providers.registered:
         # One attempt per call: the SDK under litellm retries 429 / 5xx twice by default,
-        # which delays the fallback to the tier's next model (SPEC.md §11); ModelSpec.params
+        # which delays the fallback to the tier's next model (docs/design.md#models);
+        # ModelSpec.params
         # can set it back.
         kwargs["max_retries"] = 0
     kwargs["api_key"] = spec_key(spec)

@@ -12,7 +12,7 @@ names are ``offline/<anything>`` (``offline/tier-2``). Options come through ``Mo
 Switchboard calls it in-process through ``OfflineLLM.direct`` (``modelcall.complete``: no
 litellm wrapper, well under 0.5 ms a call), and this module does not import litellm: a
 deployment whose every model is offline never loads it (about 160 MB and 1.6 s a process,
-shared/NOTES.md). ``OfflineLLM.litellm_handler`` gives litellm's custom-provider version
+docs/measurements.md). ``OfflineLLM.litellm_handler`` gives litellm's custom-provider version
 (``offline_model._litellm``) for ``transport: litellm`` and litellm's own callers.
 """
 

@@ -100,7 +100,8 @@ def script_reply(model: str, messages: list[dict[str, Any]], *, has_tools: bool)
 
 def _recalled(messages: list[dict[str, Any]]) -> str:
     """A note naming what the person said elsewhere, when their memory was shown: the offline
-    model cannot use memory, but shows that it got it (SPEC.md §4, per-user memory)."""
+    model cannot use memory, but shows that it got it (docs/design.md#reflexion-memory, per-user
+    memory)."""
     for message in messages:
         text = content_text(message)
         if message.get("role") == "system" and text.startswith(REMEMBERED_HEADING):

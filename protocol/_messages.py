@@ -1,6 +1,6 @@
 """Every message that crosses NATS, as msgspec structs tagged by a ``type`` field.
 
-Flow of one request (SPEC.md §1)::
+Flow of one request (docs/design.md#message-flow)::
 
     ChatMessage ─classifier→ Classification ─┬─(SEQUENTIAL) planner → TurnRequest → role actor
                                              ├─(SIMPLE, BREAKGLASS) TurnRequest → role actor
@@ -30,7 +30,7 @@ import msgspec
 
 
 class Flow(enum.StrEnum):
-    """How a request is handled (SPEC.md §1.3)."""
+    """How a request is handled (docs/design.md#flows)."""
 
     SIMPLE = "simple"
     BRANCH = "branch"
@@ -39,7 +39,8 @@ class Flow(enum.StrEnum):
 
 
 class Complexity(enum.StrEnum):
-    """Task complexity; it sets the loop's max turns (SPEC.md §3: 10 / 20 / 35)."""
+    """Task complexity; it sets the loop's max turns (docs/design.md#the-agentic-loop: 10 / 20 /
+    35)."""
 
     SIMPLE = "simple"
     MEDIUM = "medium"
@@ -88,7 +89,8 @@ AGENT_ROLES: tuple[str, ...] = (
     "dba",
     "researcher",
 )
-"""The nine agent roles of SPEC.md §2, each an actor name and a task subject token."""
+"""The nine agent roles of docs/design.md#agent-roles, each an actor name and a task subject
+token."""
 
 
 class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
@@ -374,7 +376,7 @@ class Reply(_Addressed, tag="reply", kw_only=True, frozen=True):
 
 
 class ControlAction(enum.StrEnum):
-    """What a person asks of a session (SPEC.md §3, §5, §6)."""
+    """What a person asks of a session (docs/design.md#the-agentic-loop)."""
 
     ABORT = "abort"
     """Stop the session's running loop at its next turn (🛑)."""
@@ -390,7 +392,8 @@ class ControlAction(enum.StrEnum):
 
 
 FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
-"""``Control.value`` of a 👍 and a 👎 (SPEC.md §5: confidence +15 / -20, clamped to 10-100)."""
+"""``Control.value`` of a 👍 and a 👎 (docs/design.md#feedback-and-confidence: confidence +15 / -20,
+clamped to 10-100)."""
 
 
 class Control(_Wire, tag="control", kw_only=True, frozen=True):

@@ -1,4 +1,4 @@
-"""What observers read: execution events and dead letters (SPEC.md §9)."""
+"""What observers read: execution events and dead letters (docs/design.md#observability)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from protocol._messages import _Wire
 
 
 class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
-    """One step of the system, for observers (SPEC.md §9).
+    """One step of the system, for observers (docs/design.md#observability).
 
     ``kind`` is what happened (``handled``, ``failed``, ``retry``, ``dead_letter``,
     ``model_call``, ``tool_call``, ``turn``, ``reflection``, ``answered`` (a Reply or

@@ -1,6 +1,7 @@
 """What a run produced, as it crosses NATS: the model's tool calls and their results, the
 trajectory of turns, the role actor's TurnResult, the evaluator's scores and Evaluation, and
-the reflector's Reflection (SPEC.md §4). Rules of ``_messages.py`` apply (tagged structs,
+the reflector's Reflection (docs/design.md#reflexion-memory). Rules of ``_messages.py`` apply
+(tagged structs,
 defaults omitted; protocol/README.md)."""
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class TurnResult(_Wire, tag="turn_result_v2", kw_only=True, frozen=True):
 
 
 class Scores(_Part, kw_only=True, frozen=True):
-    """Evaluator scores, each 0-100 (SPEC.md §4)."""
+    """Evaluator scores, each 0-100 (docs/design.md#reflexion-memory)."""
 
     task_completion: int
     code_quality: int
@@ -159,7 +160,8 @@ class Evaluation(_Wire, tag="evaluation_v2", kw_only=True, frozen=True):
 
 
 class Reflection(_Wire, tag="reflection", kw_only=True, frozen=True):
-    """A Reflexion self-reflection on one run (Shinn et al. 2023; SPEC.md §4)."""
+    """A Reflexion self-reflection on one run (Shinn et al. 2023;
+    docs/design.md#reflexion-memory)."""
 
     session: str
     what_worked: str

@@ -43,7 +43,7 @@ class Insight(_Part, kw_only=True, frozen=True):
 
 
 class SessionState(msgspec.Struct, kw_only=True):
-    """The value of a session in the sessions KV bucket (SPEC.md §4, §5).
+    """The value of a session in the sessions KV bucket (docs/design.md#reflexion-memory).
 
     Memory windows: ``reflections`` keeps the last 5, ``insights`` the top 20.
     ``confidence`` is 10-100.
@@ -76,8 +76,7 @@ class SessionState(msgspec.Struct, kw_only=True):
 
 class Case(msgspec.Struct, kw_only=True, frozen=True):
     """One finished SEQUENTIAL run, kept in the case base (``<PREFIX>_CASES`` stream, one
-    subject per case) so the router and the planner learn from it (seed 001's inductive
-    reasoning; SPEC.md §4).
+    subject per case) so the router and the planner learn from it.
 
     Tiers are 1-4; ``tiers`` lists the tier of each turn in order; ``outcome`` is
     ``succeeded`` or ``failed`` (from the evaluator's scores, overridden by feedback on the

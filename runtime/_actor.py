@@ -165,7 +165,7 @@ class Actor:
 
         Events are observability, not work: a core publish that the events stream captures,
         without waiting for a JetStream ack, so an event costs the hot path about 2 µs
-        (shared/NOTES.md) and a broker outage delays nothing (but can lose events). It has no
+        (docs/measurements.md) and a broker outage delays nothing (but can lose events). It has no
         headers: its type and session are in the body, and each header costs the publisher
         about 1.2 µs (``protocol/README.md``). ``trace_id`` defaults to the current span's, and
         ``parent_span_id`` to the current span's id (the delivery's in a handler).
@@ -263,7 +263,7 @@ class MessageContext:
         with the Reply that follows on the same connection; a broker outage can lose it). A
         streamed answer sends one a second, and a confirmed publish costs its sender a
         PubAck to receive and match (receiving a message costs about 4 µs of client CPU,
-        shared/NOTES.md).
+        docs/measurements.md).
 
         A Reply or ConsolidatedOptions is also an ``answered`` event: the time the answer
         left, its ``flow`` and ``role``, and in ``detail`` the Reply's error code (``silent``:

@@ -3,7 +3,7 @@
 ``JetStreamContext.publish`` makes a NUID token, a future, a ``wait_for`` timer and a parsed
 ``PubAck`` per message; here a publish is a counter, a dict entry and a callback, and one
 sweeper task fails entries older than their timeout (about 10 µs of CPU less per publish,
-profiled in the bench's ``runtime`` scenario; shared/NOTES.md: "publish with a dedicated reply
+profiled in the bench's ``runtime`` scenario; docs/measurements.md: "publish with a dedicated reply
 inbox and a callback instead of a future per message").
 
 A publish ack is a JSON ``PubAck`` (``{"stream": ..., "seq": ...}``) or an ``{"error": ...}``
@@ -72,7 +72,7 @@ class Publisher:
     def after_settling(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Await ``hook`` after each PubAck's ``settled`` callback, in the same callback, so
         what the callbacks made due (the dispatcher's acks) goes out in the same write as the
-        rest of this pass rather than from another task (shared/NOTES.md: "ack in batches
+        rest of this pass rather than from another task (docs/measurements.md: "ack in batches
         once the forward publish is confirmed")."""
         self._after = hook
 

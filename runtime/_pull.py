@@ -1,9 +1,10 @@
 """A thin pull consumer over JetStream's raw pull API, with a bound on messages in flight.
 
 Why not ``PullSubscription.fetch``: ``fetch(n)`` waits for a full batch under light load and
-``fetch(1)`` manages about 690 tasks/s (shared/NOTES.md). This layer keeps pull requests open
+``fetch(1)`` manages about 690 tasks/s (docs/measurements.md). This layer keeps pull requests open
 (batches of up to 32, 5 s expiry), counts messages requested-or-processing against the in-flight
-limit, and asks for more when half a batch of credit is free: the pattern NOTES.md measured at
+limit, and asks for more when half a batch of credit is free: the pattern docs/measurements.md
+measured at
 7.1k tasks/s with nothing lost or duplicated.
 
 Protocol: a pull is a publish to ``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`` with

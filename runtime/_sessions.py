@@ -15,7 +15,7 @@ from runtime._cas import compare_and_set, read_entry
 _log = logging.getLogger(__name__)
 
 MIN_CONFIDENCE, MAX_CONFIDENCE = 10, 100
-"""Confidence is clamped to 10-100 (SPEC.md §5)."""
+"""Confidence is clamped to 10-100 (docs/design.md#feedback-and-confidence)."""
 
 
 class SessionStore:

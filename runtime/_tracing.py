@@ -1,7 +1,8 @@
 """OpenTelemetry tracing across processes: W3C ``traceparent`` travels in NATS headers.
 
 Each handled message is a span, child of the span that published it, so one request is one
-trace from the gateway through every actor (SPEC.md §9). Spans are exported to the console
+trace from the gateway through every actor (docs/design.md#observability). Spans are exported to
+the console
 when ``SB_TRACE_CONSOLE=1``; any other exporter can be added to the provider by the operator.
 
 When the provider has no span processor (no exporter: the default), a span would be recorded

@@ -1,16 +1,16 @@
 """NATS connection and JetStream provisioning: streams, the sessions bucket, durable consumers.
 
-Stream layout (SPEC.md §8; names from ``protocol.Subjects``):
+Stream layout (docs/design.md#reliability-and-scale; names from ``protocol.Subjects``):
 
 - one work-queue stream per actor role (``SB_TASK_<ROLE>``): a task is removed once acked;
 - ``SB_OUTBOX`` (1 h), ``SB_EVENTS`` (7 days, 1 GiB), ``SB_CONTROL`` (1 day), ``SB_DLQ``
   (30 days): limits retention;
 - ``SB_CASES``: the case base, one message per case subject, at most ``cases.max_cases``
   (the oldest discarded);
-- KV bucket ``SB_SESSIONS`` with direct get (26 % faster gets, shared/NOTES.md).
+- KV bucket ``SB_SESSIONS`` with direct get (26 % faster gets, docs/measurements.md).
 
 Every stream and the bucket keep ``topology.stream_replicas`` copies: 1 on one server, 3 on a
-NATS cluster (R3, SPEC.md §8).
+NATS cluster (R3, docs/design.md#reliability-and-scale).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ a model through litellm (any provider but the in-process offline model).
 
 On this machine 13 forked processes that import litellm hold about 390 MB in all
 (proportional set size) when the fork server imported it first and froze the garbage
-collector, instead of about 2.5 GB (shared/NOTES.md: ``import litellm`` alone is about
+collector, instead of about 2.5 GB (docs/measurements.md: ``import litellm`` alone is about
 160-195 MB per process).
 """
 

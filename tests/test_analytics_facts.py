@@ -1,4 +1,4 @@
-"""The facts execution events carry for the analytics (issue 9, item 4): the request every
+"""The facts execution events carry for the analytics: the request every
 event of a delivery names, and the cause of an escalation. Pure, no server."""
 
 from __future__ import annotations

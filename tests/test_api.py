@@ -1,4 +1,4 @@
-"""The HTTP API end to end (issue 9 item 1's "done when"): ``switchboard up`` with
+"""The HTTP API end to end: ``switchboard up`` with
 ``SB_API_TOKEN`` set runs the API as one more supervised process beside every actor, on a real
 nats-server; a scripted model answers through the genuine litellm path. Every route and error
 (401, 404, 400, 409, 413), a run submitted and stopped through the API, SSE that a late client
@@ -418,7 +418,7 @@ _PATH_CHARS = st.characters(min_codepoint=33, max_codepoint=126, blacklist_chara
 
 
 async def test_any_request_gets_an_answer_or_a_4xx_never_a_5xx(api: Api) -> None:
-    """Random and mutated bodies, paths, methods and tokens (hypothesis, issue 10 item 6)."""
+    """Random and mutated bodies, paths, methods and tokens (hypothesis)."""
     seen: list[int] = []
 
     @settings(max_examples=150, deadline=None,

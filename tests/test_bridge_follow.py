@@ -1,6 +1,6 @@
 """A non-durable bridge (the terminal chat's) reads its outbox through an ordered consumer, on a
 real nats-server: an answer stored while its connection was down is delivered once it is back
-(a core subscription lost it; issue 18, item 18), a lost consumer is recreated without
+(a core subscription lost it), a lost consumer is recreated without
 replaying what was stored before the bridge started, and ``stop`` deletes the consumer. The
 3-node case (a node killed under 20 chats) is in test_cluster.py."""
 

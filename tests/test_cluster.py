@@ -1,7 +1,7 @@
 """The whole system on a real 3-node NATS cluster with R3 streams, KV and object store (issue
 10, item 2): a node killed with ``kill -9`` in the middle of a load loses no request and
 answers none twice; the node comes back and catches up with the others. Terminal chats in
-flight get their answers when the meta leader is killed (issue 18, item 18). Provisioning
+flight get their answers when the meta leader is killed. Provisioning
 waits out a cluster that is still forming."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Slash commands per bot (issue 3 item 4) through discord.py's CommandTree and the stand-in's
+"""Slash commands per bot through discord.py's CommandTree and the stand-in's
 application commands, INTERACTION_CREATE, callbacks and webhooks."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ async def test_ask_status_stop_model_and_breakglass(
 async def test_ask_is_each_persons_own_outside_a_thread_and_the_threads_inside(
         nats_url: str, discord_standin: DiscordStandIn, actors: FakeActors,  # noqa: F811
         js: JetStreamContext) -> None:
-    """Issue 18 item 12: two people using /ask in one channel get a session each (so a
+    """Two people using /ask in one channel get a session each (so a
     workspace, run lock, history, confidence and /model tier each); in a thread, /ask is
     the thread's conversation, whoever asks."""
     s = discord_standin

@@ -1,5 +1,4 @@
-"""When the bot answers (issue 3 item 2: allowlists, debounce, one request at a time per
-conversation) and reactions as controls (item 3), through discord.py and the stand-in."""
+"""When the bot answers and reactions as controls, through discord.py and the stand-in."""
 
 from __future__ import annotations
 

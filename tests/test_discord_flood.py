@@ -1,4 +1,4 @@
-"""A flood against the bounded gateway (issue 10 item 1): 5,000 requests reach the genuine
+"""A flood against the bounded gateway: 5,000 requests reach the genuine
 discord.py bot on the stand-in while the actors answer none; the bot sends ``max_in_flight`` of
 them, tells the next ``max_waiting`` people their position in line and refuses the rest with a
 message, holding memory for no more than that; then the answers come and the line goes out in

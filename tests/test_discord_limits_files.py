@@ -1,4 +1,4 @@
-"""Limits (issue 3 item 9), files in (item 7) and Discord's 429 during streamed edits (item 6),
+"""Limits, files in and Discord's 429 during streamed edits,
 through discord.py and the stand-in on a real nats-server."""
 
 from __future__ import annotations

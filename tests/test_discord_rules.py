@@ -1,4 +1,4 @@
-"""What a Discord message carries for the rules (issue 18 items 6-7): the genuine discord.py
+"""What a Discord message carries for the rules: the genuine discord.py
 client (and the signed Interactions endpoint) against the local stand-in of Discord sends its
 requests over a real nats-server (the test plays the actors, FakeActors) and the router
 decides on what arrived: a ``bot:`` rule names the bot as ``switchboard bots`` does, a

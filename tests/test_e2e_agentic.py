@@ -1,4 +1,4 @@
-"""The agentic loop end to end (issue 4's "done when"): a scripted model through the genuine
+"""The agentic loop end to end: a scripted model through the genuine
 litellm path drives runs on a real nats-server with every actor its own process — one that
 escalates through the whole tier path and asks the person, one that commits and is merged by
 👍, one aborted by 🛑 at the next turn, one whose process is killed and resumes from its

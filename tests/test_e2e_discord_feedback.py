@@ -1,4 +1,4 @@
-"""Feedback that matters, through Discord (issue 7, item 6): the genuine discord.py bot on the
+"""Feedback that matters, through Discord: the genuine discord.py bot on the
 local stand-in of Discord, the whole system behind it. After 👎 on the work of a run (deleting
 its branch), the next run in that thread starts one tier higher."""
 

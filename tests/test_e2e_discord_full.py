@@ -1,4 +1,4 @@
-"""Issue 3's items through the whole system: `switchboard up` (every actor its own process, a
+"""The Discord features through the whole system: `switchboard up` (every actor its own process, a
 real nats-server) with the genuine discord.py bot talking to the local stand-in of Discord.
 
 Reactions (🛑, 👍 / 👎 on answers and on commit messages), /status while a run works, files
@@ -62,7 +62,7 @@ async def test_reactions_commit_merge_feedback_and_thread_deletion(
         state = await until(lambda: _session(system.nats_url, f"discord-{hello['id']}"),
                             lambda st: st.confidence != 50 and st.reflections, within_s=30,
                             what="the 👎 applied to the session")
-        assert state.confidence == 30  # 50 - 20 (SPEC.md §5)
+        assert state.confidence == 30  # 50 - 20 (docs/design.md#feedback-and-confidence)
         assert state.reflections, "👎 asks the reflector for a reflection"
 
         task = await s.post_user_message(s.channel_id, alice, TASK)

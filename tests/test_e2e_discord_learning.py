@@ -1,4 +1,4 @@
-"""Feedback and the learned starting tier through Discord (issue 18, items 9 and 10): the
+"""Feedback and the learned starting tier through Discord: the
 genuine discord.py bot on the local stand-in, `switchboard up` behind it (every actor its own
 process, a real nats-server, the offline model). What is asserted is our own record: the
 cases in the case stream (their outcome and start tier) and the session's stored memory."""

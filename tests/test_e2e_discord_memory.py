@@ -1,4 +1,5 @@
-"""Per-user memory end to end (SPEC.md §4: "each user has their own conversation context,
+"""Per-user memory end to end (docs/design.md#reflexion-memory: "each user has their own
+conversation context,
 across channels and DMs, with no cross-talk between users"): the genuine discord.py bot on the
 local stand-in of Discord, with the whole system (`switchboard up`, every actor its own
 process, a real nats-server) behind it.

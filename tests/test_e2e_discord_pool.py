@@ -1,4 +1,4 @@
-"""The whole system with two Discord bots at once (issue 3 "Done when"): `switchboard up` with
+"""The whole system with two Discord bots at once: `switchboard up` with
 DISCORD_TOKEN runs the default bot, a second bot is added to the bots KV bucket, both answer
 through the offline model, then the second is reconfigured by a KV change mid-test (a channel
 allowlist, applied without a restart). Every actor is its own process on a real nats-server."""

@@ -1,4 +1,4 @@
-"""Feedback that matters (issue 7, item 6), end to end with the offline model: after a 👎 on a
+"""Feedback that matters, end to end with the offline model: after a 👎 on a
 run's answer, the next run of that conversation starts one tier higher, and the 👎 marks the
 run's case failed; a 👍 brings the conversation back to its role's tier."""
 

@@ -1,4 +1,4 @@
-"""Hosted agents and Ollama through the whole system (issue 11, SPEC.md §11): ``switchboard up``
+"""Hosted agents and Ollama through the whole system: ``switchboard up``
 against a real nats-server, every actor its own process.
 
 First a topology where two roles are backed by a Bedrock agent (the InvokeAgent stand-in,

@@ -1,4 +1,5 @@
-"""The terminal chat remembers a person across sessions and runs (SPEC.md §4, per-user memory):
+"""The terminal chat remembers a person across sessions and runs (docs/design.md#reflexion-memory,
+per-user memory):
 each `switchboard chat` run has its own outbox origin, but every run's messages name the
 terminal as their memory owner and the person by their login name. The whole system runs
 (`switchboard up`, every actor its own process, a real nats-server).

@@ -1,4 +1,4 @@
-"""A real model decides (issue 7): ``switchboard up`` with ``SB_MODEL=openai/...`` against a
+"""A real model decides: ``switchboard up`` with ``SB_MODEL=openai/...`` against a
 local OpenAI-compatible server that validates requests like the real API and answers like a
 chat model (JSON in code fences, markdown, parallel tool calls streamed in fragments).
 

@@ -1,4 +1,4 @@
-"""Rules hold for the whole request (issue 18 items 5 and 8): ``switchboard up`` (every actor
+"""Rules hold for the whole request: ``switchboard up`` (every actor
 its own process, a real nats-server) whose tiers are four models of a local OpenAI-compatible
 server, so the server's log says which tier every call went to.
 

@@ -1,4 +1,4 @@
-"""Where errors live (issue 10, item 5): every exception class of a package is defined in its
+"""Where errors live: every exception class of a package is defined in its
 ``errors.py`` tree (private helpers excepted), and there is one ``NotRunningError``."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Escalation triggers at their exact boundaries (SPEC.md §3): 29 vs 30, 2 vs 1 turns,
+"""Escalation triggers at their exact boundaries (docs/design.md#the-agentic-loop): 29 vs 30, 2 vs
+1 turns,
 3 vs 2 errors, 5 vs 4 unchanged turns, stuck."""
 
 from __future__ import annotations

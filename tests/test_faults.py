@@ -1,4 +1,4 @@
-"""Nothing lost, nothing twice (issue 10, item 1): the fault harness (``tests/faults.py``)
+"""Nothing lost, nothing twice: the fault harness (``tests/faults.py``)
 through a broker restart and a gateway restart in the middle of a load. (A role actor
 killed mid-run: ``test_e2e_failures.py``; a cluster node lost: ``test_cluster.py``; poison
 messages: ``test_runtime.py``, ``test_fuzz.py``.)"""

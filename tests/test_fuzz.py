@@ -1,4 +1,4 @@
-"""Bad input on purpose (issue 10, item 6): random and mutated bytes fed to every decoder of
+"""Bad input on purpose: random and mutated bytes fed to every decoder of
 ``protocol/`` and to the Discord Interactions endpoint get a typed error or a 4xx, never a
 crash, a hang or an unbounded allocation (property-based, hypothesis)."""
 

@@ -1,4 +1,4 @@
-"""The Discord Interactions HTTP endpoint (issue 3 item 5): requests signed by a test key are
+"""The Discord Interactions HTTP endpoint: requests signed by a test key are
 answered (PING → PONG, commands deferred and delivered through the stand-in's webhooks);
 forged, replayed (stale) and malformed ones get 401."""
 
@@ -135,7 +135,7 @@ async def test_quick_commands_answer_at_once(endpoint: Endpoint,
 async def test_ask_is_each_persons_own_outside_a_thread_and_the_threads_inside(
         endpoint: Endpoint, discord_standin: DiscordStandIn,  # noqa: F811
         actors: FakeActors) -> None:  # noqa: F811
-    """Issue 18 item 12, through the signed endpoint: two people's /ask in one channel are
+    """Through the signed endpoint: two people's /ask in one channel are
     two sessions; in a thread, both are the thread's; in a DM, the DM's."""
     s = discord_standin
     bob = s.add_user("bob")
@@ -161,7 +161,7 @@ async def test_ask_is_each_persons_own_outside_a_thread_and_the_threads_inside(
 async def test_stop_is_the_askers_or_a_moderators_in_a_shared_thread(
         endpoint: Endpoint, discord_standin: DiscordStandIn,  # noqa: F811
         actors: FakeActors) -> None:  # noqa: F811
-    """Issue 18 item 11, through the signed endpoint: in a thread, the run alice's /ask
+    """Through the signed endpoint: in a thread, the run alice's /ask
     started is stopped by her or a member with Manage Messages, not by bob."""
     s = discord_standin
     s.set_permissions(s.everyone, MEMBER_PERMISSIONS)

@@ -1,4 +1,4 @@
-"""The bot pool (issue 3 item 1): bots configured in JetStream KV, started, reconfigured,
+"""The bot pool: bots configured in JetStream KV, started, reconfigured,
 restarted and stopped live; a bad token fails only its bot; ``switchboard bots``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A Bedrock agent backs a role (SPEC.md §11, issue 11): ``modelcall.hosted.invoke_agent`` through
+"""A Bedrock agent backs a role (docs/design.md#models): ``modelcall.hosted.invoke_agent`` through
 the genuine aioboto3 / botocore client, over HTTP, against a local InvokeAgent stand-in that
 frames its answers in the AWS event-stream encoding and checks SigV4 signatures.
 

@@ -1,4 +1,4 @@
-"""Ollama through litellm's native provider (``ollama_chat/<model>``, issue 11): the genuine
+"""Ollama through litellm's native provider (``ollama_chat/<model>``): the genuine
 ``modelcall.complete`` → ``litellm.acompletion`` path against a local server speaking
 Ollama's ``/api/chat`` (NDJSON streaming, tool-call arguments as objects, Ollama's errors).
 

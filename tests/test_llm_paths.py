@@ -1,4 +1,4 @@
-"""The two model-call paths give the same result (issue 8, item 2): every stream below goes
+"""The two model-call paths give the same result: every stream below goes
 through the direct path (``modelcall._direct``, the default for OpenAI-compatible providers)
 and through ``litellm.acompletion`` (``transport: litellm``) against the same local
 OpenAI-compatible server, and the replies — text, tool calls, reasoning, usage, cost, finish

@@ -57,7 +57,7 @@ def test_social_messages_are_simple(text: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "flow", "role"), [
-    # The three messages of issue 7 that the old keyword rules got wrong.
+    # Three messages that the old keyword rules got wrong.
     ("how do I deploy a flask app? just the idea", Flow.SIMPLE, "devops_engineer"),
     ("make the table of contents in my README nicer", Flow.SEQUENTIAL,
      "documentation_writer"),
@@ -297,7 +297,7 @@ async def test_tier_bounds_of_rules_reach_the_route() -> None:
 
 
 def test_a_bot_rule_names_the_discord_bot_and_a_channel_rule_its_threads() -> None:
-    """Issue 18 items 6-7: a Discord message carries ``bot=""`` and origin ``discord-<id>``,
+    """A Discord message carries ``bot=""`` and origin ``discord-<id>``,
     and in a thread the thread's id; ``bot:`` matches the bot's name (what ``BotConfig.stamp``
     puts on every request) or origin, ``channel:`` the channel or a thread's parent."""
     rules = [RuleSpec.model_validate(r) for r in (
@@ -326,7 +326,7 @@ _SILENT = ('{"respond": false, "flow": "simple", "task_type": "social", "role": 
 
 
 async def test_only_a_message_the_router_would_answer_is_a_paused_runs_answer() -> None:
-    """Issue 18 item 8: the answer to a paused run passes should-respond and the rules (both
+    """The answer to a paused run passes should-respond and the rules (both
     phases, the second on the paused run's SEQUENTIAL flow) first."""
     topology = _topology(rules=[
         {"name": "no-crypto", "when": {"text": "(?i)bitcoin"}, "then": {"refuse": "No."}},
@@ -364,7 +364,7 @@ async def test_the_routers_own_call_keeps_to_the_rules_tier_bounds() -> None:
 
 
 def test_every_model_call_of_a_request_keeps_to_its_tier_bounds() -> None:
-    """Issue 18 item 5: the planner (tier 4), the reflector (tier 4), BRANCH's brainstormers
+    """The planner (tier 4), the reflector (tier 4), BRANCH's brainstormers
     (tiers 2 and 3) and an escalation path above the cap all stay within a ``tier_max``."""
     topology = _topology(
         tiers={1: ["offline/a"], 2: ["offline/b1", "offline/b2"], 3: ["offline/c"],
@@ -464,7 +464,7 @@ def test_the_starting_tier_learns_from_similar_cases() -> None:
 
 
 def test_a_start_pushed_up_by_feedback_does_not_keep_later_runs_up() -> None:
-    # Issue 18, item 10: runs a 👎 pushed to tier 4 succeeded there; the task needs tier 2.
+    # runs a 👎 pushed to tier 4 succeeded there; the task needs tier 2.
     index = CaseIndex()
     index.put(_case("a", "reverse a string in python with tests", final=2, at=1))
     index.put(_case("b", "reverse a list in python with tests", final=2, outcome="failed",
@@ -480,7 +480,7 @@ def test_a_start_pushed_up_by_feedback_does_not_keep_later_runs_up() -> None:
 
 
 def test_one_thumbs_down_raises_the_next_run_one_tier_not_two() -> None:
-    # Issue 18, item 10: the only similar case failed by a 👎 in this session at tier 2;
+    # the only similar case failed by a 👎 in this session at tier 2;
     # the 👎 also left the session's confidence at 30 (< 40).
     index = CaseIndex()
     index.put(msgspec.structs.replace(

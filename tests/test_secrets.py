@@ -1,4 +1,4 @@
-"""Secrets never leak (issue 10, item 6): a whole flow runs with known fake secrets — the NATS
+"""Secrets never leak: a whole flow runs with known fake secrets — the NATS
 password, a model provider's key, the HTTP API's token — and none of them appears in any log
 line of any process, in any execution event, in the terminal chat's output or in an API
 answer (the refusals included)."""

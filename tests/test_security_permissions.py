@@ -1,4 +1,4 @@
-"""Issue 10, item 3 through the whole system: a nats-server running the configuration of
+"""A nats-server running the configuration of
 `switchboard nats-config`, every process of `switchboard up` its own nkey identity
 (SB_NATS_CREDS_DIR). Every flow works — Discord (the gateway's identity) and the terminal
 (the CLI's) — and the server refuses a role that publishes outside its subjects or reads
@@ -136,7 +136,7 @@ async def test_every_flow_works_with_each_process_its_own_identity(
         cli = as_identity(creds, "cli", server.url)
         state = await until(lambda: _session(cli, f"discord-{hello['id']}"),
                             lambda st: st.reflections, within_s=30, what="the 👎's reflection")
-        assert state.confidence == 30  # 50 - 20 (SPEC.md §5)
+        assert state.confidence == 30  # 50 - 20 (docs/design.md#feedback-and-confidence)
         assert await _cases(cli) >= 1
         # Deleting the thread: the reflector deletes the session and its artifacts.
         await s.delete_thread(thread["id"])

@@ -1,4 +1,4 @@
-"""Issue 10, item 4: TLS. A CA made at test time (``cryptography``), a nats-server that takes
+"""TLS. A CA made at test time (``cryptography``), a nats-server that takes
 TLS clients only, and the whole system on it (with the nkey identities of
 `switchboard nats-config`, as in production); a client without the CA is refused with a
 clear error, as is one that asks for TLS from a server that does not offer it."""

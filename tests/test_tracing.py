@@ -1,5 +1,5 @@
 """Traces: span ids in execution events, the span tree of ``switchboard trace``, and OTLP
-export of every process's spans to a local OTLP/HTTP receiver (issue 9, item 3)."""
+export of every process's spans to a local OTLP/HTTP receiver."""
 
 from __future__ import annotations
 

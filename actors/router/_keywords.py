@@ -3,8 +3,8 @@
 Pure and deterministic. In order, the first that applies decides:
 
 1. No words and no attachment: do not respond.
-2. A BRANCH trigger phrase (SPEC.md §1.3's list plus seed 003's "multiple solutions",
-   "different ways", "explore options"): BRANCH, architect.
+2. A BRANCH trigger phrase (docs/design.md#flows lists them: "multiple solutions",
+   "different ways", "explore options", ...): BRANCH, architect.
 3. The role: the first rule of ``_ROLES`` with a matching word (whole words, so "tables"
    does not mean "table" and "README" outranks "table of contents"); a message that starts
    with ``run`` / ``execute`` or holds a command in backticks goes to the command executor

@@ -1,9 +1,8 @@
 """Should-respond and classification by a model: the request and the parsing of its answer.
 
 One call to a cheap tier (``topology.yaml`` ``router.tier``, 1 by default) returns one JSON
-object: ``respond``, ``flow``, ``task_type``, ``role``, ``complexity``, ``reason`` (seed 003's
-"[Opus] Should respond? → YES/NO" and "Classify task → TaskType + AgentRole + Complexity" as
-one call). Structured output uses litellm's ``response_format`` with a JSON schema
+object: ``respond``, ``flow``, ``task_type``, ``role``, ``complexity``, ``reason``. Structured
+output uses litellm's ``response_format`` with a JSON schema
 (https://platform.openai.com/docs/guides/structured-outputs) where the provider supports it;
 otherwise the prompt asks for JSON and the answer is parsed wherever the model put it (a
 ```json fence inside prose, or bare). BREAKGLASS is not in the schema: it is a permission.

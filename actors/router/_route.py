@@ -1,4 +1,4 @@
-"""The route of one message: rules → case base → model → keyword rules (SPEC.md §1.2).
+"""The route of one message: rules → case base → model → keyword rules (docs/design.md#routing).
 
 1. Rules without a ``flow`` condition (``core.rules``): a refusal ends the request here.
 2. BREAKGLASS, when the person asked for it and is allowed (a permission, never a choice).

@@ -4,12 +4,12 @@ Starting tier, each step overriding the one before (its ``source`` in the event)
 
 1. ``role``: the role's ``tier`` in ``topology.yaml`` (SIMPLE answers: tier 1; BREAKGLASS:
    tier 4, and nothing below changes it);
-2. ``task_type``: ``task_tiers`` of the request's task type (seed 003's
-   ``TASK_TYPE_TO_TIER_INDEX``);
+2. ``task_type``: ``task_tiers`` of the request's task type;
 3. ``case``: what similar past runs needed (``actors.router._cases.learned_tier``);
 4. ``session``: the tier a person chose for the session with ``/model``;
 5. ``feedback``: one tier higher when the session's confidence is below
-   ``feedback.low_confidence`` (a 👎 on its last answer; SPEC.md §5), unless the tier was
+   ``feedback.low_confidence`` (a 👎 on its last answer; docs/design.md#feedback-and-confidence),
+   unless the tier was
    learned from the case that 👎 failed (``TierChoice.counts_feedback``: one 👎, one tier);
 6. ``rule``: the rules' ``tier_min`` / ``tier_max`` bound the result.
 
@@ -19,8 +19,8 @@ escalation path (``escalation_levels``) and BRANCH's brainstormers (``brainstorm
 
 Models of a tier, in the order they are tried (a later one answers when an earlier one fails
 with an error another model can fix: ``core.errors.ModelError.fallback_helps``): the bot's
-override for the tier, the role's own model for the tier (``role_models``, seed 003's
-``AGENT_MODEL_INDEX_MAP``), then the tier's models as listed. ``SB_MODEL`` replaces them all.
+override for the tier, the role's own model for the tier (``role_models``), then the tier's models
+as listed. ``SB_MODEL`` replaces them all.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def tier_of(topology: Topology, name: str, default: int = 1) -> int:
 def escalation_levels(topology: Topology, *, role: str = "",
                       overrides: dict[str, str] | None = None, tier_min: int = 0,
                       tier_max: int = 0) -> list[Level]:
-    """The escalation path (SPEC.md §3), each level with its fallback models.
+    """The escalation path (docs/design.md#the-agentic-loop), each level with its fallback models.
 
     ``escalation:`` in ``topology.yaml`` names the models in order: a tier's first model
     stands for its tier's models in fallback order (``models_for``), another model goes first
@@ -173,7 +173,7 @@ def choose_tier(topology: Topology, *, role: str, flow: Flow, task_type: TaskTyp
 
 def brainstorm_models(topology: Topology, *, overrides: dict[str, str] | None = None,
                       tier_min: int = 0, tier_max: int = 0) -> list[tuple[ModelSpec, ...]]:
-    """The models that brainstorm in parallel (BRANCH, SPEC.md §1.3), each with the other
+    """The models that brainstorm in parallel (BRANCH, docs/design.md#flows), each with the other
     models of its tier as fallbacks: ``brainstorm_models`` of ``topology.yaml``, else the
     first model of tiers 2 and 3.
 

@@ -1,4 +1,5 @@
-"""The agentic loop's tools (SPEC.md §3): files and commands inside a session's workspace."""
+"""The agentic loop's tools (docs/design.md#the-agentic-loop): files and commands inside a
+session's workspace."""
 
 from actors.tools._command import DEFAULT_MEMORY_LIMIT, command_env
 from actors.tools._git import GitRepo, branch_name, check_branch_name

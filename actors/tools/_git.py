@@ -1,5 +1,5 @@
 """A git repository in a session's workspace: one branch per run, a commit per turn, merge or
-delete at the end (SPEC.md §3, issue 4 item 6).
+delete at the end (docs/design.md#the-agentic-loop).
 
 git runs without a shell, with a timeout, a clean environment and no user or system
 configuration (identity and defaults are passed with ``-c``). The repository belongs to the

@@ -1,4 +1,4 @@
-"""OpenAI function-calling schemas of the workspace tools (SPEC.md §3)."""
+"""OpenAI function-calling schemas of the workspace tools (docs/design.md#the-agentic-loop)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Files in (SPEC.md §6): a message's attachments are stored under its session in the artifact
+"""Files in (docs/design.md#workspaces-and-artifacts): a message's attachments are stored under its
+session in the artifact
 store before the request is sent, so the agent finds them in the thread's workspace."""
 
 from __future__ import annotations

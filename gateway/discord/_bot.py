@@ -1,5 +1,5 @@
 """``SwitchboardBot``: a discord.py client that hands people's messages to the actors and
-posts what comes back (progress, answers, options) in threads (SPEC.md §7)."""
+posts what comes back (progress, answers, options) in threads (docs/design.md#gateways)."""
 
 from __future__ import annotations
 
@@ -281,7 +281,8 @@ class SwitchboardBot(discord.Client):
         return False
 
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
-        """A deleted thread takes its workspace and stored artifacts with it (SPEC.md §6):
+        """A deleted thread takes its workspace and stored artifacts with it
+        (docs/design.md#workspaces-and-artifacts):
         its session is ``discord-<thread id>``."""
         control = Control(session=str(SessionId("discord", str(payload.thread_id))),
                           action=ControlAction.DELETE_SESSION,

@@ -1,4 +1,5 @@
-"""The slash commands of one bot (SPEC.md §7): ``/ask``, ``/status``, ``/stop``, ``/model``,
+"""The slash commands of one bot (docs/design.md#gateways): ``/ask``, ``/status``, ``/stop``,
+``/model``,
 ``/breakglass``, registered per bot (globally, or in ``command_guilds``); every error is
 answered ephemerally (https://discord.com/developers/docs/interactions/receiving-and-responding,
 message flag EPHEMERAL)."""

@@ -17,7 +17,7 @@ def configure_discord_endpoints(api_base: str | None, gateway_url: str | None) -
     """Set discord.py's REST base and gateway URL (process-wide class attributes).
 
     ``discord.http.Route.BASE`` is read for every REST route; ``DiscordWebSocket.DEFAULT_GATEWAY``
-    is where a plain ``Client`` connects, and must be a ``yarl.URL`` (shared/NOTES.md, measured
+    is where a plain ``Client`` connects, and must be a ``yarl.URL`` (docs/measurements.md, measured
     with discord.py 2.7.1).
 
     Args:

@@ -1,6 +1,7 @@
 """Which Discord messages Switchboard answers, and their translation into ``ChatMessage``.
 
-SPEC.md §7: the bot answers @mentions, replies to its own messages, DMs (configurable) and
+docs/design.md#gateways: the bot answers @mentions, replies to its own messages, DMs (configurable)
+and
 every message in a thread it opened; it also hears every message of its listening channels;
 never its own or other bots' messages. Of these, a message in its thread or a listening channel
 that neither mentions nor replies to the bot is not *addressed* to it: the router then decides

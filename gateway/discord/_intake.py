@@ -1,4 +1,4 @@
-"""When a request goes out (SPEC.md §7; issue 3 item 2, issue 10 item 1).
+"""When a request goes out (docs/design.md#gateways).
 
 Rules:
 - A burst of messages from one person in one conversation within ``debounce_s`` is one

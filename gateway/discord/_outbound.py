@@ -34,7 +34,8 @@ THREADED_FLOWS = frozenset({Flow.SEQUENTIAL, Flow.BRANCH})
 
 
 COMMIT_HINT = "👍 to merge · 👎 to delete the branch"
-"""What the reactions on a commit message do (SPEC.md §3); the bot adds both to the message."""
+"""What the reactions on a commit message do (docs/design.md#the-agentic-loop); the bot adds both
+to the message."""
 
 
 class OutboundPoster:

@@ -1,4 +1,5 @@
-"""Reactions as controls (SPEC.md §3, §5): 🛑 on a run's status message aborts it, 👍 / 👎 on
+"""Reactions as controls (docs/design.md#the-agentic-loop): 🛑 on a run's status message aborts it,
+👍 / 👎 on
 an answer is feedback (+15 / −20 confidence; 👎 asks for a reflection), 👍 / 👎 on a commit
 message merges / deletes its branch. Only the person who asked and the bot's admins (or a
 member with Manage Messages in the channel) control a run (``may_control``); a person's vote

@@ -1,5 +1,5 @@
 """The Discord Interactions HTTP endpoint: signed requests, PING → PONG, deferred answers
-delivered through interaction webhooks (SPEC.md §7, §10)."""
+delivered through interaction webhooks (docs/design.md#gateways)."""
 
 from gateway.interactions._run import parse_listen, run_interactions
 from gateway.interactions._server import InteractionsEndpoint

@@ -1,4 +1,5 @@
-"""The Discord Interactions HTTP endpoint (SPEC.md §7), for deployments without a websocket:
+"""The Discord Interactions HTTP endpoint (docs/design.md#gateways), for deployments without a
+websocket:
 Discord POSTs each interaction; the endpoint verifies its signature, answers PING with PONG,
 answers quick commands at once (ephemerally) and defers ``/ask`` and ``/breakglass`` (type 5),
 delivering the answer later through the interaction's webhook.

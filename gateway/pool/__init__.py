@@ -1,4 +1,5 @@
-"""The bot pool: bot configurations in JetStream KV, watched and applied live (SPEC.md §7)."""
+"""The bot pool: bot configurations in JetStream KV, watched and applied live
+(docs/design.md#gateways)."""
 
 from gateway.pool._pool import BotPool
 from gateway.pool._service import default_bot, open_services, run_gateway

@@ -1,4 +1,5 @@
-"""The bot pool (SPEC.md §7): up to ``max_bots`` bots in one process, configured in the bots KV
+"""The bot pool (docs/design.md#gateways): up to ``max_bots`` bots in one process, configured in
+the bots KV
 bucket and reconfigured by watching it — a new bot starts, a removed one stops, a changed token
 restarts that bot only, any other change applies in place. A bot that fails (a bad token) is
 reported in its status key and the others keep running."""

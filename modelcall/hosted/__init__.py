@@ -1,4 +1,4 @@
-"""Hosted agents that back a role instead of its tier's models (SPEC.md §11, seed 004).
+"""Hosted agents that back a role instead of its tier's models (docs/design.md#models).
 
 A role is backed by one when its ``actors.<role>.agent`` is set in ``topology.yaml``
 (``Topology.hosted_agent`` decides); the role actor then sends the person's message to the

@@ -7,7 +7,7 @@ Overwrite Global / Guild Application Commands": ``PUT /applications/{app}/comman
 Original Interaction Response" ``GET|PATCH /webhooks/{app}/{token}/messages/@original``;
 "Create Followup Message" ``POST /webhooks/{app}/{token}``). Interaction payload fields from
 .../interactions/receiving-and-responding#interaction-object (discord.py 2.7 also needs
-``attachment_size_limit``, ``version`` and ``token``, shared/NOTES.md).
+``attachment_size_limit``, ``version`` and ``token``, docs/measurements.md).
 """
 
 from __future__ import annotations

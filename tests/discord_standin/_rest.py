@@ -107,7 +107,7 @@ class RestApi:
 
         Body and headers from https://discord.com/developers/docs/topics/rate-limits
         ("Exceeding A Rate Limit"); ``Via`` marks it as Discord's, not Cloudflare's (discord.py
-        2.7 treats a 429 without it as a ban, shared/NOTES.md).
+        2.7 treats a 429 without it as a ban, docs/measurements.md).
         """
         for index, (method, fragment, retry_after) in enumerate(self.s.planned_429s):
             if request.method == method and fragment in request.path:

@@ -15,6 +15,7 @@ from actors.memory import (
 )
 from core.config import HostedAgentSpec, ModelSpec
 from core.errors import ModelError, StoreConflictError
+from modelcall import ModelReply, close_sessions, complete, embed, register_providers
 from protocol import Usage
 from runtime import Actor, MessageContext, child_span
 
@@ -32,16 +33,12 @@ class ModelActor(Actor):
     """
 
     async def on_start(self) -> None:
-        from modelcall import register_providers
-
         register_providers(self.topology.providers)
 
     async def on_stop(self) -> None:
-        from modelcall import close_sessions
-
         await close_sessions()
         if self.topology.hosted_agent(self.actor_id.role) is not None:
-            from modelcall.hosted import close_clients
+            from modelcall.hosted import close_clients  # aioboto3: only a backed role
 
             await close_clients()
 
@@ -92,8 +89,6 @@ class ModelActor(Actor):
         """The embedding of a task for the case base (``cases.embedding_model``); ``()`` when
         none is configured or the call fails (an ``embedding_failed`` event says why, and the
         case base falls back to BM25)."""
-        from modelcall import embed
-
         spec = self.topology.cases.embedding_model
         if spec is None:
             return ()
@@ -119,7 +114,7 @@ class ModelActor(Actor):
         response_format: dict[str, Any] | None = None,
         max_tokens: int = 0,
         timeout_s: float | None = None,
-    ) -> Any:
+    ) -> ModelReply:
         """One model call (see ``modelcall.complete``), recorded as an execution event, with
         fallbacks: when a model fails with an error another model can fix (rate limit, 5xx,
         timeout, context window: ``ModelError.fallback_helps``), the next of ``models``
@@ -139,8 +134,6 @@ class ModelActor(Actor):
                 subclass: ``ModelRejectedError`` is never retried, ``ModelUnavailableError``
                 is).
         """
-        from modelcall import complete
-
         candidates = [models] if isinstance(models, ModelSpec) else list(models)
         for position, spec in enumerate(candidates):
             with child_span(f"model_call {spec.name}", {
@@ -187,7 +180,7 @@ class ModelActor(Actor):
         *,
         on_text: Callable[[str], Awaitable[None]] | None = None,
         purpose: str = "",
-    ) -> Any:
+    ) -> ModelReply:
         """One call of the hosted agent that backs this role (``modelcall.hosted``), recorded as
         a model call is: a ``model_call`` event with the agent's name, tokens and duration
         (and an ``agent_trace`` event summing up its trace), or ``model_error``.
@@ -204,7 +197,7 @@ class ModelActor(Actor):
             ModelError: as ``modelcall.hosted.invoke_agent`` raises; never a fallback to another
                 model (the role is the agent's).
         """
-        from modelcall.hosted import invoke_agent
+        from modelcall.hosted import invoke_agent  # imports aioboto3: only a backed role's
 
         with child_span(f"invoke_agent {agent.name}", {
             "gen_ai.request.model": agent.name, "switchboard.purpose": purpose,

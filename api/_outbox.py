@@ -114,7 +114,7 @@ class OutboxConsumer:
                          type(message).__name__, message.in_reply_to, exc)
             await _settle(msg.nak(delay=NAK_DELAY_S))
             return
-        except Exception:  # noqa: BLE001 - a bug must not stop the consumer; logged, kept out
+        except Exception:  # a bug must not stop the consumer; logged, kept out
             _log.exception("outbox %s: %s for %s failed", self.origin, type(message).__name__,
                            message.in_reply_to)
             await _settle(msg.term())

@@ -155,7 +155,7 @@ def _artifact_opener(bridge: Bridge, settings: Settings, topology: Topology) -> 
 
 def _bound(site: web.TCPSite, host: str, port: int) -> tuple[str, int]:
     """The address the site listens on (the port the OS chose for port 0)."""
-    server = site._server  # noqa: SLF001 - aiohttp keeps the asyncio server here
+    server = site._server  # aiohttp keeps the asyncio server here
     sockets = getattr(server, "sockets", None) or []
     for sock in sockets:
         address = sock.getsockname()

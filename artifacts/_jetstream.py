@@ -228,7 +228,7 @@ class JetStreamArtifactStore(ArtifactStore):
             except asyncio.CancelledError:
                 done.cancel()
                 raise
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+            except Exception as exc:  # handed to every waiting caller
                 done.set_exception(exc)
             else:
                 done.set_result(None)

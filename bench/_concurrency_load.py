@@ -219,7 +219,7 @@ class Conversations:
         result = self._result
         try:
             await self.bridge.send(message)
-        except Exception:  # noqa: BLE001 - counted and logged; the conversation ends
+        except Exception:  # counted and logged; the conversation ends
             _log.exception("send of %s failed", key)
             result.send_failed += 1
             return False

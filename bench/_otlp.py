@@ -41,7 +41,7 @@ class OtlpReceiver(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: OtlpReceiver
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:  # http.server's name
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )

@@ -100,7 +100,7 @@ def _map_local_model(litellm: Any, model: str) -> None:
                     "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
                     "cache_creation_input_token_cost": 0.0,
                     "cache_read_input_token_cost": 0.0}})
-        except Exception:  # noqa: BLE001 - litellm then looks the model up per call
+        except Exception:  # litellm then looks the model up per call
             _log.warning("could not put %s in litellm's model map", model, exc_info=True)
         _mapped_local.add(model)
 
@@ -120,7 +120,7 @@ def supports_json_schema(model: str) -> bool:
 def _schema_support(model: str) -> bool:
     try:
         return bool(_providers.load_litellm().supports_response_schema(model=model))
-    except Exception:  # noqa: BLE001 - an unknown model simply has no schema support
+    except Exception:  # an unknown model simply has no schema support
         return False
 
 
@@ -365,7 +365,7 @@ def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
                 info = litellm.get_model_info(model=model)
                 prices = (float(info.get("input_cost_per_token") or 0.0),
                           float(info.get("output_cost_per_token") or 0.0))
-            except Exception:  # noqa: BLE001 - litellm raises many kinds for unpriced models
+            except Exception:  # litellm raises many kinds for unpriced models
                 _log.debug("no price for %s", model)
         _price_cache[model] = prices
     return _price_cache[model]

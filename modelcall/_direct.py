@@ -107,7 +107,7 @@ def _resolve(spec: ModelSpec, key: str | None) -> DirectRoute | None:
     try:
         model_id, provider, dynamic_key, api_base = litellm.get_llm_provider(
             spec.name, api_base=spec.api_base)
-    except Exception:  # noqa: BLE001 - an unknown provider: litellm's path says it properly
+    except Exception:  # an unknown provider: litellm's path says it properly
         return None
     if provider not in OPENAI_COMPATIBLE:
         return None

@@ -219,7 +219,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             self._close(d)  # abandoned at shutdown: JetStream redelivers it after ack_wait
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is settled explicitly
+        except Exception as exc:  # every failure is settled explicitly
             self._handler_failed(d, exc)
             return
         self._handler_returned(d)

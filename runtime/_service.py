@@ -112,7 +112,7 @@ async def run_actor(
         try:
             async with asyncio.timeout(5.0):
                 await nc.drain()
-        except Exception:  # noqa: BLE001 - closing anyway
+        except Exception:  # closing anyway
             await nc.close()
 
 

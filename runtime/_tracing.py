@@ -87,9 +87,9 @@ def setup_tracing(service: str, *, console: bool = False) -> None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         _log.info("%s: exporting spans over OTLP", service)
     trace.set_tracer_provider(provider)
-    global _recording_cache  # noqa: PLW0603 - the provider changed
+    global _recording_cache  # the provider changed
     _recording_cache = None
-    global _tracer  # noqa: PLW0603 - the tracer follows the provider set once at start-up
+    global _tracer  # the tracer follows the provider set once at start-up
     _tracer = trace.get_tracer("switchboard")
 
 
@@ -110,7 +110,7 @@ def _recording() -> bool:
     """Whether spans go anywhere: the SDK provider has at least one span processor (asked
     once per provider: ``setup_tracing`` sets it up before the first message); no provider
     set (the API's proxy or no-op provider) records nothing."""
-    global _recording_cache  # noqa: PLW0603 - a cache of the process-wide provider
+    global _recording_cache  # a cache of the process-wide provider
     provider = trace.get_tracer_provider()
     if _recording_cache is not None and _recording_cache[0] is provider:
         return _recording_cache[1]
@@ -194,11 +194,11 @@ def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
                               format(context.span_id, "016x"),
                               parent[1] if parent is not None else "")
     else:
-        span_id = "%016x" % (random.getrandbits(64) or 1)  # noqa: UP031 - the fastest form
+        span_id = "%016x" % (random.getrandbits(64) or 1)  # the fastest form
         if parent is not None:
             trace_id, parent_id, flags = parent
         else:
-            trace_id, parent_id, flags = "%032x" % (random.getrandbits(128) or 1), "", "01"  # noqa: UP031
+            trace_id, parent_id, flags = "%032x" % (random.getrandbits(128) or 1), "", "01"
         trace = DeliveryTrace(f"00-{trace_id}-{span_id}-{flags}", trace_id, None, span_id,
                               parent_id)
     _delivery.set(trace)

@@ -12,12 +12,12 @@ import nats  # noqa: F401
 import rank_bm25  # noqa: F401 - the case base's ranking (and numpy), ~100 ms to import
 import uvloop  # noqa: F401
 
-import actors.agent  # noqa: F401
-import actors.brainstorm  # noqa: F401
-import actors.classifier  # noqa: F401
-import actors.consolidator  # noqa: F401
-import actors.evaluator  # noqa: F401
-import actors.planner  # noqa: F401
+import actors.agent
+import actors.brainstorm
+import actors.classifier
+import actors.consolidator
+import actors.evaluator
+import actors.planner
 import actors.reflector  # noqa: F401
 import modelcall  # noqa: F401
 import offline_model  # noqa: F401

@@ -248,7 +248,7 @@ async def _wait_ready(settings: Settings, topology: Topology, url: str, roles: l
                 try:
                     info = await js.consumer_info(subjects.task_stream(role),
                                                   subjects.durable(role))
-                except Exception:  # noqa: BLE001 - not created yet
+                except Exception:  # not created yet
                     continue
                 if (info.num_waiting or 0) > 0:
                     waiting.discard(role)

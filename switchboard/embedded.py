@@ -170,7 +170,7 @@ class EmbeddedNats:
         if self.batch_scheduling:
             args = [sys.executable, "-I", "-S", "-c", _EXEC_AS_BATCH, *args]
         _log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self._proc = subprocess.Popen(  # fixed argv, no shell
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,
         )
@@ -180,7 +180,7 @@ class EmbeddedNats:
             if self._proc.poll() is not None:
                 self._fail(f"nats-server exited with code {self._proc.returncode}")
             try:
-                with urllib.request.urlopen(health, timeout=1) as resp:  # noqa: S310 - loopback
+                with urllib.request.urlopen(health, timeout=1) as resp:  # loopback
                     if resp.status == 200:
                         return self
             except (urllib.error.URLError, OSError):

@@ -87,7 +87,7 @@ class NatsCluster:
 
         node = self.nodes[index]
         url = f"http://{node.host}:{node.monitor_port}/{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=5) as response:  # loopback
             data: dict[str, Any] = json.loads(response.read())
         return data
 

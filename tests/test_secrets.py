@@ -49,7 +49,7 @@ def _api(base: str, method: str, path: str, token: str, body: bytes | None = Non
     request = urllib.request.Request(base + path, data=body, method=method, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=30) as response:  # loopback
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read().decode()

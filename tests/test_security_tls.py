@@ -60,7 +60,7 @@ def _chat(env: dict[str, str], message: str) -> subprocess.CompletedProcess[str]
 
 def _connections(server: EmbeddedNats) -> list[dict[str, object]]:
     url = f"http://127.0.0.1:{server.monitor_port}/connz?limit=1000"
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as resp:  # loopback
         return list(json.load(resp)["connections"])
 
 

@@ -17,7 +17,7 @@ async def eventually(
 ) -> None:
     """Return once ``condition()`` is true; fail the test after ``within_s`` seconds."""
     deadline = time.monotonic() + within_s
-    while True:  # noqa: ASYNC110 - polls state owned by another process
+    while True:  # polls state owned by another process
         result = condition()
         if inspect.isawaitable(result):
             result = await result

@@ -76,7 +76,7 @@ def _private_tmp(libc: ctypes.CDLL, size: int, keep: list[str]) -> None:
             os.makedirs(path, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "ab").close()  # noqa: SIM115 - a mount point, closed at once
+            open(path, "ab").close()  # a mount point, closed at once
         source = f"/proc/self/fd/{fd}".encode()
         _check(libc.mount(source, path.encode(), None, _MS_BIND | _MS_REC, None),
                f"bind {path}")
@@ -195,7 +195,7 @@ def _init(policy: dict[str, Any], program: list[str]) -> None:
                           None), "mount /proc")
         _private_tmp(libc, int(policy["tmp_bytes"]), [*policy["rw"], *policy["ro"]])
         child = os.fork()
-    except Exception as exc:  # noqa: BLE001 - every failure is told the same way
+    except Exception as exc:  # every failure is told the same way
         _fail(exc)
     if child == 0:
         _confined(libc, policy, program)
@@ -216,7 +216,7 @@ def _confined(libc: ctypes.CDLL, policy: dict[str, Any], program: list[str]) -> 
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; programs don't
             signal.signal(signum, signal.SIG_DFL)
         os.execve(program[0], program, policy["env"])
-    except Exception as exc:  # noqa: BLE001 - every failure is told the same way
+    except Exception as exc:  # every failure is told the same way
         _fail(exc)
 
 

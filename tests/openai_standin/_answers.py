@@ -131,7 +131,7 @@ class Answer:
     # ------------------------------------------------------------------ faults
 
     @classmethod
-    def api_error(cls, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
+    def api_error(cls, status: int, message: str, *, type: str = "invalid_request_error",
                   code: str | None = None, param: str | None = None,
                   headers: Mapping[str, str] | None = None) -> Answer:
         """Any OpenAI error answer: ``status`` and ``{"error": {message, type, param, code}}``."""
@@ -185,7 +185,7 @@ class Answer:
     def broken_stream(cls, text: str, *, after_chunks: int = 3,
                       message: str = "The server had an error while processing your request. "
                                      "Sorry about that!",
-                      type: str = "server_error") -> Answer:  # noqa: A002
+                      type: str = "server_error") -> Answer:
         """``after_chunks`` chunks of ``text``, then an SSE ``error`` event and no ``[DONE]``."""
         error = {"message": message, "type": type, "param": None, "code": None}
         return cls(text, stream_error=error, stream_error_after=after_chunks)

@@ -24,7 +24,7 @@ class ApiError(Exception):
         headers: extra response headers (``retry-after`` for 429).
     """
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)

@@ -83,8 +83,9 @@ def _without_tracing() -> None:
 
     constant = DeliveryTrace("", "", None)
     _dispatch.begin_delivery = lambda *_args, **_kw: constant
-    _actor.current_span_ids = lambda: ("", "")
-    _actor.current_traceparent = lambda: ""
+    # The names runtime._actor imported from runtime._tracing, replaced where they are used.
+    _actor.current_span_ids = lambda: ("", "")  # type: ignore[attr-defined]
+    _actor.current_traceparent = lambda: ""  # type: ignore[attr-defined]
 
 
 async def _steps(steps: int) -> tuple[float, int]:

@@ -42,6 +42,7 @@ from analytics._schema import (
 from analytics.errors import ExportError
 from core.errors import BrokerError, NotRunningError
 from protocol import Subjects, event_decoder
+from runtime.bus import connect
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -356,8 +357,6 @@ async def export_to_file(settings: Settings, subjects: Subjects, nats_url: str,
         NotRunningError, ExportError: as ``export_events``.
         DatabaseBusyError, AnalyticsError: as ``open_db``.
     """
-    from runtime.bus import connect
-
     nc = await connect(nats_url, name="events-export", settings=settings, reconnect=False,
                        timeout_s=3.0)
     new = not await asyncio.to_thread(db.exists)

@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from core.config import Settings, Topology
+from core.errors import BrokerError
 from protocol import ExecutionEvent, event_decoder
 from runtime.bus import connect
 
@@ -59,8 +60,6 @@ async def tail_events(
     Returns:
         0, or 2 when NATS cannot be reached.
     """
-    from core.errors import BrokerError
-
     subjects = topology.subjects
     try:
         nc = await connect(nats_url, name="events-tail", settings=settings, reconnect=True,

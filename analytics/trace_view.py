@@ -30,7 +30,9 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from core.config import Settings, Topology
+from core.errors import BrokerError
 from protocol import ExecutionEvent, Subjects, event_decoder
+from runtime.bus import connect
 
 SPAN_KINDS = frozenset({"handled", "model_call", "model_error", "tool_call", "tool_refused"})
 """Event kinds that report a span (they carry ``span_id`` and ``duration_ms``)."""
@@ -225,9 +227,6 @@ async def show_trace(settings: Settings, topology: Topology, nats_url: str, sess
     Returns:
         0; 1 when the session has no traced events; 2 when NATS cannot be reached.
     """
-    from core.errors import BrokerError
-    from runtime.bus import connect
-
     try:
         nc = await connect(nats_url, name="trace", settings=settings, reconnect=False,
                            timeout_s=3.0)

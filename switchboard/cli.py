@@ -1,9 +1,15 @@
-"""The ``switchboard`` command: up, chat, actor, gateway, events tail."""
+"""The ``switchboard`` command: up, chat, actor, gateway, events tail.
+
+Each command imports what only it runs inside its own function (the supervisor and its fork
+server, the gateway and discord.py, the HTTP API, DuckDB, the sandbox): ``switchboard
+--help`` and every command load only their own dependencies.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -14,10 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.config import Settings, Topology, load_settings, load_topology
+from core.config import Settings, Topology, actor_kind, load_settings, load_topology
 from core.console import say
 from core.errors import SwitchboardError
+from core.logs import setup_logging
 from natsauth import CLI, GATEWAY, settings_for
+from protocol import check_token
+from runtime.bus import connect, provision, resolve_nats_url
 
 _log = logging.getLogger(__name__)
 
@@ -80,8 +89,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
-    from core.logs import setup_logging
-    from runtime.bus import resolve_nats_url
     from switchboard.embedded import EmbeddedNats, port_is_free
     from switchboard.supervisor import Supervisor, plan_processes, preload_modules
 
@@ -143,8 +150,6 @@ def _lock_data_dir(data_dir: Path) -> int | str:
     Raises:
         OSError: the lock file cannot be opened.
     """
-    import fcntl
-
     fd = os.open(data_dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,7 +198,6 @@ async def _provision(settings: Settings, topology: Topology, url: str) -> int:
     gateway starts for them even without ``DISCORD_TOKEN``)."""
     import nats.js.errors
 
-    from runtime.bus import connect, provision
 
     nc = await connect(url, name="switchboard-up", settings=settings, reconnect=False)
     try:
@@ -235,7 +239,6 @@ def _announce_ready(settings: Settings, topology: Topology, url: str, roles: lis
 
 async def _wait_ready(settings: Settings, topology: Topology, url: str, roles: list[str], *,
                       timeout_s: float) -> bool:
-    from runtime.bus import connect
 
     subjects = topology.subjects
     nc = await connect(url, name="switchboard-ready", settings=settings, reconnect=False)
@@ -262,9 +265,7 @@ async def _wait_ready(settings: Settings, topology: Topology, url: str, roles: l
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
-    from core.logs import setup_logging
     from gateway.chat import run_chat
-    from runtime.bus import resolve_nats_url
 
     # The chat prints its own progress; logs only when asked (--log-level) or for warnings.
     setup_logging("chat", level=args.log_level or "WARNING", as_json=settings.log_json)
@@ -293,16 +294,12 @@ async def _check_reachable(settings: Settings, url: str) -> None:
     Raises:
         BrokerError: the server cannot be reached (the message says where and why).
     """
-    from runtime.bus import connect
 
     nc = await connect(url, name="switchboard-check", settings=settings, reconnect=False)
     await nc.close()
 
 
 def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
-    from core.config import actor_kind
-    from core.logs import setup_logging
-    from runtime.bus import resolve_nats_url
     from switchboard.supervisor import Supervisor, plan_processes, preload_modules
 
     setup_logging("supervisor", level=settings.log_level, as_json=settings.log_json)
@@ -319,8 +316,6 @@ def cmd_actor(args: argparse.Namespace, settings: Settings, topology: Topology) 
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
-    from core.logs import setup_logging
-    from runtime.bus import resolve_nats_url
     from switchboard.worker import run_gateway_process
 
     settings = settings_for(settings, GATEWAY)
@@ -460,8 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _session(text: str) -> str:
     """An argparse type: a session id, which is one subject token as it is (``protocol``)."""
-    from protocol import check_token
-
     try:
         return check_token(text, "session id")
     except ValueError as exc:

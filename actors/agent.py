@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
-from actors.legacy import upgrade
 from actors.memory import Speaker
 from actors.modeled import ModelActor
 from actors.run_task import RunTask
@@ -30,7 +29,6 @@ from protocol import (
     Control,
     ControlAction,
     Flow,
-    LegacyTurnRequest,
     Progress,
     Reply,
     ReplyTo,
@@ -79,11 +77,11 @@ class AgentActor(ModelActor):
     """Serves one agent role; ``for_role`` makes the class for a given role."""
 
     @handler
-    async def on_turn_request(self, request: TurnRequest, ctx: MessageContext) -> None:
-        if request.flow is Flow.SEQUENTIAL:
-            await AgentRun(self, ctx, RunTask.of_request(request)).run()
+    async def on_turn_request(self, work: TurnRequest, ctx: MessageContext) -> None:
+        if work.request.flow is Flow.SEQUENTIAL:
+            await AgentRun(self, ctx, RunTask.of_request(work)).run()
         else:
-            await self._single_turn(request, ctx)
+            await self._single_turn(work, ctx)
 
     @handler
     async def on_run_answer(self, answer: RunAnswer, ctx: MessageContext) -> None:
@@ -98,16 +96,6 @@ class AgentActor(ModelActor):
             await ctx.emit("resume_skipped", detail=f"no paused run {answer.request_id}")
             return
         await AgentRun(self, ctx, RunTask.of_answer(answer, checkpoint)).run()
-
-    @handler
-    async def on_legacy_turn_request(self, request: LegacyTurnRequest,
-                                     ctx: MessageContext) -> None:
-        """A ``turn_request`` written before flat messages: handled as its flat shape."""
-        match upgrade(request):
-            case TurnRequest() as flat:
-                await self.on_turn_request(flat, ctx)
-            case RunAnswer() as answer:
-                await self.on_run_answer(answer, ctx)
 
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
@@ -194,14 +182,15 @@ class AgentActor(ModelActor):
                                                    max_tokens=max_tokens)
         return answer
 
-    async def _single_turn(self, request: TurnRequest, ctx: MessageContext) -> None:
+    async def _single_turn(self, work: TurnRequest, ctx: MessageContext) -> None:
         from actors.prompts import render
         from actors.router import models_for
         from modelcall import strip_report
 
-        flow, reply_to = request.flow, request.reply_to
+        request, reply_to = work.request, work.reply_to
+        flow = request.flow
         speaker = Speaker.of(reply_to, request.user_id, request.bot)
-        models = models_for(self.topology, request.tier, role=self.actor_id.role,
+        models = models_for(self.topology, work.tier, role=self.actor_id.role,
                             overrides=request.models)
         system = render(self.actor_id.role, plan="", memory="")
         messages = [{"role": "system", "content": system},
@@ -214,10 +203,10 @@ class AgentActor(ModelActor):
         answer = strip_report(reply.text)
         if reply.finish_reason == "length":
             answer += TOKEN_LIMIT_NOTE
-        usage = request.usage + reply.usage
+        usage = work.usage + reply.usage
         if self.actor_id.role == "code_reviewer" and self.topology.peer_review:
             opinion = await self.peer_opinion(ctx, request.text, request.max_tokens,
-                                              request.tier, reply.usage.model, answer)
+                                              work.tier, reply.usage.model, answer)
             if opinion is not None:
                 answer = f"{answer}\n\n{opinion[0]}"
                 usage = usage + opinion[1]

@@ -72,12 +72,13 @@ class AgentRun:
         self.services = actor.services
         self.workspace = Workspace.for_session(self.services.settings.workspace_root,
                                                self.session)
-        self.path = escalation_levels(self.topology, role=self.role, overrides=task.models,
-                                      tier_min=task.tier_min, tier_max=task.tier_max)
+        request = task.request
+        self.path = escalation_levels(self.topology, role=self.role, overrides=request.models,
+                                      tier_min=request.tier_min, tier_max=request.tier_max)
         self.max_turns = max(1, task.max_turns)
         self.checkpoints = CheckpointStore(self.services.checkpoints)
         self.engine = TurnEngine(actor, ctx, self.workspace, self.path, self.reply_to,
-                                 self.max_turns, task.max_tokens)
+                                 self.max_turns, request.max_tokens)
         self.started = time.perf_counter()
         self.control_seq = 0
         self.branch = ""
@@ -142,7 +143,7 @@ class AgentRun:
         system = render(self.role, plan=plan, memory=self.task.memory)
         return [{"role": "system", "content": system},
                 *await self.actor.context_messages(self.task.speaker, limit=6),
-                {"role": "user", "content": self.task.text}]
+                {"role": "user", "content": self.task.request.text}]
 
     async def _prepare_workspace(self) -> None:
         from actors.tools import GitRepo, branch_name
@@ -231,9 +232,9 @@ class AgentRun:
             answer = strip_report(state.last_text) or "I stopped without a final answer."
             answer = await self._second_opinion(state, answer)
         answer, files = self._attach_files(answer)
-        answer = cap_answer(answer, self.task.max_answer_chars)
+        answer = cap_answer(answer, self.task.request.max_answer_chars)
         changed = await GitRepo(self.workspace, policy=self.topology.tools).changed_files()
-        commit_message = _commit_message(self.task.text, changed) if changed else ""
+        commit_message = _commit_message(self.task.request.text, changed) if changed else ""
         if commit_message:
             answer += (f"\n\n📝 Commit: {commit_message}\nBranch: `{self.branch}`\n"
                        f"Files: {', '.join(changed)}")
@@ -261,7 +262,8 @@ class AgentRun:
         if self.role != "code_reviewer" or not self.topology.peer_review:
             return answer
         level = self.path[state.level]
-        opinion = await self.actor.peer_opinion(self.ctx, self.task.text, self.task.max_tokens,
+        request = self.task.request
+        opinion = await self.actor.peer_opinion(self.ctx, request.text, request.max_tokens,
                                                 level.tier, level.name, answer)
         if opinion is None:
             return answer

@@ -7,7 +7,6 @@ import asyncio
 
 import msgspec
 
-from actors.legacy import upgrade
 from actors.modeled import ModelActor
 from core.config import ModelSpec
 from core.errors import ModelRejectedError, ModelUnavailableError
@@ -17,7 +16,6 @@ from protocol import (
     BrainstormResult,
     Classification,
     Flow,
-    LegacyClassification,
     Progress,
 )
 from runtime import MessageContext, handler
@@ -54,14 +52,14 @@ class Brainstorm(ModelActor):
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
         from actors.router import brainstorm_models
 
-        reply_to = verdict.reply_to
-        models = brainstorm_models(self.topology, overrides=verdict.models,
-                                   tier_min=verdict.tier_min, tier_max=verdict.tier_max)
+        reply_to, request = verdict.reply_to, verdict.request
+        models = brainstorm_models(self.topology, overrides=request.models,
+                                   tier_min=request.tier_min, tier_max=request.tier_max)
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="brainstorm", flow=Flow.BRANCH,
             text=f"Brainstorming with {' and '.join(m[0].name for m in models)}…"))
         outcomes = await asyncio.gather(
-            *(self._propose(ctx, tier, verdict.text) for tier in models), return_exceptions=True
+            *(self._propose(ctx, tier, request.text) for tier in models), return_exceptions=True
         )
         proposals = [o for o in outcomes if isinstance(o, BrainstormProposal) and o.approaches]
         if not proposals:
@@ -72,14 +70,7 @@ class Brainstorm(ModelActor):
                 raise ModelRejectedError(msg)
             raise ModelUnavailableError(msg)
         await ctx.send("consolidator", BrainstormResult(
-            reply_to=reply_to, text=verdict.text, proposals=tuple(proposals),
-            user_id=verdict.user_id))
-
-    @handler
-    async def on_legacy_classification(self, verdict: LegacyClassification,
-                                       ctx: MessageContext) -> None:
-        """A ``classification`` written before flat messages: brainstormed as its flat shape."""
-        await self.on_classification(upgrade(verdict), ctx)
+            reply_to=reply_to, request=request, proposals=tuple(proposals)))
 
     async def _propose(self, ctx: MessageContext, models: tuple[ModelSpec, ...],
                        question: str) -> BrainstormProposal:

@@ -30,6 +30,7 @@ from protocol import (
     Progress,
     Reply,
     ReplyTo,
+    RequestFacts,
     RunAnswer,
     SessionState,
     TurnRequest,
@@ -47,9 +48,9 @@ class Classifier(CaseModelActor):
         reply_to = ReplyTo.of(message)
         session = await self.services.sessions.get(message.session)
         waiting = await self._paused_run(message.session)
-        # Only the person the run asked may answer it (``Checkpoint.user_id``).
+        # Only the person the run asked may answer it (``Checkpoint.request.user_id``).
         paused = waiting if waiting is not None and (
-            not waiting.user_id or waiting.user_id == message.user_id) else None
+            not waiting.request.user_id or waiting.request.user_id == message.user_id) else None
 
         async def ask(messages: list[dict[str, Any]], tier: int) -> str:
             return await self._ask_model(ctx, message, messages, tier)
@@ -71,12 +72,14 @@ class Classifier(CaseModelActor):
             await ctx.reply(reply_to.origin, reply_to.build(Reply, text=""))
             return
         if paused is not None and route.source == "resume":
-            await self._keep_bounds(message.session, session, paused.tier_min, paused.tier_max)
+            await self._keep_bounds(message.session, session, paused.request.tier_min,
+                                    paused.request.tier_max)
             await self._resume(message, reply_to, paused, ctx)
             return
         if waiting is not None and route.flow is Flow.SEQUENTIAL:
             # A new run would replace the paused one's checkpoint: it waits for its answer.
-            who = f"<@{waiting.user_id}>" if waiting.user_id else "its asker"
+            asker = waiting.request.user_id
+            who = f"<@{asker}>" if asker else "its asker"
             await ctx.emit("held", step="chat_message", detail=f"run paused for {who}",
                            user_id=message.user_id)
             await ctx.reply(reply_to.origin, reply_to.build(Reply, text=(
@@ -149,25 +152,22 @@ class Classifier(CaseModelActor):
         await self.services.sessions.update(key, _set)
 
 
+def facts(chat: ChatMessage, route: Route) -> RequestFacts:
+    """The stable part of ``chat``'s request under ``route``, which every later step carries."""
+    return RequestFacts.of(chat, flow=route.flow, task_type=route.task_type,
+                           complexity=route.complexity, tier_min=route.tier_min,
+                           tier_max=route.tier_max)
+
+
 def verdict(chat: ChatMessage, reply_to: ReplyTo, route: Route) -> Classification:
     """The Classification of ``chat`` for the planner or the brainstorm actor: the route and
     the request's fields the later steps read."""
-    return Classification(
-        reply_to=reply_to, text=chat.text, user_id=chat.user_id, bot=chat.bot,
-        models=chat.models, max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
-        flow=route.flow, task_type=route.task_type, complexity=route.complexity,
-        tier_min=route.tier_min, tier_max=route.tier_max, role=route.role,
-    )
+    return Classification(reply_to=reply_to, request=facts(chat, route), role=route.role)
 
 
 def turn_request(chat: ChatMessage, reply_to: ReplyTo, route: Route, tier: int) -> TurnRequest:
     """The TurnRequest of a SIMPLE or BREAKGLASS ``chat``: one turn at ``tier``."""
-    return TurnRequest(
-        reply_to=reply_to, text=chat.text, user_id=chat.user_id, bot=chat.bot,
-        models=chat.models, max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
-        flow=route.flow, task_type=route.task_type, complexity=route.complexity,
-        tier_min=route.tier_min, tier_max=route.tier_max, tier=tier,
-    )
+    return TurnRequest(reply_to=reply_to, request=facts(chat, route), tier=tier)
 
 
 def _history(state: SessionState, limit: int) -> str:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import re
 
-from actors.legacy import upgrade
 from actors.memory import append_exchange, recover_confidence
 from protocol import (
     Approach,
     BrainstormProposal,
     BrainstormResult,
     ConsolidatedOptions,
-    LegacyBrainstormResult,
     SessionState,
     Usage,
 )
@@ -74,20 +72,15 @@ class Consolidator(Actor):
         options = consolidate(result.proposals)
         usage = sum((p.usage for p in result.proposals), Usage())
         await ctx.reply(reply_to.origin, reply_to.build(
-            ConsolidatedOptions, question=result.text, options=options, usage=usage))
+            ConsolidatedOptions, question=result.request.text, options=options, usage=usage))
         summary = "; ".join(o.title for o in options)
         await ctx.emit("consolidated", detail=f"{len(options)} options from "
                        f"{len(result.proposals)} proposals: {summary}"[:500])
         def _answered(state: SessionState) -> None:
-            append_exchange(state, result.text, f"Options: {summary}", user_id=result.user_id,
+            append_exchange(state, result.request.text, f"Options: {summary}",
+                            user_id=result.request.user_id,
                             window=self.topology.history_window, session=reply_to.session,
                             request_id=reply_to.in_reply_to)
             recover_confidence(state, self.topology.feedback.low_confidence)
 
         await self.services.sessions.update(reply_to.session, _answered)
-
-    @handler
-    async def on_legacy_result(self, result: LegacyBrainstormResult,
-                               ctx: MessageContext) -> None:
-        """A ``brainstorm_result`` written before flat messages: handled as its flat shape."""
-        await self.on_result(upgrade(result), ctx)

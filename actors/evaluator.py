@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import re
 
-from actors.legacy import upgrade
-from protocol import Evaluation, LegacyTurnResult, Scores, TaskType, TurnResult
+from protocol import Evaluation, Scores, TaskType, TurnResult
 from runtime import Actor, MessageContext, handler
 
 _EXIT = re.compile(r"exit(?:ed with)?(?: code|_code|status)?[:= ]+(-?\d+)", re.IGNORECASE)
@@ -51,8 +50,8 @@ def score(result: TurnResult) -> tuple[Scores, tuple[str, ...]]:
                 test_runs.append(not use.is_error and match is not None and match.group(1) == "0")
     last_status = steps[-1].status if steps else ""
     finished = bool(steps) and not steps[-1].tools and last_status not in {"continue", "stuck"}
-    coding = result.task_type in {TaskType.CODING, TaskType.DEVOPS, TaskType.DATABASE,
-                                  TaskType.DOCS}
+    coding = result.request.task_type in {TaskType.CODING, TaskType.DEVOPS,
+                                          TaskType.DATABASE, TaskType.DOCS}
     completion = 40.0 if result.ok else 0.0
     if last_status == "done" or finished:
         completion += 25
@@ -88,15 +87,14 @@ class Evaluator(Actor):
         scores, notes = score(result)
         await ctx.emit("evaluated", detail=f"completion {scores.task_completion} quality "
                        f"{scores.code_quality} efficiency {scores.efficiency}; {', '.join(notes)}")
-        await ctx.send("reflector", Evaluation(
-            reply_to=result.reply_to, request_id=result.request_id, role=result.role,
-            text=result.text, scores=scores, notes=notes, models=result.models,
-            task_type=result.task_type, complexity=result.complexity, plan=result.plan,
-            tier=result.tier, ok=result.ok, turns=result.turns, trajectory=result.trajectory,
-            files_written=result.files_written, cost_usd=result.usage.cost_usd,
-            tier_min=result.tier_min, tier_max=result.tier_max))
+        await ctx.send("reflector", evaluation(result, scores, notes))
 
-    @handler
-    async def on_legacy_result(self, result: LegacyTurnResult, ctx: MessageContext) -> None:
-        """A ``turn_result`` written before flat messages: scored as its flat shape."""
-        await self.on_result(upgrade(result), ctx)
+
+def evaluation(result: TurnResult, scores: Scores, notes: tuple[str, ...]) -> Evaluation:
+    """The Evaluation of ``result`` for the reflector: the scores and the result's fields the
+    reflection and the case use (its request passed on as it is)."""
+    return Evaluation(
+        reply_to=result.reply_to, request_id=result.request_id, role=result.role,
+        request=result.request, scores=scores, notes=notes, plan=result.plan, tier=result.tier,
+        ok=result.ok, turns=result.turns, trajectory=result.trajectory,
+        files_written=result.files_written, cost_usd=result.usage.cost_usd)

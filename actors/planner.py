@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 
-from actors.legacy import upgrade
 from actors.memory import history_messages, memory_text
 from actors.modeled import CaseModelActor
 from actors.router import case_lines, choose_tier, learned_tier, models_for
-from protocol import Classification, Flow, LegacyClassification, Progress, TurnRequest
+from protocol import Classification, Flow, Progress, TurnRequest
 from runtime import MessageContext, handler
 
 _STEP = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$")
@@ -36,7 +35,7 @@ class Planner(CaseModelActor):
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
         from actors.prompts import render
 
-        reply_to = verdict.reply_to
+        reply_to, request = verdict.reply_to, verdict.request
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="planning", flow=Flow.SEQUENTIAL))
         state = await self.services.sessions.get(reply_to.session)
@@ -45,19 +44,19 @@ class Planner(CaseModelActor):
                             for m in history_messages(state, 6))
         settings = self.topology.cases
         similar = [] if self.cases is None else self.cases.index.similar(
-            verdict.text, k=max(settings.shown, 5), min_similarity=settings.min_similarity,
-            exclude=reply_to.in_reply_to, embedding=await self.embed_task(ctx, verdict.text),
+            request.text, k=max(settings.shown, 5), min_similarity=settings.min_similarity,
+            exclude=reply_to.in_reply_to, embedding=await self.embed_task(ctx, request.text),
             min_cosine=settings.min_embedding_similarity)
         shown = [s for s in similar if s.case.succeeded][:settings.shown]
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
-                            overrides=verdict.models, tier_min=verdict.tier_min,
-                            tier_max=verdict.tier_max)
+                            overrides=request.models, tier_min=request.tier_min,
+                            tier_max=request.tier_max)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
                 "planner", memory=memory, history=history,
                 cases=case_lines(shown) or "(none)")},
-            {"role": "user", "content": verdict.text},
-        ], purpose="plan", max_tokens=verdict.max_tokens)
+            {"role": "user", "content": request.text},
+        ], purpose="plan", max_tokens=request.max_tokens)
         plan = parse_plan(reply.text)
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="planned", flow=Flow.SEQUENTIAL, model=reply.usage.model,
@@ -69,17 +68,11 @@ class Planner(CaseModelActor):
         learned = (learned_tier(similar, session=reply_to.session) if settings.learn_tier
                    else None)
         tier = choose_tier(
-            self.topology, role=verdict.role, flow=verdict.flow, task_type=verdict.task_type,
+            self.topology, role=verdict.role, flow=request.flow, task_type=request.task_type,
             learned=learned, session_tier=state.tier, session_confidence=state.confidence,
-            tier_min=verdict.tier_min, tier_max=verdict.tier_max)
+            tier_min=request.tier_min, tier_max=request.tier_max)
         await ctx.emit("tier_chosen", source=tier.source,
                        detail=f"tier {tier.tier}: {tier.reason}")
         await ctx.send(verdict.role, TurnRequest.following(
             verdict, plan=plan, memory=memory, tier=tier.tier,
-            max_turns=self.topology.max_turns[verdict.complexity], usage=reply.usage))
-
-    @handler
-    async def on_legacy_classification(self, verdict: LegacyClassification,
-                                       ctx: MessageContext) -> None:
-        """A ``classification`` written before flat messages: planned as its flat shape."""
-        await self.on_classification(upgrade(verdict), ctx)
+            max_turns=self.topology.max_turns[request.complexity], usage=reply.usage))

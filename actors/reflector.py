@@ -14,7 +14,6 @@ import time
 
 import msgspec
 
-from actors.legacy import upgrade
 from actors.memory import add_reflection
 from actors.modeled import CaseModelActor
 from actors.router import models_for
@@ -24,7 +23,6 @@ from protocol import (
     Control,
     ControlAction,
     Evaluation,
-    LegacyEvaluation,
     Reflection,
     Scores,
     SessionState,
@@ -91,8 +89,9 @@ def case_of(evaluation: Evaluation, start_tier: int) -> Case | None:
     escalations = sum(b > a for a, b in itertools.pairwise(tiers))
     succeeded = e.scores.task_completion >= SUCCESS_COMPLETION
     return Case(
-        case_id=e.request_id, session=e.reply_to.session, task=e.text[:2000], role=e.role,
-        task_type=str(e.task_type), complexity=str(e.complexity), plan=e.plan,
+        case_id=e.request_id, session=e.reply_to.session, task=e.request.text[:2000],
+        role=e.role, task_type=str(e.request.task_type),
+        complexity=str(e.request.complexity), plan=e.plan,
         start_tier=tiers[0], final_tier=tiers[-1], tiers=tiers, escalations=escalations,
         turns=e.turns, outcome="succeeded" if succeeded else "failed", scores=e.scores,
         cost_usd=e.cost_usd, at=time.time(),
@@ -251,13 +250,13 @@ class Reflector(CaseModelActor):
                       for t in s.tools)
             for s in evaluation.trajectory
         )
-        scores = evaluation.scores
+        scores, request = evaluation.scores, evaluation.request
         models = models_for(self.topology, self.spec.tier, role=self.actor_id.role,
-                            overrides=evaluation.models, tier_min=evaluation.tier_min,
-                            tier_max=evaluation.tier_max)
+                            overrides=request.models, tier_min=request.tier_min,
+                            tier_max=request.tier_max)
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render(
-                "reflector", task=evaluation.text, trajectory=trajectory or "(no turns)",
+                "reflector", task=request.text, trajectory=trajectory or "(no turns)",
                 scores=f"task completion {scores.task_completion}, code quality "
                        f"{scores.code_quality}, efficiency {scores.efficiency}; "
                        f"{', '.join(evaluation.notes)}")},
@@ -270,7 +269,7 @@ class Reflector(CaseModelActor):
             key_insight=answer.key_insight, scores=Scores(
                 task_completion=scores.task_completion, code_quality=scores.code_quality,
                 efficiency=scores.efficiency),
-            task=evaluation.text[:500], created_at=time.time(),
+            task=request.text[:500], created_at=time.time(),
         )
         summary = summarize(evaluation)
         case = case_of(evaluation, evaluation.tier)
@@ -292,9 +291,3 @@ class Reflector(CaseModelActor):
         await ctx.emit("reflection", model=reply.usage.model,
                        detail=f"insight: {reflection.key_insight}"
                               f" | strategy: {reflection.strategy_change}"[:500])
-
-    @handler
-    async def on_legacy_evaluation(self, evaluation: LegacyEvaluation,
-                                   ctx: MessageContext) -> None:
-        """An ``evaluation`` written before flat messages: reflected on as its flat shape."""
-        await self.on_evaluation(upgrade(evaluation), ctx)

@@ -4,16 +4,17 @@ the run's TurnResult, so no message or checkpoint carries another message whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import msgspec
 
 from actors.memory import Speaker
 from protocol import (
     Checkpoint,
-    Complexity,
     ReplyTo,
+    RequestFacts,
     RunAnswer,
     StepDigest,
-    TaskType,
     TurnRequest,
     TurnResult,
     Usage,
@@ -26,23 +27,15 @@ class RunTask:
 
     ``reply_to`` addresses this delivery's answers (the request, or the person's answer to
     the run's question); ``request_id`` names the run (its checkpoint, branch and case);
-    ``said`` is what the person said last (the request's ``text`` or their ``answer``) and
-    ``user_id`` who said it, for the session history and their memory. The rest are the
-    TurnRequest's fields of the same names.
+    ``request`` is the request's RequestFacts, passed on unchanged into each checkpoint and the
+    TurnResult. ``said`` is what the person said last (the request's ``text`` or their
+    ``answer``), for the session history and their memory. The rest are the TurnRequest's
+    fields of the same names.
     """
 
     reply_to: ReplyTo
     request_id: str
-    text: str
-    user_id: str
-    bot: str = ""
-    models: dict[str, str] = field(default_factory=dict)
-    max_answer_chars: int = 0
-    max_tokens: int = 0
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
-    tier_min: int = 0
-    tier_max: int = 0
+    request: RequestFacts
     plan: tuple[str, ...] = ()
     memory: str = ""
     tier: int = 1
@@ -54,59 +47,45 @@ class RunTask:
     @classmethod
     def of_request(cls, request: TurnRequest) -> RunTask:
         """The task of a run started (or redelivered) by ``request``."""
-        return cls(
-            reply_to=request.reply_to, request_id=request.reply_to.in_reply_to,
-            text=request.text, user_id=request.user_id, bot=request.bot,
-            models=request.models, max_answer_chars=request.max_answer_chars,
-            max_tokens=request.max_tokens, task_type=request.task_type,
-            complexity=request.complexity, tier_min=request.tier_min,
-            tier_max=request.tier_max, plan=request.plan, memory=request.memory,
-            tier=request.tier, max_turns=request.max_turns, usage=request.usage,
-        )
+        return cls(reply_to=request.reply_to, request_id=request.reply_to.in_reply_to,
+                   request=request.request, plan=request.plan, memory=request.memory,
+                   tier=request.tier, max_turns=request.max_turns, usage=request.usage)
 
     @classmethod
     def of_answer(cls, answer: RunAnswer, checkpoint: Checkpoint) -> RunTask:
-        """The task of the paused run ``checkpoint`` resumed by the person's ``answer``."""
-        return cls(
-            reply_to=answer.reply_to, request_id=checkpoint.request_id, text=checkpoint.text,
-            user_id=answer.user_id or checkpoint.user_id, bot=checkpoint.bot,
-            models=checkpoint.models, max_answer_chars=checkpoint.max_answer_chars,
-            max_tokens=checkpoint.max_tokens, task_type=checkpoint.task_type,
-            complexity=checkpoint.complexity, tier_min=checkpoint.tier_min,
-            tier_max=checkpoint.tier_max, plan=checkpoint.plan, tier=checkpoint.tier,
-            max_turns=checkpoint.max_turns, usage=checkpoint.usage, answer=answer.text,
-        )
+        """The task of the paused run ``checkpoint`` resumed by the person's ``answer``: the
+        run now speaks with whoever answered (the request's ``user_id`` becomes theirs; the
+        classifier only lets the asker answer, or anyone when no asker is known)."""
+        request = checkpoint.request
+        if answer.user_id and answer.user_id != request.user_id:
+            request = msgspec.structs.replace(request, user_id=answer.user_id)
+        return cls(reply_to=answer.reply_to, request_id=checkpoint.request_id, request=request,
+                   plan=checkpoint.plan, tier=checkpoint.tier, max_turns=checkpoint.max_turns,
+                   usage=checkpoint.usage, answer=answer.text)
 
     @property
     def said(self) -> str:
         """What the person said last: their answer when resuming, else the request."""
-        return self.answer or self.text
+        return self.answer or self.request.text
 
     @property
     def speaker(self) -> Speaker:
-        return Speaker.of(self.reply_to, self.user_id, self.bot)
+        return Speaker.of(self.reply_to, self.request.user_id, self.request.bot)
 
     def checkpoint(self, role: str, *, turn: int) -> Checkpoint:
         """A checkpoint of this run after ``turn`` turns with the task's fields filled in; the
         caller sets the loop's state (``msgspec.structs.replace`` or attributes)."""
-        return Checkpoint(
-            session=self.reply_to.session, request_id=self.request_id, role=role,
-            text=self.text, turn=turn, user_id=self.user_id, bot=self.bot,
-            models=self.models, max_answer_chars=self.max_answer_chars,
-            max_tokens=self.max_tokens, task_type=self.task_type, complexity=self.complexity,
-            tier_min=self.tier_min, tier_max=self.tier_max, plan=self.plan, tier=self.tier,
-            max_turns=self.max_turns,
-        )
+        return Checkpoint(session=self.reply_to.session, request_id=self.request_id, role=role,
+                          request=self.request, turn=turn, plan=self.plan, tier=self.tier,
+                          max_turns=self.max_turns)
 
     def result(self, role: str, *, ok: bool, trajectory: tuple[StepDigest, ...],
                files_written: tuple[str, ...], confidence: int, usage: Usage,
                duration_ms: float = 0.0) -> TurnResult:
         """The TurnResult of this run for the evaluator."""
         return TurnResult(
-            reply_to=self.reply_to, request_id=self.request_id, role=role, text=self.text,
-            models=self.models, task_type=self.task_type, complexity=self.complexity,
+            reply_to=self.reply_to, request_id=self.request_id, role=role, request=self.request,
             plan=self.plan, tier=self.tier, max_turns=self.max_turns, ok=ok,
             turns=len(trajectory), trajectory=trajectory, files_written=files_written,
             confidence=confidence, usage=usage, duration_ms=duration_ms,
-            tier_min=self.tier_min, tier_max=self.tier_max,
         )

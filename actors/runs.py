@@ -31,7 +31,6 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from actors.legacy import upgrade_checkpoint
 from core.errors import BrokerError, LockLostError, TransientError
 from protocol import (
     Checkpoint,
@@ -41,7 +40,6 @@ from protocol import (
     checkpoint_decoder,
     control_decoder,
     encoder,
-    legacy_checkpoint_decoder,
     run_decoder,
 )
 
@@ -270,11 +268,7 @@ class CheckpointStore:
         try:
             return checkpoint_decoder.decode(entry.value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            error: Exception = exc
-        try:  # written before flat messages: the run's request kept whole
-            return upgrade_checkpoint(legacy_checkpoint_decoder.decode(entry.value))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            _log.error("session %s: unreadable checkpoint ignored: %s", session, error)
+            _log.error("session %s: unreadable checkpoint ignored: %s", session, exc)
             return None
 
     async def save(self, checkpoint: Checkpoint) -> None:

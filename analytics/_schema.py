@@ -42,7 +42,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("session", "VARCHAR", "the conversation (discord-<channel>, terminal-<user>)"),
     ("request_id", "VARCHAR", "the person's message the step worked for: joins one "
      "request's events"),
-    ("step", "VARCHAR", "the message type handled (chat_message, turn_request_v2, ...)"),
+    ("step", "VARCHAR", "the message type handled (chat_message, turn_request, ...)"),
     ("flow", "VARCHAR", "classified: the flow chosen; answered: the answer's (simple, "
      "sequential, branch, breakglass)"),
     ("role", "VARCHAR", "classified: the agent role chosen; answered: the role that answered; "

@@ -14,7 +14,7 @@ import logging
 
 import msgspec
 
-from protocol import ChatMessage, Classification, Reply, ReplyTo, TurnRequest
+from protocol import ChatMessage, Classification, Reply, ReplyTo, RequestFacts, TurnRequest
 from runtime import Actor, MessageContext, handler
 
 _log = logging.getLogger(__name__)
@@ -31,8 +31,8 @@ class BenchClassifier(Actor):
 
     @handler
     async def on_chat(self, message: ChatMessage, ctx: MessageContext) -> None:
-        await ctx.send("planner", Classification(reply_to=ReplyTo.of(message), text=message.text,
-                                                 user_id=message.user_id))
+        await ctx.send("planner", Classification(reply_to=ReplyTo.of(message),
+                                                 request=RequestFacts.of(message)))
 
 
 class BenchPlanner(Actor):
@@ -42,8 +42,7 @@ class BenchPlanner(Actor):
 
     @handler
     async def on_classification(self, message: Classification, ctx: MessageContext) -> None:
-        await ctx.send("evaluator", TurnRequest(reply_to=message.reply_to, text=message.text,
-                                                user_id=message.user_id, plan=("answer",)))
+        await ctx.send("evaluator", TurnRequest.following(message, plan=("answer",)))
 
 
 class BenchEvaluator(Actor):

@@ -82,7 +82,7 @@ def _without_tracing() -> None:
     from runtime._tracing import DeliveryTrace
 
     constant = DeliveryTrace("", "", None)
-    _dispatch.begin_delivery = lambda *_args, **_kw: constant
+    _dispatch.begin_delivery = lambda *_args, **_kw: constant  # type: ignore[attr-defined]
     # The names runtime._actor imported from runtime._tracing, replaced where they are used.
     _actor.current_span_ids = lambda: ("", "")  # type: ignore[attr-defined]
     _actor.current_traceparent = lambda: ""  # type: ignore[attr-defined]
@@ -95,7 +95,7 @@ async def _steps(steps: int) -> tuple[float, int]:
 
     from bench._runtime_actors import BenchPlanner
     from core.config import Settings, load_topology
-    from protocol import ActorId, ChatMessage, Classification, ReplyTo, encoder
+    from protocol import ActorId, ChatMessage, Classification, ReplyTo, RequestFacts, encoder
     from runtime import Dispatcher, Services
     from runtime._publish import Publisher
 
@@ -110,8 +110,8 @@ async def _steps(steps: int) -> tuple[float, int]:
     publisher.after_settling(dispatcher.flush_acks)
     chat = ChatMessage(message_id="m" * 24, session="rt-0123456789abcdef", origin="benchrt",
                        user_id="bench", text="hello", sent_at=time.time())
-    data = encoder.encode(Classification(reply_to=ReplyTo.of(chat), text=chat.text,
-                                         user_id=chat.user_id))
+    data = encoder.encode(Classification(reply_to=ReplyTo.of(chat),
+                                         request=RequestFacts.of(chat)))
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     messages = [Msg(_client=nc, subject="sb.task.planner",  # type: ignore[arg-type]
                     reply=f"$JS.ACK.SB_TASK_PLANNER.sb-planner.1.{i}.{i}.1700000000000000000.0",

@@ -1,6 +1,7 @@
 """Bytes on the wire per hop of one typical SIMPLE and one SEQUENTIAL request, in the nested
-shapes written before flat messages and in the flat shapes (protocol/README.md, "Flat
-messages"), encoded by ``protocol.encoder`` (JSON, defaults omitted).
+shapes written before flat messages (figures measured then) and in today's flat shapes
+(protocol/README.md, "Flat messages"), encoded by ``protocol.encoder`` (JSON, defaults
+omitted).
 
 The content is the same for both: a Discord question answered in one turn (SIMPLE), and a
 coding request answered by a four-turn run that reads a module, writes it and its tests, runs
@@ -9,7 +10,7 @@ pytest and answers (SEQUENTIAL). The hops: ``chat_message`` (gateway → classif
 gateway), ``turn_result`` (role → evaluator), ``evaluation`` (evaluator → reflector) and the
 run's final ``checkpoint`` (a KV value, not a hop, but one write per SEQUENTIAL task).
 ``wire_bytes()`` returns ``{flow: {hop: (before, after)}}``; ``BEFORE`` are the figures the
-nested shapes gave, measured on commit b2dd9a3 (``legacy_messages`` rebuilds them).
+nested shapes gave for this content, measured on commit b2dd9a3 (the nested types are gone).
 """
 
 from __future__ import annotations
@@ -19,27 +20,21 @@ from typing import Any
 
 import msgspec
 
-from actors.legacy import digest
 from actors.run_task import RunTask
 from actors.runs import pack_messages
 from bench._store import Figure
 from protocol import (
     ChatMessage,
     Complexity,
-    Evaluation,
     Flow,
-    LegacyCheckpoint,
-    LegacyClassification,
-    LegacyEvaluation,
-    LegacyTurnRequest,
-    LegacyTurnResult,
     Reply,
     ReplyTo,
     Scores,
+    StepDigest,
     TaskType,
     ToolCall,
     ToolResult,
-    TrajectoryStep,
+    ToolUse,
     Usage,
     encoder,
 )
@@ -144,17 +139,18 @@ def chats() -> dict[str, ChatMessage]:
                                       text=SEQUENTIAL_TEXT)}
 
 
-def trajectory() -> tuple[TrajectoryStep, ...]:
-    """The SEQUENTIAL run's turns as full trajectory steps (what the loop saw)."""
+def trajectory() -> tuple[StepDigest, ...]:
+    """The SEQUENTIAL run's turns as the loop records them (``actors.agent_loop``)."""
+    from modelcall import parse_report
+
     steps = []
     for turn, (text, calls, confidence) in enumerate(_TURNS, 1):
-        steps.append(TrajectoryStep(
-            turn=turn, model=MODEL, text=text, confidence=confidence, tier=2,
-            duration_ms=1830.0 + 211 * turn,
-            tool_calls=tuple(ToolCall(call_id=c, name=n, arguments=a or _WRITES[c])
-                             for c, n, a, _ in calls),
-            tool_results=tuple(ToolResult(call_id=c, name=n, content=out)
-                               for c, n, _, out in calls)))
+        steps.append(StepDigest(
+            turn=turn, model=MODEL, tier=2, confidence=confidence,
+            status=parse_report(text).status or "", duration_ms=1830.0 + 211 * turn,
+            tools=tuple(ToolUse.of(ToolCall(call_id=c, name=n, arguments=a or _WRITES[c]),
+                                   ToolResult(call_id=c, name=n, content=out))
+                        for c, n, a, out in calls)))
     return tuple(steps)
 
 
@@ -184,37 +180,10 @@ def _reply(chat: ChatMessage, flow: Flow) -> Reply:
                           role="python_coder", branch=_BRANCH, commit=_COMMIT)
 
 
-def legacy_messages() -> dict[str, dict[str, msgspec.Struct]]:
-    """Each hop's message in the nested shapes (``protocol._legacy``):
-    ``{flow: {hop: message}}``."""
-    simple, sequential = chats()["simple"], chats()["sequential"]
-    simple_verdict = LegacyClassification(request=simple, respond=True, **_SIMPLE_VERDICT)
-    verdict = LegacyClassification(request=sequential, respond=True, **_SEQUENTIAL_VERDICT)
-    request = LegacyTurnRequest(classification=verdict, plan=PLAN, memory=MEMORY, tier=2,
-                                max_turns=20, usage=PLAN_USAGE)
-    reply = _reply(sequential, Flow.SEQUENTIAL)
-    result = LegacyTurnResult(request=request, text=SEQUENTIAL_ANSWER, turns=4,
-                              trajectory=trajectory(), files_written=FILES_WRITTEN,
-                              confidence=88, usage=RUN_USAGE, duration_ms=9214.0)
-    return {
-        "simple": {"chat_message": simple,
-                   "turn_request": LegacyTurnRequest(classification=simple_verdict, tier=1),
-                   "reply": _reply(simple, Flow.SIMPLE)},
-        "sequential": {
-            "chat_message": sequential, "classification": verdict, "turn_request": request,
-            "reply": reply, "turn_result": result,
-            "evaluation": LegacyEvaluation(result=result, scores=SCORES, notes=("tests passed",)),
-            "checkpoint": LegacyCheckpoint(
-                session=sequential.session, request_id=sequential.message_id, request=request,
-                turn=4, status="done", confidence=88, messages=pack_messages(conversation()),
-                trajectory=trajectory(), files_written=FILES_WRITTEN, usage=RUN_USAGE,
-                branch=_BRANCH, reply=reply, at=1764331212.5)},
-    }
-
-
 def flat_messages() -> dict[str, dict[str, msgspec.Struct]]:
     """Each hop's message in the flat shapes, built as the actors build them."""
     from actors.classifier import turn_request, verdict
+    from actors.evaluator import evaluation
     from actors.router import Route
 
     simple, sequential = chats()["simple"], chats()["sequential"]
@@ -226,7 +195,7 @@ def flat_messages() -> dict[str, dict[str, msgspec.Struct]]:
         turn_request(sequential, ReplyTo.of(sequential), route, tier=2), plan=PLAN,
         memory=MEMORY, max_turns=20, usage=PLAN_USAGE)
     task = RunTask.of_request(request)
-    steps = tuple(digest(step) for step in trajectory())
+    steps = trajectory()
     result = task.result("python_coder", ok=True, trajectory=steps,
                          files_written=FILES_WRITTEN, confidence=88, usage=RUN_USAGE,
                          duration_ms=9214.0)
@@ -238,13 +207,7 @@ def flat_messages() -> dict[str, dict[str, msgspec.Struct]]:
         "sequential": {
             "chat_message": sequential, "classification": classified, "turn_request": request,
             "reply": reply, "turn_result": result,
-            "evaluation": Evaluation(
-                reply_to=result.reply_to, request_id=result.request_id, role=result.role,
-                text=result.text, scores=SCORES, notes=("tests passed",), models=result.models,
-                task_type=result.task_type, complexity=result.complexity, plan=result.plan,
-                tier=result.tier, ok=result.ok, turns=result.turns,
-                trajectory=result.trajectory, files_written=result.files_written,
-                cost_usd=result.usage.cost_usd),
+            "evaluation": evaluation(result, SCORES, ("tests passed",)),
             "checkpoint": msgspec.structs.replace(
                 task.checkpoint("python_coder", turn=4), status="done", confidence=88,
                 messages=pack_messages(conversation()), trajectory=steps,
@@ -269,7 +232,6 @@ def wire_bytes() -> dict[str, dict[str, tuple[int, int]]]:
         rows["task"] = (sum(b for b, _ in rows.values()), sum(a for _, a in rows.values()))
         table[flow] = rows
     return table
-
 
 
 SCENARIO = "wire"

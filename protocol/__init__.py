@@ -12,7 +12,6 @@ from protocol._codec import (
     dead_letter_decoder,
     encoder,
     event_decoder,
-    legacy_checkpoint_decoder,
     manifest_decoder,
     outbound_decoder,
     run_decoder,
@@ -22,15 +21,6 @@ from protocol._codec import (
 )
 from protocol._families import Outbound, TaskMessage
 from protocol._ids import ActorId, SessionId, check_token
-from protocol._legacy import (
-    LEGACY_TASK_TYPES,
-    LegacyBrainstormResult,
-    LegacyCheckpoint,
-    LegacyClassification,
-    LegacyEvaluation,
-    LegacyTurnRequest,
-    LegacyTurnResult,
-)
 from protocol._messages import (
     AGENT_ROLES,
     FEEDBACK_DOWN,
@@ -51,6 +41,7 @@ from protocol._messages import (
     Progress,
     Reply,
     ReplyTo,
+    RequestFacts,
     RunAnswer,
     TaskType,
     TurnRequest,
@@ -66,7 +57,6 @@ from protocol._outcomes import (
     ToolCall,
     ToolResult,
     ToolUse,
-    TrajectoryStep,
     TurnResult,
 )
 from protocol._refusals import REFUSAL_KINDS, Refusal, refusal_kind, refusal_tag
@@ -97,7 +87,6 @@ __all__ = [
     "HEADER_SESSION",
     "HEADER_TRACEPARENT",
     "HEADER_TYPE",
-    "LEGACY_TASK_TYPES",
     "TOOL_TEXT_CHARS",
     "ActorId",
     "Approach",
@@ -123,17 +112,12 @@ __all__ = [
     "Flow",
     "HistoryEntry",
     "Insight",
-    "LegacyBrainstormResult",
-    "LegacyCheckpoint",
-    "LegacyClassification",
-    "LegacyEvaluation",
-    "LegacyTurnRequest",
-    "LegacyTurnResult",
     "Outbound",
     "Progress",
     "Reflection",
     "Reply",
     "ReplyTo",
+    "RequestFacts",
     "RunAnswer",
     "RunState",
     "Scores",
@@ -147,7 +131,6 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "ToolUse",
-    "TrajectoryStep",
     "TurnRequest",
     "TurnResult",
     "Usage",
@@ -158,7 +141,6 @@ __all__ = [
     "dead_letter_decoder",
     "encoder",
     "event_decoder",
-    "legacy_checkpoint_decoder",
     "manifest_decoder",
     "outbound_decoder",
     "run_decoder",

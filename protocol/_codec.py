@@ -7,7 +7,6 @@ from typing import Any, Generic, TypeVar, cast
 import msgspec
 
 from protocol._families import Outbound, TaskMessage
-from protocol._legacy import LegacyCheckpoint
 from protocol._messages import Control
 from protocol._observe import DeadLetter, ExecutionEvent
 from protocol._state import ArtifactManifest, Case, Checkpoint, RunState, SessionState
@@ -58,8 +57,6 @@ dead_letter_decoder: Decoder[DeadLetter] = Decoder(DeadLetter)
 session_decoder: Decoder[SessionState] = Decoder(SessionState)
 run_decoder: Decoder[RunState] = Decoder(RunState)
 checkpoint_decoder: Decoder[Checkpoint] = Decoder(Checkpoint)
-legacy_checkpoint_decoder: Decoder[LegacyCheckpoint] = Decoder(LegacyCheckpoint)
-"""Reads a checkpoint written before flat messages (one with ``request`` and no ``role``)."""
 case_decoder: Decoder[Case] = Decoder(Case)
 manifest_decoder: Decoder[ArtifactManifest] = Decoder(ArtifactManifest)
 

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-from protocol._legacy import (
-    LegacyBrainstormResult,
-    LegacyClassification,
-    LegacyEvaluation,
-    LegacyTurnRequest,
-    LegacyTurnResult,
-)
 from protocol._messages import (
     BrainstormResult,
     ChatMessage,
@@ -28,11 +21,8 @@ from protocol._outcomes import (
 TaskMessage = (
     ChatMessage | Classification | TurnRequest | RunAnswer | TurnResult | Evaluation
     | BrainstormResult | Control
-    | LegacyClassification | LegacyTurnRequest | LegacyTurnResult | LegacyEvaluation
-    | LegacyBrainstormResult
 )
-"""What arrives on a task subject (``<prefix>.task.<role>``). The ``Legacy*`` types are read
-(``actors.legacy.upgrade`` turns them into the flat shapes) and never written."""
+"""What arrives on a task subject (``<prefix>.task.<role>``)."""
 
 Outbound = Progress | Reply | ConsolidatedOptions
 """What arrives on a gateway's outbox subject (``<prefix>.out.<origin>``)."""

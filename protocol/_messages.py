@@ -9,14 +9,14 @@ Flow of one request (docs/design.md#message-flow)::
     consolidator ─→ ConsolidatedOptions (to the gateway)
     ChatMessage answering a paused run ─classifier→ RunAnswer → role actor (resumes the run)
 
-Every message after the ChatMessage carries its ``ReplyTo`` (session, origin, message id) and
-only the fields its next step reads, never the previous message whole (protocol/README.md,
-"Flat messages"). Progress, Reply and ConsolidatedOptions go to the gateway that sent the
+Every message after the ChatMessage carries its ``ReplyTo`` (session, origin, message id), the
+request's stable part as one ``RequestFacts`` where its step reads any of it, and only the
+fields its next step reads, never the previous message whole (protocol/README.md, "Flat
+messages"). Progress, Reply and ConsolidatedOptions go to the gateway that sent the
 request (``ReplyTo.origin``), built by ``ReplyTo.build``; ExecutionEvent goes to the event
 stream. What a run produced (tool calls and results, its trajectory, scores, the
 TurnResult, the Evaluation, the Reflection) is in ``_outcomes.py``, the message unions of
-each subject family in ``_families.py``, the nested shapes written before flat messages in
-``_legacy.py``. Values kept in KV buckets
+each subject family in ``_families.py``. Values kept in KV buckets
 (SessionState, RunState, Checkpoint) are in ``_state.py``. Times are Unix seconds (float),
 durations milliseconds, costs US dollars.
 """
@@ -211,14 +211,21 @@ class ChatMessage(_Wire, tag="chat_message", kw_only=True, frozen=True):
     A rule's ``channel:`` matches either."""
 
 
-class _Request(_Wire, kw_only=True, frozen=True):
-    """Base of Classification and TurnRequest: the address, the request's fields the steps
-    after the router read, and the router's verdict."""
+class RequestFacts(_Part, kw_only=True, frozen=True):
+    """The stable part of one request: what the person asked and the answering bot's settings
+    (from the ChatMessage) and the router's verdict on it, fixed by the classifier
+    (``RequestFacts.of``) and carried unchanged, as one value, by every message and state of
+    the request after it (Classification, TurnRequest, TurnResult, Evaluation,
+    BrainstormResult, the run's Checkpoint).
 
-    reply_to: ReplyTo
+    Shape (JSON, defaults omitted): ``{"text": str, "user_id": str, "bot": str, "models":
+    {tier: model}, "max_answer_chars": int, "max_tokens": int, "flow": Flow, "task_type":
+    TaskType, "complexity": Complexity, "tier_min": int, "tier_max": int}``.
+    """
+
     text: str
     """The person's request, as they wrote it."""
-    user_id: str
+    user_id: str = ""
     """Who asked: the per-user memory and the session history record it."""
     bot: str = ""
     """``ChatMessage.bot``: whose per-user memory the answer uses ("" means ``reply_to.origin``)."""
@@ -236,29 +243,42 @@ class _Request(_Wire, kw_only=True, frozen=True):
     tier_max: int = 0
     """Rules' cap on every tier of this request (0: none)."""
 
+    @classmethod
+    def of(cls, chat: ChatMessage, *, flow: Flow = Flow.SIMPLE,
+           task_type: TaskType = TaskType.SOCIAL, complexity: Complexity = Complexity.SIMPLE,
+           tier_min: int = 0, tier_max: int = 0) -> RequestFacts:
+        """The facts of ``chat`` under the router's verdict (``flow`` ... ``tier_max``)."""
+        return cls(text=chat.text, user_id=chat.user_id, bot=chat.bot, models=chat.models,
+                   max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
+                   flow=flow, task_type=task_type, complexity=complexity, tier_min=tier_min,
+                   tier_max=tier_max)
 
-class Classification(_Request, tag="classification_v2", kw_only=True, frozen=True):
+
+class Classification(_Wire, tag="classification", kw_only=True, frozen=True):
     """The router's verdict on a ChatMessage, for the planner (SEQUENTIAL) or the brainstorm
     actor (BRANCH); SIMPLE and BREAKGLASS go straight on as a TurnRequest.
 
-    Carries the verdict and the request's fields the later steps read (``text``, ``user_id``,
-    the bot's settings), not the ChatMessage: attachments, names and channel ids are the
-    router's alone. ``role`` is the agent role that will answer. Replaces ``classification``
-    (``protocol._legacy``).
+    Shape: ``reply_to`` (ReplyTo), ``request`` (RequestFacts: the request's fields the later
+    steps read and the verdict), ``role`` (the agent role that will answer). Not the
+    ChatMessage: attachments, names and channel ids are the router's alone.
     """
 
+    reply_to: ReplyTo
+    request: RequestFacts
     role: str = "researcher"
 
 
-class TurnRequest(_Request, tag="turn_request_v2", kw_only=True, frozen=True):
+class TurnRequest(_Wire, tag="turn_request", kw_only=True, frozen=True):
     """Work for a role actor (its task subject names the role): one turn (SIMPLE, BREAKGLASS)
     or the agentic loop (SEQUENTIAL).
 
-    The request's and the verdict's fields as in Classification; ``plan`` and ``memory`` come
-    from the planner; ``tier`` is the model tier (1-4) to start at; ``usage`` what was spent
-    before (the planner's call). Replaces ``turn_request`` (``protocol._legacy``).
+    Shape: ``reply_to`` (ReplyTo), ``request`` (RequestFacts, as the Classification carried
+    it), ``plan`` and ``memory`` from the planner, ``tier`` the model tier (1-4) to start at,
+    ``max_turns``, ``usage`` what was spent before (the planner's call).
     """
 
+    reply_to: ReplyTo
+    request: RequestFacts
     plan: tuple[str, ...] = ()
     memory: str = ""
     tier: int = 1
@@ -269,15 +289,10 @@ class TurnRequest(_Request, tag="turn_request_v2", kw_only=True, frozen=True):
     def following(cls, verdict: Classification, *, plan: tuple[str, ...] = (),
                   memory: str = "", tier: int = 1, max_turns: int = 1,
                   usage: Usage | None = None) -> TurnRequest:
-        """The TurnRequest the planner sends after ``verdict``: its fields, and the plan."""
-        return cls(
-            reply_to=verdict.reply_to, text=verdict.text, user_id=verdict.user_id,
-            bot=verdict.bot, models=verdict.models, max_answer_chars=verdict.max_answer_chars,
-            max_tokens=verdict.max_tokens, flow=verdict.flow, task_type=verdict.task_type,
-            complexity=verdict.complexity, tier_min=verdict.tier_min,
-            tier_max=verdict.tier_max, plan=plan, memory=memory, tier=tier,
-            max_turns=max_turns, usage=usage or Usage(),
-        )
+        """The TurnRequest the planner sends after ``verdict``: its address and request,
+        and the plan."""
+        return cls(reply_to=verdict.reply_to, request=verdict.request, plan=plan,
+                   memory=memory, tier=tier, max_turns=max_turns, usage=usage or Usage())
 
 
 class RunAnswer(_Wire, tag="run_answer", kw_only=True, frozen=True):
@@ -312,15 +327,16 @@ class BrainstormProposal(_Wire, tag="brainstorm_proposal", kw_only=True, frozen=
     usage: Usage = Usage()
 
 
-class BrainstormResult(_Wire, tag="brainstorm_result_v2", kw_only=True, frozen=True):
-    """The proposals of the models that brainstormed in parallel, for the consolidator, with
-    the question (``text``) and who asked it (``user_id``, for the session history).
-    Replaces ``brainstorm_result`` (``protocol._legacy``)."""
+class BrainstormResult(_Wire, tag="brainstorm_result", kw_only=True, frozen=True):
+    """The proposals of the models that brainstormed in parallel, for the consolidator.
+
+    Shape: ``reply_to`` (ReplyTo), ``request`` (RequestFacts: the question is its ``text``,
+    who asked it its ``user_id``, for the session history), ``proposals``.
+    """
 
     reply_to: ReplyTo
-    text: str
+    request: RequestFacts
     proposals: tuple[BrainstormProposal, ...]
-    user_id: str = ""
 
 
 class _Addressed(_Wire, kw_only=True, frozen=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from protocol._messages import Complexity, ReplyTo, TaskType, Usage, _Part, _Wire
+from protocol._messages import ReplyTo, RequestFacts, Usage, _Part, _Wire
 
 
 class ToolCall(_Wire, tag="tool_call", kw_only=True, frozen=True):
@@ -26,20 +26,6 @@ class ToolResult(_Wire, tag="tool_result", kw_only=True, frozen=True):
     name: str
     content: str
     is_error: bool = False
-
-
-class TrajectoryStep(_Part, kw_only=True, frozen=True):
-    """One turn of the agentic loop: what the model said and which tools ran."""
-
-    turn: int
-    model: str
-    text: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_results: tuple[ToolResult, ...] = ()
-    confidence: int = 50
-    duration_ms: float = 0.0
-    tier: int = 0
-    """The tier of the escalation path this turn ran at (0: not recorded)."""
 
 
 TOOL_TEXT_CHARS = 300
@@ -86,24 +72,23 @@ class StepDigest(_Part, kw_only=True, frozen=True):
     duration_ms: float = 0.0
 
 
-class TurnResult(_Wire, tag="turn_result_v2", kw_only=True, frozen=True):
+class TurnResult(_Wire, tag="turn_result", kw_only=True, frozen=True):
     """A SEQUENTIAL run's outcome, for the evaluator: what it scores and what the reflector
     keeps (the case base entry).
 
-    ``reply_to`` addresses the message the run answered last (the request, or the person's
-    answer to a clarifying question); ``request_id`` is the run's request (the case id).
-    ``text`` is the request's text (the reflector's prompt and the case's task); the answer
-    itself went to the person and is not carried. ``tier`` is the tier the run started at.
-    Replaces ``turn_result`` (``protocol._legacy``).
+    Shape: ``reply_to`` addresses the message the run answered last (the request, or the
+    person's answer to a clarifying question); ``request_id`` is the run's request (the case
+    id); ``role`` the role that ran it; ``request`` the request's RequestFacts (its ``text`` is
+    the reflector's prompt and the case's task, its ``models`` and tier bounds the reflector
+    keeps to); ``plan``, ``tier`` (the tier the run started at) and ``max_turns`` as the
+    TurnRequest had them; then the outcome. The answer itself went to the person and is not
+    carried (``ok``: whether there was one).
     """
 
     reply_to: ReplyTo
     request_id: str
     role: str
-    text: str
-    models: dict[str, str] = {}
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
+    request: RequestFacts
     plan: tuple[str, ...] = ()
     tier: int = 1
     max_turns: int = 1
@@ -114,10 +99,6 @@ class TurnResult(_Wire, tag="turn_result_v2", kw_only=True, frozen=True):
     confidence: int = 50
     usage: Usage = Usage()
     duration_ms: float = 0.0
-    tier_min: int = 0
-    """The rules' floor on every tier of the request (0: none); the reflector keeps to it."""
-    tier_max: int = 0
-    """The rules' cap on every tier of the request (0: none); the reflector keeps to it."""
 
 
 class Scores(_Part, kw_only=True, frozen=True):
@@ -132,20 +113,22 @@ class Scores(_Part, kw_only=True, frozen=True):
         return round((self.task_completion + self.code_quality + self.efficiency) / 3)
 
 
-class Evaluation(_Wire, tag="evaluation_v2", kw_only=True, frozen=True):
+class Evaluation(_Wire, tag="evaluation", kw_only=True, frozen=True):
     """The evaluator's scores of a run, for the reflector: the scores and the TurnResult's
     fields the reflection and the case base entry use (not the TurnResult).
-    Replaces ``evaluation`` (``protocol._legacy``)."""
+
+    Shape: ``reply_to``, ``request_id``, ``role``, ``request`` (RequestFacts), ``plan`` and
+    ``tier`` as in the TurnResult; ``scores`` and ``notes``; the outcome the case keeps
+    (``ok``, ``turns``, ``trajectory``, ``files_written``) and its ``cost_usd`` (of the
+    TurnResult's usage).
+    """
 
     reply_to: ReplyTo
     request_id: str
     role: str
-    text: str
+    request: RequestFacts
     scores: Scores
     notes: tuple[str, ...] = ()
-    models: dict[str, str] = {}
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
     plan: tuple[str, ...] = ()
     tier: int = 1
     ok: bool = True
@@ -153,10 +136,6 @@ class Evaluation(_Wire, tag="evaluation_v2", kw_only=True, frozen=True):
     trajectory: tuple[StepDigest, ...] = ()
     files_written: tuple[str, ...] = ()
     cost_usd: float = 0.0
-    tier_min: int = 0
-    """``TurnResult.tier_min``: the rules' floor on the reflector's tier (0: none)."""
-    tier_max: int = 0
-    """``TurnResult.tier_max``: the rules' cap on the reflector's tier (0: none)."""
 
 
 class Reflection(_Wire, tag="reflection", kw_only=True, frozen=True):

@@ -7,9 +7,8 @@ from __future__ import annotations
 import msgspec
 
 from protocol._messages import (
-    Complexity,
     Reply,
-    TaskType,
+    RequestFacts,
     Usage,
     _Part,
 )
@@ -121,31 +120,20 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     """A SEQUENTIAL run's state after ``turn`` turns, in the checkpoints KV bucket under the
     session's key: written every 5 turns, when the run pauses for the person, and at the end.
 
-    The run's state, not copies of its messages: what the run was asked (``role``, ``text``,
-    ``user_id``, ``bot`` and the bot's limits, the verdict's ``task_type`` / ``complexity`` /
-    tier bounds, the planner's ``plan``, the start ``tier`` and ``max_turns``), so a paused run
-    resumes from a RunAnswer alone, and where it got to: ``messages`` is the model
-    conversation (zlib-compressed JSON, the plan and the memory are in its system message);
-    ``status`` is ``running``, ``paused`` (``question`` asked), ``done`` or ``aborted``;
-    ``reply`` is the final answer (``done``), so a redelivered task republishes it instead of
-    running again. A value written before flat messages (``request``, no ``role``) is read by
-    ``legacy_checkpoint_decoder``.
+    The run's state, not copies of its messages: what the run was asked (``role``, the
+    request's ``RequestFacts`` as the TurnRequest carried it, the planner's ``plan``, the start
+    ``tier`` and ``max_turns``), so a paused run resumes from a RunAnswer alone, and where it
+    got to: ``messages`` is the model conversation (zlib-compressed JSON, the plan and the
+    memory are in its system message); ``status`` is ``running``, ``paused`` (``question``
+    asked), ``done`` or ``aborted``; ``reply`` is the final answer (``done``), so a redelivered
+    task republishes it instead of running again.
     """
 
     session: str
     request_id: str
     role: str
-    text: str
+    request: RequestFacts
     turn: int
-    user_id: str = ""
-    bot: str = ""
-    models: dict[str, str] = {}
-    max_answer_chars: int = 0
-    max_tokens: int = 0
-    task_type: TaskType = TaskType.SOCIAL
-    complexity: Complexity = Complexity.SIMPLE
-    tier_min: int = 0
-    tier_max: int = 0
     plan: tuple[str, ...] = ()
     tier: int = 1
     max_turns: int = 1

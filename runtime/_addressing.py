@@ -9,11 +9,6 @@ from protocol import (
     Classification,
     Control,
     Evaluation,
-    LegacyBrainstormResult,
-    LegacyClassification,
-    LegacyEvaluation,
-    LegacyTurnRequest,
-    LegacyTurnResult,
     ReplyTo,
     RunAnswer,
     TaskMessage,
@@ -30,10 +25,6 @@ def waiting_request(message: TaskMessage) -> ReplyTo | None:
             return ReplyTo.of(message)
         case Classification() | TurnRequest() | RunAnswer() | BrainstormResult():
             return message.reply_to
-        case LegacyClassification():
-            return ReplyTo.of(message.request)
-        case LegacyTurnRequest() | LegacyBrainstormResult():
-            return ReplyTo.of(message.classification.request)
         case _:
             return None
 
@@ -46,10 +37,6 @@ def address_of(message: TaskMessage) -> ReplyTo | None:
         case (Classification() | TurnRequest() | RunAnswer() | TurnResult() | Evaluation()
               | BrainstormResult()):
             return message.reply_to
-        case LegacyTurnResult():
-            return ReplyTo.of(message.request.classification.request)
-        case LegacyEvaluation():
-            return ReplyTo.of(message.result.request.classification.request)
         case _:
             return waiting_request(message)
 

@@ -169,7 +169,7 @@ def test_exports_add_only_new_events(system: RunningSystem, db: Path) -> None:
     asyncio.run(_react(system, "terminal-hi", roles["terminal-hi"], -20))
     events = _settled(system, "the feedback handled and every run evaluated", lambda ev: (
         _handled(ev, "reflector", "control") >= 2
-        and _handled(ev, "reflector", "evaluation_v2") >= 2))
+        and _handled(ev, "reflector", "evaluation") >= 2))
     added, _ = _export(system, db)
     assert added == len(events) - before["n"] > 0
     after = _query(system, db, "SELECT min(seq) AS first, max(seq) AS last, count(*) AS n, "

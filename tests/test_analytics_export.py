@@ -58,7 +58,7 @@ def dataset() -> list[ExecutionEvent]:
         _event("researcher", "answered", s1, T0 + 0.105, request_id="r1", flow="simple",
                role="researcher"),
         _event("researcher", "handled", s1, T0 + 0.110, request_id="r1", duration_ms=100.0,
-               step="turn_request_v2"),
+               step="turn_request"),
         # r2: SEQUENTIAL, bob, a rule decided; one escalation, then paused.
         _event("classifier", "classified", s2, T0 + 1.0, request_id="r2", source="rule",
                flow="sequential", role="python_coder", user_id="bob"),
@@ -92,7 +92,7 @@ def dataset() -> list[ExecutionEvent]:
         _event("reflector", "model_call", s1, T0 + 7.5, model="offline/tier-4",
                prompt_tokens=50, completion_tokens=10, cost_usd=0.0005, duration_ms=6.0),
         _event("python_coder", "dead_letter", s2, T0 + 8.0, request_id="r4",
-               step="turn_request_v2", detail="HandlerError: delivered 5 times"),
+               step="turn_request", detail="HandlerError: delivered 5 times"),
     ]
 
 

@@ -7,18 +7,16 @@ import pytest
 
 import protocol as p
 from actors.escalation import EscalationMemo, TurnSignals, cause_of, observe
-from bench._wire_bytes import flat_messages, legacy_messages
+from bench._wire_bytes import flat_messages
 from runtime import request_of
 
 
 def test_every_step_of_a_request_names_the_persons_message() -> None:
-    flat, old = flat_messages()["sequential"], legacy_messages()["sequential"]
+    flat = flat_messages()["sequential"]
     chat = flat["chat_message"]
     assert isinstance(chat, p.ChatMessage)
     for hop in ("chat_message", "classification", "turn_request", "turn_result", "evaluation"):
         assert request_of(flat[hop]) == chat.message_id, hop  # type: ignore[arg-type]
-    for hop in ("classification", "turn_request", "turn_result", "evaluation"):
-        assert request_of(old[hop]) == chat.message_id, hop  # type: ignore[arg-type]
     control = p.Control(session=chat.session, action=p.ControlAction.FEEDBACK, value=15,
                         message_id="the-answer")
     assert request_of(control) == ""  # about the session, not a request

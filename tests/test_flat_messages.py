@@ -1,6 +1,6 @@
 """The flat-message contract (protocol/README.md, "Flat messages"): no task message nests
-another, ReplyTo addresses every answer, the nested shapes written before are still read, and
-each hop of a typical request is smaller than it was."""
+another, ReplyTo addresses every answer, the request's RequestFacts pass through every step
+unchanged, and each hop of a typical request is smaller than the nested shapes made it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import msgspec
 import pytest
 
 import protocol as p
-from actors.legacy import upgrade, upgrade_checkpoint
-from bench._wire_bytes import BEFORE, flat_messages, legacy_messages
+from bench._wire_bytes import BEFORE, flat_messages
 from runtime import waiting_request
 
-FLAT_TASK_TYPES = tuple(t for t in typing.get_args(p.TaskMessage)
-                        if t not in p.LEGACY_TASK_TYPES)
+TASK_TYPES = typing.get_args(p.TaskMessage)
 
 
 def _chat(**changes: object) -> p.ChatMessage:
@@ -48,7 +46,7 @@ def _nested(kind: type, seen: frozenset[type] = frozenset()) -> set[type]:
     return found
 
 
-@pytest.mark.parametrize("kind", FLAT_TASK_TYPES, ids=lambda k: k.__name__)
+@pytest.mark.parametrize("kind", TASK_TYPES, ids=lambda k: k.__name__)
 def test_no_task_message_carries_another_task_message(kind: type) -> None:
     assert _nested(kind) == set()
 
@@ -59,20 +57,51 @@ def test_stored_values_keep_state_not_task_messages(kind: type) -> None:
     assert _nested(kind) == set()
 
 
-def test_the_nesting_check_finds_the_old_shapes() -> None:
-    """The check above is not vacuous: the shapes written before flat messages fail it."""
-    assert _nested(p.LegacyTurnRequest) == {p.LegacyClassification, p.ChatMessage}
-    assert _nested(p.LegacyEvaluation) == {p.LegacyTurnResult}
-    assert p.LegacyTurnRequest in _nested(p.LegacyCheckpoint)
+class _Wrapped(msgspec.Struct, frozen=True):
+    """A part that wraps a message (what the check must catch through a part)."""
+
+    chat: p.ChatMessage
 
 
-def test_legacy_types_are_exactly_the_replaced_nested_shapes() -> None:
-    """A type is only ever marked legacy when a flat type with a new tag replaced it."""
-    assert {_tag(t) for t in p.LEGACY_TASK_TYPES} == {
-        "classification", "turn_request", "turn_result", "evaluation", "brainstorm_result"}
-    flat_tags = {_tag(t) for t in FLAT_TASK_TYPES}
-    assert {f"{tag}_v2" for tag in ("classification", "turn_request", "turn_result",
-                                    "evaluation", "brainstorm_result")} <= flat_tags
+class _Nesting(msgspec.Struct, frozen=True, tag="nesting"):
+    verdict: p.Classification | None = None
+    parts: tuple[_Wrapped, ...] = ()
+
+
+def test_the_nesting_check_finds_nested_messages() -> None:
+    """The check above is not vacuous: a message in a field, through optionals, unions,
+    tuples and parts, is found."""
+    assert _nested(_Nesting) == {p.Classification, p.ChatMessage}
+
+
+def test_task_message_tags_are_the_plain_names() -> None:
+    assert {_tag(t) for t in TASK_TYPES} == {
+        "chat_message", "classification", "turn_request", "run_answer", "turn_result",
+        "evaluation", "brainstorm_result", "control"}
+
+
+def test_the_request_facts_pass_through_every_step_unchanged() -> None:
+    """The classifier fixes the request's RequestFacts once; the TurnRequest, the run's
+    TurnResult, the Evaluation and the checkpoint carry that same value."""
+    flat = flat_messages()["sequential"]
+    chat = flat["chat_message"]
+    verdict = flat["classification"]
+    assert isinstance(chat, p.ChatMessage) and isinstance(verdict, p.Classification)
+    facts = verdict.request
+    assert (facts.text, facts.user_id, facts.flow, facts.task_type, facts.complexity) == (
+        chat.text, chat.user_id, p.Flow.SEQUENTIAL, p.TaskType.CODING, p.Complexity.MEDIUM)
+    for hop in ("turn_request", "turn_result", "evaluation", "checkpoint"):
+        message = flat[hop]
+        assert isinstance(message, p.TurnRequest | p.TurnResult | p.Evaluation | p.Checkpoint)
+        assert message.request == facts, hop
+    brainstormed = p.BrainstormResult(reply_to=verdict.reply_to, request=facts, proposals=())
+    decoded = p.task_decoder.decode(p.encoder.encode(brainstormed))
+    assert isinstance(decoded, p.BrainstormResult) and decoded.request == facts
+
+
+def test_request_facts_omit_their_defaults() -> None:
+    facts = p.RequestFacts.of(_chat())
+    assert msgspec.json.decode(p.encoder.encode(facts)) == {"text": "fix it", "user_id": "u"}
 
 
 def test_reply_to_round_trips() -> None:
@@ -106,63 +135,32 @@ def test_build_rejects_a_field_the_message_does_not_have() -> None:
 
 
 def test_the_runtime_tells_the_waiting_person_through_the_reply_to() -> None:
-    flat, old = flat_messages()["sequential"], legacy_messages()["sequential"]
+    flat = flat_messages()["sequential"]
     chat = flat["chat_message"]
     assert isinstance(chat, p.ChatMessage)
-    for message in (chat, flat["classification"], flat["turn_request"],
-                    old["classification"], old["turn_request"]):
+    for message in (chat, flat["classification"], flat["turn_request"]):
         assert waiting_request(message) == p.ReplyTo.of(chat)  # type: ignore[arg-type]
     assert waiting_request(flat["turn_result"]) is None  # type: ignore[arg-type]
 
 
-def test_the_content_of_the_size_comparison_is_the_one_measured_before() -> None:
-    """``bench._wire_bytes.BEFORE`` was measured on the nested shapes' own commit; the nested
-    types kept for reading give the same bytes for the same content."""
-    sizes = {flow: {hop: len(p.encoder.encode(m)) for hop, m in hops.items()}
-             for flow, hops in legacy_messages().items()}
-    assert sizes == BEFORE
-
-
 @pytest.mark.parametrize("flow", ["simple", "sequential"])
 def test_each_hop_of_a_typical_request_is_smaller_flat(flow: str) -> None:
-    before, after = legacy_messages()[flow], flat_messages()[flow]
+    """``BEFORE`` holds the bytes the nested shapes gave for the same content."""
+    before, after = BEFORE[flow], flat_messages()[flow]
     assert before.keys() == after.keys()
-    for hop in before:
-        old, new = len(p.encoder.encode(before[hop])), len(p.encoder.encode(after[hop]))
+    for hop, old in before.items():
+        new = len(p.encoder.encode(after[hop]))
         if hop in {"chat_message", "reply"}:  # shapes unchanged
             assert new == old, hop
         else:
             assert new < old, f"{hop}: {new} bytes flat, {old} nested"
 
 
-def test_old_shapes_upgrade_to_the_flat_ones_with_the_same_content() -> None:
-    old = legacy_messages()["sequential"]
-    flat = flat_messages()["sequential"]
-    for hop in ("classification", "turn_request", "turn_result", "evaluation"):
-        decoded = p.task_decoder.decode(p.encoder.encode(old[hop]))
-        assert isinstance(decoded, p.LEGACY_TASK_TYPES)
-        assert upgrade(decoded) == flat[hop], hop
-    checkpoint = p.legacy_checkpoint_decoder.decode(p.encoder.encode(old["checkpoint"]))
-    assert upgrade_checkpoint(checkpoint) == flat["checkpoint"]
-    with pytest.raises(msgspec.ValidationError):  # so the store knows to read it the old way
-        p.checkpoint_decoder.decode(p.encoder.encode(old["checkpoint"]))
-
-
-def test_an_old_request_with_an_answer_becomes_a_run_answer() -> None:
-    old = legacy_messages()["sequential"]["turn_request"]
-    assert isinstance(old, p.LegacyTurnRequest)
-    answer = _chat(message_id="m-2", text="use Redis", user_id="v")
-    resumed = upgrade(msgspec.structs.replace(old, answer=answer))
-    assert resumed == p.RunAnswer(reply_to=p.ReplyTo.of(answer), text="use Redis", user_id="v",
-                                  request_id=old.classification.request.message_id)
-
-
 def test_every_task_message_names_its_session() -> None:
     """Actors' publishes carry no session header: the runtime reads the session from the body
-    (``session_of``), flat or nested."""
+    (``session_of``)."""
     from runtime import session_of
 
-    for shapes in (flat_messages(), legacy_messages()):
-        for hop, message in shapes["sequential"].items():
-            if hop not in {"reply", "checkpoint"}:
-                assert session_of(message) == "discord-1311874512996454400", hop  # type: ignore[arg-type]
+    for hop, message in flat_messages()["sequential"].items():
+        if hop not in {"reply", "checkpoint"}:
+            assert session_of(message) == "discord-1311874512996454400", hop  # type: ignore[arg-type]

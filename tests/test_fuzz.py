@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from test_gateway_interactions import Endpoint, endpoint  # noqa: F401 - fixture
 
 import protocol._codec as codec
-from actors.legacy import upgrade, upgrade_checkpoint
-from bench._wire_bytes import flat_messages, legacy_messages
+from bench._wire_bytes import flat_messages
 from protocol import (
     Case,
     Checkpoint,
@@ -29,20 +28,12 @@ from protocol import (
     ControlAction,
     DeadLetter,
     ExecutionEvent,
+    RequestFacts,
     RunState,
     SessionState,
     encoder,
 )
-from protocol._legacy import (
-    LegacyBrainstormResult,
-    LegacyClassification,
-    LegacyEvaluation,
-    LegacyTurnRequest,
-    LegacyTurnResult,
-)
 
-LEGACY_TASKS = (LegacyClassification, LegacyTurnRequest, LegacyTurnResult, LegacyEvaluation,
-                LegacyBrainstormResult)
 DECODERS: dict[str, codec.Decoder[Any]] = {
     name: value for name, value in vars(codec).items()
     if name.endswith("_decoder") and isinstance(value, codec.Decoder)
@@ -52,8 +43,7 @@ DECODERS: dict[str, codec.Decoder[Any]] = {
 def _seeds() -> list[bytes]:
     """Valid encodings of every family: what a mutation starts from."""
     messages: list[msgspec.Struct] = [
-        m for hops in (*flat_messages().values(), *legacy_messages().values())
-        for m in hops.values()]
+        m for hops in flat_messages().values() for m in hops.values()]
     messages += [
         ExecutionEvent(event_id="e1", session="s", actor="a", kind="handled", trace_id="t" * 32,
                        span_id="1" * 16),
@@ -61,7 +51,8 @@ def _seeds() -> list[bytes]:
         DeadLetter(actor="a", subject="sb.task.a", reason="r", deliveries=3, data=b"\x00x"),
         SessionState(session="s"),
         RunState(session="s", request_id="r", role="python_coder", holder="python_coder/0"),
-        Checkpoint(session="s", request_id="r", role="python_coder", text="t", turn=2,
+        Checkpoint(session="s", request_id="r", role="python_coder",
+                   request=RequestFacts(text="t"), turn=2,
                    messages=b'[{"role":"user","content":"hi"}]'),
         Case(case_id="c", session="s", task="reverse a string", role="python_coder"),
     ]
@@ -105,19 +96,6 @@ def _decode_or_typed_error(decode: Callable[[bytes], Any], data: bytes) -> Any:
 @given(data=st.one_of(st.binary(max_size=512), mutated()))
 def test_every_decoder_answers_bad_bytes_with_a_typed_error(name: str, data: bytes) -> None:
     _decode_or_typed_error(DECODERS[name].decode, data)
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=mutated())
-def test_what_a_mutated_legacy_message_decodes_to_upgrades_or_is_refused(data: bytes) -> None:
-    """Legacy messages still in a stream are upgraded after decoding: whatever decodes must
-    upgrade (``actors.legacy``) or fail with a typed error, not crash the dispatcher."""
-    message = _decode_or_typed_error(codec.task_decoder.decode, data)
-    if isinstance(message, LEGACY_TASKS):  # the handlers of the legacy tags upgrade them
-        upgrade(message)
-    old = _decode_or_typed_error(codec.legacy_checkpoint_decoder.decode, data)
-    if old is not None:
-        upgrade_checkpoint(old)
 
 
 @pytest.mark.parametrize("data", [

@@ -18,13 +18,14 @@ def _chat(**changes: object) -> p.ChatMessage:
 
 
 def test_task_messages_round_trip_with_their_tag() -> None:
-    request = p.TurnRequest(reply_to=p.ReplyTo.of(_chat()), text="hello", user_id="7",
-                            flow=p.Flow.SEQUENTIAL, complexity=p.Complexity.MEDIUM,
-                            plan=("a", "b"), tier=2, max_turns=20)
+    facts = p.RequestFacts.of(_chat(), flow=p.Flow.SEQUENTIAL,
+                              complexity=p.Complexity.MEDIUM)
+    request = p.TurnRequest(reply_to=p.ReplyTo.of(_chat()), request=facts, plan=("a", "b"),
+                            tier=2, max_turns=20)
     data = p.encoder.encode(request)
-    assert msgspec.json.decode(data)["type"] == "turn_request_v2"
+    assert msgspec.json.decode(data)["type"] == "turn_request"
     assert p.task_decoder.decode(data) == request
-    assert p.type_tag(request) == "turn_request_v2"
+    assert p.type_tag(request) == "turn_request"
 
 
 def test_outbound_union_decodes_each_kind() -> None:

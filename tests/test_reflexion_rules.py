@@ -21,6 +21,7 @@ from protocol import (
     ControlAction,
     Reflection,
     ReplyTo,
+    RequestFacts,
     Scores,
     SessionState,
     StepDigest,
@@ -79,8 +80,9 @@ def test_history_keeps_the_window() -> None:
 def _result(steps: list[StepDigest], files: tuple[str, ...], max_turns: int = 10
             ) -> TurnResult:
     return TurnResult(reply_to=ReplyTo(session="s-1", origin="o", in_reply_to="1"),
-                      request_id="1", role="python_coder", text="t",
-                      task_type=TaskType.CODING, max_turns=max_turns, turns=len(steps),
+                      request_id="1", role="python_coder",
+                      request=RequestFacts(text="t", task_type=TaskType.CODING),
+                      max_turns=max_turns, turns=len(steps),
                       trajectory=tuple(steps), files_written=files)
 
 

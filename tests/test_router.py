@@ -25,8 +25,8 @@ from actors.router import (
     route_message,
     start_level,
 )
-from core.config import ConfigError, load_topology
-from core.errors import ModelRejectedError, ModelUnavailableError
+from core.config import load_topology
+from core.errors import ConfigError, ModelRejectedError, ModelUnavailableError
 from core.rules import RuleSpec, evaluate
 from gateway.config import BotConfig
 from protocol import Case, ChatMessage, Complexity, Flow, TaskType

@@ -26,6 +26,7 @@ from protocol import (
     Checkpoint,
     Control,
     ControlAction,
+    RequestFacts,
     RunState,
     Subjects,
     encoder,
@@ -132,8 +133,9 @@ async def test_checkpoints_round_trip(js: JetStreamContext) -> None:
     store = CheckpointStore(await kv_bucket(js, SUBJECTS.checkpoints_bucket))
     assert await store.load("discord-1") is None
     messages = [{"role": "user", "content": "x" * 100_000}]
-    checkpoint = Checkpoint(session="discord-1", request_id="m", role="python_coder", text="t",
-                            turn=5, messages=pack_messages(messages))
+    checkpoint = Checkpoint(session="discord-1", request_id="m", role="python_coder",
+                            request=RequestFacts(text="t"), turn=5,
+                            messages=pack_messages(messages))
     await store.save(checkpoint)
     loaded = await store.load("discord-1")
     assert loaded is not None and loaded.turn == 5
@@ -143,17 +145,17 @@ async def test_checkpoints_round_trip(js: JetStreamContext) -> None:
     assert await store.load("discord-1") is None
 
 
-async def test_a_checkpoint_written_before_flat_messages_is_read_as_run_state(
+async def test_a_run_checkpoint_reads_back_whole_and_an_unreadable_one_is_ignored(
         js: JetStreamContext) -> None:
-    from bench._wire_bytes import flat_messages, legacy_messages
+    from bench._wire_bytes import flat_messages
 
     kv = await kv_bucket(js, SUBJECTS.checkpoints_bucket)
-    old = legacy_messages()["sequential"]["checkpoint"]
-    await kv.put("discord-1311874512996454400", encoder.encode(old))
+    done = flat_messages()["sequential"]["checkpoint"]
+    await kv.put("discord-1311874512996454400", encoder.encode(done))
     loaded = await CheckpointStore(kv).load("discord-1311874512996454400")
-    assert loaded == flat_messages()["sequential"]["checkpoint"]
+    assert loaded == done
     assert loaded is not None and loaded.role == "python_coder" and loaded.turn == 4
-    await kv.put("discord-2", b'{"session": "discord-2"}')  # neither shape: ignored, logged
+    await kv.put("discord-2", b'{"session": "discord-2"}')  # not a checkpoint: ignored, logged
     assert await CheckpointStore(kv).load("discord-2") is None
     for key in ("discord-1311874512996454400", "discord-2"):
         await CheckpointStore(kv).delete(key)

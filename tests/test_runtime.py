@@ -25,7 +25,10 @@ from protocol import (
     Outbound,
     Reply,
     ReplyTo,
+    RequestFacts,
+    TurnResult,
     dead_letter_decoder,
+    encoder,
     event_decoder,
 )
 from runtime import Actor, MessageContext, handler, run_actor
@@ -232,12 +235,9 @@ async def test_malformed_and_unhandled_messages_are_dead_lettered(harness: Harne
     # Invalid UTF-8 inside a string: msgspec raises UnicodeDecodeError, protocol's decoders
     # a DecodeError (found by tests/test_fuzz.py).
     await js.publish(subject, b'{"type":"chat_message","message_id":"\x80"}')
-    await js.publish(subject, msgspec.json.encode({
-        "type": "turn_result", "text": "x", "request": {
-            "type": "turn_request", "classification": {
-                "type": "classification", "respond": True, "request": {
-                    "type": "chat_message", "message_id": "m", "session": "terminal-x",
-                    "origin": "test-origin", "user_id": "u", "text": "t"}}}}))
+    await js.publish(subject, encoder.encode(TurnResult(
+        reply_to=ReplyTo(session="terminal-x", origin="test-origin", in_reply_to="m"),
+        request_id="m", role="python_coder", request=RequestFacts(text="t", user_id="u"))))
     letters = await harness.dead_letters(4)
     errors = {bytes(letter.data): letter.error for letter in letters}
     assert sorted(errors.values()) == ["MalformedMessageError"] * 3 + ["UnhandledMessageError"]

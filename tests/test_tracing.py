@@ -43,7 +43,7 @@ def test_otlp_is_configured_by_the_standard_variables() -> None:
 
 def test_a_delivery_is_a_child_of_its_traceparent_and_its_calls_children_of_it() -> None:
     def run() -> tuple[Any, Any, tuple[str, str]]:
-        delivery = begin_delivery("planner", "classification_v2",
+        delivery = begin_delivery("planner", "classification",
                                   {HEADER_TRACEPARENT: f"00-{TRACE}-{GATEWAY_SPAN}-01"}, "s1")
         with child_span("model_call m", {}) as call:
             ids = current_span_ids()
@@ -62,16 +62,16 @@ def test_a_delivery_is_a_child_of_its_traceparent_and_its_calls_children_of_it()
 
 def test_the_span_tree_follows_parent_span_ids_and_shows_point_events() -> None:
     events = [
-        _event("handled", 10.010, actor="classifier", step="chat_message_v2", span_id="c1",
+        _event("handled", 10.010, actor="classifier", step="chat_message", span_id="c1",
                parent_span_id=GATEWAY_SPAN, duration_ms=10.0),
         _event("model_call", 10.005, actor="classifier", model="m1", span_id="m1",
                parent_span_id="c1", duration_ms=4.0, prompt_tokens=5, completion_tokens=2),
         _event("classified", 10.006, actor="classifier", source="rule", parent_span_id="c1"),
-        _event("handled", 10.500, actor="python_coder", step="turn_request_v2", span_id="p1",
+        _event("handled", 10.500, actor="python_coder", step="turn_request", span_id="p1",
                parent_span_id="c1", duration_ms=480.0),
         _event("tool_call", 10.300, actor="python_coder", span_id="t1", parent_span_id="p1",
                duration_ms=20.0, detail="run_command ok: {}"),
-        _event("handled", 20.0, actor="classifier", step="chat_message_v2", span_id="x",
+        _event("handled", 20.0, actor="classifier", step="chat_message", span_id="x",
                trace_id="other", duration_ms=1.0),  # another request of the session
     ]
     assert last_trace_id(events) == "other"
@@ -85,10 +85,10 @@ def test_the_span_tree_follows_parent_span_ids_and_shows_point_events() -> None:
     lines = render_trace(trace)
     assert lines[0].startswith(f"Trace {TRACE} · session s1 · 2 services")
     assert "500.0 ms" in lines[0]  # from the classifier's start to python_coder's end
-    assert lines[1].split() == ["+0.0", "ms", "classifier", "chat_message_v2", "10.0", "ms"]
+    assert lines[1].split() == ["+0.0", "ms", "classifier", "chat_message", "10.0", "ms"]
     assert "├─ classifier model_call m1  4.0 ms  tokens 5+2" in lines[2]
     assert "├─ · classified by=rule" in lines[3]
-    assert "└─ python_coder turn_request_v2  480.0 ms" in lines[4]
+    assert "└─ python_coder turn_request  480.0 ms" in lines[4]
     assert "   └─ python_coder tool_call run_command ok  20.0 ms" in lines[5]
 
 

@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from core.config import ModelSpec
 from core.errors import ModelError, ModelTimeoutError
@@ -197,25 +197,97 @@ async def complete(
             connection). Every message names the model and the cause, never the key.
     """
     limit = timeout_s or spec.timeout_s
-    handler = _providers.handler(provider_of(spec.name))
+    transport = transport_for(spec)
     try:
-        if handler is not None:
-            direct = getattr(handler, "direct", None)
-            if direct is not None and spec.transport != "litellm":
-                return await _bounded(spec, limit, direct(
-                    spec.name, messages, tools=tools, params=spec.params,
-                    on_text=_guarded(on_text)))
-        litellm = _providers.load_litellm()
-        if handler is None and (route := _direct.resolve(spec)) is not None:
-            body = _direct.request_body(route, spec, messages, tools=tools,
-                                        max_tokens=_token_limit(spec, max_tokens),
-                                        response_format=response_format)
-            return await _bounded(spec, limit,
-                                  _stream_direct(litellm, route, spec, messages, body, on_text))
-        kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
-        return await _bounded(spec, limit, _stream(litellm, spec, kwargs, on_text))
+        return await _bounded(spec, limit, transport.call(
+            spec, messages, tools=tools, on_text=on_text, response_format=response_format,
+            max_tokens=max_tokens, limit=limit))
     except _CallbackError as wrapped:
         raise wrapped.error from None
+
+
+class Transport(Protocol):
+    """One way of calling a model, chosen once per model (``transport_for``): ``in_process``
+    (a registered provider's own ``direct`` method: the offline model), ``direct`` (an
+    OpenAI-compatible provider streamed by ``modelcall._direct``) or ``litellm``
+    (``litellm.acompletion``). Every kind gives the same ``ModelReply`` and raises the same
+    errors (``tests/test_llm_paths.py``)."""
+
+    kind: str
+
+    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]], *,
+                   tools: list[dict[str, Any]] | None, on_text: OnText | None,
+                   response_format: dict[str, Any] | None, max_tokens: int,
+                   limit: float) -> ModelReply:
+        """One streamed call (``complete``'s arguments; ``limit`` in seconds)."""
+        ...
+
+
+class _InProcess:
+    kind = "in_process"
+
+    def __init__(self, direct: Callable[..., Awaitable[ModelReply]]) -> None:
+        self._direct = direct
+
+    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]], *,
+                   tools: list[dict[str, Any]] | None, on_text: OnText | None,
+                   response_format: dict[str, Any] | None, max_tokens: int,
+                   limit: float) -> ModelReply:
+        del response_format, max_tokens, limit  # the in-process provider has no such options
+        return await self._direct(spec.name, messages, tools=tools, params=spec.params,
+                                  on_text=_guarded(on_text))
+
+
+class _Direct:
+    kind = "direct"
+
+    def __init__(self, route: _direct.DirectRoute) -> None:
+        self._route = route
+
+    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]], *,
+                   tools: list[dict[str, Any]] | None, on_text: OnText | None,
+                   response_format: dict[str, Any] | None, max_tokens: int,
+                   limit: float) -> ModelReply:
+        del limit  # bounded by ``complete``
+        body = _direct.request_body(self._route, spec, messages, tools=tools,
+                                    max_tokens=_token_limit(spec, max_tokens),
+                                    response_format=response_format)
+        return await _stream_direct(_providers.load_litellm(), self._route, spec, messages,
+                                    body, on_text)
+
+
+class _Litellm:
+    kind = "litellm"
+
+    async def call(self, spec: ModelSpec, messages: list[dict[str, Any]], *,
+                   tools: list[dict[str, Any]] | None, on_text: OnText | None,
+                   response_format: dict[str, Any] | None, max_tokens: int,
+                   limit: float) -> ModelReply:
+        kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
+        return await _stream(_providers.load_litellm(), spec, kwargs, on_text)
+
+
+_LITELLM = _Litellm()
+_transports: dict[tuple[str, str | None, str, int], Transport] = {}
+"""The transport of each model: name, ``api_base``, ``transport`` and the provider handler's
+identity (a provider registered again gets its model's transport chosen again)."""
+
+
+def transport_for(spec: ModelSpec) -> Transport:
+    """How ``spec`` is called, chosen on its first call and kept: in-process when its provider
+    is registered with a ``direct`` method (unless ``transport: litellm``), else direct when
+    ``modelcall._direct`` resolves an OpenAI-compatible endpoint for it (which it caches by
+    key), else litellm."""
+    handler = _providers.handler(provider_of(spec.name))
+    key = (spec.name, spec.api_base, spec.transport, id(handler))
+    if handler is None or spec.transport == "litellm" or getattr(handler, "direct", None) is None:
+        if handler is None and (route := _direct.resolve(spec)) is not None:
+            return _Direct(route)  # resolve() keeps the route per key value: no cache here
+        return _LITELLM
+    transport = _transports.get(key)
+    if transport is None:
+        transport = _transports[key] = _InProcess(handler.direct)
+    return transport
 
 
 async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,

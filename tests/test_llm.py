@@ -382,3 +382,21 @@ async def test_real_server_bad_key_is_model_error_without_key(
         await complete(spec, [{"role": "user", "content": "hi"}], timeout_s=20)
     assert "authentication failed" in str(caught.value)
     assert "sk-wrong-secret-999" not in str(caught.value)
+
+
+def test_each_model_gets_one_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transport is chosen per model: the offline model in-process (unless it asks for
+    litellm), an OpenAI-compatible endpoint direct, a provider litellm must translate through
+    litellm."""
+    from modelcall._client import transport_for
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    assert transport_for(OFFLINE).kind == "in_process"
+    assert transport_for(OFFLINE) is transport_for(OFFLINE)  # kept, not chosen again
+    assert transport_for(ModelSpec(name="offline/tier-2", transport="litellm")).kind == "litellm"
+    direct = ModelSpec(name="openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1")
+    assert transport_for(direct).kind == "direct"
+    assert transport_for(ModelSpec(name="openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1",
+                                   transport="litellm")).kind == "litellm"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+    assert transport_for(ModelSpec(name="anthropic/claude-3-5-haiku-latest")).kind == "litellm"

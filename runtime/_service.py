@@ -9,6 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from core.config import Settings, Topology
@@ -59,61 +60,80 @@ async def run_actor(
         if consumer is not None:
             consumer.reset_requests()
 
-    nc = await connect(nats_url, name=str(actor_id), settings=settings,
-                       reconnected_cb=_reconnected)
-    try:
-        js = nc.jetstream(timeout=10.0)
-        await provision(js, topology, topology.roles)
-        subjects = topology.subjects
-        services = Services(
-            nc=nc, js=js, sessions=SessionStore(await kv_bucket(js, subjects.sessions_bucket)),
-            topology=topology, settings=settings, subjects=subjects,
-            runs=await kv_bucket(js, subjects.runs_bucket),
-            checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
-            users=SessionStore(await kv_bucket(js, subjects.users_bucket)),
-            artifacts=await open_artifacts(js) if open_artifacts is not None else None,
-            publisher=Publisher(nc, timeout_s=PUBLISH_TIMEOUT_S),
-        )
-        assert services.publisher is not None
-        await services.publisher.start()
+    async with contextlib.AsyncExitStack() as stack:
+        nc = await connect(nats_url, name=str(actor_id), settings=settings,
+                           reconnected_cb=_reconnected)
+        stack.push_async_callback(_close, nc)
+        services = await open_services(stack, nc, settings=settings, topology=topology,
+                                       open_artifacts=open_artifacts)
         actor = actor_cls(services, actor_id)
         await actor.on_start()
+        stack.push_async_callback(actor.on_stop)
         dispatcher = Dispatcher(actor)
+        stack.push_async_callback(dispatcher.stop)
+        assert services.publisher is not None
         services.publisher.after_settling(dispatcher.flush_acks)
+        stream, durable = await ensure_consumer(services.js, topology.subjects, role, actor.spec)
+        consumer = PullConsumer(
+            nc, stream, durable, dispatcher.deliver,
+            max_in_flight=actor.spec.max_in_flight, name=str(actor_id),
+        )
+        dispatcher.start()
+        await consumer.start()
+        _log.info("%s consuming %s (max %d in flight)", actor_id, stream,
+                  actor.spec.max_in_flight)
+        await actor.emit("started", "system", detail=str(actor_id))
+        drain_s = DRAIN_TIMEOUT_S
         try:
-            stream, durable = await ensure_consumer(js, topology.subjects, role, actor.spec)
-            consumer = PullConsumer(
-                nc, stream, durable, dispatcher.deliver,
-                max_in_flight=actor.spec.max_in_flight, name=str(actor_id),
-            )
-            dispatcher.start()
-            await consumer.start()
-            _log.info("%s consuming %s (max %d in flight)", actor_id, stream,
-                      actor.spec.max_in_flight)
-            await actor.emit("started", "system", detail=str(actor_id))
-            drain_s = DRAIN_TIMEOUT_S
-            try:
-                await stop.wait()
-                _log.info("%s stopping: draining messages in flight", actor_id)
-            except asyncio.CancelledError:
-                drain_s = 0.0  # cancelled: abandon work in flight; JetStream redelivers it
-                raise
-            finally:
-                await consumer.stop(drain_timeout_s=drain_s)
-                await dispatcher.stop()
-            await actor.emit("stopped", "system", detail=str(actor_id))
+            await stop.wait()
+            _log.info("%s stopping: draining messages in flight", actor_id)
+        except asyncio.CancelledError:
+            drain_s = 0.0  # cancelled: abandon work in flight; JetStream redelivers it
+            raise
         finally:
+            await consumer.stop(drain_timeout_s=drain_s)
             await dispatcher.stop()
-            await actor.on_stop()
-            await services.publisher.stop()
-            if services.artifacts is not None:
-                await services.artifacts.close()
-    finally:
-        try:
-            async with asyncio.timeout(5.0):
-                await nc.drain()
-        except Exception:  # closing anyway
-            await nc.close()
+        await actor.emit("stopped", "system", detail=str(actor_id))
+
+
+async def open_services(stack: contextlib.AsyncExitStack, nc: Client, *, settings: Settings,
+                        topology: Topology,
+                        open_artifacts: Callable[[JetStreamContext], Awaitable[Any]] | None
+                        ) -> Services:
+    """Everything the actors of one process share, composed in one place: JetStream (its
+    streams and consumers provisioned), the session, runs, checkpoints and users buckets, the
+    confirmed publisher and the artifact store (``open_artifacts``'s, or None). What must be
+    closed is pushed on ``stack`` (the publisher stopped, the artifact store closed).
+
+    Raises:
+        BrokerError: JetStream provisioning or a bucket failed.
+    """
+    js = nc.jetstream(timeout=10.0)
+    await provision(js, topology, topology.roles)
+    subjects = topology.subjects
+    artifacts = await open_artifacts(js) if open_artifacts is not None else None
+    if artifacts is not None:
+        stack.push_async_callback(artifacts.close)
+    publisher = Publisher(nc, timeout_s=PUBLISH_TIMEOUT_S)
+    await publisher.start()
+    stack.push_async_callback(publisher.stop)
+    return Services(
+        nc=nc, js=js, sessions=SessionStore(await kv_bucket(js, subjects.sessions_bucket)),
+        topology=topology, settings=settings, subjects=subjects,
+        runs=await kv_bucket(js, subjects.runs_bucket),
+        checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
+        users=SessionStore(await kv_bucket(js, subjects.users_bucket)),
+        artifacts=artifacts, publisher=publisher,
+    )
+
+
+async def _close(nc: Client) -> None:
+    """Drain the connection (bounded: 5 s), else close it."""
+    try:
+        async with asyncio.timeout(5.0):
+            await nc.drain()
+    except Exception:  # closing anyway
+        await nc.close()
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -11,10 +11,10 @@ import discord
 
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
 from gateway.discord._attachments import store_attachments
-from gateway.discord._commands import build_tree, sync_tree
+from gateway.discord._commands import add_commands, sync_tree
 from gateway.discord._inbound import is_addressed, should_answer, to_chat_message
 from gateway.discord._intake import Intake, Pending
-from gateway.discord._notices import Notices
+from gateway.discord._notices import Notices, say
 from gateway.discord._outbound import OutboundPoster
 from gateway.discord._reactions import (
     ALREADY_VOTED_TEXT,
@@ -23,7 +23,8 @@ from gateway.discord._reactions import (
     may_control,
     refusal_text,
 )
-from gateway.discord._status import REST_TIMEOUT_S, RequestState, StatusEditor
+from gateway.discord._requests import Requests
+from gateway.discord._status import REST_TIMEOUT_S
 from gateway.discord._tracker import MessageTracker
 from gateway.errors import AttachmentError, NotRunningError
 from gateway.services import BotServices
@@ -91,8 +92,7 @@ class SwitchboardBot(discord.Client):
         if dms is not None:
             self.config = self.config.model_copy(update={"dms": dms})
         self.services = services or BotServices()
-        self.status_editor = StatusEditor(edit_interval_s or self.settings.edit_interval_s)
-        self.requests: dict[str, RequestState] = {}
+        self.requests = Requests(edit_interval_s or self.settings.edit_interval_s)
         self.tracker = MessageTracker(kv=self.services.messages)
         self.notices = Notices(timeout_s=REST_TIMEOUT_S)
         self.intake = Intake(self._dispatch, self._tell_queued, self._tell_busy,
@@ -100,9 +100,12 @@ class SwitchboardBot(discord.Client):
                              stale_s=self.settings.queue_stale_s,
                              max_in_flight=self.settings.max_in_flight,
                              max_waiting=self.settings.max_waiting)
-        self.poster = OutboundPoster(self)
-        self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = (
-            build_tree(self) if commands else None)
+        self.poster = OutboundPoster(self, self.requests, self.tracker, self.intake,
+                                     limiter=self.services.limiter)
+        self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = None
+        if commands:
+            self.tree = discord.app_commands.CommandTree(self)
+            add_commands(self.tree, self)
         self._closed = asyncio.Event()
 
     @property
@@ -124,13 +127,11 @@ class SwitchboardBot(discord.Client):
     async def sync_commands(self) -> None:
         """Register this bot's slash commands with Discord (logged, never raised)."""
         if self.tree is not None:
-            await sync_tree(self, self.tree)
+            await sync_tree(self.tree, self.config)
 
     async def close(self) -> None:
         """Close the Discord connection (scheduled status edits and queued sends are dropped)."""
-        for state in self.requests.values():
-            if state.flusher is not None:
-                state.flusher.cancel()
+        self.requests.close()
         await self.intake.close()
         await self.notices.close()
         await super().close()
@@ -162,7 +163,7 @@ class SwitchboardBot(discord.Client):
             message, self.user.id, self.origin, addressed=is_addressed(message, self.user)))
         if not request.text and not request.attachments:
             if request.addressed:
-                await self.say(message, EMPTY_TEXT, request.session)
+                await say(message, EMPTY_TEXT, request.session)
             return
         await self.intake.submit(Pending(request, message, list(message.attachments)))
 
@@ -190,15 +191,13 @@ class SwitchboardBot(discord.Client):
             except AttachmentError as exc:
                 await self._refuse(pending, str(exc))
                 return False
-        thread = message.channel if isinstance(message.channel, discord.Thread) else None
-        self.requests[request.message_id] = RequestState(
-            message, request.session, thread=thread, user_id=request.user_id, text=request.text)
+        self.requests.open(request, message)
         try:
             if self.bridge is None:
                 raise NotRunningError
             await self.bridge.send(request)
         except NotRunningError as exc:
-            self.requests.pop(request.message_id, None)
+            self.requests.drop(request.message_id)
             _log.warning("session %s: not sent: %s", request.session, exc)
             await self._refuse(pending, NOT_RUNNING_TEXT)
             return False
@@ -209,7 +208,7 @@ class SwitchboardBot(discord.Client):
     async def _refuse(self, pending: Pending, text: str) -> None:
         """Tell the person why their request did not go out, if they spoke to the bot."""
         if pending.request.addressed:
-            await self.say(pending.anchor, text, pending.request.session)
+            await say(pending.anchor, text, pending.request.session)
 
     async def _tell_queued(self, pending: Pending) -> None:
         self.notices.tell(pending.anchor, QUEUED_TEXT, pending.request.session)
@@ -311,12 +310,3 @@ class SwitchboardBot(discord.Client):
     async def on_outbound(self, outbound: Outbound) -> None:
         """Handle one message from the bridge (see ``OutboundPoster.handle``)."""
         await self.poster.handle(outbound)
-
-    async def say(self, message: discord.Message, text: str, session: str) -> None:
-        """Reply ``text`` to ``message``; a failure is logged, never raised."""
-        try:
-            async with asyncio.timeout(REST_TIMEOUT_S):
-                await message.reply(text, mention_author=False)
-        except (discord.HTTPException, TimeoutError) as exc:
-            _log.warning("session %s: could not tell the user %r: %s", session, text, exc)
-

@@ -1,5 +1,6 @@
-"""Short notices to people about their requests ("queued", "busy, number N in line", "too
-busy"), posted in order by a few workers.
+"""Short notices to people about their requests: "queued", "busy, number N in line", "too
+busy", posted in order by a few workers (``Notices``); a refusal or a failure, replied at once
+(``say``).
 
 A flood makes thousands of them in seconds. Posting each at once would hold a task, a message
 and a pending REST call per person, and most would time out waiting behind the others in
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import discord
 
 from core.tasks import cancel_and_wait
+from gateway.discord._status import REST_TIMEOUT_S
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +42,17 @@ class _Notice:
     session: str
 
 
+async def say(message: discord.Message, text: str, session: str, *,
+              timeout_s: float = REST_TIMEOUT_S) -> None:
+    """Reply ``text`` to ``message`` now, within ``timeout_s`` (``session`` names it in the
+    log); a failure is logged, never raised."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await message.reply(text, mention_author=False)
+    except (discord.HTTPException, TimeoutError) as exc:
+        _log.warning("session %s: could not tell the user %r: %s", session, text, exc)
+
+
 class Notices:
     """Bounded per-channel queues of replies to people's messages, served in turn (see the
     module docstring).
@@ -51,7 +64,7 @@ class Notices:
     """
 
     def __init__(self, *, workers: int = 4, capacity: int = 10_000,
-                 timeout_s: float = 15.0) -> None:
+                 timeout_s: float = REST_TIMEOUT_S) -> None:
         self.workers = workers
         self.capacity = capacity
         self.timeout_s = timeout_s

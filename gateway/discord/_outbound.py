@@ -6,24 +6,20 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import discord
 
-from gateway.discord._inbound import (
-    session_of,
-    session_of_message,
-    strip_mentions,
-    thread_name,
-)
+from gateway.discord._inbound import session_of, strip_mentions, thread_name
+from gateway.discord._intake import Intake
+from gateway.discord._notices import say
 from gateway.discord._reactions import STOP, THUMBS_DOWN, THUMBS_UP
+from gateway.discord._requests import Requests
 from gateway.discord._status import REST_TIMEOUT_S, RequestState
-from gateway.discord._tracker import Kind, Tracked
+from gateway.discord._tracker import Kind, MessageTracker, Tracked
+from gateway.limits import Limiter
 from gateway.render import render_options, render_progress, render_reply, split_message
 from protocol import ConsolidatedOptions, FileBlob, Flow, Outbound, Progress, Reply, SessionId
-
-if TYPE_CHECKING:
-    from gateway.discord._bot import SwitchboardBot
 
 _log = logging.getLogger(__name__)
 
@@ -37,16 +33,41 @@ COMMIT_HINT = "👍 to merge · 👎 to delete the branch"
 """What the reactions on a commit message do (docs/design.md#the-agentic-loop); the bot adds both
 to the message."""
 
+Channel = discord.abc.GuildChannel | discord.Thread | discord.abc.PrivateChannel
+
+
+class Channels(Protocol):
+    """What the poster uses of the Discord client (``discord.Client``): the bot's own user
+    (``None`` before login), and a channel or thread by id, from the client's cache or
+    fetched from Discord (``fetch_channel`` raises ``discord.HTTPException``)."""
+
+    @property
+    def user(self) -> discord.ClientUser | None: ...
+
+    def get_channel(self, id: int, /) -> Channel | None: ...
+
+    async def fetch_channel(self, channel_id: int, /) -> Channel: ...
+
 
 class OutboundPoster:
     """Posts one bot's outbound messages.
 
     Args:
-        bot: the bot (its ``requests``, ``status_editor``, ``tracker``, ``intake``).
+        client: the bot's user and channels.
+        requests: the state of the requests in flight (the poster shows their progress,
+            rebuilds a lost one from Discord and finishes each when it is answered).
+        tracker: remembers each bot message posted and each thread opened.
+        intake: told when a request is answered (or dropped), and of the thread opened for it.
+        limiter: counts each answer's tokens against the person's quota (None: unlimited).
     """
 
-    def __init__(self, bot: SwitchboardBot) -> None:
-        self.bot = bot
+    def __init__(self, client: Channels, requests: Requests, tracker: MessageTracker,
+                 intake: Intake, *, limiter: Limiter | None = None) -> None:
+        self.client = client
+        self.requests = requests
+        self.tracker = tracker
+        self.intake = intake
+        self.limiter = limiter
 
     async def handle(self, outbound: Outbound) -> None:
         """Handle one message from the bridge; Discord errors are logged and told in Discord."""
@@ -55,7 +76,7 @@ class OutboundPoster:
             _log.warning("session %s: %s for unknown message %s dropped", outbound.session,
                          type(outbound).__name__, outbound.in_reply_to)
             if not isinstance(outbound, Progress):
-                self.bot.intake.finish(outbound.in_reply_to)
+                self.intake.finish(outbound.in_reply_to)
             return
         try:
             match outbound:
@@ -68,11 +89,10 @@ class OutboundPoster:
         except (discord.HTTPException, TimeoutError) as exc:
             _log.exception("session %s: posting %s failed", state.session,
                            type(outbound).__name__)
-            await self.bot.say(state.message, f"⚠️ I could not post the answer: {exc}",
-                               state.session)
+            await say(state.message, f"⚠️ I could not post the answer: {exc}", state.session)
         finally:
             if not isinstance(outbound, Progress):
-                self.bot.intake.finish(outbound.in_reply_to)
+                self.intake.finish(outbound.in_reply_to)
 
     async def _on_progress(self, state: RequestState, p: Progress) -> None:
         if p.stage == "classified" and p.flow in THREADED_FLOWS:
@@ -81,11 +101,10 @@ class OutboundPoster:
             async with asyncio.timeout(REST_TIMEOUT_S):
                 await state.target.typing()
             return
-        state.streamed = p.stage == "stream"
         first = state.status is None
-        await self.bot.status_editor.show(state, render_progress(p))
+        await self.requests.show_progress(state, render_progress(p), streamed=p.stage == "stream")
         if first and state.status is not None:
-            self.bot.tracker.remember(state.status.id, Tracked(
+            self.tracker.remember(state.status.id, Tracked(
                 Kind.STATUS if p.flow == Flow.SEQUENTIAL else Kind.ANSWER, state.session,
                 str(state.message.id), user_id=state.user_id))
             if p.flow == Flow.SEQUENTIAL:
@@ -95,17 +114,17 @@ class OutboundPoster:
         message = state.message
         if state.thread is not None or not isinstance(message.channel, discord.TextChannel):
             return
-        me = self.bot.user.id if self.bot.user else 0
+        me = self.client.user.id if self.client.user else 0
         name = thread_name(strip_mentions(message.content, me) or state.text)
         async with asyncio.timeout(REST_TIMEOUT_S):
-            state.thread = await message.create_thread(name=name)
-        self.bot.tracker.remember_thread(state.thread.id, state.session, state.user_id)
-        self.bot.intake.hold(session_of(state.thread), str(message.id))
-        _log.info("session %s: opened thread %s", state.session, state.thread.id)
+            thread = await message.create_thread(name=name)
+        self.requests.thread_opened(state, thread)
+        self.tracker.remember_thread(thread.id, state.session, state.user_id)
+        self.intake.hold(session_of(thread), str(message.id))
+        _log.info("session %s: opened thread %s", state.session, thread.id)
 
     async def _on_reply(self, state: RequestState, r: Reply) -> None:
-        await self.bot.status_editor.finish(state)
-        self.bot.requests.pop(r.in_reply_to, None)
+        await self.requests.finish(r.in_reply_to)
         await self._count_tokens(state, r.usage.prompt_tokens + r.usage.completion_tokens)
         kind = Kind.COMMIT if r.branch else Kind.ANSWER
         text = render_reply(r) + (f"\n{COMMIT_HINT}" if kind is Kind.COMMIT else "")
@@ -120,7 +139,7 @@ class OutboundPoster:
             chunks = chunks[1:]
         posted += await self._post(state, chunks, r.files, reply=r.flow not in THREADED_FLOWS)
         for message in posted:
-            self.bot.tracker.remember(message.id, tracked)
+            self.tracker.remember(message.id, tracked)
         if kind is Kind.COMMIT and posted:
             for emoji in (THUMBS_UP, THUMBS_DOWN):
                 await self._react(posted[-1], emoji)
@@ -128,18 +147,16 @@ class OutboundPoster:
                   r.in_reply_to, len(chunks), len(r.files))
 
     async def _on_options(self, state: RequestState, o: ConsolidatedOptions) -> None:
-        await self.bot.status_editor.finish(state)
-        self.bot.requests.pop(o.in_reply_to, None)
+        await self.requests.finish(o.in_reply_to)
         await self._count_tokens(state, o.usage.prompt_tokens + o.usage.completion_tokens)
         posted = await self._post(state, split_message(render_options(o)), (), reply=False)
         for message in posted:
-            self.bot.tracker.remember(message.id, Tracked(Kind.ANSWER, o.session,
-                                                          o.in_reply_to, user_id=state.user_id))
+            self.tracker.remember(message.id, Tracked(Kind.ANSWER, o.session, o.in_reply_to,
+                                                      user_id=state.user_id))
 
     async def _count_tokens(self, state: RequestState, tokens: int) -> None:
-        limiter = self.bot.services.limiter
-        if limiter is not None and state.user_id:
-            await limiter.add_tokens(state.user_id, tokens)
+        if self.limiter is not None and state.user_id:
+            await self.limiter.add_tokens(state.user_id, tokens)
 
     async def _post(self, state: RequestState, chunks: list[str], files: tuple[FileBlob, ...],
                     *, reply: bool) -> list[discord.Message]:
@@ -170,12 +187,13 @@ class OutboundPoster:
 
     async def _state_for(self, message_id: str, session: str) -> RequestState | None:
         """The request's state; rebuilt from Discord when it is not in memory (a restart)."""
-        if (state := self.bot.requests.get(message_id)) is not None:
+        if (state := self.requests.get(message_id)) is not None:
             return state
         try:
             # discord-<channel>, or discord-<channel>-<user> for a person's /ask in a channel
             channel_id = int(SessionId.from_str(session).key.partition("-")[0])
-            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            channel = (self.client.get_channel(channel_id)
+                       or await self.client.fetch_channel(channel_id))
             if isinstance(channel, discord.Thread) and str(channel.id) == message_id:
                 parent = channel.parent  # the request that opened this thread lives there
                 if parent is not None:
@@ -187,8 +205,4 @@ class OutboundPoster:
         except (ValueError, discord.HTTPException, TimeoutError) as exc:
             _log.warning("session %s: cannot find message %s: %s", session, message_id, exc)
             return None
-        thread = message.channel if isinstance(message.channel, discord.Thread) else None
-        state = RequestState(message, session_of_message(message), thread=thread,
-                             user_id=str(message.author.id))
-        self.bot.requests[message_id] = state
-        return state
+        return self.requests.restore(message_id, message)

@@ -1,5 +1,7 @@
-"""Per-request state in Discord: the user's message, the thread opened for it, and one status
-message edited in place, at most once per interval, always ending on the latest text."""
+"""One request's state in Discord (``RequestState``: the user's message, the thread opened for
+it, the status message), and its status message edited in place, at most once per interval,
+always ending on the latest text (``StatusEditor``). ``_requests.Requests`` owns every
+request's state and the editor."""
 
 from __future__ import annotations
 
@@ -107,6 +109,11 @@ class StatusEditor:
             raise
         if state.pending is text:
             state.pending = None
+
+    def cancel(self, state: RequestState) -> None:
+        """Drop the scheduled edits of ``state`` (the pending text is not shown)."""
+        if state.flusher is not None:
+            state.flusher.cancel()
 
     async def finish(self, state: RequestState) -> None:
         """Stop scheduled edits and show the latest pending text now (before the answer)."""

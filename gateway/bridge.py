@@ -403,7 +403,7 @@ async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
 
     async def reconnected() -> None:
         if bridge is not None:
-            bridge._reconnected()  # noqa: SLF001 - its own factory's hook
+            bridge._reconnected()  # its own factory's hook
 
     try:
         nc = await connect(nats_url, name=f"gateway/{origin}", settings=settings,
@@ -418,5 +418,5 @@ async def connect_bridge(settings: Settings, subjects: Subjects, origin: str, *,
         nc.options["max_reconnect_attempts"] = -1
     setup_tracing("switchboard-gateway", console=settings.trace_console)
     bridge = Bridge(nc, subjects, origin)
-    bridge._owns_connection = True  # noqa: SLF001 - set by its own factory
+    bridge._owns_connection = True  # set by its own factory
     return bridge

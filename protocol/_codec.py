@@ -30,7 +30,7 @@ class Decoder(Generic[T]):
 
     __slots__ = ("_decode", "type")
 
-    def __init__(self, type: Any) -> None:  # noqa: A002 - msgspec's name for it
+    def __init__(self, type: Any) -> None:  # msgspec's name for it
         self.type = type
         self._decode = msgspec.json.Decoder(type).decode
 

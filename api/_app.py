@@ -28,6 +28,7 @@ from api._schema import (
 )
 from api._sse import RunEvents
 from api.errors import (
+    ApiConfigError,
     ApiError,
     BadRequestError,
     MalformedJsonError,
@@ -79,8 +80,6 @@ class ApiApp:
 
     def __init__(self, token: str, runs: RunService, events: RunEvents, files: RunFiles,
                  health: HealthCheck, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
-        from api.errors import ApiConfigError
-
         if not token:
             msg = "SB_API_TOKEN is empty: the HTTP API needs a token"
             raise ApiConfigError(msg)

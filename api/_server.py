@@ -20,6 +20,7 @@ from api._schema import Health
 from api._sse import KEEPALIVE_S, RunEvents
 from api._store import RunStore
 from api.errors import ApiConfigError, UnavailableError
+from artifacts import open_artifact_store
 from core.config import Settings, Topology
 from gateway.bridge import Bridge, connect_bridge
 from gateway.errors import NotRunningError
@@ -146,8 +147,6 @@ def _artifact_opener(bridge: Bridge, settings: Settings, topology: Topology) -> 
     """Opens the deployment's artifact store (S3's client is imported only when used)."""
 
     async def _open() -> ArtifactStore:
-        from artifacts import open_artifact_store
-
         return await open_artifact_store(bridge.js, settings, topology)
 
     return _open

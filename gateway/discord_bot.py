@@ -10,6 +10,7 @@ from gateway.discord import (
     discord_gateway,
 )
 from gateway.pool import run_gateway
+from runtime.bus import resolve_nats_url
 
 
 async def run_discord(settings: Settings, topology: Topology, *,
@@ -21,8 +22,6 @@ async def run_discord(settings: Settings, topology: Topology, *,
     Raises:
         NotRunningError, DiscordConfigError: as ``gateway.pool.run_gateway``.
     """
-    from runtime.bus import resolve_nats_url
-
     await run_gateway(settings, topology, nats_url=resolve_nats_url(settings, nats_url))
 
 

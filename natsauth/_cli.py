@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.console import say
+from natsauth._files import write_nats_config
 
 if TYPE_CHECKING:
     from core.config import Settings, Topology
@@ -36,8 +37,6 @@ def add_parser(commands: Any) -> None:
 
 def cmd_nats_config(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     """Write the configuration; exit 0 (a ``ConfigError`` is reported by ``main``)."""
-    from natsauth import write_nats_config
-
     written = write_nats_config(topology, args.outdir, account=args.account)
     outdir = args.outdir
     say(f"✅ {len(written.seeds)} identities in {outdir} ({len(written.created)} new seeds, "

@@ -15,6 +15,7 @@ import zlib
 from typing import Any, NamedTuple
 
 from actors.memory import REMEMBERED_HEADING
+from actors.router import AMBIENT_RULE, keyword_route
 from offline_model._recipes import Recipe, find_recipe
 
 _log = logging.getLogger(__name__)
@@ -239,8 +240,6 @@ _OTHER_PERSON = re.compile(r"^\s*<@!?\d+>")
 def _route(model: str, messages: list[dict[str, Any]]) -> str:
     """The router's JSON, decided by the keyword rules (``actors.router.keyword_route``); an
     ambient message that starts by mentioning someone is left to that person."""
-    from actors.router import AMBIENT_RULE, keyword_route
-
     text = last_user(messages)
     route = keyword_route(text)
     prompt = "\n".join(content_text(m) for m in messages if m.get("role") == "system")

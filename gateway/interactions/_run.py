@@ -17,6 +17,7 @@ from gateway.config import BotConfig, GatewaySettings
 from gateway.errors import DiscordConfigError
 from gateway.interactions._server import PATH, BotConfigSource, InteractionsEndpoint
 from gateway.interactions._webhook import InteractionWebhooks
+from gateway.pool import BotStore, open_services
 from runtime import stop_on_signals
 
 _log = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ async def run_interactions(settings: Settings, topology: Topology, *, nats_url: 
         DiscordConfigError: no or an invalid ``DISCORD_PUBLIC_KEY``, or a bad ``listen``.
         NotRunningError: NATS or Switchboard's streams are not there.
     """
-    from gateway.pool import open_services
-
     gateway = gateway or GatewaySettings()
     if not gateway.public_key:
         msg = ("DISCORD_PUBLIC_KEY is not set: the Interactions endpoint needs the "
@@ -91,8 +90,6 @@ async def bot_config_source(js: JetStreamContext, topology: Topology, name: str 
     """
     if not name:
         return None
-    from gateway.pool import BotStore
-
     store = await BotStore.open(js, topology.subjects, replicas=topology.stream_replicas)
     await store.get(name)
 

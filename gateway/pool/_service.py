@@ -11,6 +11,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from artifacts import open_artifact_store
 from core.config import Settings, Topology
 from core.errors import BrokerError
 from core.errors import NotRunningError as BusNotRunning
@@ -49,8 +50,6 @@ async def open_services(js: JetStreamContext, settings: Settings, topology: Topo
 
 async def _artifacts(js: JetStreamContext, settings: Settings, topology: Topology
                      ) -> ArtifactSink:
-    from artifacts import open_artifact_store
-
     store: ArtifactSink = await open_artifact_store(js, settings, topology)
     return store
 

@@ -16,16 +16,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from actors.agent_role import AgentRole
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
+from actors.conversation import Conversation
 from actors.memory import Speaker
 from actors.modeled import ModelActor
+from actors.run_control import RunControl
 from actors.run_task import RunTask
-from core.errors import PermanentError, ToolError
+from core.errors import PermanentError
 from protocol import (
     AGENT_ROLES,
     FEEDBACK_DOWN,
     FEEDBACK_UP,
+    ActorId,
     Control,
     ControlAction,
     Flow,
@@ -33,11 +37,10 @@ from protocol import (
     Reply,
     ReplyTo,
     RunAnswer,
-    RunState,
     TurnRequest,
     Usage,
 )
-from runtime import MessageContext, handler
+from runtime import MessageContext, Services, handler
 
 if TYPE_CHECKING:
     from core.config import ModelSpec
@@ -74,12 +77,26 @@ class ProgressStream:
 
 
 class AgentActor(ModelActor):
-    """Serves one agent role; ``for_role`` makes the class for a given role."""
+    """Serves one agent role; ``agent_class`` makes the class for a given role."""
+
+    def __init__(self, services: Services, actor_id: ActorId) -> None:
+        super().__init__(services, actor_id)
+        topology = services.topology
+        self.conversation = Conversation(
+            services.sessions, services.users, history_window=topology.history_window,
+            low_confidence=topology.feedback.low_confidence, log=self.log)
+        self.runs = RunControl.of(services)
+        reviews = actor_id.role == "code_reviewer" and topology.peer_review
+        self.agent_role = AgentRole(
+            replica=actor_id, topology=topology, answer=self.answer_call,
+            memory=self.conversation, runs=self.runs, artifacts=services.artifacts,
+            workspace_root=services.settings.workspace_root,
+            peer_opinion=self.peer_opinion if reviews else None)
 
     @handler
     async def on_turn_request(self, work: TurnRequest, ctx: MessageContext) -> None:
         if work.request.flow is Flow.SEQUENTIAL:
-            await AgentRun(self, ctx, RunTask.of_request(work)).run()
+            await AgentRun(self.agent_role, ctx, RunTask.of_request(work)).run()
         else:
             await self._single_turn(work, ctx)
 
@@ -87,38 +104,30 @@ class AgentActor(ModelActor):
     async def on_run_answer(self, answer: RunAnswer, ctx: MessageContext) -> None:
         """The person answered a paused run's question: resume the run from its checkpoint
         (nothing happens when that run is no longer paused)."""
-        from actors.runs import CheckpointStore
-
-        checkpoint = await CheckpointStore(self.services.checkpoints).load(
-            answer.reply_to.session)
-        if (checkpoint is None or checkpoint.request_id != answer.request_id
-                or checkpoint.role != self.actor_id.role):
+        checkpoint = await self.runs.checkpoint_of(answer.reply_to.session, answer.request_id,
+                                                   self.actor_id.role)
+        if checkpoint is None:
             await ctx.emit("resume_skipped", detail=f"no paused run {answer.request_id}")
             return
-        await AgentRun(self, ctx, RunTask.of_answer(answer, checkpoint)).run()
+        await AgentRun(self.agent_role, ctx, RunTask.of_answer(answer, checkpoint)).run()
 
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
-        """👍 / 👎 on a commit message: merge the run's branch into main, or delete it.
+        """👍 / 👎 on a commit message: merge the run's branch into main, or delete it, under
+        the session's run lock (``RunControl.merge`` / ``discard``).
 
-        The session's run lock is held meanwhile: a run still finishing in the workspace
-        (syncing it, committing) or a later run of the session is never raced.
+        Raises:
+            PermanentError: any other control.
+            TransientError: a run held the session's lock for ``lock_wait_s``.
         """
-        from actors.runs import RunLock
-
-        if control.action not in {ControlAction.MERGE, ControlAction.DISCARD}:
-            msg = f"{self.actor_id.role} does not handle {control.action} controls"
-            raise PermanentError(msg)
-        lock = RunLock(self.services.js, self.services.runs, self.services.subjects.runs_bucket,
-                       RunState(session=control.session, role=self.actor_id.role,
-                                holder=str(self.actor_id), status=str(control.action),
-                                request_id=f"{control.action}:{control.message_id}"),
-                       ttl_s=self.topology.lock_ttl_s)
-        await lock.acquire(wait_s=self.topology.lock_wait_s)
-        try:
-            text = await self._merge_or_discard(control)
-        finally:
-            await lock.release()
+        match control.action:
+            case ControlAction.MERGE:
+                text = await self.runs.merge(control, self.actor_id)
+            case ControlAction.DISCARD:
+                text = await self.runs.discard(control, self.actor_id)
+            case _:
+                msg = f"{self.actor_id.role} does not handle {control.action} controls"
+                raise PermanentError(msg)
         await ctx.emit(str(control.action), detail=f"{control.branch}: {text}"[:500])
         # Merging the work is a 👍 on the run's answer, deleting it a 👎
         # (docs/design.md#feedback-and-confidence): the
@@ -132,30 +141,6 @@ class AgentActor(ModelActor):
             reply_to = ReplyTo.of(control)
             await ctx.reply(reply_to.origin, reply_to.build(
                 Reply, text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role))
-
-    async def _merge_or_discard(self, control: Control) -> str:
-        """Merge or delete ``control.branch`` in the session's workspace (restored from and
-        synced back to the artifact store); the person's confirmation text."""
-        from actors.tools import GitRepo
-        from artifacts import Workspace, restore_workspace, sync_to_store
-
-        workspace = Workspace.for_session(self.services.settings.workspace_root,
-                                          control.session)
-        if self.services.artifacts is not None:
-            await restore_workspace(self.services.artifacts, workspace)
-        git = GitRepo(workspace, policy=self.topology.tools)
-        try:
-            if control.action is ControlAction.MERGE:
-                sha = await git.merge(control.branch)
-                text = f"✅ Merged `{control.branch}` into `main` ({sha[:12]})."
-            else:
-                await git.delete_branch(control.branch)
-                text = f"🗑️ Deleted branch `{control.branch}`."
-        except ToolError as exc:
-            text = f"⚠️ Could not {control.action} `{control.branch}`: {exc}"
-        if self.services.artifacts is not None:
-            await sync_to_store(self.services.artifacts, workspace)
-        return text
 
     async def answer_call(self, ctx: MessageContext, models: Sequence[ModelSpec],
                           messages: list[dict[str, Any]], *,
@@ -194,7 +179,7 @@ class AgentActor(ModelActor):
                             overrides=request.models)
         system = render(self.actor_id.role, plan="", memory="")
         messages = [{"role": "system", "content": system},
-                    *await self.context_messages(speaker),
+                    *await self.conversation.context_messages(speaker),
                     {"role": "user", "content": request.text}]
         agent = self.topology.hosted_agent(self.actor_id.role)
         stream = ProgressStream(ctx, reply_to, flow, agent.name if agent else models[0].name)
@@ -204,16 +189,18 @@ class AgentActor(ModelActor):
         if reply.finish_reason == "length":
             answer += TOKEN_LIMIT_NOTE
         usage = work.usage + reply.usage
-        if self.actor_id.role == "code_reviewer" and self.topology.peer_review:
-            opinion = await self.peer_opinion(ctx, request.text, request.max_tokens,
-                                              work.tier, reply.usage.model, answer)
+        peer_opinion = self.agent_role.peer_opinion
+        if peer_opinion is not None:
+            opinion = await peer_opinion(ctx, request.text, request.max_tokens, work.tier,
+                                         reply.usage.model, answer)
             if opinion is not None:
                 answer = f"{answer}\n\n{opinion[0]}"
                 usage = usage + opinion[1]
         answer = cap_answer(answer, request.max_answer_chars)
         await ctx.reply(reply_to.origin, reply_to.build(
             Reply, text=answer, flow=flow, usage=usage, role=self.actor_id.role))
-        await self.remember(speaker, request.text, answer, request_id=reply_to.in_reply_to)
+        await self.conversation.remember(speaker, request.text, answer,
+                                         request_id=reply_to.in_reply_to)
 
     async def peer_opinion(self, ctx: MessageContext, request: str, max_tokens: int, tier: int,
                            answered_by: str, review: str) -> tuple[str, Usage] | None:

@@ -28,9 +28,10 @@ from protocol import (
 from runtime import child_span
 
 if TYPE_CHECKING:
-    from actors.agent import AgentActor
+    from actors.agent_role import ModelAnswer
     from actors.router import Level
     from artifacts import Workspace
+    from core.config import ToolPolicy
     from protocol import ReplyTo
     from runtime import MessageContext
 
@@ -66,21 +67,24 @@ class TurnEngine:
     """Runs single turns for one run.
 
     Args:
-        actor: the role actor (model calls, topology).
+        answer: the role's model answer (``actors.agent_role.ModelAnswer``).
         ctx: the delivery being handled (events, progress).
         workspace: the thread's workspace.
         path: the escalation path: tiers with their models in fallback order.
         reply_to: where the progress goes (the message the run answers).
         max_turns: the run's turn limit.
         max_tokens: the bot's cap on a model call's completion tokens (0: none).
+        tools: the policy the workspace tools run under (``Topology.tools``).
+        escalates: False for a role backed by a hosted agent: it has no stronger model to
+            move to, so escalation asks the person at once.
     """
 
-    def __init__(self, actor: AgentActor, ctx: MessageContext, workspace: Workspace,
+    def __init__(self, answer: ModelAnswer, ctx: MessageContext, workspace: Workspace,
                  path: list[Level], reply_to: ReplyTo, max_turns: int,
-                 max_tokens: int = 0) -> None:
-        self.actor, self.ctx, self.workspace = actor, ctx, workspace
+                 max_tokens: int = 0, *, tools: ToolPolicy, escalates: bool = True) -> None:
+        self.answer, self.ctx, self.workspace = answer, ctx, workspace
         self.path, self.reply_to, self.max_turns = path, reply_to, max_turns
-        self.max_tokens = max_tokens
+        self.max_tokens, self.tools, self.escalates = max_tokens, tools, escalates
 
     async def turn(self, state: LoopState) -> Outcome:
         """Run turn ``state.turn + 1`` and update ``state``."""
@@ -90,9 +94,8 @@ class TurnEngine:
         state.turn += 1
         level = self.path[state.level]
         started = time.perf_counter()
-        reply = await self.actor.answer_call(self.ctx, level.models, state.messages,
-                                             tools=TOOL_SCHEMAS, purpose=f"turn {state.turn}",
-                                             max_tokens=self.max_tokens)
+        reply = await self.answer(self.ctx, level.models, state.messages, tools=TOOL_SCHEMAS,
+                                  purpose=f"turn {state.turn}", max_tokens=self.max_tokens)
         model = reply.usage.model or level.name
         state.usage = state.usage + reply.usage
         state.last_text = reply.text
@@ -115,8 +118,7 @@ class TurnEngine:
         reason = observe(state.memo, state.confidence, signals)
         if reason is not None:
             # A role backed by a hosted agent has no stronger model to move to: ask the person.
-            hosted = self.actor.topology.hosted_agent(self.actor.actor_id.role) is not None
-            if hosted or state.level + 1 >= len(self.path):
+            if not self.escalates or state.level + 1 >= len(self.path):
                 state.stuck_reason = reason
                 return Outcome.STUCK
             await self._escalate(state, reason)
@@ -139,7 +141,7 @@ class TurnEngine:
                 "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.call_id,
                 "switchboard.session": self.ctx.session,
             }) as span:
-                result = await run_tool(self.workspace, call, self.actor.topology.tools)
+                result = await run_tool(self.workspace, call, self.tools)
                 span.set_attributes({"switchboard.tool.error": result.is_error})
                 elapsed_ms = span.elapsed_ms
             results.append(result)

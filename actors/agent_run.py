@@ -1,4 +1,6 @@
-"""One SEQUENTIAL run from lock to answer (docs/design.md#the-agentic-loop).
+"""One SEQUENTIAL run from lock to answer (docs/design.md#the-agentic-loop). The lock, the
+checkpoint's status and the abort flag are ``actors.run_control``'s; what the run uses of its
+role comes as an ``actors.agent_role.AgentRole``.
 
 1. Take the session's run lock (a second request waits, and the person is told it is queued).
 2. Resume from the session's checkpoint when it belongs to this request (a redelivery after a
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,16 +25,9 @@ import msgspec
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
 from actors.escalation import cause_of
+from actors.run_control import HeldRun, Resume, answered
 from actors.run_task import RunTask
-from actors.runs import (
-    CHECKPOINT_EVERY,
-    CheckpointStore,
-    RunLock,
-    abort_requested,
-    control_sequence,
-    pack_messages,
-    unpack_messages,
-)
+from actors.runs import CHECKPOINT_EVERY, pack_messages, unpack_messages
 from core.errors import SwitchboardError, ToolError
 from protocol import (
     Checkpoint,
@@ -45,7 +41,7 @@ from protocol import (
 )
 
 if TYPE_CHECKING:
-    from actors.agent import AgentActor
+    from actors.agent_role import AgentRole
     from runtime import MessageContext
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -58,70 +54,60 @@ redelivery, so a run that finished before its ack is answered and evaluated once
 
 class AgentRun:
     """Runs one SEQUENTIAL task (see the module docstring): a TurnRequest, or the person's
-    answer to a paused run (``RunTask``)."""
+    answer to a paused run (``RunTask``), for ``role`` within the delivery ``ctx``."""
 
-    def __init__(self, actor: AgentActor, ctx: MessageContext, task: RunTask) -> None:
+    def __init__(self, role: AgentRole, ctx: MessageContext, task: RunTask) -> None:
         from actors.router import escalation_levels
         from artifacts import Workspace
 
-        self.actor, self.ctx, self.task = actor, ctx, task
-        self.role = actor.actor_id.role
+        self.agent, self.ctx, self.task = role, ctx, task
+        self.role = role.name
         self.reply_to = task.reply_to
         self.session = task.reply_to.session
-        self.topology = actor.topology
-        self.services = actor.services
-        self.workspace = Workspace.for_session(self.services.settings.workspace_root,
-                                               self.session)
+        self.topology = role.topology
+        self.workspace = Workspace.for_session(role.workspace_root, self.session)
         request = task.request
         self.path = escalation_levels(self.topology, role=self.role, overrides=request.models,
                                       tier_min=request.tier_min, tier_max=request.tier_max)
         self.max_turns = max(1, task.max_turns)
-        self.checkpoints = CheckpointStore(self.services.checkpoints)
-        self.engine = TurnEngine(actor, ctx, self.workspace, self.path, self.reply_to,
-                                 self.max_turns, request.max_tokens)
+        self.engine = TurnEngine(role.answer, ctx, self.workspace, self.path, self.reply_to,
+                                 self.max_turns, request.max_tokens, tools=self.topology.tools,
+                                 escalates=not role.hosted)
         self.started = time.perf_counter()
-        self.control_seq = 0
         self.branch = ""
 
     async def run(self) -> None:
-        lock = RunLock(self.services.js, self.services.runs, self.services.subjects.runs_bucket,
-                       RunState(session=self.session, role=self.actor.actor_id.role,
-                                holder=str(self.actor.actor_id),
-                                request_id=self.task.request_id, max_turns=self.max_turns),
-                       ttl_s=self.topology.lock_ttl_s)
-        await lock.acquire(wait_s=self.topology.lock_wait_s, on_wait=self._tell_queued)
-        try:
-            state = await self._start_or_resume()
+        """Run the task under the session's run lock (see the module docstring).
+
+        Raises:
+            TransientError: another run held the session's lock for ``lock_wait_s``.
+            BrokerError: a bucket did not answer.
+            LockLostError: another replica took the lock meanwhile.
+            ModelError: as the role's model answer raises.
+        """
+        async with self.agent.runs.run(self.session, self.task.request_id,
+                                       by=self.agent.replica, max_turns=self.max_turns,
+                                       on_wait=self._tell_queued) as held:
+            state = await self._start_or_resume(held)
             if state is None:
                 return
             await self._prepare_workspace()
-            await self._turns(state, lock)
-        finally:
-            await lock.release()
+            await self._turns(state, held)
 
     # ------------------------------------------------------------------ start / resume
 
-    async def _start_or_resume(self) -> LoopState | None:
-        checkpoint = await self.checkpoints.load(self.session)
-        if checkpoint is None or checkpoint.request_id != self.task.request_id:
-            if self.task.answer:
-                return None  # the answer to a run that is no longer paused
-            self.control_seq = await control_sequence(self.services.js, self.services.subjects,
-                                                      self.session)
-            session = await self.services.sessions.get(self.session)
+    async def _start_or_resume(self, held: HeldRun) -> LoopState | None:
+        how, checkpoint = await held.resume(answering=bool(self.task.answer))
+        if how is Resume.FRESH:
+            confidence = await self.agent.memory.confidence(self.session)
             return LoopState(level=self._start_level(), messages=await self._first_messages(),
-                             usage=self.task.usage, confidence=session.confidence)
-        self.control_seq, self.branch = checkpoint.control_seq, checkpoint.branch
-        if checkpoint.status in {"done", "aborted"}:
-            if checkpoint.reply is not None:
-                # Finished before the ack: publish the answer and the result again, under the
-                # same keys, so JetStream drops whichever copies were already stored.
-                await self.ctx.reply(checkpoint.reply.origin, checkpoint.reply, key=ANSWER_KEY)
-                await self.ctx.send("evaluator", self._result_from(checkpoint),
-                                    key=RESULT_KEY)
+                             usage=self.task.usage, confidence=confidence)
+        if checkpoint is None:  # Resume.SKIP
             return None
-        if checkpoint.status == "paused" and not self.task.answer:
-            return None  # a duplicate of the request that paused
+        self.branch = checkpoint.branch
+        if how is Resume.REPEAT:
+            await self._repeat(checkpoint)
+            return None
         state = _state_from(checkpoint)
         if self.task.answer:
             state.messages.append({"role": "user", "content": self.task.answer})
@@ -142,15 +128,15 @@ class AgentRun:
         plan = "\n".join(f"{i}. {step}" for i, step in enumerate(self.task.plan, 1))
         system = render(self.role, plan=plan, memory=self.task.memory)
         return [{"role": "system", "content": system},
-                *await self.actor.context_messages(self.task.speaker, limit=6),
+                *await self.agent.memory.context_messages(self.task.speaker, limit=6),
                 {"role": "user", "content": self.task.request.text}]
 
     async def _prepare_workspace(self) -> None:
         from actors.tools import GitRepo, branch_name
         from artifacts import restore_workspace
 
-        if self.services.artifacts is not None:
-            report = await restore_workspace(self.services.artifacts, self.workspace)
+        if self.agent.artifacts is not None:
+            report = await restore_workspace(self.agent.artifacts, self.workspace)
             if report.downloaded:
                 await self.ctx.emit("workspace_restored", detail=f"{report.downloaded} files")
         self.branch = self.branch or branch_name(self.session, self.task.request_id)
@@ -162,56 +148,64 @@ class AgentRun:
             text=f"Queued: another run is working in this thread (turn {holder.turn}); "
                  "this one starts when it ends."))
 
+    async def _repeat(self, checkpoint: Checkpoint) -> None:
+        """Finished before the ack: publish the answer and the result again, under the same
+        keys, so JetStream drops whichever copies were already stored."""
+        if checkpoint.reply is not None:
+            await self.ctx.reply(checkpoint.reply.origin, checkpoint.reply, key=ANSWER_KEY)
+            await self.ctx.send("evaluator", self._result_from(checkpoint), key=RESULT_KEY)
+
     def _result_from(self, checkpoint: Checkpoint) -> TurnResult:
         """The TurnResult of a run that finished, rebuilt from its final checkpoint."""
         return self.task.result(
-            self.role, ok=checkpoint.status == "done" and checkpoint.reply is not None,
+            self.role, ok=answered(checkpoint),
             trajectory=checkpoint.trajectory, files_written=checkpoint.files_written,
             confidence=checkpoint.confidence, usage=checkpoint.usage)
 
     # ------------------------------------------------------------------ turns
 
-    async def _turns(self, state: LoopState, lock: RunLock) -> None:
+    async def _turns(self, state: LoopState, held: HeldRun) -> None:
         from actors.tools import GitRepo
 
         git = GitRepo(self.workspace, policy=self.topology.tools)
         while state.turn < self.max_turns:
-            if await abort_requested(self.services.js, self.services.subjects, self.session,
-                                     self.control_seq):
-                await self._finish(state, status="aborted")
+            if await held.abort_requested():
+                await self._finish(state, held, aborted=True)
                 return
             outcome = await self.engine.turn(state)
             commit = await git.commit_all(f"turn {state.turn}: "
                                           f"{', '.join(state.files_written[-3:]) or 'changes'}")
             if commit is not None:
                 await self.ctx.emit("commit", detail=f"{self.branch} {commit[:12]}")
-            await lock.update(turn=state.turn, model=self.path[state.level].name,
-                              confidence=state.confidence)
+            await held.progress(turn=state.turn, model=self.path[state.level].name,
+                                confidence=state.confidence)
             if outcome is Outcome.STUCK:
-                await self._pause(state)
+                await self._pause(state, held)
                 return
             if outcome is Outcome.DONE:
                 break
             if state.turn % CHECKPOINT_EVERY == 0:
-                await self._checkpoint(state, "running")
-        await self._finish(state, status="done")
+                await self._checkpoint(state, held.save)
+        await self._finish(state, held, aborted=False)
 
-    async def _checkpoint(self, state: LoopState, status: str, *, question: str = "",
-                          reply: Reply | None = None) -> None:
-        await self.checkpoints.save(msgspec.structs.replace(
-            self.task.checkpoint(self.role, turn=state.turn), status=status, level=state.level,
+    async def _checkpoint(self, state: LoopState, keep: Callable[[Checkpoint], Awaitable[None]],
+                          *, question: str = "", reply: Reply | None = None) -> None:
+        """Checkpoint ``state`` with ``keep`` (a ``HeldRun`` method: it sets the status)."""
+        checkpoint = msgspec.structs.replace(
+            self.task.checkpoint(self.role, turn=state.turn), level=state.level,
             confidence=state.confidence, escalation=state.memo,
             messages=pack_messages(state.messages), trajectory=tuple(state.trajectory),
             files_written=tuple(state.files_written), usage=state.usage, branch=self.branch,
-            question=question, reply=reply, control_seq=self.control_seq,
-        ))
-        await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({status})")
+            question=question, reply=reply,
+        )
+        await keep(checkpoint)
+        await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({checkpoint.status})")
 
-    async def _pause(self, state: LoopState) -> None:
+    async def _pause(self, state: LoopState, held: HeldRun) -> None:
         """Stuck at the top of the escalation path: ask the person and wait
         (docs/design.md#the-agentic-loop)."""
         question = _question(state)
-        await self._checkpoint(state, "paused", question=question)
+        await self._checkpoint(state, held.pause, question=question)
         await self.ctx.emit("paused", model=self.path[state.level].name,
                             source=cause_of(state.stuck_reason),
                             detail=f"turn {state.turn}: {state.stuck_reason}; asked the person")
@@ -221,11 +215,11 @@ class AgentRun:
 
     # ------------------------------------------------------------------ finish
 
-    async def _finish(self, state: LoopState, *, status: str) -> None:
+    async def _finish(self, state: LoopState, held: HeldRun, *, aborted: bool) -> None:
         from actors.tools import GitRepo
         from modelcall import strip_report
 
-        if status == "aborted":
+        if aborted:
             answer = f"⏹️ Stopped at turn {state.turn} as asked."
             await self.ctx.emit("abort", detail=f"stopped before turn {state.turn + 1}")
         else:
@@ -240,31 +234,33 @@ class AgentRun:
                        f"Files: {', '.join(changed)}")
         reply = self.reply_to.build(
             Reply, text=answer, files=files, flow=Flow.SEQUENTIAL, usage=state.usage,
-            error=ErrorCode.ABORTED if status == "aborted" else None, role=self.role,
+            error=ErrorCode.ABORTED if aborted else None, role=self.role,
             branch=self.branch if changed else "", commit=commit_message,
         )
-        await self._checkpoint(state, status, reply=reply)
+        await self._checkpoint(state, held.stopped if aborted else held.done, reply=reply)
         await self.ctx.reply(self.reply_to.origin, reply, key=ANSWER_KEY)
         # The evaluation goes out with the answer: a redelivery after a later failure finds the
         # run done and only repeats the answer, so nothing after this may carry the run's
         # outcome (the reflection and the case base depend on it).
         await self.ctx.send("evaluator", self.task.result(
-            self.role, ok=status == "done", trajectory=tuple(state.trajectory),
+            self.role, ok=not aborted, trajectory=tuple(state.trajectory),
             files_written=tuple(state.files_written), confidence=state.confidence,
             usage=state.usage, duration_ms=(time.perf_counter() - self.started) * 1000,
         ), key=RESULT_KEY)
-        await self.actor.remember(self.task.speaker, self.task.said, answer,
-                                  request_id=self.reply_to.in_reply_to)
+        await self.agent.memory.remember(self.task.speaker, self.task.said, answer,
+                                         request_id=self.reply_to.in_reply_to)
         await self._sync_workspace()
 
     async def _second_opinion(self, state: LoopState, answer: str) -> str:
-        """The code reviewer's answer with a random peer's opinion (``peer_review``)."""
-        if self.role != "code_reviewer" or not self.topology.peer_review:
+        """The answer with a random peer's opinion, when the role gets one (the code reviewer
+        with ``peer_review``)."""
+        peer_opinion = self.agent.peer_opinion
+        if peer_opinion is None:
             return answer
         level = self.path[state.level]
         request = self.task.request
-        opinion = await self.actor.peer_opinion(self.ctx, request.text, request.max_tokens,
-                                                level.tier, level.name, answer)
+        opinion = await peer_opinion(self.ctx, request.text, request.max_tokens, level.tier,
+                                     level.name, answer)
         if opinion is None:
             return answer
         state.usage = state.usage + opinion[1]
@@ -273,10 +269,10 @@ class AgentRun:
     async def _sync_workspace(self) -> None:
         from artifacts import sync_to_store
 
-        if self.services.artifacts is None:
+        if self.agent.artifacts is None:
             return
         try:
-            report = await sync_to_store(self.services.artifacts, self.workspace)
+            report = await sync_to_store(self.agent.artifacts, self.workspace)
         except SwitchboardError as exc:
             await self.ctx.emit("sync_failed", detail=str(exc)[:500])
             return

@@ -121,12 +121,9 @@ class Classifier(CaseModelActor):
         """The session's run paused on a clarifying question, or None. The router decides
         whether a message of the person it asked is that answer
         (docs/design.md#the-agentic-loop)."""
-        from actors.runs import CheckpointStore
+        from actors.run_control import RunControl
 
-        checkpoint = await CheckpointStore(self.services.checkpoints).load(session)
-        if checkpoint is None or checkpoint.status != "paused":
-            return None
-        return checkpoint
+        return await RunControl.of(self.services).paused(session)
 
     async def _resume(self, message: ChatMessage, reply_to: ReplyTo, checkpoint: Checkpoint,
                       ctx: MessageContext) -> None:

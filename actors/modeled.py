@@ -6,15 +6,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors.memory import (
-    Speaker,
-    append_exchange,
-    history_messages,
-    recover_confidence,
-    user_memory_text,
-)
 from core.config import HostedAgentSpec, ModelSpec
-from core.errors import ModelError, StoreConflictError
+from core.errors import ModelError
 from modelcall import ModelReply, close_sessions, complete, embed, register_providers
 from protocol import Usage
 from runtime import Actor, MessageContext, child_span
@@ -41,49 +34,6 @@ class ModelActor(Actor):
             from modelcall.hosted import close_clients  # aioboto3: only a backed role
 
             await close_clients()
-
-    async def context_messages(self, speaker: Speaker, *, limit: int = 10
-                               ) -> list[dict[str, Any]]:
-        """The conversation so far for a model: what this person said elsewhere (per-user
-        memory, as a system message) and this session's recent history."""
-        session = await self.services.sessions.get(speaker.session)
-        person = await self.services.users.get(speaker.memory_key)
-        remembered = user_memory_text(person, speaker.session)
-        extra = [{"role": "system", "content": remembered}] if remembered else []
-        return [*extra, *history_messages(session, limit)]
-
-    async def remember(self, speaker: Speaker, said: str, answer: str, *,
-                       request_id: str = "") -> None:
-        """Keep the exchange (what the person ``said``, the ``answer``, under ``request_id``:
-        the id the answer replied to) in the session's history and in the person's memory;
-        the session's confidence recovers from a 👎 (``recover_confidence``).
-
-        The person's memory is one key for all their conversations with a bot, so many
-        answers at once write it concurrently: when it still loses the race after every
-        retry, the line is left out of their memory (logged) rather than failing the delivery,
-        which would answer the person a second time.
-
-        Raises:
-            StoreConflictError: the session's own history could not be written.
-        """
-        window = self.topology.history_window
-
-        floor = self.topology.feedback.low_confidence
-
-        def _add(state: Any) -> None:
-            append_exchange(state, said, answer, user_id=speaker.user_id, window=window,
-                            session=speaker.session, request_id=request_id)
-
-        def _answered(state: Any) -> None:
-            _add(state)
-            recover_confidence(state, floor)
-
-        await self.services.sessions.update(speaker.session, _answered)
-        try:
-            await self.services.users.update(speaker.memory_key, _add)
-        except StoreConflictError as exc:
-            self.log.warning("session %s: %s's memory not updated: %s", speaker.session,
-                             speaker.user_id, exc)
 
     async def embed_task(self, ctx: MessageContext, text: str) -> tuple[float, ...]:
         """The embedding of a task for the case base (``cases.embedding_model``); ``()`` when

@@ -9,7 +9,6 @@ for, a reflection is derived from the scores instead, so memory is never skipped
 from __future__ import annotations
 
 import itertools
-import shutil
 import time
 
 import msgspec
@@ -226,16 +225,12 @@ class Reflector(CaseModelActor):
                        detail=f"after 👎: {reflection.key_insight}"[:500])
 
     async def _delete_session(self, control: Control, ctx: MessageContext) -> None:
-        from actors.runs import CheckpointStore
-        from artifacts import Workspace
+        """The thread was deleted: forget its workspace, artifacts and checkpoint under the
+        session's run lock, as a merge or a discard is done (``RunControl.delete``: a run that
+        holds the lock is waited for up to ``lock_wait_s``, then ``TransientError``)."""
+        from actors.run_control import RunControl
 
-        removed = 0
-        if self.services.artifacts is not None:
-            removed = await self.services.artifacts.delete_session(control.session)
-        workspace = Workspace.for_session(self.services.settings.workspace_root,
-                                          control.session)
-        shutil.rmtree(workspace.root, ignore_errors=True)
-        await CheckpointStore(self.services.checkpoints).delete(control.session)
+        removed = await RunControl.of(self.services).delete(control, self.actor_id)
         await ctx.emit("session_deleted", detail=f"workspace and {removed} artifacts removed")
 
     @handler

@@ -1,5 +1,6 @@
-"""Run control for SEQUENTIAL runs (docs/design.md#the-agentic-loop): one execution per session,
-abort, checkpoints.
+"""The stores of SEQUENTIAL runs (docs/design.md#the-agentic-loop): the run lock (one execution per
+session), the abort flag, checkpoints. When to take the lock, read the flag or write which
+checkpoint status is ``actors.run_control``'s.
 
 - **Lock**: the session's key in the runs bucket, created with compare-and-set (``create``
   fails when the key exists) and a per-key TTL (``Nats-TTL``, NATS 2.11+) that the holder

@@ -18,6 +18,7 @@ from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from actors.run_control import paused_run
 from actors.runs import CheckpointStore
 from api._records import RunRecord, SessionQueue
 from api.errors import StoreError
@@ -219,6 +220,5 @@ class RunStore:
             StoreError: the checkpoints bucket did not answer.
         """
         async with _bounded(f"reading the checkpoint of session {session}"):
-            checkpoint = await self._checkpoints.load(session)
-        return (checkpoint is not None and checkpoint.request_id == run_id
-                and checkpoint.status == "paused")
+            checkpoint = await paused_run(self._checkpoints, session)
+        return checkpoint is not None and checkpoint.request_id == run_id

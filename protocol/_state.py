@@ -4,6 +4,8 @@ evolution rules apply (protocol/README.md)."""
 
 from __future__ import annotations
 
+import enum
+
 import msgspec
 
 from protocol._messages import (
@@ -116,6 +118,21 @@ class EscalationMemo(msgspec.Struct, kw_only=True):
     errors: dict[str, int] = {}
 
 
+class CheckpointStatus(enum.StrEnum):
+    """Where a checkpointed SEQUENTIAL run got to (``Checkpoint.status``; stored as the
+    value). Which status follows which, and what each lets a delivery do, is
+    ``actors.run_control``'s (docs/design.md#the-agentic-loop)."""
+
+    RUNNING = "running"
+    """Between turns: a redelivery continues from here."""
+    PAUSED = "paused"
+    """Asked the person a question (``Checkpoint.question``); their answer resumes it."""
+    DONE = "done"
+    """Finished with an answer (``Checkpoint.reply``)."""
+    ABORTED = "aborted"
+    """Stopped by an abort control; ``Checkpoint.reply`` says so."""
+
+
 class Checkpoint(msgspec.Struct, kw_only=True):
     """A SEQUENTIAL run's state after ``turn`` turns, in the checkpoints KV bucket under the
     session's key: written every 5 turns, when the run pauses for the person, and at the end.
@@ -124,9 +141,9 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     request's ``RequestFacts`` as the TurnRequest carried it, the planner's ``plan``, the start
     ``tier`` and ``max_turns``), so a paused run resumes from a RunAnswer alone, and where it
     got to: ``messages`` is the model conversation (zlib-compressed JSON, the plan and the
-    memory are in its system message); ``status`` is ``running``, ``paused`` (``question``
-    asked), ``done`` or ``aborted``; ``reply`` is the final answer (``done``), so a redelivered
-    task republishes it instead of running again.
+    memory are in its system message); ``status`` is a ``CheckpointStatus`` (``paused``:
+    ``question`` asked); ``reply`` is the final answer (``done`` or ``aborted``), so a
+    redelivered task republishes it instead of running again.
     """
 
     session: str
@@ -137,7 +154,7 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     plan: tuple[str, ...] = ()
     tier: int = 1
     max_turns: int = 1
-    status: str = "running"
+    status: CheckpointStatus = CheckpointStatus.RUNNING
     level: int = 0
     confidence: int = 50
     escalation: EscalationMemo = msgspec.field(default_factory=EscalationMemo)
@@ -157,8 +174,9 @@ class Checkpoint(msgspec.Struct, kw_only=True):
 class RunState(msgspec.Struct, kw_only=True):
     """The SEQUENTIAL run a session has in progress: the value under the session's key in the
     runs KV bucket (``<PREFIX>_RUNS``), written by the replica that holds the run's lock and
-    read by ``/status``. ``status`` is ``running``, ``paused`` (waiting for the person's answer
-    to a clarifying question), ``aborting`` or ``done``; times are Unix seconds."""
+    read by ``/status``. ``status`` says what holds the lock: ``running`` for a run, else the
+    ``ControlAction`` that does (``merge``, ``discard``, ``delete_session``:
+    ``actors.run_control``); times are Unix seconds."""
 
     session: str
     role: str

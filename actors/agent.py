@@ -22,9 +22,12 @@ from actors.answer import cap_answer
 from actors.conversation import Conversation
 from actors.memory import Speaker
 from actors.modeled import ModelActor
+from actors.prompts import render
+from actors.router import models_for
 from actors.run_control import RunControl
 from actors.run_task import RunTask
-from core.errors import PermanentError
+from core.errors import ModelError, PermanentError
+from modelcall import strip_report
 from protocol import (
     AGENT_ROLES,
     FEEDBACK_DOWN,
@@ -168,9 +171,6 @@ class AgentActor(ModelActor):
         return answer
 
     async def _single_turn(self, work: TurnRequest, ctx: MessageContext) -> None:
-        from actors.prompts import render
-        from actors.router import models_for
-        from modelcall import strip_report
 
         request, reply_to = work.request, work.reply_to
         flow = request.flow
@@ -211,9 +211,6 @@ class AgentActor(ModelActor):
             request: the person's request; ``max_tokens`` the bot's cap (0: none).
             tier: the review's tier; ``answered_by`` the model that reviewed.
         """
-        from actors.router import models_for
-        from core.errors import ModelError
-        from modelcall import strip_report
 
         peers = [m for m in models_for(self.topology, tier, role=self.actor_id.role)
                  if m.name != answered_by]

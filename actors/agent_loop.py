@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors.escalation import TurnSignals, cause_of, observe, turn_confidence
+from actors.tools import TOOL_SCHEMAS, files_touched, run_tool
+from modelcall import parse_report
 from protocol import (
     EscalationMemo,
     Flow,
@@ -24,6 +26,7 @@ from protocol import (
     ToolResult,
     ToolUse,
     Usage,
+    refusal_kind,
 )
 from runtime import child_span
 
@@ -88,8 +91,6 @@ class TurnEngine:
 
     async def turn(self, state: LoopState) -> Outcome:
         """Run turn ``state.turn + 1`` and update ``state``."""
-        from actors.tools import TOOL_SCHEMAS
-        from modelcall import parse_report
 
         state.turn += 1
         level = self.path[state.level]
@@ -130,8 +131,6 @@ class TurnEngine:
 
     async def _run_tools(self, calls: tuple[ToolCall, ...], state: LoopState
                          ) -> tuple[list[ToolResult], list[str], list[str]]:
-        from actors.tools import files_touched, run_tool
-        from protocol import refusal_kind
 
         results: list[ToolResult] = []
         read: list[str] = []

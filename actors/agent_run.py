@@ -25,10 +25,15 @@ import msgspec
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
 from actors.escalation import cause_of
+from actors.prompts import render
+from actors.router import escalation_levels, start_level
 from actors.run_control import HeldRun, Resume, answered
 from actors.run_task import RunTask
 from actors.runs import CHECKPOINT_EVERY, pack_messages, unpack_messages
+from actors.tools import GitRepo, branch_name
+from artifacts import Workspace, restore_workspace, sync_to_store
 from core.errors import SwitchboardError, ToolError
+from modelcall import strip_report
 from protocol import (
     Checkpoint,
     ErrorCode,
@@ -57,8 +62,6 @@ class AgentRun:
     answer to a paused run (``RunTask``), for ``role`` within the delivery ``ctx``."""
 
     def __init__(self, role: AgentRole, ctx: MessageContext, task: RunTask) -> None:
-        from actors.router import escalation_levels
-        from artifacts import Workspace
 
         self.agent, self.ctx, self.task = role, ctx, task
         self.role = role.name
@@ -118,13 +121,9 @@ class AgentRun:
         return state
 
     def _start_level(self) -> int:
-        from actors.router import start_level
-
         return start_level(self.path, self.task.tier)
 
     async def _first_messages(self) -> list[dict[str, Any]]:
-        from actors.prompts import render
-
         plan = "\n".join(f"{i}. {step}" for i, step in enumerate(self.task.plan, 1))
         system = render(self.role, plan=plan, memory=self.task.memory)
         return [{"role": "system", "content": system},
@@ -132,8 +131,6 @@ class AgentRun:
                 {"role": "user", "content": self.task.request.text}]
 
     async def _prepare_workspace(self) -> None:
-        from actors.tools import GitRepo, branch_name
-        from artifacts import restore_workspace
 
         if self.agent.artifacts is not None:
             report = await restore_workspace(self.agent.artifacts, self.workspace)
@@ -165,8 +162,6 @@ class AgentRun:
     # ------------------------------------------------------------------ turns
 
     async def _turns(self, state: LoopState, held: HeldRun) -> None:
-        from actors.tools import GitRepo
-
         git = GitRepo(self.workspace, policy=self.topology.tools)
         while state.turn < self.max_turns:
             if await held.abort_requested():
@@ -216,8 +211,6 @@ class AgentRun:
     # ------------------------------------------------------------------ finish
 
     async def _finish(self, state: LoopState, held: HeldRun, *, aborted: bool) -> None:
-        from actors.tools import GitRepo
-        from modelcall import strip_report
 
         if aborted:
             answer = f"⏹️ Stopped at turn {state.turn} as asked."
@@ -267,8 +260,6 @@ class AgentRun:
         return f"{answer}\n\n{opinion[0]}"
 
     async def _sync_workspace(self) -> None:
-        from artifacts import sync_to_store
-
         if self.agent.artifacts is None:
             return
         try:

@@ -8,6 +8,8 @@ import asyncio
 import msgspec
 
 from actors.modeled import ModelActor
+from actors.prompts import render
+from actors.router import brainstorm_models
 from core.config import ModelSpec
 from core.errors import ModelRejectedError, ModelUnavailableError
 from protocol import (
@@ -50,8 +52,6 @@ class Brainstorm(ModelActor):
 
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
-        from actors.router import brainstorm_models
-
         reply_to, request = verdict.reply_to, verdict.request
         models = brainstorm_models(self.topology, overrides=request.models,
                                    tier_min=request.tier_min, tier_max=request.tier_max)
@@ -74,8 +74,6 @@ class Brainstorm(ModelActor):
 
     async def _propose(self, ctx: MessageContext, models: tuple[ModelSpec, ...],
                        question: str) -> BrainstormProposal:
-        from actors.prompts import render
-
         reply = await self.call_model(ctx, models, [
             {"role": "system", "content": render("brainstorm")},
             {"role": "user", "content": question},

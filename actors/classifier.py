@@ -21,6 +21,7 @@ from actors.router import (
     response_format_for,
     route_message,
 )
+from actors.run_control import RunControl
 from protocol import (
     ChatMessage,
     Checkpoint,
@@ -121,8 +122,6 @@ class Classifier(CaseModelActor):
         """The session's run paused on a clarifying question, or None. The router decides
         whether a message of the person it asked is that answer
         (docs/design.md#the-agentic-loop)."""
-        from actors.run_control import RunControl
-
         return await RunControl.of(self.services).paused(session)
 
     async def _resume(self, message: ChatMessage, reply_to: ReplyTo, checkpoint: Checkpoint,

@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from actors.router import CaseBase
 from core.config import HostedAgentSpec, ModelSpec
 from core.errors import ModelError
 from modelcall import ModelReply, close_sessions, complete, embed, register_providers
@@ -185,8 +186,6 @@ class CaseModelActor(ModelActor):
     """The case base once started."""
 
     async def on_start(self) -> None:
-        from actors.router import CaseBase
-
         await super().on_start()
         self.cases = await CaseBase.open(self.services.js, self.services.subjects,
                                          limit=self.topology.cases.max_cases)

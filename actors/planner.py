@@ -8,6 +8,7 @@ import re
 
 from actors.memory import history_messages, memory_text
 from actors.modeled import CaseModelActor
+from actors.prompts import render
 from actors.router import case_lines, choose_tier, learned_tier, models_for
 from protocol import Classification, Flow, Progress, TurnRequest
 from runtime import MessageContext, handler
@@ -33,8 +34,6 @@ class Planner(CaseModelActor):
 
     @handler
     async def on_classification(self, verdict: Classification, ctx: MessageContext) -> None:
-        from actors.prompts import render
-
         reply_to, request = verdict.reply_to, verdict.request
         await ctx.reply(reply_to.origin, reply_to.build(
             Progress, stage="planning", flow=Flow.SEQUENTIAL))

@@ -15,7 +15,9 @@ import msgspec
 
 from actors.memory import add_reflection
 from actors.modeled import CaseModelActor
+from actors.prompts import render
 from actors.router import models_for
+from actors.run_control import RunControl
 from core.errors import PermanentError
 from protocol import (
     Case,
@@ -183,8 +185,6 @@ class Reflector(CaseModelActor):
 
     async def _reflect_on_feedback(self, state: SessionState, control: Control,
                                    case: Case | None, ctx: MessageContext) -> None:
-        from actors.prompts import render
-
         asked, answered = rated_exchange(state, control.request_id)
         asked = asked or (case.task if case is not None else "")
         if case is not None:
@@ -228,15 +228,11 @@ class Reflector(CaseModelActor):
         """The thread was deleted: forget its workspace, artifacts and checkpoint under the
         session's run lock, as a merge or a discard is done (``RunControl.delete``: a run that
         holds the lock is waited for up to ``lock_wait_s``, then ``TransientError``)."""
-        from actors.run_control import RunControl
-
         removed = await RunControl.of(self.services).delete(control, self.actor_id)
         await ctx.emit("session_deleted", detail=f"workspace and {removed} artifacts removed")
 
     @handler
     async def on_evaluation(self, evaluation: Evaluation, ctx: MessageContext) -> None:
-        from actors.prompts import render
-
         session = evaluation.reply_to.session
         trajectory = "\n".join(
             f"turn {s.turn} ({s.model}, confidence {s.confidence}): "

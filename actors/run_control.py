@@ -28,6 +28,8 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from actors.runs import CheckpointStore, RunLock, abort_requested, control_sequence
+from actors.tools import GitRepo
+from artifacts import Workspace, restore_workspace, sync_to_store
 from core.errors import ToolError
 from protocol import (
     ActorId,
@@ -274,8 +276,6 @@ class RunControl:
             TransientError: a run still held the lock after ``lock_wait_s``.
             BrokerError: a bucket did not answer.
         """
-        from artifacts import Workspace
-
         async with self._held(_control_state(control, by, ControlAction.DELETE_SESSION)):
             removed = 0
             if self._artifacts is not None:
@@ -286,8 +286,6 @@ class RunControl:
         return removed
 
     async def _on_branch(self, control: Control, by: ActorId, action: ControlAction) -> str:
-        from actors.tools import GitRepo
-        from artifacts import Workspace, restore_workspace, sync_to_store
 
         async with self._held(_control_state(control, by, action)):
             workspace = Workspace.for_session(self._workspace_root, control.session)

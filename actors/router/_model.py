@@ -16,6 +16,7 @@ import msgspec
 
 from actors.router._types import Route
 from core.errors import UnparsableAnswerError
+from modelcall import supports_json_schema
 from protocol import AGENT_ROLES, Complexity, Flow, TaskType
 
 MODEL_FLOWS: tuple[str, ...] = (Flow.SIMPLE, Flow.BRANCH, Flow.SEQUENTIAL)
@@ -145,7 +146,5 @@ def response_format_for(mode: str, model: str) -> dict[str, Any] | None:
     the offline model) and asks for JSON in the prompt otherwise.
     """
     if mode == "auto":
-        from modelcall import supports_json_schema
-
         mode = "json_schema" if supports_json_schema(model) else "prompt"
     return response_format(mode)

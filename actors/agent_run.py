@@ -302,8 +302,6 @@ def _state_from(checkpoint: Checkpoint) -> LoopState:
 
 def _question(state: LoopState) -> str:
     """The model's own question when it asked one, else a plain one with the reason."""
-    from modelcall import strip_report
-
     text = strip_report(state.last_text)
     asked = [line.strip() for line in text.splitlines() if line.strip().endswith("?")]
     ask = asked[-1] if asked else "Could you clarify what you need, or give me a hint?"

@@ -3,6 +3,9 @@
 Exit codes: 0 done; 1 DuckDB rejected the query; 2 no database yet, the file is busy or
 unusable, or NATS cannot be reached. Errors go to stderr, results to stdout. Imports are light
 at module level: the ``switchboard`` parser is built on every call.
+
+Each command imports what only it runs (DuckDB and NATS) inside its own function: the
+``switchboard`` command's ``--help`` and its other commands do not load them.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def _http_answer(exc: Exception) -> tuple[int, bytes] | None:
     with the answer's status are on the exception's cause chain; a refused connection has no
     ``HTTPStatusError`` there.
     """
-    import httpx
+    import httpx  # with litellm: only where litellm was imported (modelcall's docstring)
     from litellm.llms.base_llm.chat.transformation import BaseLLMException
 
     body: bytes | None = None

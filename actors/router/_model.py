@@ -14,9 +14,10 @@ from typing import Any
 
 import msgspec
 
+from actors.prompts import render
 from actors.router._types import Route
 from core.errors import UnparsableAnswerError
-from modelcall import supports_json_schema
+from modelcall import parse_json_object, supports_json_schema
 from protocol import AGENT_ROLES, Complexity, Flow, TaskType
 
 MODEL_FLOWS: tuple[str, ...] = (Flow.SIMPLE, Flow.BRANCH, Flow.SEQUENTIAL)
@@ -60,8 +61,6 @@ SCHEMA: dict[str, Any] = {
 
 def system_prompt(*, addressed: bool, history: str) -> str:
     """The router's system prompt (``actors/prompts/router.txt``)."""
-    from actors.prompts import render
-
     roles = "\n".join(f"- {role}: {_ROLE_LINES[role]}" for role in AGENT_ROLES)
     return render("router", respond_rule=ADDRESSED_RULE if addressed else AMBIENT_RULE,
                   task_types=", ".join(t.value for t in TaskType), roles=roles,
@@ -112,8 +111,6 @@ def parse_answer(text: str) -> Route:
         UnparsableAnswerError: no JSON object, a field of the wrong type, an unknown flow,
             task type or role, or the BREAKGLASS flow.
     """
-    from modelcall import parse_json_object
-
     obj = parse_json_object(text)
     if obj is None:
         msg = f"no JSON object in the answer ({len(text)} characters)"

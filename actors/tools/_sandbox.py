@@ -30,6 +30,7 @@ docs/sandbox.md tells operators what is and is not reachable.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import json
 import logging
@@ -245,8 +246,6 @@ def nproc_limit(processes: int) -> int | None:
 
 def landlock_supported() -> bool:
     """Whether the kernel has Landlock (its ABI version, landlock_create_ruleset(2), is >= 1)."""
-    import ctypes
-
     try:
         syscall = ctypes.CDLL(None, use_errno=True).syscall
         syscall.restype = ctypes.c_long

@@ -24,7 +24,7 @@ from actors.memory import Speaker
 from actors.modeled import ModelActor
 from actors.prompts import render
 from actors.router import models_for
-from actors.run_control import RunControl
+from actors.run_control import RunControl, artifact_store
 from actors.run_task import RunTask
 from core.errors import ModelError, PermanentError
 from modelcall import strip_report
@@ -92,7 +92,7 @@ class AgentActor(ModelActor):
         reviews = actor_id.role == "code_reviewer" and topology.peer_review
         self.agent_role = AgentRole(
             replica=actor_id, topology=topology, answer=self.answer_call,
-            memory=self.conversation, runs=self.runs, artifacts=services.artifacts,
+            memory=self.conversation, runs=self.runs, artifacts=artifact_store(services),
             workspace_root=services.settings.workspace_root,
             peer_opinion=self.peer_opinion if reviews else None)
 

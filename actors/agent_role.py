@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from actors.conversation import Conversation
     from actors.run_control import RunControl
+    from artifacts import ArtifactStore
     from core.config import ModelSpec, Topology
     from modelcall import ModelReply
     from protocol import ActorId, Usage
@@ -70,7 +71,7 @@ class AgentRole:
     answer: ModelAnswer
     memory: Conversation
     runs: RunControl
-    artifacts: Any
+    artifacts: ArtifactStore | None
     workspace_root: Path
     peer_opinion: PeerOpinion | None = None
 

@@ -22,14 +22,14 @@ import enum
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from actors.runs import CheckpointStore, RunLock, abort_requested, control_sequence
 from actors.tools import GitRepo
-from artifacts import Workspace, restore_workspace, sync_to_store
+from artifacts import ArtifactStore, Workspace, restore_workspace, sync_to_store
 from core.errors import ToolError
 from protocol import (
     ActorId,
@@ -168,6 +168,13 @@ class HeldRun:
         await self._checkpoints.save(checkpoint)
 
 
+def artifact_store(services: Services) -> ArtifactStore | None:
+    """The deployment's artifact store, as the actors use it (the runtime holds it only as
+    something to close), or None when there is none."""
+    store = services.artifacts
+    return store if isinstance(store, ArtifactStore) else None
+
+
 class RunControl:
     """Runs of sessions, and the controls on them (see the module docstring).
 
@@ -184,7 +191,7 @@ class RunControl:
 
     def __init__(self, js: JetStreamContext, subjects: Subjects, runs: KeyValue,
                  checkpoints: KeyValue, *, ttl_s: float, wait_s: float, workspace_root: Path,
-                 artifacts: Any, tools: ToolPolicy) -> None:
+                 artifacts: ArtifactStore | None, tools: ToolPolicy) -> None:
         self._js, self._subjects, self._runs = js, subjects, runs
         self._checkpoints = CheckpointStore(checkpoints)
         self._ttl_s, self._wait_s = ttl_s, wait_s
@@ -197,7 +204,7 @@ class RunControl:
         return cls(services.js, services.subjects, services.runs, services.checkpoints,
                    ttl_s=topology.lock_ttl_s, wait_s=topology.lock_wait_s,
                    workspace_root=services.settings.workspace_root,
-                   artifacts=services.artifacts, tools=topology.tools)
+                   artifacts=artifact_store(services), tools=topology.tools)
 
     # ------------------------------------------------------------------ reading
 

@@ -11,7 +11,7 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 import nats.errors
@@ -50,6 +50,14 @@ def handler(func: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Non
     return func
 
 
+class Closeable(Protocol):
+    """Something the runtime closes when the process stops, and otherwise does not use."""
+
+    async def close(self) -> None:
+        """Release what it holds."""
+        ...
+
+
 @dataclass(slots=True)
 class Services:
     """What every actor of a process shares: connection, JetStream, session store, the runs
@@ -66,7 +74,10 @@ class Services:
     checkpoints: KeyValue
     users: SessionStore
     """Per-user memory: a SessionState per bot and person (``actors.memory.user_key``)."""
-    artifacts: Any = None
+    artifacts: Closeable | None = None
+    """The deployment's artifact store (an ``artifacts.ArtifactStore``, opened by the
+    composition root); the runtime only closes it, the actors narrow it
+    (``actors.run_control.artifact_store``)."""
     publisher: Publisher | None = None
     """JetStream publishes confirmed through a callback (``MessageContext.send``); None makes
     every send wait for its own ack."""

@@ -7,14 +7,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from core.config import Settings, Topology
 from protocol import ActorId
-from runtime._actor import Actor, Services
+from runtime._actor import Actor, Closeable, Services
 from runtime._dispatch import Dispatcher
 from runtime._publish import Publisher
 from runtime._pull import PullConsumer
@@ -37,7 +36,7 @@ async def run_actor(
     topology: Topology,
     nats_url: str,
     stop: asyncio.Event | None = None,
-    open_artifacts: Callable[[JetStreamContext], Awaitable[Any]] | None = None,
+    open_artifacts: Callable[[JetStreamContext], Awaitable[Closeable | None]] | None = None,
 ) -> None:
     """Connect, provision, consume ``actor_cls.role``'s durable consumer until ``stop`` is set
     (or SIGTERM / SIGINT arrives), then drain for up to 10 s and disconnect.
@@ -98,7 +97,8 @@ async def run_actor(
 
 async def open_services(stack: contextlib.AsyncExitStack, nc: Client, *, settings: Settings,
                         topology: Topology,
-                        open_artifacts: Callable[[JetStreamContext], Awaitable[Any]] | None
+                        open_artifacts: Callable[[JetStreamContext], Awaitable[Closeable | None]]
+                        | None
                         ) -> Services:
     """Everything the actors of one process share, composed in one place: JetStream (its
     streams and consumers provisioned), the session, runs, checkpoints and users buckets, the

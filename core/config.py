@@ -408,6 +408,14 @@ class Topology(BaseModel):
         when models answer: the one place that decides (``modelcall.hosted``)."""
         return self.actor(role).agent
 
+    @property
+    def pinned_model(self) -> ModelSpec | None:
+        """The one model every call uses when ``SB_MODEL`` is set (``model_override``): it
+        replaces every tier's models, the escalation path, the brainstormers, the router's
+        model and the bots' and roles' own models. None when it is not set. The one place the
+        override is read; ``actors.router._tiers`` applies it."""
+        return ModelSpec(name=self.model_override) if self.model_override else None
+
     def model_names(self) -> set[str]:
         """Every model name this topology can call: the tiers' (or the override), escalation,
         brainstorm and role models, and the case base's embedding model. A Discord bot's own
@@ -415,16 +423,16 @@ class Topology(BaseModel):
         names = {spec.name for specs in self.tiers.values() for spec in specs}
         names.update(self.escalation, self.brainstorm_models)
         names.update(model for by_tier in self.role_models.values() for model in by_tier.values())
-        if self.model_override:
-            names.add(self.model_override)
+        if self.pinned_model is not None:
+            names.add(self.pinned_model.name)
         if self.cases.embedding_model is not None:
             names.add(self.cases.embedding_model.name)
         return names
 
     def find_model(self, name: str) -> ModelSpec:
         """The spec of the model called ``name`` in any tier (a bare spec if none)."""
-        if self.model_override:
-            return ModelSpec(name=self.model_override)
+        if self.pinned_model is not None:
+            return self.pinned_model
         for models in self.tiers.values():
             for spec in models:
                 if spec.name == name:

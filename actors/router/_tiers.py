@@ -63,8 +63,8 @@ def models_for(topology: Topology, tier: int, *, role: str = "",
                tier_max: int = 0) -> tuple[ModelSpec, ...]:
     """The models of ``tier`` in fallback order (module docstring); ``tier`` is first brought
     within the request's rule bounds ``tier_min`` / ``tier_max`` (``bound_tier``)."""
-    if topology.model_override:
-        return (ModelSpec(name=topology.model_override),)
+    if topology.pinned_model is not None:
+        return (topology.pinned_model,)
     tier = bound_tier(tier, tier_min, tier_max)
     ordered: list[ModelSpec] = []
     override = (overrides or {}).get(str(tier))
@@ -100,8 +100,8 @@ def escalation_levels(topology: Topology, *, role: str = "",
     the models of the tier within the bounds nearest to the path (``bound_tier``). With
     ``SB_MODEL`` the path is that one model.
     """
-    if topology.model_override:
-        return [Level(1, (ModelSpec(name=topology.model_override),))]
+    if topology.pinned_model is not None:
+        return [Level(1, (topology.pinned_model,))]
     levels: list[Level] = []
     if topology.escalation:
         for position, name in enumerate(topology.escalation):
@@ -180,9 +180,8 @@ def brainstorm_models(topology: Topology, *, overrides: dict[str, str] | None = 
     A brainstormer whose tier is outside the request's rule bounds (``tier_min`` /
     ``tier_max``, 0: none) is replaced by the models of the nearest tier within them, a
     model the other brainstormers do not start with first."""
-    if topology.model_override:
-        only = (ModelSpec(name=topology.model_override),)
-        return [only, only]
+    if topology.pinned_model is not None:
+        return [(topology.pinned_model,), (topology.pinned_model,)]
     wanted = [(name, tier_of(topology, name, default=2)) for name in topology.brainstorm_models]
     chosen: list[tuple[ModelSpec, ...]] = []
     for name, tier in wanted or [("", 2), ("", 3)]:

@@ -6,7 +6,7 @@
   resolving the provider, endpoint, key and price;
 - everything else, and any model with ``transport: litellm``, through ``litellm.acompletion``.
 
-The three give the same ``ModelReply`` and raise the same errors (``tests/test_llm_paths.py``
+The three give the same ``ModelReply`` and raise the same errors (``tests/test_modelcall_paths.py``
 runs the same streams through the direct and the litellm path and compares them).
 
 ``import litellm`` costs about 1.6 s and 160 MB (docs/measurements.md), so it is imported on first
@@ -211,7 +211,7 @@ class Transport(Protocol):
     (a registered provider's own ``direct`` method: the offline model), ``direct`` (an
     OpenAI-compatible provider streamed by ``modelcall._direct``) or ``litellm``
     (``litellm.acompletion``). Every kind gives the same ``ModelReply`` and raises the same
-    errors (``tests/test_llm_paths.py``)."""
+    errors (``tests/test_modelcall_paths.py``)."""
 
     kind: str
 

@@ -17,6 +17,7 @@ decided here and nowhere else, each under the session's run lock (``actors.runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import shutil
@@ -288,7 +289,7 @@ class RunControl:
             if self._artifacts is not None:
                 removed = int(await self._artifacts.delete_session(control.session))
             workspace = Workspace.for_session(self._workspace_root, control.session)
-            shutil.rmtree(workspace.root, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, workspace.root, ignore_errors=True)
             await self._checkpoints.delete(control.session)
         return removed
 

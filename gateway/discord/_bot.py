@@ -298,7 +298,8 @@ class SwitchboardBot(discord.Client):
 
     async def _post_in(self, channel_id: int, text: str) -> None:
         try:
-            channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
             if isinstance(channel, discord.abc.Messageable):
                 async with asyncio.timeout(REST_TIMEOUT_S):
                     await channel.send(text)

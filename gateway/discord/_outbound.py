@@ -192,8 +192,9 @@ class OutboundPoster:
         try:
             # discord-<channel>, or discord-<channel>-<user> for a person's /ask in a channel
             channel_id = int(SessionId.from_str(session).key.partition("-")[0])
-            channel = (self.client.get_channel(channel_id)
-                       or await self.client.fetch_channel(channel_id))
+            async with asyncio.timeout(REST_TIMEOUT_S):
+                channel = (self.client.get_channel(channel_id)
+                           or await self.client.fetch_channel(channel_id))
             if isinstance(channel, discord.Thread) and str(channel.id) == message_id:
                 parent = channel.parent  # the request that opened this thread lives there
                 if parent is not None:

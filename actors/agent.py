@@ -89,12 +89,15 @@ class AgentActor(ModelActor):
             services.sessions, services.users, history_window=topology.history_window,
             low_confidence=topology.feedback.low_confidence, log=self.log)
         self.runs = RunControl.of(services)
+        self.hosted = topology.hosted_agent(actor_id.role)
+        """The hosted agent that backs this role, chosen once: it answers instead of the
+        tier's models (``answer_call``)."""
         reviews = actor_id.role == "code_reviewer" and topology.peer_review
         self.agent_role = AgentRole(
             replica=actor_id, topology=topology, answer=self.answer_call,
             memory=self.conversation, runs=self.runs, artifacts=artifact_store(services),
             workspace_root=services.settings.workspace_root,
-            peer_opinion=self.peer_opinion if reviews else None)
+            peer_opinion=self.peer_opinion if reviews else None, hosted=self.hosted is not None)
 
     @handler
     async def on_turn_request(self, work: TurnRequest, ctx: MessageContext) -> None:
@@ -158,12 +161,11 @@ class AgentActor(ModelActor):
         Raises:
             ModelError: as ``call_model`` / ``call_hosted_agent`` raise.
         """
-        agent = self.topology.hosted_agent(self.actor_id.role)
-        if agent is not None:
+        if self.hosted is not None:
             said = next((str(m.get("content") or "") for m in reversed(messages)
                          if m.get("role") == "user"), "")
-            reply: ModelReply = await self.call_hosted_agent(ctx, agent, said, on_text=on_text,
-                                                             purpose=purpose)
+            reply: ModelReply = await self.call_hosted_agent(ctx, self.hosted, said,
+                                                             on_text=on_text, purpose=purpose)
             return reply
         answer: ModelReply = await self.call_model(ctx, models, messages, tools=tools,
                                                    on_text=on_text, purpose=purpose,
@@ -181,8 +183,8 @@ class AgentActor(ModelActor):
         messages = [{"role": "system", "content": system},
                     *await self.conversation.context_messages(speaker),
                     {"role": "user", "content": request.text}]
-        agent = self.topology.hosted_agent(self.actor_id.role)
-        stream = ProgressStream(ctx, reply_to, flow, agent.name if agent else models[0].name)
+        label = self.hosted.name if self.hosted is not None else models[0].name
+        stream = ProgressStream(ctx, reply_to, flow, label)
         reply = await self.answer_call(ctx, models, messages, on_text=stream.update,
                                        purpose=f"{flow} answer", max_tokens=request.max_tokens)
         answer = strip_report(reply.text)

@@ -64,6 +64,8 @@ class AgentRole:
         workspace_root: the directory of the sessions' workspaces.
         peer_opinion: a second opinion on the role's final answer; None when the role gets
             none (only the code reviewer with ``peer_review`` does).
+        hosted: a hosted agent backs the role (``Topology.hosted_agent``): it answers instead
+            of the tier's models, and has no stronger model to escalate to.
     """
 
     replica: ActorId
@@ -74,14 +76,9 @@ class AgentRole:
     artifacts: ArtifactStore | None
     workspace_root: Path
     peer_opinion: PeerOpinion | None = None
+    hosted: bool = False
 
     @property
     def name(self) -> str:
         """The role (``python_coder``, ...)."""
         return self.replica.role
-
-    @property
-    def hosted(self) -> bool:
-        """Whether a hosted agent backs the role (``Topology.hosted_agent``): it has no
-        stronger model to escalate to."""
-        return self.topology.hosted_agent(self.name) is not None

@@ -211,7 +211,9 @@ class Transport(Protocol):
     (a registered provider's own ``direct`` method: the offline model), ``direct`` (an
     OpenAI-compatible provider streamed by ``modelcall._direct``) or ``litellm``
     (``litellm.acompletion``). Every kind gives the same ``ModelReply`` and raises the same
-    errors (``tests/test_modelcall_paths.py``)."""
+    errors (``tests/test_modelcall_paths.py``). A role backed by a hosted agent
+    (``modelcall.hosted``) is answered by it instead of by models, a choice made once per role
+    (``actors.agent.AgentActor.hosted``): it also gives a ``ModelReply``."""
 
     kind: str
 

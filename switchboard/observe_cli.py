@@ -1,5 +1,6 @@
 """``switchboard events tail`` and ``switchboard trace``: the commands that watch a running
-Switchboard through its execution events (``analytics.events_tail``, ``analytics.trace_view``)."""
+Switchboard through its execution events (``analytics.events_tail``, ``analytics.trace_view``).
+Each imports its own module when it runs, like every command of ``switchboard.cli``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings, Topology
+from runtime.bus import resolve_nats_url
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     from analytics.events_tail import tail_events
-    from runtime.bus import resolve_nats_url
 
     try:
         return asyncio.run(tail_events(
@@ -26,7 +27,6 @@ def cmd_events(args: argparse.Namespace, settings: Settings, topology: Topology)
 
 def cmd_trace(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     from analytics.trace_view import show_trace
-    from runtime.bus import resolve_nats_url
 
     return asyncio.run(show_trace(settings, topology, resolve_nats_url(settings), args.session,
                                   as_json=args.json))

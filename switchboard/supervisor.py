@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from core.config import Settings, Topology
+from modelcall import needs_litellm
 from natsauth import API, GATEWAY, settings_for
 from switchboard.worker import run_actor_process, run_gateway_process
 
@@ -77,7 +78,7 @@ def plan_processes(
         specs.append(ProcessSpec("gateway", run_gateway_process,
                                  (settings_for(settings, GATEWAY), topology, nats_url)))
     if api:
-        from api.cli import run_api_process
+        from api.cli import run_api_process  # only with the HTTP API (SB_API_TOKEN)
 
         specs.append(ProcessSpec("api", run_api_process,
                                  (settings_for(settings, API), topology, nats_url)))
@@ -93,8 +94,6 @@ PRELOAD_LITELLM = (*PRELOAD, "switchboard._preload_litellm")
 def preload_modules(topology: Topology) -> tuple[str, ...]:
     """The fork server's imports for ``topology``: litellm only when one of its models needs
     it (``modelcall.needs_litellm``); the offline model does not."""
-    from modelcall import needs_litellm
-
     if needs_litellm(topology.model_names(), topology.providers):
         return PRELOAD_LITELLM
     return PRELOAD

@@ -1,4 +1,8 @@
-"""Entry points of the processes the supervisor starts: one actor replica, or the gateway."""
+"""Entry points of the processes the supervisor starts: one actor replica, or the gateway.
+
+The supervisor imports this module in every Switchboard process; each entry point imports
+what only its own process runs (the runtime and one actor, or discord.py) inside itself.
+"""
 
 from __future__ import annotations
 

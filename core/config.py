@@ -6,11 +6,22 @@ YAML file.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.types import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -160,6 +171,88 @@ HostedAgentSpec = BedrockAgentSpec
 union discriminated by ``kind``)."""
 
 
+MCP_NAME_PATTERN = r"^[a-zA-Z0-9-]+(_[a-zA-Z0-9-]+)*$"
+"""An MCP server's name in ``topology.yaml``: letters, digits, ``-`` and single ``_`` (its tools
+are offered as ``<server>__<tool>``, so the name holds no ``__``), at most 32 characters."""
+
+
+class SecretValue(BaseModel):
+    """A value read from an environment variable at connect time (``{env: VAR}``), with an
+    optional ``prefix`` (``"Bearer "``); a missing or empty variable is a tool error naming it,
+    never a value written in ``topology.yaml``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    prefix: str = ""
+
+    def value(self) -> str:
+        """``prefix`` and the variable's value.
+
+        Raises:
+            ConfigError: the variable is not set or empty.
+        """
+        found = os.environ.get(self.env, "")
+        if not found:
+            msg = f"the environment variable {self.env} is not set"
+            raise ConfigError(msg)
+        return self.prefix + found
+
+
+def resolve_values(values: dict[str, str | SecretValue]) -> dict[str, str]:
+    """``values`` with each ``SecretValue`` read from the environment.
+
+    Raises:
+        ConfigError: a variable is not set.
+    """
+    return {k: v.value() if isinstance(v, SecretValue) else v for k, v in values.items()}
+
+
+class McpStdioSpec(BaseModel):
+    """An MCP server started as a program that speaks MCP on its stdin/stdout
+    (``actors.tools._mcp``). It runs inside the tool sandbox like any command
+    (docs/sandbox.md): the session's workspace read-write (its working directory), the system
+    read-only, no network unless ``network``; ``{workspace}`` in ``args`` is the workspace's
+    path. ``env`` adds to the clean command environment (values as they are, or ``{env: VAR}``
+    read from the actor's environment). ``timeout_s`` bounds the start and each tool call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: str = Field(min_length=1)
+    args: tuple[str, ...] = ()
+    env: dict[str, str | SecretValue] = {}
+    network: bool = False
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class McpHttpSpec(BaseModel):
+    """An MCP server reached over streamable HTTP at ``url``, with ``headers`` (values as they
+    are, or ``{env: VAR, prefix: "Bearer "}`` for secrets). ``timeout_s`` bounds the connect and
+    each tool call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str | SecretValue] = {}
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+def _mcp_kind(value: Any) -> str | None:
+    if isinstance(value, McpStdioSpec) or (isinstance(value, dict) and "command" in value):
+        return "stdio"
+    if isinstance(value, McpHttpSpec) or (isinstance(value, dict) and "url" in value):
+        return "http"
+    return None
+
+
+McpServerSpec = Annotated[
+    Annotated[McpStdioSpec, Tag("stdio")] | Annotated[McpHttpSpec, Tag("http")],
+    Discriminator(_mcp_kind, custom_error_type="mcp_server",
+                  custom_error_message="an MCP server needs `command` (stdio) or `url` (HTTP)"),
+]
+"""One MCP server of ``mcp_servers:``: ``command`` makes it stdio, ``url`` streamable HTTP."""
+
+
 class ActorSpec(BaseModel):
     """One actor role: how many replicas, how many messages each handles at once.
 
@@ -180,6 +273,9 @@ class ActorSpec(BaseModel):
     max_deliveries: int = Field(default=5, ge=1)
     nak_delay_s: float = Field(default=1.0, ge=0)
     agent: HostedAgentSpec | None = None
+    mcp: tuple[str, ...] = ()
+    """The MCP servers (names in ``Topology.mcp_servers``) whose tools this agent role's runs
+    are offered (agent roles only)."""
 
 
 class ToolPolicy(BaseModel):
@@ -327,6 +423,33 @@ class Topology(BaseModel):
     models follow as fallbacks."""
     peer_review: bool = False
     """The code reviewer asks a second, randomly chosen model of its tier for an opinion."""
+    mcp_servers: dict[str, McpServerSpec] = {}
+    """MCP tool servers by name (``actors.<role>.mcp`` says which roles use which)."""
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_servers(cls, value: dict[str, McpServerSpec]) -> dict[str, McpServerSpec]:
+        bad = sorted(name for name in value
+                     if len(name) > 32 or not re.fullmatch(MCP_NAME_PATTERN, name))
+        if bad:
+            msg = (f"mcp_servers {bad}: a name is 1-32 letters, digits, '-' and single '_' "
+                   "(tools are offered as <server>__<tool>)")
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _mcp_uses(self) -> Topology:
+        for role, spec in self.actors.items():
+            if spec.mcp and role not in AGENT_ROLES:
+                msg = (f"actors.{role}.mcp: only agent roles use MCP servers; agent roles: "
+                       f"{', '.join(AGENT_ROLES)}")
+                raise ValueError(msg)
+            unknown = sorted(set(spec.mcp) - set(self.mcp_servers))
+            if unknown:
+                msg = (f"actors.{role}.mcp names unknown MCP servers {unknown}; declared in "
+                       f"mcp_servers: {', '.join(self.mcp_servers) or '(none)'}")
+                raise ValueError(msg)
+        return self
 
     @field_validator("rules")
     @classmethod

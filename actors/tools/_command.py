@@ -112,10 +112,11 @@ class Started(NamedTuple):
 
 
 async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, network: bool,
-                env: dict[str, str], merge_stderr: bool) -> Started:
+                env: dict[str, str], merge_stderr: bool, stdin: bool = False) -> Started:
     """Start ``argv`` in the workspace under ``policy.sandbox`` (``_sandbox``) with exactly
-    ``env``, its output piped (stderr into stdout when ``merge_stderr``), in a new session.
-    Under bubblewrap the program starts from a spare (``_spare``).
+    ``env``, its output piped (stderr into stdout when ``merge_stderr``), its input a pipe when
+    ``stdin`` (an MCP server's, ``_mcp``) else ``/dev/null``, in a new session. Under bubblewrap
+    and Landlock the program starts from a spare (``_spare``).
 
     Raises:
         ToolRefusedError: no sandbox works here (kind ``sandbox_unavailable``), or the
@@ -141,7 +142,7 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
             raise ToolRefusedError(msg, kind=Refusal.SANDBOX_UNAVAILABLE) from exc
     if mechanism in ("bubblewrap", "landlock"):
         return await _from_spare(mechanism, workspace, argv, policy, network=network, env=env,
-                                 merge_stderr=merge_stderr)
+                                 merge_stderr=merge_stderr, stdin=stdin)
     finish = _no_cgroup
     if mechanism == "seatbelt":
         tmp = tempfile.mkdtemp(prefix="sb-tmp-")
@@ -155,7 +156,8 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
     prefix = _sandbox.bounds_prefix(bounds, nproc, prlimit) if prlimit else []
     preexec = None if prlimit else functools.partial(_sandbox.set_limits, bounds, nproc)
     process = await asyncio.create_subprocess_exec(
-        *prefix, *argv, cwd=workspace.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+        *prefix, *argv, cwd=workspace.root, env=env,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         start_new_session=True, preexec_fn=preexec)
@@ -173,9 +175,9 @@ async def _no_cgroup() -> bool:
 
 async def _from_spare(mechanism: _sandbox.Mechanism, workspace: Workspace, argv: list[str],
                       policy: ToolPolicy, *, network: bool, env: dict[str, str],
-                      merge_stderr: bool) -> Started:
+                      merge_stderr: bool, stdin: bool) -> Started:
     program = _mechanism.SANDBOX.program(mechanism)
-    spare = await _spare.SPARES.take(mechanism, program, merge_stderr=merge_stderr)
+    spare = await _spare.SPARES.take(mechanism, program, merge_stderr=merge_stderr, stdin=stdin)
     try:
         spare.run(workspace.root, argv, _sandbox.Bounds.of(policy), network=network, env=env)
     except BaseException:

@@ -109,9 +109,11 @@ class Spare:
         await self.finish()
 
 
-async def make(mechanism: Mechanism, program: str, *, merge_stderr: bool) -> Spare:
+async def make(mechanism: Mechanism, program: str, *, merge_stderr: bool,
+               stdin: bool = False) -> Spare:
     """A new spare under ``mechanism`` (``program``: the path of ``bwrap`` or ``unshare``)
-    whose output is piped (stderr into stdout when ``merge_stderr``).
+    whose output is piped (stderr into stdout when ``merge_stderr``), and its input when
+    ``stdin`` (else ``/dev/null``).
 
     Raises:
         OSError: the seccomp filter, the pipe or the process could not be made.
@@ -130,7 +132,8 @@ async def make(mechanism: Mechanism, program: str, *, merge_stderr: bool) -> Spa
     argv = [*prefix, *spare_argv(mechanism, program, read)]
     try:
         process = await asyncio.create_subprocess_exec(
-            *argv, cwd="/", env={}, stdin=asyncio.subprocess.DEVNULL,
+            *argv, cwd="/", env={},
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
             start_new_session=True, pass_fds=(read, seccomp_fd))
@@ -149,8 +152,9 @@ class _Slot:
     """The spare kept for one event loop, mechanism and output shape, and the task that
     refills it."""
 
-    def __init__(self, mechanism: Mechanism, program: str, merge_stderr: bool) -> None:
-        self._make = lambda: make(mechanism, program, merge_stderr=merge_stderr)
+    def __init__(self, mechanism: Mechanism, program: str, merge_stderr: bool,
+                 stdin: bool) -> None:
+        self._make = lambda: make(mechanism, program, merge_stderr=merge_stderr, stdin=stdin)
         self._ready: asyncio.Queue[Spare] = asyncio.Queue(maxsize=1)
         self._keeper: asyncio.Task[None] | None = None
 
@@ -188,20 +192,22 @@ class Spares:
 
     def __init__(self) -> None:
         self._slots: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, str, bool], _Slot]
+            asyncio.AbstractEventLoop, dict[tuple[str, str, bool, bool], _Slot]
         ] = weakref.WeakKeyDictionary()
 
-    async def take(self, mechanism: Mechanism, program: str, *, merge_stderr: bool) -> Spare:
-        """A spare ready to ``run`` (kept, or made now), and a new one started behind it.
+    async def take(self, mechanism: Mechanism, program: str, *, merge_stderr: bool,
+                   stdin: bool = False) -> Spare:
+        """A spare ready to ``run`` (kept, or made now), and a new one started behind it
+        (``stdin``: its input is a pipe, for an MCP server).
 
         Raises:
             OSError: as ``make``.
         """
         slots = self._slots.setdefault(asyncio.get_running_loop(), {})
-        key = (mechanism, program, merge_stderr)
+        key = (mechanism, program, merge_stderr, stdin)
         slot = slots.get(key)
         if slot is None:
-            slot = slots[key] = _Slot(mechanism, program, merge_stderr)
+            slot = slots[key] = _Slot(mechanism, program, merge_stderr, stdin)
         return await slot.take()
 
 

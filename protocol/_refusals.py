@@ -28,6 +28,8 @@ class Refusal(StrEnum):
     FILE_TOO_LARGE = "file_too_large"
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_TOOL = "unknown_tool"
+    SERVER_UNAVAILABLE = "server_unavailable"
+    """An MCP tool server could not be started or reached, or died again after a restart."""
 
 
 REFUSAL_KINDS = frozenset(Refusal)
@@ -48,7 +50,8 @@ def refusal_kind(result: ToolResult) -> Refusal | None:
     Returns:
         One of ``REFUSAL_KINDS``: ``path_outside_workspace``, ``command_not_allowed``,
         ``sandbox_unavailable``, ``limit_exceeded``, ``workspace_full``, ``timeout``,
-        ``output_truncated``, ``file_too_large``, ``invalid_arguments``, ``unknown_tool``.
+        ``output_truncated``, ``file_too_large``, ``invalid_arguments``, ``unknown_tool``,
+        ``server_unavailable``.
     """
     first_line = result.content.split("\n", 1)[0]
     match = _TAG.search(first_line)

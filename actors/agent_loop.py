@@ -33,6 +33,7 @@ from runtime import child_span
 if TYPE_CHECKING:
     from actors.agent_role import ModelAnswer
     from actors.router import Level
+    from actors.tools._mcp import McpTools
     from artifacts import Workspace
     from core.config import ToolPolicy
     from protocol import ReplyTo
@@ -80,14 +81,18 @@ class TurnEngine:
         tools: the policy the workspace tools run under (``Topology.tools``).
         escalates: False for a role backed by a hosted agent: it has no stronger model to
             move to, so escalation asks the person at once.
+        mcp: the run's MCP tool servers (``actors.tools._mcp.McpTools``), offered beside the
+            workspace tools as ``<server>__<tool>``; None: the role uses none.
     """
 
     def __init__(self, answer: ModelAnswer, ctx: MessageContext, workspace: Workspace,
                  path: list[Level], reply_to: ReplyTo, max_turns: int,
-                 max_tokens: int = 0, *, tools: ToolPolicy, escalates: bool = True) -> None:
+                 max_tokens: int = 0, *, tools: ToolPolicy, escalates: bool = True,
+                 mcp: McpTools | None = None) -> None:
         self.answer, self.ctx, self.workspace = answer, ctx, workspace
         self.path, self.reply_to, self.max_turns = path, reply_to, max_turns
         self.max_tokens, self.tools, self.escalates = max_tokens, tools, escalates
+        self.mcp = mcp
 
     async def turn(self, state: LoopState) -> Outcome:
         """Run turn ``state.turn + 1`` and update ``state``."""
@@ -95,7 +100,8 @@ class TurnEngine:
         state.turn += 1
         level = self.path[state.level]
         started = time.perf_counter()
-        reply = await self.answer(self.ctx, level.models, state.messages, tools=TOOL_SCHEMAS,
+        schemas = TOOL_SCHEMAS if self.mcp is None else [*TOOL_SCHEMAS, *self.mcp.schemas]
+        reply = await self.answer(self.ctx, level.models, state.messages, tools=schemas,
                                   purpose=f"turn {state.turn}", max_tokens=self.max_tokens)
         model = reply.usage.model or level.name
         state.usage = state.usage + reply.usage
@@ -140,7 +146,10 @@ class TurnEngine:
                 "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.call_id,
                 "switchboard.session": self.ctx.session,
             }) as span:
-                result = await run_tool(self.workspace, call, self.tools)
+                if self.mcp is not None and self.mcp.owns(call.name):
+                    result = await self.mcp.call(call)
+                else:
+                    result = await run_tool(self.workspace, call, self.tools)
                 span.set_attributes({"switchboard.tool.error": result.is_error})
                 elapsed_ms = span.elapsed_ms
             results.append(result)

@@ -95,7 +95,24 @@ class AgentRun:
             if state is None:
                 return
             await self._prepare_workspace()
-            await self._turns(state, held)
+            servers = {name: self.topology.mcp_servers[name]
+                       for name in self.topology.actor(self.role).mcp}
+            if not servers:
+                await self._turns(state, held)
+                return
+            # Deferred: the MCP SDK takes most of a second to import, and only roles that use
+            # MCP servers need it.
+            from actors.tools._mcp import McpTools
+
+            async def on_event(kind: str, detail: str) -> None:
+                await self.ctx.emit(kind, detail=detail[:500])
+
+            async with McpTools(servers, self.workspace, self.topology.tools, on_event) as mcp:
+                self.engine.mcp = mcp
+                try:
+                    await self._turns(state, held)
+                finally:
+                    self.engine.mcp = None
 
     # ------------------------------------------------------------------ start / resume
 

@@ -105,10 +105,16 @@ def result_text(result: mcp_types.CallToolResult) -> str:
                 parts.append(text if isinstance(text, str) else f"[resource {resource.uri}]")
             case _:
                 parts.append(f"[{getattr(block, 'type', 'content')}]")
-    if result.structured_content is not None:
-        structured = json.dumps(result.structured_content, ensure_ascii=False)
-        if structured not in parts:
-            parts.append(structured)
+    structured = result.structured_content
+    if structured is not None:
+        # A tool returning a plain value has it wrapped as {"result": value} beside its text.
+        inner = structured.get("result") if isinstance(structured, dict) and \
+            len(structured) == 1 else None
+        shown = {json.dumps(structured, ensure_ascii=False),
+                 *((str(inner), json.dumps(inner, ensure_ascii=False)) if inner is not None
+                   else ())}
+        if not shown & set(parts):
+            parts.append(json.dumps(structured, ensure_ascii=False))
     text = "\n".join(parts) or "(no content)"
     if len(text) > MAX_RESULT_CHARS:
         text = (text[:MAX_RESULT_CHARS] + f"\n[... cut: {len(text)} characters in all, over "
@@ -311,24 +317,22 @@ class _Server:
             ServerUnavailableError: it is down and its one restart is used, or it failed.
             MCPError: the server answered the call with a protocol error.
         """
-        if self.client is None or self._died.is_set():
-            await self._restart()
-        client = self.client
-        assert client is not None
-        try:
-            return await client.call_tool(tool, arguments)
-        except MCPError as exc:
-            if exc.error.code != mcp_types.CONNECTION_CLOSED and not self._died.is_set():
-                raise
-            cause: BaseException = exc
-        except (httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError) as exc:
-            cause = exc
-        _log.info("MCP server %s failed during %s: %r", self.name, tool, cause)
-        self._died.set()
-        await self._restart()
-        assert self.client is not None
-        return await self.client.call_tool(tool, arguments)
+        while True:
+            if self.client is None or self._died.is_set():
+                await self._restart()
+            client = self.client
+            assert client is not None
+            try:
+                return await client.call_tool(tool, arguments)
+            except MCPError as exc:
+                if exc.error.code != mcp_types.CONNECTION_CLOSED and not self._died.is_set():
+                    raise
+                cause: BaseException = exc
+            except (httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    OSError) as exc:
+                cause = exc
+            _log.info("MCP server %s failed during %s: %r", self.name, tool, cause)
+            self._died.set()
 
     async def _restart(self) -> None:
         if self.restarts_left <= 0:

@@ -191,3 +191,21 @@ async def test_an_unreachable_http_server_is_unavailable(workspace: Workspace) -
     async with McpTools({"gone": spec}, workspace, POLICY) as tools:
         result = await tools.call(_call("gone__add", {}))
     assert result.is_error and refusal_kind(result) is Refusal.SERVER_UNAVAILABLE
+
+
+def test_the_readmes_mcp_example_is_valid() -> None:
+    """The README's MCP example, merged into the shipped topology, loads as it says."""
+    import yaml
+
+    from core.config import Topology
+
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text()
+    block = readme.split("## Giving a role more tools (MCP)")[1].split("```yaml")[1]
+    example = yaml.safe_load(block.split("```")[0])
+    data = yaml.safe_load((repo / "topology.yaml").read_text())
+    data["mcp_servers"] = example["mcp_servers"]
+    data.setdefault("actors", {}).setdefault("python_coder", {}).update(
+        example["actors"]["python_coder"])
+    topology = Topology.model_validate(data)
+    assert topology.actor("python_coder").mcp == ("git", "search")

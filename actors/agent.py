@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from actors.agent_role import AgentRole
 from actors.agent_run import AgentRun
 from actors.answer import cap_answer
+from actors.attachments import attachment_reader, user_content
 from actors.conversation import Conversation
 from actors.memory import Speaker
 from actors.modeled import ModelActor
@@ -27,7 +28,7 @@ from actors.router import models_for
 from actors.run_control import RunControl, artifact_store
 from actors.run_task import RunTask
 from core.errors import ModelError, PermanentError
-from modelcall import strip_report
+from modelcall import content_text, strip_report
 from protocol import (
     AGENT_ROLES,
     FEEDBACK_DOWN,
@@ -162,7 +163,7 @@ class AgentActor(ModelActor):
             ModelError: as ``call_model`` / ``call_hosted_agent`` raise.
         """
         if self.hosted is not None:
-            said = next((str(m.get("content") or "") for m in reversed(messages)
+            said = next((content_text(m.get("content")) for m in reversed(messages)
                          if m.get("role") == "user"), "")
             reply: ModelReply = await self.call_hosted_agent(ctx, self.hosted, said,
                                                              on_text=on_text, purpose=purpose)
@@ -180,9 +181,12 @@ class AgentActor(ModelActor):
         models = models_for(self.topology, work.tier, role=self.actor_id.role,
                             overrides=request.models)
         system = render(self.actor_id.role, plan="", memory="")
+        content = await user_content(request.text, request.attachments,
+                                     attachment_reader(self.agent_role.artifacts,
+                                                       reply_to.session))
         messages = [{"role": "system", "content": system},
                     *await self.conversation.context_messages(speaker),
-                    {"role": "user", "content": request.text}]
+                    {"role": "user", "content": content}]
         label = self.hosted.name if self.hosted is not None else models[0].name
         stream = ProgressStream(ctx, reply_to, flow, label)
         reply = await self.answer_call(ctx, models, messages, on_text=stream.update,

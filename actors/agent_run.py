@@ -24,6 +24,7 @@ import msgspec
 
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
+from actors.attachments import attachment_reader, user_content
 from actors.escalation import cause_of
 from actors.prompts import render
 from actors.router import escalation_levels, start_level
@@ -145,7 +146,9 @@ class AgentRun:
         system = render(self.role, plan=plan, memory=self.task.memory)
         return [{"role": "system", "content": system},
                 *await self.agent.memory.context_messages(self.task.speaker, limit=6),
-                {"role": "user", "content": self.task.request.text}]
+                {"role": "user", "content": await user_content(
+                    self.task.request.text, self.task.request.attachments,
+                    attachment_reader(self.agent.artifacts, self.session))}]
 
     async def _prepare_workspace(self) -> None:
 

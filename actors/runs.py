@@ -33,6 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from core.errors import BrokerError, LockLostError, TransientError
+from modelcall import without_images
 from protocol import (
     Checkpoint,
     ControlAction,
@@ -288,8 +289,10 @@ class CheckpointStore:
 
 
 def pack_messages(messages: list[dict[str, Any]]) -> bytes:
-    """The model conversation, compressed for a checkpoint (zlib over compact JSON)."""
-    return zlib.compress(json.dumps(messages, separators=(",", ":")).encode(), 6)
+    """The model conversation, compressed for a checkpoint (zlib over compact JSON). Image
+    parts are left out (a checkpoint is a KV value, and the images stay in the workspace):
+    their messages keep the text parts, whose lines name each image's workspace path."""
+    return zlib.compress(json.dumps(without_images(messages), separators=(",", ":")).encode(), 6)
 
 
 def unpack_messages(data: bytes) -> list[dict[str, Any]]:

@@ -125,6 +125,9 @@ class ModelSpec(BaseModel):
     """``auto``: OpenAI-compatible providers are streamed directly (litellm resolves the
     provider, endpoint, key and price; ``modelcall._direct``), the others through
     ``litellm.acompletion``; ``litellm``: always through ``litellm.acompletion``."""
+    vision: bool | None = None
+    """Whether the model takes images (``image_url`` content parts); None: as litellm's model
+    map says (``litellm.supports_vision``; a model it does not know: no)."""
 
     @model_validator(mode="before")
     @classmethod

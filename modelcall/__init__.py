@@ -15,6 +15,7 @@ from modelcall._client import (
 from modelcall._providers import register_providers
 from modelcall._reply import ModelReply
 from modelcall._report import Report, Status, parse_json_object, parse_report, strip_report
+from modelcall._vision import content_text, fit_messages, supports_vision, without_images
 
 __all__ = [
     "ModelReply",
@@ -22,11 +23,15 @@ __all__ = [
     "Status",
     "close_sessions",
     "complete",
+    "content_text",
     "embed",
+    "fit_messages",
     "needs_litellm",
     "parse_json_object",
     "parse_report",
     "register_providers",
     "strip_report",
     "supports_json_schema",
+    "supports_vision",
+    "without_images",
 ]

@@ -31,6 +31,7 @@ from modelcall import _direct, _providers
 from modelcall._direct import spec_key
 from modelcall._errors import provider_of, translate_litellm
 from modelcall._reply import Fold, ModelReply
+from modelcall._vision import fit_messages
 from protocol import Usage
 
 _log = logging.getLogger(__name__)
@@ -175,7 +176,8 @@ async def complete(
     Args:
         spec: the model; ``spec.params`` are passed to the provider as they are (litellm's
             own options, such as ``max_retries``, only to litellm).
-        messages: OpenAI-style chat messages.
+        messages: OpenAI-style chat messages; a user message's image parts reach only a
+            model with vision (``modelcall._vision``), the others get its text parts.
         tools: OpenAI function-calling schemas (``actors.tools.TOOL_SCHEMAS``), or None.
         on_text: awaited with the whole text so far each time the streamed text grows (not
             throttled here); its exceptions propagate unchanged.
@@ -198,6 +200,7 @@ async def complete(
     """
     limit = timeout_s or spec.timeout_s
     transport = transport_for(spec)
+    messages = fit_messages(spec, messages)  # image parts only to a model with vision
     try:
         return await _bounded(spec, limit, transport.call(
             spec, messages, tools=tools, on_text=on_text, response_format=response_format,

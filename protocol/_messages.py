@@ -102,12 +102,16 @@ class _Part(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class Attachment(_Part, kw_only=True, frozen=True):
-    """A file the user attached; ``size`` in bytes, ``url`` where the gateway can fetch it."""
+    """A file the user attached; ``size`` in bytes, ``url`` where the gateway can fetch it,
+    ``content_type`` as the sender declared it (never trusted alone). ``path``: where the
+    gateway stored it in the session's workspace (artifact store), "" when it was not stored.
+    The bytes never travel in a message: the agent reads them from the store."""
 
     name: str
     url: str = ""
     size: int = 0
     content_type: str = ""
+    path: str = ""
 
 
 class FileBlob(_Part, kw_only=True, frozen=True):
@@ -220,7 +224,8 @@ class RequestFacts(_Part, kw_only=True, frozen=True):
 
     Shape (JSON, defaults omitted): ``{"text": str, "user_id": str, "bot": str, "models":
     {tier: model}, "max_answer_chars": int, "max_tokens": int, "flow": Flow, "task_type":
-    TaskType, "complexity": Complexity, "tier_min": int, "tier_max": int}``.
+    TaskType, "complexity": Complexity, "tier_min": int, "tier_max": int, "attachments":
+    [Attachment]}``.
     """
 
     text: str
@@ -242,6 +247,8 @@ class RequestFacts(_Part, kw_only=True, frozen=True):
     """Rules' floor on every tier of this request (0: none)."""
     tier_max: int = 0
     """Rules' cap on every tier of this request (0: none)."""
+    attachments: tuple[Attachment, ...] = ()
+    """``ChatMessage.attachments`` (names, declared types, workspace paths; no bytes)."""
 
     @classmethod
     def of(cls, chat: ChatMessage, *, flow: Flow = Flow.SIMPLE,
@@ -251,7 +258,7 @@ class RequestFacts(_Part, kw_only=True, frozen=True):
         return cls(text=chat.text, user_id=chat.user_id, bot=chat.bot, models=chat.models,
                    max_answer_chars=chat.max_answer_chars, max_tokens=chat.max_tokens,
                    flow=flow, task_type=task_type, complexity=complexity, tier_min=tier_min,
-                   tier_max=tier_max)
+                   tier_max=tier_max, attachments=chat.attachments)
 
 
 class Classification(_Wire, tag="classification", kw_only=True, frozen=True):

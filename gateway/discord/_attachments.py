@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 import discord
+import msgspec
 
 from gateway.errors import AttachmentError, AttachmentTooLargeError
 from gateway.services import ArtifactSink
+from protocol import ChatMessage
 
 _log = logging.getLogger(__name__)
 
@@ -76,3 +78,13 @@ async def store_attachments(attachments: Sequence[discord.Attachment], session: 
         stored.append(name)
         _log.info("session %s: stored attachment %s (%d bytes)", session, name, len(data))
     return stored
+
+
+def with_paths(request: ChatMessage, attachments: Sequence[discord.Attachment],
+               stored: Sequence[str]) -> ChatMessage:
+    """``request`` whose attachments name the workspace path each was stored under
+    (``store_attachments``' answer, in the order of ``attachments``), matched by URL, so the
+    agent reads them from the store; one not stored keeps ``path`` empty."""
+    by_url = {a.url: path for a, path in zip(attachments, stored, strict=False)}
+    return msgspec.structs.replace(request, attachments=tuple(
+        msgspec.structs.replace(a, path=by_url.get(a.url, a.path)) for a in request.attachments))

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import discord
 
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
-from gateway.discord._attachments import store_attachments
+from gateway.discord._attachments import store_attachments, with_paths
 from gateway.discord._commands import add_commands, sync_tree
 from gateway.discord._inbound import is_addressed, should_answer, to_chat_message
 from gateway.discord._intake import Intake, Pending
@@ -185,12 +185,13 @@ class SwitchboardBot(discord.Client):
                 return False
         if pending.attachments and self.services.artifacts is not None:
             try:
-                await store_attachments(pending.attachments, request.session,
-                                        self.services.artifacts,
-                                        self.settings.attachment_max_bytes)
+                stored = await store_attachments(pending.attachments, request.session,
+                                                 self.services.artifacts,
+                                                 self.settings.attachment_max_bytes)
             except AttachmentError as exc:
                 await self._refuse(pending, str(exc))
                 return False
+            request = with_paths(request, pending.attachments, stored)
         self.requests.open(request, message)
         try:
             if self.bridge is None:

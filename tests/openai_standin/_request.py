@@ -72,6 +72,14 @@ class ChatRequest:
         return content_text(users[-1]) if users else ""
 
     @property
+    def images(self) -> list[dict[str, Any]]:
+        """Every ``image_url`` object sent (``{"url": "data:image/png;base64,...", ...}``),
+        in message order; each was validated (a data URL decodes to a supported image)."""
+        return [part["image_url"] for message in self.messages
+                if isinstance(message.get("content"), list)
+                for part in message["content"] if part.get("type") == "image_url"]
+
+    @property
     def tool_names(self) -> list[str]:
         """Names of the functions offered in ``tools``."""
         return [tool["function"]["name"] for tool in self.tools]

@@ -27,7 +27,7 @@ from ._errors import ApiError
 from ._records import REDACTED, RecordedRequest, Records
 from ._render import Ids, Stream, StreamStyle, Turn, completion, resolve
 from ._request import ChatRequest
-from ._validate import validate
+from ._validate import check_vision, validate
 
 _log = logging.getLogger(__name__)
 
@@ -63,12 +63,15 @@ class OpenAIStandin(LocalServer):
     def __init__(self, *, api_keys: Iterable[str] = (DEFAULT_KEY,),
                  models: Iterable[str] = DEFAULT_MODELS, brain: Brain | None = None,
                  chunk_chars: tuple[int, int] = (4, 8), keepalive_every: int = 8,
-                 chunk_delay_s: float = 0.0, seed: int = 0) -> None:
+                 chunk_delay_s: float = 0.0, seed: int = 0,
+                 vision_models: Iterable[str] | None = None) -> None:
         if not 1 <= chunk_chars[0] <= chunk_chars[1]:
             msg = f"chunk_chars must be (low, high) with 1 <= low <= high, not {chunk_chars}"
             raise ValueError(msg)
         self.api_keys = set(api_keys)
         self.models = tuple(models)
+        self.vision_models = None if vision_models is None else frozenset(vision_models)
+        """Models that take images (None: every model); another is answered 400 for one."""
         self.brain: Brain = brain or chat_brain
         self.style = StreamStyle(chunk_chars, keepalive_every)
         self.chunk_delay_s = chunk_delay_s
@@ -168,6 +171,7 @@ class OpenAIStandin(LocalServer):
             record.body = None
             raise e.invalid_json()
         validate(body, self.models)
+        check_vision(body["messages"], body["model"], self.vision_models)
         chat = ChatRequest.from_body(body, request.path)
         answer = await self._think(chat, record)
         if answer.delay_s > 0:

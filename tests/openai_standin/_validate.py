@@ -7,6 +7,7 @@ errors from the bodies the real API returns.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Collection
 from typing import Any
@@ -170,6 +171,55 @@ def _check_content(where: str, content: Any) -> None:
             raise e.missing(f"{here}.type")
         if part["type"] == "text" and not isinstance(part.get("text"), str):
             raise e.missing(f"{here}.text")
+        if part["type"] == "image_url":
+            _check_image(here, part.get("image_url"))
+
+
+IMAGE_FORMATS = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
+                 "image/gif": (b"GIF87a", b"GIF89a"), "image/webp": (b"RIFF",)}
+"""The image types the API takes in a ``data:`` URL, and how each one's bytes begin."""
+_DATA_URL = re.compile(r"^data:(?P<mime>[a-z]+/[a-z0-9.+-]+);base64,(?P<data>.*)$", re.DOTALL)
+_UNSUPPORTED_IMAGE = ("You uploaded an unsupported image. Please make sure your image has of one "
+                      "the following formats: ['png', 'jpeg', 'gif', 'webp'].")
+
+
+def _check_image(where: str, image: Any) -> None:
+    """An ``image_url`` part: ``{"url": https URL or base64 data URL, "detail"?: ...}``; a data
+    URL's bytes must decode and be a PNG, JPEG, GIF or WebP (checked by its first bytes)."""
+    if not isinstance(image, dict):
+        raise e.missing(f"{where}.image_url")
+    url = image.get("url")
+    if not isinstance(url, str):
+        raise e.missing(f"{where}.image_url.url")
+    detail = image.get("detail", "auto")
+    if detail not in ("auto", "low", "high"):
+        msg = (f"Invalid value: '{detail}'. Supported values are: 'auto', 'low', and 'high'.")
+        raise ApiError(400, msg, param=f"{where}.image_url.detail", code="invalid_value")
+    if url.startswith(("https://", "http://")):
+        return
+    match = _DATA_URL.match(url)
+    if match is None:
+        msg = "Invalid image URL: expected a base64-encoded data URL with an image MIME type."
+        raise ApiError(400, msg, param=f"{where}.image_url.url", code="invalid_image_url")
+    try:
+        data = base64.b64decode(match["data"], validate=True)
+    except ValueError:
+        raise ApiError(400, "You uploaded an invalid image.", param=f"{where}.image_url.url",
+                       code="invalid_image_format") from None
+    starts = IMAGE_FORMATS.get(match["mime"])
+    if starts is None or not data.startswith(starts):
+        raise ApiError(400, _UNSUPPORTED_IMAGE, param=f"{where}.image_url.url",
+                       code="invalid_image_format")
+
+
+def check_vision(messages: list[dict[str, Any]], model: str,
+                 vision_models: Collection[str] | None) -> None:
+    """400 when a model without vision is sent an image, as the API answers."""
+    images = any(isinstance(m.get("content"), list)
+                 and any(p.get("type") == "image_url" for p in m["content"]) for m in messages)
+    if vision_models is not None and model not in vision_models and images:
+        msg = "Invalid content type. image_url is only supported by certain models."
+        raise ApiError(400, msg, param="messages", code="invalid_content_type")
 
 
 def _check_tool_calls(where: str, calls: Any) -> None:

@@ -100,6 +100,7 @@ async def test_attachments_are_stored_before_the_request_and_oversize_refused(
             request = await actors.next()
             assert request.text == "sum the qty column"
             assert [a.name for a in request.attachments] == ["../../parts.csv"]
+            assert [a.path for a in request.attachments] == ["parts.csv"]
             assert await store.get(request.session, "parts.csv") == data
             assert actors.inbox.empty()
     finally:

@@ -30,6 +30,7 @@ Hierarchy::
             └── ToolError        a tool refused or failed (shown to the model, not raised out)
                 ├── ToolRefusedError  a safety rule refused the call; ``kind`` names the rule
                 ├── SandboxUnavailableError  no sandbox mechanism works on this machine
+                ├── ServerUnavailableError   an MCP tool server cannot be started or reached
                 └── GitError     a git command in the workspace failed (merge conflict, bad ref)
 """
 
@@ -174,6 +175,11 @@ class ArtifactError(SwitchboardError):
 
 class ArtifactNotFoundError(ArtifactError):
     """No artifact with this session and path is in the store."""
+
+
+class ServerUnavailableError(ToolError):
+    """An MCP tool server could not be started or reached, or died again after its one
+    restart (``actors.tools._mcp``); the model gets a ``server_unavailable`` tool error."""
 
 
 class GitError(ToolError):

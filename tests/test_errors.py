@@ -12,7 +12,8 @@ from core import errors as actor_errors
 from gateway import errors as gateway_errors
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("actors", "gateway", "protocol", "api")
+PACKAGES = ("protocol", "core", "natsauth", "runtime", "modelcall", "artifacts", "analytics",
+            "actors", "gateway", "api", "offline_model", "switchboard")
 
 
 def _exception_classes(path: Path) -> list[str]:

@@ -40,7 +40,7 @@ from mcp.shared.message import SessionMessage
 from actors.tools._command import command_env, spawn
 from artifacts import Workspace
 from core.config import McpHttpSpec, McpServerSpec, McpStdioSpec, ToolPolicy, resolve_values
-from core.errors import ConfigError, ToolError, ToolRefusedError
+from core.errors import ConfigError, ServerUnavailableError, ToolError, ToolRefusedError
 from protocol import Refusal, ToolCall, ToolResult, refusal_tag
 
 _log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ MAX_RESULT_CHARS = 16_000
 
 OnEvent = Callable[[str, str], Awaitable[None]]
 """``(kind, detail)``: an execution event about a server (``mcp_server``)."""
-
-
-class ServerUnavailableError(ToolError):
-    """An MCP server could not be started or reached, or died again after its restart."""
 
 
 def tool_name(server: str, tool: str) -> str:

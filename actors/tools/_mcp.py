@@ -38,6 +38,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from actors.tools._command import command_env, spawn
+from actors.tools._run import tool_arguments
 from artifacts import Workspace
 from core.config import McpHttpSpec, McpServerSpec, McpStdioSpec, ToolPolicy, resolve_values
 from core.errors import ConfigError, ServerUnavailableError, ToolError, ToolRefusedError
@@ -439,14 +440,7 @@ class McpTools:
             msg = f"the MCP server {server_name} has no tool {call.name!r}; its tools: {known}"
             raise ToolRefusedError(msg, kind=Refusal.UNKNOWN_TOOL)
         tool = found[1] if found is not None else call.name.partition(SEPARATOR)[2]
-        try:
-            arguments = json.loads(call.arguments or "{}")
-        except ValueError as exc:
-            msg = f"the arguments of {call.name} are not valid JSON ({exc}); send a JSON object"
-            raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS) from exc
-        if not isinstance(arguments, dict):
-            msg = f"the arguments of {call.name} must be a JSON object"
-            raise ToolRefusedError(msg, kind=Refusal.INVALID_ARGUMENTS)
+        arguments = tool_arguments(call)
         try:
             async with asyncio.timeout(server.spec.timeout_s):
                 result = await server.call(tool, arguments)

@@ -23,7 +23,12 @@ class FilesTouched(NamedTuple):
     written: tuple[str, ...] = ()
 
 
-def _arguments(call: ToolCall) -> dict[str, Any]:
+def tool_arguments(call: ToolCall) -> dict[str, Any]:
+    """The call's arguments as a JSON object.
+
+    Raises:
+        ToolRefusedError: not JSON, or not an object (kind ``invalid_arguments``).
+    """
     try:
         arguments = json.loads(call.arguments or "{}")
     except ValueError as exc:
@@ -110,7 +115,7 @@ async def run_tool(workspace: Workspace, call: ToolCall, policy: ToolPolicy) -> 
         say what to do instead; ``refusal_kind(result)`` names the rule that refused it.
     """
     try:
-        arguments = _arguments(call)
+        arguments = tool_arguments(call)
         is_error = False
         match call.name:
             case "read_file":

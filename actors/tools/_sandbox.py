@@ -196,18 +196,25 @@ def spare_payload(mechanism: Mechanism, workspace: Path, argv: Sequence[str], *,
     return json.dumps(spec).encode()
 
 
+def rlimits(bounds: Bounds, nproc: int | None) -> list[tuple[int, int, int]]:
+    """The rlimits of ``bounds`` as ``(resource, soft, hard)``: address space, file size,
+    open files, no core dumps, ``RLIMIT_NPROC`` when ``nproc`` is given, and CPU seconds
+    (SIGXCPU at the bound, SIGKILL a second later)."""
+    table = [(resource.RLIMIT_AS, bounds.memory_bytes, bounds.memory_bytes),
+             (resource.RLIMIT_FSIZE, bounds.file_bytes, bounds.file_bytes),
+             (resource.RLIMIT_NOFILE, bounds.open_files, bounds.open_files),
+             (resource.RLIMIT_CORE, 0, 0)]
+    if nproc is not None:
+        table.append((resource.RLIMIT_NPROC, nproc, nproc))
+    table.append((resource.RLIMIT_CPU, bounds.cpu_s, bounds.cpu_s + 1))
+    return table
+
+
 def set_limits(bounds: Bounds, nproc: int | None) -> None:
     """Between fork and exec (only where ``prlimit`` is missing): the rlimits."""
-    limits = [(resource.RLIMIT_AS, bounds.memory_bytes),
-              (resource.RLIMIT_FSIZE, bounds.file_bytes),
-              (resource.RLIMIT_NOFILE, bounds.open_files), (resource.RLIMIT_CORE, 0)]
-    if nproc is not None:
-        limits.append((resource.RLIMIT_NPROC, nproc))
-    for limit, value in limits:
+    for limit, soft, hard in rlimits(bounds, nproc):
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(limit, (value, value))
-    with contextlib.suppress(ValueError, OSError):  # SIGXCPU at the bound, SIGKILL 1 s later
-        resource.setrlimit(resource.RLIMIT_CPU, (bounds.cpu_s, bounds.cpu_s + 1))
+            resource.setrlimit(limit, (soft, hard))
 
 
 JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'

@@ -35,6 +35,7 @@ from actors.tools._sandbox import (
     Bounds,
     Mechanism,
     nproc_limit,
+    rlimits,
     spare_argv,
     spare_payload,
 )
@@ -66,18 +67,11 @@ class Spare:
             OSError: the spare has gone (its options pipe is closed).
         """
         pid = self.process.pid
-        limits = [(resource.RLIMIT_AS, bounds.memory_bytes),
-                  (resource.RLIMIT_FSIZE, bounds.file_bytes),
-                  (resource.RLIMIT_NOFILE, bounds.open_files), (resource.RLIMIT_CORE, 0),
-                  # SIGXCPU at the bound, SIGKILL a second later.
-                  (resource.RLIMIT_CPU, bounds.cpu_s)]
-        for limit, value in limits:
-            hard = value + 1 if limit == resource.RLIMIT_CPU else value
-            resource.prlimit(pid, limit, (value, hard))
         if self.cgroup is not None:
             self.cgroup.set_limit(bounds.processes)
-        elif (nproc := nproc_limit(bounds.processes)) is not None:
-            resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
+        nproc = nproc_limit(bounds.processes) if self.cgroup is None else None
+        for limit, soft, hard in rlimits(bounds, nproc):
+            resource.prlimit(pid, limit, (soft, hard))
         data = spare_payload(self.mechanism, workspace, argv, network=network,
                              tmp_bytes=bounds.tmp_bytes, seccomp_fd=self._seccomp_fd, env=env)
         try:

@@ -26,8 +26,8 @@ from actors.modeled import ModelActor
 from actors.prompts import render
 from actors.router import models_for
 from actors.run_control import RunControl, artifact_store
-from actors.run_task import RunTask
-from core.errors import ModelError, PermanentError
+from actors.run_task import Decision, RunTask
+from core.errors import ModelError, NotDueError, PermanentError
 from modelcall import content_text, strip_report
 from protocol import (
     AGENT_ROLES,
@@ -121,12 +121,17 @@ class AgentActor(ModelActor):
     @handler
     async def on_control(self, control: Control, ctx: MessageContext) -> None:
         """👍 / 👎 on a commit message: merge the run's branch into main, or delete it, under
-        the session's run lock (``RunControl.merge`` / ``discard``).
+        the session's run lock (``RunControl.merge`` / ``discard``); a decision on an approval
+        a run waits on, or its deadline: resume the run (``decide``).
 
         Raises:
             PermanentError: any other control.
+            NotDueError: an approval's deadline that has not passed (it comes back then).
             TransientError: a run held the session's lock for ``lock_wait_s``.
         """
+        if control.action in _DECISIONS:
+            await self.decide(control, ctx)
+            return
         match control.action:
             case ControlAction.MERGE:
                 text = await self.runs.merge(control, self.actor_id)
@@ -148,6 +153,40 @@ class AgentActor(ModelActor):
             reply_to = ReplyTo.of(control)
             await ctx.reply(reply_to.origin, reply_to.build(
                 Reply, text=text, flow=Flow.SEQUENTIAL, role=self.actor_id.role))
+
+    async def decide(self, control: Control, ctx: MessageContext) -> None:
+        """Resume the run that waits on approval ``control.approval_id`` with the decision
+        (docs/design.md#approvals). Who may decide is the gateway's or the API's check; here the
+        approval id, known only to those shown the request, must match the waiting run. A
+        decision on an approval no longer waited on changes nothing (the person who made it
+        is told).
+
+        Raises:
+            NotDueError: an ``approval_timeout`` before the approval's ``expires_at``.
+            TransientError: a run held the session's lock for ``lock_wait_s``.
+        """
+        checkpoint = await self.runs.awaiting(control.session, self.actor_id.role,
+                                              control.approval_id)
+        if checkpoint is None or checkpoint.approval is None:
+            await ctx.emit("approval_skipped", detail=(
+                f"{control.action} of approval {control.approval_id}: not waited on"))
+            if control.origin and control.action is not ControlAction.APPROVAL_TIMEOUT:
+                reply_to = ReplyTo.of(control)
+                await ctx.reply(reply_to.origin, reply_to.build(
+                    Reply, text="⌛ That approval was already decided or has expired; "
+                                "nothing was changed.",
+                    flow=Flow.SEQUENTIAL, role=self.actor_id.role))
+            return
+        if control.action is ControlAction.APPROVAL_TIMEOUT:
+            due_in = checkpoint.approval.expires_at - time.time()
+            if due_in > 0:
+                msg = f"approval {control.approval_id} expires in {due_in:.0f} s"
+                raise NotDueError(msg, due_in_s=due_in)
+        decision = Decision.of(control, self.topology.tools.approval_timeout_s)
+        await ctx.emit("approval_decided", detail=(
+            f"approval {decision.approval_id}: "
+            + ("approved" if decision.approved else f"denied: {decision.reason}")))
+        await AgentRun(self.agent_role, ctx, RunTask.of_decision(decision, checkpoint)).run()
 
     async def answer_call(self, ctx: MessageContext, models: Sequence[ModelSpec],
                           messages: list[dict[str, Any]], *,
@@ -235,6 +274,9 @@ class AgentActor(ModelActor):
         text = strip_report(reply.text).strip()
         return (f"🔁 Second opinion ({peer.name}):\n{text}", reply.usage) if text else None
 
+
+_DECISIONS = frozenset({ControlAction.APPROVE, ControlAction.DENY,
+                        ControlAction.APPROVAL_TIMEOUT})
 
 TOKEN_LIMIT_NOTE = "\n\n… (the answer reached its token limit)"
 """Appended when the model stopped at ``max_tokens`` (finish reason ``length``)."""

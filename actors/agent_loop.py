@@ -1,7 +1,9 @@
 """The turns of the agentic loop (docs/design.md#the-agentic-loop): one model call with tools per
 turn.
 
-A turn: one model call with the workspace tools → run the tools it asked for → confidence
+A turn: one model call with the workspace tools → (when a call it asked for is marked
+``approval: ask``, the turn stops here until a person decides: ``Outcome.APPROVAL``,
+``TurnEngine.decide``; docs/design.md#approvals) → run the tools it asked for → confidence
 from the model's report and the evaluator's signals → progress to the person (turn n/max,
 confidence, model, files read/written) → the escalation rules (``actors.escalation``). The run
 around the turns (lock, checkpoints, abort, pause, git, artifacts) is ``actors.agent_run``.
@@ -10,6 +12,7 @@ around the turns (lock, checkpoints, abort, pause, git, artifacts) is ``actors.a
 from __future__ import annotations
 
 import enum
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,13 +23,16 @@ from modelcall import parse_report
 from protocol import (
     EscalationMemo,
     Flow,
+    PendingApproval,
     Progress,
+    Refusal,
     StepDigest,
     ToolCall,
     ToolResult,
     ToolUse,
     Usage,
     refusal_kind,
+    refusal_tag,
 )
 from runtime import child_span
 
@@ -47,6 +53,9 @@ class Outcome(enum.Enum):
     DONE = "done"
     STUCK = "stuck"
     """Escalation was due but the path has no higher model: ask the person."""
+    APPROVAL = "approval"
+    """A tool call of the turn waits for a person's approval (``LoopState.approval``): none of
+    the turn's calls ran."""
 
 
 @dataclass
@@ -65,6 +74,8 @@ class LoopState:
     usage: Usage = field(default_factory=Usage)
     last_text: str = ""
     stuck_reason: str = ""
+    approval: PendingApproval | None = None
+    """The turn stopped for an approval (``Outcome.APPROVAL``), until ``TurnEngine.decide``."""
 
 
 class TurnEngine:
@@ -95,47 +106,82 @@ class TurnEngine:
         self.mcp = mcp
 
     async def turn(self, state: LoopState) -> Outcome:
-        """Run turn ``state.turn + 1`` and update ``state``."""
+        """Run turn ``state.turn + 1`` and update ``state``; ``Outcome.APPROVAL`` leaves the
+        turn's tool calls in ``state.approval`` until ``decide``."""
 
         state.turn += 1
         level = self.path[state.level]
-        started = time.perf_counter()
+        started = time.time()
         schemas = TOOL_SCHEMAS if self.mcp is None else [*TOOL_SCHEMAS, *self.mcp.schemas]
         reply = await self.answer(self.ctx, level.models, state.messages, tools=schemas,
                                   purpose=f"turn {state.turn}", max_tokens=self.max_tokens)
         model = reply.usage.model or level.name
         state.usage = state.usage + reply.usage
         state.last_text = reply.text
-        report = parse_report(reply.text)
         state.messages.append(_assistant_message(reply.text, reply.tool_calls))
-        results, read, written = await self._run_tools(reply.tool_calls, state)
+        asked = tuple(c.call_id for c in reply.tool_calls if self.asks(c.name))
+        if asked:
+            state.approval = PendingApproval(
+                approval_id=secrets.token_hex(8), calls=reply.tool_calls, asked=asked,
+                reply_to=self.reply_to, expires_at=time.time() + self.tools.approval_timeout_s,
+                model=model, started=started, text=reply.text)
+            return Outcome.APPROVAL
+        return await self._use_tools(state, reply.tool_calls, model, started, frozenset(), "")
+
+    async def decide(self, state: LoopState, *, approved: bool, reason: str = "") -> Outcome:
+        """Finish the turn that stopped for an approval (``state.approval``): run its calls,
+        those that asked only when ``approved``; a denied call's result is a ``denied`` tool
+        error that says ``reason``."""
+        pending = state.approval
+        assert pending is not None
+        state.approval = None
+        state.last_text = pending.text
+        denied = frozenset() if approved else frozenset(pending.asked)
+        return await self._use_tools(state, pending.calls, pending.model, pending.started,
+                                     denied, reason)
+
+    def asks(self, name: str) -> bool:
+        """Whether a call of tool ``name`` waits for a person's approval: ``tools.approval``
+        for a built-in tool, the server's ``approval`` for an MCP tool."""
+        if self.mcp is not None and self.mcp.owns(name):
+            return self.mcp.asks(name)
+        return self.tools.approval.get(name, "never") == "ask"
+
+    async def _use_tools(self, state: LoopState, calls: tuple[ToolCall, ...], model: str,
+                         started: float, denied: frozenset[str], reason: str) -> Outcome:
+        """The rest of a turn once the model answered with ``calls``: run them (refusing
+        those in ``denied``), the confidence, the trajectory step, progress, escalation."""
+        level = self.path[state.level]
+        report = parse_report(state.last_text)
+        results, read, written = await self._run_tools(calls, state, denied, reason)
         signals = TurnSignals(reported_confidence=report.confidence, status=report.status,
-                              tool_calls=tuple(reply.tool_calls), tool_results=tuple(results),
+                              tool_calls=calls, tool_results=tuple(results),
                               files_changed=len(written))
         state.confidence = turn_confidence(state.confidence, signals)
         state.trajectory.append(StepDigest(
             turn=state.turn, model=model, tier=level.tier, confidence=state.confidence,
-            status=report.status or "", duration_ms=(time.perf_counter() - started) * 1000,
-            tools=tuple(ToolUse.of(c, r) for c, r in zip(reply.tool_calls, results, strict=False)),
+            status=report.status or "", duration_ms=(time.time() - started) * 1000,
+            tools=tuple(ToolUse.of(c, r) for c, r in zip(calls, results, strict=False)),
         ))
         await self._progress(state, model, read, written)
         await self.ctx.emit("turn", model=model, detail=(
             f"turn {state.turn}/{self.max_turns} confidence {state.confidence} "
             f"tools {len(results)} status {report.status or '-'}"))
-        reason = observe(state.memo, state.confidence, signals)
-        if reason is not None:
+        reason_to_escalate = observe(state.memo, state.confidence, signals)
+        if reason_to_escalate is not None:
             # A role backed by a hosted agent has no stronger model to move to: ask the person.
             if not self.escalates or state.level + 1 >= len(self.path):
-                state.stuck_reason = reason
+                state.stuck_reason = reason_to_escalate
                 return Outcome.STUCK
-            await self._escalate(state, reason)
-        if not reply.tool_calls and report.status not in {"continue", "stuck"}:
+            await self._escalate(state, reason_to_escalate)
+        if not calls and report.status not in {"continue", "stuck"}:
             return Outcome.DONE
-        if not reply.tool_calls:
+        if not calls:
             state.messages.append({"role": "user", "content": "Continue with the next step."})
         return Outcome.CONTINUE
 
-    async def _run_tools(self, calls: tuple[ToolCall, ...], state: LoopState
+    async def _run_tools(self, calls: tuple[ToolCall, ...], state: LoopState,
+                         denied: frozenset[str], reason: str
                          ) -> tuple[list[ToolResult], list[str], list[str]]:
 
         results: list[ToolResult] = []
@@ -146,7 +192,11 @@ class TurnEngine:
                 "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.call_id,
                 "switchboard.session": self.ctx.session,
             }) as span:
-                if self.mcp is not None and self.mcp.owns(call.name):
+                if call.call_id in denied:
+                    result = ToolResult(call_id=call.call_id, name=call.name, is_error=True,
+                                        content=refusal_tag(f"error: not run: {reason}",
+                                                            Refusal.DENIED))
+                elif self.mcp is not None and self.mcp.owns(call.name):
                     result = await self.mcp.call(call)
                 else:
                     result = await run_tool(self.workspace, call, self.tools)

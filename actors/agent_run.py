@@ -4,11 +4,15 @@ role comes as an ``actors.agent_role.AgentRole``.
 
 1. Take the session's run lock (a second request waits, and the person is told it is queued).
 2. Resume from the session's checkpoint when it belongs to this request (a redelivery after a
-   crash, or the person's answer to a clarifying question); otherwise start afresh.
+   crash, the person's answer to a clarifying question, or a decision on an approval);
+   otherwise start afresh.
 3. Restore the workspace from the artifact store and check out the run's git branch.
 4. Turns until done, max turns, an abort, or stuck at the top of the escalation path — then
-   ask the person and pause. Each turn's file changes are committed; a checkpoint every 5
-   turns, at a pause and at the end.
+   ask the person and pause. A turn whose tool calls need a person's approval stops the run
+   until someone decides (docs/design.md#approvals): checkpointed, the lock released, the
+   approval request shown, and a deadline sent to the role itself; the decision resumes it.
+   Each turn's file changes are committed; a checkpoint every 5 turns, at a pause, at an
+   approval and at the end.
 5. Answer (files attached for ``<<path>>`` markers; branch and commit named, 👍 merges and 👎
    deletes), sync the workspace to the artifact store, hand the trajectory to the evaluator.
 """
@@ -36,10 +40,16 @@ from artifacts import Workspace, restore_workspace, sync_to_store
 from core.errors import SwitchboardError, ToolError
 from modelcall import strip_report
 from protocol import (
+    APPROVAL_ARGUMENT_CHARS,
+    ApprovalCall,
+    ApprovalRequest,
     Checkpoint,
+    Control,
+    ControlAction,
     ErrorCode,
     FileBlob,
     Flow,
+    PendingApproval,
     Progress,
     Reply,
     RunState,
@@ -56,6 +66,8 @@ _MARKER = re.compile(r"<<([^<>\n]{1,300})>>")
 ANSWER_KEY, RESULT_KEY = "answer", "result"
 """Publish keys of a run's answer and result (``MessageContext.send``): the same on a
 redelivery, so a run that finished before its ack is answered and evaluated once."""
+APPROVAL_KEY, DEADLINE_KEY = "approval", "approval-deadline"
+"""Publish keys of an approval request and of its deadline (likewise, once per delivery)."""
 
 
 class AgentRun:
@@ -118,7 +130,10 @@ class AgentRun:
     # ------------------------------------------------------------------ start / resume
 
     async def _start_or_resume(self, held: HeldRun) -> LoopState | None:
-        how, checkpoint = await held.resume(answering=bool(self.task.answer))
+        decision = self.task.decision
+        how, checkpoint = await held.resume(
+            answering=bool(self.task.answer),
+            deciding=decision.approval_id if decision is not None else "")
         if how is Resume.FRESH:
             confidence = await self.agent.memory.confidence(self.session)
             return LoopState(level=self._start_level(), messages=await self._first_messages(),
@@ -129,8 +144,16 @@ class AgentRun:
         if how is Resume.REPEAT:
             await self._repeat(checkpoint)
             return None
+        if how is Resume.REASK:
+            assert checkpoint.approval is not None
+            await self._announce(checkpoint.approval, checkpoint.turn)
+            return None
         state = _state_from(checkpoint)
-        if self.task.answer:
+        if decision is not None:
+            await self.ctx.emit("resumed", detail=(
+                f"turn {state.turn}: approval {decision.approval_id} "
+                + ("approved" if decision.approved else f"denied: {decision.reason}")))
+        elif self.task.answer:
             state.messages.append({"role": "user", "content": self.task.answer})
             state.memo.low_turns = state.memo.unchanged_turns = 0
             await self.ctx.emit("resumed", detail=f"after the person's answer, turn {state.turn}")
@@ -183,11 +206,23 @@ class AgentRun:
 
     async def _turns(self, state: LoopState, held: HeldRun) -> None:
         git = GitRepo(self.workspace, policy=self.topology.tools)
-        while state.turn < self.max_turns:
+        decision = self.task.decision
+        while state.turn < self.max_turns or state.approval is not None:
             if await held.abort_requested():
                 await self._finish(state, held, aborted=True)
                 return
-            outcome = await self.engine.turn(state)
+            if state.approval is not None:
+                if decision is None:  # resume_from continues an approval only with its decision
+                    await self._await_approval(state, held)
+                    return
+                outcome = await self.engine.decide(state, approved=decision.approved,
+                                                   reason=decision.reason)
+                decision = None
+            else:
+                outcome = await self.engine.turn(state)
+            if outcome is Outcome.APPROVAL:
+                await self._await_approval(state, held)
+                return
             commit = await git.commit_all(f"turn {state.turn}: "
                                           f"{', '.join(state.files_written[-3:]) or 'changes'}")
             if commit is not None:
@@ -211,10 +246,39 @@ class AgentRun:
             confidence=state.confidence, escalation=state.memo,
             messages=pack_messages(state.messages), trajectory=tuple(state.trajectory),
             files_written=tuple(state.files_written), usage=state.usage, branch=self.branch,
-            question=question, reply=reply,
+            question=question, reply=reply, approval=state.approval,
         )
         await keep(checkpoint)
         await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({checkpoint.status})")
+
+    async def _await_approval(self, state: LoopState, held: HeldRun) -> None:
+        """A tool call of this turn needs a person's approval: checkpoint the run as waiting
+        (the lock is released when this delivery ends), show the request and set its deadline
+        (docs/design.md#approvals)."""
+        pending = state.approval
+        assert pending is not None
+        await self._checkpoint(state, held.await_approval)
+        asked = [c.name for c in pending.calls if c.call_id in pending.asked]
+        await self.ctx.emit("approval_requested", model=pending.model, detail=(
+            f"turn {state.turn}: {', '.join(asked)} (approval {pending.approval_id}, "
+            f"{self.topology.tools.approval_timeout_s:g} s)"))
+        await self._announce(pending, state.turn)
+        await self._sync_workspace()
+
+    async def _announce(self, pending: PendingApproval, turn: int) -> None:
+        """Publish the approval request of ``pending`` to the person, and its deadline to this
+        role (a Control ``approval_timeout`` that waits in the role's stream until
+        ``expires_at``). Under fixed keys: a redelivery publishes neither twice."""
+        calls = tuple(ApprovalCall(name=c.name, arguments=c.arguments[:APPROVAL_ARGUMENT_CHARS])
+                      for c in pending.calls if c.call_id in pending.asked)
+        await self.ctx.reply(pending.reply_to.origin, pending.reply_to.build(
+            ApprovalRequest, approval_id=pending.approval_id, role=self.role, calls=calls,
+            user_id=self.task.request.user_id, expires_at=pending.expires_at, turn=turn),
+            key=APPROVAL_KEY)
+        await self.ctx.send(self.role, Control(
+            session=self.session, action=ControlAction.APPROVAL_TIMEOUT, role=self.role,
+            request_id=self.task.request_id, approval_id=pending.approval_id),
+            key=DEADLINE_KEY)
 
     async def _pause(self, state: LoopState, held: HeldRun) -> None:
         """Stuck at the top of the escalation path: ask the person and wait
@@ -316,7 +380,8 @@ def _state_from(checkpoint: Checkpoint) -> LoopState:
         level=checkpoint.level, messages=unpack_messages(checkpoint.messages),
         turn=checkpoint.turn, confidence=checkpoint.confidence, memo=checkpoint.escalation,
         trajectory=list(checkpoint.trajectory), files_written=list(checkpoint.files_written),
-        usage=checkpoint.usage,
+        usage=checkpoint.usage, approval=checkpoint.approval,
+        last_text=checkpoint.approval.text if checkpoint.approval is not None else "",
     )
 
 

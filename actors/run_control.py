@@ -3,10 +3,12 @@ decided here and nowhere else, each under the session's run lock (``actors.runs.
 
 - **Run**: a run holds the lock from its start to its pause or end (``RunControl.run``); only
   the holder (``HeldRun``) writes the run's checkpoint and its ``CheckpointStatus``: ``running``
-  every few turns, ``paused`` when it asks the person, ``done`` or ``aborted`` at the end.
+  every few turns, ``paused`` when it asks the person, ``awaiting_approval`` when tool calls
+  wait for a person's approval (docs/design.md#approvals), ``done`` or ``aborted`` at the end.
 - **Resume**: ``HeldRun.resume`` reads the session's checkpoint and decides how a delivery goes
-  on (``Resume``): afresh, from the checkpoint (a redelivery after a crash, or the person's
-  answer to the run's question), by repeating a finished run's answer, or not at all.
+  on (``Resume``): afresh, from the checkpoint (a redelivery after a crash, the person's
+  answer to the run's question, or the decision on its approval), by repeating a finished
+  run's answer or its approval request, or not at all.
 - **Abort**: a flag anyone publishes on the session's control subject (``actors.runs``); the
   holder reads it before each turn (``HeldRun.abort_requested``).
 - **Merge, discard, delete**: 👍 / 👎 on a commit message and a deleted thread take the same
@@ -60,16 +62,30 @@ class Resume(enum.Enum):
     REPEAT = "repeat"
     """The run finished (with its ``reply``) before its delivery was acked: publish its answer
     and result again."""
+    REASK = "reask"
+    """The run stopped for an approval before its delivery was acked: publish the approval
+    request (and its deadline) again."""
     SKIP = "skip"
-    """Nothing to do: an answer to a run that is no longer paused, a duplicate of the request
-    that paused, or a finished run with no answer kept."""
+    """Nothing to do: an answer to a run that is no longer paused, a decision on an approval
+    the run no longer waits on, a duplicate of the request that paused, or a finished run
+    with no answer kept."""
 
 
-def resume_from(checkpoint: Checkpoint | None, request_id: str, *, answering: bool) -> Resume:
+def resume_from(checkpoint: Checkpoint | None, request_id: str, *, answering: bool,
+                deciding: str = "") -> Resume:
     """How a delivery of run ``request_id`` goes on, given the session's ``checkpoint`` (None:
-    there is none); ``answering``: the delivery is the person's answer to the run's question."""
+    there is none); ``answering``: the delivery is the person's answer to the run's question;
+    ``deciding``: the ``approval_id`` the delivery decides ("" when it decides none)."""
     if checkpoint is None or checkpoint.request_id != request_id:
-        return Resume.SKIP if answering else Resume.FRESH
+        return Resume.SKIP if answering or deciding else Resume.FRESH
+    if checkpoint.status == CheckpointStatus.AWAITING_APPROVAL:
+        pending = checkpoint.approval
+        if deciding:
+            return (Resume.CONTINUE if pending is not None and pending.approval_id == deciding
+                    else Resume.SKIP)
+        return Resume.SKIP if answering else Resume.REASK
+    if deciding:
+        return Resume.SKIP
     if checkpoint.status in _FINISHED:
         return Resume.REPEAT if checkpoint.reply is not None else Resume.SKIP
     if checkpoint.status == CheckpointStatus.PAUSED and not answering:
@@ -110,15 +126,17 @@ class HeldRun:
         self.request_id = lock.state.request_id
         self.control_seq = 0
 
-    async def resume(self, *, answering: bool) -> tuple[Resume, Checkpoint | None]:
+    async def resume(self, *, answering: bool, deciding: str = ""
+                     ) -> tuple[Resume, Checkpoint | None]:
         """How this delivery goes on (``resume_from``), with the run's checkpoint (None unless
-        ``CONTINUE`` or ``REPEAT``); ``answering`` as ``resume_from``'s.
+        ``CONTINUE``, ``REPEAT`` or ``REASK``); ``answering`` and ``deciding`` as
+        ``resume_from``'s.
 
         Raises:
             BrokerError: the checkpoints bucket did not answer.
         """
         checkpoint = await self._checkpoints.load(self.session)
-        how = resume_from(checkpoint, self.request_id, answering=answering)
+        how = resume_from(checkpoint, self.request_id, answering=answering, deciding=deciding)
         if how is Resume.FRESH:
             self.control_seq = await control_sequence(self._js, self._subjects, self.session)
             return how, None
@@ -153,6 +171,13 @@ class HeldRun:
         """Keep ``checkpoint`` (its ``question`` asked) as the paused run's: the person's answer
         resumes it (``Resume.CONTINUE``). Raises as ``save``."""
         await self._store(checkpoint, CheckpointStatus.PAUSED)
+
+    async def await_approval(self, checkpoint: Checkpoint) -> None:
+        """Keep ``checkpoint`` (its ``approval`` pending) as the run's that waits for a
+        person's approval: a decision on it resumes the run (``Resume.CONTINUE``), on any
+        replica, once this one has released the lock. Raises as ``save``."""
+        assert checkpoint.approval is not None
+        await self._store(checkpoint, CheckpointStatus.AWAITING_APPROVAL)
 
     async def done(self, checkpoint: Checkpoint) -> None:
         """Keep ``checkpoint`` (its ``reply`` the answer) as the finished run's. Raises as
@@ -212,6 +237,21 @@ class RunControl:
     async def paused(self, session: str) -> Checkpoint | None:
         """The session's run paused on a clarifying question, or None (``paused_run``)."""
         return await paused_run(self._checkpoints, session)
+
+    async def awaiting(self, session: str, role: str, approval_id: str) -> Checkpoint | None:
+        """The session's checkpoint when its run by ``role`` waits on approval
+        ``approval_id``, else None (decided already, timed out, or another run's).
+
+        Raises:
+            BrokerError: the checkpoints bucket did not answer.
+        """
+        checkpoint = await self._checkpoints.load(session)
+        if (checkpoint is None or checkpoint.role != role
+                or checkpoint.status != CheckpointStatus.AWAITING_APPROVAL
+                or checkpoint.approval is None
+                or checkpoint.approval.approval_id != approval_id):
+            return None
+        return checkpoint
 
     async def checkpoint_of(self, session: str, request_id: str, role: str
                             ) -> Checkpoint | None:

@@ -11,6 +11,8 @@ import msgspec
 from actors.memory import Speaker
 from protocol import (
     Checkpoint,
+    Control,
+    ControlAction,
     ReplyTo,
     RequestFacts,
     RunAnswer,
@@ -19,6 +21,29 @@ from protocol import (
     TurnResult,
     Usage,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The decision on the approval a run waits on (docs/design.md#approvals): ``approved``,
+    and for a denial the ``reason`` the model is told (who denied, or that no one answered in
+    time)."""
+
+    approval_id: str
+    approved: bool
+    reason: str = ""
+
+    @classmethod
+    def of(cls, control: Control, timeout_s: float) -> Decision:
+        """The decision a Control ``approve`` / ``deny`` / ``approval_timeout`` makes
+        (``timeout_s``: the run's approval bound, for the reason)."""
+        if control.action is ControlAction.APPROVE:
+            return cls(control.approval_id, approved=True)
+        if control.action is ControlAction.DENY:
+            who = f" by {control.user_id}" if control.user_id else ""
+            return cls(control.approval_id, approved=False, reason=f"the person denied it{who}")
+        return cls(control.approval_id, approved=False,
+                   reason=f"no one approved it within {timeout_s:g} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +68,8 @@ class RunTask:
     usage: Usage = Usage()
     answer: str = ""
     """The person's answer to the paused run's question ("" when not resuming)."""
+    decision: Decision | None = None
+    """The decision on the approval the run waits on (None when not deciding one)."""
 
     @classmethod
     def of_request(cls, request: TurnRequest) -> RunTask:
@@ -62,6 +89,16 @@ class RunTask:
         return cls(reply_to=answer.reply_to, request_id=checkpoint.request_id, request=request,
                    plan=checkpoint.plan, tier=checkpoint.tier, max_turns=checkpoint.max_turns,
                    usage=checkpoint.usage, answer=answer.text)
+
+    @classmethod
+    def of_decision(cls, decision: Decision, checkpoint: Checkpoint) -> RunTask:
+        """The task of run ``checkpoint``, stopped for an approval, resumed by ``decision``:
+        it answers the request it was answering (``PendingApproval.reply_to``), wherever the
+        decision was made."""
+        assert checkpoint.approval is not None
+        return cls(reply_to=checkpoint.approval.reply_to, request_id=checkpoint.request_id,
+                   request=checkpoint.request, plan=checkpoint.plan, tier=checkpoint.tier,
+                   max_turns=checkpoint.max_turns, usage=checkpoint.usage, decision=decision)
 
     @property
     def said(self) -> str:

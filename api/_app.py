@@ -18,11 +18,13 @@ from api._files import RunFiles
 from api._openapi import openapi_document
 from api._runs import RunService
 from api._schema import (
+    DecisionAccepted,
     ErrorBody,
     ErrorDetail,
     Health,
     RunAccepted,
     StopAccepted,
+    decision_decoder,
     encoder,
     request_decoder,
 )
@@ -44,7 +46,8 @@ MAX_BODY_BYTES = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz"})
 """Paths served without a token."""
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+_APPROVAL_ID = re.compile(r"^[0-9a-f]{16}$")
+_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           413: "payload_too_large"}
 
 HealthCheck = Callable[[], Awaitable[Health]]
@@ -95,6 +98,7 @@ class ApiApp:
         app.router.add_get("/v1/runs/{run_id}", self.get_run)
         app.router.add_get("/v1/runs/{run_id}/events", self.run_events)
         app.router.add_post("/v1/runs/{run_id}/stop", self.stop_run)
+        app.router.add_post("/v1/runs/{run_id}/approvals/{approval_id}", self.decide)
         app.router.add_get("/v1/runs/{run_id}/files/{path:.+}", self.run_file)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
@@ -163,6 +167,24 @@ class ApiApp:
         record = await self.runs.stop(_run_id(request))
         return _json(StopAccepted(run_id=record.run_id, status=record.status,
                                   stop_requested=record.stop_requested), 202)
+
+    async def decide(self, request: web.Request) -> web.Response:
+        """``POST /v1/runs/{run_id}/approvals/{approval_id}`` → 202 ``DecisionAccepted``."""
+        run_id, approval_id = _run_id(request), request.match_info["approval_id"]
+        if not _APPROVAL_ID.match(approval_id):
+            msg = f"run {run_id} has no approval {approval_id[:64]}"
+            raise NotFoundError(msg)
+        body = await request.read()
+        try:
+            decision = decision_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise BadRequestError(str(exc)) from exc
+        except msgspec.DecodeError as exc:
+            msg = f"the body is not JSON: {exc}"
+            raise MalformedJsonError(msg) from exc
+        await self.runs.decide(run_id, approval_id, decision.decision, decision.user)
+        return _json(DecisionAccepted(run_id=run_id, approval_id=approval_id,
+                                      decision=decision.decision), 202)
 
     async def run_file(self, request: web.Request) -> web.Response:
         """``GET /v1/runs/{run_id}/files/{path}`` → the file's bytes."""

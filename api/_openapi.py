@@ -10,6 +10,8 @@ import msgspec
 
 from api._schema import (
     MAX_MESSAGE_CHARS,
+    DecisionAccepted,
+    DecisionRequest,
     ErrorBody,
     Health,
     RunAccepted,
@@ -33,8 +35,10 @@ def _json(name: str, description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Malformed JSON, an unknown field, a wrong type or value",
              401: "No or a wrong bearer token",
-             404: "No such run (or file)",
-             409: "The run cannot be stopped: it finished, or it is paused on a question",
+             403: "Only the user who asked for the run may decide its approvals",
+             404: "No such run (or file, or approval)",
+             409: "The run cannot be stopped (it finished, or it is paused on a question), "
+                  "or it does not wait on that approval",
              413: "The body is larger than the API accepts",
              503: "NATS or the actors do not answer"}
     return {str(s): _json("ErrorBody", texts[s]) for s in statuses}
@@ -65,7 +69,8 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "operationId": "runEvents", "summary": "A run's progress and execution events",
             "description": "Server-Sent Events from the run's start until it ends (a late "
             "client first gets what happened so far). `event:` is `run` (the run's state, on "
-            "each status change), `progress`, `reply`, `options`, an execution event's kind "
+            "each status change), `progress`, `approval` (an approval request: decide it with "
+            "`POST .../approvals/{approval_id}`), `reply`, `options`, an execution event's kind "
             "(`classified`, `model_call`, `turn`, ...) and finally `end`; `data:` is JSON. "
             "`: keep-alive` comments keep idle connections open.",
             "parameters": [_RUN_ID],
@@ -79,6 +84,20 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "parameters": [_RUN_ID],
             "responses": {"202": _json("StopAccepted", "The stop is under way"),
                           **_errors(401, 404, 409, 503)}}},
+        "/v1/runs/{run_id}/approvals/{approval_id}": {"post": {
+            "operationId": "decideApproval", "summary": "Approve or deny a run's tool calls",
+            "description": "A run whose tool calls are marked `approval: ask` stops "
+            "(`awaiting_approval`, the calls in its `approval`) until someone decides. "
+            "`approve` runs them; `deny` gives the model a refusal it reads and goes on. No "
+            "decision before `expires_at` counts as deny. Only the run's user may decide.",
+            "parameters": [_RUN_ID, {
+                "name": "approval_id", "in": "path", "required": True,
+                "description": "The run's `approval.approval_id` (16 hex digits).",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("DecisionRequest")}}},
+            "responses": {"202": _json("DecisionAccepted", "The run goes on with the decision"),
+                          **_errors(400, 401, 403, 404, 409, 503)}}},
         "/v1/runs/{run_id}/files/{path}": {"get": {
             "operationId": "getRunFile", "summary": "A file of the run's workspace",
             "description": "A file the run answered with (`files` of the run), else the "
@@ -106,7 +125,8 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
 def openapi_document(max_body_bytes: int) -> bytes:
     """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
     _, components = msgspec.json.schema_components(
-        [RunRequest, RunAccepted, RunView, StopAccepted, ErrorBody, Health], ref_template=_REF)
+        [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
+         ErrorBody, Health], ref_template=_REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",

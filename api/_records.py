@@ -12,9 +12,17 @@ import random
 
 import msgspec
 
-from api._schema import FINISHED, ErrorDetail, RunStatus, RunView
+from api._schema import (
+    FINISHED,
+    ApprovalCallView,
+    ApprovalView,
+    ErrorDetail,
+    RunStatus,
+    RunView,
+)
 from protocol import (
     AGENT_ROLES,
+    ApprovalRequest,
     ChatMessage,
     ConsolidatedOptions,
     ErrorCode,
@@ -64,6 +72,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
     loop_started: bool = False
     stop_requested: bool = False
     abort_sent: bool = False
+    approval: ApprovalView | None = None
+    """The approval the run waits on (``awaiting_approval``)."""
 
     @property
     def trace_id(self) -> str:
@@ -94,7 +104,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
             max_turns=self.max_turns, model=self.model or None,
             confidence=self.confidence or None, answer=self.answer or None,
             files=list(self.files), error=self.error, created_at=self.created_at,
-            updated_at=self.updated_at or self.created_at, stop_requested=self.stop_requested)
+            updated_at=self.updated_at or self.created_at, stop_requested=self.stop_requested,
+            approval=self.approval)
 
 
 class SessionQueue(msgspec.Struct, kw_only=True):
@@ -130,6 +141,7 @@ def progressed(record: RunRecord, progress: Progress, now: float) -> RunRecord:
     waiting = progress.stage == "queued" and record.status is RunStatus.QUEUED
     return msgspec.structs.replace(
         record, status=RunStatus.QUEUED if waiting else RunStatus.RUNNING, updated_at=now,
+        approval=None,
         stage=progress.stage,
         flow=str(progress.flow) if progress.stage == "classified"
         else record.flow or str(progress.flow),
@@ -138,6 +150,27 @@ def progressed(record: RunRecord, progress: Progress, now: float) -> RunRecord:
         confidence=progress.confidence or record.confidence,
         model=progress.model or record.model,
         loop_started=record.loop_started or progress.stage in LOOP_STAGES)
+
+
+def approval_asked(record: RunRecord, request: ApprovalRequest, now: float) -> RunRecord:
+    """``record`` after an ApprovalRequest: ``awaiting_approval``, with what waits."""
+    if record.settled:
+        return record
+    return msgspec.structs.replace(
+        record, status=RunStatus.AWAITING_APPROVAL, updated_at=now, loop_started=True,
+        turn=max(record.turn, request.turn), approval=ApprovalView(
+            approval_id=request.approval_id, role=request.role, expires_at=request.expires_at,
+            calls=[ApprovalCallView(name=c.name, arguments=c.arguments)
+                   for c in request.calls]))
+
+
+def approval_decided(record: RunRecord, approval_id: str, now: float) -> RunRecord:
+    """``record`` once its approval ``approval_id`` was decided: running again (a decision
+    made twice finds it so)."""
+    if record.approval is None or record.approval.approval_id != approval_id:
+        return record
+    return msgspec.structs.replace(record, status=RunStatus.RUNNING, approval=None,
+                                   updated_at=now)
 
 
 def _error_of(reply: Reply) -> ErrorDetail | None:
@@ -162,7 +195,8 @@ def answered(record: RunRecord, reply: Reply, *, paused: bool, now: float) -> Ru
         record, status=status, updated_at=now,
         flow=record.flow if record.flow and reply.flow is Flow.SIMPLE else str(reply.flow),
         role=reply.role or record.role, answer=reply.text, error=_error_of(reply),
-        files=tuple(blob.name for blob in reply.files), model=reply.usage.model or record.model)
+        files=tuple(blob.name for blob in reply.files), model=reply.usage.model or record.model,
+        approval=None)
 
 
 def options_answered(record: RunRecord, options: ConsolidatedOptions, text: str,

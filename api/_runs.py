@@ -17,13 +17,29 @@ from collections.abc import Callable
 
 from api import _records as rec
 from api._records import ORIGIN, RunRecord, SessionQueue
-from api._schema import RunRequest, RunStatus, RunView
+from api._schema import Decision, RunRequest, RunStatus, RunView
 from api._store import RunStore
-from api.errors import ConflictError, NotFoundError, StoreError, UnavailableError
+from api.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    StoreError,
+    UnavailableError,
+)
+from gateway.approvals import decision_control
 from gateway.bridge import Bridge
 from gateway.errors import NotRunningError
 from gateway.render import render_options
-from protocol import ConsolidatedOptions, Control, ControlAction, Flow, Outbound, Progress, Reply
+from protocol import (
+    ApprovalRequest,
+    ConsolidatedOptions,
+    Control,
+    ControlAction,
+    Flow,
+    Outbound,
+    Progress,
+    Reply,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -121,7 +137,8 @@ class RunService:
 
     async def stop(self, run_id: str) -> RunRecord:
         """Stop a run: one still waiting in its session's queue is aborted at once; one with
-        the actors is aborted at its next turn (the abort control goes out as soon as its
+        the actors is aborted at its next turn (one waiting on an approval: its approval is
+        denied, so it resumes and stops) (the abort control goes out as soon as its
         agentic loop runs: ``<prefix>.control.<session>``). A run with no loop (one-turn
         answers) finishes normally.
 
@@ -153,13 +170,55 @@ class RunService:
         if changed is None:
             msg = f"no run {run_id}"
             raise NotFoundError(msg)
-        return await self._abort_if_due(changed[1])
+        after = await self._abort_if_due(changed[1])
+        if after.status is RunStatus.AWAITING_APPROVAL and after.approval is not None:
+            # Stopped for an approval, the loop reads no abort: deny it, so the run resumes
+            # and finds the abort before it runs anything.
+            after = await self.decide(run_id, after.approval.approval_id, Decision.DENY, None)
+        return after
+
+    async def decide(self, run_id: str, approval_id: str, decision: Decision,
+                     user: str | None) -> RunRecord:
+        """Send ``decision`` on approval ``approval_id`` of the run, made by ``user`` (None:
+        the run's own user), docs/design.md#approvals.
+
+        Returns:
+            The run as stored after (``running`` again).
+
+        Raises:
+            NotFoundError: no such run.
+            ForbiddenError: ``user`` is not the run's user.
+            ConflictError: the run does not wait on that approval (decided, expired, another).
+            StoreError: a bucket did not answer.
+            UnavailableError: the decision could not be published.
+        """
+        record = await self.get(run_id)
+        if user is not None and user != record.user:
+            msg = f"only {record.user}, who asked for run {run_id}, may decide its approvals"
+            raise ForbiddenError(msg)
+        pending = record.approval
+        if (record.status is not RunStatus.AWAITING_APPROVAL or pending is None
+                or pending.approval_id != approval_id):
+            msg = f"run {run_id} does not wait on approval {approval_id} (it is {record.status})"
+            raise ConflictError(msg)
+        action = ControlAction.APPROVE if decision is Decision.APPROVE else ControlAction.DENY
+        try:
+            await self.bridge.control(decision_control(
+                action, session=record.session, role=pending.role, approval_id=approval_id,
+                user_id=f"api:{record.user}", request_id=run_id))
+        except NotRunningError as exc:
+            msg = f"the decision on run {run_id} was not published: {exc}"
+            raise UnavailableError(msg) from exc
+        _log.info("run %s: approval %s %s", run_id, approval_id, decision)
+        changed = await self.store.update(
+            run_id, lambda r: rec.approval_decided(r, approval_id, self.clock()))
+        return changed[1] if changed else record
 
     # ------------------------------------------------------------------ the actors' answers
 
     async def on_outbound(self, message: Outbound) -> None:
-        """Record a Progress, Reply or ConsolidatedOptions for an API run; a final answer
-        frees the run's session for the next run. Safe to repeat (a redelivery).
+        """Record a Progress, Reply, ConsolidatedOptions or ApprovalRequest for an API run; a
+        final answer frees the run's session for the next run. Safe to repeat (a redelivery).
 
         Raises:
             StoreError: a bucket did not answer (the message is redelivered later).
@@ -181,11 +240,14 @@ class RunService:
                 text = render_options(message)
                 changed = await self.store.update(
                     run_id, lambda r: rec.options_answered(r, message, text, now))
+            case ApprovalRequest():
+                changed = await self.store.update(
+                    run_id, lambda r: rec.approval_asked(r, message, now))
         if changed is None:
             _log.warning("outbox: %s for unknown run %s dropped", type(message).__name__, run_id)
             return
         after = await self._abort_if_due(changed[1])
-        if after.settled and not isinstance(message, Progress):
+        if after.settled and isinstance(message, Reply | ConsolidatedOptions):
             await self._release(after)
 
     # ------------------------------------------------------------------ sending

@@ -27,11 +27,14 @@ User = Annotated[str, msgspec.Meta(
 
 class RunStatus(enum.StrEnum):
     """Where a run is: ``queued`` (waiting for its session, or for the actors to start it),
-    ``running``, ``paused`` (the run asked a question: answer it with a new run in the same
-    session), ``done``, ``failed``, ``aborted`` (stopped)."""
+    ``running``, ``awaiting_approval`` (tool calls wait for a decision:
+    ``POST /v1/runs/{run_id}/approvals/{approval_id}``), ``paused`` (the run asked a question:
+    answer it with a new run in the same session), ``done``, ``failed``, ``aborted``
+    (stopped)."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
     PAUSED = "paused"
     DONE = "done"
     FAILED = "failed"
@@ -73,6 +76,49 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error: ErrorDetail
 
 
+class ApprovalCallView(msgspec.Struct, kw_only=True):
+    """One tool call waiting for the approval: its tool's ``name`` and its ``arguments``
+    (JSON text, cut to 1,500 characters)."""
+
+    name: str
+    arguments: str
+
+
+class ApprovalView(msgspec.Struct, kw_only=True):
+    """The approval a run waits on (``awaiting_approval``): decide it with ``POST
+    /v1/runs/{run_id}/approvals/{approval_id}`` before ``expires_at`` (Unix seconds), after
+    which the run takes no answer as a denial."""
+
+    approval_id: str
+    role: str
+    calls: list[ApprovalCallView]
+    expires_at: float
+
+
+class Decision(enum.StrEnum):
+    """What a person decides about an approval."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class DecisionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/runs/{run_id}/approvals/{approval_id}``: the decision, and who makes it
+    (only the run's ``user`` may; absent: the run's user)."""
+
+    decision: Decision
+    user: User | None = None
+
+
+class DecisionAccepted(msgspec.Struct, kw_only=True):
+    """``202``: the decision went to the run, which goes on (``approve`` runs the calls,
+    ``deny`` tells the model they were refused)."""
+
+    run_id: str
+    approval_id: str
+    decision: Decision
+
+
 class RunView(msgspec.Struct, kw_only=True):
     """``GET /v1/runs/{run_id}``: a run's state. ``turn`` / ``max_turns`` count the agentic
     loop's turns (SEQUENTIAL runs), ``confidence`` is 0-100, ``model`` the last model used,
@@ -95,6 +141,7 @@ class RunView(msgspec.Struct, kw_only=True):
     created_at: float
     updated_at: float
     stop_requested: bool
+    approval: ApprovalView | None = None
 
 
 class StopAccepted(msgspec.Struct, kw_only=True):
@@ -127,4 +174,5 @@ class Health(msgspec.Struct, kw_only=True):
 
 
 request_decoder: Decoder[RunRequest] = Decoder(RunRequest)
+decision_decoder: Decoder[DecisionRequest] = Decoder(DecisionRequest)
 encoder = msgspec.json.Encoder()

@@ -33,6 +33,7 @@ from api._store import decode_record
 from api.errors import UnavailableError
 from core.tasks import cancel_and_wait
 from protocol import (
+    ApprovalRequest,
     ConsolidatedOptions,
     Progress,
     Reply,
@@ -90,6 +91,8 @@ def outbound_frame(data: bytes, run_id: str) -> _Frame | None:
             return _Frame("reply", _encoder.encode(body))
         case ConsolidatedOptions():
             return _Frame("options", data)
+        case ApprovalRequest():
+            return _Frame("approval", data)
     return None
 
 

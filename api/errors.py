@@ -9,8 +9,10 @@ Hierarchy::
     │   ├── MalformedJsonError       400 malformed_json: the body is not JSON
     │   └── BadPathError             400 bad_path: a file path leaves the workspace or is not clean
     ├── UnauthorizedError        401 unauthorized: no or a wrong bearer token
+    ├── ForbiddenError           403 forbidden: deciding an approval of another user's run
     ├── NotFoundError            404 not_found: no such run, file or route
-    ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused)
+    ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused),
+    │                            or does not wait on that approval
     ├── PayloadTooLargeError     413 payload_too_large: the body is larger than the limit
     └── UnavailableError         503 unavailable: NATS or the actors do not answer
         └── StoreError               503 unavailable: a JetStream bucket did not answer
@@ -55,6 +57,13 @@ class UnauthorizedError(ApiError):
 
     status = 401
     code = "unauthorized"
+
+
+class ForbiddenError(ApiError):
+    """The caller may not do this to the run (deciding an approval of someone else's run)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFoundError(ApiError):

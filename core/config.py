@@ -211,6 +211,21 @@ def resolve_values(values: dict[str, str | SecretValue]) -> dict[str, str]:
     return {k: v.value() if isinstance(v, SecretValue) else v for k, v in values.items()}
 
 
+Approval = Literal["ask", "never"]
+"""Whether a tool call waits for a person's approval (docs/design.md#approvals)."""
+McpApproval = Approval | dict[str, Approval]
+"""An MCP server's ``approval``: one value for all its tools, or per tool (by the server's own
+tool name; a tool not named never asks)."""
+BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command")
+"""The workspace tools' names (``actors.tools.TOOL_NAMES``), which ``tools.approval`` may name."""
+
+
+def mcp_asks(approval: McpApproval, tool: str) -> bool:
+    """Whether a call of MCP tool ``tool`` (the server's own name) waits for an approval under
+    the server's ``approval``."""
+    return (approval if isinstance(approval, str) else approval.get(tool, "never")) == "ask"
+
+
 class McpStdioSpec(BaseModel):
     """An MCP server started as a program that speaks MCP on its stdin/stdout
     (``actors.tools._mcp``). It runs inside the tool sandbox like any command
@@ -226,6 +241,9 @@ class McpStdioSpec(BaseModel):
     env: dict[str, str | SecretValue] = {}
     network: bool = False
     timeout_s: float = Field(default=30.0, gt=0)
+    approval: McpApproval = "never"
+    """``ask``: every call of the server's tools waits for a person's approval; a mapping asks
+    for the tools it marks ``ask``."""
 
 
 class McpHttpSpec(BaseModel):
@@ -238,6 +256,8 @@ class McpHttpSpec(BaseModel):
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str | SecretValue] = {}
     timeout_s: float = Field(default=30.0, gt=0)
+    approval: McpApproval = "never"
+    """As ``McpStdioSpec.approval``."""
 
 
 def _mcp_kind(value: Any) -> str | None:
@@ -294,6 +314,9 @@ class ToolPolicy(BaseModel):
     and threads (a pids cgroup where one can be made, and ``RLIMIT_NPROC``), ``file_bytes``
     the largest file it may write (``RLIMIT_FSIZE``), ``open_files`` (``RLIMIT_NOFILE``),
     ``tmp_bytes`` its private ``/tmp``; ``workspace_bytes`` bounds the whole workspace.
+    ``approval``: built-in tools whose calls wait for a person's approval (``ask``;
+    docs/design.md#approvals), and ``approval_timeout_s`` how long a run waits before it takes
+    no answer as a denial.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -314,6 +337,19 @@ class ToolPolicy(BaseModel):
     open_files: int = Field(default=512, ge=32)
     tmp_bytes: int = Field(default=128 << 20, gt=0)
     workspace_bytes: int = Field(default=1 << 30, gt=0)
+    approval: dict[str, Approval] = {}
+    approval_timeout_s: float = Field(default=600.0, gt=0, le=7 * 86400)
+
+    @field_validator("approval")
+    @classmethod
+    def _approval(cls, value: dict[str, Approval]) -> dict[str, Approval]:
+        unknown = sorted(set(value) - set(BUILTIN_TOOLS))
+        if unknown:
+            msg = (f"tools.approval names {unknown}, which are not built-in tools; built-in "
+                   f"tools: {', '.join(BUILTIN_TOOLS)} (an MCP server's tools take "
+                   "`approval:` in mcp_servers)")
+            raise ValueError(msg)
+        return value
 
 
 class BreakglassSpec(BaseModel):

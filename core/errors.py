@@ -14,6 +14,7 @@ Hierarchy::
     ├── ArtifactError            the artifact store (JetStream object store, S3) failed
     │   └── ArtifactNotFoundError   no such artifact in the store
     └── HandlerError             a handler could not finish; decides ack / nak / term
+        ├── NotDueError          the message is due later: nak with its delay, not a failure
         ├── ModelError           a model call failed; always one of the two below
         ├── TransientError       worth retrying: nak with a delay, redelivered later
         │   ├── ModelUnavailableError (ModelError)  rate limit, 5xx, connection: another
@@ -90,6 +91,16 @@ class EmbeddedServerError(SwitchboardError):
 
 class HandlerError(SwitchboardError):
     """A handler could not finish its message."""
+
+
+class NotDueError(HandlerError):
+    """The message is not due yet (a deadline that has not passed): it is nak'ed with a delay
+    of ``due_in_s`` seconds and comes back then, without counting as a failure (no retry
+    event, no dead letter). Each return still counts as a JetStream delivery."""
+
+    def __init__(self, message: str, *, due_in_s: float) -> None:
+        super().__init__(message)
+        self.due_in_s = max(0.0, due_in_s)
 
 
 class TransientError(HandlerError):

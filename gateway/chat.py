@@ -4,7 +4,9 @@
 answer, and exits 0; without ``--message`` it reads lines until EOF or ``/quit``. On a
 terminal, an answer being streamed shows as one line rewritten in place (its latest words),
 cleared before the next line of output; piped output gets only the progress lines and the
-answer.
+answer. A run's approval request is printed, and asked at the terminal (``y`` approves,
+anything else denies) when ``confirm`` is given (stdin is a terminal); otherwise the run waits
+for a decision made elsewhere, or its deadline.
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ from pathlib import Path
 from typing import TextIO
 
 from core.config import Settings, Topology
+from gateway.approvals import decision_control, render_approval
 from gateway.bridge import Bridge, connect_bridge
 from gateway.errors import NotRunningError
 from gateway.render import render_options, render_progress, render_reply
-from protocol import ChatMessage, ConsolidatedOptions, Outbound, Progress, Reply, SessionId
+from protocol import (
+    ApprovalRequest,
+    ChatMessage,
+    ConsolidatedOptions,
+    ControlAction,
+    Outbound,
+    Progress,
+    Reply,
+    SessionId,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_TIMEOUT = 0, 1, 2, 3
 MEMORY_OWNER = "terminal"
@@ -65,12 +77,16 @@ class TerminalChat:
             and their per-user memory the terminal's (``MEMORY_OWNER``) in every run.
         out: where progress and answers are written.
         save_dir: where files sent back with an answer are saved (None: not saved).
+        confirm: asks the person a yes/no question and returns their line (blocking; run in
+            a thread); None: approval requests are only shown.
     """
 
     def __init__(self, bridge: Bridge, session: str, user: str, out: TextIO,
-                 save_dir: Path | None = None) -> None:
+                 save_dir: Path | None = None,
+                 confirm: Callable[[str], str] | None = None) -> None:
         self.bridge, self.session, self.user, self.out = bridge, session, user, out
-        self.save_dir = save_dir
+        self.save_dir, self.confirm = save_dir, confirm
+        self._deciding: set[asyncio.Task[None]] = set()
         self._waiting: dict[str, asyncio.Future[Outbound]] = {}
         self._live = _is_terminal(out)
         self._preview_shown = False
@@ -85,10 +101,38 @@ class TerminalChat:
                     self._preview(message.text)
             case Progress():
                 self._write(render_progress(message))
+            case ApprovalRequest():
+                self._write(render_approval(message, discord=False))
+                if self.confirm is None:
+                    self._write("(No terminal to answer at: decide in Discord or with the HTTP "
+                                "API, or the run takes no answer as Deny.)")
+                    return
+                task = asyncio.get_running_loop().create_task(self._decide(message))
+                self._deciding.add(task)
+                task.add_done_callback(self._deciding.discard)
             case Reply() | ConsolidatedOptions():
                 future = self._waiting.get(message.in_reply_to)
                 if future is not None and not future.done():
                     future.set_result(message)
+
+    async def _decide(self, request: ApprovalRequest) -> None:
+        """Ask at the terminal, then send the decision (the person at this terminal asked)."""
+        assert self.confirm is not None
+        try:
+            line = await asyncio.to_thread(self.confirm, "Approve? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            line = ""
+        decision = (ControlAction.APPROVE if line.strip().lower() in {"y", "yes"}
+                    else ControlAction.DENY)
+        try:
+            await self.bridge.control(decision_control(
+                decision, session=request.session, role=request.role,
+                approval_id=request.approval_id, user_id=f"terminal:{self.user}",
+                request_id=request.in_reply_to))
+        except NotRunningError as exc:
+            self._write(f"❌ The decision was not sent: {exc}")
+            return
+        self._write("✅ Approved." if decision is ControlAction.APPROVE else "🚫 Denied.")
 
     def _preview(self, text: str) -> None:
         """Rewrite the preview line: ``✍️`` and the streamed answer's latest words, cut to the
@@ -164,6 +208,7 @@ async def run_chat(
     read_line: Callable[[], str] | None = None,
     save_dir: Path | None = None,
     user: str | None = None,
+    confirm: Callable[[str], str] | None = None,
 ) -> int:
     """Run the terminal chat; returns the process exit code (0 answered, 1 the request failed,
     2 Switchboard is not running, 3 no answer within ``timeout_s`` seconds).
@@ -171,8 +216,11 @@ async def run_chat(
     ``user`` names the person (default: the login name, ``terminal_user``). A server that
     refuses the credentials is said at once; a connection lost later is reconnected to any
     server of ``nats_url``, and an answer stored meanwhile is still delivered
-    (``gateway.bridge``)."""
+    (``gateway.bridge``). ``confirm`` answers approval requests (default: ``input`` when
+    stdin is a terminal, else none)."""
     user = terminal_user(user)
+    if confirm is None and sys.stdin.isatty():
+        confirm = input
     session_id = session or str(SessionId("terminal", user))
     origin = f"term-{uuid.uuid4().hex[:12]}"
     try:
@@ -182,7 +230,7 @@ async def run_chat(
         out.write(f"❌ {exc}\n")
         return EXIT_NOT_RUNNING
     try:
-        chat = TerminalChat(bridge, session_id, user, out, save_dir)
+        chat = TerminalChat(bridge, session_id, user, out, save_dir, confirm)
         try:
             await chat.start()
         except NotRunningError as exc:

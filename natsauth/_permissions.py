@@ -47,14 +47,15 @@ def sends_to(role: str) -> tuple[str, ...]:
     """The roles whose task subjects ``role`` publishes to (``MessageContext.send`` in each
     actor module): the classifier to the planner, the brainstorm and any agent role (SIMPLE,
     BREAKGLASS, a paused run's answer); the planner to the agent roles; an agent role to the
-    evaluator and the reflector (a 👎's reflection); the evaluator to the reflector; the
-    brainstorm to the consolidator."""
+    evaluator and the reflector (a 👎's reflection) and to itself (an approval's deadline,
+    docs/design.md#approvals); the evaluator to the reflector; the brainstorm to the
+    consolidator."""
     if role == "classifier":
         return ("planner", "brainstorm", *AGENT_ROLES)
     if role == "planner":
         return AGENT_ROLES
     if role in AGENT_ROLES:
-        return ("evaluator", "reflector")
+        return ("evaluator", "reflector", role)
     return {"evaluator": ("reflector",), "brainstorm": ("consolidator",)}.get(role, ())
 
 
@@ -187,14 +188,16 @@ API_OUTBOX_DURABLE = f"gateway-{API}"
 
 
 def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Permissions:
-    """What the HTTP API (``api/``) may do: send requests to the classifier and aborts to the
-    control stream; read its outbox through its durable consumer, and replay its outbox and a
-    session's events to an SSE client (ordered consumers); read every role's consumer state
-    (``/healthz``); keep its runs (``API_RUNS`` bucket) and files (``API_FILES`` object store),
-    created when missing; read checkpoints (a paused run's question) and the artifacts."""
+    """What the HTTP API (``api/``) may do: send requests to the classifier, aborts to the
+    control stream and approval decisions to the agent roles; read its outbox through its
+    durable consumer, and replay its outbox and a session's events to an SSE client (ordered
+    consumers); read every role's consumer state (``/healthz``); keep its runs (``API_RUNS``
+    bucket) and files (``API_FILES`` object store), created when missing; read checkpoints (a
+    paused run's question) and the artifacts."""
     outbox, durable = subjects.outbox_stream, API_OUTBOX_DURABLE
     publish = [
         subjects.task("classifier"), subjects.control_all,
+        *(subjects.task(role) for role in AGENT_ROLES),
         _info(subjects.task_stream("classifier")), _info(outbox), _info(subjects.events_stream),
         f"$JS.API.CONSUMER.DURABLE.CREATE.{outbox}.{durable}",
         f"$JS.API.CONSUMER.INFO.{outbox}.{durable}",

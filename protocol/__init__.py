@@ -19,13 +19,16 @@ from protocol._codec import (
     task_decoder,
     type_tag,
 )
-from protocol._families import Outbound, TaskMessage
+from protocol._families import Outbound, TaskMessage, is_final
 from protocol._ids import ActorId, SessionId, check_token
 from protocol._messages import (
     AGENT_ROLES,
+    APPROVAL_ARGUMENT_CHARS,
     FEEDBACK_DOWN,
     FEEDBACK_UP,
     Approach,
+    ApprovalCall,
+    ApprovalRequest,
     Attachment,
     BrainstormProposal,
     BrainstormResult,
@@ -69,6 +72,7 @@ from protocol._state import (
     EscalationMemo,
     HistoryEntry,
     Insight,
+    PendingApproval,
     RunState,
     SessionState,
 )
@@ -81,6 +85,7 @@ __all__ = [
     "refusal_tag",
     "Decoder",
     "AGENT_ROLES",
+    "APPROVAL_ARGUMENT_CHARS",
     "DEFAULT_PREFIX",
     "FEEDBACK_DOWN",
     "FEEDBACK_UP",
@@ -91,6 +96,8 @@ __all__ = [
     "TOOL_TEXT_CHARS",
     "ActorId",
     "Approach",
+    "ApprovalCall",
+    "ApprovalRequest",
     "ArtifactEntry",
     "ArtifactManifest",
     "Attachment",
@@ -115,6 +122,7 @@ __all__ = [
     "HistoryEntry",
     "Insight",
     "Outbound",
+    "PendingApproval",
     "Progress",
     "Reflection",
     "Reply",
@@ -144,6 +152,7 @@ __all__ = [
     "encoder",
     "event_decoder",
     "manifest_decoder",
+    "is_final",
     "outbound_decoder",
     "run_decoder",
     "session_decoder",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from protocol._messages import (
+    ApprovalRequest,
     BrainstormResult,
     ChatMessage,
     Classification,
@@ -24,5 +25,12 @@ TaskMessage = (
 )
 """What arrives on a task subject (``<prefix>.task.<role>``)."""
 
-Outbound = Progress | Reply | ConsolidatedOptions
-"""What arrives on a gateway's outbox subject (``<prefix>.out.<origin>``)."""
+Outbound = Progress | Reply | ConsolidatedOptions | ApprovalRequest
+"""What arrives on a gateway's outbox subject (``<prefix>.out.<origin>``). Only a Reply or
+ConsolidatedOptions ends a request (``is_final``)."""
+
+
+def is_final(message: Outbound) -> bool:
+    """Whether ``message`` ends its request (a gateway frees the session after it): a Reply or
+    ConsolidatedOptions; a Progress or an ApprovalRequest is said while the request goes on."""
+    return isinstance(message, Reply | ConsolidatedOptions)

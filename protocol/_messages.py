@@ -398,6 +398,38 @@ class Reply(_Addressed, tag="reply", kw_only=True, frozen=True):
     """The commit message of that work (👍 merges the branch, 👎 deletes it)."""
 
 
+class ApprovalCall(_Part, kw_only=True, frozen=True):
+    """One tool call a run waits to have approved, as the person is shown it: ``name`` as the
+    model called it (``<server>__<tool>`` for an MCP tool), ``arguments`` its JSON text cut to
+    ``APPROVAL_ARGUMENT_CHARS``."""
+
+    name: str
+    arguments: str = ""
+
+
+APPROVAL_ARGUMENT_CHARS = 1500
+"""Characters of a call's arguments shown in an approval request (a Discord message holds
+2,000)."""
+
+
+class ApprovalRequest(_Addressed, tag="approval_request", kw_only=True, frozen=True):
+    """A SEQUENTIAL run stopped before tool calls marked ``approval: ask``
+    (docs/design.md#approvals): the gateway shows ``calls`` with Approve and Deny, and answers
+    with a Control (``approve`` / ``deny``, this ``approval_id``) to ``role``'s task subject.
+
+    Not the request's answer: the run goes on, and its Progress and Reply follow, under the same
+    ``in_reply_to``. ``user_id`` is who asked (they and the bot's admins may decide);
+    ``expires_at`` the Unix time (s) after which no answer means deny.
+    """
+
+    approval_id: str
+    role: str
+    calls: tuple[ApprovalCall, ...]
+    user_id: str = ""
+    expires_at: float = 0.0
+    turn: int = 0
+
+
 class ControlAction(enum.StrEnum):
     """What a person asks of a session (docs/design.md#the-agentic-loop)."""
 
@@ -412,6 +444,14 @@ class ControlAction(enum.StrEnum):
     """👎 on a commit message: delete ``branch``."""
     DELETE_SESSION = "delete_session"
     """The thread was deleted: remove its workspace and stored artifacts."""
+    APPROVE = "approve"
+    """The person allows the tool calls the run waits on (``approval_id``): the run runs them
+    and goes on (docs/design.md#approvals)."""
+    DENY = "deny"
+    """The person refuses them: the model gets a ``denied`` tool result for each."""
+    APPROVAL_TIMEOUT = "approval_timeout"
+    """The run's own deadline for the approval ``approval_id``: when it finds the run still
+    waiting on it, that is a denial."""
 
 
 FEEDBACK_UP, FEEDBACK_DOWN = 15, -20
@@ -440,6 +480,9 @@ class Control(_Wire, tag="control", kw_only=True, frozen=True):
     ChatMessage ``message_id``, which is also its case id (``Case.case_id``). 👍 / 👎 mark that
     request's case and count once per person (``user_id``) and request. Empty in controls
     written before it: feedback then falls back to the session's last case."""
+    approval_id: str = ""
+    """``approve``, ``deny`` and ``approval_timeout``: the approval decided (the
+    ApprovalRequest's ``approval_id``)."""
 
 
 _A = TypeVar("_A", bound=_Addressed)

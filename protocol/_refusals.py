@@ -30,6 +30,9 @@ class Refusal(StrEnum):
     UNKNOWN_TOOL = "unknown_tool"
     SERVER_UNAVAILABLE = "server_unavailable"
     """An MCP tool server could not be started or reached, or died again after a restart."""
+    DENIED = "denied"
+    """The call needed an approval (``approval: ask``) and the person denied it, or did not
+    answer in time."""
 
 
 REFUSAL_KINDS = frozenset(Refusal)
@@ -51,7 +54,7 @@ def refusal_kind(result: ToolResult) -> Refusal | None:
         One of ``REFUSAL_KINDS``: ``path_outside_workspace``, ``command_not_allowed``,
         ``sandbox_unavailable``, ``limit_exceeded``, ``workspace_full``, ``timeout``,
         ``output_truncated``, ``file_too_large``, ``invalid_arguments``, ``unknown_tool``,
-        ``server_unavailable``.
+        ``server_unavailable``, ``denied``.
     """
     first_line = result.content.split("\n", 1)[0]
     match = _TAG.search(first_line)

@@ -10,6 +10,7 @@ import msgspec
 
 from protocol._messages import (
     Reply,
+    ReplyTo,
     RequestFacts,
     Usage,
     _Part,
@@ -18,6 +19,7 @@ from protocol._outcomes import (
     Reflection,
     Scores,
     StepDigest,
+    ToolCall,
 )
 
 
@@ -131,6 +133,30 @@ class CheckpointStatus(enum.StrEnum):
     """Finished with an answer (``Checkpoint.reply``)."""
     ABORTED = "aborted"
     """Stopped by an abort control; ``Checkpoint.reply`` says so."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Stopped before tool calls marked ``approval: ask`` (``Checkpoint.approval``); a Control
+    ``approve`` / ``deny`` / ``approval_timeout`` of that approval resumes it."""
+
+
+class PendingApproval(msgspec.Struct, kw_only=True):
+    """The tool calls a run waits to have approved (``Checkpoint.approval``,
+    docs/design.md#approvals).
+
+    ``calls`` are all the calls of the turn that stopped, in the model's order (none has run);
+    ``asked`` the ``call_id`` of those that need the approval. ``reply_to`` addresses the
+    request the run answers, so a decision made anywhere resumes the run towards it;
+    ``expires_at`` is the Unix time (s) after which the run takes no answer as a denial;
+    ``model``, ``started`` (Unix s) and ``text`` (the model's words) are the stopped turn's.
+    """
+
+    approval_id: str
+    calls: tuple[ToolCall, ...]
+    asked: tuple[str, ...]
+    reply_to: ReplyTo
+    expires_at: float
+    model: str = ""
+    started: float = 0.0
+    text: str = ""
 
 
 class Checkpoint(msgspec.Struct, kw_only=True):
@@ -165,6 +191,8 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     branch: str = ""
     question: str = ""
     reply: Reply | None = None
+    approval: PendingApproval | None = None
+    """The tool calls the run waits to have approved (status ``awaiting_approval``)."""
     at: float = 0.0
     control_seq: int = 0
     """Sequence of the session's last control message when the run started: only aborts

@@ -6,6 +6,8 @@ Outcomes (explicit, decided here and nowhere else):
 - ``TransientError`` (model error, KV race, broker hiccup) or an unexpected exception:
   **nak** with a delay of ``nak_delay_s * 2**(deliveries-1)`` seconds (at most 30), so
   JetStream redelivers it; on the last allowed delivery, dead-letter instead.
+- ``NotDueError`` (a deadline not reached yet): **nak** with its ``due_in_s`` delay; not a
+  failure.
 - ``PermanentError`` (malformed bytes, no handler, a model request no retry fixes: bad key,
   unknown model, bad request): **term** and dead-letter.
 - delivered more than ``max_deliveries`` times (a replica crashed on it each time): dead-letter
@@ -39,6 +41,7 @@ from core.errors import (
     ModelError,
     ModelRejectedError,
     ModelTimeoutError,
+    NotDueError,
     PermanentError,
     TransientError,
     UnhandledMessageError,
@@ -265,12 +268,17 @@ class Dispatcher:
         if d.decided:
             return
         d.decided = True
-        record_error(exc)
+        if not isinstance(exc, NotDueError):
+            record_error(exc)
         self._spawn(self._fail(d, exc), "failed", d.context)
 
     async def _fail(self, d: _Delivery, exc: Exception) -> None:
         try:
-            if isinstance(exc, PermanentError):
+            if isinstance(exc, NotDueError):
+                self.actor.log.info("session %s: %s not due for %.1f s: %s", d.session,
+                                    d.step, exc.due_in_s, exc)
+                await d.msg.nak(delay=exc.due_in_s)
+            elif isinstance(exc, PermanentError):
                 await self._dead_letter(d.msg, d.message, d.session, exc, d.deliveries)
             else:
                 await self._retry_or_dead_letter(d.msg, d.message, d.session, exc,

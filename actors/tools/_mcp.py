@@ -40,7 +40,14 @@ from mcp.shared.message import SessionMessage
 from actors.tools._command import command_env, spawn
 from actors.tools._run import tool_arguments
 from artifacts import Workspace
-from core.config import McpHttpSpec, McpServerSpec, McpStdioSpec, ToolPolicy, resolve_values
+from core.config import (
+    McpHttpSpec,
+    McpServerSpec,
+    McpStdioSpec,
+    ToolPolicy,
+    mcp_asks,
+    resolve_values,
+)
 from core.errors import ConfigError, ServerUnavailableError, ToolError, ToolRefusedError
 from protocol import Refusal, ToolCall, ToolResult, refusal_tag
 
@@ -413,6 +420,16 @@ class McpTools:
         """Whether ``name`` is an MCP tool's (``<server>__<tool>`` of a server of this run)."""
         server, sep, _ = name.partition(SEPARATOR)
         return bool(sep) and server in self._servers
+
+    def asks(self, name: str) -> bool:
+        """Whether a call of ``name`` (``owns``) waits for a person's approval: its server's
+        ``approval`` for that tool; a name the server does not list asks when the server asks
+        for every tool (docs/design.md#approvals)."""
+        found = self._names().get(name)
+        if found is not None:
+            return mcp_asks(found[0].spec.approval, found[1])
+        server = self._servers.get(name.partition(SEPARATOR)[0])
+        return server is not None and server.spec.approval == "ask"
 
     async def call(self, call: ToolCall) -> ToolResult:
         """Run ``call`` (an MCP tool's, ``owns``); failures become an error result."""

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import discord
 
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
+from gateway.discord._approvals import ApprovalButton, ApprovalClicks
 from gateway.discord._attachments import store_attachments, with_paths
 from gateway.discord._commands import add_commands, sync_tree
 from gateway.discord._inbound import is_addressed, should_answer, to_chat_message
@@ -102,6 +103,10 @@ class SwitchboardBot(discord.Client):
                              max_waiting=self.settings.max_waiting)
         self.poster = OutboundPoster(self, self.requests, self.tracker, self.intake,
                                      limiter=self.services.limiter)
+        self.approvals = ApprovalClicks(self.tracker, self._publish_control,
+                                        lambda: self.config.admins, lambda: self.origin)
+        """Clicks on Approve / Deny (``ApprovalButton.callback`` finds it here)."""
+        self.add_dynamic_items(ApprovalButton)
         self.tree: discord.app_commands.CommandTree[SwitchboardBot] | None = None
         if commands:
             self.tree = discord.app_commands.CommandTree(self)
@@ -261,6 +266,11 @@ class SwitchboardBot(discord.Client):
                   payload.user_id)
         if ack is not None:
             await self._post_in(payload.channel_id, ack)
+
+    async def _publish_control(self, control: Control) -> None:
+        if self.bridge is None:
+            raise NotRunningError
+        await self.bridge.control(control)
 
     async def _manages_messages(self, payload: discord.RawReactionActionEvent) -> bool:
         """Whether the person who reacted has Manage Messages in the channel (guild channels

@@ -10,6 +10,8 @@ from typing import Protocol
 
 import discord
 
+from gateway.approvals import render_approval
+from gateway.discord._approvals import approval_view
 from gateway.discord._inbound import session_of, strip_mentions, thread_name
 from gateway.discord._intake import Intake
 from gateway.discord._notices import say
@@ -19,7 +21,17 @@ from gateway.discord._status import REST_TIMEOUT_S, RequestState
 from gateway.discord._tracker import Kind, MessageTracker, Tracked
 from gateway.limits import Limiter
 from gateway.render import render_options, render_progress, render_reply, split_message
-from protocol import ConsolidatedOptions, FileBlob, Flow, Outbound, Progress, Reply, SessionId
+from protocol import (
+    ApprovalRequest,
+    ConsolidatedOptions,
+    FileBlob,
+    Flow,
+    Outbound,
+    Progress,
+    Reply,
+    SessionId,
+    is_final,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -75,7 +87,7 @@ class OutboundPoster:
         if state is None:
             _log.warning("session %s: %s for unknown message %s dropped", outbound.session,
                          type(outbound).__name__, outbound.in_reply_to)
-            if not isinstance(outbound, Progress):
+            if is_final(outbound):
                 self.intake.finish(outbound.in_reply_to)
             return
         try:
@@ -86,12 +98,14 @@ class OutboundPoster:
                     await self._on_reply(state, outbound)
                 case ConsolidatedOptions():
                     await self._on_options(state, outbound)
+                case ApprovalRequest():
+                    await self._on_approval(state, outbound)
         except (discord.HTTPException, TimeoutError) as exc:
             _log.exception("session %s: posting %s failed", state.session,
                            type(outbound).__name__)
             await say(state.message, f"⚠️ I could not post the answer: {exc}", state.session)
         finally:
-            if not isinstance(outbound, Progress):
+            if is_final(outbound):
                 self.intake.finish(outbound.in_reply_to)
 
     async def _on_progress(self, state: RequestState, p: Progress) -> None:
@@ -145,6 +159,18 @@ class OutboundPoster:
                 await self._react(posted[-1], emoji)
         _log.info("session %s: answered %s (%d chunks, %d files)", state.session,
                   r.in_reply_to, len(chunks), len(r.files))
+
+    async def _on_approval(self, state: RequestState, a: ApprovalRequest) -> None:
+        """Post the approval request with Approve and Deny (docs/design.md#approvals); the
+        request stays in flight: the run's answer follows once someone decides."""
+        async with asyncio.timeout(REST_TIMEOUT_S):
+            posted = await state.target.send(render_approval(a)[:2000],
+                                             view=approval_view(a.role, a.approval_id))
+        self.tracker.remember(posted.id, Tracked(
+            Kind.APPROVAL, a.session, a.in_reply_to, role=a.role,
+            user_id=a.user_id or state.user_id, approval_id=a.approval_id))
+        _log.info("session %s: approval %s asked (%s)", state.session, a.approval_id,
+                  ", ".join(c.name for c in a.calls))
 
     async def _on_options(self, state: RequestState, o: ConsolidatedOptions) -> None:
         await self.requests.finish(o.in_reply_to)

@@ -29,6 +29,8 @@ class Kind(enum.StrEnum):
     STATUS = "status"
     ANSWER = "answer"
     COMMIT = "commit"
+    APPROVAL = "approval"
+    """An approval request with Approve / Deny buttons (``gateway.discord._approvals``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Tracked:
         branch: the git branch of a commit message.
         user_id: the person who asked (who may control the run, besides the bot's admins);
             "" when not known (a message remembered before it was kept).
+        approval_id: the approval an approval request's buttons decide.
     """
 
     kind: Kind
@@ -51,6 +54,7 @@ class Tracked:
     role: str = ""
     branch: str = ""
     user_id: str = ""
+    approval_id: str = ""
 
 
 class MessageTracker:

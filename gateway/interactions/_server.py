@@ -2,7 +2,9 @@
 websocket:
 Discord POSTs each interaction; the endpoint verifies its signature, answers PING with PONG,
 answers quick commands at once (ephemerally) and defers ``/ask`` and ``/breakglass`` (type 5),
-delivering the answer later through the interaction's webhook.
+delivering the answer later through the interaction's webhook. A run's approval request
+becomes a follow-up with Approve and Deny buttons, whose clicks (type 3) come back here
+(docs/design.md#approvals).
 
 Interaction and response types:
 https://discord.com/developers/docs/interactions/receiving-and-responding.
@@ -22,6 +24,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.approvals import (
+    custom_id,
+    decided_text,
+    decision_control,
+    parse_custom_id,
+    render_approval,
+)
 from gateway.bridge import Bridge
 from gateway.commands import CommandError, command_session, model_text, status_text
 from gateway.config import BotConfig
@@ -31,6 +40,7 @@ from gateway.interactions._webhook import InteractionWebhooks
 from gateway.render import render_options, render_progress, render_reply, split_message
 from gateway.services import BotServices
 from protocol import (
+    ApprovalRequest,
     ChatMessage,
     ConsolidatedOptions,
     Control,
@@ -42,8 +52,11 @@ from protocol import (
 
 _log = logging.getLogger(__name__)
 
-PING, APPLICATION_COMMAND = 1, 2
-PONG, CHANNEL_MESSAGE, DEFERRED = 1, 4, 5
+PING, APPLICATION_COMMAND, MESSAGE_COMPONENT = 1, 2, 3
+PONG, CHANNEL_MESSAGE, DEFERRED, UPDATE_MESSAGE = 1, 4, 5, 7
+ACTION_ROW, BUTTON, SUCCESS, DANGER = 1, 2, 3, 4
+"""Component types and button styles (https://discord.com/developers/docs/interactions/
+message-components)."""
 EPHEMERAL = 1 << 6
 PATH = "/interactions"
 
@@ -59,6 +72,17 @@ and answer limits), once per request so that ``switchboard bots set`` applies at
 Raises:
     GatewayError: it cannot be read (the request then goes out without it).
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Approval:
+    """An approval request shown through this endpoint: where its decision goes, and who
+    asked (they, the bot's admins and members who manage messages may decide)."""
+
+    session: str
+    role: str
+    user_id: str
+    request_id: str
 
 
 @dataclass(eq=False)
@@ -116,6 +140,8 @@ class InteractionsEndpoint:
         self.deferred: dict[str, _Deferred] = {}
         self.askers: collections.OrderedDict[str, str] = collections.OrderedDict()
         """session → who sent its latest ``/ask`` here (the run ``/stop`` is about)."""
+        self.approvals: collections.OrderedDict[str, _Approval] = collections.OrderedDict()
+        """approval id → the approval request shown here (oldest forgotten first)."""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -138,6 +164,14 @@ class InteractionsEndpoint:
             return web.Response(status=400, text="malformed interaction")
         if kind == PING:
             return _json({"type": PONG})
+        if kind == MESSAGE_COMPONENT:
+            try:
+                return await self._component(interaction)
+            except CommandError as exc:
+                return _message(str(exc))
+            except (KeyError, TypeError, ValueError) as exc:
+                _log.warning("malformed component interaction: %r", exc)
+                return web.Response(status=400, text="malformed interaction")
         if kind != APPLICATION_COMMAND:
             return _message("⚠️ This kind of interaction is not supported.")
         try:
@@ -182,6 +216,43 @@ class InteractionsEndpoint:
                 return await self._defer(interaction, str(options.get("question") or ""),
                                          user, channel_id, session, breakglass=breakglass)
         raise CommandError(f"⚠️ Unknown command /{name}.")
+
+    async def _component(self, interaction: dict[str, Any]) -> web.Response:
+        """A click on an approval's Approve or Deny: decide it for the person, when they may
+        (the asker, the bot's admins, a member with Manage Messages)."""
+        parsed = parse_custom_id(str(interaction["data"]["custom_id"]))
+        if parsed is None:
+            raise CommandError("⚠️ This button is not one of mine.")
+        decision, role, approval_id = parsed
+        approval = self.approvals.get(approval_id)
+        if approval is None or approval.role != role:
+            raise CommandError("⌛ I no longer know this approval; nothing was changed.")
+        user = (interaction.get("member") or {}).get("user") or interaction.get("user") or {}
+        user_id = str(user.get("id", ""))
+        if not await self._may_decide(interaction, approval.user_id, user_id):
+            raise CommandError("🔒 Only the person who asked, the bot's admins or members who "
+                               "manage messages here can decide this approval; nothing was "
+                               "changed.")
+        await self._control(decision_control(
+            decision, session=approval.session, role=role, approval_id=approval_id,
+            user_id=user_id, request_id=approval.request_id))
+        self.approvals.pop(approval_id, None)
+        content = str((interaction.get("message") or {}).get("content") or "")
+        _log.info("session %s: approval %s %s by user %s", approval.session, approval_id,
+                  decision, user_id)
+        return _json({"type": UPDATE_MESSAGE, "data": {
+            "content": f"{content}\n{decided_text(decision, user_id)}"[:2000],
+            "components": []}})
+
+    async def _may_decide(self, interaction: dict[str, Any], asker: str, user_id: str
+                          ) -> bool:
+        if asker and asker == user_id:
+            return True
+        permissions = str((interaction.get("member") or {}).get("permissions") or "0")
+        if permissions.isdigit() and int(permissions) & MANAGE_MESSAGES:
+            return True
+        config = await self.bot_config() if self.bot_config is not None else None
+        return config is not None and user_id in config.admins
 
     async def _may_stop(self, interaction: dict[str, Any], session: str, user_id: str) -> bool:
         """Whether ``user_id`` may stop ``session``'s run: the person whose ``/ask`` started
@@ -238,6 +309,26 @@ class InteractionsEndpoint:
         _log.info("interaction %s deferred (session %s)", interaction_id, request.session)
         return _json({"type": DEFERRED})
 
+    async def _ask_approval(self, deferred: _Deferred, request: ApprovalRequest) -> None:
+        """Post the approval request as a follow-up with Approve and Deny; the interaction
+        stays deferred until the run's answer."""
+        self.approvals[request.approval_id] = _Approval(
+            request.session, request.role, request.user_id or deferred.user_id,
+            request.in_reply_to)
+        while len(self.approvals) > MAX_ASKERS:
+            self.approvals.popitem(last=False)
+        buttons = [{"type": BUTTON, "style": style, "label": label,
+                    "custom_id": custom_id(action, request.role, request.approval_id)}
+                   for action, style, label in ((ControlAction.APPROVE, SUCCESS, "Approve"),
+                                                (ControlAction.DENY, DANGER, "Deny"))]
+        try:
+            await self.webhooks.follow_up(
+                deferred.app_id, deferred.token, render_approval(request)[:2000],
+                components=[{"type": ACTION_ROW, "components": buttons}])
+        except GatewayError as exc:
+            _log.warning("session %s: approval %s not shown: %s", request.session,
+                         request.approval_id, exc)
+
     async def _stamped(self, request: ChatMessage) -> ChatMessage:
         """``request`` with the answering bot's profile, overrides and limits, when known.
 
@@ -268,6 +359,9 @@ class InteractionsEndpoint:
         deferred = self.deferred.get(outbound.in_reply_to)
         if deferred is None:
             _log.warning("outbound for unknown interaction %s dropped", outbound.in_reply_to)
+            return
+        if isinstance(outbound, ApprovalRequest):
+            await self._ask_approval(deferred, outbound)
             return
         if isinstance(outbound, Progress):
             deferred.pending = render_progress(outbound)[:2000]

@@ -44,13 +44,18 @@ class InteractionWebhooks:
         await self._call("PATCH", url, {"content": content}, ())
 
     async def follow_up(self, app_id: str, token: str, content: str | None,
-                        files: tuple[FileBlob, ...] = ()) -> None:
-        """Post one more message for the interaction (text and up to 10 files).
+                        files: tuple[FileBlob, ...] = (),
+                        components: list[dict[str, Any]] | None = None) -> None:
+        """Post one more message for the interaction (text, up to 10 files, and message
+        ``components``: action rows of buttons, https://discord.com/developers/docs/
+        interactions/message-components).
 
         Raises:
             GatewayError: Discord answered an error or did not answer within 15 s.
         """
         body: dict[str, Any] = {"content": content} if content else {}
+        if components:
+            body["components"] = components
         await self._call("POST", f"{self.api_base}/webhooks/{app_id}/{token}", body, files)
 
     async def _call(self, method: str, url: str, body: dict[str, Any],

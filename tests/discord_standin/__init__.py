@@ -4,7 +4,8 @@ Use ``async with DiscordStandIn() as standin:`` (or the helpers in
 ``tests.discord_standin.fixtures``); see ``_standin.py`` for what it records.
 """
 
+from ._interactions import HttpEndpoint, signed_headers
 from ._records import Bot, Edit, ReactionRecord
 from ._standin import DiscordStandIn
 
-__all__ = ["Bot", "DiscordStandIn", "Edit", "ReactionRecord"]
+__all__ = ["Bot", "DiscordStandIn", "Edit", "HttpEndpoint", "ReactionRecord", "signed_headers"]

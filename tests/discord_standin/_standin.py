@@ -199,6 +199,12 @@ class DiscordStandIn(Recorded):
         channels = [channel_id] if channel_id else list(self.messages)
         return [m for c in channels for m in self.messages_in(c) if m["author"]["id"] == author]
 
+    def dispatched(self, event: str, bot: Bot | None = None) -> list[Payload]:
+        """The data of every ``event`` (``"MESSAGE_UPDATE"``) sent to ``bot``'s gateway
+        sessions (the first bot by default; the last 1,000 events of each), oldest first."""
+        return [sent["d"] for session in self._gateway().sessions_of(bot or self.bot)
+                for sent in session.sent if sent["t"] == event]
+
     def threads_from(self, message_id: str) -> Payload | None:
         """The thread started from message ``message_id`` (a thread shares its starter's id)."""
         return self.threads.get(message_id)

@@ -2,9 +2,9 @@
 
 It binds 127.0.0.1 on a free port, holds one guild (text channels ``general`` and ``random``,
 an ``@everyone`` role, members), a human ``alice``, another bot ``otherbot`` and one bot
-account per token. Tests inject people's messages and reactions, then await what the bot did
-through REST, all recorded here. Routes it does not know answer 404 and land in
-``unknown_routes``.
+account per token. Tests inject people's messages, reactions, slash commands and button
+clicks, then await what the bot did through REST, all recorded here. Routes it does not know
+answer 404 and land in ``unknown_routes``.
 """
 
 from __future__ import annotations
@@ -287,6 +287,8 @@ class DiscordStandIn(Recorded):
         Raises:
             KeyError: the channel, message or user is unknown.
             ValueError: the message has no such enabled button (Discord would send nothing).
+            aiohttp.ClientError, TimeoutError: ``endpoint`` could not be reached or did not
+                answer within ``ENDPOINT_TIMEOUT_S``.
         """
         message = self.by_id.get(message_id)
         if message is None or message["channel_id"] != channel_id:

@@ -1,9 +1,10 @@
 """The stand-in's REST API (v10), the routes discord.py 2.7.1 calls for Switchboard's bot.
 
 Paths and bodies from https://discord.com/developers/docs/resources/message (create / edit /
-get message, reactions), .../resources/channel (get channel, trigger typing, start thread
-from message, start thread without message), .../resources/user (get current user),
-.../resources/application (get current application), .../topics/gateway (get gateway).
+get message, reactions; their ``components`` are checked by ``_components``),
+.../resources/channel (get channel, trigger typing, start thread from message, start thread
+without message), .../resources/user (get current user), .../resources/application (get
+current application), .../topics/gateway (get gateway).
 JSON answers carry ``Content-Type: application/json`` exactly: discord.py parses a body as JSON
 only then. Unknown routes answer 404 and are recorded in ``unknown_routes``.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 
 from . import _payloads as p
+from ._components import FormError, Path, checked
 from ._payloads import Payload
 from ._records import Edit
 
@@ -175,14 +177,19 @@ class RestApi:
         content = str(body.get("content") or "")
         if len(content) > 2000:
             return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
+        try:
+            components = checked(body.get("components"))
+        except FormError as exc:
+            return json_response(exc.body, 400)
         attachments = [self.s.store_file(cid, name, data, ctype) for name, data, ctype in files]
-        if not content and not attachments and not body.get("embeds"):
+        if not content and not attachments and not body.get("embeds") and not components:
             return error(400, 50006, "Cannot send an empty message")
         ref_id = (body.get("message_reference") or {}).get("message_id")
         reference = self.s.by_id.get(str(ref_id)) if ref_id else None
         message = p.message(self.s.ids.next(), channel, bot.user, content,
                             attachments=attachments, reference=reference)
         message["embeds"] = body.get("embeds") or []
+        message["components"] = components
         await self.s.store_and_dispatch(message)
         return json_response(message)
 
@@ -267,14 +274,37 @@ class RestApi:
 
 async def apply_edit(standin: Any, message: Payload, request: web.Request
                      ) -> web.Response | None:
-    """Apply a message edit (PATCH body: ``content``, files) and record it; returns the error
-    response when the edit is refused (content over 2,000 characters), else None."""
+    """Apply a message edit (PATCH body, JSON or multipart) and record it; returns the error
+    response when the edit is refused, else None (see ``apply_fields``)."""
     body, files = await _read_body(request)
+    return apply_fields(standin, message, body, files)
+
+
+def apply_fields(standin: Any, message: Payload, body: Payload,
+                 files: list[tuple[str, bytes, str | None]], *, path: Path = ()
+                 ) -> web.Response | None:
+    """Apply the fields of an edit to ``message`` and record it in ``standin.edits``.
+
+    Fields of https://discord.com/developers/docs/resources/message#edit-message: a field
+    present replaces the message's (``content``, ``embeds``, ``components``; null empties
+    it), new files are appended to its attachments. Nothing changes when a field is refused:
+    content over 2,000 characters or invalid components (``_components``) answer 400 / 50035.
+    ``path`` is where the fields sit in the request body (``("data",)`` in a callback).
+    """
+    content = str(body.get("content") or "")
+    if "content" in body and len(content) > 2000:
+        return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
+    try:
+        components = (checked(body["components"], (*path, "components"))
+                      if "components" in body else None)
+    except FormError as exc:
+        return json_response(exc.body, 400)
     if "content" in body:
-        content = str(body["content"] or "")
-        if len(content) > 2000:
-            return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
         message["content"] = content
+    if "embeds" in body:
+        message["embeds"] = body["embeds"] or []
+    if components is not None:
+        message["components"] = components
     if files:
         message["attachments"] = message["attachments"] + [
             standin.store_file(message["channel_id"], n, d, t) for n, d, t in files]

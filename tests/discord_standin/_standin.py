@@ -2,9 +2,9 @@
 
 It binds 127.0.0.1 on a free port, holds one guild (text channels ``general`` and ``random``,
 an ``@everyone`` role, members), a human ``alice``, another bot ``otherbot`` and one bot
-account per token. Tests inject people's messages and reactions, then await what the bot did
-through REST, all recorded here. Routes it does not know answer 404 and land in
-``unknown_routes``.
+account per token. Tests inject people's messages, reactions, slash commands and button
+clicks, then await what the bot did through REST, all recorded here. Routes it does not know
+answer 404 and land in ``unknown_routes``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from aiohttp import web
 
 from . import _payloads as p
 from ._gateway import Gateway
-from ._interactions import Interactions
+from ._interactions import HttpEndpoint, Interactions
 from ._payloads import Payload
 from ._records import Bot, ReactionRecord, Recorded
 
@@ -199,6 +199,12 @@ class DiscordStandIn(Recorded):
         channels = [channel_id] if channel_id else list(self.messages)
         return [m for c in channels for m in self.messages_in(c) if m["author"]["id"] == author]
 
+    def dispatched(self, event: str, bot: Bot | None = None) -> list[Payload]:
+        """The data of every ``event`` (``"MESSAGE_UPDATE"``) sent to ``bot``'s gateway
+        sessions (the first bot by default; the last 1,000 events of each), oldest first."""
+        return [sent["d"] for session in self._gateway().sessions_of(bot or self.bot)
+                for sent in session.sent if sent["t"] == event]
+
     def threads_from(self, message_id: str) -> Payload | None:
         """The thread started from message ``message_id`` (a thread shares its starter's id)."""
         return self.threads.get(message_id)
@@ -256,17 +262,51 @@ class DiscordStandIn(Recorded):
         await self.record_reaction(channel_id, message_id, user_id, emoji, added=True)
 
     async def run_command(self, channel_id: str, user_id: str, name: str,
-                          options: dict[str, Any] | None = None, *, bot: Bot | None = None
-                          ) -> Payload:
+                          options: dict[str, Any] | None = None, *, bot: Bot | None = None,
+                          endpoint: HttpEndpoint | None = None) -> Payload:
         """A person runs ``/name`` in ``channel_id``: INTERACTION_CREATE is dispatched to the
-        bot; returns the interaction payload (its ``token`` finds the responses:
-        ``interactions.responses(token)``)."""
+        bot (or, with ``endpoint``, POSTed there signed); returns the interaction payload (its
+        ``token`` finds the responses: ``interactions.responses(token)``)."""
         bot = bot or self.bot
         payload = self.interactions.create(bot, channel_id, self.users[user_id], name, options)
+        await self._deliver(bot, payload, endpoint)
+        return payload
+
+    async def click_button(self, channel_id: str, message_id: str, user_id: str,
+                           custom_id: str, *, endpoint: HttpEndpoint | None = None) -> Payload:
+        """A person clicks button ``custom_id`` of message ``message_id``: a MESSAGE_COMPONENT
+        interaction goes to the bot that posted the message, as INTERACTION_CREATE on its
+        gateway sessions or, with ``endpoint`` (an app with an Interactions Endpoint URL),
+        as a signed POST there whose answer is taken as the response.
+
+        Returns:
+            The interaction payload; ``interactions.by_token[payload["token"]]`` holds its
+            ``callbacks``, ``responses(token)`` its messages (the clicked one first once it
+            was answered with type 6 or 7).
+
+        Raises:
+            KeyError: the channel, message or user is unknown.
+            ValueError: the message has no such enabled button (Discord would send nothing).
+            aiohttp.ClientError, TimeoutError: ``endpoint`` could not be reached or did not
+                answer within ``ENDPOINT_TIMEOUT_S``.
+        """
+        message = self.by_id.get(message_id)
+        if message is None or message["channel_id"] != channel_id:
+            raise KeyError(message_id)
+        payload = self.interactions.create_click(message, self.users[user_id], custom_id)
+        await self._deliver(self.interactions.by_token[payload["token"]]["bot"], payload,
+                            endpoint)
+        return payload
+
+    async def _deliver(self, bot: Bot, payload: Payload, endpoint: HttpEndpoint | None) -> None:
+        """An interaction to ``endpoint`` when the app has one (Discord then sends no
+        INTERACTION_CREATE), else to every gateway session of ``bot``."""
+        if endpoint is not None:
+            await self.interactions.deliver_http(endpoint, payload)
+            return
         for session in list(self._gateway().sessions.values()):
             if session.bot is bot:
                 await session.dispatch("INTERACTION_CREATE", payload)
-        return payload
 
     def rate_limit_next(self, method: str, path_fragment: str, retry_after: float) -> None:
         """Answer the next ``method`` request whose path contains ``path_fragment`` with 429

@@ -205,7 +205,8 @@ class RunService:
         try:
             await self.bridge.control(decision_control(
                 action, session=record.session, role=pending.role, approval_id=approval_id,
-                user_id=f"api:{record.user}", request_id=run_id))
+                user_id=f"api:{record.user}", request_id=run_id),
+                traceparent=record.traceparent)
         except NotRunningError as exc:
             msg = f"the decision on run {run_id} was not published: {exc}"
             raise UnavailableError(msg) from exc

@@ -311,9 +311,10 @@ class Bridge:
                 f"Switchboard did not take the message: {exc or type(exc).__name__}")
             raise NotRunningError(msg) from exc
 
-    async def control(self, control: Control) -> None:
+    async def control(self, control: Control, *, traceparent: str = "") -> None:
         """Publish a person's control (see ``protocol.Control`` for where each action goes) and
-        wait until JetStream stored it.
+        wait until JetStream stored it; with ``traceparent`` (W3C) what it causes belongs to
+        that trace (an approval's decision to the run's request).
 
         Raises:
             NotRunningError: no stream took it within 5 s.
@@ -330,6 +331,8 @@ class Bridge:
                     raise ValueError(msg)
                 subject = self.subjects.task(control.role)
         headers = {HEADER_TYPE: "control", HEADER_SESSION: control.session}
+        if traceparent:
+            headers[HEADER_TRACEPARENT] = traceparent
         if control.message_id:
             headers[HEADER_MSG_ID] = (f"control:{control.action}:{control.session}:"
                                       f"{control.message_id}:{control.user_id}:{control.value}")

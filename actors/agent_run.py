@@ -141,6 +141,13 @@ class AgentRun:
         if checkpoint is None:  # Resume.SKIP
             return None
         self.branch = checkpoint.branch
+        if how in {Resume.REPEAT, Resume.REASK} and checkpoint.delivery not in {
+                0, self.ctx.stream_seq}:
+            # Another message of the run (a decision, an answer) wrote it and published what
+            # it says under its own ids: repeating it here would show it twice.
+            await self.ctx.emit("resume_skipped", detail=(
+                f"{checkpoint.status} by another delivery (#{checkpoint.delivery})"))
+            return None
         if how is Resume.REPEAT:
             await self._repeat(checkpoint)
             return None
@@ -247,6 +254,7 @@ class AgentRun:
             messages=pack_messages(state.messages), trajectory=tuple(state.trajectory),
             files_written=tuple(state.files_written), usage=state.usage, branch=self.branch,
             question=question, reply=reply, approval=state.approval,
+            delivery=self.ctx.stream_seq,
         )
         await keep(checkpoint)
         await self.ctx.emit("checkpoint", detail=f"turn {state.turn} ({checkpoint.status})")

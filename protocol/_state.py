@@ -193,6 +193,10 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     reply: Reply | None = None
     approval: PendingApproval | None = None
     """The tool calls the run waits to have approved (status ``awaiting_approval``)."""
+    delivery: int = 0
+    """Stream sequence of the task message whose delivery wrote this checkpoint (0: not
+    known): only a redelivery of that message repeats the answer or the approval request it
+    published (its publish ids are that delivery's), never another message of the run."""
     at: float = 0.0
     control_seq: int = 0
     """Sequence of the session's last control message when the run started: only aborts

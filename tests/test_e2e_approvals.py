@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 from api_client import TOKEN, Api
 from discord_standin import DiscordStandIn
+from discord_standin._payloads import MEMBER_PERMISSIONS
 from discord_standin.fixtures import discord_standin  # noqa: F401 - fixture
 from discord_system import containing, discord_system
 from openai_standin import Answer, Call, ChatRequest, OpenAIStandin
@@ -90,6 +91,14 @@ def _button(message: dict[str, Any], label: str) -> str:
     raise AssertionError(f"no {label} button in {message['components']}")
 
 
+async def _tracked(system: RunningSystem, message: dict[str, Any]) -> None:
+    """Wait until the gateway knows what ``message`` is (it learns the id once Discord
+    answered the post: a click before that is told the approval is unknown)."""
+    approval_id = _button(message, "Approve").rsplit(":", 1)[1]
+    seen = await asyncio.to_thread(system.wait_for_output, f"approval {approval_id} asked", 60)
+    assert seen, "".join(system.output[-40:])
+
+
 async def _events_of(system: RunningSystem, sessions: list[str], kind: str) -> list[Any]:
     for session in sessions:
         events = await read_session_events(system.nats_url, session)
@@ -101,6 +110,7 @@ async def _events_of(system: RunningSystem, sessions: list[str], kind: str) -> l
 async def test_approve_in_the_thread_after_the_holder_is_killed_and_deny(
         nats_url: str, tmp_path: Path, discord_standin: DiscordStandIn) -> None:  # noqa: F811
     s = discord_standin
+    s.set_permissions(s.everyone, MEMBER_PERMISSIONS)  # no one but alice manages messages
     bob, carol = s.add_user("bob"), s.add_user("carol")
     async with _model() as model, discord_system(
             nats_url, tmp_path, s, env={KEY_VAR: KEY},
@@ -110,6 +120,7 @@ async def test_approve_in_the_thread_after_the_holder_is_killed_and_deny(
                                     what="the approval request with its buttons")
         assert "run_command" in approval["content"] and "approved-output" in approval["content"]
         thread = approval["channel_id"]
+        await _tracked(system, approval)
 
         # Someone who did not ask (and manages nothing) is refused, and only they are told.
         click = await s.click_button(thread, approval["id"], carol["id"],
@@ -146,10 +157,15 @@ async def test_approve_in_the_thread_after_the_holder_is_killed_and_deny(
         await s.post_user_message(s.second_channel_id, bob["id"], "run the check again")
         second = await s.wait_for(lambda: _approval_message(s, after=last), timeout=120,
                                   what="the second approval request")
+        await _tracked(system, second)
         await s.click_button(second["channel_id"], second["id"], bob["id"],
                              _button(second, "Deny"))
         await s.wait_for(lambda: containing(s, second["channel_id"], "[denied]"), timeout=120,
                          what="the answer after the denial")
+        # One answer per request: the redelivered request of the killed replica (its ack was
+        # lost) did not repeat the answer the approval's delivery gave.
+        answers = [m for m in s.bot_messages() if "The command said:" in m["content"]]
+        assert len(answers) == 2, [(m["channel_id"], m["content"][:80]) for m in answers]
         denied = containing(s, second["channel_id"], "The command said:")[-1]["content"]
         assert "approved-output" not in denied.split("said:", 1)[1].split("[denied]")[1], denied
 

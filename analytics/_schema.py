@@ -4,13 +4,14 @@ opening the file.
 Table ``events``: one row per execution event of the ``<PREFIX>_EVENTS`` stream, the fields
 of ``protocol.ExecutionEvent`` under the names of ``COLUMNS`` (which says what each means; the
 file keeps those meanings as column comments: ``SELECT column_name, comment FROM
-duckdb_columns() WHERE table_name = 'events'``). Text columns are NULL where the event leaves
-the field empty, numbers 0. ``seq`` (the stream sequence) is the primary key, so exporting a
-sequence twice cannot duplicate a row. Columns: ``seq``, ``time``, ``actor``, ``kind``,
-``session``, ``request_id``, ``step``, ``flow``, ``role``, ``user_id``, ``model``,
-``tokens_in``, ``tokens_out``, ``cost_usd``, ``latency_ms`` (milliseconds), ``source``,
-``value``, ``error``, ``detail``, ``trace_id``, ``span_id``, ``parent_span_id``,
-``event_id``, ``pid``, ``subject``, ``raw``.
+duckdb_columns() WHERE table_name = 'events'``). A column is NULL where it does not apply to
+the event (text left empty, a number the event does not carry: ``_export.event_row``), so
+``avg()`` and ``count(column)`` count only the events that measure it. ``seq`` (the stream
+sequence) is the primary key, so exporting a sequence twice cannot duplicate a row. Columns:
+``seq``, ``time``, ``actor``, ``kind``, ``session``, ``request_id``, ``step``, ``flow``,
+``role``, ``user_id``, ``model``, ``tokens_in``, ``tokens_out``, ``cost_usd``, ``latency_ms``
+(milliseconds), ``source``, ``value``, ``error``, ``detail``, ``trace_id``, ``span_id``,
+``parent_span_id``, ``event_id``, ``pid``, ``subject``, ``raw``.
 
 Table ``export_state``: ``stream`` (the events stream's name, primary key), ``last_seq`` (the
 last sequence exported), ``exported_at``, ``stream_created`` (when the server created the
@@ -49,15 +50,18 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
      "feedback: the role rated"),
     ("user_id", "VARCHAR", "classified: who asked; feedback: who reacted"),
     ("model", "VARCHAR", "the litellm model (model_call, turn, escalation, fallback, ...)"),
-    ("tokens_in", "INTEGER", "prompt tokens (model_call)"),
-    ("tokens_out", "INTEGER", "completion tokens (model_call)"),
-    ("cost_usd", "DOUBLE", "cost in US dollars as litellm prices it (model_call)"),
+    ("tokens_in", "INTEGER", "prompt tokens (model_call); NULL when the event reports no "
+     "usage"),
+    ("tokens_out", "INTEGER", "completion tokens (model_call); NULL when the event reports no "
+     "usage"),
+    ("cost_usd", "DOUBLE", "cost in US dollars as litellm prices it (model_call; 0 for a "
+     "free model); NULL when the event reports no usage"),
     ("latency_ms", "DOUBLE", "duration in milliseconds (handled: the whole step; "
-     "model_call: the call)"),
+     "model_call, model_error, tool_call: the call); NULL for events that time nothing"),
     ("source", "VARCHAR", "what decided (classified: rule, case, model, keywords, breakglass, "
      "resume; tier_chosen: role, task_type, case, ...; escalation, paused: the cause)"),
     ("value", "INTEGER", "feedback: the confidence change, +15 for thumbs up, -20 for "
-     "thumbs down"),
+     "thumbs down; NULL on other events"),
     ("error", "VARCHAR", "the error text on error kinds (retry, dead_letter, *_error, "
      "*_failed, undecodable); NULL otherwise"),
     ("detail", "VARCHAR", "free text (ExecutionEvent.detail); answered: NULL for an answer, "
@@ -66,7 +70,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("span_id", "VARCHAR", "the span the event reports (handled, model_call, tool_call)"),
     ("parent_span_id", "VARCHAR", "the span the event happened in"),
     ("event_id", "VARCHAR", "the event's own id"),
-    ("pid", "INTEGER", "process id of the emitter"),
+    ("pid", "INTEGER", "process id of the emitter (NULL: not known)"),
     ("subject", "VARCHAR", "the NATS subject, <prefix>.event.<actor>.<kind>.<session>"),
     ("raw", "JSON", "the event as published (JSON), so nothing is lost"),
 )

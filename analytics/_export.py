@@ -38,6 +38,7 @@ from analytics._schema import (
     EVENTS_TABLE,
     last_exported,
     open_db,
+    storage_version,
 )
 from analytics.errors import ExportError
 from core.errors import BrokerError, NotRunningError
@@ -72,6 +73,7 @@ class ExportResult:
         skipped: sequences after the previous export the stream no longer held (removed by
             its age or size limits, 7 days / 1 GiB by default) and so could not be exported.
         seconds: how long the export took.
+        storage_version: the file's DuckDB storage format (``_schema.storage_version``).
     """
 
     added: int
@@ -80,6 +82,7 @@ class ExportResult:
     total: int
     skipped: int
     seconds: float
+    storage_version: str = ""
 
 
 class _Row(msgspec.Struct, kw_only=True):
@@ -290,6 +293,7 @@ async def export_events(js: JetStreamContext, con: duckdb.DuckDBPyConnection,
         added=batches.added, first_seq=first_added, last_seq=last,
         total=int(total_row[0]) if total_row else 0,
         skipped=max(0, last - previous - batches.added), seconds=time.monotonic() - started,
+        storage_version=storage_version(con),
     )
 
 

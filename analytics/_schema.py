@@ -17,12 +17,18 @@ Table ``export_state``: ``stream`` (the events stream's name, primary key), ``la
 last sequence exported), ``exported_at``, ``stream_created`` (when the server created the
 stream: a recreated stream numbers from 1 again); written in the same transaction as each
 batch.
+
+The file is written in the storage format of DuckDB ``STORAGE_VERSION`` (1.5), not in the
+newest one the ``duckdb`` package could write, so that the DuckDB command-line shell of that
+release line (``duckdb-cli`` on PyPI) opens it too. The format is chosen when the file is
+created: a file created in a newer format stays in it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +39,11 @@ from analytics.errors import AnalyticsError, DatabaseBusyError, NoDatabaseError
 _log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "events"
+
+STORAGE_VERSION = "v1.5.0"
+"""The DuckDB storage format new files are written in (DuckDB's ``storage_compatibility_version``
+setting): the DuckDB 1.5 shell reads it (file version 64-68; DuckDB 2.0's own format, 69, it
+refuses), and the ``duckdb`` package pinned in pyproject.toml (2.0) still writes it."""
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("seq", "BIGINT PRIMARY KEY", "the event's sequence in the events stream"),
@@ -96,7 +107,8 @@ def open_db(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
 
     Args:
         path: the DuckDB file.
-        read_only: open for queries only (several processes may read at once).
+        read_only: open for queries only (several processes may read at once); else a new
+            file is created in the storage format of ``STORAGE_VERSION``.
 
     Raises:
         NoDatabaseError: ``read_only`` and the file does not exist.
@@ -109,8 +121,10 @@ def open_db(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise NoDatabaseError(msg)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = (
+        {} if read_only else {"storage_compatibility_version": STORAGE_VERSION})
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             msg = f"{path} is in use by another process (an export still running?): {exc}"
@@ -150,3 +164,19 @@ def last_exported(con: duckdb.DuckDBPyConnection) -> Exported | None:
     row = con.execute("SELECT stream, last_seq, stream_created FROM export_state "
                       "ORDER BY exported_at DESC LIMIT 1").fetchone()
     return Exported(str(row[0]), int(row[1]), row[2]) if row else None
+
+
+def storage_version(con: duckdb.DuckDBPyConnection) -> str:
+    """The storage format of the file ``con`` opened, as DuckDB names it (``v1.5.0+``: files
+    DuckDB 1.5 and later read); "" when DuckDB does not say."""
+    row = con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                      "WHERE database_name = current_database()").fetchone()
+    return str(row[0]) if row and row[0] else ""
+
+
+def newer_than_pinned(version: str) -> bool:
+    """Whether a file in storage format ``version`` (``storage_version``'s ``v2.0.0+``) is
+    newer than ``STORAGE_VERSION``, so that the DuckDB shell of that line cannot open it."""
+    def parts(text: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+    return bool(version) and parts(version) > parts(STORAGE_VERSION)

@@ -80,8 +80,9 @@ def add_parsers(commands: Any, events: Any) -> None:
     query.set_defaults(func=cmd_query, needs_topology=False)
 
     report = commands.add_parser(
-        "report", help="latency, tokens, cost, escalations, feedback, errors, routing",
+        "report", help="outcomes, latency, tokens, cost, escalations, feedback, errors, routing",
         description="Summarise the exported events (run `switchboard events export` first): "
+        "how each request ended per flow (answered, paused, refused, aborted, failed), "
         "latency per actor and per flow (p50/p95/p99), tokens and cost per model and per "
         "user, escalation rate and causes, 👍/👎 per role, errors and dead letters, router "
         "decisions by source. Exit codes: 0 done, 2 no such file.")

@@ -38,10 +38,11 @@ from analytics._schema import (
     EVENTS_TABLE,
     last_exported,
     open_db,
+    storage_version,
 )
 from analytics.errors import ExportError
 from core.errors import BrokerError, NotRunningError
-from protocol import Subjects, event_decoder
+from protocol import ExecutionEvent, Subjects, event_decoder
 from runtime.bus import connect
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class ExportResult:
         skipped: sequences after the previous export the stream no longer held (removed by
             its age or size limits, 7 days / 1 GiB by default) and so could not be exported.
         seconds: how long the export took.
+        storage_version: the file's DuckDB storage format (``_schema.storage_version``).
     """
 
     added: int
@@ -80,6 +82,7 @@ class ExportResult:
     total: int
     skipped: int
     seconds: float
+    storage_version: str = ""
 
 
 class _Row(msgspec.Struct, kw_only=True):
@@ -96,19 +99,19 @@ class _Row(msgspec.Struct, kw_only=True):
     role: str | None
     user_id: str | None
     model: str | None
-    tokens_in: int
-    tokens_out: int
-    cost_usd: float
-    latency_ms: float
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    latency_ms: float | None
     source: str | None
-    value: int
+    value: int | None
     error: str | None
     detail: str | None
     trace_id: str | None
     span_id: str | None
     parent_span_id: str | None
     event_id: str | None
-    pid: int
+    pid: int | None
     subject: str
     raw: str
 
@@ -136,6 +139,14 @@ def _text(value: str) -> str | None:
     return value or None
 
 
+def _usage(event: ExecutionEvent) -> tuple[int | None, int | None, float | None]:
+    """Tokens in, out and cost: NULL all three unless the event reports a usage (a model
+    call whose provider counted; an embedding call reports none)."""
+    if event.prompt_tokens or event.completion_tokens or event.cost_usd:
+        return event.prompt_tokens, event.completion_tokens, event.cost_usd
+    return None, None, None
+
+
 def event_row(seq: int, subject: str, data: bytes, stored_at: float) -> _Row:
     """The ``events`` row of one stream message.
 
@@ -149,6 +160,9 @@ def event_row(seq: int, subject: str, data: bytes, stored_at: float) -> _Row:
     Returns:
         The row; bytes that are not an ExecutionEvent give kind ``undecodable`` with the
         decoder's error, actor and session from the subject, and the bytes in ``raw``.
+        Empty text is NULL, and so is a number the event does not carry (the wire leaves
+        it 0): tokens and cost unless the event reports a usage, a duration of 0 (a
+        measured one never is), ``value`` but on ``feedback``, ``pid`` 0.
     """
     text = data.decode("utf-8", errors="replace")
     try:
@@ -158,17 +172,18 @@ def event_row(seq: int, subject: str, data: bytes, stored_at: float) -> _Row:
     kind = event.kind
     failed = kind in _ERROR_KINDS or kind.endswith(("_error", "_failed"))
     error = (event.detail or kind) if failed else None
+    tokens_in, tokens_out, cost_usd = _usage(event)
     return _Row(
         seq=seq, time=event.at or stored_at, actor=_text(event.actor), kind=_text(kind),
         session=_text(event.session), request_id=_text(event.request_id),
         step=_text(event.step), flow=_text(event.flow), role=_text(event.role),
         user_id=_text(event.user_id), model=_text(event.model),
-        tokens_in=event.prompt_tokens, tokens_out=event.completion_tokens,
-        cost_usd=event.cost_usd, latency_ms=event.duration_ms, source=_text(event.source),
-        value=event.value, error=error, detail=_text(event.detail),
-        trace_id=_text(event.trace_id), span_id=_text(event.span_id),
-        parent_span_id=_text(event.parent_span_id), event_id=_text(event.event_id), pid=event.pid,
-        subject=subject, raw=text,
+        tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost_usd,
+        latency_ms=event.duration_ms or None, source=_text(event.source),
+        value=event.value if event.value or kind == "feedback" else None, error=error,
+        detail=_text(event.detail), trace_id=_text(event.trace_id),
+        span_id=_text(event.span_id), parent_span_id=_text(event.parent_span_id),
+        event_id=_text(event.event_id), pid=event.pid or None, subject=subject, raw=text,
     )
 
 
@@ -183,9 +198,9 @@ def _undecodable(seq: int, subject: str, text: str, stored_at: float,
     return _Row(
         seq=seq, time=stored_at, actor=_text(actor), kind="undecodable",
         session=_text(session), request_id=None, step=None, flow=None, role=None,
-        user_id=None, model=None, tokens_in=0, tokens_out=0, cost_usd=0.0, latency_ms=0.0,
-        source=None, value=0, error=f"not an ExecutionEvent: {exc}"[:500], detail=None,
-        trace_id=None, span_id=None, parent_span_id=None, event_id=None, pid=0,
+        user_id=None, model=None, tokens_in=None, tokens_out=None, cost_usd=None,
+        latency_ms=None, source=None, value=None, error=f"not an ExecutionEvent: {exc}"[:500],
+        detail=None, trace_id=None, span_id=None, parent_span_id=None, event_id=None, pid=None,
         subject=subject, raw=text,
     )
 
@@ -278,6 +293,7 @@ async def export_events(js: JetStreamContext, con: duckdb.DuckDBPyConnection,
         added=batches.added, first_seq=first_added, last_seq=last,
         total=int(total_row[0]) if total_row else 0,
         skipped=max(0, last - previous - batches.added), seconds=time.monotonic() - started,
+        storage_version=storage_version(con),
     )
 
 

@@ -5,6 +5,9 @@ request's start and asker read all of ``events``, so a request that began just b
 window still counts. Latencies are milliseconds, costs US dollars.
 
 - ``summary``: events, requests, sessions, first and last event in the window.
+- ``outcomes``: per flow (the router's choice; ``(unclassified)`` for a request that failed
+  before it), the requests seen in the window and how each ended (``OUTCOMES``), the share
+  answered; the last row, ``(all)``, sums the flows.
 - ``latency_by_actor``: per actor, p50 / p95 / p99 / max of its ``handled`` steps (from
   delivery to acknowledgement).
 - ``latency_by_flow``: per flow, the same over requests: from the start of the router's step
@@ -70,12 +73,49 @@ def _percentiles(expr: str, quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)) ->
                      for q in quantiles)
 
 
+OUTCOMES = ("answered", "paused", "refused", "aborted", "failed", "silent", "unfinished")
+"""How a request ended, from its latest ``answered`` event (``detail``: NULL for an answer,
+else the error code or ``silent``): ``answered``; ``paused`` (the answer was a question to
+the person: their answer is a request of its own); ``refused`` (a rule); ``aborted`` (stopped
+by the person); ``failed`` (any other error code, or dead-lettered without an ``answered``
+event); ``silent`` (the router chose not to answer); ``unfinished`` (no answer yet)."""
+
+
+def _counts(column: str, values: tuple[str, ...]) -> str:
+    """One ``count(*)`` per value of ``column``, named after it."""
+    return ", ".join(f"count(*) FILTER (WHERE {column} = '{v}') AS {v}" for v in values)
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("summary", "Events", """
         SELECT count(*) AS events, count(DISTINCT request_id) AS requests,
                count(DISTINCT session) AS sessions,
                min(time) AS first_event, max(time) AS last_event
         FROM ev"""),
+    Section("outcomes", "Outcomes per flow (requests)", f"""
+        WITH seen AS (
+            SELECT DISTINCT request_id FROM ev
+            WHERE kind IN ('classified', 'answered', 'dead_letter') AND request_id IS NOT NULL
+        ), facts AS (
+            SELECT request_id, any_value(flow) FILTER (WHERE kind = 'classified') AS flow,
+                   arg_max(coalesce(detail, ''), seq) FILTER (WHERE kind = 'answered') AS last,
+                   bool_or(kind = 'paused') AS paused, bool_or(kind = 'dead_letter') AS dead
+            FROM events JOIN seen USING (request_id)
+            WHERE kind IN ('classified', 'answered', 'paused', 'dead_letter')
+            GROUP BY request_id
+        ), outcomes AS (
+            SELECT coalesce(flow, '(unclassified)') AS flow, CASE
+                WHEN last IS NULL THEN CASE WHEN dead THEN 'failed' ELSE 'unfinished' END
+                WHEN last = '' THEN CASE WHEN paused THEN 'paused' ELSE 'answered' END
+                WHEN last IN ('refused', 'aborted', 'silent') THEN last
+                ELSE 'failed' END AS outcome
+            FROM facts
+        )
+        SELECT CASE WHEN grouping(flow) = 1 THEN '(all)' ELSE flow END AS flow,
+               count(*) AS requests, {_counts("outcome", OUTCOMES)},
+               round(100.0 * count(*) FILTER (WHERE outcome = 'answered') / count(*), 1)
+                   AS answered_pct
+        FROM outcomes GROUP BY ROLLUP (flow) ORDER BY grouping(flow), flow"""),
     Section("latency_by_actor", "Latency per actor (ms per handled step)", f"""
         SELECT actor, count(*) AS steps, {_percentiles("latency_ms")},
                round(max(latency_ms), 1) AS max_ms

@@ -80,8 +80,9 @@ def add_parsers(commands: Any, events: Any) -> None:
     query.set_defaults(func=cmd_query, needs_topology=False)
 
     report = commands.add_parser(
-        "report", help="latency, tokens, cost, escalations, feedback, errors, routing",
+        "report", help="outcomes, latency, tokens, cost, escalations, feedback, errors, routing",
         description="Summarise the exported events (run `switchboard events export` first): "
+        "how each request ended per flow (answered, paused, refused, aborted, failed), "
         "latency per actor and per flow (p50/p95/p99), tokens and cost per model and per "
         "user, escalation rate and causes, 👍/👎 per role, errors and dead letters, router "
         "decisions by source. Exit codes: 0 done, 2 no such file.")
@@ -100,6 +101,7 @@ def db_path(args: argparse.Namespace, settings: Settings) -> Path:
 
 def cmd_export(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
     from analytics._export import export_to_file
+    from analytics._schema import STORAGE_VERSION, newer_than_pinned
     from analytics.errors import AnalyticsError
     from core.errors import BrokerError
     from runtime.bus import resolve_nats_url
@@ -122,6 +124,10 @@ def cmd_export(args: argparse.Namespace, settings: Settings, topology: Topology)
     else:
         _out(f"Exported 0 new events: {db} is up to date (sequence {result.last_seq}, "
              f"{result.total} events).")
+    if newer_than_pinned(result.storage_version):
+        _out(f"⚠️ {db} is in DuckDB's {result.storage_version} storage format, which the "
+             f"DuckDB shell of the {STORAGE_VERSION} line cannot open (it was created by an "
+             "earlier Switchboard): copy it into a new file as docs/analytics.md shows.")
     if result.skipped:
         _out(f"⚠️ {result.skipped} events had left the stream (its age or size limit) "
              "before they could be exported.")

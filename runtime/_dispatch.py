@@ -392,6 +392,9 @@ class Dispatcher:
             await self._tell_user(request, exc, seq)
 
     async def _tell_user(self, request: ReplyTo, exc: BaseException, seq: int) -> None:
+        """Answer the person whose request was dead-lettered, with the failure's error code,
+        and record that answer as an ``answered`` event (``detail``: the code), as
+        ``MessageContext.reply`` records every other answer."""
         role = self.actor.actor_id.role
         if isinstance(exc, ModelRejectedError):
             text = (f"Sorry, the model refused this request: {exc}. Retrying will not help: "
@@ -409,3 +412,6 @@ class Dispatcher:
                               self.actor.services.subjects.outbox(request.origin), reply, headers)
         except BrokerError:
             self.actor.log.exception("session %s: could not tell the user", request.session)
+            return
+        await self.actor.emit("answered", request.session, detail=str(reply.error),
+                              request_id=request.in_reply_to)

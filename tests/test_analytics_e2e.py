@@ -142,6 +142,11 @@ def test_the_report_reads_the_real_runs(system: RunningSystem, db: Path) -> None
     sources = {r["source"] for r in report["router_decisions"]}
     assert {"model", "rule", "resume"} <= sources
     assert report["dead_letters"] == []
+    # Every request has an outcome: the "[stuck]" run asked the person, the rest answered.
+    total = report["outcomes"][-1]
+    assert total["flow"] == "(all)" and total["requests"] >= 6
+    assert total["paused"] == 1 and total["failed"] == total["aborted"] == 0
+    assert total["answered"] + total["paused"] + total["unfinished"] == total["requests"]
 
     plain = _switchboard(system, "report", "--db", str(db))
     assert plain.returncode == 0 and "Latency per flow" in plain.stdout

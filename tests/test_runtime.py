@@ -195,11 +195,22 @@ async def test_transient_failure_is_redelivered_and_then_answered(harness: Harne
 
 
 async def test_repeated_failure_goes_to_dead_letter_and_user_is_told(harness: Harness) -> None:
+    answered: asyncio.Queue[ExecutionEvent] = asyncio.Queue()
+
+    async def _put(msg: Any) -> None:
+        await answered.put(event_decoder.decode(msg.data))
+
+    sub = await harness.nc.subscribe(harness.topology.subjects.event("classifier", "answered"),
+                                     cb=_put)
     harness.start_actor()
     message_id = await harness.send("always-fail")
     reply = await harness.reply_to(message_id)
     assert reply.error == "dead_letter"
     assert "the model is down" in reply.text
+    # The failure's answer is an ``answered`` event like any other (the report's outcomes).
+    event = await asyncio.wait_for(answered.get(), 10)
+    assert (event.request_id, event.detail) == (message_id, "dead_letter")
+    await sub.unsubscribe()
     [letter] = await harness.dead_letters(1)
     assert letter.deliveries == 3
     original = msgspec.json.decode(letter.data)

@@ -68,7 +68,7 @@ def test_what_asks_is_configured_per_tool_and_checked() -> None:
     with pytest.raises(ValidationError):
         ToolPolicy(approval={"rm": "ask"})
     with pytest.raises(ValidationError):
-        ToolPolicy(approval={"run_command": "sometimes"})  # type: ignore[dict-item]
+        ToolPolicy.model_validate({"approval": {"run_command": "sometimes"}})
     server = McpStdioSpec(command="x", approval={"git_commit": "ask"})
     assert mcp_asks(server.approval, "git_commit")
     assert not mcp_asks(server.approval, "git_status")

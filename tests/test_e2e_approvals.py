@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
@@ -34,6 +35,8 @@ from session_events import read_session_events
 from system import RunningSystem
 from waiting import eventually, until
 
+from core.config import Settings, load_topology
+from gateway.chat import run_chat
 from switchboard.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -179,7 +182,7 @@ async def test_approvals_through_the_api_and_the_deadline(nats_url: str, tmp_pat
         context = running_system(nats_url, tmp_path, extra_env={
             KEY_VAR: KEY, "SB_API_TOKEN": TOKEN, "SB_API_LISTEN": listen},
             **_topology(model.base_url, timeout_s=6))
-        await asyncio.to_thread(context.__enter__)
+        system = await asyncio.to_thread(context.__enter__)
         try:
             async with aiohttp.ClientSession() as http:
                 api = Api(f"http://{listen}", http)
@@ -192,8 +195,30 @@ async def test_approvals_through_the_api_and_the_deadline(nats_url: str, tmp_pat
                 await eventually(_ready, within_s=60, what="the API to answer")
                 await _api_approve(api)
                 await _api_deadline(api)
+            await _terminal_approve(system)
         finally:
             await asyncio.to_thread(context.__exit__, None, None, None)
+
+
+async def _terminal_approve(system: RunningSystem) -> None:
+    """``switchboard chat`` shows the request and asks; ``y`` approves."""
+    settings = Settings(topology=system.topology_path, data_dir=system.data_dir,
+                        nats_url=system.nats_url)
+    asked: list[str] = []
+
+    def confirm(prompt: str) -> str:
+        asked.append(prompt)
+        return "y"
+
+    out = io.StringIO()
+    code = await run_chat(settings, load_topology(settings=settings), nats_url=system.nats_url,
+                          message="run the check here", session="terminal-approvals",
+                          timeout_s=120, out=out, confirm=confirm)
+    text = out.getvalue()
+    assert code == 0, text
+    assert asked == ["Approve? [y/N] "], asked
+    assert "Approval needed" in text and "✅ Approved." in text, text
+    assert "The command said:" in text and "approved-output" in text.split("said:", 1)[1], text
 
 
 async def _awaiting(api: Api, run_id: str) -> dict[str, Any]:

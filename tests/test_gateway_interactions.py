@@ -16,7 +16,7 @@ import nacl.signing
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from discord_standin import DiscordStandIn
+from discord_standin import DiscordStandIn, HttpEndpoint
 from discord_standin._payloads import MANAGE_MESSAGES, MEMBER_PERMISSIONS
 from discord_standin.fake_actors import FakeActors, actors  # noqa: F401 - fixture
 from discord_standin.fixtures import discord_standin, provision_streams  # noqa: F401 - fixture
@@ -27,7 +27,7 @@ from gateway.errors import SignatureError
 from gateway.interactions import InteractionsEndpoint, InteractionWebhooks, verify
 from gateway.interactions._run import ORIGIN, parse_listen
 from gateway.services import BotServices
-from protocol import ControlAction, Subjects
+from protocol import ApprovalCall, ApprovalRequest, ControlAction, Subjects
 
 TIMEOUT_S = 20.0
 
@@ -185,6 +185,51 @@ async def test_stop_is_the_askers_or_a_moderators_in_a_shared_thread(
         assert "Stop requested" in await stop(user)
         _, control = await actors.next_control()
         assert (control.action, control.user_id) == (ControlAction.ABORT, user["id"])
+
+
+async def test_an_approval_is_shown_with_buttons_and_decided_by_the_asker(
+        endpoint: Endpoint, discord_standin: DiscordStandIn,  # noqa: F811
+        actors: FakeActors) -> None:  # noqa: F811
+    """A run's approval request becomes a follow-up with Approve / Deny; a click arrives
+    signed at the endpoint: bob's is refused to him alone, alice's Deny goes to the run's role
+    and the message then says who decided, without its buttons."""
+    s = discord_standin
+    s.set_permissions(s.everyone, MEMBER_PERMISSIONS)
+    bob = s.add_user("bob")
+    ask = s.interactions.create(s.bot, s.channel_id, s.alice, "ask", {"question": "clean up"})
+    status, answer = await endpoint.post(json.dumps(ask).encode())
+    await s.interactions.acknowledge(ask["token"], answer)
+    request = await actors.next()
+    await actors.publish(ApprovalRequest(
+        session=request.session, origin=request.origin, in_reply_to=request.message_id,
+        approval_id="0123456789abcdef", role="python_coder", user_id=s.alice["id"],
+        calls=(ApprovalCall(name="run_command", arguments='{"command": "rm -r build"}'),),
+        expires_at=time.time() + 600, turn=2))
+
+    def shown() -> dict[str, Any] | None:
+        found = [m for m in s.interactions.responses(ask["token"]) if m.get("components")]
+        return found[-1] if found else None
+
+    message = await s.wait_for(shown, timeout=TIMEOUT_S, what="the approval follow-up")
+    assert "rm -r build" in message["content"]
+    buttons = {b["label"]: b["custom_id"] for b in message["components"][0]["components"]}
+    assert set(buttons) == {"Approve", "Deny"}
+    signed = HttpEndpoint(endpoint.url, endpoint.key)
+
+    refused = await s.click_button(message["channel_id"], message["id"], bob["id"],
+                                   buttons["Approve"], endpoint=signed)
+    code, body = s.interactions.by_token[refused["token"]]["endpoint_answer"]
+    assert code == 200 and body["type"] == 4 and body["data"]["flags"] & (1 << 6), body
+    assert actors.controls.empty(), "a refused click changes nothing"
+
+    await s.click_button(message["channel_id"], message["id"], s.alice["id"], buttons["Deny"],
+                         endpoint=signed)
+    subject, control = await actors.next_control()
+    assert subject == "sb.task.python_coder"
+    assert (control.action, control.approval_id, control.user_id, control.session) == (
+        ControlAction.DENY, "0123456789abcdef", s.alice["id"], request.session)
+    decided = s.by_id[message["id"]]
+    assert not decided["components"] and f"<@{s.alice['id']}>" in decided["content"]
 
 
 async def test_forged_replayed_and_malformed_requests_get_401(endpoint: Endpoint) -> None:

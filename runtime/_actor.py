@@ -229,6 +229,8 @@ class MessageContext:
     _progress_sent: int = field(default=0)
     request_id: str = ""
     """The request this delivery works for (``request_of``), put on every event it emits."""
+    tasks_sent: int = field(default=0)
+    """Task messages ``send`` published (the ``sent`` of the delivery's ``handled`` event)."""
 
     def _msg_id(self, target: str, key: str, *, progress: bool = False) -> str:
         if key:
@@ -264,6 +266,7 @@ class MessageContext:
                 them the delivery fails instead).
         """
         await self._publish(self.actor.services.subjects.task(role), message, role, key)
+        self.tasks_sent += 1
 
     async def reply(self, origin: str, message: msgspec.Struct, *, key: str = "") -> None:
         """Publish a Reply / ConsolidatedOptions to the gateway ``origin`` (stored by the

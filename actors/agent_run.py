@@ -286,7 +286,7 @@ class AgentRun:
         await self.ctx.send(self.role, Control(
             session=self.session, action=ControlAction.APPROVAL_TIMEOUT, role=self.role,
             request_id=self.task.request_id, approval_id=pending.approval_id),
-            key=DEADLINE_KEY)
+            key=DEADLINE_KEY, deadline=True)
 
     async def _pause(self, state: LoopState, held: HeldRun) -> None:
         """Stuck at the top of the escalation path: ask the person and wait

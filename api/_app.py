@@ -1,11 +1,11 @@
-"""The aiohttp application: routes, bearer-token check, body limits, and every ``ApiError``
-turned into ``{"error": {"code", "message"}}`` with its status."""
+"""The aiohttp application: routes, bearer-token check, body limits and media type, and every
+``ApiError`` turned into ``{"error": {"code", "message"}}`` with its status (a 405 names the
+allowed methods in ``Allow``, RFC 9110 §15.5.6)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-import mimetypes
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
@@ -29,6 +29,7 @@ from api._schema import (
     request_decoder,
 )
 from api._sse import RunEvents
+from api._sse_frames import END_ID, Cursor
 from api.errors import (
     ApiConfigError,
     ApiError,
@@ -37,6 +38,7 @@ from api.errors import (
     NotFoundError,
     PayloadTooLargeError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
 )
 
 _log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _APPROVAL_ID = re.compile(r"^[0-9a-f]{16}$")
 _CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           413: "payload_too_large"}
+JSON = "application/json"
+"""The only media type of request bodies (RFC 8259 §11)."""
 
 HealthCheck = Callable[[], Awaitable[Health]]
 """Reads the consumers' state (``api._health.health`` bound to a connection)."""
@@ -60,9 +64,12 @@ def _json(body: msgspec.Struct, status: int = 200, headers: dict[str, str] | Non
                         content_type="application/json")
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    """``{"error": {"code", "message"}}`` with ``status`` (401 also names the scheme)."""
-    headers = {"WWW-Authenticate": 'Bearer realm="switchboard"'} if status == 401 else None
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """``{"error": {"code", "message"}}`` with ``status`` and ``headers`` (a 401 also names
+    the scheme in ``WWW-Authenticate``)."""
+    if status == 401:
+        headers = {**UnauthorizedError().headers(), **(headers or {})}
     return _json(ErrorBody(error=ErrorDetail(code=code, message=message)), status, headers)
 
 
@@ -96,7 +103,8 @@ class ApiApp:
                               middlewares=[self._errors, self._auth])
         app.router.add_post("/v1/runs", self.create_run)
         app.router.add_get("/v1/runs/{run_id}", self.get_run)
-        app.router.add_get("/v1/runs/{run_id}/events", self.run_events)
+        # No HEAD: it would hold the connection for as long as the run goes on, with no body.
+        app.router.add_get("/v1/runs/{run_id}/events", self.run_events, allow_head=False)
         app.router.add_post("/v1/runs/{run_id}/stop", self.stop_run)
         app.router.add_post("/v1/runs/{run_id}/approvals/{approval_id}", self.decide)
         app.router.add_get("/v1/runs/{run_id}/files/{path:.+}", self.run_file)
@@ -113,22 +121,28 @@ class ApiApp:
         except ApiError as exc:
             if exc.status >= 500:
                 _log.warning("%s %s: %s", request.method, request.path, exc)
-            return error_response(exc.status, exc.code, str(exc) or exc.code)
+            return error_response(exc.status, exc.code, str(exc) or exc.code, exc.headers())
         except web.HTTPRequestEntityTooLarge:
             return error_response(413, PayloadTooLargeError.code,
                                   f"the body is larger than {self.max_body_bytes} bytes")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(exc.status, _CODES.get(exc.status, "http_error"), exc.reason)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return error_response(exc.status, _CODES.get(exc.status, "http_error"), exc.reason,
+                                  allow)
+        except Exception:  # a bug: logged with its traceback, answered in the API's shape
+            _log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, ApiError.code, "the request failed; see the API's log")
         return response
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in PUBLIC_PATHS:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                      self._token):
+            # surrogateescape: a header's undecodable bytes compare as themselves, never crash
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode("utf-8", "surrogateescape"), self._token):
                 msg = "send Authorization: Bearer <SB_API_TOKEN>"
                 raise UnauthorizedError(msg)
         response: web.StreamResponse = await handler(request)
@@ -137,7 +151,8 @@ class ApiApp:
     # ------------------------------------------------------------------ routes
 
     async def create_run(self, request: web.Request) -> web.Response:
-        """``POST /v1/runs`` → 202 ``RunAccepted``; 400 / 413 publish nothing."""
+        """``POST /v1/runs`` → 202 ``RunAccepted``; 400 / 413 / 415 publish nothing."""
+        _json_body(request)
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             msg = f"the body is larger than {self.max_body_bytes} bytes"
@@ -187,20 +202,29 @@ class ApiApp:
                                       decision=decision.decision), 202)
 
     async def run_file(self, request: web.Request) -> web.Response:
-        """``GET /v1/runs/{run_id}/files/{path}`` → the file's bytes."""
+        """``GET /v1/runs/{run_id}/files/{path}`` → the file's bytes, as
+        ``application/octet-stream`` whatever the file (the OpenAPI document's type)."""
         record = await self.runs.get(_run_id(request))
         path = request.match_info["path"]
         data = await self.files.read(record, path)
-        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         name = PurePosixPath(path).name.replace('"', "")
-        return web.Response(body=data, content_type=kind, headers={
+        return web.Response(body=data, content_type="application/octet-stream", headers={
             "Content-Disposition": f'attachment; filename="{name}"',
             "X-Content-Type-Options": "nosniff"})
 
     async def run_events(self, request: web.Request) -> web.StreamResponse:
-        """``GET /v1/runs/{run_id}/events`` → ``text/event-stream`` until the run ends."""
+        """``GET /v1/runs/{run_id}/events`` → ``text/event-stream`` until the run ends; after
+        the event a ``Last-Event-ID`` names when it is given, 204 when that was the ``end``.
+
+        Raises:
+            NotFoundError: no such run.
+            BadHeaderError: a ``Last-Event-ID`` this API never sent.
+        """
         record = await self.runs.get(_run_id(request))
-        stream = self.events.follow(record)
+        last = request.headers.get("Last-Event-ID", "").strip()
+        if last == END_ID:
+            return web.Response(status=204)
+        stream = self.events.follow(record, Cursor.parse(last) if last else None)
         first = await anext(stream)  # the replays started: a failure is still a JSON error
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -215,6 +239,8 @@ class ApiApp:
             return response
         except ApiError as exc:
             _log.warning("events of run %s cut short: %s", record.run_id, exc)
+        except Exception:  # a bug, once the stream began: end it, the status is sent already
+            _log.exception("events of run %s failed", record.run_id)
         finally:
             await stream.aclose()
         await response.write_eof()
@@ -228,6 +254,18 @@ class ApiApp:
         """``GET /openapi.json`` → the OpenAPI 3.1 document."""
         return web.Response(body=openapi_document(self.max_body_bytes),
                             content_type="application/json")
+
+
+def _json_body(request: web.Request) -> None:
+    """Refuse a body not sent as ``application/json`` (parameters such as ``charset`` aside).
+
+    Raises:
+        UnsupportedMediaTypeError: another media type, or none.
+    """
+    if request.content_type != JSON or "Content-Type" not in request.headers:
+        given = request.headers.get("Content-Type", "none")
+        msg = f"send the body as Content-Type: {JSON}, not {given[:100]!r}"
+        raise UnsupportedMediaTypeError(msg)
 
 
 def _run_id(request: web.Request) -> str:

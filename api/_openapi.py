@@ -1,5 +1,7 @@
 """``GET /openapi.json``: the API described as OpenAPI 3.1 (https://spec.openapis.org/oas/v3.1.0),
-its component schemas generated from the msgspec structs of ``api._schema``."""
+its component schemas generated from the msgspec structs of ``api._schema``. A method a path
+does not have is answered 405 with ``Allow`` (RFC 9110 §15.5.6); OpenAPI has no place for
+that per operation, so the document's description says it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from api._schema import (
     RunView,
     StopAccepted,
 )
+from api._sse_frames import ID_PATTERN, RETRY_MS
 
 _REF = "#/components/schemas/{name}"
 
@@ -40,8 +43,27 @@ def _errors(*statuses: int) -> dict[str, Any]:
              409: "The run cannot be stopped (it finished, or it is paused on a question), "
                   "or it does not wait on that approval",
              413: "The body is larger than the API accepts",
+             415: "The body is not sent as `Content-Type: application/json`",
              503: "NATS or the actors do not answer"}
-    return {str(s): _json("ErrorBody", texts[s]) for s in statuses}
+    answers = {str(s): _json("ErrorBody", texts[s]) for s in statuses}
+    if 401 in statuses:
+        answers["401"]["headers"] = {"WWW-Authenticate": {
+            "description": "The scheme to use: `Bearer realm=\"switchboard\"` (RFC 6750)",
+            "schema": {"type": "string"}}}
+    if 415 in statuses:
+        answers["415"]["headers"] = {"Accept": {
+            "description": "The media type a body must have: `application/json` "
+            "(RFC 9110 §12.5.1)", "schema": {"type": "string"}}}
+    return answers
+
+
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID", "in": "header", "required": False,
+    "description": "Resume after this event: the `id:` of the last event received (an "
+    "EventSource sends it when it reconnects). `<events>.<outbox>.<status>`: the JetStream "
+    "sequences of the last execution event and outbox message sent, and the last run status "
+    "sent; `end` after the last event.",
+    "schema": {"type": "string", "maxLength": 64, "pattern": ID_PATTERN}}
 
 
 _RUN_ID = {"name": "run_id", "in": "path", "required": True,
@@ -60,7 +82,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("RunRequest")}}},
             "responses": {"202": _json("RunAccepted", "Accepted: the run is queued"),
-                          **_errors(400, 401, 413, 503)}}},
+                          **_errors(400, 401, 413, 415, 503)}}},
         "/v1/runs/{run_id}": {"get": {
             "operationId": "getRun", "summary": "A run's status and result",
             "parameters": [_RUN_ID],
@@ -69,14 +91,21 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "operationId": "runEvents", "summary": "A run's progress and execution events",
             "description": "Server-Sent Events from the run's start until it ends (a late "
             "client first gets what happened so far). `event:` is `run` (the run's state, on "
-            "each status change), `progress`, `approval` (an approval request: decide it with "
-            "`POST .../approvals/{approval_id}`), `reply`, `options`, an execution event's kind "
-            "(`classified`, `model_call`, `turn`, ...) and finally `end`; `data:` is JSON. "
-            "`: keep-alive` comments keep idle connections open.",
-            "parameters": [_RUN_ID],
+            "each status change), `progress`, `approval` (an approval request: decide it "
+            "with `POST .../approvals/{approval_id}`), `reply`, `options`, an execution "
+            "event's kind "
+            "(`classified`, `model_call`, `turn`, ..., `reflection`) and finally `end`, once "
+            "the run settled and its work after the answer (evaluation, reflection, workspace "
+            "sync) reported; `data:` is JSON. Every event has an `id:`: a client that "
+            "reconnects with `Last-Event-ID` gets what came after it, nothing twice. The "
+            f"stream starts with `retry: {RETRY_MS}` (milliseconds); `: keep-alive` comments "
+            "keep idle connections open.",
+            "parameters": [_RUN_ID, _LAST_EVENT_ID],
             "responses": {"200": {"description": "The event stream", "content": {
                 "text/event-stream": {"schema": {"type": "string"}}}},
-                **_errors(401, 404, 503)}}},
+                "204": {"description": "`Last-Event-ID` was `end`: nothing follows (an "
+                        "EventSource stops reconnecting)"},
+                **_errors(400, 401, 404, 503)}}},
         "/v1/runs/{run_id}/stop": {"post": {
             "operationId": "stopRun", "summary": "Stop a run at its next turn",
             "description": "A run still waiting for its session is aborted at once; a running "
@@ -101,7 +130,8 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
         "/v1/runs/{run_id}/files/{path}": {"get": {
             "operationId": "getRunFile", "summary": "A file of the run's workspace",
             "description": "A file the run answered with (`files` of the run), else the "
-            "session's workspace file as last stored after a run.",
+            "session's workspace file as last stored after a run; always "
+            "`application/octet-stream`, as an attachment.",
             "parameters": [_RUN_ID, {
                 "name": "path", "in": "path", "required": True,
                 "description": "Relative path in the workspace (`src/app.py`); no `..`.",
@@ -133,7 +163,9 @@ def openapi_document(max_body_bytes: int) -> bytes:
                  "description": "Submit requests to Switchboard's agents, follow and stop "
                  "runs, fetch their files. Every route but `/healthz` needs "
                  "`Authorization: Bearer $SB_API_TOKEN`. Errors are "
-                 "`{\"error\": {\"code\", \"message\"}}`."},
+                 "`{\"error\": {\"code\", \"message\"}}`; a method a path does not have "
+                 "is answered 405 `method_not_allowed` with `Allow` naming the ones it has "
+                 "(RFC 9110 §15.5.6)."},
         "security": [{"bearer": []}],
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",

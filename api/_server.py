@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from api._access import ACCESS_LOGGER, AccessLogger, server_logger
 from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
 from api._health import health
@@ -112,7 +113,9 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
                                             keepalive_s=options.keepalive_s),
                      files, _health, max_body_bytes=options.max_body_bytes)
         runner = web.AppRunner(app.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                               handle_signals=False, access_log=None)
+                               handle_signals=False, access_log_class=AccessLogger,
+                               access_log=logging.getLogger(ACCESS_LOGGER),
+                               logger=server_logger())
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

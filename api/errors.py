@@ -7,13 +7,15 @@ Hierarchy::
     ├── ApiConfigError           the API cannot start: no token, a bad --listen (not HTTP)
     ├── BadRequestError          400 bad_request: the body or a parameter is invalid
     │   ├── MalformedJsonError       400 malformed_json: the body is not JSON
-    │   └── BadPathError             400 bad_path: a file path leaves the workspace or is not clean
+    │   ├── BadPathError             400 bad_path: a file path leaves the workspace or is not clean
+    │   └── BadHeaderError           400 bad_header: a request header's value is not valid
     ├── UnauthorizedError        401 unauthorized: no or a wrong bearer token
     ├── ForbiddenError           403 forbidden: deciding an approval of another user's run
     ├── NotFoundError            404 not_found: no such run, file or route
     ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused),
     │                            or does not wait on that approval
     ├── PayloadTooLargeError     413 payload_too_large: the body is larger than the limit
+    ├── UnsupportedMediaTypeError 415 unsupported_media_type: the body is not sent as JSON
     └── UnavailableError         503 unavailable: NATS or the actors do not answer
         └── StoreError               503 unavailable: a JetStream bucket did not answer
 """
@@ -27,6 +29,10 @@ class ApiError(Exception):
 
     status = 500
     code = "internal"
+
+    def headers(self) -> dict[str, str]:
+        """Response header fields the answer carries besides the JSON body (none here)."""
+        return {}
 
 
 class ApiConfigError(ApiError):
@@ -52,11 +58,21 @@ class BadPathError(BadRequestError):
     code = "bad_path"
 
 
+class BadHeaderError(BadRequestError):
+    """A request header's value is not valid (a ``Last-Event-ID`` this API never sent)."""
+
+    code = "bad_header"
+
+
 class UnauthorizedError(ApiError):
     """The ``Authorization: Bearer`` token is missing or wrong."""
 
     status = 401
     code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        """``WWW-Authenticate``, naming the scheme (RFC 9110 §11.6.1, RFC 6750 §3)."""
+        return {"WWW-Authenticate": 'Bearer realm="switchboard"'}
 
 
 class ForbiddenError(ApiError):
@@ -85,6 +101,17 @@ class PayloadTooLargeError(ApiError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """The request body's ``Content-Type`` is not ``application/json``."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+    def headers(self) -> dict[str, str]:
+        """``Accept``: the media type the body must have (RFC 9110 §15.5.16, §12.5.1)."""
+        return {"Accept": "application/json"}
 
 
 class UnavailableError(ApiError):

@@ -56,6 +56,11 @@ class ExecutionEvent(_Wire, tag="execution_event", kw_only=True, frozen=True):
     value: int = 0
     """On ``feedback``: the confidence change (``FEEDBACK_UP`` +15 for 👍, ``FEEDBACK_DOWN``
     -20 for 👎)."""
+    sent: int = 0
+    """On ``handled``: how many task messages the delivery sent to actors (``send``; replies to
+    a gateway are not counted). With the one message that started a request, the sum over a
+    trace's ``handled`` events says when no work of the request is left: every message sent
+    is handled once (the HTTP API ends a run's event stream on it)."""
 
 
 class DeadLetter(_Wire, tag="dead_letter", kw_only=True, frozen=True):

@@ -229,6 +229,8 @@ class MessageContext:
     _progress_sent: int = field(default=0)
     request_id: str = ""
     """The request this delivery works for (``request_of``), put on every event it emits."""
+    tasks_sent: int = field(default=0)
+    """Task messages ``send`` published (the ``sent`` of the delivery's ``handled`` event)."""
 
     def _msg_id(self, target: str, key: str, *, progress: bool = False) -> str:
         if key:
@@ -249,7 +251,8 @@ class MessageContext:
             headers[HEADER_TRACEPARENT] = traceparent
         return headers
 
-    async def send(self, role: str, message: msgspec.Struct, *, key: str = "") -> None:
+    async def send(self, role: str, message: msgspec.Struct, *, key: str = "",
+                   deadline: bool = False) -> None:
         """Publish ``message`` to ``role``'s task subject; this delivery is acked only once
         JetStream stored it (see the class docstring).
 
@@ -258,12 +261,18 @@ class MessageContext:
                 again — after a different number of other publishes — gets the same
                 ``Nats-Msg-Id`` and JetStream drops the copy (within the streams' 2-minute
                 duplicate window). Without it, publishes are numbered in order.
+            deadline: the message is a deadline that waits in the stream until it is due
+                (its handler raises ``NotDueError`` before): not counted in ``tasks_sent``,
+                since the request's work does not wait for it (when it decides something,
+                its handler says so in an event of its own: ``approval_decided``).
 
         Raises:
             BrokerError: no stream stored it within 10 s (only without ``confirmations``; with
                 them the delivery fails instead).
         """
         await self._publish(self.actor.services.subjects.task(role), message, role, key)
+        if not deadline:
+            self.tasks_sent += 1
 
     async def reply(self, origin: str, message: msgspec.Struct, *, key: str = "") -> None:
         """Publish a Reply / ConsolidatedOptions to the gateway ``origin`` (stored by the

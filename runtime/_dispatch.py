@@ -85,8 +85,9 @@ class _Delivery(Confirmations):
     """One delivery being handled: the message, its trace and context, and (as
     ``Confirmations``) its publishes JetStream has not confirmed yet."""
 
-    __slots__ = ("context", "deliveries", "dispatcher", "done", "handler_done", "message",
-                 "msg", "request", "seq", "session", "decided", "started", "step", "trace")
+    __slots__ = ("context", "ctx", "deliveries", "dispatcher", "done", "handler_done",
+                 "message", "msg", "request", "seq", "session", "decided", "started", "step",
+                 "trace")
 
     def __init__(self, dispatcher: Dispatcher, msg: Msg, message: TaskMessage, session: str,
                  step: str, deliveries: int, seq: int, started: float,
@@ -98,6 +99,7 @@ class _Delivery(Confirmations):
         self.deliveries, self.seq, self.started, self.done = deliveries, seq, started, done
         self.context = contextvars.copy_context()
         self.trace: DeliveryTrace | None = None
+        self.ctx: MessageContext | None = None
         self.handler_done = False
         self.decided = False
 
@@ -213,6 +215,7 @@ class Dispatcher:
             return
         ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
                              deliveries=d.deliveries, confirmations=d, request_id=d.request)
+        d.ctx = ctx
         coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
         self._spawn(self._run(d, coro), d.step, d.context, eager=True)
 
@@ -327,7 +330,8 @@ class Dispatcher:
             trace = d.trace or _NO_TRACE
             await self.actor.emit("handled", d.session, step=d.step, trace_id=trace.trace_id,
                                   span_id=trace.span_id, parent_span_id=trace.parent_id,
-                                  duration_ms=(now - d.started) * 1000, request_id=d.request)
+                                  duration_ms=(now - d.started) * 1000, request_id=d.request,
+                                  sent=d.ctx.tasks_sent if d.ctx is not None else 0)
             self._close(d)
 
     async def _run_keepalive(self) -> None:

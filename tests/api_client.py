@@ -33,8 +33,11 @@ class Api:
     async def call(self, method: str, path: str, *, body: bytes | None = None,
                    token: str | None = None, url: yarl.URL | None = None,
                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """One request; a ``body`` goes as ``application/json`` unless ``headers`` say
+        otherwise. Returns the status and the JSON body (else the bytes)."""
+        typed = {"Content-Type": "application/json"} if body is not None else {}
         async with self.http.request(method, url or self.base + path, data=body,
-                                     headers={**self._headers(token), **(headers or {})}
+                                     headers={**typed, **self._headers(token), **(headers or {})}
                                      ) as response:
             data = await response.read()
             if response.content_type == "application/json":

@@ -15,90 +15,31 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import nats
 import pytest
-import pytest_asyncio
 import yarl
 from api_client import TOKEN, WITHIN_S, Api, send_blocking
+from api_system import (  # noqa: F401 (the fixtures api, replica, system)
+    api_fixture,
+    api_listen_fixture,
+    replica_fixture,
+    system_fixture,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic.types import SecretStr
-from system import RunningSystem, running_system
+from system import RunningSystem
 from waiting import eventually, until
 
 from core.config import Settings, load_topology
 from protocol import Subjects
-from switchboard.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-TESTS = Path(__file__).resolve().parent
 SUBJECTS = Subjects()
-
-
-def _topology(delay_s: float) -> dict[str, object]:
-    return {
-        "providers": {"offline": "offline_model:OfflineLLM",
-                      "scripted": "scripted_model:ScriptedLLM"},
-        "tiers": {t: [{"name": f"scripted/tier-{t}", "params": {"delay_s": delay_s}}]
-                  for t in (1, 2, 3, 4)},
-        "escalation": [f"scripted/tier-{t}" for t in (1, 2, 3, 4)],
-        "lock_ttl_s": 3.0,
-        "actors": {"python_coder": {"tier": 1, "ack_wait_s": 5.0}},
-    }
-
-
-API_LISTEN = f"127.0.0.1:{free_port()}"
-"""Where the supervised API listens (``SB_API_LISTEN``)."""
-
-
-@pytest.fixture(scope="module")
-def system(module_nats: str, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[RunningSystem]:
-    with running_system(module_nats, tmp_path_factory.mktemp("api"),
-                        extra_env={"PYTHONPATH": str(TESTS), "SB_API_TOKEN": TOKEN,
-                                   "SB_API_LISTEN": API_LISTEN},
-                        **_topology(delay_s=0.3)) as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def api(system: RunningSystem) -> AsyncIterator[Api]:
-    """A client of the API process ``switchboard up`` supervises, once it answers."""
-    async with aiohttp.ClientSession() as http:
-        client = Api(f"http://{API_LISTEN}", http)
-
-        async def _ready() -> bool:
-            with contextlib.suppress(aiohttp.ClientError):
-                return (await client.call("GET", "/healthz"))[0] == 200
-            return False
-
-        await eventually(_ready, within_s=60, what="the API to answer /healthz")
-        yield client
-
-
-@pytest_asyncio.fixture
-async def replica(system: RunningSystem, api: Api) -> AsyncIterator[Api]:
-    """A second API replica in this event loop (port chosen by the OS, keep-alive 0.1 s)."""
-    from api import ApiOptions, run_api
-
-    settings = Settings(api_token=SecretStr(TOKEN), topology=system.topology_path,
-                        data_dir=system.data_dir, nats_url=system.nats_url)
-    stop = asyncio.Event()
-    ready: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_api(
-        settings, load_topology(settings=settings), nats_url=system.nats_url,
-        listen="127.0.0.1:0", stop=stop, options=ApiOptions(keepalive_s=0.1), on_ready=ready))
-    try:
-        host, port = await asyncio.wait_for(asyncio.shield(ready), 30)
-        yield Api(f"http://{host}:{port}", api.http)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def _classifier_last_seq(system: RunningSystem) -> int:
@@ -159,7 +100,8 @@ async def test_bad_bodies_get_400_or_413_and_nothing_is_published(
         yield b'"}'
 
     async with api.http.post(f"{api.base}/v1/runs", data=_chunks(),
-                             headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                             headers={"Authorization": f"Bearer {TOKEN}",
+                                      "Content-Type": "application/json"}) as response:
         assert response.status == 413
         assert (await response.json())["error"]["code"] == "payload_too_large"
     assert await _classifier_last_seq(system) == before

@@ -5,6 +5,7 @@ document and the command line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -19,8 +20,20 @@ from api._openapi import openapi_document
 from api._records import RunRecord, SessionQueue
 from api._schema import RunRequest, RunStatus, request_decoder
 from api._server import api_token, parse_listen
-from api._sse import event_frame, frame, outbound_frame
-from api.errors import ApiConfigError, BadPathError
+from api._sse_frames import (
+    END_ID,
+    EVENTS,
+    ID_PATTERN,
+    OUTBOX,
+    Cursor,
+    Frame,
+    RunWork,
+    event_frame,
+    frame,
+    outbound_frame,
+    retry_field,
+)
+from api.errors import ApiConfigError, BadHeaderError, BadPathError
 from protocol import (
     ConsolidatedOptions,
     ErrorCode,
@@ -170,10 +183,12 @@ def test_clean_file_paths_pass() -> None:
 
 
 def test_sse_frames() -> None:
-    assert frame("turn", b'{"a":1}', 7) == b'id: 7\nevent: turn\ndata: {"a":1}\n\n'
+    assert frame("turn", b'{"a":1}', "7.3.running") == (
+        b'id: 7.3.running\nevent: turn\ndata: {"a":1}\n\n')
+    assert retry_field(2500) == b"retry: 2500\n\n"
     reply = _reply("done", files=(FileBlob(name="big.bin", data=b"\0" * 1000),))
-    made = outbound_frame(encoder.encode(reply), RUN)
-    assert made is not None and made.name == "reply"
+    made = outbound_frame(encoder.encode(reply), RUN, seq=12)
+    assert made is not None and (made.name, made.source, made.seq) == ("reply", OUTBOX, 12)
     assert json.loads(made.data)["files"] == ["big.bin"]  # names, not the bytes
     assert outbound_frame(encoder.encode(reply), "f" * 32) is None  # another run's
     progress = outbound_frame(encoder.encode(_progress("turn", turn=1)), RUN)
@@ -181,9 +196,55 @@ def test_sse_frames() -> None:
     record = _record()
     event = ExecutionEvent(event_id="e", session="api-s", actor="python_coder", kind="turn",
                            trace_id=record.trace_id)
-    made = event_frame(encoder.encode(event), record.trace_id)
-    assert made is not None and made.name == "turn"
+    made = event_frame(encoder.encode(event), record.trace_id, seq=40)
+    assert made is not None and (made.name, made.source, made.seq) == ("turn", EVENTS, 40)
     assert event_frame(encoder.encode(event), "0" * 32) is None  # another run's trace
+
+
+def test_a_stream_position_moves_per_source_and_round_trips_as_an_id() -> None:
+    start = Cursor()
+    assert str(start) == "0.0.-" and Cursor.parse(str(start)) == start
+    moved = start.after(Frame("turn", b"{}", EVENTS, 41)).after(Frame("reply", b"{}", OUTBOX, 9))
+    assert (moved.events, moved.outbox) == (41, 9)
+    assert moved.sent(Frame("turn", b"{}", EVENTS, 41))
+    assert not moved.sent(Frame("turn", b"{}", EVENTS, 42))
+    assert moved.sent(Frame("progress", b"{}", OUTBOX, 3))
+    running = Cursor(41, 9, RunStatus.RUNNING)
+    assert Cursor.parse("41.9.running") == running and str(running) == "41.9.running"
+    assert re.fullmatch(ID_PATTERN, "41.9.running") and re.fullmatch(ID_PATTERN, END_ID)
+
+
+@pytest.mark.parametrize("bad", ["end", "1.2", "1.2.zzz", "a.b.running", "-1.2.done",
+                                 "1.2.done.end", "1" * 21 + ".1.done", "１.2.done"])
+def test_ids_this_api_never_sends_are_refused(bad: str) -> None:
+    with pytest.raises(BadHeaderError):
+        Cursor.parse(bad)
+
+
+def _handled(sent: int) -> ExecutionEvent:
+    return ExecutionEvent(event_id="h", session="s", actor="a", kind="handled", sent=sent)
+
+
+def test_a_runs_work_is_over_when_every_message_sent_was_handled() -> None:
+    work = RunWork()
+    assert work.done(sent=False)  # stopped before it went out: no work at all
+    work.saw(_handled(sent=1))  # the classifier sent the task on
+    work.saw(_handled(sent=1))  # the agent answered and sent its result to the evaluator
+    work.saw_frame(Frame("reply", b"{}", OUTBOX, 1))
+    assert not work.done(sent=True)
+    work.saw(_handled(sent=1))  # the evaluator sent the evaluation to the reflector
+    work.saw(ExecutionEvent(event_id="r", session="s", actor="reflector", kind="reflection"))
+    assert not work.done(sent=True)
+    work.saw(_handled(sent=0))  # the reflector: nothing more
+    assert work.done(sent=True)
+
+
+def test_no_work_is_over_before_the_answer_arrived() -> None:
+    work = RunWork()
+    work.saw(_handled(sent=0))
+    assert not work.done(sent=True)
+    work.saw_frame(Frame("options", b"{}", OUTBOX, 2))
+    assert work.done(sent=True)
 
 
 def test_the_trace_id_is_the_traceparent_s() -> None:

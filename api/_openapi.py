@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from api._openapi_ops import SCHEMAS as OPS_SCHEMAS
+from api._openapi_ops import ops_paths
 from api._schema import (
     MAX_MESSAGE_CHARS,
     ErrorBody,
@@ -106,18 +108,19 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
 def openapi_document(max_body_bytes: int) -> bytes:
     """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
     _, components = msgspec.json.schema_components(
-        [RunRequest, RunAccepted, RunView, StopAccepted, ErrorBody, Health], ref_template=_REF)
+        [RunRequest, RunAccepted, RunView, StopAccepted, ErrorBody, Health, *OPS_SCHEMAS],
+        ref_template=_REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",
                  "description": "Submit requests to Switchboard's agents, follow and stop "
-                 "runs, fetch their files. Every route but `/healthz` needs "
+                 "runs, fetch their files. Every route but `/healthz` and `/readyz` needs "
                  "`Authorization: Bearer $SB_API_TOKEN`. Errors are "
                  "`{\"error\": {\"code\", \"message\"}}`."},
         "security": [{"bearer": []}],
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "The value of SB_API_TOKEN"}}},
-        "paths": _paths(max_body_bytes),
+        "paths": {**_paths(max_body_bytes), **ops_paths()},
     }
     return msgspec.json.encode(document)

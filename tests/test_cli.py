@@ -107,12 +107,16 @@ def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -
         assert second.returncode == 2 and f"pid {up.pid}" in second.stdout, second.stdout
         assert (tmp_path / "data" / "nats.url").read_text().strip() == f"nats://127.0.0.1:{port}"
         assert (tmp_path / "data" / "processes.json").exists()
+        status = _run("status", env=env)  # every role has its replica
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "every role ready" in status.stdout and "api" not in status.stdout
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
         reader.join(timeout=5)
     assert code == 0, "".join(lines[-30:])
     assert not (tmp_path / "data" / "nats.url").exists()
+    assert not (tmp_path / "data" / "supervisor.json").exists()
     assert port_is_free(port), "the embedded nats-server was stopped"
     assert any("stopping" in line for line in lines)
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from api._files import RunFiles
 from api._openapi import openapi_document
+from api._ops import OpsRoutes
 from api._runs import RunService
 from api._schema import (
     DecisionAccepted,
@@ -45,7 +46,7 @@ _log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted, in bytes (a ``message`` is at most 32,000 characters)."""
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 """Paths served without a token."""
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _APPROVAL_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -82,6 +83,7 @@ class ApiApp:
         events: streams a run's events.
         files: reads a run's files.
         health: reads the consumers' state.
+        ops: ``/readyz``, ``/metrics`` and the dead-letter routes (None: not served).
         max_body_bytes: largest request body; larger ones get 413.
 
     Raises:
@@ -89,18 +91,21 @@ class ApiApp:
     """
 
     def __init__(self, token: str, runs: RunService, events: RunEvents, files: RunFiles,
-                 health: HealthCheck, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 health: HealthCheck, *, max_body_bytes: int = MAX_BODY_BYTES,
+                 ops: OpsRoutes | None = None) -> None:
         if not token:
             msg = "SB_API_TOKEN is empty: the HTTP API needs a token"
             raise ApiConfigError(msg)
         self._token = token.encode()
         self.runs, self.events, self.files, self.health = runs, events, files, health
         self.max_body_bytes = max_body_bytes
+        self.ops = ops
 
     def app(self) -> web.Application:
         """The aiohttp application (middlewares: errors outside, then the token check)."""
+        counting = [self.ops.metrics.middleware] if self.ops is not None else []
         app = web.Application(client_max_size=self.max_body_bytes,
-                              middlewares=[self._errors, self._auth])
+                              middlewares=[*counting, self._errors, self._auth])
         app.router.add_post("/v1/runs", self.create_run)
         app.router.add_get("/v1/runs/{run_id}", self.get_run)
         # No HEAD: it would hold the connection for as long as the run goes on, with no body.
@@ -110,7 +115,18 @@ class ApiApp:
         app.router.add_get("/v1/runs/{run_id}/files/{path:.+}", self.run_file)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
+        if self.ops is not None:
+            self._add_ops_routes(app.router, self.ops)
         return app
+
+    @staticmethod
+    def _add_ops_routes(router: web.UrlDispatcher, ops: OpsRoutes) -> None:
+        router.add_get("/readyz", ops.readyz)
+        router.add_get("/metrics", ops.metrics_text)
+        router.add_get("/v1/dead-letters", ops.list_dead_letters)
+        router.add_get("/v1/dead-letters/{seq}", ops.get_dead_letter)
+        router.add_delete("/v1/dead-letters/{seq}", ops.discard_dead_letter)
+        router.add_post("/v1/dead-letters/{seq}/replay", ops.replay_dead_letter)
 
     # ------------------------------------------------------------------ middlewares
 

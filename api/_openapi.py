@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from api._openapi_ops import SCHEMAS as OPS_SCHEMAS
+from api._openapi_ops import ops_paths
 from api._schema import (
     MAX_MESSAGE_CHARS,
     DecisionAccepted,
@@ -156,12 +158,12 @@ def openapi_document(max_body_bytes: int) -> bytes:
     """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
     _, components = msgspec.json.schema_components(
         [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
-         ErrorBody, Health], ref_template=_REF)
+         ErrorBody, Health, *OPS_SCHEMAS], ref_template=_REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",
                  "description": "Submit requests to Switchboard's agents, follow and stop "
-                 "runs, fetch their files. Every route but `/healthz` needs "
+                 "runs, fetch their files. Every route but `/healthz` and `/readyz` needs "
                  "`Authorization: Bearer $SB_API_TOKEN`. Errors are "
                  "`{\"error\": {\"code\", \"message\"}}`; a method a path does not have "
                  "is answered 405 `method_not_allowed` with `Allow` naming the ones it has "
@@ -170,6 +172,6 @@ def openapi_document(max_body_bytes: int) -> bytes:
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "The value of SB_API_TOKEN"}}},
-        "paths": _paths(max_body_bytes),
+        "paths": {**_paths(max_body_bytes), **ops_paths()},
     }
     return msgspec.json.encode(document)

@@ -8,12 +8,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import nats.errors
 from aiohttp import web
 
 from api._access import ACCESS_LOGGER, AccessLogger, server_logger
 from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
 from api._health import health
+from api._metrics import EventCounter, Metrics
+from api._ops import OpsRoutes
 from api._outbox import OutboxConsumer
 from api._records import ORIGIN
 from api._runs import QUEUE_STALE_S, RunService
@@ -96,6 +99,7 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
     runner: web.AppRunner | None = None
     consumer: OutboxConsumer | None = None
     files: RunFiles | None = None
+    counter: EventCounter | None = None
     try:
         await _check_running(bridge)
         store = await RunStore.open(bridge.js, topology.subjects,
@@ -109,9 +113,12 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
         async def _health() -> Health:
             return await health(bridge.nc, bridge.js, topology.subjects, roles, outbox_durable)
 
+        metrics = Metrics()
+        counter = await _count_events(bridge, metrics)
+        ops = OpsRoutes(bridge.nc, bridge.js, topology.subjects, roles, metrics)
         app = ApiApp(token, runs, RunEvents(bridge.js, topology.subjects, runs,
                                             keepalive_s=options.keepalive_s),
-                     files, _health, max_body_bytes=options.max_body_bytes)
+                     files, _health, max_body_bytes=options.max_body_bytes, ops=ops)
         runner = web.AppRunner(app.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                handle_signals=False, access_log_class=AccessLogger,
                                access_log=logging.getLogger(ACCESS_LOGGER),
@@ -129,6 +136,8 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
                     await runner.cleanup()
+        if counter is not None:
+            await counter.stop()
         if consumer is not None:
             await consumer.stop()
         if files is not None:
@@ -144,6 +153,19 @@ async def _check_running(bridge: Bridge) -> None:
     except NotRunningError as exc:
         msg = f"{exc}. Start it with `switchboard up`."
         raise UnavailableError(msg) from exc
+
+
+async def _count_events(bridge: Bridge, metrics: Metrics) -> EventCounter | None:
+    """Follow the execution events into ``metrics``; None (logged) when JetStream refuses:
+    ``/metrics`` then has the consumers and the HTTP requests only."""
+    counter = EventCounter(bridge.js, bridge.subjects, metrics)
+    try:
+        await counter.start()
+    except nats.errors.Error as exc:
+        _log.warning("metrics: cannot follow the execution events (%s): /metrics counts no "
+                     "model calls, tokens or answers", exc)
+        return None
+    return counter
 
 
 def _artifact_opener(bridge: Bridge, settings: Settings, topology: Topology) -> ArtifactOpener:

@@ -25,7 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DESCRIPTION = """\
 Serve Switchboard's HTTP API: submit requests to the same actors as Discord and the terminal,
 read a run's status and answer, follow its events (Server-Sent Events), stop it, fetch its
-files. Every route but /healthz needs `Authorization: Bearer $SB_API_TOKEN`; without
+files, see what runs and the dead letters. Every route but /healthz and /readyz needs
+`Authorization: Bearer $SB_API_TOKEN` (/metrics included); without
 SB_API_TOKEN the API refuses to start. `switchboard up` starts it too when SB_API_TOKEN is set.
 
   POST /v1/runs                        {"message": "...", "session": "...", "user": "..."}
@@ -33,7 +34,10 @@ SB_API_TOKEN the API refuses to start. `switchboard up` starts it too when SB_AP
   GET  /v1/runs/{run_id}/events        text/event-stream until the run ends
   POST /v1/runs/{run_id}/stop          the run stops at its next turn
   GET  /v1/runs/{run_id}/files/{path}  a workspace file
-  GET  /healthz                        each role's consumer (no token)
+  GET  /healthz                        liveness: each role's consumer (no token)
+  GET  /readyz                         readiness: 503 while a role has no replica (no token)
+  GET  /metrics                        Prometheus metrics
+  GET  /v1/dead-letters[/{seq}]        dead letters; POST .../{seq}/replay, DELETE .../{seq}
   GET  /openapi.json                   OpenAPI 3.1
 """
 

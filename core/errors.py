@@ -13,6 +13,8 @@ Hierarchy::
     ├── EmbeddedServerError      the embedded nats-server could not start
     ├── ArtifactError            the artifact store (JetStream object store, S3) failed
     │   └── ArtifactNotFoundError   no such artifact in the store
+    ├── DeadLetterError          a dead letter cannot be replayed (``runtime.dead_letters``)
+    │   └── DeadLetterNotFoundError  no dead letter with that sequence in the DLQ stream
     └── HandlerError             a handler could not finish; decides ack / nak / term
         ├── NotDueError          the message is due later: nak with its delay, not a failure
         ├── ModelError           a model call failed; always one of the two below
@@ -186,6 +188,16 @@ class ArtifactError(SwitchboardError):
 
 class ArtifactNotFoundError(ArtifactError):
     """No artifact with this session and path is in the store."""
+
+
+class DeadLetterError(SwitchboardError):
+    """A dead letter cannot be replayed: its original subject is not a task subject of this
+    deployment (``runtime.dead_letters``)."""
+
+
+class DeadLetterNotFoundError(DeadLetterError):
+    """No dead letter with this stream sequence (never stored, discarded, replayed, or aged
+    out after 30 days)."""
 
 
 class ServerUnavailableError(ToolError):

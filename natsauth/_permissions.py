@@ -191,10 +191,14 @@ def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Per
     """What the HTTP API (``api/``) may do: send requests to the classifier, aborts to the
     control stream and approval decisions to the agent roles; read its outbox through its
     durable consumer, and replay its outbox and a session's events to an SSE client (ordered
-    consumers); read every role's consumer state (``/healthz``); keep its runs (``API_RUNS``
-    bucket) and files (``API_FILES`` object store), created when missing; read checkpoints (a
-    paused run's question) and the artifacts."""
+    consumers); read every role's consumer state (``/healthz``, ``/readyz``, ``/metrics``);
+    keep its runs (``API_RUNS`` bucket) and files (``API_FILES`` object store), created when
+    missing; read checkpoints (a paused run's question) and the artifacts; read, remove and
+    replay dead letters (``/v1/dead-letters``: a replay publishes to the task subject of any
+    role)."""
     outbox, durable = subjects.outbox_stream, API_OUTBOX_DURABLE
+    dlq = subjects.dead_letter_stream
+    roles = tuple(roles)
     publish = [
         subjects.task("classifier"), subjects.control_all,
         *(subjects.task(role) for role in AGENT_ROLES),
@@ -210,6 +214,8 @@ def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Per
         f"$JS.API.STREAM.CREATE.OBJ_{subjects.api_files_bucket}",
         *_kv(subjects.checkpoints_bucket), *_kv(subjects.artifacts_index_bucket),
         *_object_store(subjects.artifacts_bucket),
+        _info(dlq), *_read_stream(dlq), f"$JS.API.STREAM.MSG.DELETE.{dlq}",
+        *(subjects.task(r) for r in roles),
     ]
     return Permissions(_unique(publish), (f"{inbox}.>",))
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings, Topology, actor_kind, load_settings, load_topology
 from core.console import say
@@ -27,6 +27,10 @@ from core.logs import setup_logging
 from natsauth import CLI, GATEWAY, settings_for
 from protocol import check_token
 from runtime.bus import connect, provision, resolve_nats_url
+from switchboard import process_state
+
+if TYPE_CHECKING:
+    from switchboard.supervisor import Supervisor
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ Switchboard: a Discord AI bot built as actors over NATS JetStream.
   switchboard nats-config DIR          per-actor NATS identities and permissions
   switchboard actor python_coder --replicas 3   add replicas of one role (any host)
   switchboard bots add NAME --token-env VAR     add a Discord bot to the running pool
+  switchboard status                   processes, replicas, restarts, consumer lag per role
+  switchboard dlq list                 dead letters: list, show, replay, discard
 """
 
 ENVIRONMENT = """\
@@ -126,7 +132,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         api = bool(settings.api_token and settings.api_token.get_secret_value().strip())
         specs = plan_processes(settings, topology, url, gateway=discord, api=api)
         supervisor = Supervisor(specs, preload=preload_modules(topology),
-                                on_change=lambda s: _write_pids(data_dir, s.pids()))
+                                on_change=lambda s: _write_pids(data_dir, s))
         roles = sorted({s.name.split("/")[0] for s in specs if "/" in s.name})
         watcher = threading.Thread(
             target=_announce_ready, args=(settings, topology, url, roles, started, discord),
@@ -139,6 +145,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
             server.stop()
             url_file.unlink(missing_ok=True)
         (data_dir / "processes.json").unlink(missing_ok=True)
+        (data_dir / process_state.FILE).unlink(missing_ok=True)
         os.close(lock)
 
 
@@ -216,11 +223,14 @@ async def _provision(settings: Settings, topology: Topology, url: str) -> int:
         await nc.close()
 
 
-def _write_pids(data_dir: Path, pids: dict[str, int]) -> None:
+def _write_pids(data_dir: Path, supervisor: Supervisor) -> None:
+    """``processes.json`` (name → pid of the live processes) and ``supervisor.json``
+    (``switchboard.process_state``: restarts, start times, for ``switchboard status``)."""
     target = data_dir / "processes.json"
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(pids, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(supervisor.pids(), indent=1), encoding="utf-8")
     tmp.replace(target)
+    process_state.write(data_dir, supervisor)
 
 
 def _announce_ready(settings: Settings, topology: Topology, url: str, roles: list[str],
@@ -380,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="switchboard", description=DESCRIPTION, epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"switchboard {_version()}",
+                        help="print the installed version and exit")
     _global_options(parser, default=None)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, default=argparse.SUPPRESS)
@@ -450,7 +462,24 @@ def build_parser() -> argparse.ArgumentParser:
     from analytics.cli import add_parsers as add_analytics_parsers
 
     add_analytics_parsers(commands, event_commands)  # report, events export, events query
+
+    from switchboard.dlq_cli import add_parser as add_dlq_parser
+    from switchboard.status_cli import add_parser as add_status_parser
+
+    add_status_parser(commands)
+    add_dlq_parser(commands, lambda sub: _CommonOptions(sub, common))
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (``pyproject.toml``), or "unknown" when run from
+    a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("switchboard")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _session(text: str) -> str:

@@ -44,6 +44,8 @@ class ProcessSpec:
     args: tuple[Any, ...]
     process: BaseProcess | None = None
     started_at: float = 0.0
+    started_wall: float = 0.0
+    """When the current process started, Unix seconds (``started_at`` is monotonic)."""
     restarts: int = 0
     backoff_s: float = RESTART_BACKOFF_S[0]
     restart_at: float | None = None
@@ -178,6 +180,7 @@ class Supervisor:
                                     daemon=False)
         process.start()
         spec.process, spec.started_at, spec.restart_at = process, time.monotonic(), None
+        spec.started_wall = time.time()
         _log.info("started %s (pid %s)", spec.name, process.pid)
 
     def _watch(self) -> None:
@@ -203,6 +206,7 @@ class Supervisor:
             spec.restart_at = time.monotonic() + spec.backoff_s
             _log.warning("%s (pid %s) died with exit code %s after %.1f s; restarting in %.1f s",
                          spec.name, spec.process.pid, code, lived, spec.backoff_s)
+            self._changed()
 
     def _stop_all(self) -> None:
         live = [s.process for s in self.specs if s.process is not None and s.process.is_alive()]

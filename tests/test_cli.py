@@ -32,7 +32,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command", [[], ["up"], ["chat"], ["actor"], ["gateway"],
-                                     ["events"], ["events", "tail"], ["trace"]])
+                                     ["events"], ["events", "tail"], ["trace"], ["status"],
+                                     ["dlq"], ["dlq", "list"], ["dlq", "show"],
+                                     ["dlq", "replay"], ["dlq", "discard"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = _run(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -42,9 +44,17 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 def test_top_level_help_lists_commands_and_environment() -> None:
     out = _run("--help").stdout
-    for word in ("up", "chat", "actor", "gateway", "events", "NATS_URL", "DISCORD_TOKEN",
-                 "SB_MODEL"):
+    for word in ("up", "chat", "actor", "gateway", "events", "status", "dlq", "NATS_URL",
+                 "DISCORD_TOKEN", "SB_MODEL"):
         assert word in out
+
+
+def test_version_is_the_installed_one() -> None:
+    from importlib.metadata import version
+
+    result = _run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"switchboard {version('switchboard')}"
 
 
 def test_unknown_role_and_missing_token_are_clear_errors() -> None:
@@ -97,12 +107,16 @@ def test_up_with_the_embedded_server_answers_and_stops_cleanly(tmp_path: Path) -
         assert second.returncode == 2 and f"pid {up.pid}" in second.stdout, second.stdout
         assert (tmp_path / "data" / "nats.url").read_text().strip() == f"nats://127.0.0.1:{port}"
         assert (tmp_path / "data" / "processes.json").exists()
+        status = _run("status", env=env)  # every role has its replica
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "every role ready" in status.stdout and "api" not in status.stdout
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
         reader.join(timeout=5)
     assert code == 0, "".join(lines[-30:])
     assert not (tmp_path / "data" / "nats.url").exists()
+    assert not (tmp_path / "data" / "supervisor.json").exists()
     assert port_is_free(port), "the embedded nats-server was stopped"
     assert any("stopping" in line for line in lines)
 

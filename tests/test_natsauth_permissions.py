@@ -163,6 +163,10 @@ async def test_the_http_api_runs_as_its_own_identity(
                 return False
 
             await eventually(healthy, within_s=60, what="the API's /healthz says ok")
+            # The operations routes read consumers, the events and the DLQ as the api identity.
+            for path in ("/metrics", "/v1/dead-letters", "/v1/dead-letters/1"):
+                async with http.get(path) as response:
+                    assert response.status in {200, 404}, (path, await response.text())
             async with http.post("/v1/runs", json={"message": TASK}) as response:
                 assert response.status == 202, await response.text()
                 run_id = (await response.json())["run_id"]

@@ -1,0 +1,95 @@
+"""The OpenAPI 3.1 entries of the operations routes (``api._ops``): ``/readyz``, ``/metrics``
+and ``/v1/dead-letters``, merged into ``api._openapi``'s document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api._ops_schema import (
+    DeadLetterList,
+    DeadLetterReplayed,
+    DeadLetterSummary,
+    DeadLetterView,
+    Readiness,
+)
+
+SCHEMAS = (Readiness, DeadLetterList, DeadLetterSummary, DeadLetterView, DeadLetterReplayed)
+"""The component schemas the entries below refer to."""
+_REF = "#/components/schemas/{name}"
+_ERRORS = {400: "A query parameter is not valid",
+           401: "No or a wrong bearer token",
+           404: "No such dead letter",
+           409: "The dead letter came from no task subject: it cannot be replayed",
+           503: "NATS or JetStream do not answer"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json("ErrorBody", _ERRORS[s]) for s in statuses}
+
+
+_SEQ = {"name": "seq", "in": "path", "required": True,
+        "description": "The dead letter's sequence in the DLQ stream (`seq` of the list).",
+        "schema": {"type": "integer", "minimum": 1}}
+
+
+def ops_paths() -> dict[str, Any]:
+    """The path items of ``/readyz``, ``/metrics`` and ``/v1/dead-letters``."""
+    return {
+        "/readyz": {"get": {
+            "operationId": "ready", "summary": "Whether every role has a replica (no token)",
+            "description": "200 when every actor role has a replica asking for work (a pull "
+            "request waiting on its consumer), 503 with the roles that have none.",
+            "security": [],
+            "responses": {"200": _json("Readiness", "Every role has a replica ready"),
+                          "503": {"description": "A role has no replica ready (`Readiness`), "
+                                  "or NATS does not answer (`ErrorBody`)", "content": {
+                                      "application/json": {"schema": {"oneOf": [
+                                          {"$ref": _REF.format(name="Readiness")},
+                                          {"$ref": _REF.format(name="ErrorBody")}]}}}}}}},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics (bearer token)",
+            "description": "The Prometheus text exposition format: HTTP requests of this API "
+            "process; requests, answers by outcome, model calls, tokens and cost, retries and "
+            "dead letters since this process started (from the execution events); each "
+            "role's consumer lag, held and redelivered tasks and replicas ready, and the dead "
+            "letters stored, read at each scrape.",
+            "responses": {"200": {"description": "The metrics", "content": {
+                "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 503)}}},
+        "/v1/dead-letters": {"get": {
+            "operationId": "listDeadLetters", "summary": "Dead letters, oldest first",
+            "parameters": [
+                {"name": "role", "in": "query", "required": False,
+                 "description": "Only this actor role's.", "schema": {"type": "string"}},
+                {"name": "after", "in": "query", "required": False,
+                 "description": "Only sequences above this one (the previous page's "
+                 "`next_after`).", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "required": False,
+                 "description": "At most this many (default 100).",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": {"200": _json("DeadLetterList", "A page of dead letters"),
+                          **_errors(400, 401, 503)}}},
+        "/v1/dead-letters/{seq}": {
+            "get": {
+                "operationId": "getDeadLetter", "summary": "One dead letter, with its bytes",
+                "parameters": [_SEQ],
+                "responses": {"200": _json("DeadLetterView", "The dead letter"),
+                              **_errors(401, 404, 503)}},
+            "delete": {
+                "operationId": "discardDeadLetter", "summary": "Remove a dead letter for good",
+                "parameters": [_SEQ],
+                "responses": {"200": _json("DeadLetterSummary", "The letter removed"),
+                              **_errors(401, 404, 503)}}},
+        "/v1/dead-letters/{seq}/replay": {"post": {
+            "operationId": "replayDeadLetter", "summary": "Send a dead letter's task again",
+            "description": "Publishes the original bytes and headers to the original task "
+            "subject as a new message, then removes the letter. A SEQUENTIAL run goes on from "
+            "its checkpoint; a task that fails again is dead-lettered again (a new `seq`).",
+            "parameters": [_SEQ],
+            "responses": {"202": _json("DeadLetterReplayed", "The task is queued again"),
+                          **_errors(401, 404, 409, 503)}}},
+    }

@@ -230,7 +230,8 @@ class McpStdioSpec(BaseModel):
     """An MCP server started as a program that speaks MCP on its stdin/stdout
     (``actors.tools._mcp``). It runs inside the tool sandbox like any command
     (docs/sandbox.md): the session's workspace read-write (its working directory), the system
-    read-only, no network unless ``network``; ``{workspace}`` in ``args`` is the workspace's
+    read-only, no network unless ``network``, and ``read_only``: more absolute host paths it
+    may read (its own data, a model cache); ``{workspace}`` in ``args`` is the workspace's
     path. ``env`` adds to the clean command environment (values as they are, or ``{env: VAR}``
     read from the actor's environment). ``timeout_s`` bounds the start and each tool call."""
 
@@ -240,10 +241,23 @@ class McpStdioSpec(BaseModel):
     args: tuple[str, ...] = ()
     env: dict[str, str | SecretValue] = {}
     network: bool = False
+    read_only: tuple[str, ...] = ()
     timeout_s: float = Field(default=30.0, gt=0)
     approval: McpApproval = "never"
     """``ask``: every call of the server's tools waits for a person's approval; a mapping asks
     for the tools it marks ``ask``."""
+
+
+    @field_validator("read_only")
+    @classmethod
+    def _read_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if not p.startswith("/") or p != os.path.normpath(p)
+               or p == "/"]
+        if bad:
+            msg = (f"read_only {bad}: each path is absolute and clean (no '..', no trailing "
+                   "'/'), and not '/' itself")
+            raise ValueError(msg)
+        return value
 
 
 class McpHttpSpec(BaseModel):

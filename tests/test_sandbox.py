@@ -351,3 +351,36 @@ async def test_seatbelt_is_refused_off_macos() -> None:
         with pytest.raises(SandboxUnavailableError):
             await box.mechanism("seatbelt")
         assert "seatbelt" not in _mechanism.AUTO
+
+
+async def test_extra_read_only_paths_are_readable_and_nothing_more(mechanism: str,
+                                                                   tmp_path: Path) -> None:
+    """An MCP server's ``read_only`` paths (``spawn(read_only=...)``): readable, not writable;
+    without them the same file is out of reach."""
+    from actors.tools._command import command_env, spawn
+
+    shared = tmp_path / "models"
+    shared.mkdir()
+    (shared / "weights.txt").write_text("W-42")
+    workspace = Workspace.for_session(tmp_path / "workspaces", "mine")
+    script = ("import sys\n"
+              "try: print(open(sys.argv[1]).read())\n"
+              "except OSError as e: print('unreadable', e.errno)\n"
+              "try: open(sys.argv[1] + '.new', 'w').write('x'); print('written')\n"
+              "except OSError as e: print('unwritable', e.errno)\n")
+    (workspace.root / "peek.py").write_text(script)
+    policy = ToolPolicy(sandbox=mechanism, timeout_s=30)
+
+    async def peek(read_only: tuple[str, ...]) -> str:
+        started = await spawn(workspace, [sys.executable, "peek.py",
+                                          str(shared / "weights.txt")], policy, network=False,
+                              env=command_env(workspace), merge_stderr=True,
+                              read_only=read_only)
+        out, _ = await asyncio.wait_for(started.process.communicate(), 30)
+        await started.finish()
+        return out.decode()
+
+    assert "W-42" not in await peek(())
+    seen = await peek((str(shared),))
+    assert "W-42" in seen and "unwritable" in seen and "written" not in seen, seen
+    assert not (shared / "weights.txt.new").exists()

@@ -112,11 +112,13 @@ class Started(NamedTuple):
 
 
 async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, network: bool,
-                env: dict[str, str], merge_stderr: bool, stdin: bool = False) -> Started:
+                env: dict[str, str], merge_stderr: bool, stdin: bool = False,
+                read_only: tuple[str, ...] = ()) -> Started:
     """Start ``argv`` in the workspace under ``policy.sandbox`` (``_sandbox``) with exactly
-    ``env``, its output piped (stderr into stdout when ``merge_stderr``), its input a pipe when
-    ``stdin`` (an MCP server's, ``_mcp``) else ``/dev/null``, in a new session. Under bubblewrap
-    and Landlock the program starts from a spare (``_spare``).
+    ``env`` (``read_only``: absolute host paths it may read besides the system, for an MCP
+    server's own files), its output piped (stderr into stdout when ``merge_stderr``), its
+    input a pipe when ``stdin`` (an MCP server's, ``_mcp``) else ``/dev/null``, in a new
+    session. Under bubblewrap and Landlock the program starts from a spare (``_spare``).
 
     Raises:
         ToolRefusedError: no sandbox works here (kind ``sandbox_unavailable``), or the
@@ -142,12 +144,12 @@ async def spawn(workspace: Workspace, argv: list[str], policy: ToolPolicy, *, ne
             raise ToolRefusedError(msg, kind=Refusal.SANDBOX_UNAVAILABLE) from exc
     if mechanism in ("bubblewrap", "landlock"):
         return await _from_spare(mechanism, workspace, argv, policy, network=network, env=env,
-                                 merge_stderr=merge_stderr, stdin=stdin)
+                                 merge_stderr=merge_stderr, stdin=stdin, read_only=read_only)
     finish = _no_cgroup
     if mechanism == "seatbelt":
         tmp = tempfile.mkdtemp(prefix="sb-tmp-")
-        argv = _seatbelt.argv(workspace.root, Path(tmp), _sandbox.python_paths(), argv,
-                              network=network)
+        argv = _seatbelt.argv(workspace.root, Path(tmp),
+                              (*_sandbox.python_paths(), *read_only), argv, network=network)
         env = {**env, "TMPDIR": tmp}
         finish = functools.partial(_remove_tmp, tmp)
     bounds = _sandbox.Bounds.of(policy)
@@ -175,11 +177,12 @@ async def _no_cgroup() -> bool:
 
 async def _from_spare(mechanism: _sandbox.Mechanism, workspace: Workspace, argv: list[str],
                       policy: ToolPolicy, *, network: bool, env: dict[str, str],
-                      merge_stderr: bool, stdin: bool) -> Started:
+                      merge_stderr: bool, stdin: bool, read_only: tuple[str, ...]) -> Started:
     program = _mechanism.SANDBOX.program(mechanism)
     spare = await _spare.SPARES.take(mechanism, program, merge_stderr=merge_stderr, stdin=stdin)
     try:
-        spare.run(workspace.root, argv, _sandbox.Bounds.of(policy), network=network, env=env)
+        spare.run(workspace.root, argv, _sandbox.Bounds.of(policy), network=network, env=env,
+                  read_only=read_only)
     except BaseException:
         await spare.discard()
         raise

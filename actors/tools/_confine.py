@@ -61,13 +61,17 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-_MS_BIND, _MS_REC = 4096, 16384
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 32, 4096, 16384
 
 
-def _private_tmp(libc: ctypes.CDLL, size: int, keep: list[str]) -> None:
-    """A new tmpfs on ``/tmp``; the paths of ``keep`` that were under ``/tmp`` (a workspace
-    or a Python there) are bound back at their places in it."""
-    under = [p for p in keep if p.startswith("/tmp/") and os.path.exists(p)]
+def _private_tmp(libc: ctypes.CDLL, size: int, keep: list[str], read_only: list[str]) -> None:
+    """A new tmpfs on ``/tmp``; the paths of ``keep`` (the workspace) and ``read_only`` (a
+    Python, an MCP server's files) that were under ``/tmp`` are bound back at their places in
+    it, the ``read_only`` ones read-only: Landlock's rule for the private ``/tmp`` allows
+    writing everything beneath it, so only the mount keeps them unwritable (mount(2),
+    ``MS_REMOUNT | MS_BIND | MS_RDONLY``)."""
+    read_only = [p for p in read_only if p.startswith("/tmp/") and os.path.exists(p)]
+    under = [p for p in keep if p.startswith("/tmp/") and os.path.exists(p)] + read_only
     held = {path: os.open(path, os.O_PATH | os.O_CLOEXEC) for path in under}
     options = f"size={size},mode=1777".encode()
     _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, options), "mount /tmp")
@@ -81,6 +85,9 @@ def _private_tmp(libc: ctypes.CDLL, size: int, keep: list[str]) -> None:
         _check(libc.mount(source, path.encode(), None, _MS_BIND | _MS_REC, None),
                f"bind {path}")
         os.close(fd)
+        if path in read_only:
+            _check(libc.mount(None, path.encode(), None,
+                              _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None), f"read-only {path}")
 
 
 def _drop_capabilities(libc: ctypes.CDLL) -> None:
@@ -193,7 +200,7 @@ def _init(policy: dict[str, Any], program: list[str]) -> None:
         _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
         _check(libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
                           None), "mount /proc")
-        _private_tmp(libc, int(policy["tmp_bytes"]), [*policy["rw"], *policy["ro"]])
+        _private_tmp(libc, int(policy["tmp_bytes"]), policy["rw"], policy["ro"])
         child = os.fork()
     except Exception as exc:  # every failure is told the same way
         _fail(exc)

@@ -261,8 +261,14 @@ class _Server:
             msg = f"the MCP server {self.name}'s program {spec.command!r} is not installed here"
             raise ServerUnavailableError(msg)
         args = [a.replace("{workspace}", str(self.workspace.root)) for a in spec.args]
+        missing = [path for path in spec.read_only
+                   if not await asyncio.to_thread(os.path.exists, path)]
+        if missing:
+            msg = f"the MCP server {self.name}'s read_only paths {missing} do not exist here"
+            raise ServerUnavailableError(msg)
         started = await spawn(self.workspace, [program, *args], self.policy,
-                              network=spec.network, env=env, merge_stderr=False, stdin=True)
+                              network=spec.network, env=env, merge_stderr=False, stdin=True,
+                              read_only=spec.read_only)
         process = started.process
         assert process.stdin is not None and process.stdout is not None
         assert process.stderr is not None

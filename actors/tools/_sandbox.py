@@ -141,10 +141,11 @@ environment."""
 
 
 def bwrap_options(workspace: Path, *, network: bool, tmp_bytes: int, seccomp_fd: int,
-                  env: Mapping[str, str]) -> list[str]:
+                  env: Mapping[str, str], read_only: Sequence[str] = ()) -> list[str]:
     """bubblewrap's options for one command after ``BWRAP_FIXED``: the network, the mounts
-    (see the module's docstring), the working directory, the seccomp filter's descriptor and
-    the environment (exactly ``env``)."""
+    (see the module's docstring, and ``read_only``: more host paths it may read, at the same
+    place), the working directory, the seccomp filter's descriptor and the environment
+    (exactly ``env``)."""
     args = ["--share-net"] if network else []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
@@ -154,7 +155,7 @@ def bwrap_options(workspace: Path, *, network: bool, tmp_bytes: int, seccomp_fd:
     # bubblewrap mounts in order: the private /tmp first, so a Python or a workspace that
     # lives under the host's /tmp is bound on top of it, not hidden by it.
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
-    for path in python_paths():
+    for path in (*python_paths(), *read_only):
         args += ["--ro-bind", path, path]
     args += ["--ro-bind", etc_copy(), "/etc"]
     args += ["--bind", str(workspace), str(workspace),
@@ -182,15 +183,19 @@ def spare_argv(mechanism: Mechanism, program: str, options_fd: int) -> list[str]
 
 
 def spare_payload(mechanism: Mechanism, workspace: Path, argv: Sequence[str], *, network: bool,
-                  tmp_bytes: int, seccomp_fd: int, env: Mapping[str, str]) -> bytes:
+                  tmp_bytes: int, seccomp_fd: int, env: Mapping[str, str],
+                  read_only: Sequence[str] = ()) -> bytes:
     """What a spare under ``mechanism`` reads to run ``argv`` in ``workspace`` with exactly
-    ``env``: bubblewrap's options, NUL-separated (``--args``), or ``_confine``'s JSON spec."""
+    ``env`` (and ``read_only``, more host paths it may read): bubblewrap's options,
+    NUL-separated (``--args``), or ``_confine``'s JSON spec."""
     if mechanism == "bubblewrap":
         options = bwrap_options(workspace, network=network, tmp_bytes=tmp_bytes,
                                 seccomp_fd=seccomp_fd,
-                                env={**env, "SB_COMMAND": shlex.join(argv)})
+                                env={**env, "SB_COMMAND": shlex.join(argv)},
+                                read_only=read_only)
         return b"".join(os.fsencode(option) + b"\0" for option in options)
-    spec = {"ro": [*SYSTEM_DIRS, *python_paths(), *ETC_FILES, str(CONFINE), "/proc"],
+    spec = {"ro": [*SYSTEM_DIRS, *python_paths(), *ETC_FILES, str(CONFINE), "/proc",
+                   *read_only],
             "rw": [str(workspace)], "dev": list(DEVICES), "tmp_bytes": tmp_bytes,
             "seccomp_fd": seccomp_fd, "network": network, "argv": list(argv), "env": dict(env)}
     return json.dumps(spec).encode()

@@ -60,8 +60,9 @@ class Spare:
         """The filter's descriptor number inside the spare (closed in this process)."""
 
     def run(self, workspace: Path, argv: Sequence[str], bounds: Bounds, *, network: bool,
-            env: Mapping[str, str]) -> None:
-        """Start ``argv`` in ``workspace`` under ``bounds`` with exactly ``env``.
+            env: Mapping[str, str], read_only: Sequence[str] = ()) -> None:
+        """Start ``argv`` in ``workspace`` under ``bounds`` with exactly ``env``, able to read
+        the host paths ``read_only`` too.
 
         Raises:
             OSError: the spare has gone (its options pipe is closed).
@@ -73,7 +74,8 @@ class Spare:
         for limit, soft, hard in rlimits(bounds, nproc):
             resource.prlimit(pid, limit, (soft, hard))
         data = spare_payload(self.mechanism, workspace, argv, network=network,
-                             tmp_bytes=bounds.tmp_bytes, seccomp_fd=self._seccomp_fd, env=env)
+                             tmp_bytes=bounds.tmp_bytes, seccomp_fd=self._seccomp_fd, env=env,
+                             read_only=read_only)
         try:
             view = memoryview(data)
             while view:  # the spare reads as we write: a long command line does not block

@@ -465,8 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from switchboard.dlq_cli import add_parser as add_dlq_parser
     from switchboard.status_cli import add_parser as add_status_parser
+    from switchboard.tools_cli import add_parser as add_tools_parser
 
     add_status_parser(commands)
+    add_tools_parser(commands)
     add_dlq_parser(commands, lambda sub: _CommonOptions(sub, common))
     return parser
 

@@ -5,7 +5,10 @@ that dies. Outcomes are ours: result text, ``is_error``, refusal kinds."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,3 +212,37 @@ def test_the_readmes_mcp_example_is_valid() -> None:
         example["actors"]["python_coder"])
     topology = Topology.model_validate(data)
     assert topology.actor("python_coder").mcp == ("git", "search")
+
+
+def test_switchboard_tools_lists_what_each_role_can_call(tmp_path: Path) -> None:
+    """``switchboard tools``: the built-in tools and each MCP server's, listed from the real
+    server (mcp-server-git, in the sandbox), with the calls that ask; a server that cannot
+    start is named with why, and the exit code says so."""
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    data = yaml.safe_load((repo / "topology.yaml").read_text())
+    data["mcp_servers"] = {
+        "git": {"command": "mcp-server-git", "args": ["--repository", "{workspace}"],
+                "approval": {"git_commit": "ask"}},
+        "gone": {"command": "no-such-mcp-server"}}
+    data["actors"]["python_coder"]["mcp"] = ["git", "gone"]
+    data.setdefault("tools", {})["approval"] = {"run_command": "ask"}
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SB_")}
+    env.update(SB_TOPOLOGY=str(topology), SB_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-m", "switchboard.cli", "tools", "--role",
+                           "python_coder", "--role", "researcher", "--json"],
+                          env=env, capture_output=True, text=True, timeout=180, cwd=repo,
+                          check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    listing = json.loads(done.stdout)
+    assert set(listing) == {"python_coder", "researcher"}
+    builtin = {t["name"]: t["asks"] for t in listing["python_coder"]["builtin"]}
+    assert builtin == {"read_file": False, "write_file": False, "list_files": False,
+                       "run_command": True}
+    git = {t["name"]: t["asks"] for t in listing["python_coder"]["servers"]["git"]["tools"]}
+    assert git["git__git_commit"] is True and git["git__git_status"] is False
+    assert "not installed" in listing["python_coder"]["servers"]["gone"]["unavailable"]
+    assert listing["researcher"]["servers"] == {}

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 TOKEN = "test-mcp-token-5e1f"
 """The bearer token the HTTP server wants (``Authorization: Bearer <TOKEN>``)."""
@@ -60,6 +60,69 @@ def demo_server() -> MCPServer:
         """Sleeps, then answers."""
         await asyncio.sleep(seconds)
         return "slept"
+
+    return server
+
+
+LEGACY_SERVER = '''
+import json, sys
+
+TOOLS = [{"name": "unlock", "description": "Adds the secret tool.",
+          "inputSchema": {"type": "object", "properties": {}}}]
+SECRET = {"name": "secret", "description": "Only there once unlocked.",
+          "inputSchema": {"type": "object", "properties": {}}}
+
+
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\\n")
+    sys.stdout.flush()
+
+
+for line in sys.stdin:
+    request = json.loads(line)
+    method, rid = request.get("method"), request.get("id")
+    if rid is None:
+        continue  # a notification (initialized, cancelled)
+    if method == "initialize":
+        result = {"protocolVersion": "2025-06-18", "serverInfo": {"name": "legacy",
+                  "version": "1"}, "capabilities": {"tools": {"listChanged": True}}}
+    elif method == "tools/list":
+        result = {"tools": TOOLS}
+    elif method == "tools/call" and request["params"]["name"] == "unlock":
+        TOOLS.append(SECRET)
+        send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        result = {"content": [{"type": "text", "text": "unlocked"}]}
+    elif method == "tools/call" and request["params"]["name"] == "secret":
+        result = {"content": [{"type": "text", "text": "the secret is 7"}]}
+    elif method == "ping":
+        result = {}
+    else:
+        send({"jsonrpc": "2.0", "id": rid,
+              "error": {"code": -32601, "message": f"no method {method}"}})
+        continue
+    send({"jsonrpc": "2.0", "id": rid, "result": result})
+'''
+"""A stdio server of the 2025-06-18 revision, by hand (newline-delimited JSON-RPC, as the
+spec's stdio transport says): initialize handshake only, and ``unlock`` adds ``secret`` and
+sends ``notifications/tools/list_changed``. Every 2.x SDK server speaks 2026-07-28 too, so
+this is how a client meets the servers written before it."""
+
+
+def growing_server() -> MCPServer:
+    """``unlock`` adds a tool ``secret`` and tells ``subscriptions/listen`` streams that the
+    tools changed (the 2026-07-28 revision)."""
+    server = MCPServer("growing")
+
+    def secret() -> str:
+        """Only there once unlocked."""
+        return "the secret is 7"
+
+    @server.tool()
+    async def unlock(ctx: Context) -> str:
+        """Adds the ``secret`` tool."""
+        server.add_tool(secret)
+        await ctx.notify_tools_changed()
+        return "unlocked"
 
     return server
 

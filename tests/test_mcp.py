@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_servers import DYING_SERVER, TOKEN, demo_server, free_port, http_server
+from mcp_servers import (
+    DYING_SERVER,
+    LEGACY_SERVER,
+    TOKEN,
+    demo_server,
+    free_port,
+    growing_server,
+    http_server,
+)
 from pydantic import ValidationError
+from waiting import eventually
 
 from actors.tools._mcp import McpTools, tool_name
 from artifacts import Workspace
-from core.config import McpHttpSpec, McpStdioSpec, ToolPolicy, Topology
+from core.config import McpHttpSpec, McpServerSpec, McpStdioSpec, ToolPolicy, Topology
 from protocol import Refusal, ToolCall, ToolResult, refusal_kind
 
 pytestmark = pytest.mark.timeout(120)
@@ -246,3 +255,30 @@ def test_switchboard_tools_lists_what_each_role_can_call(tmp_path: Path) -> None
     assert git["git__git_commit"] is True and git["git__git_status"] is False
     assert "not installed" in listing["python_coder"]["servers"]["gone"]["unavailable"]
     assert listing["researcher"]["servers"] == {}
+
+
+@pytest.mark.parametrize("revision", ["2026-07-28", "2025-06-18"])
+async def test_tools_listed_again_when_the_server_says_they_changed(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch, revision: str) -> None:
+    """The server added a tool and said so (a ``subscriptions/listen`` event over streamable
+    HTTP, or, from a 2025-era stdio server, ``notifications/tools/list_changed``): the tools
+    are listed again, the new one is offered and answers, and an event says so."""
+    monkeypatch.setenv("SB_TEST_MCP_TOKEN", TOKEN)
+    events = Recorder()
+    (workspace.root / "legacy.py").write_text(LEGACY_SERVER)
+    with http_server(growing_server()) as url:
+        spec: McpServerSpec = (_http(url) if revision == "2026-07-28" else
+                               McpStdioSpec(command="python", args=("legacy.py",)))
+        async with McpTools({"g": spec}, workspace, POLICY, events) as tools:
+            assert [s["function"]["name"] for s in tools.schemas] == ["g__unlock"]
+            unlocked = await tools.call(_call("g__unlock", {}))
+            assert not unlocked.is_error, unlocked.content
+
+            async def offered() -> bool:
+                return "g__secret" in [s["function"]["name"] for s in tools.schemas]
+
+            await eventually(offered, within_s=10, what="the new tool to be offered")
+            secret = await tools.call(_call("g__secret", {}))
+            assert not secret.is_error and "the secret is 7" in secret.content
+    changed = [d for k, d in events.events if k == "mcp_server" and "tools changed" in d]
+    assert changed and "secret" in changed[-1], events.events

@@ -2,11 +2,14 @@
 offered to the model beside the workspace tools, as ``<server>__<tool>``.
 
 One ``McpTools`` per run (``async with``): every server the role uses is connected when the
-run starts, through the official SDK's ``mcp.Client``, and its tools listed (again on
-``notifications/tools/list_changed``). A stdio server is started with ``_command.spawn``, so
-it runs in the tool sandbox like any command: the session's workspace read-write (its working
-directory), the system read-only, the network only with ``network: true``. A streamable-HTTP
-server is reached at its ``url`` with its ``headers`` (secrets from environment variables).
+run starts, through the official SDK's ``mcp.Client`` (the 2026-07-28 protocol revision
+when the server offers it, else the initialize handshake), and its tools listed, and again
+when they change: a ``subscriptions/listen`` stream of ``tools_list_changed`` events
+(2026-07-28), or ``notifications/tools/list_changed`` (before). A stdio server is started
+with ``_command.spawn``, so it runs in the tool sandbox like any command: the session's
+workspace read-write (its working directory), the system read-only (and its ``read_only``
+paths), the network only with ``network: true``. A streamable-HTTP server is reached at its
+``url`` with its ``headers`` (secrets from environment variables).
 
 A call is bounded by the server's ``timeout_s``; whatever goes wrong comes back as an error
 result the model reads (never an exception out of the loop): a timeout (``timeout``), a
@@ -34,6 +37,7 @@ import httpx2
 import mcp_types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
@@ -193,7 +197,7 @@ class _Server:
             async with AsyncExitStack() as stack:
                 transport = (self._stdio() if isinstance(self.spec, McpStdioSpec)
                              else self._http(self.spec))
-                client = Client(transport, mode="legacy", cache=None,
+                client = Client(transport, mode="auto", cache=None,
                                 message_handler=self._on_message)
                 await stack.enter_async_context(client)
                 self.client = client
@@ -201,11 +205,15 @@ class _Server:
                 ready.set_result(None)
                 stop = asyncio.ensure_future(self._stop.wait())
                 died = asyncio.ensure_future(self._died.wait())
+                listening = asyncio.ensure_future(self._listen(client))
                 try:
                     await asyncio.wait([stop, died], return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     stop.cancel()
                     died.cancel()
+                    listening.cancel()
+                    with contextlib.suppress(BaseException):
+                        await listening
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception)
@@ -231,6 +239,19 @@ class _Server:
             if not cursor:
                 break
         self.tools = tools
+
+    async def _listen(self, client: Client) -> None:
+        """List the tools again on each ``tools_list_changed`` event of a 2026-07-28 server's
+        ``subscriptions/listen`` stream, until the run ends; an older server sends
+        ``notifications/tools/list_changed`` instead (``_on_message``)."""
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    await self._relist()
+        except ListenNotSupportedError:
+            return
+        except Exception as exc:  # the server's stream went: calls find out what is left
+            _log.info("MCP server %s: no more change events: %r", self.name, exc)
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mcp_types.ToolListChangedNotification):

@@ -6,7 +6,7 @@ Discord stand-in, and the HTTP API.
 - In a thread: the approval request comes with Approve and Deny; a stranger's click is refused
   to them alone; the actor process that stopped the run is killed (``SIGKILL``) and the
   asker's Approve resumes the run on another replica, which runs the command; Deny gives the
-  model a ``denied`` tool result it reads.
+  model a ``denied`` tool result it reads; ``/stop`` while the run waits ends it.
 - Through the API: ``awaiting_approval`` with the calls; someone else's decision is 403, a
   wrong approval 409; Approve finishes the run; the SSE stream has the ``approval`` event; a
   run no one answers is denied at its deadline."""
@@ -169,6 +169,17 @@ async def test_approve_in_the_thread_after_the_holder_is_killed_and_deny(
         # lost) did not repeat the answer the approval's delivery gave.
         answers = [m for m in s.bot_messages() if "The command said:" in m["content"]]
         assert len(answers) == 2, [(m["channel_id"], m["content"][:80]) for m in answers]
+
+        # /stop while the run waits: the approval is denied for it, so it resumes and stops
+        # before running anything.
+        await s.post_user_message(s.channel_id, bob["id"], "run the check a third time")
+        third = await s.wait_for(lambda: _approval_message(s, after=int(second["id"])),
+                                 timeout=120, what="the third approval request")
+        await _tracked(system, third)
+        await s.run_command(third["channel_id"], bob["id"], "stop")
+        await s.wait_for(lambda: containing(s, third["channel_id"], "Stopped at turn"),
+                         timeout=120, what="the stopped run's answer")
+        assert not containing(s, third["channel_id"], "The command said:")
         denied = containing(s, second["channel_id"], "The command said:")[-1]["content"]
         assert "approved-output" not in denied.split("said:", 1)[1].split("[denied]")[1], denied
 

@@ -14,14 +14,14 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import discord
 
 from gateway.approvals import CUSTOM_ID, custom_id, decided_text, decision_control, parse_custom_id
 from gateway.discord._reactions import NOT_YOURS_TEXT, may_control
 from gateway.discord._status import REST_TIMEOUT_S
-from gateway.discord._tracker import Kind, MessageTracker
+from gateway.discord._tracker import Kind, MessageTracker, Tracked
 from gateway.errors import NotRunningError
 from protocol import Control, ControlAction
 
@@ -108,6 +108,7 @@ class ApprovalClicks:
                          decision, approval_id, exc)
             await _tell(interaction, NOT_SENT_TEXT)
             return
+        self.tracker.approval_decided(tracked.session, approval_id)
         _log.info("session %s: approval %s %s by user %s", tracked.session, approval_id,
                   "approved" if decision is ControlAction.APPROVE else "denied", user)
         try:
@@ -117,6 +118,36 @@ class ApprovalClicks:
                     view=None)
         except (discord.HTTPException, TimeoutError) as exc:
             _log.warning("session %s: approval message not updated: %s", tracked.session, exc)
+
+
+class PendingApprovals(Protocol):
+    """The approval requests shown per session and not decided here
+    (``_tracker.MessageTracker``)."""
+
+    async def pending_approval(self, session: str) -> Tracked | None: ...
+
+    def approval_decided(self, session: str, approval_id: str) -> None: ...
+
+
+async def deny_waiting(tracker: PendingApprovals, publish: Callable[[Control], Awaitable[None]],
+                       session: str, user_id: str) -> None:
+    """After a stop of ``session``'s run (🛑, ``/stop``): deny the approval the run waits
+    on, if any, so it resumes and finds the abort before it runs anything
+    (docs/design.md#approvals). Publishing failures are logged: the stop itself went out."""
+    pending = await tracker.pending_approval(session)
+    if pending is None:
+        return
+    try:
+        await publish(decision_control(
+            ControlAction.DENY, session=session, role=pending.role,
+            approval_id=pending.approval_id, user_id=user_id, request_id=pending.request_id))
+    except NotRunningError as exc:
+        _log.warning("session %s: approval %s not denied after the stop: %s", session,
+                     pending.approval_id, exc)
+        return
+    tracker.approval_decided(session, pending.approval_id)
+    _log.info("session %s: approval %s denied by the stop of user %s", session,
+              pending.approval_id, user_id)
 
 
 async def _tell(interaction: discord.Interaction[Any], text: str) -> None:

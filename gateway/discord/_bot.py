@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import discord
 
 from gateway.config import DEFAULT_BOT, BotConfig, GatewaySettings
-from gateway.discord._approvals import ApprovalButton, ApprovalClicks
+from gateway.discord._approvals import ApprovalButton, ApprovalClicks, deny_waiting
 from gateway.discord._attachments import store_attachments, with_paths
 from gateway.discord._commands import add_commands, sync_tree
 from gateway.discord._inbound import is_addressed, should_answer, to_chat_message
@@ -262,6 +262,10 @@ class SwitchboardBot(discord.Client):
             ack = NOT_RUNNING_TEXT
             if vote:
                 self.tracker.record_vote(tracked.request_id, payload.user_id, previous)
+        else:
+            if control.action is ControlAction.ABORT:
+                await deny_waiting(self.tracker, self._publish_control, control.session,
+                                   str(payload.user_id))
         _log.info("session %s: %s from user %s", control.session, control.action,
                   payload.user_id)
         if ack is not None:

@@ -16,6 +16,7 @@ from discord import app_commands
 
 from gateway.commands import CommandError, command_session, model_text, status_text
 from gateway.config import BotConfig
+from gateway.discord._approvals import PendingApprovals, deny_waiting
 from gateway.discord._intake import Pending
 from gateway.discord._status import REST_TIMEOUT_S
 from gateway.errors import NotRunningError
@@ -38,8 +39,9 @@ class Controller(Protocol):
     async def control(self, control: Control) -> None: ...
 
 
-class RunThreads(Protocol):
-    """Which run a thread the bot opened is for (``_tracker.MessageTracker``)."""
+class RunThreads(PendingApprovals, Protocol):
+    """Which run a thread the bot opened is for, and the approval it may wait on
+    (``_tracker.MessageTracker``)."""
 
     def run_session(self, channel_id: int, fallback: str) -> str: ...
 
@@ -138,6 +140,7 @@ def add_commands(tree: app_commands.CommandTree[discord.Client], host: CommandHo
                 message_id=str(interaction.id), origin=host.origin))
         except NotRunningError as exc:
             raise CommandError(f"⚠️ {exc}") from exc
+        await deny_waiting(host.tracker, host.bridge.control, session, str(interaction.user.id))
         async with asyncio.timeout(REST_TIMEOUT_S):
             await interaction.response.send_message(
                 f"⏹️ Stop requested by {interaction.user.mention}, halting at the next turn.")

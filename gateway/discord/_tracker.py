@@ -67,6 +67,7 @@ class MessageTracker:
         self._messages: OrderedDict[int, Tracked] = OrderedDict()
         self._threads: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._votes: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._approvals: OrderedDict[str, Tracked | None] = OrderedDict()
         self._writes: set[asyncio.Task[None]] = set()
 
     def remember(self, message_id: int, tracked: Tracked) -> None:
@@ -74,7 +75,41 @@ class MessageTracker:
         self._messages.move_to_end(message_id)
         while len(self._messages) > self.limit:
             self._messages.popitem(last=False)
-        self._write(f"m.{message_id}", json.dumps(dataclasses.asdict(tracked)).encode())
+        value = json.dumps(dataclasses.asdict(tracked)).encode()
+        self._write(f"m.{message_id}", value)
+        if tracked.kind is Kind.APPROVAL:
+            self._set_approval(tracked.session, tracked, value)
+
+    def _set_approval(self, session: str, tracked: Tracked | None, value: bytes) -> None:
+        self._approvals[session] = tracked
+        self._approvals.move_to_end(session)
+        while len(self._approvals) > self.limit:
+            self._approvals.popitem(last=False)
+        self._write(f"a.{session}", value)
+
+    async def pending_approval(self, session: str) -> Tracked | None:
+        """The approval request shown last in ``session`` and not decided here since (None
+        when there is none): from memory, else from the bucket. It may have been decided
+        elsewhere or expired; a decision on it then changes nothing."""
+        if session in self._approvals or self._kv is None:
+            return self._approvals.get(session)
+        tracked = None
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError, TimeoutError,
+                                 nats.errors.Error, ValueError, TypeError, KeyError):
+            async with asyncio.timeout(KV_TIMEOUT_S):
+                entry = await self._kv.get(f"a.{session}")
+            if entry.value:
+                data = json.loads(entry.value)
+                data["kind"] = Kind(data["kind"])
+                tracked = Tracked(**data)
+        self._approvals[session] = tracked
+        return tracked
+
+    def approval_decided(self, session: str, approval_id: str) -> None:
+        """Approval ``approval_id`` of ``session`` was decided here: no longer pending."""
+        current = self._approvals.get(session)
+        if current is None or current.approval_id == approval_id:
+            self._set_approval(session, None, b"")
 
     def _write(self, key: str, value: bytes) -> None:
         """Write ``key`` through to the bucket in the background (logged when it fails)."""

@@ -28,7 +28,7 @@ import msgspec
 
 from actors.agent_loop import LoopState, Outcome, TurnEngine
 from actors.answer import cap_answer
-from actors.attachments import attachment_reader, user_content
+from actors.attachments import attachment_reader, restore_images, user_content
 from actors.escalation import cause_of
 from actors.prompts import render
 from actors.router import escalation_levels, start_level
@@ -156,6 +156,11 @@ class AgentRun:
             await self._announce(checkpoint.approval, checkpoint.turn)
             return None
         state = _state_from(checkpoint)
+        request = self.task.request
+        if await restore_images(state.messages, request.text, request.attachments,
+                                attachment_reader(self.agent.artifacts, self.session)):
+            await self.ctx.emit("images_restored", detail="the request's images, from the "
+                                "workspace")
         if decision is not None:
             await self.ctx.emit("resumed", detail=(
                 f"turn {state.turn}: approval {decision.approval_id} "

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from modelcall import content_text
 from protocol import Attachment
 
 if TYPE_CHECKING:
@@ -157,3 +158,23 @@ async def user_content(text: str, attachments: Sequence[Attachment], read: Read 
     if any(p["type"] == "image_url" for p in parts):
         return parts
     return "\n\n".join(p["text"] for p in parts)
+
+
+async def restore_images(messages: list[dict[str, Any]], text: str,
+                         attachments: Sequence[Attachment], read: Read | None) -> bool:
+    """Put the images back into the request's message of a conversation read from a
+    checkpoint (``actors.runs.pack_messages`` leaves image parts out, keeping their text):
+    the ``user`` message whose text is the request's, as ``user_content`` made it, gets its
+    content parts again, read anew from the workspace. Returns whether it did (False: no
+    image among the attachments, no store, or the message is not found)."""
+    if read is None or not attachments:
+        return False
+    content = await user_content(text, attachments, read)
+    if not isinstance(content, list):
+        return False
+    flat = content_text(content)
+    for message in messages:
+        if message.get("role") == "user" and message.get("content") == flat:
+            message["content"] = content
+            return True
+    return False

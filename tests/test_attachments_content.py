@@ -13,8 +13,14 @@ from typing import Any
 import pytest
 from openai_standin import DEFAULT_KEY, Answer, ChatRequest, OpenAIStandin
 
-from actors.attachments import MAX_IMAGE_BYTES, MAX_TEXT_CHARS, image_mime, user_content
-from actors.runs import pack_messages
+from actors.attachments import (
+    MAX_IMAGE_BYTES,
+    MAX_TEXT_CHARS,
+    image_mime,
+    restore_images,
+    user_content,
+)
+from actors.runs import pack_messages, unpack_messages
 from core.config import ModelSpec
 from core.errors import ArtifactNotFoundError
 from modelcall import close_sessions, complete, supports_vision
@@ -112,6 +118,26 @@ def test_a_checkpoint_keeps_the_image_line_not_its_bytes() -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
     [kept] = json.loads(zlib.decompress(pack_messages(messages)))
     assert kept["content"] == "see\n📎 Image `a.png` ..."
+
+
+async def test_a_resumed_run_gets_its_request_images_back() -> None:
+    """A run resumed from its checkpoint (after an approval, a crash, the person's answer)
+    shows the model the request's image again, read anew from the workspace."""
+    read = _reader({"shot.png": PNG})
+    attachments = [_att("shot.png", "image/png"), _att("notes.txt", "text/plain")]
+    first = await user_content("what broke?", attachments, read)
+    messages = [{"role": "system", "content": "sys"},
+                {"role": "user", "content": "earlier question"},
+                {"role": "user", "content": first},
+                {"role": "assistant", "content": "let me look"}]
+    resumed = unpack_messages(pack_messages(messages))
+    assert isinstance(resumed[2]["content"], str)
+    assert await restore_images(resumed, "what broke?", attachments, read)
+    assert resumed[2]["content"] == first and resumed[1]["content"] == "earlier question"
+    # No store, no image, or a conversation without that message: nothing changes.
+    assert not await restore_images(resumed[:2], "what broke?", attachments, read)
+    assert not await restore_images(resumed, "what broke?", attachments, None)
+    assert not await restore_images(resumed, "x", [_att("notes.txt", "text/plain")], read)
 
 
 @pytest.fixture

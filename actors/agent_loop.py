@@ -210,9 +210,9 @@ class TurnEngine:
                 read += touched.read
                 written += touched.written
             refused = refusal_kind(result)
-            await self.ctx.emit("tool_refused" if refused else "tool_call", detail=(
-                f"{call.name} {refused or ('error' if result.is_error else 'ok')}: "
-                f"{call.arguments}")[:500], duration_ms=elapsed_ms, **span.event_ids())
+            await self.ctx.emit("tool_refused" if refused else "tool_call", detail=_tool_detail(
+                call, result, str(refused or ("error" if result.is_error else "ok"))),
+                duration_ms=elapsed_ms, **span.event_ids())
         for path in written:
             if path not in state.files_written:
                 state.files_written.append(path)
@@ -237,6 +237,22 @@ class TurnEngine:
             Progress, stage="escalated", flow=Flow.SEQUENTIAL, turn=state.turn,
             max_turns=self.max_turns, confidence=state.confidence, model=target,
             text=f"Escalating to {target}: {reason}"))
+
+
+TOOL_EVENT_RESULT_CHARS = 200
+"""Characters of a tool's result in its event (the arguments get what is left of 500)."""
+
+
+def _tool_detail(call: ToolCall, result: ToolResult, outcome: str) -> str:
+    """A tool call's event detail: ``<name> <outcome>: <arguments> → <result>``, the result
+    on one line and cut to ``TOOL_EVENT_RESULT_CHARS``, the whole at most 500 characters."""
+    shown = " ".join(result.content.split())
+    if len(shown) > TOOL_EVENT_RESULT_CHARS:
+        shown = shown[:TOOL_EVENT_RESULT_CHARS - 1] + "…"
+    head = f"{call.name} {outcome}: "
+    room = 500 - len(head) - len(shown) - 3
+    arguments = call.arguments if len(call.arguments) <= room else call.arguments[:room - 1] + "…"
+    return f"{head}{arguments} → {shown}"
 
 
 def _assistant_message(text: str, tool_calls: tuple[ToolCall, ...]) -> dict[str, Any]:

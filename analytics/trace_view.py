@@ -147,6 +147,8 @@ def _span_line(node: SpanNode) -> str:
     if e.kind in {"model_error", "tool_refused"} or (e.kind == "tool_call" and " error" in
                                                       e.detail.split(":", 1)[0]):
         parts.append("· " + " ".join(e.detail.split())[:120])
+    elif e.kind == "tool_call" and " → " in e.detail:
+        parts.append("→ " + " ".join(e.detail.rsplit(" → ", 1)[1].split())[:100])
     return f"{node.label}  " + "  ".join(parts)
 
 

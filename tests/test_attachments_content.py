@@ -126,10 +126,9 @@ async def test_a_resumed_run_gets_its_request_images_back() -> None:
     read = _reader({"shot.png": PNG})
     attachments = [_att("shot.png", "image/png"), _att("notes.txt", "text/plain")]
     first = await user_content("what broke?", attachments, read)
-    messages = [{"role": "system", "content": "sys"},
-                {"role": "user", "content": "earlier question"},
-                {"role": "user", "content": first},
-                {"role": "assistant", "content": "let me look"}]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "sys"}, {"role": "user", "content": "earlier question"},
+        {"role": "user", "content": first}, {"role": "assistant", "content": "let me look"}]
     resumed = unpack_messages(pack_messages(messages))
     assert isinstance(resumed[2]["content"], str)
     assert await restore_images(resumed, "what broke?", attachments, read)

@@ -6,6 +6,8 @@ what came back."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -70,8 +72,13 @@ def test_the_model_calls_mcp_tools_and_reads_their_results(system: RunningSystem
     assert {"demo__add", "git__git_status", "run_command"} <= set(SEEN["tools"])
     events = asyncio.run(read_session_events(system.nats_url, session))
     calls = [e.detail for e in events if e.kind == "tool_call"]
-    assert any(d.startswith("demo__add ok") for d in calls), calls
+    assert any(d.startswith("demo__add ok") and d.endswith("→ 42") for d in calls), calls
     assert any(d.startswith("git__git_status ok") for d in calls), calls
+    traced = subprocess.run([sys.executable, "-m", "switchboard.cli", "trace", session],
+                            env=system.env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert traced.returncode == 0, traced.stdout + traced.stderr
+    assert "tool_call demo__add ok" in traced.stdout and "→ 42" in traced.stdout, traced.stdout
     servers = [e.detail for e in events if e.kind == "mcp_server"]
     assert any(d.startswith("demo (http)") for d in servers), servers
     assert any(d.startswith("git (stdio)") for d in servers), servers

@@ -70,7 +70,7 @@ def test_the_span_tree_follows_parent_span_ids_and_shows_point_events() -> None:
         _event("handled", 10.500, actor="python_coder", step="turn_request", span_id="p1",
                parent_span_id="c1", duration_ms=480.0),
         _event("tool_call", 10.300, actor="python_coder", span_id="t1", parent_span_id="p1",
-               duration_ms=20.0, detail="run_command ok: {}"),
+               duration_ms=20.0, detail="run_command ok: {} → exit code: 0 hello"),
         _event("handled", 20.0, actor="classifier", step="chat_message", span_id="x",
                trace_id="other", duration_ms=1.0),  # another request of the session
     ]
@@ -89,7 +89,7 @@ def test_the_span_tree_follows_parent_span_ids_and_shows_point_events() -> None:
     assert "├─ classifier model_call m1  4.0 ms  tokens 5+2" in lines[2]
     assert "├─ · classified by=rule" in lines[3]
     assert "└─ python_coder turn_request  480.0 ms" in lines[4]
-    assert "   └─ python_coder tool_call run_command ok  20.0 ms" in lines[5]
+    assert "   └─ python_coder tool_call run_command ok  20.0 ms  → exit code: 0 hello" in lines[5]
 
 
 # ----------------------------------------------------------------------- OTLP end to end

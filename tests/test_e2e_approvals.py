@@ -4,9 +4,11 @@ says what the tool returned), people in Discord through the genuine discord.py b
 Discord stand-in, and the HTTP API.
 
 - In a thread: the approval request comes with Approve and Deny; a stranger's click is refused
-  to them alone; the actor process that stopped the run is killed (``SIGKILL``) and the
-  asker's Approve resumes the run on another replica, which runs the command; Deny gives the
-  model a ``denied`` tool result it reads; ``/stop`` while the run waits ends it.
+  to them alone; the actor process that stopped the run and the gateway that showed the
+  buttons are killed (``SIGKILL``), and the asker's Approve, taken by the restarted gateway,
+  resumes the run on another replica, which runs the command and answers in the thread;
+  Deny gives the model a ``denied`` tool result it reads; ``/stop`` while the run waits ends
+  it.
 - Through the API: ``awaiting_approval`` with the calls; someone else's decision is 403, a
   wrong approval 409; Approve finishes the run; the SSE stream has the ``approval`` event; a
   run no one answers is denied at its deadline."""
@@ -94,12 +96,20 @@ def _button(message: dict[str, Any], label: str) -> str:
     raise AssertionError(f"no {label} button in {message['components']}")
 
 
-async def _tracked(system: RunningSystem, message: dict[str, Any]) -> None:
+async def _tracked(system: RunningSystem, message: dict[str, Any], count: int = 1) -> None:
     """Wait until the gateway knows what ``message`` is (it learns the id once Discord
-    answered the post: a click before that is told the approval is unknown)."""
+    answered the post: a click before that is told the approval is unknown); with ``count``
+    2, until the gateway restarted after that is logged in too."""
     approval_id = _button(message, "Approve").rsplit(":", 1)[1]
     seen = await asyncio.to_thread(system.wait_for_output, f"approval {approval_id} asked", 60)
     assert seen, "".join(system.output[-40:])
+    if count > 1:
+        await eventually(lambda: _logged_in(system, count), within_s=90,
+                         what="the restarted gateway to log in")
+
+
+async def _logged_in(system: RunningSystem, count: int) -> bool:
+    return sum(" ready as " in line for line in list(system.output)) >= count
 
 
 async def _events_of(system: RunningSystem, sessions: list[str], kind: str) -> list[Any]:
@@ -139,6 +149,16 @@ async def test_approve_in_the_thread_after_the_holder_is_killed_and_deny(
         events = await _events_of(system, sessions, "approval_requested")
         holder = next(e for e in events if e.kind == "approval_requested")
         os.kill(holder.pid, signal.SIGKILL)
+        # So does the gateway that showed the buttons: the click reaches its restart.
+        connected = len(s._gateway_server.sessions_of(s.bot))
+        os.kill(system.pids()["gateway"], signal.SIGKILL)
+
+        async def reconnected() -> bool:
+            sessions = s._gateway_server.sessions_of(s.bot)
+            return len(sessions) > connected and sessions[-1].ws is not None
+
+        await eventually(reconnected, within_s=90, what="the restarted gateway to connect")
+        await _tracked(system, approval, count=2)  # the restarted bot is logged in and ready
 
         await s.click_button(thread, approval["id"], bob["id"], _button(approval, "Approve"))
         await s.wait_for(lambda: containing(s, thread, "The command said:"), timeout=120,

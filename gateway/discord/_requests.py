@@ -16,7 +16,11 @@ from protocol import ChatMessage
 
 
 def _thread_of(message: discord.Message) -> discord.Thread | None:
-    return message.channel if isinstance(message.channel, discord.Thread) else None
+    """Where a request's answers go: the thread it was said in, else the thread the bot
+    started from it (Discord's message object names it, ``thread``), else none."""
+    if isinstance(message.channel, discord.Thread):
+        return message.channel
+    return message.thread
 
 
 class Requests:

@@ -166,6 +166,11 @@ class RestApi:
         message = self.s.by_id.get(request.match_info["mid"])
         if message is None or message["channel_id"] != request.match_info["cid"]:
             return self.not_found(request, 10008, "Message")
+        thread = self.s.threads.get(message["id"])
+        if thread is not None:
+            # "thread?: the thread that was started from this message"
+            # (https://discord.com/developers/docs/resources/message#message-object)
+            message = message | {"thread": _public(thread)}
         return json_response(message)
 
     async def create_message(self, request: web.Request, bot: Bot) -> web.Response:

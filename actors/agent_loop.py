@@ -124,7 +124,7 @@ class TurnEngine:
             state.approval = PendingApproval(
                 approval_id=secrets.token_hex(8), calls=reply.tool_calls, asked=asked,
                 reply_to=self.reply_to, expires_at=time.time() + self.tools.approval_timeout_s,
-                model=model, started=started, text=reply.text)
+                model=model, model_ms=(time.time() - started) * 1000, text=reply.text)
             return Outcome.APPROVAL
         return await self._use_tools(state, reply.tool_calls, model, started, frozenset(), "")
 
@@ -137,8 +137,8 @@ class TurnEngine:
         state.approval = None
         state.last_text = pending.text
         denied = frozenset() if approved else frozenset(pending.asked)
-        return await self._use_tools(state, pending.calls, pending.model, pending.started,
-                                     denied, reason)
+        return await self._use_tools(state, pending.calls, pending.model,
+                                     time.time() - pending.model_ms / 1000, denied, reason)
 
     def asks(self, name: str) -> bool:
         """Whether a call of tool ``name`` waits for a person's approval: ``tools.approval``

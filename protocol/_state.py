@@ -146,7 +146,8 @@ class PendingApproval(msgspec.Struct, kw_only=True):
     ``asked`` the ``call_id`` of those that need the approval. ``reply_to`` addresses the
     request the run answers, so a decision made anywhere resumes the run towards it;
     ``expires_at`` is the Unix time (s) after which the run takes no answer as a denial;
-    ``model``, ``started`` (Unix s) and ``text`` (the model's words) are the stopped turn's.
+    ``model``, ``model_ms`` (how long its model call took, ms) and ``text`` (the model's
+    words) are the stopped turn's: its step's duration leaves out the wait for a person.
     """
 
     approval_id: str
@@ -155,7 +156,7 @@ class PendingApproval(msgspec.Struct, kw_only=True):
     reply_to: ReplyTo
     expires_at: float
     model: str = ""
-    started: float = 0.0
+    model_ms: float = 0.0
     text: str = ""
 
 

@@ -84,6 +84,10 @@ def _inject(span: Span, sender: str, headers: dict[str, str]) -> None:
     in the ``tracestate`` when there is a sender."""
     headers[HEADER_TRACEPARENT] = _tracing.traceparent_of(span)
     state = span.get_span_context().trace_state
+    if not state:  # the common case: no vendor entries to keep (no TraceState validation)
+        if sender:
+            headers[HEADER_TRACESTATE] = f"{EVENT_PARENT_KEY}={sender}"
+        return
     if sender:
         state = (state.update(EVENT_PARENT_KEY, sender) if EVENT_PARENT_KEY in state
                  else state.add(EVENT_PARENT_KEY, sender))

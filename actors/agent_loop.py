@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors.escalation import TurnSignals, cause_of, observe, turn_confidence
-from actors.tools import TOOL_SCHEMAS, files_touched, run_tool
+from actors.tools import TOOL_NAMES, TOOL_SCHEMAS, files_touched, run_tool
 from modelcall import parse_report
 from protocol import (
     EscalationMemo,
@@ -188,9 +188,9 @@ class TurnEngine:
         read: list[str] = []
         written: list[str] = []
         for call in calls:
-            with child_span(f"tool_call {call.name}", {
-                "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.call_id,
-                "switchboard.session": self.ctx.session,
+            with child_span(tool_span_name(call.name), {
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
+                "gen_ai.tool.call.id": call.call_id, "switchboard.session": self.ctx.session,
             }) as span:
                 if call.call_id in denied:
                     result = ToolResult(call_id=call.call_id, name=call.name, is_error=True,
@@ -264,3 +264,12 @@ def _assistant_message(text: str, tool_calls: tuple[ToolCall, ...]) -> dict[str,
             for c in tool_calls
         ]
     return message
+
+
+def tool_span_name(name: str) -> str:
+    """The span name of a call of tool ``name``, by the GenAI conventions' "execute_tool
+    {gen_ai.tool.name}" (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/):
+    a workspace tool's name is one of a fixed set; any other name (an MCP tool, or one a model
+    made up) is left out of the name, which stays bounded, and is kept in ``gen_ai.tool.name``.
+    """
+    return f"execute_tool {name}" if name in TOOL_NAMES else "execute_tool"

@@ -6,6 +6,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanKind
+
 from actors.router import CaseBase
 from core.config import HostedAgentSpec, ModelSpec
 from core.errors import ModelError
@@ -87,10 +89,13 @@ class ModelActor(Actor):
         """
         candidates = [models] if isinstance(models, ModelSpec) else list(models)
         for position, spec in enumerate(candidates):
-            with child_span(f"model_call {spec.name}", {
-                "gen_ai.request.model": spec.name, "switchboard.purpose": purpose,
-                "switchboard.role": self.actor_id.role, "switchboard.session": ctx.session,
-            }) as span:
+            # GenAI conventions: a CLIENT span "chat {gen_ai.request.model}" (a configured
+            # model's name: bounded), https://opentelemetry.io/docs/specs/semconv/gen-ai/
+            with child_span(f"chat {spec.name}", {
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": spec.name,
+                "switchboard.purpose": purpose, "switchboard.role": self.actor_id.role,
+                "switchboard.session": ctx.session,
+            }, SpanKind.CLIENT) as span:
                 try:
                     reply = await complete(spec, messages, tools=tools, on_text=on_text,
                                            response_format=response_format,
@@ -150,10 +155,11 @@ class ModelActor(Actor):
         """
         from modelcall.hosted import invoke_agent  # imports aioboto3: only a backed role's
 
-        with child_span(f"invoke_agent {agent.name}", {
+        with child_span(f"invoke_agent {agent.name}", {  # GenAI agent spans: a remote agent
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.name,
             "gen_ai.request.model": agent.name, "switchboard.purpose": purpose,
             "switchboard.role": self.actor_id.role, "switchboard.session": ctx.session,
-        }) as span:
+        }, SpanKind.CLIENT) as span:
             try:
                 answer = await invoke_agent(agent, ctx.session, text, on_text=on_text)
             except ModelError as exc:

@@ -31,6 +31,7 @@ from api._schema import (
 )
 from api._sse import RunEvents
 from api._sse_frames import END_ID, Cursor
+from api._tracing import server_middleware
 from api.errors import (
     ApiConfigError,
     ApiError,
@@ -102,10 +103,12 @@ class ApiApp:
         self.ops = ops
 
     def app(self) -> web.Application:
-        """The aiohttp application (middlewares: errors outside, then the token check)."""
+        """The aiohttp application (middlewares: the request's span outside, then errors,
+        then the token check)."""
         counting = [self.ops.metrics.middleware] if self.ops is not None else []
         app = web.Application(client_max_size=self.max_body_bytes,
-                              middlewares=[*counting, self._errors, self._auth])
+                              middlewares=[server_middleware(), *counting, self._errors,
+                                           self._auth])
         app.router.add_post("/v1/runs", self.create_run)
         app.router.add_get("/v1/runs/{run_id}", self.get_run)
         # No HEAD: it would hold the connection for as long as the run goes on, with no body.

@@ -19,6 +19,7 @@ from api import _records as rec
 from api._records import ORIGIN, RunRecord, SessionQueue
 from api._schema import Decision, RunRequest, RunStatus, RunView
 from api._store import RunStore
+from api._tracing import run_traceparent
 from api.errors import (
     ConflictError,
     ForbiddenError,
@@ -84,7 +85,8 @@ class RunService:
         record = RunRecord(
             run_id=run_id, session=request.session or f"api-{run_id}",
             user=request.user or DEFAULT_USER, message=request.message,
-            traceparent=rec.new_traceparent(), created_at=now, updated_at=now)
+            traceparent=run_traceparent(rec.new_traceparent()), created_at=now,
+            updated_at=now)
         await self.store.create(record)
         try:
             queue = await self.store.change_queue(

@@ -28,7 +28,7 @@ from artifacts import open_artifact_store
 from core.config import Settings, Topology
 from gateway.bridge import Bridge, connect_bridge
 from gateway.errors import NotRunningError
-from runtime import stop_on_signals
+from runtime import setup_tracing, stop_on_signals
 from runtime.bus import check_running
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0
+SERVICE_NAME = "switchboard-api"
+"""The API process's ``service.name`` in its spans (one tracer provider per process)."""
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -92,6 +94,7 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
     token = api_token(settings)
     host, port = parse_listen(listen)
     options = options or ApiOptions()
+    setup_tracing(SERVICE_NAME, console=settings.trace_console)  # before the bridge's
     try:
         bridge = await connect_bridge(settings, topology.subjects, ORIGIN, nats_url=nats_url)
     except NotRunningError as exc:

@@ -96,3 +96,7 @@ def run_api_process(settings: Settings, topology: Topology, nats_url: str) -> No
     except Exception:
         _log.exception("the HTTP API failed")
         sys.exit(EXIT_FAILED)
+    finally:
+        from runtime import shutdown_tracing
+
+        shutdown_tracing()  # a supervised child leaves with os._exit: export what is queued

@@ -34,6 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
+from opentelemetry import trace
 
 from core.config import Settings
 from core.errors import AuthError, BrokerError, TLSError
@@ -43,7 +44,6 @@ from natsauth import refusal
 from protocol import (
     HEADER_MSG_ID,
     HEADER_SESSION,
-    HEADER_TRACEPARENT,
     HEADER_TYPE,
     ChatMessage,
     Control,
@@ -54,7 +54,7 @@ from protocol import (
     encoder,
     outbound_decoder,
 )
-from runtime import current_traceparent, setup_tracing, span_from_headers
+from runtime import setup_tracing, start_root_publish
 from runtime.bus import check_running, connect
 
 _log = logging.getLogger(__name__)
@@ -293,13 +293,14 @@ class Bridge:
             HEADER_MSG_ID: f"chat:{message.session}:{message.message_id}",
         }
         subject = self.subjects.task("classifier")
+        # The request's trace starts here (or under ``traceparent``): a PRODUCER span whose
+        # name holds no origin or session (they are attributes), every actor's a descendant.
+        span = start_root_publish(subject, subject, headers, traceparent,
+                                  headers[HEADER_MSG_ID])
+        span.set_attributes({"switchboard.session": message.session,
+                             "switchboard.origin": self.origin})
         try:
-            # The request's trace starts here; every actor's span is a descendant.
-            parent = {HEADER_TRACEPARENT: traceparent} if traceparent else None
-            with span_from_headers(f"gateway {self.origin} chat_message", parent) as span:
-                span.set_attributes({"switchboard.session": message.session,
-                                     "switchboard.origin": self.origin})
-                headers[HEADER_TRACEPARENT] = current_traceparent()
+            with trace.use_span(span, end_on_exit=True):
                 await self.js.publish(subject, encoder.encode(message), headers=headers,
                                       timeout=PUBLISH_TIMEOUT_S)
         except nats.errors.NoRespondersError as exc:
@@ -331,14 +332,19 @@ class Bridge:
                     raise ValueError(msg)
                 subject = self.subjects.task(control.role)
         headers = {HEADER_TYPE: "control", HEADER_SESSION: control.session}
-        if traceparent:
-            headers[HEADER_TRACEPARENT] = traceparent
         if control.message_id:
             headers[HEADER_MSG_ID] = (f"control:{control.action}:{control.session}:"
                                       f"{control.message_id}:{control.user_id}:{control.value}")
+        destination = (f"{self.subjects.prefix}.control.{{session}}"
+                       if control.action is ControlAction.ABORT else subject)
+        span = start_root_publish(destination, subject, headers, traceparent,
+                                  headers.get(HEADER_MSG_ID, ""))
+        span.set_attributes({"switchboard.session": control.session,
+                             "switchboard.control": str(control.action)})
         try:
-            await self.js.publish(subject, encoder.encode(control), headers=headers,
-                                  timeout=PUBLISH_TIMEOUT_S)
+            with trace.use_span(span, end_on_exit=True):
+                await self.js.publish(subject, encoder.encode(control), headers=headers,
+                                      timeout=PUBLISH_TIMEOUT_S)
         except (TimeoutError, nats.errors.Error) as exc:
             refused = refusal(self.nc, subject)
             msg = str(refused) if refused else (

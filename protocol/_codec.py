@@ -16,6 +16,8 @@ HEADER_TYPE = "Sb-Type"
 HEADER_SESSION = "Sb-Session"
 HEADER_TRACEPARENT = "traceparent"
 """W3C Trace Context (https://www.w3.org/TR/trace-context/), as OpenTelemetry propagates it."""
+HEADER_TRACESTATE = "tracestate"
+"""W3C Trace Context's vendor entries, carried with ``traceparent`` when there are any."""
 HEADER_MSG_ID = "Nats-Msg-Id"
 """JetStream de-duplication id (docs.nats.io, "JetStream Model Deep Dive", deduplication)."""
 

@@ -5,6 +5,7 @@ from runtime._actor import Actor, MessageContext, Services, handler
 from runtime._addressing import request_of, session_of, waiting_request
 from runtime._cas import compare_and_set, read_entry
 from runtime._dispatch import Dispatcher
+from runtime._publish_trace import start_publish, start_root_publish
 from runtime._pull import PullConsumer
 from runtime._service import run_actor, stop_on_signals
 from runtime._sessions import SessionStore
@@ -38,6 +39,8 @@ __all__ = [
     "setup_tracing",
     "shutdown_tracing",
     "span_from_headers",
+    "start_publish",
+    "start_root_publish",
     "stop_on_signals",
     "request_of",
     "session_of",

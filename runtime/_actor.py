@@ -23,7 +23,6 @@ from core.config import ActorSpec, Settings, Topology
 from core.errors import BrokerError
 from protocol import (
     HEADER_MSG_ID,
-    HEADER_TRACEPARENT,
     ActorId,
     ConsolidatedOptions,
     ExecutionEvent,
@@ -35,8 +34,9 @@ from protocol import (
     session_token,
 )
 from runtime._publish import Publisher
+from runtime._publish_trace import start_publish
 from runtime._sessions import SessionStore
-from runtime._tracing import current_span_ids, current_traceparent
+from runtime._tracing import current_span_ids
 
 _log = logging.getLogger(__name__)
 
@@ -243,13 +243,9 @@ class MessageContext:
 
     def _headers(self, target: str, key: str = "", *, progress: bool = False
                  ) -> dict[str, str]:
-        """``Nats-Msg-Id`` and ``traceparent``: the headers an actor's publish needs (the
-        type and session are in the body; ``protocol/README.md``)."""
-        headers = {HEADER_MSG_ID: self._msg_id(target, key, progress=progress)}
-        traceparent = current_traceparent()
-        if traceparent:
-            headers[HEADER_TRACEPARENT] = traceparent
-        return headers
+        """``Nats-Msg-Id``: the header every publish of an actor needs (the type and session
+        are in the body; ``protocol/README.md``); ``start_publish`` adds the trace context."""
+        return {HEADER_MSG_ID: self._msg_id(target, key, progress=progress)}
 
     async def send(self, role: str, message: msgspec.Struct, *, key: str = "",
                    deadline: bool = False) -> None:
@@ -295,16 +291,21 @@ class MessageContext:
                 ``confirmations``; never for a Progress).
         """
         subject = self.actor.services.subjects.outbox(origin)
+        destination = self.actor.services.subjects.prefix + ".out.{origin}"
         if isinstance(message, Progress):
+            headers = self._headers(f"out-{origin}", key, progress=True)
+            span = start_publish(destination, subject, headers, headers[HEADER_MSG_ID])
             try:
-                await self.actor.services.nc.publish(
-                    subject, encoder.encode(message),
-                    headers=self._headers(f"out-{origin}", key, progress=True))
+                await self.actor.services.nc.publish(subject, encoder.encode(message),
+                                                     headers=headers)
             except nats.errors.Error as exc:
                 self.actor.log.warning("session %s: progress not published: %s",
                                        self.session, exc)
+            finally:
+                if span is not None:
+                    span.end()
             return
-        await self._publish(subject, message, f"out-{origin}", key)
+        await self._publish(subject, message, f"out-{origin}", key, destination)
         await self._answered(message)
 
     async def _answered(self, message: msgspec.Struct) -> None:
@@ -317,16 +318,23 @@ class MessageContext:
                 await self.emit("answered", flow=Flow.BRANCH.value)
 
     async def _publish(self, subject: str, message: msgspec.Struct, target: str,
-                       key: str = "") -> None:
+                       key: str = "", destination: str = "") -> None:
+        """Publish ``message`` with its ids and trace context (a PRODUCER span named after
+        ``destination``, the subject or its template, when spans are recorded)."""
         headers = self._headers(target, key)
-        publisher = self.actor.services.publisher
-        confirmations = self.confirmations
-        if publisher is None or confirmations is None:
-            await _js_publish(self.actor.services.js, subject, message, headers)
-            return
-        confirmations.pending += 1
-        await publisher.publish(subject, encoder.encode(message), headers,
-                                confirmations.settled)
+        span = start_publish(destination or subject, subject, headers, headers[HEADER_MSG_ID])
+        try:
+            publisher = self.actor.services.publisher
+            confirmations = self.confirmations
+            if publisher is None or confirmations is None:
+                await _js_publish(self.actor.services.js, subject, message, headers)
+                return
+            confirmations.pending += 1
+            await publisher.publish(subject, encoder.encode(message), headers,
+                                    confirmations.settled)
+        finally:
+            if span is not None:
+                span.end()
 
     async def store(self, bucket: str, key: str, value: bytes) -> None:
         """Put ``value`` under ``key`` in the KV bucket named ``bucket``, confirmed before this

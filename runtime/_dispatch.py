@@ -144,6 +144,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._role = actor.actor_id.role
+        self._subject = actor.services.subjects.task(self._role)  # names delivery spans
         self._handlers = {kind: getattr(actor, name) for kind, name in actor.handlers.items()}
 
     def start(self) -> None:
@@ -207,7 +208,7 @@ class Dispatcher:
         loop of the pull inbox, and the actor receives nothing more (found by
         ``tests/test_faults.py``: a KV call that timed out in a broker restart). On Python
         3.12+ the task starts eagerly: the first step still runs at once, as the task."""
-        d.trace = begin_delivery(self._role, d.step, d.msg.headers, d.session)
+        d.trace = begin_delivery(self._role, d.step, d.msg.headers, d.session, self._subject)
         handler = self._handlers.get(type(d.message))
         if handler is None:
             text = f"{self._role} has no handler for '{d.step}' messages"

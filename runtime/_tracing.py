@@ -46,13 +46,14 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
     SpanContext,
+    SpanKind,
     Status,
     StatusCode,
     TraceFlags,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from protocol import HEADER_TRACEPARENT
+from protocol import HEADER_TRACEPARENT, HEADER_TRACESTATE
 
 _log = logging.getLogger(__name__)
 _propagator = TraceContextTextMapPropagator()
@@ -141,13 +142,33 @@ def _parent_of(headers: dict[str, str] | None) -> tuple[str, str, str] | None:
     return parent[1], parent[2], parent[3]
 
 
-def start_span(name: str, headers: dict[str, str] | None) -> Span:
-    """Start (not attach) a span named ``name``, child of the ``traceparent`` in ``headers``
-    when present; the caller ends it. Non-recording when no exporter is configured."""
+EVENT_PARENT_KEY = "sb"
+"""Switchboard's ``tracestate`` entry (W3C trace context 3.3: a vendor's own key): the span id
+that the events of a message's sender were under, 16 hex digits. A recorded publish is a
+PRODUCER span of its own, so the ``traceparent`` names that span, which has no execution event;
+the entry lets ``switchboard trace`` hang the delivery under the sender's span all the same."""
+_EVENT_PARENT = re.compile(r"(?:^|,)[ \t]*sb=([0-9a-f]{16})[ \t]*(?:,|$)")
+
+
+def event_parent(headers: dict[str, str] | None, span_parent: str) -> str:
+    """The span id the events of a delivery name as its parent: the ``sb`` entry of the
+    ``tracestate`` in ``headers`` when there is one, else ``span_parent`` (the
+    ``traceparent``'s)."""
+    state = headers.get(HEADER_TRACESTATE) if headers else None
+    if state:
+        found = _EVENT_PARENT.search(state)
+        if found is not None:
+            return found[1]
+    return span_parent
+
+
+def start_span(name: str, headers: dict[str, str] | None,
+               kind: SpanKind = SpanKind.INTERNAL) -> Span:
+    """Start (not attach) a span named ``name`` of ``kind``, child of the ``traceparent`` (and
+    ``tracestate``) in ``headers`` when present, read by OpenTelemetry's W3C propagator; the
+    caller ends it. Non-recording when no exporter is configured."""
     if _recording():
-        value = headers.get(HEADER_TRACEPARENT) if headers else None
-        carrier = {HEADER_TRACEPARENT: value} if value else {}
-        return _tracer.start_span(name, context=_propagator.extract(carrier))
+        return _tracer.start_span(name, context=_propagator.extract(headers or {}), kind=kind)
     parent = _parent_of(headers)
     trace_id = int(parent[0], 16) if parent else random.getrandbits(128) or 1
     flags = TraceFlags(int(parent[2], 16) if parent else TraceFlags.SAMPLED)
@@ -177,26 +198,38 @@ _delivery: ContextVar[DeliveryTrace | None] = ContextVar("sb_delivery_trace", de
 
 
 def begin_delivery(role: str, step: str, headers: dict[str, str] | None,
-                   session: str = "") -> DeliveryTrace:
-    """Start the span of one delivery (``"<role> <step>"``), child of the ``traceparent`` in
-    ``headers``, and make it current in the running ``contextvars`` context (one that belongs
-    to this delivery and is dropped after it). Without an exporter no span object is made (see
-    the module docstring); the caller ends it with ``DeliveryTrace.end``. A recorded span
-    carries ``switchboard.role``, ``switchboard.step`` and ``switchboard.session``."""
+                   session: str = "", destination: str = "") -> DeliveryTrace:
+    """Start the span of one delivery, child of the ``traceparent`` in ``headers``, and make it
+    current in the running ``contextvars`` context (one that belongs to this delivery and is
+    dropped after it). Without an exporter no span object is made (see the module docstring);
+    the caller ends it with ``DeliveryTrace.end``.
+
+    A recorded span follows the OpenTelemetry messaging conventions for the processing of one
+    pushed message (https://opentelemetry.io/docs/specs/semconv/messaging/messaging-spans/):
+    kind CONSUMER, named ``process <destination>`` (the role's task subject, one per role:
+    bounded), child of the message's creation context (the publisher's PRODUCER span), with
+    ``messaging.*`` attributes and ``switchboard.role``, ``switchboard.step``,
+    ``switchboard.session``. The delivery's events name the sender's span as their parent
+    (``event_parent``)."""
     parent = _parent_of(headers)
     if _recording():
-        span = start_span(f"{role} {step}", headers)
-        span.set_attributes({"switchboard.role": role, "switchboard.step": step,
-                             "switchboard.session": session})
+        span = start_span(f"process {destination}" if destination else "process", headers,
+                          SpanKind.CONSUMER)
+        span.set_attributes({
+            "messaging.system": "nats", "messaging.operation.type": "process",
+            "messaging.operation.name": "process", "messaging.destination.name": destination,
+            "switchboard.role": role, "switchboard.step": step, "switchboard.session": session})
         attach_span(span)
         context = span.get_span_context()
         trace = DeliveryTrace(traceparent_of(span), format(context.trace_id, "032x"), span,
                               format(context.span_id, "016x"),
-                              parent[1] if parent is not None else "")
+                              event_parent(headers, parent[1]) if parent is not None else "")
     else:
         span_id = "%016x" % (random.getrandbits(64) or 1)  # the fastest form
         if parent is not None:
             trace_id, parent_id, flags = parent
+            if headers and HEADER_TRACESTATE in headers:
+                parent_id = event_parent(headers, parent_id)
         else:
             trace_id, parent_id, flags = "%032x" % (random.getrandbits(128) or 1), "", "01"
         trace = DeliveryTrace(f"00-{trace_id}-{span_id}-{flags}", trace_id, None, span_id,
@@ -232,12 +265,14 @@ class ChildSpan:
 
 
 @contextmanager
-def child_span(name: str, attributes: dict[str, Any]) -> Iterator[ChildSpan]:
-    """A span named ``name`` under the current one (the delivery's, when called from a
-    handler), current while the block runs; an exception leaving the block is recorded on it.
-    When nothing records, only a span id is made (no OpenTelemetry object)."""
+def child_span(name: str, attributes: dict[str, Any],
+               kind: SpanKind = SpanKind.INTERNAL) -> Iterator[ChildSpan]:
+    """A span named ``name`` of ``kind`` under the current one (the delivery's, when called
+    from a handler), current while the block runs; an exception leaving the block is recorded
+    on it. ``name`` must come from a bounded set (a model's or a tool's configured name, never
+    an id). When nothing records, only a span id is made (no OpenTelemetry object)."""
     if _recording():
-        with _tracer.start_as_current_span(name, attributes=attributes) as span:
+        with _tracer.start_as_current_span(name, attributes=attributes, kind=kind) as span:
             context = span.get_span_context()
             parent = getattr(span, "parent", None)
             yield ChildSpan(span, format(context.span_id, "016x"),
@@ -255,10 +290,11 @@ def attach_span(span: Span) -> None:
 
 
 @contextmanager
-def span_from_headers(name: str, headers: dict[str, str] | None) -> Iterator[Span]:
-    """A current span named ``name``, child of the ``traceparent`` in ``headers`` when
-    present (see ``start_span``)."""
-    with trace.use_span(start_span(name, headers), end_on_exit=True) as span:
+def span_from_headers(name: str, headers: dict[str, str] | None,
+                      kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span]:
+    """A current span named ``name`` of ``kind``, child of the ``traceparent`` in ``headers``
+    when present (see ``start_span``)."""
+    with trace.use_span(start_span(name, headers, kind), end_on_exit=True) as span:
         yield span
 
 

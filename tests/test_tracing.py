@@ -15,9 +15,9 @@ from system import REPO, RunningSystem, running_system
 
 from analytics.trace_view import build_trace, last_trace_id, render_trace
 from bench._otlp import OtlpReceiver, otlp_receiver
-from protocol import HEADER_TRACEPARENT, ExecutionEvent
+from protocol import HEADER_TRACEPARENT, HEADER_TRACESTATE, ExecutionEvent, Subjects
 from runtime import otlp_configured
-from runtime._tracing import begin_delivery, child_span, current_span_ids
+from runtime._tracing import begin_delivery, child_span, current_span_ids, event_parent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 GATEWAY_SPAN = "00f067aa0ba902b7"
@@ -58,6 +58,22 @@ def test_a_delivery_is_a_child_of_its_traceparent_and_its_calls_children_of_it()
     assert call.parent_id == delivery.span_id and call.span_id != delivery.span_id
     assert call.event_ids() == {"span_id": call.span_id, "parent_span_id": delivery.span_id}
     assert ids == (TRACE, delivery.span_id)  # events emitted in the delivery hang under it
+
+
+def test_a_recorded_publishs_tracestate_names_the_senders_span_for_the_events() -> None:
+    import contextvars
+
+    sender = "1111111111111111"
+    headers = {HEADER_TRACEPARENT: f"00-{TRACE}-{GATEWAY_SPAN}-01",
+               HEADER_TRACESTATE: f"sb={sender},caller=7f"}
+    delivery = contextvars.copy_context().run(
+        begin_delivery, "planner", "classification", headers, "s1")
+    # The traceparent names the publish's PRODUCER span, which has no event: the events hang
+    # under the sender's span, named by Switchboard's tracestate entry.
+    assert (delivery.trace_id, delivery.parent_id) == (TRACE, sender)
+    assert event_parent({HEADER_TRACESTATE: "caller=7f"}, GATEWAY_SPAN) == GATEWAY_SPAN
+    assert event_parent({HEADER_TRACESTATE: "xsb=2222222222222222"}, GATEWAY_SPAN) == \
+        GATEWAY_SPAN
 
 
 def test_the_span_tree_follows_parent_span_ids_and_shows_point_events() -> None:
@@ -139,16 +155,20 @@ def test_one_request_is_one_trace_over_otlp_across_the_services(
     root = shown["spans"][0]
     assert (root["actor"], root["kind"]) == ("classifier", "handled")
     service, span = by_id[root["span_id"]]
-    assert service == "switchboard-classifier" and span.name.startswith("classifier chat_")
+    assert service == "switchboard-classifier"
+    assert span.name == f"process {Subjects().task('classifier')}"  # no origin, no pid
+    # The terminal's publish is the trace's root (named after the subject, not the origin).
     gateway_service, gateway_span = by_id[root["parent_span_id"]]
     assert gateway_service == "switchboard-gateway" and not gateway_span.parent_span_id
+    assert gateway_span.name == f"publish {Subjects().task('classifier')}"
+    assert _attributes(gateway_span)["switchboard.origin"].startswith("term-")
     assert _attributes(span)["switchboard.session"] == "traced"
-    models = [s for _, s in spans if s.name.startswith("model_call ")]
+    models = [s for _, s in spans if s.name.startswith("chat ")]
     assert models, [s.name for _, s in spans]
     model = _attributes(models[0])
     assert model["gen_ai.usage.input_tokens"] > 0 and model["gen_ai.request.model"]
     assert "switchboard.cost_usd" in model and model["switchboard.session"] == "traced"
-    tools = [s for _, s in spans if s.name.startswith("tool_call ")]
+    tools = [s for _, s in spans if s.name.startswith("execute_tool")]
     assert tools and all(by_id.get(t.parent_span_id.hex()) for t in tools)
 
 

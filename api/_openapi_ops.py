@@ -12,6 +12,7 @@ from api._ops_schema import (
     DeadLetterView,
     Readiness,
 )
+from core.config import ACTOR_ROLES
 
 SCHEMAS = (Readiness, DeadLetterList, DeadLetterSummary, DeadLetterView, DeadLetterReplayed)
 """The component schemas the entries below refer to."""
@@ -64,7 +65,8 @@ def ops_paths() -> dict[str, Any]:
             "operationId": "listDeadLetters", "summary": "Dead letters, oldest first",
             "parameters": [
                 {"name": "role", "in": "query", "required": False,
-                 "description": "Only this actor role's.", "schema": {"type": "string"}},
+                 "description": "Only this actor role's.",
+                 "schema": {"type": "string", "enum": list(ACTOR_ROLES)}},
                 {"name": "after", "in": "query", "required": False,
                  "description": "Only sequences above this one (the previous page's "
                  "`next_after`).", "schema": {"type": "integer", "minimum": 0}},

@@ -49,7 +49,7 @@ class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/runs``: what to ask, in which conversation, as whom."""
 
     message: Annotated[str, msgspec.Meta(
-        min_length=1, max_length=MAX_MESSAGE_CHARS,
+        min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S",
         description="The request, as a person would write it in Discord (not only spaces).")]
     session: Session | None = None
     user: User | None = None

@@ -12,6 +12,8 @@ import msgspec
 
 from api._openapi_ops import SCHEMAS as OPS_SCHEMAS
 from api._openapi_ops import ops_paths
+from api._openapi_runs import IDEMPOTENCY_KEY, list_runs_operation, runs_paths
+from api._openapi_runs import SCHEMAS as RUNS_SCHEMAS
 from api._schema import (
     MAX_MESSAGE_CHARS,
     DecisionAccepted,
@@ -43,7 +45,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
              403: "Only the user who asked for the run may decide its approvals",
              404: "No such run (or file, or approval)",
              409: "The run cannot be stopped (it finished, or it is paused on a question), "
-                  "or it does not wait on that approval",
+                  "or it does not wait on that approval; for a new run: `session_busy` "
+                  "(`multitask_strategy: reject` and the session has a run in progress) or "
+                  "`idempotency_in_progress` (the key's first request is not done)",
+             422: "`idempotency_key_reused`: the Idempotency-Key came before with another "
+                  "body",
              413: "The body is larger than the API accepts",
              415: "The body is not sent as `Content-Type: application/json`",
              503: "NATS or the actors do not answer"}
@@ -78,13 +84,22 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
         "/v1/runs": {"post": {
             "operationId": "createRun", "summary": "Submit a request to the agents",
             "description": "Sends the message to the same actors as Discord and the terminal. "
-            "A run for a session that has a run in progress waits for it (status `queued`). "
+            "A run for a session that has a run in progress waits for it (status `queued`), "
+            "is refused or interrupts it, as `multitask_strategy` says. "
             f"`message` is at most {MAX_MESSAGE_CHARS} characters, the body at most "
-            f"{max_body_bytes} bytes; nothing is sent when the body is refused.",
+            f"{max_body_bytes} bytes; nothing is sent when the body is refused. `webhook` "
+            "gets a POST signed per Standard Webhooks when the run ends.",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("RunRequest")}}},
-            "responses": {"202": _json("RunAccepted", "Accepted: the run is queued"),
-                          **_errors(400, 401, 413, 415, 503)}}},
+            "responses": {"202": {**_json("RunAccepted", "Accepted: the run is queued (or, "
+                                          "for a repeated Idempotency-Key, the first "
+                                          "request's run as it is now)"),
+                                  "headers": {"Idempotent-Replayed": {
+                                      "description": "`true` when the answer is an earlier "
+                                      "request's run", "schema": {"type": "string"}}}},
+                          **_errors(400, 401, 409, 413, 415, 422, 503)}},
+            "get": list_runs_operation()},
         "/v1/runs/{run_id}": {"get": {
             "operationId": "getRun", "summary": "A run's status and result",
             "parameters": [_RUN_ID],
@@ -158,7 +173,7 @@ def openapi_document(max_body_bytes: int) -> bytes:
     """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
     _, components = msgspec.json.schema_components(
         [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
-         ErrorBody, Health, *OPS_SCHEMAS], ref_template=_REF)
+         ErrorBody, Health, *OPS_SCHEMAS, *RUNS_SCHEMAS], ref_template=_REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",
@@ -172,6 +187,6 @@ def openapi_document(max_body_bytes: int) -> bytes:
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "The value of SB_API_TOKEN"}}},
-        "paths": {**_paths(max_body_bytes), **ops_paths()},
+        "paths": {**_paths(max_body_bytes), **runs_paths(), **ops_paths()},
     }
     return msgspec.json.encode(document)

@@ -4,7 +4,7 @@ step, and the source of the OpenAPI component schemas (``api._openapi``)."""
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -23,6 +23,29 @@ User = Annotated[str, msgspec.Meta(
     pattern=_TOKEN,
     description="Who asks, for their memory across sessions: 1-128 of A-Z a-z 0-9 _ -. "
     "`api` when absent.")]
+
+
+MAX_TAGS = 16
+"""Most ``tags`` a run may have."""
+MAX_METADATA_BYTES = 4096
+"""Largest ``metadata`` object accepted, in bytes of compact JSON."""
+MAX_URL_CHARS = 2048
+"""Longest ``webhook`` URL accepted, in characters."""
+Tag = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+    description="A short label to find the run by (`GET /v1/runs?tag=`): 1-64 of A-Z a-z 0-9 "
+    "_ . : -.")]
+
+
+class MultitaskStrategy(enum.StrEnum):
+    """What a run does when its session has a run in progress (LangGraph Server's
+    ``multitask_strategy``): ``enqueue`` waits for it (the default), ``reject`` is refused
+    (409 ``session_busy``), ``interrupt`` stops the run in progress (as
+    ``POST /v1/runs/{run_id}/stop`` does) and goes next."""
+
+    ENQUEUE = "enqueue"
+    REJECT = "reject"
+    INTERRUPT = "interrupt"
 
 
 class RunStatus(enum.StrEnum):
@@ -53,6 +76,17 @@ class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         description="The request, as a person would write it in Discord (not only spaces).")]
     session: Session | None = None
     user: User | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(
+        max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} labels, kept with the run.")] = []
+    metadata: Annotated[dict[str, Any], msgspec.Meta(
+        description=f"Any JSON object kept with the run and returned with it (at most "
+        f"{MAX_METADATA_BYTES} bytes as compact JSON).")] = {}
+    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    webhook: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=MAX_URL_CHARS, pattern=r"^[hH][tT][tT][pP][sS]?://",
+        description="An http(s) URL that gets a signed POST (Standard Webhooks) when the run "
+        "ends; its host must be public unless the API allows it (docs/http-api.md).")] | None \
+        = None
 
 
 class RunAccepted(msgspec.Struct, kw_only=True):
@@ -119,6 +153,16 @@ class DecisionAccepted(msgspec.Struct, kw_only=True):
     decision: Decision
 
 
+class WebhookView(msgspec.Struct, kw_only=True):
+    """The delivery of a run's webhook: ``pending`` (the run goes on), ``delivering``,
+    ``delivered`` (a 2xx came back), ``failed`` (every attempt failed); ``attempts`` made so
+    far; ``last_status`` the HTTP status of the last attempt (None: no answer)."""
+
+    state: str
+    attempts: int
+    last_status: int | None = None
+
+
 class RunView(msgspec.Struct, kw_only=True):
     """``GET /v1/runs/{run_id}``: a run's state. ``turn`` / ``max_turns`` count the agentic
     loop's turns (SEQUENTIAL runs), ``confidence`` is 0-100, ``model`` the last model used,
@@ -142,6 +186,10 @@ class RunView(msgspec.Struct, kw_only=True):
     updated_at: float
     stop_requested: bool
     approval: ApprovalView | None = None
+    user: str | None = None
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
+    webhook: WebhookView | None = None
 
 
 class StopAccepted(msgspec.Struct, kw_only=True):

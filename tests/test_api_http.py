@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from api_client import TOKEN, Api
 from api_system import (  # noqa: F401 (the fixtures api, system)
+    api_env_fixture,
     api_fixture,
     api_listen_fixture,
     system_fixture,

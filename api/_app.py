@@ -176,7 +176,7 @@ class ApiApp:
 
     async def create_run(self, request: web.Request) -> web.Response:
         """``POST /v1/runs`` → 202 ``RunAccepted`` (with ``Idempotent-Replayed: true`` when
-        an ``Idempotency-Key`` named an earlier run); 400 / 409 / 413 / 415 / 422 publish
+        an ``Idempotency-Key`` named an earlier run); 400 / 403 / 409 / 413 / 415 / 422 publish
         nothing."""
         _json_body(request)
         header = request.headers.get(IDEMPOTENCY_KEY)
@@ -283,7 +283,8 @@ class ApiApp:
 
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /openapi.json`` → the OpenAPI 3.1 document."""
-        return web.Response(body=openapi_document(self.max_body_bytes),
+        roles = tuple(self.ops.roles) if self.ops is not None else ()
+        return web.Response(body=openapi_document(self.max_body_bytes, roles),
                             content_type="application/json")
 
 

@@ -42,7 +42,9 @@ def _json(name: str, description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Malformed JSON, an unknown field, a wrong type or value",
              401: "No or a wrong bearer token",
-             403: "Only the user who asked for the run may decide its approvals",
+             403: "Only the user who asked for the run may decide its approvals; for a new "
+                  "run: `webhook_refused`, a webhook the API will not call (webhooks off, "
+                  "a host that is not public and not allowed)",
              404: "No such run (or file, or approval)",
              409: "The run cannot be stopped (it finished, or it is paused on a question), "
                   "or it does not wait on that approval; for a new run: `session_busy` "
@@ -98,7 +100,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
                                   "headers": {"Idempotent-Replayed": {
                                       "description": "`true` when the answer is an earlier "
                                       "request's run", "schema": {"type": "string"}}}},
-                          **_errors(400, 401, 409, 413, 415, 422, 503)}},
+                          **_errors(400, 401, 403, 409, 413, 415, 422, 503)}},
             "get": list_runs_operation()},
         "/v1/runs/{run_id}": {"get": {
             "operationId": "getRun", "summary": "A run's status and result",
@@ -169,8 +171,9 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def openapi_document(max_body_bytes: int) -> bytes:
-    """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
+def openapi_document(max_body_bytes: int, roles: tuple[str, ...] = ()) -> bytes:
+    """The OpenAPI 3.1 document as JSON bytes (built once per body limit and roles;
+    ``roles``: the topology's actor roles, which ``/v1/dead-letters?role=`` takes)."""
     _, components = msgspec.json.schema_components(
         [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
          ErrorBody, Health, *OPS_SCHEMAS, *RUNS_SCHEMAS], ref_template=_REF)
@@ -187,6 +190,6 @@ def openapi_document(max_body_bytes: int) -> bytes:
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "The value of SB_API_TOKEN"}}},
-        "paths": {**_paths(max_body_bytes), **runs_paths(), **ops_paths()},
+        "paths": {**_paths(max_body_bytes), **runs_paths(), **ops_paths(roles)},
     }
     return msgspec.json.encode(document)

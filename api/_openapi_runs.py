@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api._index import CURSOR_PATTERN
 from api._query import MAX_WAIT_S
 from api._query_routes import DEFAULT_LIMIT, DEFAULT_WAIT_S, MAX_LIMIT
 from api._schema import RunStatus
@@ -63,7 +64,7 @@ _FILTERS = [
     _query("since", "Keep the runs created at or after this time (Unix seconds).", _TIME),
     _query("until", "Keep the runs created before this time (Unix seconds).", _TIME),
     _query("cursor", "Where the page starts: `next_cursor` of the page before (with the same "
-           "filters).", {"type": "string", "maxLength": 200}),
+           "filters); treat it as opaque.", {"type": "string", "pattern": CURSOR_PATTERN}),
     _query("limit", f"Runs per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
 ]

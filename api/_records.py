@@ -9,7 +9,6 @@ again, ``turn`` only grows, and fields are only overwritten by non-empty values.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import msgspec
 
@@ -77,7 +76,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     approval: ApprovalView | None = None
     """The approval the run waits on (``awaiting_approval``)."""
     tags: tuple[str, ...] = ()
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
     version: int = 0
     """How many times the record was written (``RunStore.update`` counts): the index keeps
     the summary of the highest version."""

@@ -4,7 +4,7 @@ step, and the source of the OpenAPI component schemas (``api._openapi``)."""
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -27,14 +27,20 @@ User = Annotated[str, msgspec.Meta(
 
 MAX_TAGS = 16
 """Most ``tags`` a run may have."""
-MAX_METADATA_BYTES = 4096
-"""Largest ``metadata`` object accepted, in bytes of compact JSON."""
+MAX_METADATA_KEYS = 16
+"""Most keys ``metadata`` may have; each key is 1-64 characters, each value a string of at
+most ``MAX_METADATA_VALUE_CHARS``: the bound is in the schema, which a client can check."""
+MAX_METADATA_VALUE_CHARS = 500
 MAX_URL_CHARS = 2048
 """Longest ``webhook`` URL accepted, in characters."""
 Tag = Annotated[str, msgspec.Meta(
     pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
     description="A short label to find the run by (`GET /v1/runs?tag=`): 1-64 of A-Z a-z 0-9 "
     "_ . : -.")]
+
+
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=MAX_METADATA_VALUE_CHARS)]
 
 
 class MultitaskStrategy(enum.StrEnum):
@@ -78,9 +84,11 @@ class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user: User | None = None
     tags: Annotated[list[Tag], msgspec.Meta(
         max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} labels, kept with the run.")] = []
-    metadata: Annotated[dict[str, Any], msgspec.Meta(
-        description=f"Any JSON object kept with the run and returned with it (at most "
-        f"{MAX_METADATA_BYTES} bytes as compact JSON).")] = {}
+    metadata: Annotated[dict[MetadataKey, MetadataValue], msgspec.Meta(
+        max_length=MAX_METADATA_KEYS,
+        description=f"Up to {MAX_METADATA_KEYS} string pairs kept with the run and returned "
+        "with it (keys 1-64 characters, values at most "
+        f"{MAX_METADATA_VALUE_CHARS}).")] = {}
     multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
     webhook: Annotated[str, msgspec.Meta(
         min_length=1, max_length=MAX_URL_CHARS, pattern=r"^[hH][tT][tT][pP][sS]?://",
@@ -168,7 +176,8 @@ class RunView(msgspec.Struct, kw_only=True):
     loop's turns (SEQUENTIAL runs), ``confidence`` is 0-100, ``model`` the last model used,
     ``answer`` the final answer (the question, when ``paused``), ``files`` the paths of the
     files sent with it (``GET .../files/{path}``), ``error`` set when ``failed`` or
-    ``aborted``; times are Unix seconds."""
+    ``aborted``; ``user``, ``tags`` and ``metadata`` as submitted, ``webhook`` how its
+    webhook's delivery goes (None: it has none); times are Unix seconds."""
 
     run_id: str
     session: str
@@ -188,7 +197,7 @@ class RunView(msgspec.Struct, kw_only=True):
     approval: ApprovalView | None = None
     user: str | None = None
     tags: list[str] = []
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
     webhook: WebhookView | None = None
 
 

@@ -1,18 +1,16 @@
-"""``POST /v1/runs`` beyond the body's own schema: ``metadata``'s size, the ``webhook`` URL
-allowed, and the ``Idempotency-Key`` (``api._idempotency``) before the run is submitted."""
+"""``POST /v1/runs`` beyond the body's own schema: the ``webhook`` URL allowed, and the
+``Idempotency-Key`` (``api._idempotency``) before the run is submitted."""
 
 from __future__ import annotations
 
 import uuid
 
-import msgspec
-
 from api._idempotency import Idempotency, KeyEntry, fingerprint
 from api._records import RunRecord
 from api._runs import RunService
-from api._schema import MAX_METADATA_BYTES, RunRequest
+from api._schema import RunRequest
 from api._webhook_rules import WebhookConfig, check_url
-from api.errors import ApiError, BadRequestError, IdempotencyInProgressError
+from api.errors import ApiError, IdempotencyInProgressError
 
 
 class Submitter:
@@ -35,16 +33,11 @@ class Submitter:
             with the same body).
 
         Raises:
-            BadRequestError: ``metadata`` is too large.
             WebhookRefusedError: a ``webhook`` the API will not call.
             IdempotencyKeyReusedError: ``key`` came before with another body.
             IdempotencyInProgressError: ``key``'s first request has stored no run yet.
             SessionBusyError, StoreError, UnavailableError: as ``RunService.submit``.
         """
-        size = len(msgspec.json.encode(request.metadata))
-        if size > MAX_METADATA_BYTES:
-            msg = f"`metadata` is {size} bytes as JSON, more than {MAX_METADATA_BYTES}"
-            raise BadRequestError(msg)
         if request.webhook is not None:
             check_url(request.webhook, self.webhooks)
         run_id = uuid.uuid4().hex

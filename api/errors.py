@@ -8,10 +8,10 @@ Hierarchy::
     ├── BadRequestError          400 bad_request: the body or a parameter is invalid
     │   ├── MalformedJsonError       400 malformed_json: the body is not JSON
     │   ├── BadPathError             400 bad_path: a file path leaves the workspace or is not clean
-    │   ├── BadHeaderError           400 bad_header: a request header's value is not valid
-    │   └── WebhookRefusedError      400 bad_webhook: a webhook URL the API will not call
+    │   └── BadHeaderError           400 bad_header: a request header's value is not valid
     ├── UnauthorizedError        401 unauthorized: no or a wrong bearer token
     ├── ForbiddenError           403 forbidden: deciding an approval of another user's run
+    │   └── WebhookRefusedError      403 webhook_refused: a webhook URL the API will not call
     ├── NotFoundError            404 not_found: no such run, file or route
     ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused),
     │   │                        or does not wait on that approval
@@ -69,13 +69,6 @@ class BadHeaderError(BadRequestError):
     code = "bad_header"
 
 
-class WebhookRefusedError(BadRequestError):
-    """A webhook URL the API will not call: not http(s), a host that is not public (unless
-    allowed), or webhooks are not configured (no secret to sign them with)."""
-
-    code = "bad_webhook"
-
-
 class UnauthorizedError(ApiError):
     """The ``Authorization: Bearer`` token is missing or wrong."""
 
@@ -92,6 +85,14 @@ class ForbiddenError(ApiError):
 
     status = 403
     code = "forbidden"
+
+
+class WebhookRefusedError(ForbiddenError):
+    """A webhook URL the API will not call: not http(s) with a host, user info in it, a host
+    that is not public (unless allowed), or webhooks are not configured (no secret to sign
+    them with). A refusal by policy, not a malformed request: 403."""
+
+    code = "webhook_refused"
 
 
 class NotFoundError(ApiError):

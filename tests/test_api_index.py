@@ -52,7 +52,9 @@ def test_hours_are_kept_newest_first_and_expired_ones_dropped() -> None:
 def test_a_cursor_round_trips_and_garbage_is_refused() -> None:
     entry = _entry("b" * 32, 1795850393.25)
     assert decode_cursor(encode_cursor(entry)) == order_key(entry)
-    for bad in ("", "!!!", "bm90IGpzb24", base64.urlsafe_b64encode(b'{"a": 1}').decode()):
+    assert encode_cursor(entry) == f"1795850393.25_{'b' * 32}"
+    for bad in ("", "!!!", "1795850393.25", f"1e5_{'b' * 32}", f"12_{'B' * 32}",
+                base64.urlsafe_b64encode(b'{"a": 1}').decode()):
         with pytest.raises(BadRequestError):
             decode_cursor(bad)
 

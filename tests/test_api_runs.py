@@ -61,7 +61,7 @@ async def test_runs_are_listed_newest_first_filtered_and_paged(api: Api) -> None
     for n in range(3):
         status, run = await _post(api, message=f"hello number {n}", session="list-a",
                                   user="lister", tags=["batch-a", f"n{n}"],
-                                  metadata={"n": n, "note": "x"})
+                                  metadata={"n": str(n), "note": "x"})
         assert status == 202, run
         ids.append(run["run_id"])
     status, other = await _post(api, message="hello from b", session="list-b", user="lister",
@@ -70,7 +70,7 @@ async def test_runs_are_listed_newest_first_filtered_and_paged(api: Api) -> None
     for run_id in [*ids, other["run_id"]]:
         assert (await api.settled(run_id))["status"] == "done"
     view = await api.run(ids[1])
-    assert view["tags"] == ["batch-a", "n1"] and view["metadata"] == {"n": 1, "note": "x"}
+    assert view["tags"] == ["batch-a", "n1"] and view["metadata"] == {"n": "1", "note": "x"}
     assert view["user"] == "lister" and view["webhook"] is None
 
     seen, cursor = [], None
@@ -122,7 +122,9 @@ async def test_bad_queries_are_400_and_unknown_sessions_404(api: Api) -> None:
     assert (status, body["runs"]) == (200, [])
     for body in ({"message": "hi", "tags": ["no spaces allowed"]},
                  {"message": "hi", "tags": [f"t{n}" for n in range(17)]},
-                 {"message": "hi", "metadata": {"big": "x" * 5000}},
+                 {"message": "hi", "metadata": {"big": "x" * 501}},
+                 {"message": "hi", "metadata": {"n": 1}},
+                 {"message": "hi", "metadata": {f"k{n}": "v" for n in range(17)}},
                  {"message": "hi", "metadata": [1, 2]},
                  {"message": "hi", "multitask_strategy": "rollback"},
                  {"message": "hi", "webhook": "ftp://example.com/hook"}):
@@ -131,7 +133,7 @@ async def test_bad_queries_are_400_and_unknown_sessions_404(api: Api) -> None:
     for hook in ("http://10.0.0.7/hook", "http://169.254.169.254/latest/meta-data",
                  "http://user:pw@example.com/hook"):
         status, answer = await _post(api, message="hi", webhook=hook)
-        assert (status, answer["error"]["code"]) == (400, "bad_webhook"), hook
+        assert (status, answer["error"]["code"]) == (403, "webhook_refused"), hook
     for route in ("/v1/runs", "/v1/sessions/x", "/v1/sessions/x/runs",
                   "/v1/runs/0123456789abcdef0123456789abcdef/wait"):
         status, answer = await api.call("GET", route, token="wrong")

@@ -169,6 +169,22 @@ async def test_an_idempotency_key_makes_a_resubmit_return_the_same_run(api: Api)
     assert (status, later["run_id"], later["status"]) == (202, first["run_id"], "done")
 
 
+async def test_requests_with_one_key_at_once_make_one_run(api: Api) -> None:
+    key = {"Idempotency-Key": "burst-5c1e"}
+    answers = await asyncio.gather(*(_post(api, key, message="hello burst", user="burst")
+                                     for _ in range(6)))
+    statuses = {status for status, _ in answers}
+    assert statuses <= {202, 409}, answers
+    accepted = {body["run_id"] for status, body in answers if status == 202}
+    assert len(accepted) == 1, answers
+    assert all(body["error"]["code"] == "idempotency_in_progress"
+               for status, body in answers if status == 409)
+    [run_id] = accepted
+    await api.settled(run_id)
+    status, page = await api.call("GET", "/v1/runs?user=burst")
+    assert [r["run_id"] for r in page["runs"]] == [run_id]
+
+
 # ------------------------------------------------------------------------- busy sessions
 
 

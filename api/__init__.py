@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from api._app import MAX_BODY_BYTES, ApiApp, error_response
     from api._files import RunFiles, clean_path
     from api._outbox import OutboxConsumer
+    from api._query import RunQuery
     from api._records import ORIGIN, RunRecord, SessionQueue
     from api._runs import RunService
     from api._schema import (
@@ -22,22 +23,29 @@ if TYPE_CHECKING:
         ErrorBody,
         ErrorDetail,
         Health,
+        MultitaskStrategy,
         RunAccepted,
         RunRequest,
         RunStatus,
         RunView,
         StopAccepted,
     )
+    from api._schema_query import RunPage, RunSummary, SessionView
     from api._server import ApiOptions, api_token, parse_listen, run_api
     from api._sse import RunEvents
     from api._store import RunStore
+    from api._webhook_rules import WebhookConfig
+    from api._webhooks import Webhooks
 
 _EXPORTS = {
     "MAX_BODY_BYTES": "api._app", "ApiApp": "api._app", "error_response": "api._app",
     "RunFiles": "api._files", "clean_path": "api._files",
     "OutboxConsumer": "api._outbox",
     "ORIGIN": "api._records", "RunRecord": "api._records", "SessionQueue": "api._records",
-    "RunService": "api._runs",
+    "RunService": "api._runs", "RunQuery": "api._query",
+    "MultitaskStrategy": "api._schema", "RunPage": "api._schema_query",
+    "RunSummary": "api._schema_query", "SessionView": "api._schema_query",
+    "WebhookConfig": "api._webhook_rules", "Webhooks": "api._webhooks",
     "FINISHED": "api._schema", "ErrorBody": "api._schema", "ErrorDetail": "api._schema",
     "Health": "api._schema", "RunAccepted": "api._schema", "RunRequest": "api._schema",
     "RunStatus": "api._schema", "RunView": "api._schema", "StopAccepted": "api._schema",
@@ -49,9 +57,10 @@ _EXPORTS = {
 
 __all__ = [
     "FINISHED", "MAX_BODY_BYTES", "ORIGIN", "ApiApp", "ApiOptions", "ErrorBody", "ErrorDetail",
-    "Health", "OutboxConsumer", "RunAccepted", "RunEvents", "RunFiles", "RunRecord",
-    "RunRequest", "RunService", "RunStatus", "RunStore", "RunView", "SessionQueue",
-    "StopAccepted", "api_token", "clean_path", "error_response", "parse_listen", "run_api",
+    "Health", "MultitaskStrategy", "OutboxConsumer", "RunAccepted", "RunEvents", "RunFiles",
+    "RunPage", "RunQuery", "RunRecord", "RunRequest", "RunService", "RunStatus", "RunStore",
+    "RunSummary", "RunView", "SessionQueue", "SessionView", "StopAccepted", "WebhookConfig",
+    "Webhooks", "api_token", "clean_path", "error_response", "parse_listen", "run_api",
 ]
 
 

@@ -15,8 +15,12 @@ import msgspec
 from aiohttp import web
 
 from api._files import RunFiles
+from api._idempotency import HEADER as IDEMPOTENCY_KEY
+from api._idempotency import parse_key
 from api._openapi import openapi_document
 from api._ops import OpsRoutes
+from api._params import run_id_of
+from api._query_routes import QueryRoutes
 from api._runs import RunService
 from api._schema import (
     DecisionAccepted,
@@ -31,6 +35,7 @@ from api._schema import (
 )
 from api._sse import RunEvents
 from api._sse_frames import END_ID, Cursor
+from api._submit import Submitter
 from api._tracing import server_middleware
 from api.errors import (
     ApiConfigError,
@@ -49,7 +54,6 @@ MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted, in bytes (a ``message`` is at most 32,000 characters)."""
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 """Paths served without a token."""
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _APPROVAL_ID = re.compile(r"^[0-9a-f]{16}$")
 _CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           413: "payload_too_large"}
@@ -85,6 +89,8 @@ class ApiApp:
         files: reads a run's files.
         health: reads the consumers' state.
         ops: ``/readyz``, ``/metrics`` and the dead-letter routes (None: not served).
+        submitter: checks and submits new runs (idempotency keys, webhooks).
+        queries: lists runs, reads sessions, waits for runs.
         max_body_bytes: largest request body; larger ones get 413.
 
     Raises:
@@ -92,8 +98,8 @@ class ApiApp:
     """
 
     def __init__(self, token: str, runs: RunService, events: RunEvents, files: RunFiles,
-                 health: HealthCheck, *, max_body_bytes: int = MAX_BODY_BYTES,
-                 ops: OpsRoutes | None = None) -> None:
+                 health: HealthCheck, *, submitter: Submitter, queries: QueryRoutes,
+                 max_body_bytes: int = MAX_BODY_BYTES, ops: OpsRoutes | None = None) -> None:
         if not token:
             msg = "SB_API_TOKEN is empty: the HTTP API needs a token"
             raise ApiConfigError(msg)
@@ -101,6 +107,7 @@ class ApiApp:
         self.runs, self.events, self.files, self.health = runs, events, files, health
         self.max_body_bytes = max_body_bytes
         self.ops = ops
+        self.submitter, self.queries = submitter, queries
 
     def app(self) -> web.Application:
         """The aiohttp application (middlewares: the request's span outside, then errors,
@@ -116,6 +123,7 @@ class ApiApp:
         app.router.add_post("/v1/runs/{run_id}/stop", self.stop_run)
         app.router.add_post("/v1/runs/{run_id}/approvals/{approval_id}", self.decide)
         app.router.add_get("/v1/runs/{run_id}/files/{path:.+}", self.run_file)
+        self.queries.add_to(app.router)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/openapi.json", self.openapi)
         if self.ops is not None:
@@ -170,8 +178,12 @@ class ApiApp:
     # ------------------------------------------------------------------ routes
 
     async def create_run(self, request: web.Request) -> web.Response:
-        """``POST /v1/runs`` → 202 ``RunAccepted``; 400 / 413 / 415 publish nothing."""
+        """``POST /v1/runs`` → 202 ``RunAccepted`` (with ``Idempotent-Replayed: true`` when
+        an ``Idempotency-Key`` named an earlier run); 400 / 403 / 409 / 413 / 415 / 422 publish
+        nothing."""
         _json_body(request)
+        header = request.headers.get(IDEMPOTENCY_KEY)
+        key = parse_key(header) if header is not None else None
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             msg = f"the body is larger than {self.max_body_bytes} bytes"
@@ -187,24 +199,27 @@ class ApiApp:
         if not run_request.message.strip():
             msg = "`message` is empty - at `$.message`"
             raise BadRequestError(msg)
-        record = await self.runs.submit(run_request)
+        record, replayed = await self.submitter.submit(run_request, key)
+        status = await self.runs.current_status(record) if replayed else record.status
+        headers = {"Location": f"/v1/runs/{record.run_id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
         return _json(RunAccepted(run_id=record.run_id, session=record.session,
-                                 status=record.status), 202,
-                     {"Location": f"/v1/runs/{record.run_id}"})
+                                 status=status), 202, headers)
 
     async def get_run(self, request: web.Request) -> web.Response:
         """``GET /v1/runs/{run_id}`` → ``RunView``."""
-        return _json(await self.runs.view(_run_id(request)))
+        return _json(await self.runs.view(run_id_of(request)))
 
     async def stop_run(self, request: web.Request) -> web.Response:
         """``POST /v1/runs/{run_id}/stop`` → 202 ``StopAccepted``."""
-        record = await self.runs.stop(_run_id(request))
+        record = await self.runs.stop(run_id_of(request))
         return _json(StopAccepted(run_id=record.run_id, status=record.status,
                                   stop_requested=record.stop_requested), 202)
 
     async def decide(self, request: web.Request) -> web.Response:
         """``POST /v1/runs/{run_id}/approvals/{approval_id}`` → 202 ``DecisionAccepted``."""
-        run_id, approval_id = _run_id(request), request.match_info["approval_id"]
+        run_id, approval_id = run_id_of(request), request.match_info["approval_id"]
         if not _APPROVAL_ID.match(approval_id):
             msg = f"run {run_id} has no approval {approval_id[:64]}"
             raise NotFoundError(msg)
@@ -223,7 +238,7 @@ class ApiApp:
     async def run_file(self, request: web.Request) -> web.Response:
         """``GET /v1/runs/{run_id}/files/{path}`` → the file's bytes, as
         ``application/octet-stream`` whatever the file (the OpenAPI document's type)."""
-        record = await self.runs.get(_run_id(request))
+        record = await self.runs.get(run_id_of(request))
         path = request.match_info["path"]
         data = await self.files.read(record, path)
         name = PurePosixPath(path).name.replace('"', "")
@@ -239,7 +254,7 @@ class ApiApp:
             NotFoundError: no such run.
             BadHeaderError: a ``Last-Event-ID`` this API never sent.
         """
-        record = await self.runs.get(_run_id(request))
+        record = await self.runs.get(run_id_of(request))
         last = request.headers.get("Last-Event-ID", "").strip()
         if last == END_ID:
             return web.Response(status=204)
@@ -271,7 +286,8 @@ class ApiApp:
 
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /openapi.json`` → the OpenAPI 3.1 document."""
-        return web.Response(body=openapi_document(self.max_body_bytes),
+        roles = tuple(self.ops.roles) if self.ops is not None else ()
+        return web.Response(body=openapi_document(self.max_body_bytes, roles),
                             content_type="application/json")
 
 
@@ -285,11 +301,3 @@ def _json_body(request: web.Request) -> None:
         given = request.headers.get("Content-Type", "none")
         msg = f"send the body as Content-Type: {JSON}, not {given[:100]!r}"
         raise UnsupportedMediaTypeError(msg)
-
-
-def _run_id(request: web.Request) -> str:
-    run_id = request.match_info["run_id"]
-    if not _RUN_ID.match(run_id):
-        msg = f"no run {run_id[:64]}"
-        raise NotFoundError(msg)
-    return run_id

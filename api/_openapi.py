@@ -12,6 +12,8 @@ import msgspec
 
 from api._openapi_ops import SCHEMAS as OPS_SCHEMAS
 from api._openapi_ops import ops_paths
+from api._openapi_runs import IDEMPOTENCY_KEY, list_runs_operation, runs_paths
+from api._openapi_runs import SCHEMAS as RUNS_SCHEMAS
 from api._schema import (
     MAX_MESSAGE_CHARS,
     DecisionAccepted,
@@ -40,10 +42,16 @@ def _json(name: str, description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Malformed JSON, an unknown field, a wrong type or value",
              401: "No or a wrong bearer token",
-             403: "Only the user who asked for the run may decide its approvals",
+             403: "Only the user who asked for the run may decide its approvals; for a new "
+                  "run: `webhook_refused`, a webhook the API will not call (webhooks off, "
+                  "a host that is not public and not allowed)",
              404: "No such run (or file, or approval)",
              409: "The run cannot be stopped (it finished, or it is paused on a question), "
-                  "or it does not wait on that approval",
+                  "or it does not wait on that approval; for a new run: `session_busy` "
+                  "(`multitask_strategy: reject` and the session has a run in progress) or "
+                  "`idempotency_in_progress` (the key's first request is not done)",
+             422: "`idempotency_key_reused`: the Idempotency-Key came before with another "
+                  "body",
              413: "The body is larger than the API accepts",
              415: "The body is not sent as `Content-Type: application/json`",
              503: "NATS or the actors do not answer"}
@@ -78,13 +86,22 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
         "/v1/runs": {"post": {
             "operationId": "createRun", "summary": "Submit a request to the agents",
             "description": "Sends the message to the same actors as Discord and the terminal. "
-            "A run for a session that has a run in progress waits for it (status `queued`). "
+            "A run for a session that has a run in progress waits for it (status `queued`), "
+            "is refused or interrupts it, as `multitask_strategy` says. "
             f"`message` is at most {MAX_MESSAGE_CHARS} characters, the body at most "
-            f"{max_body_bytes} bytes; nothing is sent when the body is refused.",
+            f"{max_body_bytes} bytes; nothing is sent when the body is refused. `webhook` "
+            "gets a POST signed per Standard Webhooks when the run ends.",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("RunRequest")}}},
-            "responses": {"202": _json("RunAccepted", "Accepted: the run is queued"),
-                          **_errors(400, 401, 413, 415, 503)}}},
+            "responses": {"202": {**_json("RunAccepted", "Accepted: the run is queued (or, "
+                                          "for a repeated Idempotency-Key, the first "
+                                          "request's run as it is now)"),
+                                  "headers": {"Idempotent-Replayed": {
+                                      "description": "`true` when the answer is an earlier "
+                                      "request's run", "schema": {"type": "string"}}}},
+                          **_errors(400, 401, 403, 409, 413, 415, 422, 503)}},
+            "get": list_runs_operation()},
         "/v1/runs/{run_id}": {"get": {
             "operationId": "getRun", "summary": "A run's status and result",
             "parameters": [_RUN_ID],
@@ -154,11 +171,12 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def openapi_document(max_body_bytes: int) -> bytes:
-    """The OpenAPI 3.1 document as JSON bytes (built once per body limit)."""
+def openapi_document(max_body_bytes: int, roles: tuple[str, ...] = ()) -> bytes:
+    """The OpenAPI 3.1 document as JSON bytes (built once per body limit and roles;
+    ``roles``: the topology's actor roles, which ``/v1/dead-letters?role=`` takes)."""
     _, components = msgspec.json.schema_components(
         [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
-         ErrorBody, Health, *OPS_SCHEMAS], ref_template=_REF)
+         ErrorBody, Health, *OPS_SCHEMAS, *RUNS_SCHEMAS], ref_template=_REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",
@@ -172,6 +190,6 @@ def openapi_document(max_body_bytes: int) -> bytes:
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "The value of SB_API_TOKEN"}}},
-        "paths": {**_paths(max_body_bytes), **ops_paths()},
+        "paths": {**_paths(max_body_bytes), **runs_paths(), **ops_paths(roles)},
     }
     return msgspec.json.encode(document)

@@ -12,7 +12,6 @@ from api._ops_schema import (
     DeadLetterView,
     Readiness,
 )
-from core.config import ACTOR_ROLES
 
 SCHEMAS = (Readiness, DeadLetterList, DeadLetterSummary, DeadLetterView, DeadLetterReplayed)
 """The component schemas the entries below refer to."""
@@ -38,8 +37,11 @@ _SEQ = {"name": "seq", "in": "path", "required": True,
         "schema": {"type": "integer", "minimum": 1}}
 
 
-def ops_paths() -> dict[str, Any]:
-    """The path items of ``/readyz``, ``/metrics`` and ``/v1/dead-letters``."""
+def ops_paths(roles: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The path items of ``/readyz``, ``/metrics`` and ``/v1/dead-letters`` (``roles``: the
+    topology's actor roles, the values ``role`` may take; empty: any string)."""
+    role_schema: dict[str, Any] = {"type": "string", "enum": list(roles)} if roles \
+        else {"type": "string"}
     return {
         "/readyz": {"get": {
             "operationId": "ready", "summary": "Whether every role has a replica (no token)",
@@ -65,8 +67,8 @@ def ops_paths() -> dict[str, Any]:
             "operationId": "listDeadLetters", "summary": "Dead letters, oldest first",
             "parameters": [
                 {"name": "role", "in": "query", "required": False,
-                 "description": "Only this actor role's.",
-                 "schema": {"type": "string", "enum": list(ACTOR_ROLES)}},
+                 "description": "Only this actor role's (one of the topology's roles).",
+                 "schema": role_schema},
                 {"name": "after", "in": "query", "required": False,
                  "description": "Only sequences above this one (the previous page's "
                  "`next_after`).", "schema": {"type": "integer", "minimum": 0}},

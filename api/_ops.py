@@ -80,6 +80,11 @@ class OpsRoutes:
         self._nc, self._js, self._subjects, self._roles = nc, js, subjects, roles
         self.metrics = metrics
 
+    @property
+    def roles(self) -> list[str]:
+        """The topology's actor roles."""
+        return self._roles
+
     async def _consumers(self) -> dict[str, RoleConsumer]:
         if not self._nc.is_connected:
             msg = "NATS is not connected"

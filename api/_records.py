@@ -19,6 +19,7 @@ from api._schema import (
     ErrorDetail,
     RunStatus,
     RunView,
+    WebhookView,
 )
 from protocol import (
     AGENT_ROLES,
@@ -74,6 +75,20 @@ class RunRecord(msgspec.Struct, kw_only=True):
     abort_sent: bool = False
     approval: ApprovalView | None = None
     """The approval the run waits on (``awaiting_approval``)."""
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = {}
+    version: int = 0
+    """How many times the record was written (``RunStore.update`` counts): the index keeps
+    the summary of the highest version."""
+    webhook: str = ""
+    """The URL called when the run ends ("" for none)."""
+    webhook_state: str = ""
+    """"" (none, or the run goes on), ``delivering`` (claimed by ``webhook_claim``, a
+    replica), ``delivered`` or ``failed``."""
+    webhook_claim: str = ""
+    webhook_attempts: int = 0
+    webhook_status: int = 0
+    """The HTTP status of the last attempt (0: no answer)."""
 
     @property
     def trace_id(self) -> str:
@@ -105,7 +120,15 @@ class RunRecord(msgspec.Struct, kw_only=True):
             confidence=self.confidence or None, answer=self.answer or None,
             files=list(self.files), error=self.error, created_at=self.created_at,
             updated_at=self.updated_at or self.created_at, stop_requested=self.stop_requested,
-            approval=self.approval)
+            approval=self.approval, user=self.user, tags=list(self.tags),
+            metadata=self.metadata, webhook=self._webhook_view())
+
+    def _webhook_view(self) -> WebhookView | None:
+        if not self.webhook:
+            return None
+        return WebhookView(state=self.webhook_state or "pending",
+                           attempts=self.webhook_attempts,
+                           last_status=self.webhook_status or None)
 
 
 class SessionQueue(msgspec.Struct, kw_only=True):
@@ -254,15 +277,22 @@ def send_failed(record: RunRecord, message: str, now: float) -> RunRecord:
         error=ErrorDetail(code="unavailable", message=message))
 
 
-def admit(queue: SessionQueue, run_id: str, now: float, stale_s: float) -> SessionQueue:
+def busy(queue: SessionQueue, now: float, stale_s: float) -> bool:
+    """Whether the session has a run in progress (active and answered within ``stale_s``)."""
+    return bool(queue.active) and now - queue.since <= stale_s
+
+
+def admit(queue: SessionQueue, run_id: str, now: float, stale_s: float, *,
+          first: bool = False) -> SessionQueue:
     """``queue`` with ``run_id`` active (the session was free, or its active run has been
-    unanswered for ``stale_s`` seconds) or waiting behind the others."""
+    unanswered for ``stale_s`` seconds) or waiting behind the others (``first``: before
+    them, next to go)."""
     if run_id == queue.active or run_id in queue.waiting:
         return queue
-    if not queue.active or now - queue.since > stale_s:
+    if not busy(queue, now, stale_s):
         return SessionQueue(active=run_id, since=now, waiting=list(queue.waiting))
-    return SessionQueue(active=queue.active, since=queue.since,
-                        waiting=[*queue.waiting, run_id])
+    waiting = [run_id, *queue.waiting] if first else [*queue.waiting, run_id]
+    return SessionQueue(active=queue.active, since=queue.since, waiting=waiting)
 
 
 def release(queue: SessionQueue, run_id: str, now: float) -> SessionQueue:

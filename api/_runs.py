@@ -17,13 +17,14 @@ from collections.abc import Callable
 
 from api import _records as rec
 from api._records import ORIGIN, RunRecord, SessionQueue
-from api._schema import Decision, RunRequest, RunStatus, RunView
+from api._schema import Decision, MultitaskStrategy, RunRequest, RunStatus, RunView
 from api._store import RunStore
 from api._tracing import run_traceparent
 from api.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    SessionBusyError,
     StoreError,
     UnavailableError,
 )
@@ -50,6 +51,10 @@ QUEUE_STALE_S = 900.0
 DEFAULT_USER = "api"
 
 
+class _Busy(Exception):
+    """Raised inside a queue change: ``reject`` and the session has a run in progress."""
+
+
 class RunService:
     """Submits, stops and records runs (see the module docstring).
 
@@ -58,39 +63,60 @@ class RunService:
         bridge: sends requests and controls to the actors as origin ``api``.
         clock: Unix seconds now.
         stale_s: seconds after which an unanswered run stops holding its session.
+        default_webhook: the URL called when a run that names none ends ("": none).
     """
 
     def __init__(self, store: RunStore, bridge: Bridge, *,
-                 clock: Callable[[], float] = time.time, stale_s: float = QUEUE_STALE_S) -> None:
+                 clock: Callable[[], float] = time.time, stale_s: float = QUEUE_STALE_S,
+                 default_webhook: str = "") -> None:
         self.store = store
         self.bridge = bridge
         self.clock = clock
         self.stale_s = stale_s
+        self.default_webhook = default_webhook
 
     # ------------------------------------------------------------------ requests
 
-    async def submit(self, request: RunRequest) -> RunRecord:
-        """Record a new run and send it, or queue it behind its session's active run.
+    async def submit(self, request: RunRequest, run_id: str | None = None) -> RunRecord:
+        """Record a new run (``run_id``: 32 hex digits, default a new one) and send it, or
+        queue it behind its session's active run as ``request.multitask_strategy`` says:
+        ``enqueue`` waits, ``reject`` is refused, ``interrupt`` goes next and stops the
+        active run.
 
         Returns:
             The run as stored (``queued``).
 
         Raises:
+            SessionBusyError: ``reject``, and the session has a run in progress (nothing is
+                kept of this one).
             StoreError: the runs bucket did not answer (nothing was sent).
             UnavailableError: the actors' stream did not take the request (the run is stored
                 as ``failed``).
         """
-        run_id = uuid.uuid4().hex
+        run_id = run_id or uuid.uuid4().hex
         now = self.clock()
+        strategy = request.multitask_strategy
         record = RunRecord(
             run_id=run_id, session=request.session or f"api-{run_id}",
             user=request.user or DEFAULT_USER, message=request.message,
             traceparent=run_traceparent(rec.new_traceparent()), created_at=now,
-            updated_at=now)
+            updated_at=now, tags=tuple(request.tags), metadata=request.metadata,
+            webhook=request.webhook or self.default_webhook)
         await self.store.create(record)
+
+        def _admit(queue: SessionQueue) -> SessionQueue:
+            if strategy is MultitaskStrategy.REJECT and rec.busy(queue, now, self.stale_s):
+                raise _Busy(queue.active)
+            return rec.admit(queue, run_id, now, self.stale_s,
+                             first=strategy is MultitaskStrategy.INTERRUPT)
+
         try:
-            queue = await self.store.change_queue(
-                record.session, lambda q: rec.admit(q, run_id, now, self.stale_s))
+            queue = await self.store.change_queue(record.session, _admit)
+        except _Busy as busy:
+            await self.store.discard(record)
+            msg = (f"session {record.session} has run {busy.args[0]} in progress "
+                   "(multitask_strategy: reject)")
+            raise SessionBusyError(msg) from None
         except StoreError as exc:
             reason = f"the run could not be queued: {exc}"
             await self.store.update(run_id, lambda r: rec.send_failed(r, reason, now))
@@ -98,6 +124,8 @@ class RunService:
         if queue.active != run_id:
             _log.info("run %s waits in session %s behind %s", run_id, record.session,
                       queue.active)
+            if strategy is MultitaskStrategy.INTERRUPT:
+                await self._interrupt(queue.active, run_id)
             return record
         sent = await self._send(record)
         if sent.status is RunStatus.FAILED:
@@ -105,6 +133,15 @@ class RunService:
             msg = sent.error.message if sent.error else f"run {run_id} was not sent"
             raise UnavailableError(msg)
         return record
+
+    async def _interrupt(self, active: str, by: str) -> None:
+        """Stop ``active`` for run ``by`` (``interrupt``); one that ended meanwhile is left."""
+        try:
+            await self.stop(active)
+        except (ConflictError, NotFoundError) as exc:
+            _log.info("run %s: %s not interrupted: %s", by, active, exc)
+            return
+        _log.info("run %s interrupts run %s", by, active)
 
     async def get(self, run_id: str) -> RunRecord:
         """The stored run.

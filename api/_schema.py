@@ -25,6 +25,35 @@ User = Annotated[str, msgspec.Meta(
     "`api` when absent.")]
 
 
+MAX_TAGS = 16
+"""Most ``tags`` a run may have."""
+MAX_METADATA_KEYS = 16
+"""Most keys ``metadata`` may have; each key is 1-64 characters, each value a string of at
+most ``MAX_METADATA_VALUE_CHARS``: the bound is in the schema, which a client can check."""
+MAX_METADATA_VALUE_CHARS = 500
+MAX_URL_CHARS = 2048
+"""Longest ``webhook`` URL accepted, in characters."""
+Tag = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+    description="A short label to find the run by (`GET /v1/runs?tag=`): 1-64 of A-Z a-z 0-9 "
+    "_ . : -.")]
+
+
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=MAX_METADATA_VALUE_CHARS)]
+
+
+class MultitaskStrategy(enum.StrEnum):
+    """What a run does when its session has a run in progress (LangGraph Server's
+    ``multitask_strategy``): ``enqueue`` waits for it (the default), ``reject`` is refused
+    (409 ``session_busy``), ``interrupt`` stops the run in progress (as
+    ``POST /v1/runs/{run_id}/stop`` does) and goes next."""
+
+    ENQUEUE = "enqueue"
+    REJECT = "reject"
+    INTERRUPT = "interrupt"
+
+
 class RunStatus(enum.StrEnum):
     """Where a run is: ``queued`` (waiting for its session, or for the actors to start it),
     ``running``, ``awaiting_approval`` (tool calls wait for a decision:
@@ -53,6 +82,19 @@ class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         description="The request, as a person would write it in Discord (not only spaces).")]
     session: Session | None = None
     user: User | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(
+        max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} labels, kept with the run.")] = []
+    metadata: Annotated[dict[MetadataKey, MetadataValue], msgspec.Meta(
+        max_length=MAX_METADATA_KEYS,
+        description=f"Up to {MAX_METADATA_KEYS} string pairs kept with the run and returned "
+        "with it (keys 1-64 characters, values at most "
+        f"{MAX_METADATA_VALUE_CHARS}).")] = {}
+    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    webhook: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=MAX_URL_CHARS, pattern=r"^[hH][tT][tT][pP][sS]?://",
+        description="An http(s) URL that gets a signed POST (Standard Webhooks) when the run "
+        "ends; its host must be public unless the API allows it (docs/http-api.md).")] | None \
+        = None
 
 
 class RunAccepted(msgspec.Struct, kw_only=True):
@@ -119,12 +161,23 @@ class DecisionAccepted(msgspec.Struct, kw_only=True):
     decision: Decision
 
 
+class WebhookView(msgspec.Struct, kw_only=True):
+    """The delivery of a run's webhook: ``pending`` (the run goes on), ``delivering``,
+    ``delivered`` (a 2xx came back), ``failed`` (every attempt failed); ``attempts`` made so
+    far; ``last_status`` the HTTP status of the last attempt (None: no answer)."""
+
+    state: str
+    attempts: int
+    last_status: int | None = None
+
+
 class RunView(msgspec.Struct, kw_only=True):
     """``GET /v1/runs/{run_id}``: a run's state. ``turn`` / ``max_turns`` count the agentic
     loop's turns (SEQUENTIAL runs), ``confidence`` is 0-100, ``model`` the last model used,
     ``answer`` the final answer (the question, when ``paused``), ``files`` the paths of the
     files sent with it (``GET .../files/{path}``), ``error`` set when ``failed`` or
-    ``aborted``; times are Unix seconds."""
+    ``aborted``; ``user``, ``tags`` and ``metadata`` as submitted, ``webhook`` how its
+    webhook's delivery goes (None: it has none); times are Unix seconds."""
 
     run_id: str
     session: str
@@ -142,6 +195,10 @@ class RunView(msgspec.Struct, kw_only=True):
     updated_at: float
     stop_requested: bool
     approval: ApprovalView | None = None
+    user: str | None = None
+    tags: list[str] = []
+    metadata: dict[str, str] = {}
+    webhook: WebhookView | None = None
 
 
 class StopAccepted(msgspec.Struct, kw_only=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import nats.errors
@@ -15,15 +15,21 @@ from api._access import ACCESS_LOGGER, AccessLogger, server_logger
 from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
 from api._health import health
+from api._idempotency import Idempotency
 from api._metrics import EventCounter, Metrics
 from api._ops import OpsRoutes
 from api._outbox import OutboxConsumer
+from api._query import RunQuery
+from api._query_routes import QueryRoutes
 from api._records import ORIGIN
 from api._runs import QUEUE_STALE_S, RunService
 from api._schema import Health
 from api._sse import KEEPALIVE_S, RunEvents
 from api._store import RunStore
-from api.errors import ApiConfigError, UnavailableError
+from api._submit import Submitter
+from api._webhook_rules import WebhookConfig, check_url, secret_key
+from api._webhooks import Webhooks
+from api.errors import ApiConfigError, ApiError, UnavailableError
 from artifacts import open_artifact_store
 from core.config import Settings, Topology
 from gateway.bridge import Bridge, connect_bridge
@@ -69,6 +75,29 @@ def api_token(settings: Settings) -> str:
     return token.strip()
 
 
+def webhook_config(settings: Settings) -> WebhookConfig:
+    """The webhook settings (``SB_API_WEBHOOK_*``) as one typed object.
+
+    Raises:
+        ApiConfigError: a secret that is not valid, or a default URL the API would refuse.
+    """
+    secret = settings.api_webhook_secret.get_secret_value() if settings.api_webhook_secret \
+        else ""
+    try:
+        config = WebhookConfig(
+            key=secret_key(secret.strip()) if secret.strip() else b"",
+            allow_hosts=frozenset(h.strip().lower().strip("[]")
+                                  for h in settings.api_webhook_allow_hosts.split(",")
+                                  if h.strip()),
+            attempts=settings.api_webhook_attempts, backoff_s=settings.api_webhook_backoff_s)
+        if settings.api_webhook_url:
+            check_url(settings.api_webhook_url, config)
+    except ApiError as exc:
+        msg = f"SB_API_WEBHOOK_*: {exc}"
+        raise ApiConfigError(msg) from exc
+    return replace(config, default_url=settings.api_webhook_url or "")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiOptions:
     """Tunables of one API process: largest body in bytes, seconds between SSE keep-alives,
@@ -95,6 +124,7 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
     host, port = parse_listen(listen)
     options = options or ApiOptions()
     setup_tracing(SERVICE_NAME, console=settings.trace_console)  # before the bridge's
+    hooks = webhook_config(settings)
     try:
         bridge = await connect_bridge(settings, topology.subjects, ORIGIN, nats_url=nats_url)
     except NotRunningError as exc:
@@ -103,11 +133,14 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
     consumer: OutboxConsumer | None = None
     files: RunFiles | None = None
     counter: EventCounter | None = None
+    webhooks: Webhooks | None = None
     try:
         await _check_running(bridge)
         store = await RunStore.open(bridge.js, topology.subjects,
                                     replicas=topology.stream_replicas)
-        runs = RunService(store, bridge, stale_s=options.stale_s)
+        runs = RunService(store, bridge, stale_s=options.stale_s,
+                          default_webhook=hooks.default_url)
+        webhooks = Webhooks(store, bridge.nc, topology.subjects, hooks)
         consumer = OutboxConsumer(bridge.js, topology.subjects, ORIGIN, runs.on_outbound)
         await consumer.start()
         files = RunFiles(store, _artifact_opener(bridge, settings, topology))
@@ -121,7 +154,9 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
         ops = OpsRoutes(bridge.nc, bridge.js, topology.subjects, roles, metrics)
         app = ApiApp(token, runs, RunEvents(bridge.js, topology.subjects, runs,
                                             keepalive_s=options.keepalive_s),
-                     files, _health, max_body_bytes=options.max_body_bytes, ops=ops)
+                     files, _health, max_body_bytes=options.max_body_bytes, ops=ops,
+                     submitter=Submitter(runs, Idempotency(store.bucket), hooks),
+                     queries=QueryRoutes(RunQuery(runs)))
         runner = web.AppRunner(app.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                handle_signals=False, access_log_class=AccessLogger,
                                access_log=logging.getLogger(ACCESS_LOGGER),
@@ -143,6 +178,8 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
             await counter.stop()
         if consumer is not None:
             await consumer.stop()
+        if webhooks is not None:
+            await webhooks.stop()
         if files is not None:
             with contextlib.suppress(Exception):
                 await files.close()

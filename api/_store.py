@@ -20,7 +20,9 @@ from nats.js.object_store import ObjectStore
 
 from actors.run_control import paused_run
 from actors.runs import CheckpointStore
+from api._index import same_summary
 from api._records import RunRecord, SessionQueue
+from api._run_index import RunIndex
 from api.errors import StoreError
 from core.errors import BrokerError, StoreConflictError
 from protocol import Decoder, FileBlob, Subjects
@@ -63,19 +65,33 @@ def _transfer_s(size: int) -> float:
     return TIMEOUT_S + size / (1 << 20)
 
 
+SettledHook = Callable[[RunRecord], None]
+"""Told of each run the moment a write settles it (once per run: the write that wins)."""
+
+
 class RunStore:
     """Runs, session queues and run files of one deployment (``RunStore.open``).
 
     Args:
-        runs: the runs bucket (keys ``run.<run id>``, ``queue.<session>``).
+        runs: the runs bucket (keys ``run.<run id>``, ``queue.<session>``, the index's
+            ``idx.<hour>.<session>.<run id>`` and ``hours``, ``idem.<digest>``).
         files: the run files object store (names ``<run id>/<path>``).
         checkpoints: the actors' checkpoints bucket.
+        ttl_s: how long the runs bucket keeps a value after its last write (seconds).
     """
 
-    def __init__(self, runs: KeyValue, files: ObjectStore, checkpoints: KeyValue) -> None:
+    def __init__(self, runs: KeyValue, files: ObjectStore, checkpoints: KeyValue, *,
+                 ttl_s: float = RUN_TTL_S) -> None:
         self._runs = runs
         self._files = files
         self._checkpoints = CheckpointStore(checkpoints)
+        self.index = RunIndex(runs, ttl_s)
+        self.settled_hooks: list[SettledHook] = []
+
+    @property
+    def bucket(self) -> KeyValue:
+        """The runs bucket (for the modules that keep their own keys in it)."""
+        return self._runs
 
     @classmethod
     async def open(cls, js: JetStreamContext, subjects: Subjects, *, replicas: int = 1,
@@ -102,7 +118,7 @@ class RunStore:
                         ttl=ttl_s, replicas=replicas,
                         description="Files the HTTP API's runs answered with"))
             checkpoints = await kv_bucket(js, subjects.checkpoints_bucket, replicas=replicas)
-        return cls(runs, files, checkpoints)
+        return cls(runs, files, checkpoints, ttl_s=ttl_s)
 
     # ------------------------------------------------------------------ runs
 
@@ -114,6 +130,20 @@ class RunStore:
         """
         async with _bounded(f"storing run {record.run_id}"):
             await self._runs.create(f"run.{record.run_id}", _encoder.encode(record))
+        try:
+            await self.index.put(record)
+        except StoreError as exc:  # listed once its status changes (the next index write)
+            _log.warning("run %s not indexed yet: %s", record.run_id, exc)
+
+    async def discard(self, record: RunRecord) -> None:
+        """Remove a run that was never queued (refused: its session was busy).
+
+        Raises:
+            StoreError: the bucket did not answer.
+        """
+        await self.index.remove(record)
+        async with _bounded(f"removing run {record.run_id}"):
+            await self._runs.delete(f"run.{record.run_id}")
 
     async def get(self, run_id: str) -> RunRecord | None:
         """The run, or None when there is none with this id (or it expired).
@@ -128,7 +158,8 @@ class RunStore:
     async def update(self, run_id: str, change: Callable[[RunRecord], RunRecord]
                      ) -> tuple[RunRecord, RunRecord] | None:
         """Apply ``change`` to the stored run with compare-and-set (``change`` may run more
-        than once, on the newest value each time).
+        than once, on the newest value each time); count the write in ``version``, keep the
+        index's summary up to date and tell ``settled_hooks`` when this write settled the run.
 
         Returns:
             ``(before, after)`` of the write that won, or None when there is no such run.
@@ -143,6 +174,8 @@ class RunStore:
                 raise _Missing
             before = _record_decoder.decode(value)
             after = change(before)
+            if after is not before:
+                after = msgspec.structs.replace(after, version=before.version + 1)
             seen[:] = [before, after]
             return _encoder.encode(after)
 
@@ -151,7 +184,16 @@ class RunStore:
                 await compare_and_set(self._runs, f"run.{run_id}", _next, what="API runs bucket")
         except _Missing:
             return None
-        return seen[0], seen[1]
+        before, after = seen
+        if not same_summary(before, after):
+            try:
+                await self.index.put(after)
+            except StoreError as exc:  # the next change of the summary writes it again
+                _log.warning("index of run %s not updated: %s", run_id, exc)
+        if after.settled and not before.settled:
+            for hook in self.settled_hooks:
+                hook(after)
+        return before, after
 
     async def watch(self, run_id: str) -> KeyValue.KeyWatcher:
         """A watcher of the run's record: its current value, then every change (entries whose
@@ -162,6 +204,16 @@ class RunStore:
         """
         async with _bounded(f"watching run {run_id}"):
             return await self._runs.watch(f"run.{run_id}")
+
+    async def queue(self, session: str) -> SessionQueue:
+        """``session``'s queue as stored (empty when it has none).
+
+        Raises:
+            StoreError: the bucket did not answer.
+        """
+        async with _bounded(f"reading the queue of session {session}"):
+            value, _ = await read_entry(self._runs, f"queue.{session}", what="API runs bucket")
+        return _queue_decoder.decode(value) if value else SessionQueue()
 
     async def change_queue(self, session: str, change: Callable[[SessionQueue], SessionQueue]
                            ) -> SessionQueue:

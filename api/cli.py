@@ -29,8 +29,12 @@ files, see what runs and the dead letters. Every route but /healthz and /readyz 
 `Authorization: Bearer $SB_API_TOKEN` (/metrics included); without
 SB_API_TOKEN the API refuses to start. `switchboard up` starts it too when SB_API_TOKEN is set.
 
-  POST /v1/runs                        {"message": "...", "session": "...", "user": "..."}
+  POST /v1/runs                        {"message", "session", "user", "tags", "metadata",
+                                       "multitask_strategy", "webhook"}; Idempotency-Key
+  GET  /v1/runs?status=&user=&tag=...  runs, newest first, a page and its next_cursor
   GET  /v1/runs/{run_id}               status, flow, role, turn, model, answer, files, error
+  GET  /v1/runs/{run_id}/wait          the run once it ends (or at ?timeout_s=)
+  GET  /v1/sessions/{session}[/runs]   a session's active and queued runs; its history
   GET  /v1/runs/{run_id}/events        text/event-stream until the run ends
   POST /v1/runs/{run_id}/stop          the run stops at its next turn
   GET  /v1/runs/{run_id}/files/{path}  a workspace file
@@ -45,6 +49,10 @@ EPILOG = """\
 environment:
   SB_API_TOKEN    the bearer token (required)
   SB_API_LISTEN   HOST:PORT when --listen is not given (default 127.0.0.1:8080)
+  SB_API_WEBHOOK_SECRET       signs webhooks (Standard Webhooks); none: webhooks are off
+  SB_API_WEBHOOK_URL          the webhook of runs that name none
+  SB_API_WEBHOOK_ALLOW_HOSTS  hosts a webhook may reach although not public (a,b,...)
+  SB_API_WEBHOOK_ATTEMPTS, SB_API_WEBHOOK_BACKOFF_S   retries (5; 2 s, doubling)
 exit codes: 0 stopped cleanly, 2 no token, a bad --listen, or Switchboard not running
 """
 

@@ -11,11 +11,16 @@ Hierarchy::
     │   └── BadHeaderError           400 bad_header: a request header's value is not valid
     ├── UnauthorizedError        401 unauthorized: no or a wrong bearer token
     ├── ForbiddenError           403 forbidden: deciding an approval of another user's run
+    │   └── WebhookRefusedError      403 webhook_refused: a webhook URL the API will not call
     ├── NotFoundError            404 not_found: no such run, file or route
     ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused),
-    │                            or does not wait on that approval
+    │   │                        or does not wait on that approval
+    │   ├── SessionBusyError         409 session_busy: ``reject`` and the session has a run
+    │   └── IdempotencyInProgressError 409 idempotency_in_progress: the key's first request
+    │                                has not stored its run yet
     ├── PayloadTooLargeError     413 payload_too_large: the body is larger than the limit
     ├── UnsupportedMediaTypeError 415 unsupported_media_type: the body is not sent as JSON
+    ├── IdempotencyKeyReusedError 422 idempotency_key_reused: the key came with another body
     └── UnavailableError         503 unavailable: NATS or the actors do not answer
         └── StoreError               503 unavailable: a JetStream bucket did not answer
 """
@@ -82,6 +87,14 @@ class ForbiddenError(ApiError):
     code = "forbidden"
 
 
+class WebhookRefusedError(ForbiddenError):
+    """A webhook URL the API will not call: not http(s) with a host, user info in it, a host
+    that is not public (unless allowed), or webhooks are not configured (no secret to sign
+    them with). A refusal by policy, not a malformed request: 403."""
+
+    code = "webhook_refused"
+
+
 class NotFoundError(ApiError):
     """No such run, file or route."""
 
@@ -94,6 +107,27 @@ class ConflictError(ApiError):
 
     status = 409
     code = "conflict"
+
+
+class SessionBusyError(ConflictError):
+    """``multitask_strategy: reject`` and the session has a run in progress."""
+
+    code = "session_busy"
+
+
+class IdempotencyInProgressError(ConflictError):
+    """A request with this ``Idempotency-Key`` is being handled and has no run yet: retry
+    (draft-ietf-httpapi-idempotency-key-header §2.7)."""
+
+    code = "idempotency_in_progress"
+
+
+class IdempotencyKeyReusedError(ApiError):
+    """The ``Idempotency-Key`` was used with another request body
+    (draft-ietf-httpapi-idempotency-key-header §2.7: 422)."""
+
+    status = 422
+    code = "idempotency_key_reused"
 
 
 class PayloadTooLargeError(ApiError):

@@ -93,6 +93,19 @@ class Settings(BaseSettings):
     """The HTTP API's bearer token (``SB_API_TOKEN``); without one the API does not start."""
     api_listen: str = "127.0.0.1:8080"
     """Where the HTTP API listens (``SB_API_LISTEN``, ``HOST:PORT``)."""
+    api_webhook_secret: SecretStr | None = None
+    """Signs the API's webhooks (``SB_API_WEBHOOK_SECRET``: ``whsec_<base64>`` as Standard
+    Webhooks has it, or any text); without one, a run that asks for a webhook is refused."""
+    api_webhook_url: str | None = None
+    """``SB_API_WEBHOOK_URL``: called when a run that names no ``webhook`` ends."""
+    api_webhook_allow_hosts: str = ""
+    """``SB_API_WEBHOOK_ALLOW_HOSTS``: comma-separated host names or IP addresses a webhook
+    may reach although they are not public (loopback, private networks)."""
+    api_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    """Attempts per webhook delivery (``SB_API_WEBHOOK_ATTEMPTS``)."""
+    api_webhook_backoff_s: float = Field(default=2.0, ge=0.0, le=3600.0)
+    """Seconds before a webhook's second attempt, doubled before each later one
+    (``SB_API_WEBHOOK_BACKOFF_S``)."""
 
     @field_validator("nats_creds_dir", mode="before")
     @classmethod

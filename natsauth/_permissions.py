@@ -195,7 +195,7 @@ def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Per
     keep its runs (``API_RUNS`` bucket) and files (``API_FILES`` object store), created when
     missing; read checkpoints (a paused run's question) and the artifacts; read, remove and
     replay dead letters (``/v1/dead-letters``: a replay publishes to the task subject of any
-    role)."""
+    role); publish its own execution events (webhook deliveries)."""
     outbox, durable = subjects.outbox_stream, API_OUTBOX_DURABLE
     dlq = subjects.dead_letter_stream
     roles = tuple(roles)
@@ -216,6 +216,7 @@ def api_permissions(subjects: Subjects, roles: Iterable[str], inbox: str) -> Per
         *_object_store(subjects.artifacts_bucket),
         _info(dlq), *_read_stream(dlq), f"$JS.API.STREAM.MSG.DELETE.{dlq}",
         *(subjects.task(r) for r in roles),
+        f"{subjects.prefix}.event.{API}.>",
     ]
     return Permissions(_unique(publish), (f"{inbox}.>",))
 

@@ -42,12 +42,18 @@ def api_listen_fixture() -> str:
     return f"127.0.0.1:{free_port()}"
 
 
+@pytest.fixture(scope="module", name="api_env")
+def api_env_fixture() -> dict[str, str]:
+    """More environment of ``switchboard up`` (a module overrides it: webhook settings)."""
+    return {}
+
+
 @pytest.fixture(scope="module", name="system")
 def system_fixture(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
-                   api_listen: str) -> Iterator[RunningSystem]:
+                   api_listen: str, api_env: dict[str, str]) -> Iterator[RunningSystem]:
     with running_system(module_nats, tmp_path_factory.mktemp("api"),
                         extra_env={"PYTHONPATH": str(TESTS), "SB_API_TOKEN": TOKEN,
-                                   "SB_API_LISTEN": api_listen},
+                                   "SB_API_LISTEN": api_listen, **api_env},
                         **_topology(delay_s=0.3)) as running:
         yield running
 

@@ -24,6 +24,7 @@ import pytest
 import yarl
 from api_client import TOKEN, WITHIN_S, Api, send_blocking
 from api_system import (  # noqa: F401 (the fixtures api, replica, system)
+    api_env_fixture,
     api_fixture,
     api_listen_fixture,
     replica_fixture,

@@ -278,7 +278,11 @@ def test_the_openapi_document_is_valid_and_describes_every_route() -> None:
         "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/events",
         "/v1/runs/{run_id}/stop", "/v1/runs/{run_id}/files/{path}", "/healthz",
         "/openapi.json", "/v1/runs/{run_id}/approvals/{approval_id}", "/readyz", "/metrics",
-        "/v1/dead-letters", "/v1/dead-letters/{seq}", "/v1/dead-letters/{seq}/replay"}
+        "/v1/dead-letters", "/v1/dead-letters/{seq}", "/v1/dead-letters/{seq}/replay",
+        "/v1/runs/{run_id}/wait", "/v1/sessions/{session}", "/v1/sessions/{session}/runs"}
+    assert set(document["paths"]["/v1/runs"]) == {"get", "post"}
+    assert document["paths"]["/v1/runs"]["post"]["parameters"][0]["name"] == "Idempotency-Key"
+    assert {"RunPage", "RunSummary", "SessionView"} <= set(document["components"]["schemas"])
     schemas = document["components"]["schemas"]
     assert schemas["RunRequest"]["additionalProperties"] is False
     assert set(schemas["RunStatus"]["enum"]) == {s.value for s in RunStatus}

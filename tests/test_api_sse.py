@@ -15,6 +15,7 @@ import nats
 import pytest
 from api_client import TOKEN, WITHIN_S, Api
 from api_system import (  # noqa: F401 (the fixtures api, system)
+    api_env_fixture,
     api_fixture,
     api_listen_fixture,
     system_fixture,

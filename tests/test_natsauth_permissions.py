@@ -150,7 +150,8 @@ async def test_the_http_api_runs_as_its_own_identity(
     server, creds = secured
     listen = f"127.0.0.1:{free_port()}"
     env = {"SB_NATS_CREDS_DIR": str(creds.seeds["cli"].parent), "SB_API_TOKEN": "t0ken",
-           "SB_API_LISTEN": listen}
+           "SB_API_LISTEN": listen, "SB_API_WEBHOOK_SECRET": "hook-secret",
+           "SB_API_WEBHOOK_ATTEMPTS": "1"}
     headers = {"Authorization": "Bearer t0ken"}
     context = running_system(server.url, tmp_path, extra_env=env)
     await asyncio.to_thread(context.__enter__)
@@ -167,7 +168,11 @@ async def test_the_http_api_runs_as_its_own_identity(
             for path in ("/metrics", "/v1/dead-letters", "/v1/dead-letters/1"):
                 async with http.get(path) as response:
                     assert response.status in {200, 404}, (path, await response.text())
-            async with http.post("/v1/runs", json={"message": TASK}) as response:
+            # A webhook to a name that resolves to loopback: refused when called, and its
+            # attempt published as the api identity's execution events.
+            async with http.post("/v1/runs", json={"message": TASK, "tags": ["perm"],
+                                                   "webhook": "http://localhost:9/hook"},
+                                 headers={"Idempotency-Key": "perm-1"}) as response:
                 assert response.status == 202, await response.text()
                 run_id = (await response.json())["run_id"]
 
@@ -184,6 +189,15 @@ async def test_the_http_api_runs_as_its_own_identity(
             async with http.get(f"/v1/runs/{run_id}/events") as response:  # replayed to the end
                 assert response.status == 200
                 assert b"event: answer" in await response.read()
+            # The runs index, the session and the wait read the runs bucket as the api identity.
+            async with http.get("/v1/runs?tag=perm") as response:
+                assert [r["run_id"] for r in (await response.json())["runs"]] == [run_id]
+            for path in (f"/v1/sessions/{done['session']}", f"/v1/runs/{run_id}/wait"):
+                async with http.get(path) as response:
+                    assert response.status == 200, (path, await response.text())
+            failed = await until(run, lambda r: r["webhook"]["state"] == "failed",  # type: ignore[index]
+                                 within_s=30, what="the webhook to be refused")
+            assert failed["webhook"]["attempts"] == 1  # type: ignore[index]
     finally:
         await asyncio.to_thread(context.__exit__, None, None, None)
     assert violations(server) == [], "\n".join(violations(server))

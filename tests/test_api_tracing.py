@@ -20,6 +20,7 @@ from api_system import (  # noqa: F401 (the fixtures api, api_listen)
     api_listen_fixture,
 )
 from system import RunningSystem, running_system
+from waiting import eventually
 
 from bench._otlp import OtlpReceiver, otlp_receiver
 from protocol import Subjects
@@ -150,10 +151,16 @@ async def test_a_callers_trace_is_continued_by_every_process_with_no_phantom_par
     assert not unbounded
 
     # A route with an id in its path is named by its template.
-    stop = [s for service, s in receiver.received()
-            if service == "switchboard-api" and _attributes(s).get("url.path")
-            == f"/v1/runs/{run_id}/stop"]
-    assert [(s.name, s.kind, _attributes(s)["http.route"]) for s in stop] == [
+    def stop_spans() -> list[Any]:
+        return [s for service, s in receiver.received()
+                if service == "switchboard-api" and _attributes(s).get("url.path")
+                == f"/v1/runs/{run_id}/stop"]
+
+    async def stop_exported() -> bool:  # the API's batch of spans goes out on its schedule
+        return bool(stop_spans())
+
+    await eventually(stop_exported, within_s=30, what="the stop request's span")
+    assert [(s.name, s.kind, _attributes(s)["http.route"]) for s in stop_spans()] == [
         ("POST /v1/runs/{run_id}/stop", SERVER, "/v1/runs/{run_id}/stop")]
 
 

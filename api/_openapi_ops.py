@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from api._ops_schema import (
+    MAX_SEQ,
     DeadLetterList,
     DeadLetterReplayed,
     DeadLetterSummary,
@@ -34,7 +35,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 _SEQ = {"name": "seq", "in": "path", "required": True,
         "description": "The dead letter's sequence in the DLQ stream (`seq` of the list).",
-        "schema": {"type": "integer", "minimum": 1}}
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ}}
 
 
 def ops_paths(roles: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -71,7 +72,8 @@ def ops_paths(roles: tuple[str, ...] = ()) -> dict[str, Any]:
                  "schema": role_schema},
                 {"name": "after", "in": "query", "required": False,
                  "description": "Only sequences above this one (the previous page's "
-                 "`next_after`).", "schema": {"type": "integer", "minimum": 0}},
+                 "`next_after`).",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}},
                 {"name": "limit", "in": "query", "required": False,
                  "description": "At most this many (default 100).",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],

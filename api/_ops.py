@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from api._metrics import CONTENT_TYPE, Metrics
 from api._ops_schema import (
+    MAX_SEQ,
     DeadLetterList,
     DeadLetterReplayed,
     DeadLetterSummary,
@@ -117,7 +118,7 @@ class OpsRoutes:
         if role is not None and role not in self._roles:
             msg = f"`role` must be one of the topology's roles, not {role[:64]!r}"
             raise BadRequestError(msg)
-        after = _int(request, "after", query.get("after", "0"), 0, 2**63)
+        after = _int(request, "after", query.get("after", "0"), 0, MAX_SEQ)
         limit = _int(request, "limit", query.get("limit", "100"), 1, MAX_PAGE)
         async with _translated():
             found = await dead_letters.list_letters(self._js, self._subjects, role=role,
@@ -151,5 +152,5 @@ class OpsRoutes:
         return _json(DeadLetterSummary.of(stored))
 
     def _seq(self, request: web.Request) -> int:
-        return _int(request, "seq", request.match_info["seq"], 1, 2**63)
+        return _int(request, "seq", request.match_info["seq"], 1, MAX_SEQ)
 

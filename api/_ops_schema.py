@@ -11,6 +11,9 @@ import msgspec
 from runtime.consumers import RoleConsumer
 from runtime.dead_letters import Replayed, StoredLetter
 
+MAX_SEQ = 2**63 - 1
+"""Largest dead-letter sequence a query or path takes (the OpenAPI document's maximum)."""
+
 
 class RoleReadiness(msgspec.Struct, kw_only=True):
     """One role's durable consumer: ``ready`` when a replica asks for work (``num_waiting``,

@@ -444,8 +444,6 @@ class FeedbackSpec(BaseModel):
 _ALL_ACTORS = (
     "classifier", "planner", *AGENT_ROLES, "evaluator", "reflector", "brainstorm", "consolidator",
 )
-ACTOR_ROLES = _ALL_ACTORS
-"""Every actor role a topology may name (``Topology.roles``)."""
 TIERED_ACTORS = ("planner", *AGENT_ROLES, "reflector")
 """The actors whose ``tier`` in ``topology.yaml`` is read: the planner's and the reflector's
 models, an agent role's starting tier when nothing else decides (``router._tiers``)."""

@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -47,8 +47,10 @@ from api.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from protocol import Decoder
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted, in bytes (a ``message`` is at most 32,000 characters)."""
@@ -189,13 +191,7 @@ class ApiApp:
             msg = f"the body is larger than {self.max_body_bytes} bytes"
             raise PayloadTooLargeError(msg)
         body = await request.read()
-        try:
-            run_request = request_decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise BadRequestError(str(exc)) from exc
-        except msgspec.DecodeError as exc:
-            msg = f"the body is not JSON: {exc}"
-            raise MalformedJsonError(msg) from exc
+        run_request = _decoded(request_decoder, body)
         if not run_request.message.strip():
             msg = "`message` is empty - at `$.message`"
             raise BadRequestError(msg)
@@ -223,14 +219,8 @@ class ApiApp:
         if not _APPROVAL_ID.match(approval_id):
             msg = f"run {run_id} has no approval {approval_id[:64]}"
             raise NotFoundError(msg)
-        body = await request.read()
-        try:
-            decision = decision_decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise BadRequestError(str(exc)) from exc
-        except msgspec.DecodeError as exc:
-            msg = f"the body is not JSON: {exc}"
-            raise MalformedJsonError(msg) from exc
+        _json_body(request)
+        decision = _decoded(decision_decoder, await request.read())
         await self.runs.decide(run_id, approval_id, decision.decision, decision.user)
         return _json(DecisionAccepted(run_id=run_id, approval_id=approval_id,
                                       decision=decision.decision), 202)
@@ -289,6 +279,22 @@ class ApiApp:
         roles = tuple(self.ops.roles) if self.ops is not None else ()
         return web.Response(body=openapi_document(self.max_body_bytes, roles),
                             content_type="application/json")
+
+
+def _decoded(decoder: Decoder[_T], body: bytes) -> _T:
+    """``body`` decoded and validated by ``decoder``.
+
+    Raises:
+        BadRequestError: it is JSON of the wrong shape (a field, a type, a value).
+        MalformedJsonError: it is not JSON.
+    """
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        msg = f"the body is not JSON: {exc}"
+        raise MalformedJsonError(msg) from exc
 
 
 def _json_body(request: web.Request) -> None:

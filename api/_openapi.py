@@ -145,7 +145,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("DecisionRequest")}}},
             "responses": {"202": _json("DecisionAccepted", "The run goes on with the decision"),
-                          **_errors(400, 401, 403, 404, 409, 503)}}},
+                          **_errors(400, 401, 403, 404, 409, 415, 503)}}},
         "/v1/runs/{run_id}/files/{path}": {"get": {
             "operationId": "getRunFile", "summary": "A file of the run's workspace",
             "description": "A file the run answered with (`files` of the run), else the "

@@ -233,6 +233,11 @@ BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command")
 """The workspace tools' names (``actors.tools.TOOL_NAMES``), which ``tools.approval`` may name."""
 
 
+MIN_APPROVAL_DELIVERIES = 3
+"""Least ``max_deliveries`` of an agent role when tools ask for approval: the deadline's first
+delivery, its return when due, one retry."""
+
+
 def mcp_asks(approval: McpApproval, tool: str) -> bool:
     """Whether a call of MCP tool ``tool`` (the server's own name) waits for an approval under
     the server's ``approval``."""
@@ -515,6 +520,22 @@ class Topology(BaseModel):
                 msg = (f"actors.{role}.mcp names unknown MCP servers {unknown}; declared in "
                        f"mcp_servers: {', '.join(self.mcp_servers) or '(none)'}")
                 raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _approval_deadlines(self) -> Topology:
+        """An approval's deadline comes back to its role once before it is due (a nak with a
+        delay, docs/design.md#approvals): an agent role whose tools ask needs deliveries for
+        that return and for a retry after it."""
+        asks = bool(self.tools.approval) or any(
+            spec.approval != "never" for spec in self.mcp_servers.values())
+        low = sorted(role for role, spec in self.actors.items()
+                     if role in AGENT_ROLES and spec.max_deliveries < MIN_APPROVAL_DELIVERIES)
+        if asks and low:
+            msg = (f"actors {low}: max_deliveries must be at least {MIN_APPROVAL_DELIVERIES} "
+                   "when tools ask for approval (an approval's deadline comes back once before "
+                   "it is due)")
+            raise ValueError(msg)
         return self
 
     @field_validator("rules")

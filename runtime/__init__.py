@@ -17,7 +17,6 @@ from runtime._tracing import (
     otlp_configured,
     setup_tracing,
     shutdown_tracing,
-    span_from_headers,
 )
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "otlp_configured",
     "setup_tracing",
     "shutdown_tracing",
-    "span_from_headers",
     "start_publish",
     "start_root_publish",
     "stop_on_signals",

@@ -289,15 +289,6 @@ def attach_span(span: Span) -> None:
     otel_context.attach(trace.set_span_in_context(span))
 
 
-@contextmanager
-def span_from_headers(name: str, headers: dict[str, str] | None,
-                      kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span]:
-    """A current span named ``name`` of ``kind``, child of the ``traceparent`` in ``headers``
-    when present (see ``start_span``)."""
-    with trace.use_span(start_span(name, headers, kind), end_on_exit=True) as span:
-        yield span
-
-
 def traceparent_of(span: Span) -> str:
     """The ``traceparent`` header value for ``span`` ("" when its context is invalid)."""
     ctx = span.get_span_context()

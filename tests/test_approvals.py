@@ -76,6 +76,16 @@ def test_what_asks_is_configured_per_tool_and_checked() -> None:
     assert not mcp_asks(McpStdioSpec(command="x").approval, "anything")
 
 
+def test_roles_whose_tools_ask_keep_room_for_the_deadline() -> None:
+    data = yaml.safe_load((REPO / "topology.yaml").read_text())
+    data.setdefault("tools", {})["approval"] = {"run_command": "ask"}
+    data["actors"]["python_coder"]["max_deliveries"] = 2
+    with pytest.raises(ValidationError, match="max_deliveries"):
+        Topology.model_validate(data)
+    data["tools"]["approval"] = {}  # nothing asks: any bound is fine
+    assert Topology.model_validate(data).actor("python_coder").max_deliveries == 2
+
+
 def test_built_in_tool_names_match_the_tools() -> None:
     from actors.tools import TOOL_NAMES
     from core.config import BUILTIN_TOOLS

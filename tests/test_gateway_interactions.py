@@ -4,6 +4,7 @@ forged, replayed (stale) and malformed ones get 401."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import nacl.signing
+import nats
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -26,6 +28,7 @@ from gateway.bridge import connect_bridge
 from gateway.errors import SignatureError
 from gateway.interactions import InteractionsEndpoint, InteractionWebhooks, verify
 from gateway.interactions._run import ORIGIN, parse_listen
+from gateway.kv import messages_bucket
 from gateway.services import BotServices
 from protocol import ApprovalCall, ApprovalRequest, ControlAction, Subjects
 
@@ -57,15 +60,22 @@ class Endpoint:
 async def endpoint(nats_url: str, discord_standin: DiscordStandIn  # noqa: F811
                    ) -> AsyncIterator[Endpoint]:
     await provision_streams(nats_url, all_roles=True)
-    key = nacl.signing.SigningKey.generate()
+    async with _endpoint(nats_url, discord_standin, nacl.signing.SigningKey.generate(),
+                         BotServices(breakglass_users=frozenset())) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(nats_url: str, standin: DiscordStandIn, key: nacl.signing.SigningKey,
+                    services: BotServices) -> AsyncIterator[Endpoint]:
+    """An Interactions endpoint process's worth: its bridge, server and listening socket."""
     bridge = await connect_bridge(Settings(), Subjects("sb"), ORIGIN, nats_url=nats_url)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     async with aiohttp.ClientSession() as http:
         server = InteractionsEndpoint(
             key.verify_key.encode().hex(), bridge,
-            InteractionWebhooks(http, discord_standin.api_base),
-            BotServices(breakglass_users=frozenset()), edit_interval_s=0.05)
+            InteractionWebhooks(http, standin.api_base), services, edit_interval_s=0.05)
         await bridge.start(server.on_outbound)
         runner = web.AppRunner(server.app(), access_log=None)
         await runner.setup()
@@ -230,6 +240,45 @@ async def test_an_approval_is_shown_with_buttons_and_decided_by_the_asker(
         ControlAction.DENY, "0123456789abcdef", s.alice["id"], request.session)
     decided = s.by_id[message["id"]]
     assert not decided["components"] and f"<@{s.alice['id']}>" in decided["content"]
+
+
+async def test_an_approval_shown_before_a_restart_is_decided_after_it(
+        nats_url: str, discord_standin: DiscordStandIn,  # noqa: F811
+        actors: FakeActors) -> None:  # noqa: F811
+    """The endpoint keeps what it showed in the gateway's messages bucket: a click that
+    reaches the next endpoint process is still decided."""
+    s = discord_standin
+    await provision_streams(nats_url, all_roles=True)
+    nc = await nats.connect(nats_url)
+    try:
+        bucket = await messages_bucket(nc.jetstream(), Subjects("sb"))
+        key = nacl.signing.SigningKey.generate()
+        services = BotServices(breakglass_users=frozenset(), messages=bucket)
+        async with _endpoint(nats_url, s, key, services) as first:
+            ask = s.interactions.create(s.bot, s.channel_id, s.alice, "ask",
+                                        {"question": "clean up"})
+            _, answer = await first.post(json.dumps(ask).encode())
+            await s.interactions.acknowledge(ask["token"], answer)
+            request = await actors.next()
+            await actors.publish(ApprovalRequest(
+                session=request.session, origin=request.origin,
+                in_reply_to=request.message_id, approval_id="fedcba9876543210",
+                role="dba", user_id=s.alice["id"], expires_at=time.time() + 600,
+                calls=(ApprovalCall(name="run_command", arguments="{}"),)))
+            message = await s.wait_for(lambda: next((
+                m for m in s.interactions.responses(ask["token"]) if m.get("components")),
+                None), timeout=TIMEOUT_S, what="the approval follow-up")
+        async with _endpoint(nats_url, s, key, BotServices(
+                breakglass_users=frozenset(), messages=bucket)) as second:
+            approve = message["components"][0]["components"][0]["custom_id"]
+            await s.click_button(message["channel_id"], message["id"], s.alice["id"],
+                                 approve, endpoint=HttpEndpoint(second.url, second.key))
+            subject, control = await actors.next_control()
+        assert subject == "sb.task.dba"
+        assert (control.action, control.approval_id) == (ControlAction.APPROVE,
+                                                         "fedcba9876543210")
+    finally:
+        await nc.close()
 
 
 async def test_forged_replayed_and_malformed_requests_get_401(endpoint: Endpoint) -> None:

@@ -35,6 +35,7 @@ from gateway.bridge import Bridge
 from gateway.commands import CommandError, command_session, model_text, status_text
 from gateway.config import BotConfig
 from gateway.errors import GatewayError, NotRunningError, SignatureError
+from gateway.interactions._approvals import ShownApproval, ShownApprovals
 from gateway.interactions._verify import MAX_AGE_S, load_public_key, verify
 from gateway.interactions._webhook import InteractionWebhooks
 from gateway.render import render_options, render_progress, render_reply, split_message
@@ -72,17 +73,6 @@ and answer limits), once per request so that ``switchboard bots set`` applies at
 Raises:
     GatewayError: it cannot be read (the request then goes out without it).
 """
-
-
-@dataclass(frozen=True, slots=True)
-class _Approval:
-    """An approval request shown through this endpoint: where its decision goes, and who
-    asked (they, the bot's admins and members who manage messages may decide)."""
-
-    session: str
-    role: str
-    user_id: str
-    request_id: str
 
 
 @dataclass(eq=False)
@@ -140,8 +130,8 @@ class InteractionsEndpoint:
         self.deferred: dict[str, _Deferred] = {}
         self.askers: collections.OrderedDict[str, str] = collections.OrderedDict()
         """session → who sent its latest ``/ask`` here (the run ``/stop`` is about)."""
-        self.approvals: collections.OrderedDict[str, _Approval] = collections.OrderedDict()
-        """approval id → the approval request shown here (oldest forgotten first)."""
+        self.approvals = ShownApprovals(services.messages)
+        """The approval requests shown here (in the gateway's messages bucket too)."""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -224,7 +214,7 @@ class InteractionsEndpoint:
         if parsed is None:
             raise CommandError("⚠️ This button is not one of mine.")
         decision, role, approval_id = parsed
-        approval = self.approvals.get(approval_id)
+        approval = await self.approvals.get(approval_id)
         if approval is None or approval.role != role:
             raise CommandError("⌛ I no longer know this approval; nothing was changed.")
         user = (interaction.get("member") or {}).get("user") or interaction.get("user") or {}
@@ -236,7 +226,7 @@ class InteractionsEndpoint:
         await self._control(decision_control(
             decision, session=approval.session, role=role, approval_id=approval_id,
             user_id=user_id, request_id=approval.request_id))
-        self.approvals.pop(approval_id, None)
+        await self.approvals.forget(approval_id)
         content = str((interaction.get("message") or {}).get("content") or "")
         _log.info("session %s: approval %s %s by user %s", approval.session, approval_id,
                   decision, user_id)
@@ -312,11 +302,9 @@ class InteractionsEndpoint:
     async def _ask_approval(self, deferred: _Deferred, request: ApprovalRequest) -> None:
         """Post the approval request as a follow-up with Approve and Deny; the interaction
         stays deferred until the run's answer."""
-        self.approvals[request.approval_id] = _Approval(
+        await self.approvals.keep(request.approval_id, ShownApproval(
             request.session, request.role, request.user_id or deferred.user_id,
-            request.in_reply_to)
-        while len(self.approvals) > MAX_ASKERS:
-            self.approvals.popitem(last=False)
+            request.in_reply_to))
         buttons = [{"type": BUTTON, "style": style, "label": label,
                     "custom_id": custom_id(action, request.role, request.approval_id)}
                    for action, style, label in ((ControlAction.APPROVE, SUCCESS, "Approve"),

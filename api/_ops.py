@@ -114,7 +114,7 @@ class OpsRoutes:
     async def list_dead_letters(self, request: web.Request) -> web.Response:
         """``GET /v1/dead-letters?role=&after=&limit=`` → ``DeadLetterList``, oldest first."""
         query = request.query
-        role = query.get("role") or None
+        role = query.get("role")  # present but empty is no role either: refused
         if role is not None and role not in self._roles:
             msg = f"`role` must be one of the topology's roles, not {role[:64]!r}"
             raise BadRequestError(msg)

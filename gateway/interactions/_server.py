@@ -154,22 +154,17 @@ class InteractionsEndpoint:
             return web.Response(status=400, text="malformed interaction")
         if kind == PING:
             return _json({"type": PONG})
-        if kind == MESSAGE_COMPONENT:
-            try:
-                return await self._component(interaction)
-            except CommandError as exc:
-                return _message(str(exc))
-            except (KeyError, TypeError, ValueError) as exc:
-                _log.warning("malformed component interaction: %r", exc)
-                return web.Response(status=400, text="malformed interaction")
-        if kind != APPLICATION_COMMAND:
+        handlers = {APPLICATION_COMMAND: (self._command, "command"),
+                    MESSAGE_COMPONENT: (self._component, "component")}
+        if kind not in handlers:
             return _message("⚠️ This kind of interaction is not supported.")
+        answer, what = handlers[kind]
         try:
-            return await self._command(interaction)
+            return await answer(interaction)
         except CommandError as exc:
             return _message(str(exc))
         except (KeyError, TypeError, ValueError) as exc:
-            _log.warning("malformed command interaction: %r", exc)
+            _log.warning("malformed %s interaction: %r", what, exc)
             return web.Response(status=400, text="malformed interaction")
 
     async def _command(self, interaction: dict[str, Any]) -> web.Response:
@@ -236,6 +231,9 @@ class InteractionsEndpoint:
 
     async def _may_decide(self, interaction: dict[str, Any], asker: str, user_id: str
                           ) -> bool:
+        """Whether ``user_id`` may control what ``asker`` asked for: they asked, they have
+        Manage Messages in the channel (the interaction's resolved ``member.permissions``), or
+        they are one of the bot's admins."""
         if asker and asker == user_id:
             return True
         permissions = str((interaction.get("member") or {}).get("permissions") or "0")
@@ -251,13 +249,7 @@ class InteractionsEndpoint:
         interactions/receiving-and-responding, "Interaction Object"); any run no one here
         asked for (a person's own conversation, one started elsewhere) as before."""
         owner = self.askers.get(session, "")
-        if not owner or owner == user_id:
-            return True
-        permissions = str((interaction.get("member") or {}).get("permissions") or "0")
-        if permissions.isdigit() and int(permissions) & MANAGE_MESSAGES:
-            return True
-        config = await self.bot_config() if self.bot_config is not None else None
-        return config is not None and user_id in config.admins
+        return not owner or await self._may_decide(interaction, owner, user_id)
 
     def _asked(self, session: str, user_id: str) -> None:
         self.askers[session] = user_id

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         StopAccepted,
     )
     from api._schema_query import RunPage, RunSummary, SessionView
-    from api._server import ApiOptions, api_token, parse_listen, run_api
+    from api._server import ApiOptions, api_keys, parse_listen, run_api
     from api._sse import RunEvents
     from api._store import RunStore
     from api._webhook_rules import WebhookConfig
@@ -49,7 +49,7 @@ _EXPORTS = {
     "FINISHED": "api._schema", "ErrorBody": "api._schema", "ErrorDetail": "api._schema",
     "Health": "api._schema", "RunAccepted": "api._schema", "RunRequest": "api._schema",
     "RunStatus": "api._schema", "RunView": "api._schema", "StopAccepted": "api._schema",
-    "ApiOptions": "api._server", "api_token": "api._server", "parse_listen": "api._server",
+    "ApiOptions": "api._server", "api_keys": "api._server", "parse_listen": "api._server",
     "run_api": "api._server",
     "RunEvents": "api._sse",
     "RunStore": "api._store",
@@ -60,7 +60,7 @@ __all__ = [
     "Health", "MultitaskStrategy", "OutboxConsumer", "RunAccepted", "RunEvents", "RunFiles",
     "RunPage", "RunQuery", "RunRecord", "RunRequest", "RunService", "RunStatus", "RunStore",
     "RunSummary", "RunView", "SessionQueue", "SessionView", "StopAccepted", "WebhookConfig",
-    "Webhooks", "api_token", "clean_path", "error_response", "parse_listen", "run_api",
+    "Webhooks", "api_keys", "clean_path", "error_response", "parse_listen", "run_api",
 ]
 
 

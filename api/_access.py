@@ -1,9 +1,10 @@
 """What the API's HTTP server logs about requests: one access-log line per request in the
 Common Log Format, and requests HTTP itself cannot parse as one line each, without a traceback.
 
-Neither ever holds a credential: the access log's user field is ``-`` (the bearer token is
-never written), the query string is left out (a client may put a key in it), and a request
-that does not parse is named by its error class, not by the header line that broke it.
+Neither ever holds a credential: the access log's user field is the API key's name (``-``
+before a key was checked; the key itself is never written), the query string is left out (a
+client may put a key in it), and a request that does not parse is named by its error class,
+not by the header line that broke it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import re
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
+
+from api._keys import ApiKey
+from api._params import CALLER
 
 ACCESS_LOGGER = "api.access"
 """The logger of the access log (INFO, one line per request)."""
@@ -41,14 +45,16 @@ def clf_time(moment: datetime.datetime) -> str:
 
 def clf_line(request: BaseRequest, status: int, size: int, started: datetime.datetime) -> str:
     """One access-log line in the Common Log Format (the NCSA httpd format Apache documents as
-    ``%h %l %u %t "%r" %>s %b``): client address, ``-``, ``-`` (no user: the token is never
-    logged), the time the request arrived, the request line without its query string, the
-    status, and the body's size in bytes (``-`` for none)."""
+    ``%h %l %u %t "%r" %>s %b``): client address, ``-``, the API key's name (``-`` for none:
+    the key itself is never logged), the time the request arrived, the request line without
+    its query string, the status, and the body's size in bytes (``-`` for none)."""
     path = request.raw_path.split("?", 1)[0]
     major, minor = request.version
     line = f"{_escape(request.method)} {_escape(path)} HTTP/{major}.{minor}"
-    return (f'{_escape(request.remote or "-")} - - [{clf_time(started)}] "{line}" {status} '
-            f'{size or "-"}')
+    key = request.get(CALLER)
+    user = _escape(key.name) if isinstance(key, ApiKey) else "-"
+    return (f'{_escape(request.remote or "-")} - {user} [{clf_time(started)}] "{line}" '
+            f'{status} {size or "-"}')
 
 
 class AccessLogger(AbstractAccessLogger):

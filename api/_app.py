@@ -1,10 +1,10 @@
-"""The aiohttp application: routes, bearer-token check, body limits and media type, and every
-``ApiError`` turned into ``{"error": {"code", "message"}}`` with its status (a 405 names the
-allowed methods in ``Allow``, RFC 9110 §15.5.6)."""
+"""The aiohttp application: routes, the API key check (the key, its scope for the route, its
+rate), body limits and media type, and every ``ApiError`` turned into ``{"error": {"code",
+"message"}}`` with its status (a 405 names the allowed methods in ``Allow``, RFC 9110
+§15.5.6)."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -17,9 +17,11 @@ from aiohttp import web
 from api._files import RunFiles
 from api._idempotency import HEADER as IDEMPOTENCY_KEY
 from api._idempotency import parse_key
+from api._keys import ApiKey, KeyRing, Scope
+from api._limits import RateLimits
 from api._openapi import openapi_document
 from api._ops import OpsRoutes
-from api._params import run_id_of
+from api._params import CALLER, key_of, owner_of, run_id_of
 from api._query_routes import QueryRoutes
 from api._runs import RunService
 from api._schema import (
@@ -38,9 +40,9 @@ from api._sse_frames import END_ID, Cursor
 from api._submit import Submitter
 from api._tracing import server_middleware
 from api.errors import (
-    ApiConfigError,
     ApiError,
     BadRequestError,
+    InsufficientScopeError,
     MalformedJsonError,
     NotFoundError,
     PayloadTooLargeError,
@@ -59,6 +61,18 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 _APPROVAL_ID = re.compile(r"^[0-9a-f]{16}$")
 _CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           413: "payload_too_large"}
+ADMIN_PREFIX = "/v1/dead-letters"
+"""Routes under it need ``admin``: dead letters hold every origin's messages."""
+
+
+def scope_of(method: str, path: str) -> Scope:
+    """The scope a request needs: ``admin`` for the dead letters, ``submit`` for ``POST
+    /v1/runs``, ``read`` for every other ``GET`` / ``HEAD``, ``control`` for the rest."""
+    if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+        return Scope.ADMIN
+    if method in ("GET", "HEAD"):
+        return Scope.READ
+    return Scope.SUBMIT if path == "/v1/runs" else Scope.CONTROL
 JSON = "application/json"
 """The only media type of request bodies (RFC 8259 §11)."""
 
@@ -85,7 +99,9 @@ class ApiApp:
     """The HTTP API's routes over the run service.
 
     Args:
-        token: the bearer token every request but ``PUBLIC_PATHS`` must carry (never logged).
+        keys: the API keys; every request but ``PUBLIC_PATHS`` must carry one (never
+            logged) with the route's scope (``scope_of``), within its rate.
+        limits: counts each key's requests.
         runs: submits, reads and stops runs.
         events: streams a run's events.
         files: reads a run's files.
@@ -94,18 +110,14 @@ class ApiApp:
         submitter: checks and submits new runs (idempotency keys, webhooks).
         queries: lists runs, reads sessions, waits for runs.
         max_body_bytes: largest request body; larger ones get 413.
-
-    Raises:
-        ApiConfigError: ``token`` is empty.
     """
 
-    def __init__(self, token: str, runs: RunService, events: RunEvents, files: RunFiles,
+    def __init__(self, keys: KeyRing, runs: RunService, events: RunEvents, files: RunFiles,
                  health: HealthCheck, *, submitter: Submitter, queries: QueryRoutes,
-                 max_body_bytes: int = MAX_BODY_BYTES, ops: OpsRoutes | None = None) -> None:
-        if not token:
-            msg = "SB_API_TOKEN is empty: the HTTP API needs a token"
-            raise ApiConfigError(msg)
-        self._token = token.encode()
+                 limits: RateLimits | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+                 ops: OpsRoutes | None = None) -> None:
+        self.keys = keys
+        self.limits = limits or RateLimits()
         self.runs, self.events, self.files, self.health = runs, events, files, health
         self.max_body_bytes = max_body_bytes
         self.ops = ops
@@ -123,6 +135,8 @@ class ApiApp:
         # No HEAD: it would hold the connection for as long as the run goes on, with no body.
         app.router.add_get("/v1/runs/{run_id}/events", self.run_events, allow_head=False)
         app.router.add_post("/v1/runs/{run_id}/stop", self.stop_run)
+        app.router.add_post("/v1/runs/{run_id}/terminate", self.terminate_run)
+        app.router.add_post("/v1/runs/{run_id}/retry", self.retry_run)
         app.router.add_post("/v1/runs/{run_id}/approvals/{approval_id}", self.decide)
         app.router.add_get("/v1/runs/{run_id}/files/{path:.+}", self.run_file)
         self.queries.add_to(app.router)
@@ -168,14 +182,28 @@ class ApiApp:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in PUBLIC_PATHS:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            # surrogateescape: a header's undecodable bytes compare as themselves, never crash
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    given.strip().encode("utf-8", "surrogateescape"), self._token):
-                msg = "send Authorization: Bearer <SB_API_TOKEN>"
-                raise UnauthorizedError(msg)
+            key = self._authenticated(request)
+            needed = scope_of(request.method, request.path)
+            if not key.allows(needed):
+                msg = f"API key {key.name} lacks the scope {needed} this route needs"
+                raise InsufficientScopeError(msg)
+            await self.limits.hit(key)
         response: web.StreamResponse = await handler(request)
         return response
+
+    def _authenticated(self, request: web.Request) -> ApiKey:
+        """The request's key, also left at ``CALLER`` for the routes and the access log.
+
+        Raises:
+            UnauthorizedError: no ``Authorization: Bearer`` or no such key.
+        """
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        key = self.keys.authenticate(given) if scheme.lower() == "bearer" else None
+        if key is None:
+            msg = "send Authorization: Bearer <API key> (SB_API_TOKEN or a key of SB_API_KEYS_FILE)"
+            raise UnauthorizedError(msg)
+        request[CALLER] = key
+        return key
 
     # ------------------------------------------------------------------ routes
 
@@ -195,7 +223,7 @@ class ApiApp:
         if not run_request.message.strip():
             msg = "`message` is empty - at `$.message`"
             raise BadRequestError(msg)
-        record, replayed = await self.submitter.submit(run_request, key)
+        record, replayed = await self.submitter.submit(run_request, key, key_of(request))
         status = await self.runs.current_status(record) if replayed else record.status
         headers = {"Location": f"/v1/runs/{record.run_id}"}
         if replayed:
@@ -205,13 +233,28 @@ class ApiApp:
 
     async def get_run(self, request: web.Request) -> web.Response:
         """``GET /v1/runs/{run_id}`` → ``RunView``."""
-        return _json(await self.runs.view(run_id_of(request)))
+        return _json(await self.runs.view(run_id_of(request), owner_of(request)))
 
     async def stop_run(self, request: web.Request) -> web.Response:
         """``POST /v1/runs/{run_id}/stop`` → 202 ``StopAccepted``."""
-        record = await self.runs.stop(run_id_of(request))
+        record = await self.runs.stop(run_id_of(request), owner_of(request))
         return _json(StopAccepted(run_id=record.run_id, status=record.status,
                                   stop_requested=record.stop_requested), 202)
+
+    async def terminate_run(self, request: web.Request) -> web.Response:
+        """``POST /v1/runs/{run_id}/terminate`` → 202 ``StopAccepted`` (``aborted``)."""
+        record = await self.runs.terminate(run_id_of(request), key_of(request).name,
+                                           owner_of(request))
+        return _json(StopAccepted(run_id=record.run_id, status=record.status,
+                                  stop_requested=record.stop_requested), 202)
+
+    async def retry_run(self, request: web.Request) -> web.Response:
+        """``POST /v1/runs/{run_id}/retry`` → 202 ``RunAccepted`` (``queued`` or
+        ``running``)."""
+        record = await self.runs.retry(run_id_of(request), owner_of(request))
+        return _json(RunAccepted(run_id=record.run_id, session=record.session,
+                                 status=record.status), 202,
+                     {"Location": f"/v1/runs/{record.run_id}"})
 
     async def decide(self, request: web.Request) -> web.Response:
         """``POST /v1/runs/{run_id}/approvals/{approval_id}`` → 202 ``DecisionAccepted``."""
@@ -221,14 +264,15 @@ class ApiApp:
             raise NotFoundError(msg)
         _json_body(request)
         decision = _decoded(decision_decoder, await request.read())
-        await self.runs.decide(run_id, approval_id, decision.decision, decision.user)
+        await self.runs.decide(run_id, approval_id, decision.decision, decision.user,
+                               owner_of(request))
         return _json(DecisionAccepted(run_id=run_id, approval_id=approval_id,
                                       decision=decision.decision), 202)
 
     async def run_file(self, request: web.Request) -> web.Response:
         """``GET /v1/runs/{run_id}/files/{path}`` → the file's bytes, as
         ``application/octet-stream`` whatever the file (the OpenAPI document's type)."""
-        record = await self.runs.get(run_id_of(request))
+        record = await self.runs.get(run_id_of(request), owner_of(request))
         path = request.match_info["path"]
         data = await self.files.read(record, path)
         name = PurePosixPath(path).name.replace('"', "")
@@ -244,7 +288,7 @@ class ApiApp:
             NotFoundError: no such run.
             BadHeaderError: a ``Last-Event-ID`` this API never sent.
         """
-        record = await self.runs.get(run_id_of(request))
+        record = await self.runs.get(run_id_of(request), owner_of(request))
         last = request.headers.get("Last-Event-ID", "").strip()
         if last == END_ID:
             return web.Response(status=204)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from api._records import RunRecord
+from api._records import MEMORY_OWNER, RunRecord
 from api._schema import RunStatus
 from api._schema_query import RunSummary
 from api.errors import BadRequestError
@@ -54,14 +54,15 @@ def entry_of(record: RunRecord) -> IndexEntry:
     return IndexEntry(run_id=record.run_id, session=record.session, user=record.user,
                       status=record.status, flow=record.flow or None,
                       role=record.role or None, tags=list(record.tags),
-                      created_at=record.created_at, version=record.version)
+                      created_at=record.created_at, client=record.client or None,
+                      version=record.version)
 
 
 def summary_of(entry: IndexEntry, status: RunStatus | None = None) -> RunSummary:
     """The public summary of ``entry`` (``status`` overrides the stored one)."""
     return RunSummary(run_id=entry.run_id, session=entry.session, user=entry.user,
                       status=status or entry.status, flow=entry.flow, role=entry.role,
-                      tags=entry.tags, created_at=entry.created_at)
+                      tags=entry.tags, created_at=entry.created_at, client=entry.client)
 
 
 def same_summary(a: RunRecord, b: RunRecord) -> bool:
@@ -109,15 +110,18 @@ def decode_cursor(text: str) -> tuple[float, str]:
 @dataclass(frozen=True, slots=True)
 class RunFilter:
     """What a listing keeps: runs with one of ``statuses`` (empty: any), of ``session``,
-    ``user``, ``role``, ``flow`` when given, with every tag of ``tags``, created in
-    ``[since, until)`` (Unix seconds), strictly after ``after`` in the listing order (the
-    cursor's position)."""
+    ``user``, ``role``, ``flow``, ``client`` (the API key's name) and ``bot`` when given
+    (every API run's bot is ``api``, ``api._records.MEMORY_OWNER``), with every tag of
+    ``tags``, created in ``[since, until)`` (Unix seconds), strictly after ``after`` in the
+    listing order (the cursor's position)."""
 
     statuses: frozenset[RunStatus] = frozenset()
     session: str | None = None
     user: str | None = None
     role: str | None = None
     flow: str | None = None
+    client: str | None = None
+    bot: str | None = None
     tags: frozenset[str] = frozenset()
     since: float = 0.0
     until: float = float("inf")
@@ -131,6 +135,8 @@ class RunFilter:
                 and self.user in (None, summary.user)
                 and self.role in (None, summary.role)
                 and self.flow in (None, summary.flow)
+                and self.client in (None, summary.client)
+                and self.bot in (None, MEMORY_OWNER)
                 and self.tags <= set(summary.tags))
 
     def in_window(self, summary: RunSummary) -> bool:

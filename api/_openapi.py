@@ -132,6 +132,28 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "parameters": [_RUN_ID],
             "responses": {"202": _json("StopAccepted", "The stop is under way"),
                           **_errors(401, 404, 409, 503)}}},
+        "/v1/runs/{run_id}/terminate": {"post": {
+            "operationId": "terminateRun", "summary": "End a run now",
+            "description": "Aborts the run at once (its `error.code` is `terminated`) and "
+            "frees its session for the next run, whether or not the actors still work on it "
+            "(they are told to stop; an approval it waits on is denied). For a run the "
+            "actors lost, which `stop` would wait on for ever. A paused run is answered, "
+            "not terminated.",
+            "parameters": [_RUN_ID],
+            "responses": {"202": _json("StopAccepted", "The run is aborted"),
+                          **_errors(401, 404, 409, 503)}}},
+        "/v1/runs/{run_id}/retry": {"post": {
+            "operationId": "retryRun", "summary": "Send a failed run again",
+            "description": "A `failed` run goes to the actors again under its own id (after "
+            "the runs before it in its session): an agent goes on from the run's last "
+            "checkpoint, not from the start; a one-turn answer is made anew. `retries` "
+            "counts the retries. Any other run is 409 `not_retryable`.",
+            "parameters": [_RUN_ID],
+            "responses": {"202": {**_json("RunAccepted", "The run is queued again"),
+                                  "headers": {"Location": {
+                                      "description": "The run's URL",
+                                      "schema": {"type": "string"}}}},
+                          **_errors(401, 404, 409, 503)}}},
         "/v1/runs/{run_id}/approvals/{approval_id}": {"post": {
             "operationId": "decideApproval", "summary": "Approve or deny a run's tool calls",
             "description": "A run whose tool calls are marked `approval: ask` stops "
@@ -182,14 +204,43 @@ def openapi_document(max_body_bytes: int, roles: tuple[str, ...] = ()) -> bytes:
         "info": {"title": "Switchboard HTTP API", "version": "1",
                  "description": "Submit requests to Switchboard's agents, follow and stop "
                  "runs, fetch their files. Every route but `/healthz` and `/readyz` needs "
-                 "`Authorization: Bearer $SB_API_TOKEN`. Errors are "
+                 "`Authorization: Bearer <API key>`; a key without `admin` reaches only the "
+                 "runs and sessions it started (another key's run is 404). Errors are "
                  "`{\"error\": {\"code\", \"message\"}}`; a method a path does not have "
                  "is answered 405 `method_not_allowed` with `Allow` naming the ones it has "
                  "(RFC 9110 §15.5.6)."},
         "security": [{"bearer": []}],
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "The value of SB_API_TOKEN"}}},
-        "paths": {**_paths(max_body_bytes), **runs_paths(), **ops_paths(roles)},
+                       "description": "An API key: SB_API_TOKEN (every scope) or a key "
+                       "of SB_API_KEYS_FILE (its scopes: read, submit, control, admin)"}}},
+        "paths": _with_key_errors(
+            {**_paths(max_body_bytes), **runs_paths(), **ops_paths(roles)}),
     }
     return msgspec.json.encode(document)
+
+
+def _with_key_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    """``paths`` with what any API key may get on every operation that needs one: 403
+    ``insufficient_scope`` (a description added to a 403 the operation has) and 429
+    ``rate_limited`` / ``quota_exceeded`` with ``Retry-After``."""
+    scope = ("`insufficient_scope`: the API key lacks the scope this operation needs "
+             "(`read` for GET, `submit` for creating runs, `control` for the other POSTs, "
+             "`admin` for dead letters)")
+    for item in paths.values():
+        for operation in item.values():
+            if operation.get("security") == []:
+                continue
+            answers = operation["responses"]
+            if "403" in answers:
+                answers["403"] = {**answers["403"],
+                                  "description": f"{answers['403']['description']}; {scope}"}
+            else:
+                answers["403"] = _json("ErrorBody", scope[0].upper() + scope[1:])
+            answers["429"] = {**_json(
+                "ErrorBody", "`rate_limited`: the API key's rate is spent; "
+                "`quota_exceeded`: its runs of the day (UTC) are"),
+                "headers": {"Retry-After": {"description": "Seconds until a request may "
+                                            "succeed (RFC 9110 §10.2.3)",
+                                            "schema": {"type": "string"}}}}
+    return paths

@@ -59,6 +59,9 @@ _FILTERS = [
     _query("user", "Keep the runs of this user.", _TOKEN),
     _query("role", "Keep the runs answered by this agent role (`python_coder`, ...).", _NAME),
     _query("flow", "Keep the runs of this flow (`simple`, `sequential`, `branch`).", _NAME),
+    _query("client", "Keep the runs submitted with this API key (its name; a key without "
+           "`admin` sees only its own).", _NAME),
+    _query("bot", "Keep the runs of this bot (every API run's bot is `api`).", _NAME),
     _query("tag", "Keep the runs that have this tag (repeat it: every one).",
            {"type": "array", "items": _NAME}, explode=True),
     _query("since", "Keep the runs created at or after this time (Unix seconds).", _TIME),

@@ -8,8 +8,11 @@ import re
 
 from aiohttp import web
 
-from api.errors import BadRequestError, NotFoundError
+from api._keys import ApiKey
+from api.errors import BadRequestError, NotFoundError, UnauthorizedError
 
+CALLER = "switchboard.api_key"
+"""Where the auth middleware leaves the request's ``ApiKey``."""
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SESSION = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -71,3 +74,22 @@ def matching(request: web.Request, name: str, pattern: re.Pattern[str]) -> str |
         msg = f"`{name}` {value[:40]!r} is not a valid value"
         raise BadRequestError(msg)
     return value
+
+
+def key_of(request: web.Request) -> ApiKey:
+    """The API key the request was authenticated with.
+
+    Raises:
+        UnauthorizedError: none (a route served without a key asked for one: a bug).
+    """
+    key = request.get(CALLER)
+    if not isinstance(key, ApiKey):
+        msg = "this route needs an API key"
+        raise UnauthorizedError(msg)
+    return key
+
+
+def owner_of(request: web.Request) -> str | None:
+    """Whose runs the request reaches: its key's name, None with ``admin`` (``ApiKey.owner``).
+    """
+    return key_of(request).owner

@@ -74,15 +74,19 @@ class RunQuery:
             return RunStatus.DONE
         return entry.status
 
-    async def session(self, session: str) -> SessionView:
-        """``session``'s state: its active run, the runs waiting, its newest run.
+    async def session(self, session: str, owner: str | None = None) -> SessionView:
+        """``session``'s state: its active run, the runs waiting, its newest run; with
+        ``owner``, only a session API key ``owner`` started.
 
         Raises:
-            NotFoundError: the session has no run kept.
+            NotFoundError: the session has no run kept (or it is another key's).
             StoreError: the runs bucket did not answer.
         """
         queue = await self.store.queue(session)
         entries = await self.store.index.of_session(session)
+        if owner is not None and queue.client != owner:
+            entries = []
+            queue = rec.SessionQueue()
         if not entries and not queue.active and not queue.waiting:
             msg = f"no session {session}"
             raise NotFoundError(msg)
@@ -93,15 +97,15 @@ class RunQuery:
             queued=list(queue.waiting),
             last=summary_of(last, await self._status(last)) if last else None)
 
-    async def wait(self, run_id: str, timeout_s: float) -> RunView:
+    async def wait(self, run_id: str, timeout_s: float, owner: str | None = None) -> RunView:
         """The run once it settles (``done``, ``failed``, ``aborted``, ``paused``), or as it
         is after ``timeout_s`` seconds (at most ``MAX_WAIT_S``).
 
         Raises:
-            NotFoundError: no such run.
+            NotFoundError: no such run (of ``owner``).
             StoreError: the runs bucket did not answer.
         """
-        record = await self.runs.get(run_id)
+        record = await self.runs.get(run_id, owner)
         if not record.settled and timeout_s > 0:
             watcher = await self.store.watch(run_id)
             try:

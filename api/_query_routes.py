@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from api._index import RunFilter, decode_cursor
-from api._params import SESSION, matching, number, run_id_of, session_of
+from api._params import SESSION, matching, number, owner_of, run_id_of, session_of
 from api._query import MAX_WAIT_S, RunQuery
 from api._schema import RunStatus, encoder
 from api.errors import BadRequestError
@@ -37,9 +37,11 @@ def _statuses(request: web.Request) -> frozenset[RunStatus]:
         raise BadRequestError(msg) from exc
 
 
-def run_filter(request: web.Request, session: str | None) -> tuple[RunFilter, int]:
+def run_filter(request: web.Request, session: str | None, owner: str | None = None
+               ) -> tuple[RunFilter, int]:
     """The filter and page size of a listing's query string (``session`` fixed by the path,
-    else from ``session=``).
+    else from ``session=``; ``owner``, when not None, the only ``client`` kept whatever the
+    query says).
 
     Raises:
         BadRequestError: a parameter is not valid.
@@ -58,11 +60,21 @@ def run_filter(request: web.Request, session: str | None) -> tuple[RunFilter, in
         session=session if session is not None else matching(request, "session", SESSION),
         user=matching(request, "user", SESSION), role=matching(request, "role", _NAME),
         flow=matching(request, "flow", _NAME), tags=frozenset(tags),
+        client=_client(request, owner), bot=matching(request, "bot", _NAME),
         since=number(request, "since", 0.0, 0.0, 1e11),
         until=number(request, "until", math.inf, 0.0, 1e11) if "until" in request.query
         else math.inf,
         after=decode_cursor(cursor) if cursor is not None else None)
     return keep, int(limit)
+
+
+def _client(request: web.Request, owner: str | None) -> str | None:
+    """The ``client`` a listing keeps: ``owner``'s runs alone for a key without ``admin``
+    (a ``client=`` naming another key finds nothing), else the query's ``client``."""
+    asked = matching(request, "client", _NAME)
+    if owner is None:
+        return asked
+    return owner if asked in (None, owner) else "\x00none"
 
 
 class QueryRoutes:
@@ -80,20 +92,20 @@ class QueryRoutes:
 
     async def list_runs(self, request: web.Request) -> web.Response:
         """``GET /v1/runs`` → ``RunPage``."""
-        keep, limit = run_filter(request, None)
+        keep, limit = run_filter(request, None, owner_of(request))
         return _json(await self.query.page(keep, limit))
 
     async def session_runs(self, request: web.Request) -> web.Response:
         """``GET /v1/sessions/{session}/runs`` → ``RunPage`` of that session."""
-        keep, limit = run_filter(request, session_of(request))
+        keep, limit = run_filter(request, session_of(request), owner_of(request))
         return _json(await self.query.page(keep, limit))
 
     async def get_session(self, request: web.Request) -> web.Response:
         """``GET /v1/sessions/{session}`` → ``SessionView``."""
-        return _json(await self.query.session(session_of(request)))
+        return _json(await self.query.session(session_of(request), owner_of(request)))
 
     async def wait_run(self, request: web.Request) -> web.Response:
         """``GET /v1/runs/{run_id}/wait?timeout_s=`` → ``RunView`` once settled or at the
         timeout."""
         timeout_s = number(request, "timeout_s", DEFAULT_WAIT_S, 0.0, MAX_WAIT_S)
-        return _json(await self.query.wait(run_id_of(request), timeout_s))
+        return _json(await self.query.wait(run_id_of(request), timeout_s, owner_of(request)))

@@ -89,6 +89,10 @@ class RunRecord(msgspec.Struct, kw_only=True):
     webhook_attempts: int = 0
     webhook_status: int = 0
     """The HTTP status of the last attempt (0: no answer)."""
+    client: str = ""
+    """The name of the API key that submitted it ("" for runs from before keys)."""
+    retries: int = 0
+    """How many times it was retried after it failed (``POST .../retry``)."""
 
     @property
     def trace_id(self) -> str:
@@ -121,7 +125,8 @@ class RunRecord(msgspec.Struct, kw_only=True):
             files=list(self.files), error=self.error, created_at=self.created_at,
             updated_at=self.updated_at or self.created_at, stop_requested=self.stop_requested,
             approval=self.approval, user=self.user, tags=list(self.tags),
-            metadata=self.metadata, webhook=self._webhook_view())
+            metadata=self.metadata, webhook=self._webhook_view(), client=self.client or None,
+            retries=self.retries)
 
     def _webhook_view(self) -> WebhookView | None:
         if not self.webhook:
@@ -140,6 +145,8 @@ class SessionQueue(msgspec.Struct, kw_only=True):
     active: str = ""
     since: float = 0.0
     waiting: list[str] = []
+    client: str = ""
+    """The API key that started the session: a key without ``admin`` runs only in its own."""
 
 
 def new_traceparent() -> str:
@@ -277,6 +284,27 @@ def send_failed(record: RunRecord, message: str, now: float) -> RunRecord:
         error=ErrorDetail(code="unavailable", message=message))
 
 
+def retried(record: RunRecord, now: float) -> RunRecord:
+    """A failed run, sent again (``POST .../retry``): queued, its error and answer gone, its
+    ``retries`` one more. Any other run is left as it is."""
+    if record.status is not RunStatus.FAILED:
+        return record
+    return msgspec.structs.replace(
+        record, status=RunStatus.QUEUED, updated_at=now, sent_at=0.0, error=None, answer="",
+        stage="", approval=None, stop_requested=False, abort_sent=False, loop_started=False,
+        retries=record.retries + 1)
+
+
+def terminated(record: RunRecord, by: str, now: float) -> RunRecord:
+    """A run ended now by API key ``by`` (``POST .../terminate``): aborted at once, whether
+    or not the actors still work on it."""
+    if record.settled:
+        return record
+    return msgspec.structs.replace(
+        record, status=RunStatus.ABORTED, updated_at=now, stop_requested=True, approval=None,
+        error=ErrorDetail(code="terminated", message=f"Terminated by API key {by}."))
+
+
 def busy(queue: SessionQueue, now: float, stale_s: float) -> bool:
     """Whether the session has a run in progress (active and answered within ``stale_s``)."""
     return bool(queue.active) and now - queue.since <= stale_s
@@ -290,9 +318,16 @@ def admit(queue: SessionQueue, run_id: str, now: float, stale_s: float, *,
     if run_id == queue.active or run_id in queue.waiting:
         return queue
     if not busy(queue, now, stale_s):
-        return SessionQueue(active=run_id, since=now, waiting=list(queue.waiting))
+        return msgspec.structs.replace(queue, active=run_id, since=now,
+                                       waiting=list(queue.waiting))
     waiting = [run_id, *queue.waiting] if first else [*queue.waiting, run_id]
-    return SessionQueue(active=queue.active, since=queue.since, waiting=waiting)
+    return msgspec.structs.replace(queue, waiting=waiting)
+
+
+def owned(queue: SessionQueue, client: str) -> SessionQueue:
+    """``queue`` marked as ``client``'s session when no key has it yet."""
+    return queue if queue.client or not client else msgspec.structs.replace(queue,
+                                                                             client=client)
 
 
 def release(queue: SessionQueue, run_id: str, now: float) -> SessionQueue:
@@ -300,7 +335,8 @@ def release(queue: SessionQueue, run_id: str, now: float) -> SessionQueue:
     active now."""
     waiting = [r for r in queue.waiting if r != run_id]
     if queue.active != run_id:
-        return SessionQueue(active=queue.active, since=queue.since, waiting=waiting)
+        return msgspec.structs.replace(queue, waiting=waiting)
     if waiting:
-        return SessionQueue(active=waiting[0], since=now, waiting=waiting[1:])
-    return SessionQueue()
+        return msgspec.structs.replace(queue, active=waiting[0], since=now,
+                                       waiting=waiting[1:])
+    return SessionQueue(client=queue.client)

@@ -24,7 +24,9 @@ from api.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    NotRetryableError,
     SessionBusyError,
+    SessionOwnedError,
     StoreError,
     UnavailableError,
 )
@@ -55,6 +57,10 @@ class _Busy(Exception):
     """Raised inside a queue change: ``reject`` and the session has a run in progress."""
 
 
+class _Owned(Exception):
+    """Raised inside a queue change: the session is another API key's."""
+
+
 class RunService:
     """Submits, stops and records runs (see the module docstring).
 
@@ -77,11 +83,13 @@ class RunService:
 
     # ------------------------------------------------------------------ requests
 
-    async def submit(self, request: RunRequest, run_id: str | None = None) -> RunRecord:
-        """Record a new run (``run_id``: 32 hex digits, default a new one) and send it, or
-        queue it behind its session's active run as ``request.multitask_strategy`` says:
-        ``enqueue`` waits, ``reject`` is refused, ``interrupt`` goes next and stops the
-        active run.
+    async def submit(self, request: RunRequest, run_id: str | None = None, *,
+                     client: str = "", owner: str | None = None) -> RunRecord:
+        """Record a new run (``run_id``: 32 hex digits, default a new one) of API key
+        ``client`` and send it, or queue it behind its session's active run as
+        ``request.multitask_strategy`` says: ``enqueue`` waits, ``reject`` is refused,
+        ``interrupt`` goes next and stops the active run. ``owner`` (None: any) is the key
+        whose sessions alone the run may join (``ApiKey.owner``).
 
         Returns:
             The run as stored (``queued``).
@@ -89,6 +97,7 @@ class RunService:
         Raises:
             SessionBusyError: ``reject``, and the session has a run in progress (nothing is
                 kept of this one).
+            SessionOwnedError: the session is another key's (nothing is kept of this one).
             StoreError: the runs bucket did not answer (nothing was sent).
             UnavailableError: the actors' stream did not take the request (the run is stored
                 as ``failed``).
@@ -101,14 +110,16 @@ class RunService:
             user=request.user or DEFAULT_USER, message=request.message,
             traceparent=run_traceparent(rec.new_traceparent()), created_at=now,
             updated_at=now, tags=tuple(request.tags), metadata=request.metadata,
-            webhook=request.webhook or self.default_webhook)
+            webhook=request.webhook or self.default_webhook, client=client)
         await self.store.create(record)
 
         def _admit(queue: SessionQueue) -> SessionQueue:
+            if owner is not None and queue.client not in ("", owner):
+                raise _Owned
             if strategy is MultitaskStrategy.REJECT and rec.busy(queue, now, self.stale_s):
                 raise _Busy(queue.active)
-            return rec.admit(queue, run_id, now, self.stale_s,
-                             first=strategy is MultitaskStrategy.INTERRUPT)
+            return rec.owned(rec.admit(queue, run_id, now, self.stale_s,
+                                       first=strategy is MultitaskStrategy.INTERRUPT), client)
 
         try:
             queue = await self.store.change_queue(record.session, _admit)
@@ -117,6 +128,10 @@ class RunService:
             msg = (f"session {record.session} has run {busy.args[0]} in progress "
                    "(multitask_strategy: reject)")
             raise SessionBusyError(msg) from None
+        except _Owned:
+            await self.store.discard(record)
+            msg = f"session {record.session} was started by another API key"
+            raise SessionOwnedError(msg) from None
         except StoreError as exc:
             reason = f"the run could not be queued: {exc}"
             await self.store.update(run_id, lambda r: rec.send_failed(r, reason, now))
@@ -143,20 +158,21 @@ class RunService:
             return
         _log.info("run %s interrupts run %s", by, active)
 
-    async def get(self, run_id: str) -> RunRecord:
-        """The stored run.
+    async def get(self, run_id: str, owner: str | None = None) -> RunRecord:
+        """The stored run; with ``owner``, only a run API key ``owner`` submitted.
 
         Raises:
-            NotFoundError: no such run.
+            NotFoundError: no such run (or it is another key's: a key learns nothing of the
+                runs of others, not even that they exist).
             StoreError: the runs bucket did not answer.
         """
         record = await self.store.get(run_id)
-        if record is None:
+        if record is None or owner not in (None, record.client):
             msg = f"no run {run_id}"
             raise NotFoundError(msg)
         return record
 
-    async def view(self, run_id: str) -> RunView:
+    async def view(self, run_id: str, owner: str | None = None) -> RunView:
         """The run's public state. A ``paused`` run whose question was answered (its
         session's checkpoint moved on) reads as ``done``: the answer's own run carries on.
 
@@ -164,7 +180,7 @@ class RunService:
             NotFoundError: no such run.
             StoreError: a bucket did not answer.
         """
-        record = await self.get(run_id)
+        record = await self.get(run_id, owner)
         return record.view(await self.current_status(record))
 
     async def current_status(self, record: RunRecord) -> RunStatus:
@@ -174,7 +190,7 @@ class RunService:
             return RunStatus.DONE
         return record.status
 
-    async def stop(self, run_id: str) -> RunRecord:
+    async def stop(self, run_id: str, owner: str | None = None) -> RunRecord:
         """Stop a run: one still waiting in its session's queue is aborted at once; one with
         the actors is aborted at its next turn (one waiting on an approval: its approval is
         denied, so it resumes and stops) (the abort control goes out as soon as its
@@ -190,7 +206,7 @@ class RunService:
             StoreError: a bucket did not answer.
             UnavailableError: the control could not be published.
         """
-        record = await self.get(run_id)
+        record = await self.get(run_id, owner)
         if record.finished:
             msg = f"run {run_id} is {record.status} already"
             raise ConflictError(msg)
@@ -217,7 +233,7 @@ class RunService:
         return after
 
     async def decide(self, run_id: str, approval_id: str, decision: Decision,
-                     user: str | None) -> RunRecord:
+                     user: str | None, owner: str | None = None) -> RunRecord:
         """Send ``decision`` on approval ``approval_id`` of the run, made by ``user`` (None:
         the run's own user), docs/design.md#approvals.
 
@@ -231,7 +247,7 @@ class RunService:
             StoreError: a bucket did not answer.
             UnavailableError: the decision could not be published.
         """
-        record = await self.get(run_id)
+        record = await self.get(run_id, owner)
         if user is not None and user != record.user:
             msg = f"only {record.user}, who asked for run {run_id}, may decide its approvals"
             raise ForbiddenError(msg)
@@ -240,19 +256,81 @@ class RunService:
                 or pending.approval_id != approval_id):
             msg = f"run {run_id} does not wait on approval {approval_id} (it is {record.status})"
             raise ConflictError(msg)
-        action = ControlAction.APPROVE if decision is Decision.APPROVE else ControlAction.DENY
-        try:
-            await self.bridge.control(decision_control(
-                action, session=record.session, role=pending.role, approval_id=approval_id,
-                user_id=f"api:{record.user}", request_id=run_id),
-                traceparent=record.traceparent)
-        except NotRunningError as exc:
-            msg = f"the decision on run {run_id} was not published: {exc}"
-            raise UnavailableError(msg) from exc
-        _log.info("run %s: approval %s %s", run_id, approval_id, decision)
+        await self._publish_decision(record, approval_id, decision)
         changed = await self.store.update(
             run_id, lambda r: rec.approval_decided(r, approval_id, self.clock()))
         return changed[1] if changed else record
+
+    async def retry(self, run_id: str, owner: str | None = None) -> RunRecord:
+        """Send a failed run again, under its own id: it joins its session's queue as a new
+        run would (``enqueue``) and goes out with a new message id, so the actors take it
+        again; an agent finds the run's checkpoint and goes on from its last saved turn
+        (``actors.run_control.resume_from``: ``continue``), a one-turn answer is made anew.
+
+        Returns:
+            The run as stored after (``queued``, or ``running`` once sent).
+
+        Raises:
+            NotFoundError: no such run (of ``owner``).
+            NotRetryableError: the run did not fail.
+            StoreError: a bucket did not answer.
+            UnavailableError: the actors' stream did not take it (it is ``failed`` again).
+        """
+        record = await self.get(run_id, owner)
+        now = self.clock()
+        changed = await self.store.update(run_id, lambda r: rec.retried(r, now))
+        if changed is None or changed[1].retries == record.retries:
+            current = changed[1].status if changed else record.status
+            msg = f"run {run_id} is {current}: only a failed run is retried"
+            raise NotRetryableError(msg)
+        retried = changed[1]
+        queue = await self.store.change_queue(
+            retried.session, lambda q: rec.admit(q, run_id, now, self.stale_s))
+        _log.info("run %s retried (attempt %d)", run_id, retried.retries + 1)
+        if queue.active != run_id:
+            return retried
+        sent = await self._send(retried)
+        if sent.status is RunStatus.FAILED:
+            await self._release(sent)
+            msg = sent.error.message if sent.error else f"run {run_id} was not sent"
+            raise UnavailableError(msg)
+        return sent
+
+    async def terminate(self, run_id: str, by: str, owner: str | None = None) -> RunRecord:
+        """End a run now, as API key ``by`` asks, whatever the actors do (Temporal's
+        terminate): it is ``aborted`` at once, its session goes to the next run, and the
+        actors are told to stop (the abort control, the denial of an approval it waits on)
+        in case they still work on it. For a run the actors lost (a dead letter, a replica
+        gone), where ``stop`` would wait for an answer that never comes.
+
+        Returns:
+            The run as stored after (``aborted``).
+
+        Raises:
+            NotFoundError: no such run (of ``owner``).
+            ConflictError: it ended already, or it is paused (answer it instead).
+            StoreError: a bucket did not answer.
+            UnavailableError: the stop could not be published to the actors (the run is
+                aborted here all the same).
+        """
+        record = await self.get(run_id, owner)
+        if record.settled:
+            msg = f"run {run_id} is {record.status} already"
+            raise ConflictError(msg)
+        changed = await self.store.update(
+            run_id, lambda r: rec.terminated(r, by, self.clock()))
+        if changed is None or changed[1].status is not RunStatus.ABORTED:
+            msg = f"run {run_id} ended meanwhile"
+            raise ConflictError(msg)
+        after = changed[1]
+        _log.info("run %s terminated by API key %s", run_id, by)
+        await self._release(after)
+        pending = record.approval
+        if record.sent_at:
+            await self._abort(after)
+        if record.status is RunStatus.AWAITING_APPROVAL and pending is not None:
+            await self._publish_decision(record, pending.approval_id, Decision.DENY)
+        return after
 
     # ------------------------------------------------------------------ the actors' answers
 
@@ -310,7 +388,10 @@ class RunService:
         if changed is None or changed[1].settled:
             return changed[1] if changed else record
         try:
-            await self.bridge.send(record.chat_message(), traceparent=record.traceparent)
+            await self.bridge.send(
+                record.chat_message(), traceparent=record.traceparent,
+                msg_id=f"chat:{record.session}:{record.run_id}:retry{record.retries}"
+                if record.retries else "")
         except NotRunningError as exc:
             reason = f"the actors did not take the run: {exc}"
             _log.warning("run %s: %s", record.run_id, reason)
@@ -342,6 +423,25 @@ class RunService:
                 if not following.settled:
                     return
             current = following
+
+    async def _publish_decision(self, record: RunRecord, approval_id: str,
+                                decision: Decision) -> None:
+        """Publish ``decision`` on the approval ``approval_id`` ``record`` waits on.
+
+        Raises:
+            UnavailableError: it could not be published.
+        """
+        role = record.approval.role if record.approval is not None else ""
+        action = ControlAction.APPROVE if decision is Decision.APPROVE else ControlAction.DENY
+        try:
+            await self.bridge.control(decision_control(
+                action, session=record.session, role=role, approval_id=approval_id,
+                user_id=f"api:{record.user}", request_id=record.run_id),
+                traceparent=record.traceparent)
+        except NotRunningError as exc:
+            msg = f"the decision on run {record.run_id} was not published: {exc}"
+            raise UnavailableError(msg) from exc
+        _log.info("run %s: approval %s %s", record.run_id, approval_id, decision)
 
     async def _abort_if_due(self, record: RunRecord) -> RunRecord:
         """Publish the abort of ``record`` when it was asked to stop and its loop runs, then

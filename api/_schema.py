@@ -176,7 +176,8 @@ class RunView(msgspec.Struct, kw_only=True):
     loop's turns (SEQUENTIAL runs), ``confidence`` is 0-100, ``model`` the last model used,
     ``answer`` the final answer (the question, when ``paused``), ``files`` the paths of the
     files sent with it (``GET .../files/{path}``), ``error`` set when ``failed`` or
-    ``aborted``; ``user``, ``tags`` and ``metadata`` as submitted, ``webhook`` how its
+    ``aborted`` (code ``terminated`` when ended by ``.../terminate``); ``user``, ``tags`` and
+    ``metadata`` as submitted, ``webhook`` how its
     webhook's delivery goes (None: it has none); times are Unix seconds."""
 
     run_id: str
@@ -199,6 +200,10 @@ class RunView(msgspec.Struct, kw_only=True):
     tags: list[str] = []
     metadata: dict[str, str] = {}
     webhook: WebhookView | None = None
+    client: str | None = None
+    """The name of the API key that submitted it (None: from before keys)."""
+    retries: int = 0
+    """How many times it was retried after it failed."""
 
 
 class StopAccepted(msgspec.Struct, kw_only=True):

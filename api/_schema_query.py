@@ -22,6 +22,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     role: str | None = None
     tags: list[str] = []
     created_at: float
+    client: str | None = None
+    """The name of the API key that submitted it (None: from before keys)."""
 
 
 class RunPage(msgspec.Struct, kw_only=True):

@@ -16,6 +16,8 @@ from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
 from api._health import health
 from api._idempotency import Idempotency
+from api._keys import KeyRing
+from api._limits import Quotas
 from api._metrics import EventCounter, Metrics
 from api._ops import OpsRoutes
 from api._outbox import OutboxConsumer
@@ -61,18 +63,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def api_token(settings: Settings) -> str:
-    """The configured token.
+def api_keys(settings: Settings) -> KeyRing:
+    """The API keys: ``SB_API_TOKEN`` (the ``default`` key, every scope) and those of
+    ``SB_API_KEYS_FILE``.
 
     Raises:
-        ApiConfigError: ``SB_API_TOKEN`` is not set or empty.
+        ApiConfigError: neither gives a key, or the keys file is not valid.
     """
     token = settings.api_token.get_secret_value() if settings.api_token else ""
-    if not token.strip():
-        msg = ("SB_API_TOKEN is not set: the HTTP API refuses to start without a token "
-               "(every request must send Authorization: Bearer $SB_API_TOKEN)")
-        raise ApiConfigError(msg)
-    return token.strip()
+    return KeyRing.load(token, settings.api_keys_file)
 
 
 def webhook_config(settings: Settings) -> WebhookConfig:
@@ -116,11 +115,11 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
     ``on_ready`` gets the bound ``(host, port)`` once requests are served (port 0 picks one).
 
     Raises:
-        ApiConfigError: no token, or a bad ``listen``.
+        ApiConfigError: no key, a bad keys file, or a bad ``listen``.
         UnavailableError: NATS cannot be reached or Switchboard's streams are missing.
         StoreError: the API's buckets cannot be opened.
     """
-    token = api_token(settings)
+    keys = api_keys(settings)
     host, port = parse_listen(listen)
     options = options or ApiOptions()
     setup_tracing(SERVICE_NAME, console=settings.trace_console)  # before the bridge's
@@ -152,10 +151,11 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
         metrics = Metrics()
         counter = await _count_events(bridge, metrics)
         ops = OpsRoutes(bridge.nc, bridge.js, topology.subjects, roles, metrics)
-        app = ApiApp(token, runs, RunEvents(bridge.js, topology.subjects, runs,
-                                            keepalive_s=options.keepalive_s),
+        app = ApiApp(keys, runs, RunEvents(bridge.js, topology.subjects, runs,
+                                           keepalive_s=options.keepalive_s),
                      files, _health, max_body_bytes=options.max_body_bytes, ops=ops,
-                     submitter=Submitter(runs, Idempotency(store.bucket), hooks),
+                     submitter=Submitter(runs, Idempotency(store.bucket), hooks,
+                                         Quotas(store.bucket)),
                      queries=QueryRoutes(RunQuery(runs)))
         runner = web.AppRunner(app.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                handle_signals=False, access_log_class=AccessLogger,
@@ -165,7 +165,8 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = _bound(site, host, port)
-        _log.info("HTTP API on http://%s:%d (origin %s)", bound[0], bound[1], ORIGIN)
+        _log.info("HTTP API on http://%s:%d (origin %s; keys: %s)", bound[0], bound[1],
+                  ORIGIN, ", ".join(keys.names))
         if on_ready is not None and not on_ready.done():
             on_ready.set_result(bound)
         await (stop or stop_on_signals()).wait()

@@ -11,16 +11,21 @@ Hierarchy::
     │   └── BadHeaderError           400 bad_header: a request header's value is not valid
     ├── UnauthorizedError        401 unauthorized: no or a wrong bearer token
     ├── ForbiddenError           403 forbidden: deciding an approval of another user's run
+    │   ├── InsufficientScopeError   403 insufficient_scope: the key lacks the route's scope
+    │   ├── SessionOwnedError        403 session_owned: the session is another key's
     │   └── WebhookRefusedError      403 webhook_refused: a webhook URL the API will not call
     ├── NotFoundError            404 not_found: no such run, file or route
     ├── ConflictError            409 conflict: the run cannot be stopped (finished or paused),
     │   │                        or does not wait on that approval
     │   ├── SessionBusyError         409 session_busy: ``reject`` and the session has a run
+    │   ├── NotRetryableError        409 not_retryable: only a failed run is retried
     │   └── IdempotencyInProgressError 409 idempotency_in_progress: the key's first request
     │                                has not stored its run yet
     ├── PayloadTooLargeError     413 payload_too_large: the body is larger than the limit
     ├── UnsupportedMediaTypeError 415 unsupported_media_type: the body is not sent as JSON
     ├── IdempotencyKeyReusedError 422 idempotency_key_reused: the key came with another body
+    ├── RateLimitedError         429 rate_limited: the key's rate is spent (``Retry-After``)
+    │   └── QuotaExceededError       429 quota_exceeded: the key's runs of the day are spent
     └── UnavailableError         503 unavailable: NATS or the actors do not answer
         └── StoreError               503 unavailable: a JetStream bucket did not answer
 """
@@ -87,6 +92,18 @@ class ForbiddenError(ApiError):
     code = "forbidden"
 
 
+class InsufficientScopeError(ForbiddenError):
+    """The key has not the scope the route needs (RFC 6750 §3.1 names the error so)."""
+
+    code = "insufficient_scope"
+
+
+class SessionOwnedError(ForbiddenError):
+    """A run submitted into a session that another API key started."""
+
+    code = "session_owned"
+
+
 class WebhookRefusedError(ForbiddenError):
     """A webhook URL the API will not call: not http(s) with a host, user info in it, a host
     that is not public (unless allowed), or webhooks are not configured (no secret to sign
@@ -115,6 +132,12 @@ class SessionBusyError(ConflictError):
     code = "session_busy"
 
 
+class NotRetryableError(ConflictError):
+    """Retrying a run that did not fail (one that is going on, answered, stopped or paused)."""
+
+    code = "not_retryable"
+
+
 class IdempotencyInProgressError(ConflictError):
     """A request with this ``Idempotency-Key`` is being handled and has no run yet: retry
     (draft-ietf-httpapi-idempotency-key-header §2.7)."""
@@ -128,6 +151,27 @@ class IdempotencyKeyReusedError(ApiError):
 
     status = 422
     code = "idempotency_key_reused"
+
+
+class RateLimitedError(ApiError):
+    """The key made more requests than its rate allows: try again in ``retry_after_s``."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds, at least 1 (RFC 9110 §10.2.3, RFC 6585 §4)."""
+        return {"Retry-After": str(max(1, int(self.retry_after_s + 0.999)))}
+
+
+class QuotaExceededError(RateLimitedError):
+    """The key started all the runs its ``runs_per_day`` allows this UTC day."""
+
+    code = "quota_exceeded"
 
 
 class PayloadTooLargeError(ApiError):

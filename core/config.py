@@ -90,7 +90,11 @@ class Settings(BaseSettings):
     s3_prefix: str = "threads/"
     """Key prefix: objects are ``<prefix><session>/<path>``."""
     api_token: SecretStr | None = None
-    """The HTTP API's bearer token (``SB_API_TOKEN``); without one the API does not start."""
+    """The HTTP API's bearer token (``SB_API_TOKEN``): the key named ``default``, with every
+    scope; without it or ``api_keys_file`` the API does not start."""
+    api_keys_file: Path | None = None
+    """``SB_API_KEYS_FILE``: YAML of the HTTP API's keys, by digest, with their scopes, rate
+    and quota (``api._keys``; ``switchboard api key NAME`` writes an entry)."""
     api_listen: str = "127.0.0.1:8080"
     """Where the HTTP API listens (``SB_API_LISTEN``, ``HOST:PORT``)."""
     api_webhook_secret: SecretStr | None = None

@@ -277,8 +277,12 @@ class Bridge:
     async def _check(self) -> None:
         await check_running(self.js, self.subjects)
 
-    async def send(self, message: ChatMessage, *, traceparent: str = "") -> None:
+    async def send(self, message: ChatMessage, *, traceparent: str = "",
+                   msg_id: str = "") -> None:
         """Publish ``message`` to the classifier and wait until JetStream has stored it.
+        JetStream drops a repeat of its ``msg_id`` (default ``chat:<session>:<message id>``)
+        within the stream's duplicate window; a caller sending a message again on purpose
+        (a retried API run) gives another.
 
         The request's trace starts here, or continues ``traceparent`` (a W3C value) when given:
         a caller that chose the trace id knows which execution events are this request's.
@@ -290,7 +294,7 @@ class Bridge:
         headers = {
             HEADER_TYPE: "chat_message",
             HEADER_SESSION: message.session,
-            HEADER_MSG_ID: f"chat:{message.session}:{message.message_id}",
+            HEADER_MSG_ID: msg_id or f"chat:{message.session}:{message.message_id}",
         }
         subject = self.subjects.task("classifier")
         # The request's trace starts here (or under ``traceparent``): a PRODUCER span whose

@@ -129,7 +129,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
         stored_bots = asyncio.run(_provision(settings, topology, url))
         _announce_sandbox(topology.tools.sandbox)
         discord = (bool(settings.discord_token) or stored_bots > 0) and not args.no_discord
-        api = bool(settings.api_token and settings.api_token.get_secret_value().strip())
+        api = bool(settings.api_token and settings.api_token.get_secret_value().strip()
+                   or settings.api_keys_file)
         specs = plan_processes(settings, topology, url, gateway=discord, api=api)
         supervisor = Supervisor(specs, preload=preload_modules(topology),
                                 on_change=lambda s: _write_pids(data_dir, s))

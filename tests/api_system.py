@@ -74,12 +74,16 @@ async def api_fixture(system: RunningSystem, api_listen: str) -> AsyncIterator[A
 
 
 @pytest_asyncio.fixture(name="replica")
-async def replica_fixture(system: RunningSystem, api: Api) -> AsyncIterator[Api]:
-    """A second API replica in this event loop (port chosen by the OS, keep-alive 0.1 s)."""
+async def replica_fixture(system: RunningSystem, api: Api, api_env: dict[str, str]
+                          ) -> AsyncIterator[Api]:
+    """A second API replica in this event loop (port chosen by the OS, keep-alive 0.1 s),
+    with the keys of the first (``SB_API_KEYS_FILE`` of ``api_env``)."""
     from api import ApiOptions, run_api
 
+    keys_file = api_env.get("SB_API_KEYS_FILE")
     settings = Settings(api_token=SecretStr(TOKEN), topology=system.topology_path,
-                        data_dir=system.data_dir, nats_url=system.nats_url)
+                        data_dir=system.data_dir, nats_url=system.nats_url,
+                        api_keys_file=Path(keys_file) if keys_file else None)
     stop = asyncio.Event()
     ready: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(run_api(

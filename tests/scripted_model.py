@@ -9,6 +9,11 @@ text (the first user message) picks the script:
   with ``hint``, it writes ``answer.txt`` and finishes.
 - ``[long N]``: N turns, each writing ``step_<i>.txt``, then done.
 - ``[commit]``: writes ``hello.py`` and finishes.
+- ``[flaky N FILE]``: as ``[long N]``, and each call appends how many tool results its
+  conversation holds to ``FILE.calls``; the call that holds 6 (after the agent's checkpoint
+  of turn 5, ``actors.runs.CHECKPOINT_EVERY``) is refused as a bad request
+  (litellm's ``BadRequestError``: no retry fixes it) unless ``FILE`` exists, which the refusal
+  creates: the run fails once, and a retry finds ``FILE``.
 - ``[badpath]``: writes ``ok.txt``, then answers with ``<<path>>`` markers for it, a missing
   file, a path out of the workspace and an absolute path.
 Options (``ModelSpec.params``): ``delay_s`` before each answer.
@@ -20,8 +25,10 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import litellm
 from litellm import CustomLLM
 
 from offline_model._litellm import _chunks, _response
@@ -53,6 +60,9 @@ def script(model: str, messages: list[dict[str, Any]]) -> ScriptedReply:
                                  "Status: continue", (_write(done, "answer.txt", "42\n"),))
         return ScriptedReply(f"[{model}] I cannot tell what the frobnicator should do. "
                              "Which frobnicator do you mean?\nConfidence: 10\nStatus: stuck")
+    if match := re.search(r"\[flaky (\d+) (\S+)\]", task):
+        _flaky(int(match.group(1)), Path(match.group(2)), done)
+        task = f"[long {match.group(1)}]"
     if match := re.search(r"\[long (\d+)\]", task):
         total = int(match.group(1))
         if done < total:
@@ -71,6 +81,16 @@ def script(model: str, messages: list[dict[str, Any]]) -> ScriptedReply:
         return ScriptedReply(f"[{model}] Writing it.\nConfidence: 80\nStatus: continue",
                              (_write(0, "hello.py", "print('hello')\n"),))
     return ScriptedReply(f"[{model}] Done: <<hello.py>>\nConfidence: 90\nStatus: done")
+
+
+def _flaky(total: int, marker: Path, done: int) -> None:
+    """``[flaky N FILE]``'s record of the call, and its one refusal (see the module doc)."""
+    with (marker.parent / f"{marker.name}.calls").open("a", encoding="utf-8") as calls:
+        calls.write(f"{done}\n")
+    if done == min(6, total) and not marker.exists():
+        marker.write_text("refused once\n", encoding="utf-8")
+        raise litellm.BadRequestError(message="scripted: this request is refused once",
+                                      model="scripted", llm_provider="scripted")
 
 
 class ScriptedLLM(CustomLLM):

@@ -19,7 +19,7 @@ from api._files import clean_path
 from api._openapi import openapi_document
 from api._records import RunRecord, SessionQueue
 from api._schema import RunRequest, RunStatus, request_decoder
-from api._server import api_token, parse_listen
+from api._server import api_keys, parse_listen
 from api._sse_frames import (
     END_ID,
     EVENTS,
@@ -263,11 +263,14 @@ def test_listen_and_token_settings() -> None:
     for bad in ("8080", "host:", "host:70000", "host:http"):
         with pytest.raises(ApiConfigError):
             parse_listen(bad)
-    with pytest.raises(ApiConfigError, match="SB_API_TOKEN is not set"):
-        api_token(Settings(api_token=None))
     with pytest.raises(ApiConfigError):
-        api_token(Settings(api_token="  "))
-    assert api_token(Settings(api_token="t0ken")) == "t0ken"
+        api_keys(Settings(api_token=None))
+    with pytest.raises(ApiConfigError):
+        api_keys(Settings(api_token="  "))
+    keys = api_keys(Settings(api_token=" t0ken "))
+    key = keys.authenticate("t0ken")
+    assert key is not None and key.name == "default" and key.owner is None
+    assert keys.authenticate("t0ken2") is None and keys.authenticate("") is None
     assert "t0ken" not in repr(Settings(api_token="t0ken"))
 
 
@@ -279,7 +282,8 @@ def test_the_openapi_document_is_valid_and_describes_every_route() -> None:
         "/v1/runs/{run_id}/stop", "/v1/runs/{run_id}/files/{path}", "/healthz",
         "/openapi.json", "/v1/runs/{run_id}/approvals/{approval_id}", "/readyz", "/metrics",
         "/v1/dead-letters", "/v1/dead-letters/{seq}", "/v1/dead-letters/{seq}/replay",
-        "/v1/runs/{run_id}/wait", "/v1/sessions/{session}", "/v1/sessions/{session}/runs"}
+        "/v1/runs/{run_id}/wait", "/v1/sessions/{session}", "/v1/sessions/{session}/runs",
+        "/v1/runs/{run_id}/terminate", "/v1/runs/{run_id}/retry"}
     assert set(document["paths"]["/v1/runs"]) == {"get", "post"}
     assert document["paths"]["/v1/runs"]["post"]["parameters"][0]["name"] == "Idempotency-Key"
     assert {"RunPage", "RunSummary", "SessionView"} <= set(document["components"]["schemas"])
@@ -299,4 +303,4 @@ def test_api_command_help_and_refusal_without_a_token() -> None:
     assert "POST /v1/runs" in run.stdout and "SB_API_TOKEN" in run.stdout
     run = subprocess.run([sys.executable, "-m", "switchboard.cli", "api"], cwd=REPO, text=True,
                          capture_output=True, timeout=60, env=env, check=False)
-    assert run.returncode == 2 and "SB_API_TOKEN is not set" in run.stdout
+    assert run.returncode == 2 and "SB_API_KEYS_FILE" in run.stdout

@@ -38,8 +38,9 @@ class Conversation:
                                ) -> list[dict[str, Any]]:
         """The conversation so far for a model: what this person said elsewhere (per-user
         memory, as a system message) and this session's last ``limit`` history entries."""
-        session = await self._sessions.get(speaker.session)
-        person = await self._users.get(speaker.memory_key)
+        # Kept for ``remember``, which updates both after the answer (one read each saved).
+        session = await self._sessions.get(speaker.session, keep=True)
+        person = await self._users.get(speaker.memory_key, keep=True)
         remembered = user_memory_text(person, speaker.session)
         extra = [{"role": "system", "content": remembered}] if remembered else []
         return [*extra, *history_messages(session, limit)]

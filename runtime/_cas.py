@@ -39,7 +39,8 @@ async def read_entry(kv: KeyValue, key: str, *, what: str) -> tuple[bytes | None
 
 
 async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None], bytes], *,
-                          what: str) -> None:
+                          what: str, known: tuple[bytes | None, int | None] | None = None
+                          ) -> tuple[bytes, int]:
     """Store ``change(current value)`` under ``key`` if nobody wrote it meanwhile; else read
     again and retry (up to 8 attempts, jittered backoff between them).
 
@@ -49,6 +50,12 @@ async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None
         change: the new value from the current one (None when the key is missing); it may
             run more than once.
         what: the store's name, for error messages.
+        known: a value and revision of ``key`` read earlier ((None, None): it was missing):
+            the first attempt starts from it instead of reading. Compare-and-set makes a
+            stale one safe: it loses the race, and the next attempt reads.
+
+    Returns:
+        The value stored and its revision.
 
     Raises:
         StoreConflictError: lost the race ``MAX_CAS_ATTEMPTS`` times in a row.
@@ -57,15 +64,18 @@ async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None
     for attempt in range(MAX_CAS_ATTEMPTS):
         if attempt:
             await asyncio.sleep(random.uniform(0, CAS_BACKOFF_S * 2 ** attempt))
-        value, revision = await read_entry(kv, key, what=what)
+        if attempt == 0 and known is not None:
+            value, revision = known
+        else:
+            value, revision = await read_entry(kv, key, what=what)
         data = change(value)
         try:
             async with asyncio.timeout(KV_TIMEOUT_S):
                 if revision is None:
-                    await kv.create(key, data)
+                    stored = await kv.create(key, data)
                 else:
-                    await kv.update(key, data, last=revision)
-            return
+                    stored = await kv.update(key, data, last=revision)
+            return data, stored
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError,
                 nats.js.errors.BadRequestError):
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -18,24 +19,49 @@ MIN_CONFIDENCE, MAX_CONFIDENCE = 10, 100
 """Confidence is clamped to 10-100 (docs/design.md#feedback-and-confidence)."""
 
 
+RECENT = 4096
+"""Most keys whose last read this process keeps for its next update (``SessionStore``)."""
+RECENT_S = 60.0
+"""How long a read is kept for the next update, in seconds."""
+
+
 class SessionStore:
-    """Reads and updates ``SessionState`` values keyed by session id."""
+    """Reads and updates ``SessionState`` values keyed by session id.
+
+    A read made with ``keep=True`` is kept (at most ``RECENT_S``, for ``RECENT`` keys) for
+    this process's next update of the key, whose compare-and-set starts from it instead of
+    reading the key again: a delivery that reads the state before its model call and updates
+    it after saves the second read. A stale start only loses the compare-and-set, which then
+    reads. Reads always go to the bucket.
+    """
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
+        self._recent: OrderedDict[str, tuple[bytes | None, int | None, float]] = OrderedDict()
 
-    async def get(self, session: str) -> SessionState:
-        """The session's state, or a new one when the key does not exist.
+    def _keep(self, key: str, value: bytes | None, revision: int | None) -> None:
+        self._recent[key] = (value, revision, time.monotonic())
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+
+    def _known(self, key: str) -> tuple[bytes | None, int | None] | None:
+        kept = self._recent.pop(key, None)
+        if kept is None or time.monotonic() - kept[2] > RECENT_S:
+            return None
+        return kept[0], kept[1]
+
+    async def get(self, session: str, *, keep: bool = False) -> SessionState:
+        """The session's state, or a new one when the key does not exist; ``keep``: an update
+        of it follows (see the class docstring).
 
         Raises:
             BrokerError: the bucket does not answer within 5 s.
         """
-        state, _revision = await self._read(session)
-        return state
-
-    async def _read(self, session: str) -> tuple[SessionState, int | None]:
         value, revision = await read_entry(self._kv, session, what="session store")
-        return self._decode(session, value), revision
+        if keep:
+            self._keep(session, value, revision)
+        return self._decode(session, value)
 
     @staticmethod
     def _decode(session: str, value: bytes | None) -> SessionState:
@@ -68,5 +94,6 @@ class SessionStore:
             written[:] = [state]
             return encoder.encode(state)
 
-        await compare_and_set(self._kv, session, _next, what="session store")
+        await compare_and_set(self._kv, session, _next, what="session store",
+                              known=self._known(session))
         return written[0]

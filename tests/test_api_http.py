@@ -31,8 +31,9 @@ from api._openapi import openapi_document
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 RUN = "0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CLF = re.compile(r'^\S+ - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] '
+CLF = re.compile(r'^\S+ - (\S+) \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] '
                  r'"(\S+) (\S+) HTTP/1\.[01]" (\d{3}) (\d+|-)$')
+"""An access-log line: the user field (the API key's name), method, path, status, size."""
 
 
 def _access_lines(system: RunningSystem) -> list[re.Match[str]]:
@@ -99,7 +100,7 @@ async def test_bad_header_lines_are_400_and_log_no_traceback(api: Api,
     assert answer.startswith(b"HTTP/1.1 401") and b'"unauthorized"' in answer
     status, _ = await api.call("GET", "/healthz")  # a request after them, to log its line
     assert status == 200
-    await eventually(lambda: any(m.group(2) == "/healthz" for m in _access_lines(system)),
+    await eventually(lambda: any(m.group(3) == "/healthz" for m in _access_lines(system)),
                      within_s=30, what="the access log line of /healthz")
     logs = "".join(system.output)
     assert "Traceback" not in logs and secret not in logs
@@ -125,10 +126,11 @@ async def test_the_access_log_has_one_common_log_format_line_per_request_and_no_
     assert status == 401
 
     def _found() -> list[re.Match[str]]:
-        return [m for m in _access_lines(system) if m.group(2) == f"/v1/runs/{RUN}"]
+        return [m for m in _access_lines(system) if m.group(3) == f"/v1/runs/{RUN}"]
 
-    wanted = {("GET", "404"), ("GET", "401")}
-    await eventually(lambda: {(m.group(1), m.group(3)) for m in _found()} >= wanted,
+    # The key's name (SB_API_TOKEN's key is `default`), `-` for a wrong key.
+    wanted = {("default", "GET", "404"), ("-", "GET", "401")}
+    await eventually(lambda: {(m.group(1), m.group(2), m.group(4)) for m in _found()} >= wanted,
                      within_s=30, what="the access log lines of both requests")
     logs = "".join(system.output)
     for never in (secret, TOKEN, "wrong-token-55"):

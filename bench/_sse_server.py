@@ -9,7 +9,9 @@ is the request's ``sim_chunks`` field, else the first integer of the last user m
 once, content chunk ``i`` (0-based) at ``(i + 1) × delay / chunks`` after the request arrived
 (absolute deadlines, so timer slack does not add up), then the finish chunk, a usage-only chunk
 and ``data: [DONE]`` (https://platform.openai.com/docs/api-reference/chat). With ``tools`` in
-the request, two parallel tool calls in as many argument fragments instead, all at once.
+the request, two parallel tool calls in as many argument fragments instead, all at once. A
+router's request (its system message asks for the ``"respond"`` field) is answered with a
+route (``ROUTE``: SIMPLE, researcher) cut in as many content chunks.
 
 A simulated model with seconds of latency holds thousands of streams open at once: the
 listen backlog is raised to 4,096 so a burst of connections is not dropped (aiohttp's default
@@ -28,6 +30,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 _NUMBER = re.compile(r"\d+")
+ROUTE = json.dumps({"respond": True, "flow": "simple", "task_type": "social",
+                    "role": "researcher", "complexity": "simple", "reason": "a greeting"})
+"""The answer to a router's request (``actors.router._model.SCHEMA``)."""
 BACKLOG = 4096
 
 
@@ -71,6 +76,20 @@ def _tail(chunks: int) -> bytes:
             + b"\n\ndata: [DONE]\n\n")
 
 
+def _pieces(body: dict[str, object], chunks: int) -> list[str]:
+    """The content chunks' texts: the route cut in ``chunks`` for a router's request (the
+    last piece holds the rest), else ``w0 ``, ``w1 ``, ... (distinct: litellm aborts a stream
+    of identical chunks as looping)."""
+    messages = body.get("messages")
+    system = next((str(m.get("content")) for m in messages if isinstance(m, dict)
+                   and m.get("role") == "system"), "") if isinstance(messages, list) else ""
+    if '"respond"' not in system:
+        return [f"w{i} " for i in range(chunks)]
+    size = max(1, len(ROUTE) // chunks)
+    pieces = [ROUTE[i * size:(i + 1) * size] for i in range(chunks - 1)]
+    return [*pieces, ROUTE[(chunks - 1) * size:]]
+
+
 def _chunk_count(body: dict[str, object], default: int) -> int:
     if "sim_chunks" in body:
         return max(1, int(body["sim_chunks"]))  # type: ignore[call-overload]
@@ -98,16 +117,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
         if body.get("tools"):
             await response.write(first + b"".join(_tool_chunks(chunks)) + _tail(chunks))
         elif delay <= 0:
-            # Distinct pieces: litellm aborts a stream of 100 identical chunks as looping.
-            pieces = [_chunk({"content": f"w{i} "}) for i in range(chunks)]
+            pieces = [_chunk({"content": text}) for text in _pieces(body, chunks)]
             await response.write(first + b"".join(pieces) + _chunk({}, "stop")
                                  + _tail(chunks))
         else:
             await response.write(first)
             step = delay / chunks
-            for i in range(chunks):
+            for i, text in enumerate(_pieces(body, chunks)):
                 await asyncio.sleep(max(0.0, arrived + (i + 1) * step - loop.time()))
-                piece = _chunk({"content": f"w{i} "})
+                piece = _chunk({"content": text})
                 if i == chunks - 1:
                     piece += _chunk({}, "stop") + _tail(chunks)
                 await response.write(piece)

@@ -25,11 +25,12 @@ FILES: dict[str, str] = {
     INDEX: "text/html; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
-    "views.js": "text/javascript; charset=utf-8",
-    "run.js": "text/javascript; charset=utf-8",
-    "charts.js": "text/javascript; charset=utf-8",
-    "sse.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
+    "sse.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "run.js": "text/javascript; charset=utf-8",
+    "views.js": "text/javascript; charset=utf-8",
 }
 """Every file the console has, by name → its ``Content-Type``: the allow-list."""
 PREFIX = "/console/"

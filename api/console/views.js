@@ -176,7 +176,7 @@ export function rolesView(root, notify) {
 
 // Which report sections become charts: the label column and the value column.
 const CHARTS = [
-  { key: "outcomes", label: "flow", value: "requests", unit: "requests" },
+  { key: "outcomes", label: "flow", value: "requests", unit: "requests", skip: "(all)" },
   { key: "model_usage", label: "model", value: "calls", unit: "calls" },
   { key: "model_usage", label: "model", value: "tokens_out", unit: "tokens out",
     id: "model_tokens" },
@@ -221,10 +221,10 @@ export function analyticsView(root, params, notify) {
       if (li < 0 || vi < 0) {
         continue;
       }
+      const rows = section.rows.filter((r) => r[li] !== spec.skip);
       charts.append(barChart({
         key: spec.id || spec.key, title: `${section.title}: ${spec.value}`,
-        labels: section.rows.map((r) => r[li] ?? "-"), values: section.rows.map((r) => r[vi]),
-        unit: spec.unit,
+        labels: rows.map((r) => r[li] ?? "-"), values: rows.map((r) => r[vi]), unit: spec.unit,
       }));
     }
     if (!charts.childElementCount) {

@@ -151,6 +151,56 @@ async def test_a_run_submitted_in_the_page_is_followed_live(page: Page, api: Api
     await _shot(page, "session")
 
 
+_FOLLOW = """async ({ runId, cutAt }) => {
+    const { follow } = await import("/console/sse.js");
+    const realFetch = window.fetch;
+    const lastIds = [];
+    window.fetch = async (url, init) => {
+        lastIds.push(init.headers["Last-Event-ID"] || "");
+        const response = await realFetch(url, init);
+        if (lastIds.length > 1 || !cutAt) {
+            return response;
+        }
+        // The first connection drops after cutAt bytes, in the middle of an event.
+        const reader = response.body.getReader();
+        let left = cutAt;
+        const body = new ReadableStream({ async pull(controller) {
+            const { value, done } = await reader.read();
+            if (done || left <= 0) {
+                reader.cancel();
+                controller.close();
+                return;
+            }
+            controller.enqueue(value.slice(0, left));
+            left -= value.length;
+        } });
+        return new Response(body, { status: response.status, headers: response.headers });
+    };
+    const got = [];
+    try {
+        await follow(`/v1/runs/${runId}/events`, { signal: new AbortController().signal,
+            onEvent: (type, data) => got.push(`${type} ${JSON.stringify(data)}`) });
+    } finally {
+        window.fetch = realFetch;
+    }
+    return { lastIds, got };
+}"""
+
+
+async def test_the_page_s_event_stream_resumes_after_a_dropped_connection(
+        page: Page, api: Api) -> None:
+    accepted = await api.submit("[long 3] write a python module in three steps",
+                                session="console-resume")
+    assert (await api.settled(accepted["run_id"]))["status"] == "done"
+    await _open(page, api, "runs")
+    whole = await page.evaluate(_FOLLOW, {"runId": accepted["run_id"], "cutAt": 0})
+    assert whole["lastIds"] == [""] and whole["got"][-1].startswith("end ")
+    cut = await page.evaluate(_FOLLOW, {"runId": accepted["run_id"], "cutAt": 2500})
+    first, resumed = cut["lastIds"][:2]
+    assert first == "" and re.fullmatch(r"\d+\.\d+\.[a-z_-]+", resumed), cut["lastIds"]
+    assert cut["got"] == whole["got"]  # nothing twice, nothing left out, in order
+
+
 async def test_the_list_shows_a_run_s_status_live(page: Page, api: Api) -> None:
     accepted = await api.submit("[long 4] write a python module in four steps",
                                 session="console-list")

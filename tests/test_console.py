@@ -297,6 +297,9 @@ async def test_the_roles_and_report_routes(api: Api, system: RunningSystem) -> N
     assert status == 200 and again["since"] == "24h"
     assert again["export"]["total"] == first["export"]["total"] + again["export"]["added"]
     assert (system.data_dir / "api-events.duckdb").is_file()
+    together = await asyncio.gather(*(api.call("GET", "/v1/analytics/report?since=7d")
+                                  for _ in range(3)))  # one export at a time, none refused
+    assert [status for status, _ in together] == [200, 200, 200], together
     for query in ("since=0h", "since=1w", "since=", "since=100000d"):
         status, error = await api.call("GET", f"/v1/analytics/report?{query}")
         assert (status, error["error"]["code"]) == (400, "bad_request"), query

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from api._console import add_console_routes, is_console_path
 from api._files import RunFiles
 from api._idempotency import HEADER as IDEMPOTENCY_KEY
 from api._idempotency import parse_key
@@ -144,6 +145,7 @@ class ApiApp:
         app.router.add_get("/openapi.json", self.openapi)
         if self.ops is not None:
             self._add_ops_routes(app.router, self.ops)
+        add_console_routes(app.router)
         return app
 
     @staticmethod
@@ -181,7 +183,7 @@ class ApiApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path not in PUBLIC_PATHS:
+        if request.path not in PUBLIC_PATHS and not is_console_path(request.path):
             key = self._authenticated(request)
             needed = scope_of(request.method, request.path)
             if not key.allows(needed):

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from api._openapi_console import SCHEMAS as CONSOLE_SCHEMAS
+from api._openapi_console import console_paths
 from api._openapi_ops import SCHEMAS as OPS_SCHEMAS
 from api._openapi_ops import ops_paths
 from api._openapi_runs import IDEMPOTENCY_KEY, list_runs_operation, runs_paths
@@ -198,7 +200,8 @@ def openapi_document(max_body_bytes: int, roles: tuple[str, ...] = ()) -> bytes:
     ``roles``: the topology's actor roles, which ``/v1/dead-letters?role=`` takes)."""
     _, components = msgspec.json.schema_components(
         [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
-         ErrorBody, Health, *OPS_SCHEMAS, *RUNS_SCHEMAS], ref_template=_REF)
+         ErrorBody, Health, *OPS_SCHEMAS, *RUNS_SCHEMAS,
+         *CONSOLE_SCHEMAS], ref_template=_REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",
@@ -215,7 +218,8 @@ def openapi_document(max_body_bytes: int, roles: tuple[str, ...] = ()) -> bytes:
                        "description": "An API key: SB_API_TOKEN (every scope) or a key "
                        "of SB_API_KEYS_FILE (its scopes: read, submit, control, admin)"}}},
         "paths": _with_key_errors(
-            {**_paths(max_body_bytes), **runs_paths(), **ops_paths(roles)}),
+            {**_paths(max_body_bytes), **runs_paths(), **ops_paths(roles),
+             **console_paths()}),
     }
     return msgspec.json.encode(document)
 

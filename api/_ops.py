@@ -86,7 +86,12 @@ class OpsRoutes:
         """The topology's actor roles."""
         return self._roles
 
-    async def _consumers(self) -> dict[str, RoleConsumer]:
+    async def consumers(self) -> dict[str, RoleConsumer]:
+        """Every role's durable consumer (``runtime.consumers.read_consumers``).
+
+        Raises:
+            UnavailableError: NATS is not connected, or JetStream does not answer in 5 s.
+        """
         if not self._nc.is_connected:
             msg = "NATS is not connected"
             raise UnavailableError(msg)
@@ -96,7 +101,7 @@ class OpsRoutes:
     async def readyz(self, request: web.Request) -> web.Response:
         """``GET /readyz`` (no token) → 200 ``Readiness`` when every role has a replica asking
         for work, else 503 ``Readiness``; 503 error when NATS does not answer."""
-        consumers = await self._consumers()
+        consumers = await self.consumers()
         missing = [role for role, c in consumers.items() if not c.ready]
         body = Readiness(status="not_ready" if missing else "ready", not_ready=missing,
                          roles={role: RoleReadiness.of(c) for role, c in consumers.items()})
@@ -105,7 +110,7 @@ class OpsRoutes:
     async def metrics_text(self, request: web.Request) -> web.Response:
         """``GET /metrics`` → the Prometheus text format (``api._metrics``); 503 when NATS
         does not answer."""
-        consumers = await self._consumers()
+        consumers = await self.consumers()
         async with _translated():
             stored = await dead_letters.count_letters(self._js, self._subjects)
         text = self.metrics.render(consumers.values(), stored)

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import nats.errors
 from aiohttp import web
 
 from api._access import ACCESS_LOGGER, AccessLogger, server_logger
+from api._analytics import DB_NAME as ANALYTICS_DB
+from api._analytics import AnalyticsRoutes
 from api._app import MAX_BODY_BYTES, ApiApp
 from api._files import ArtifactOpener, RunFiles
 from api._health import health
@@ -24,6 +27,7 @@ from api._outbox import OutboxConsumer
 from api._query import RunQuery
 from api._query_routes import QueryRoutes
 from api._records import ORIGIN
+from api._roles import RoleRoutes
 from api._runs import QUEUE_STALE_S, RunService
 from api._schema import Health
 from api._sse import KEEPALIVE_S, RunEvents
@@ -157,7 +161,10 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
                      submitter=Submitter(runs, Idempotency(store.bucket), hooks,
                                          Quotas(store.bucket)),
                      queries=QueryRoutes(RunQuery(runs)))
-        runner = web.AppRunner(app.app(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        web_app = app.app()
+        _add_console_api(web_app.router, RoleRoutes(ops.consumers), AnalyticsRoutes(
+            bridge.js, topology.subjects, Path(settings.data_dir) / ANALYTICS_DB))
+        runner = web.AppRunner(web_app, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                handle_signals=False, access_log_class=AccessLogger,
                                access_log=logging.getLogger(ACCESS_LOGGER),
                                logger=server_logger())
@@ -186,6 +193,13 @@ async def run_api(settings: Settings, topology: Topology, *, nats_url: str, list
                 await files.close()
         await bridge.stop()
         _log.info("HTTP API stopped")
+
+
+def _add_console_api(router: web.UrlDispatcher, roles: RoleRoutes,
+                     analytics: AnalyticsRoutes) -> None:
+    """The JSON routes the browser console reads besides the run routes (bearer token)."""
+    router.add_get("/v1/roles", roles.roles)
+    router.add_get("/v1/analytics/report", analytics.report)
 
 
 async def _check_running(bridge: Bridge) -> None:

@@ -25,7 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DESCRIPTION = """\
 Serve Switchboard's HTTP API: submit requests to the same actors as Discord and the terminal,
 read a run's status and answer, follow its events (Server-Sent Events), stop it, fetch its
-files, see what runs and the dead letters. Every route but /healthz and /readyz needs
+files, see what runs and the dead letters; a console for people in the browser at /. Every
+route but /healthz, /readyz and the console's own files (/, /console/*) needs
 `Authorization: Bearer <key>` (/metrics included): SB_API_TOKEN (every scope) or a key of
 SB_API_KEYS_FILE (`switchboard api key NAME` makes one, with its scopes, rate and quota);
 with neither the API refuses to start. `switchboard up` starts it too when one is set.
@@ -45,6 +46,9 @@ with neither the API refuses to start. `switchboard up` starts it too when one i
   GET  /readyz                         readiness: 503 while a role has no replica (no token)
   GET  /metrics                        Prometheus metrics
   GET  /v1/dead-letters[/{seq}]        dead letters; POST .../{seq}/replay, DELETE .../{seq}
+  GET  /v1/roles                       each role's lag and replicas, the role to scale
+  GET  /v1/analytics/report?since=24h  `switchboard report` as JSON (the API's events copy)
+  GET  /                               the browser console (asks for the key)
   GET  /openapi.json                   OpenAPI 3.1
 """
 

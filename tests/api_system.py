@@ -50,11 +50,15 @@ def api_env_fixture() -> dict[str, str]:
 
 @pytest.fixture(scope="module", name="system")
 def system_fixture(module_nats: str, tmp_path_factory: pytest.TempPathFactory,
-                   api_listen: str, api_env: dict[str, str]) -> Iterator[RunningSystem]:
+                   api_listen: str, api_env: dict[str, str], request: pytest.FixtureRequest
+                   ) -> Iterator[RunningSystem]:
+    """``switchboard up`` with the API; a module's ``API_TOPOLOGY`` (top-level topology keys,
+    e.g. ``tools`` with approvals) is applied over the scripted model's topology."""
+    extra: dict[str, object] = getattr(request.module, "API_TOPOLOGY", {})
     with running_system(module_nats, tmp_path_factory.mktemp("api"),
                         extra_env={"PYTHONPATH": str(TESTS), "SB_API_TOKEN": TOKEN,
                                    "SB_API_LISTEN": api_listen, **api_env},
-                        **_topology(delay_s=0.3)) as running:
+                        **{**_topology(delay_s=0.3), **extra}) as running:
         yield running
 
 

@@ -14,6 +14,8 @@ text (the first user message) picks the script:
   of turn 5, ``actors.runs.CHECKPOINT_EVERY``) is refused as a bad request
   (litellm's ``BadRequestError``: no retry fixes it) unless ``FILE`` exists, which the refusal
   creates: the run fails once, and a retry finds ``FILE``.
+- ``[ask]``: runs ``echo approved-output`` with ``run_command`` (a topology that marks it
+  ``approval: ask`` makes the run wait for a decision), then finishes.
 - ``[badpath]``: writes ``ok.txt``, then answers with ``<<path>>`` markers for it, a missing
   file, a path out of the workspace and an absolute path.
 Options (``ModelSpec.params``): ``delay_s`` before each answer.
@@ -77,6 +79,13 @@ def script(model: str, messages: list[dict[str, Any]]) -> ScriptedReply:
         return ScriptedReply(f"[{model}] Files: <<ok.txt>> <<missing.txt>> "
                              "<<../../outside.txt>> <</etc/passwd>>\nConfidence: 90\n"
                              "Status: done")
+    if "[ask]" in task:
+        if not done:
+            return ScriptedReply(f"[{model}] Running the check.\nConfidence: 80\n"
+                                 "Status: continue", (ScriptedCall(
+                                     call_id="call_0", name="run_command",
+                                     arguments=json.dumps({"command": "echo approved-output"})),))
+        return ScriptedReply(f"[{model}] The check ran.\nConfidence: 90\nStatus: done")
     if "[commit]" in task and not done:
         return ScriptedReply(f"[{model}] Writing it.\nConfidence: 80\nStatus: continue",
                              (_write(0, "hello.py", "print('hello')\n"),))

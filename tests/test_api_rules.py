@@ -283,7 +283,8 @@ def test_the_openapi_document_is_valid_and_describes_every_route() -> None:
         "/openapi.json", "/v1/runs/{run_id}/approvals/{approval_id}", "/readyz", "/metrics",
         "/v1/dead-letters", "/v1/dead-letters/{seq}", "/v1/dead-letters/{seq}/replay",
         "/v1/runs/{run_id}/wait", "/v1/sessions/{session}", "/v1/sessions/{session}/runs",
-        "/v1/runs/{run_id}/terminate", "/v1/runs/{run_id}/retry"}
+        "/v1/runs/{run_id}/terminate", "/v1/runs/{run_id}/retry",
+        "/v1/roles", "/v1/analytics/report"}
     assert set(document["paths"]["/v1/runs"]) == {"get", "post"}
     assert document["paths"]["/v1/runs"]["post"]["parameters"][0]["name"] == "Idempotency-Key"
     assert {"RunPage", "RunSummary", "SessionView"} <= set(document["components"]["schemas"])

@@ -163,3 +163,17 @@ async def test_a_model_without_a_compatible_endpoint_goes_through_litellm(
     route = _direct.resolve(_spec(server, "auto"))
     assert route is not None and route.url == f"{server.base_url}/chat/completions"
     assert route.headers["Authorization"] == f"Bearer {DEFAULT_KEY}"
+
+
+async def test_the_direct_path_keeps_its_connection_for_the_next_call(
+        server: OpenAIStandin) -> None:
+    """A stream read to its end leaves the connection open for the next call: three calls,
+    one client port (a stream left at ``[DONE]`` closed its connection, so each call opened
+    a new one)."""
+    server.brain = lambda request: Answer(PROSE)
+    server.chunk_delay_s = 0.01  # the body's end comes after [DONE], as from a real server
+    for _ in range(3):
+        reply = await complete(_spec(server, "auto"), HELLO)
+        assert reply.text == PROSE
+    peers = {r.peer for r in server.requests[-3:]}
+    assert len(peers) == 1 and "" not in peers, peers

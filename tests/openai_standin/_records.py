@@ -30,11 +30,14 @@ class RecordedRequest:
         brain_error: ``repr`` of an exception the brain raised (answered 500).
         client_left: the client disconnected before the answer was complete (a client timeout
             during a delay); ``status`` then stays None.
+        peer: the client's ``host:port``: two requests with one peer came over one kept-alive
+            connection.
     """
 
     method: str
     path: str
     headers: dict[str, str] = field(default_factory=dict)
+    peer: str = ""
     auth_ok: bool = False
     body: Any = None
     model: str | None = None

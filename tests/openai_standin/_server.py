@@ -147,7 +147,9 @@ class OpenAIStandin(LocalServer):
     # ------------------------------------------------------------------ routes
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        record = RecordedRequest(request.method, request.path, _redacted(request.headers))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        record = RecordedRequest(request.method, request.path, _redacted(request.headers),
+                                 peer=f"{peer[0]}:{peer[1]}" if peer else "")
         self._records.add(record)
         try:
             return await self._complete(request, record)

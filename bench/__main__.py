@@ -17,7 +17,8 @@ from bench._table import summary as _summary
 _log = logging.getLogger("bench")
 
 SCENARIOS = ("throughput", "replicas", "iobound", "memory", "coldstart", "runtime",
-             "learning", "modelcall", "concurrency", "wire", "tracing", "sandbox")
+             "learning", "modelcall", "concurrency", "request_cpu", "wire", "tracing",
+             "sandbox")
 
 
 def _runner(name: str, quick: bool, delays: list[float] | None,
@@ -26,6 +27,7 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
     from bench._footprint import run_cold_start, run_memory
     from bench._learning import SIM_DELAY_S, run_learning
     from bench._modelcall import run_modelcall
+    from bench._request_cpu import run_request_cpu
     from bench._runtime import run_runtime
     from bench._sandbox import run_sandbox
     from bench._throughput import run_io_bound_scaling, run_scaling, run_throughput
@@ -54,6 +56,8 @@ def _runner(name: str, quick: bool, delays: list[float] | None,
             return lambda d: run_sandbox(d, quick=quick)
         case "concurrency":
             return lambda d: run_concurrency(d, quick=quick)
+        case "request_cpu":
+            return lambda d: run_request_cpu(d, quick=quick)
         case "learning":
             return lambda d: run_learning(d, quick=quick, delay_s=(delays or [SIM_DELAY_S])[0],
                                           failure=sim_failure)
@@ -67,11 +71,12 @@ def summary(rows: list[dict[str, Any]]) -> str:
     from bench._concurrency import concurrency_table
     from bench._learning_table import learning_table
     from bench._modelcall import modelcall_table
+    from bench._request_cpu import request_cpu_table
     from bench._scorecard import scorecard
     from bench._wire_bytes import wire_table
 
     parts = (scorecard(rows), _summary(rows), learning_table(rows), modelcall_table(rows),
-             concurrency_table(rows), wire_table(rows))
+             concurrency_table(rows), request_cpu_table(rows), wire_table(rows))
     return "\n\n".join(part for part in parts if part)
 
 

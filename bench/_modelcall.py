@@ -62,7 +62,7 @@ async def _wait_listening(port: int) -> None:
             return
 
 
-async def _raw_call(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
+async def raw_call(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
     """The floor: POST, split SSE lines, ``json.loads`` each, fold text and tool calls."""
     text = ""
     calls: dict[int, list[str]] = {}
@@ -82,12 +82,13 @@ async def _raw_call(session: aiohttp.ClientSession, url: str, body: bytes) -> in
     return len(text) + sum(len(v[0]) for v in calls.values())
 
 
-async def _cpu_per_call(call: Callable[[], Awaitable[Any]], calls: int) -> float:
-    """Process CPU milliseconds per call, ``IN_FLIGHT`` at a time, after a warm-up and a full
+async def cpu_per_call(call: Callable[[], Awaitable[Any]], calls: int, *,
+                       in_flight: int = IN_FLIGHT) -> float:
+    """Process CPU milliseconds per call, ``in_flight`` at a time, after a warm-up and a full
     garbage collection: in run ``20261128T061348Z`` a collection of the heap the scenarios
     before had left in the bench process fell into the 3 ms measurement of the offline model
     and made it about 150 ms (0.92 ms a call instead of 0.02)."""
-    limit = asyncio.Semaphore(IN_FLIGHT)
+    limit = asyncio.Semaphore(in_flight)
 
     async def one() -> None:
         async with limit:
@@ -126,20 +127,20 @@ async def _run(quick: bool) -> list[Figure]:
                     calls = CALLS[quick] // (4 if chunks >= 200 else 1)
                     clients: dict[str, Callable[[], Awaitable[Any]]] = {
                         "raw aiohttp": functools.partial(
-                            _raw_call, session, f"{base}/chat/completions", body),
+                            raw_call, session, f"{base}/chat/completions", body),
                         "direct": functools.partial(
                             complete, specs["auto"], messages, tools=tools),
                         "litellm": functools.partial(
                             complete, specs["litellm"], messages, tools=tools),
                     }
-                    results = {name: await _cpu_per_call(
+                    results = {name: await cpu_per_call(
                                    call, calls // (LITELLM_SHARE[quick] if name == "litellm"
                                                    else 1))
                                for name, call in clients.items()}
                     for name, ms in results.items():
                         figures += _figures(name, ms, results["raw aiohttp"], kind, chunks)
         offline = ModelSpec(name="offline/tier-1")
-        ms = await _cpu_per_call(lambda: complete(offline, [{"role": "user", "content": "hi"}]),
+        ms = await cpu_per_call(lambda: complete(offline, [{"role": "user", "content": "hi"}]),
                                  OFFLINE_CALLS[quick])
         figures.append(Figure(scenario=SCENARIO, metric="cpu_ms_per_call", value=ms,
                               unit="ms", label="offline", flow="content", in_flight=IN_FLIGHT,

@@ -119,6 +119,15 @@ def _wire(r: _Rows) -> list[_Line]:
     return lines
 
 
+def _request_cpu(r: _Rows) -> list[_Line]:
+    ratio = r.value("request_cpu", "ratio_to_raw")
+    actors = r.value("request_cpu", "actors_cpu_ms_per_request")
+    raw = r.value("request_cpu", "raw_call_cpu_ms")
+    return [_Line("22", "SIMPLE request's actor CPU ÷ one raw streamed call", ratio, "×",
+                  "≤ 3", _ok(ratio, lambda x: x <= 3.0),
+                  f"actors {_fmt(actors)} ms, raw {_fmt(raw, '{:.3f}')} ms")]
+
+
 def _concurrency(r: _Rows) -> list[_Line]:
     rate = r.value("concurrency", "tasks_per_s", in_flight=2000)
     bound = r.value("concurrency", "bound_tasks_per_s", in_flight=2000)
@@ -174,7 +183,7 @@ def _sandbox(r: _Rows) -> list[_Line]:
 def scorecard(rows: Iterable[Row]) -> str:
     """The targets table (module docstring) for ``rows``."""
     r = _Rows(rows)
-    lines = [*_runtime(r), *_modelcall(r), *_wire(r), *_concurrency(r),
+    lines = [*_runtime(r), *_modelcall(r), *_wire(r), *_concurrency(r), *_request_cpu(r),
              *_scale_and_footprint(r), *_whole_run(r), *_sandbox(r)]
     table = [[line.item, line.figure, _fmt(line.value, "{:.2f}" if (line.value or 0) < 100
                                            else "{:.0f}"),

@@ -19,15 +19,22 @@ the replicas of the roles a SIMPLE request goes through, ``VISITED``: the other 
 CPU is background, not the request's), ``nats-server``; ``raw_call_ms``;
 ``ratio_to_raw`` = actors ÷ raw call (issue 22's target: ≤ 3, the request making two calls);
 ``model_routed``: the share of requests the router's model decided (1.0: both calls made).
+
+With ``BENCH_PROFILE=1`` every actor process profiles itself (``SB_PROFILE_DIR``, cProfile,
+which about doubles their CPU: that run's figures are marked ``profiled`` and are not
+comparable) and the scenario writes where the classifier's and the researcher's time went,
+per function, to ``bench/results/request_cpu_profile.txt`` (``profile_table``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
 import os
+import pstats
 import signal
 import subprocess
 import sys
@@ -139,6 +146,7 @@ async def _drive(system: Deployment, port: int, server_pid: int, quick: bool
     actors = sum(ms for label, ms in per_request.items() if label.split("/")[0] in VISITED)
     decided = sum(sources.counts.values())
     params = {"window_s": window[1] - window[0], "finished": finished, "chunks": CHUNKS,
+              "answered": len(result.done),
               "delay_s": DELAY_S, "sources": dict(sources.counts),
               "errors": dict(result.errors), "lost": result.lost}
 
@@ -162,12 +170,36 @@ async def _drive(system: Deployment, port: int, server_pid: int, quick: bool
     return figures
 
 
+PROFILE_OUT = REPO / "bench" / "results" / "request_cpu_profile.txt"
+PROFILED = ("classifier-0", "researcher-0")
+
+
+def profile_table(path: Path, requests: int, top: int = 30) -> str:
+    """The functions ``path``'s profile spent most time in (their own time), as a share of
+    the process's profiled time and in profiled µs per request, with their cumulative time
+    per request (callees included)."""
+    stats = pstats.Stats(str(path))
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = sum(tt for _, _, tt, _, _ in entries.values()) or 1.0
+    rows = sorted(entries.items(), key=lambda item: -item[1][2])[:top]
+    lines = [f"{path.stem}: {total:.1f} s profiled, {requests} requests "
+             f"({total * 1e6 / max(requests, 1):.0f} µs per request, profiled)",
+             f"{'own %':>6} {'own µs/req':>10} {'cum µs/req':>10} {'calls/req':>9}  function"]
+    for (file, line, name), (_, calls, tt, ct, _) in rows:
+        where = file.split("site-packages/")[-1].replace(str(REPO) + "/", "")
+        lines.append(f"{tt * 100 / total:6.1f} {tt * 1e6 / max(requests, 1):10.1f} "
+                     f"{ct * 1e6 / max(requests, 1):10.1f} {calls / max(requests, 1):9.1f}  "
+                     f"{name} ({where}:{line})")
+    return "\n".join(lines)
+
+
 def run_request_cpu(workdir: Path, *, quick: bool) -> list[Figure]:
     """Run the scenario (module docstring)."""
     from switchboard.embedded import free_port
 
     run_dir = workdir / SCENARIO
     run_dir.mkdir(parents=True)
+    profiles = run_dir / "profiles" if os.environ.get("BENCH_PROFILE") == "1" else None
     port = free_port()
     os.environ[KEY_ENV] = "bench"
     topology = write_topology(run_dir / "topology.yaml", f"http://127.0.0.1:{port}/v1")
@@ -176,10 +208,17 @@ def run_request_cpu(workdir: Path, *, quick: bool) -> list[Figure]:
          "--chunks", str(CHUNKS)], cwd=REPO, start_new_session=True)
     try:
         asyncio.run(_server_stats(port, wait_s=20.0))
+        env = {"SB_PROFILE_DIR": str(profiles)} if profiles is not None else None
         with bench_nats(run_dir) as nats_server, \
-                deployment(run_dir, topology, nats_url=nats_server.url) as system:
+                deployment(run_dir, topology, nats_url=nats_server.url,
+                           extra_env=env) as system:
             system.external[nats_server.pid or 0] = "nats-server"
-            return asyncio.run(_drive(system, port, server.pid, quick))
+            figures = asyncio.run(_drive(system, port, server.pid, quick))
+        if profiles is not None:
+            figures = [dataclasses.replace(f, params={**f.params, "profiled": True})
+                       for f in figures]
+            _write_profiles(profiles, figures)
+        return figures
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -187,6 +226,20 @@ def run_request_cpu(workdir: Path, *, quick: bool) -> list[Figure]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+def _write_profiles(profiles: Path, figures: list[Figure]) -> None:
+    """``profile_table`` of each ``PROFILED`` process to ``PROFILE_OUT`` (and the log)."""
+    answered = next((int(f.params.get("answered", 0)) for f in figures
+                     if f.metric == "actors_cpu_ms_per_request"), 0)
+    tables = [profile_table(profiles / f"{name}.prof", answered)
+              for name in PROFILED if (profiles / f"{name}.prof").exists()]
+    if not tables:
+        _log.warning("request_cpu: no profile written under %s", profiles)
+        return
+    text = "\n\n".join(tables) + "\n"
+    PROFILE_OUT.write_text(text, encoding="utf-8")
+    _log.info("request_cpu: profiles written to %s\n%s", PROFILE_OUT, text)
 
 
 def request_cpu_table(rows: list[dict[str, Any]]) -> str:

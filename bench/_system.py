@@ -130,7 +130,8 @@ def bench_nats(workdir: Path) -> Iterator[EmbeddedNats]:
 @contextlib.contextmanager
 def deployment(workdir: Path, topology: Path, *, nats_url: str | None = None,
                ready_timeout_s: float = READY_TIMEOUT_S,
-               wait_ready: bool = True) -> Iterator[Deployment]:
+               wait_ready: bool = True,
+               extra_env: dict[str, str] | None = None) -> Iterator[Deployment]:
     """Run ``switchboard up`` until the block ends; wait for its ready line first.
 
     Args:
@@ -139,13 +140,15 @@ def deployment(workdir: Path, topology: Path, *, nats_url: str | None = None,
         nats_url: an existing server; None lets ``up`` start its embedded one on a free port.
         ready_timeout_s: give up (and stop everything) after this many seconds.
         wait_ready: False yields at once (``ready_after_s`` is set when the line comes).
+        extra_env: more environment of ``switchboard up`` (``SB_PROFILE_DIR``).
 
     Raises:
         RuntimeError: the ready line did not appear in time (the output's tail is quoted).
     """
     data_dir = workdir / "data"
     port = None if nats_url else free_port()
-    env = system_env(data_dir, topology, nats_url=nats_url, nats_port=port)
+    env = {**system_env(data_dir, topology, nats_url=nats_url, nats_port=port),
+           **(extra_env or {})}
     launched = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "switchboard.cli", "up", "--no-discord"], env=env, cwd=REPO,

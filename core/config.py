@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     trace_console: bool = False
     stream_replicas: int | None = None
     """Overrides ``topology.stream_replicas`` (``SB_STREAM_REPLICAS=3`` on a NATS cluster)."""
+    profile_dir: Path | None = None
+    """``SB_PROFILE_DIR``: each actor process profiles itself (``cProfile``) and writes
+    ``<role>-<replica>.prof`` there when it stops: where its CPU went, per function (the
+    bench's ``request_cpu`` scenario with ``BENCH_PROFILE=1``). Slows the actors about 2x;
+    for development only."""
     s3_bucket: str | None = None
     """When set, artifacts go to this S3 bucket (aioboto3; credentials from the standard AWS
     environment variables) instead of the JetStream object store

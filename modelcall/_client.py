@@ -305,7 +305,7 @@ async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
         if guarded is not None:
             await guarded(fold.text)
 
-    await _direct.stream(route, spec, body, fold, on_chunk)
+    await _direct.stream(route, spec, body, fold, on_chunk if guarded is not None else None)
     return fold.reply(_usage(litellm, spec, messages, fold))
 
 

@@ -8,11 +8,13 @@ over ``DELAY_S``), the router's model on (the server answers a router's request 
 the researcher (one streamed answer) → Reply: two calls, both on the direct path, as with a
 real OpenAI-compatible provider.
 
-A closed loop of ``IN_FLIGHT`` conversations (each its own session and person) runs for the
-window after a warm-up; the deployment's CPU over an idle window of the same length just
-before is taken out. In the same run, against the same server: the raw aiohttp client's CPU
-per streamed call of the same ``CHUNKS`` chunks (``bench._modelcall.raw_call``: ``json.loads``
-per SSE line, the floor), ``IN_FLIGHT`` at a time.
+Rounds (``Timing``): a closed loop of ``IN_FLIGHT`` conversations (each its own session and
+person) for a window after a warm-up, the deployment's idle CPU (its rate over an idle window
+measured first) taken out; then, the load stopped, the raw aiohttp client's CPU per streamed
+call of the same ``CHUNKS`` chunks against the same server (``bench._modelcall.raw_call``:
+``json.loads`` per SSE line, the floor), ``IN_FLIGHT`` at a time. Each round's ratio compares
+two figures taken a few seconds apart, on the machine as it is then; the figures are the
+medians over the rounds.
 
 Figures, in ms of CPU per request: every process of the deployment, ``actors`` (the sum over
 the replicas of the roles a SIMPLE request goes through, ``VISITED``: the other roles' idle
@@ -36,10 +38,12 @@ import logging
 import os
 import pstats
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,7 @@ import yaml
 from nats.aio.msg import Msg
 
 from bench._concurrency import KEY_ENV, MODEL, Probe, _server_stats, in_system
-from bench._concurrency_load import Conversations
+from bench._concurrency_load import Conversations, LevelResult
 from bench._load import connect
 from bench._modelcall import cpu_per_call, raw_call
 from bench._store import Figure
@@ -63,9 +67,21 @@ CHUNKS = 20
 DELAY_S = 0.2
 """Seconds the simulated model takes for an answer (its chunks spread over them)."""
 IN_FLIGHT = 16
-TIMING = {False: (5.0, 30.0), True: (3.0, 12.0)}
-"""Seconds of warm-up and of the measured window (the idle window is as long)."""
-RAW_CALLS = {False: 800, True: 300}
+@dataclass(frozen=True)
+class Timing:
+    """Rounds of load then raw calls (the ratio is each round's, so both halves see the
+    machine as it is then), each: seconds of warm-up and of measured window, raw calls; and
+    the seconds of the idle window measured first."""
+
+    rounds: int
+    warmup_s: float
+    window_s: float
+    raw_calls: int
+    idle_s: float
+
+
+TIMING = {False: Timing(rounds=5, warmup_s=2.0, window_s=10.0, raw_calls=300, idle_s=10.0),
+          True: Timing(rounds=3, warmup_s=1.5, window_s=5.0, raw_calls=150, idle_s=5.0)}
 VISITED = ("classifier", "researcher")
 """The roles a SIMPLE request goes through."""
 
@@ -105,68 +121,113 @@ async def _raw_ms(port: int, calls: int) -> float:
                                   in_flight=IN_FLIGHT)
 
 
+@dataclass
+class _Round:
+    """One round: CPU ms per request by process label, requests in the window, the raw
+    call's CPU ms, and the run's result."""
+
+    per_request: dict[str, float]
+    finished: int
+    window_s: float
+    raw_ms: float
+    result: LevelResult
+
+    @property
+    def actors(self) -> float:
+        return sum(ms for label, ms in self.per_request.items()
+                   if label.split("/")[0] in VISITED)
+
+
+async def _round(conv: Conversations, probe: Probe, port: int, timing: Timing,
+                 idle_per_s: dict[str, float]) -> _Round:
+    """The load for a warm-up and a window (the CPU per request over the window, the idle
+    rate taken out), then, the load stopped, the raw client's calls."""
+    started = time.perf_counter()
+    run = asyncio.ensure_future(conv.run(IN_FLIGHT, duration_s=timing.warmup_s
+                                         + timing.window_s, stagger_s=DELAY_S))
+    await asyncio.sleep(timing.warmup_s)
+    begin = time.perf_counter()
+    cpu0 = await asyncio.to_thread(probe.cpu)
+    await asyncio.sleep(max(0.0, started + timing.warmup_s + timing.window_s
+                            - time.perf_counter()))
+    cpu1 = await asyncio.to_thread(probe.cpu)
+    end = time.perf_counter()
+    result = await run
+    finished = len(result.finished_between(begin, end))
+    per_request = {
+        label: max(used - cpu0.get(label, used) - idle_per_s.get(label, 0.0) * (end - begin),
+                   0.0) * 1000 / max(finished, 1)
+        for label, used in cpu1.items() if in_system(label)}
+    raw = await _raw_ms(port, timing.raw_calls)
+    return _Round(per_request, finished, end - begin, raw, result)
+
+
 async def _drive(system: Deployment, port: int, server_pid: int, quick: bool
                  ) -> list[Figure]:
-    warmup_s, window_s = TIMING[quick]
+    timing = TIMING[quick]
     nc = await connect(system.nats_url)
     conv = Conversations(nc)
     probe = Probe(system, server_pid)
     sources = _Sources()
+    rounds: list[_Round] = []
     try:
         await conv.start()
         sub = await nc.subscribe(conv.subjects.event("classifier", "classified"),
                                  cb=sources.on_event)
         idle0 = await asyncio.to_thread(probe.cpu)
-        await asyncio.sleep(window_s)
+        await asyncio.sleep(timing.idle_s)
         idle1 = await asyncio.to_thread(probe.cpu)
-        started = time.perf_counter()
-        run = asyncio.ensure_future(conv.run(IN_FLIGHT, duration_s=warmup_s + window_s,
-                                             stagger_s=DELAY_S))
-        await asyncio.sleep(warmup_s)
-        window = (time.perf_counter(), 0.0)
-        cpu0 = await asyncio.to_thread(probe.cpu)
-        await asyncio.sleep(max(0.0, started + warmup_s + window_s - time.perf_counter()))
-        cpu1 = await asyncio.to_thread(probe.cpu)
-        window = (window[0], time.perf_counter())
-        result = await run
+        idle_per_s = {label: (used - idle0.get(label, used)) / timing.idle_s
+                      for label, used in idle1.items()}
+        for _ in range(timing.rounds):
+            rounds.append(await _round(conv, probe, port, timing, idle_per_s))
+            _log.info("request_cpu: round of %d requests: actors %.2f ms, raw call %.3f ms",
+                      rounds[-1].finished, rounds[-1].actors, rounds[-1].raw_ms)
         await sub.unsubscribe()
     finally:
         await conv.stop()
         await nc.close()
-    raw = await _raw_ms(port, RAW_CALLS[quick])
-    finished = len(result.finished_between(*window))
-    idle_scale = (window[1] - window[0]) / window_s
-    per_request: dict[str, float] = {}
-    for label, used in cpu1.items():
-        if not in_system(label):
-            continue
-        busy = used - cpu0.get(label, used)
-        idle = (idle1.get(label, 0.0) - idle0.get(label, 0.0)) * idle_scale
-        per_request[label] = max(busy - idle, 0.0) * 1000 / max(finished, 1)
-    actors = sum(ms for label, ms in per_request.items() if label.split("/")[0] in VISITED)
+    return _figures(rounds, sources)
+
+
+def _figures(rounds: list[_Round], sources: _Sources) -> list[Figure]:
+    """Medians over the rounds (the ratio: the median of each round's own ratio)."""
+    actors = statistics.median(r.actors for r in rounds)
+    raw = statistics.median(r.raw_ms for r in rounds)
+    ratio = statistics.median(r.actors / r.raw_ms for r in rounds if r.raw_ms)
+    finished = sum(r.finished for r in rounds)
+    window_s = sum(r.window_s for r in rounds)
     decided = sum(sources.counts.values())
-    params = {"window_s": window[1] - window[0], "finished": finished, "chunks": CHUNKS,
-              "answered": len(result.done),
-              "delay_s": DELAY_S, "sources": dict(sources.counts),
-              "errors": dict(result.errors), "lost": result.lost}
+    lost = sum(r.result.lost for r in rounds)
+    errors: Counter[str] = Counter()
+    for r in rounds:
+        errors.update(r.result.errors)
+    params = {"window_s": window_s, "finished": finished, "chunks": CHUNKS,
+              "answered": sum(len(r.result.done) for r in rounds), "rounds": len(rounds),
+              "delay_s": DELAY_S, "sources": dict(sources.counts), "errors": dict(errors),
+              "ratios": [round(r.actors / r.raw_ms, 3) for r in rounds if r.raw_ms],
+              "lost": lost}
 
     def fig(metric: str, value: float, unit: str, label: str | None = None) -> Figure:
         return Figure(scenario=SCENARIO, metric=metric, value=value, unit=unit, flow="simple",
                       in_flight=IN_FLIGHT, delay_s=DELAY_S, replicas=1, label=label,
                       params=params)
 
+    labels = sorted({label for r in rounds for label in r.per_request})
+    per_label = {label: statistics.median(r.per_request.get(label, 0.0) for r in rounds)
+                 for label in labels}
     figures = [fig("cpu_ms_per_request", ms, "ms", label)
-               for label, ms in sorted(per_request.items()) if ms > 0]
+               for label, ms in per_label.items() if ms > 0]
     figures += [fig("actors_cpu_ms_per_request", actors, "ms"),
                 fig("raw_call_cpu_ms", raw, "ms"),
-                fig("ratio_to_raw", actors / raw if raw else 0.0, "x"),
-                fig("tasks_per_s", finished / (window[1] - window[0]), "tasks/s"),
+                fig("ratio_to_raw", ratio, "x"),
+                fig("tasks_per_s", finished / window_s if window_s else 0.0, "tasks/s"),
                 fig("model_routed", sources.counts.get("model", 0) / max(decided, 1), "share"),
-                fig("lost", result.lost, "tasks"),
-                fig("error_replies", sum(result.errors.values()), "replies")]
-    _log.info("request_cpu: %d requests, actors %.2f ms CPU each, raw call %.3f ms: %.1f× "
-              "(routed by %s)", finished, actors, raw, actors / raw if raw else 0.0,
-              dict(sources.counts))
+                fig("lost", lost, "tasks"),
+                fig("error_replies", sum(errors.values()), "replies")]
+    _log.info("request_cpu: %d requests in %d rounds, actors %.2f ms CPU each, raw call "
+              "%.3f ms: %.2f× (rounds %s; routed by %s)", finished, len(rounds), actors, raw,
+              ratio, params["ratios"], dict(sources.counts))
     return figures
 
 

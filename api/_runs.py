@@ -142,11 +142,7 @@ class RunService:
             if strategy is MultitaskStrategy.INTERRUPT:
                 await self._interrupt(queue.active, run_id)
             return record
-        sent = await self._send(record)
-        if sent.status is RunStatus.FAILED:
-            await self._release(sent)
-            msg = sent.error.message if sent.error else f"run {run_id} was not sent"
-            raise UnavailableError(msg)
+        await self._send_or_release(record)
         return record
 
     async def _interrupt(self, active: str, by: str) -> None:
@@ -289,12 +285,7 @@ class RunService:
         _log.info("run %s retried (attempt %d)", run_id, retried.retries + 1)
         if queue.active != run_id:
             return retried
-        sent = await self._send(retried)
-        if sent.status is RunStatus.FAILED:
-            await self._release(sent)
-            msg = sent.error.message if sent.error else f"run {run_id} was not sent"
-            raise UnavailableError(msg)
-        return sent
+        return await self._send_or_release(retried)
 
     async def terminate(self, run_id: str, by: str, owner: str | None = None) -> RunRecord:
         """End a run now, as API key ``by`` asks, whatever the actors do (Temporal's
@@ -400,6 +391,21 @@ class RunService:
             return failed[1] if failed else changed[1]
         _log.info("run %s sent (session %s)", record.run_id, record.session)
         return changed[1]
+
+    async def _send_or_release(self, record: RunRecord) -> RunRecord:
+        """Send the run that holds its session now (``_send``); when the actors did not take
+        it, free the session for the next run.
+
+        Raises:
+            StoreError: the runs bucket did not answer.
+            UnavailableError: the actors' stream did not take it (it is ``failed``).
+        """
+        sent = await self._send(record)
+        if sent.status is RunStatus.FAILED:
+            await self._release(sent)
+            msg = sent.error.message if sent.error else f"run {record.run_id} was not sent"
+            raise UnavailableError(msg)
+        return sent
 
     async def _release(self, record: RunRecord) -> None:
         """Free ``record``'s session and send the run that is next in it; one that was

@@ -84,16 +84,23 @@ TIMING = {False: Timing(warmup_s=12.0, window_s=40.0, idle_s=10.0),
           True: Timing(warmup_s=8.0, window_s=10.0, idle_s=4.0)}
 
 
-def write_topology(path: Path, api_base: str) -> Path:
-    """The repository's ``topology.yaml`` with every tier on the simulated model, no
-    escalation or brainstorm models of its own, the router's model off, the classifier and
-    the researcher at ``MAX_IN_FLIGHT``, and ``RESEARCHER_REPLICAS`` researchers."""
-    data = yaml.safe_load((REPO / "topology.yaml").read_text(encoding="utf-8"))
+def sim_topology(api_base: str, *, router_model: bool) -> dict[str, Any]:
+    """The repository's ``topology.yaml`` with every tier on the simulated model at
+    ``api_base``, no escalation or brainstorm models of its own, the router's model on or
+    off."""
+    data: dict[str, Any] = yaml.safe_load((REPO / "topology.yaml").read_text(encoding="utf-8"))
     model = {"name": MODEL, "api_base": api_base, "api_key_env": KEY_ENV}
     data["tiers"] = {tier: [model] for tier in (1, 2, 3, 4)}
     data["escalation"] = []
     data["brainstorm_models"] = []
-    data["router"] = {**data.get("router", {}), "model": False}
+    data["router"] = {**data.get("router", {}), "model": router_model}
+    return data
+
+
+def write_topology(path: Path, api_base: str) -> Path:
+    """``sim_topology`` with the router's model off, the classifier and the researcher at
+    ``MAX_IN_FLIGHT``, and ``RESEARCHER_REPLICAS`` researchers."""
+    data = sim_topology(api_base, router_model=False)
     for role in ROLES:
         data["actors"].setdefault(role, {})["max_in_flight"] = MAX_IN_FLIGHT
     data["actors"]["researcher"]["replicas"] = RESEARCHER_REPLICAS

@@ -52,7 +52,7 @@ import msgspec
 import yaml
 from nats.aio.msg import Msg
 
-from bench._concurrency import KEY_ENV, MODEL, Probe, _server_stats, in_system
+from bench._concurrency import KEY_ENV, Probe, _server_stats, in_system, sim_topology
 from bench._concurrency_load import Conversations, LevelResult
 from bench._load import connect
 from bench._modelcall import cpu_per_call, raw_call
@@ -87,14 +87,8 @@ VISITED = ("classifier", "researcher")
 
 
 def write_topology(path: Path, api_base: str) -> Path:
-    """The repository's topology with every tier on the simulated model, no escalation or
-    brainstorm models of its own, and the router's model on."""
-    data = yaml.safe_load((REPO / "topology.yaml").read_text(encoding="utf-8"))
-    model = {"name": MODEL, "api_base": api_base, "api_key_env": KEY_ENV}
-    data["tiers"] = {tier: [model] for tier in (1, 2, 3, 4)}
-    data["escalation"] = []
-    data["brainstorm_models"] = []
-    data["router"] = {**data.get("router", {}), "model": True}
+    """``bench._concurrency.sim_topology`` with the router's model on."""
+    data = sim_topology(api_base, router_model=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 

@@ -109,12 +109,12 @@ def write_topology(path: Path, api_base: str) -> Path:
 
 
 @contextlib.contextmanager
-def sim_server(port: int) -> Any:
-    """``python -m bench._sse_server`` on 127.0.0.1:``port`` with the scenario's latency and
-    chunk count, stopped (SIGTERM, then SIGKILL) when the block ends."""
+def sim_server(port: int, delay_s: float = MODEL_DELAY_S, chunks: int = MODEL_CHUNKS) -> Any:
+    """``python -m bench._sse_server`` on 127.0.0.1:``port`` with a latency and chunk count
+    (default: this scenario's), stopped (SIGTERM, then SIGKILL) when the block ends."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench._sse_server", str(port), "--delay-s", str(MODEL_DELAY_S),
-         "--chunks", str(MODEL_CHUNKS)], cwd=REPO, start_new_session=True)
+        [sys.executable, "-m", "bench._sse_server", str(port), "--delay-s", str(delay_s),
+         "--chunks", str(chunks)], cwd=REPO, start_new_session=True)
     try:
         yield proc
     finally:

@@ -37,10 +37,7 @@ import json
 import logging
 import os
 import pstats
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -52,7 +49,14 @@ import msgspec
 import yaml
 from nats.aio.msg import Msg
 
-from bench._concurrency import KEY_ENV, Probe, _server_stats, in_system, sim_topology
+from bench._concurrency import (
+    KEY_ENV,
+    Probe,
+    _server_stats,
+    in_system,
+    sim_server,
+    sim_topology,
+)
 from bench._concurrency_load import Conversations, LevelResult
 from bench._load import connect
 from bench._modelcall import cpu_per_call, raw_call
@@ -258,10 +262,7 @@ def run_request_cpu(workdir: Path, *, quick: bool) -> list[Figure]:
     port = free_port()
     os.environ[KEY_ENV] = "bench"
     topology = write_topology(run_dir / "topology.yaml", f"http://127.0.0.1:{port}/v1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench._sse_server", str(port), "--delay-s", str(DELAY_S),
-         "--chunks", str(CHUNKS)], cwd=REPO, start_new_session=True)
-    try:
+    with sim_server(port, DELAY_S, CHUNKS) as server:
         asyncio.run(_server_stats(port, wait_s=20.0))
         env = {"SB_PROFILE_DIR": str(profiles)} if profiles is not None else None
         with bench_nats(run_dir) as nats_server, \
@@ -269,18 +270,11 @@ def run_request_cpu(workdir: Path, *, quick: bool) -> list[Figure]:
                            extra_env=env) as system:
             system.external[nats_server.pid or 0] = "nats-server"
             figures = asyncio.run(_drive(system, port, server.pid, quick))
-        if profiles is not None:
-            figures = [dataclasses.replace(f, params={**f.params, "profiled": True})
-                       for f in figures]
-            _write_profiles(profiles, figures)
-        return figures
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+    if profiles is not None:
+        figures = [dataclasses.replace(f, params={**f.params, "profiled": True})
+                   for f in figures]
+        _write_profiles(profiles, figures)
+    return figures
 
 
 def _write_profiles(profiles: Path, figures: list[Figure]) -> None:

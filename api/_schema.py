@@ -74,11 +74,19 @@ FINISHED = frozenset({RunStatus.DONE, RunStatus.FAILED, RunStatus.ABORTED})
 """Statuses a run never leaves."""
 
 
+VISIBLE = (r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f"
+           r"\u205f\u3000]")
+r"""A character that is not whitespace as Python's ``str.isspace`` has it, spelled out: ``\S``
+means another set in the ECMAScript regexes of JSON Schema (there ``\x1c``-``\x1f`` are not
+whitespace), so a client checking the OpenAPI document and the API disagreed on a message
+of only ``\x1f`` (found by schemathesis)."""
+
+
 class RunRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/runs``: what to ask, in which conversation, as whom."""
 
     message: Annotated[str, msgspec.Meta(
-        min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S",
+        min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=VISIBLE,
         description="The request, as a person would write it in Discord (not only spaces).")]
     session: Session | None = None
     user: User | None = None

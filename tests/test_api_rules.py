@@ -305,3 +305,22 @@ def test_api_command_help_and_refusal_without_a_token() -> None:
     run = subprocess.run([sys.executable, "-m", "switchboard.cli", "api"], cwd=REPO, text=True,
                          capture_output=True, timeout=60, env=env, check=False)
     assert run.returncode == 2 and "SB_API_KEYS_FILE" in run.stdout
+
+
+def test_a_message_needs_a_character_that_is_not_whitespace_in_both_regex_dialects() -> None:
+    """The pattern of ``message`` names the characters ``str.isspace`` counts, so that the
+    API (Python's ``re``) and a client of the OpenAPI document (ECMAScript, where ``\\S``
+    takes ``\\x1f`` as visible) refuse the same messages."""
+    import re
+
+    import msgspec
+
+    from api._schema import VISIBLE, request_decoder
+
+    assert all(c.isspace() != bool(re.search(VISIBLE, c))
+               for c in map(chr, range(0x110000)))
+    for blank in ("\x1f", " \t\x1c", "\u3000\n"):
+        with pytest.raises(msgspec.ValidationError):
+            request_decoder.decode(json.dumps({"message": blank}).encode())
+    assert request_decoder.decode(b'{"message": "\\u001f hi"}').message == "\x1f hi"
+    assert request_decoder.decode(b'{"message": "\\ufeff"}').message == "\ufeff"

@@ -137,3 +137,26 @@ def test_branch_name_shape() -> None:
         check = subprocess.run(["git", "check-ref-format", "--branch", name],
                                capture_output=True, timeout=30, check=False)
         assert check.returncode == 0, name
+
+
+async def test_a_workspace_inside_another_repository_gets_its_own(tmp_path: Path) -> None:
+    """``ensure`` looks at the repository the workspace is the top of, never at an outer one
+    it happens to sit in (its branch would have been taken for the workspace's)."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    _git(outer, "init", "--quiet", "--initial-branch=trunk")
+    _git(outer, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
+         "--allow-empty", "-m", "outer")
+    workspace = Workspace.for_session(outer / "workspaces", "discord-2")
+    git = GitRepo(workspace)
+    await git.ensure(BRANCH)
+    assert (workspace.root / ".git").is_dir()
+    assert _git(workspace.root, "rev-parse", "--abbrev-ref", "HEAD") == BRANCH
+    assert _git(outer, "rev-parse", "--abbrev-ref", "HEAD") == "trunk"
+    (workspace.root / "a.txt").write_text("a\n")
+    sha = await git.commit_all("add a")
+    assert sha is not None and _git(workspace.root, "rev-parse", "HEAD") == sha
+    assert _git(outer, "log", "--format=%s") == "outer"
+    _git(workspace.root, "checkout", "--quiet", "--detach")
+    await git.ensure(BRANCH)  # from a detached HEAD back to the run's branch
+    assert await git.current_branch() == BRANCH

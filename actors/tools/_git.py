@@ -79,6 +79,13 @@ def branch_name(session: str, run_id: str) -> str:
     return check_branch_name(f"{BRANCH_PREFIX}{session}-{short}")
 
 
+def _failed(args: tuple[str, ...], result: _Result) -> GitError:
+    """The error of a git command that exited non-zero: its last lines of output."""
+    detail = (result.err.strip() or result.out.strip()).splitlines()
+    msg = f"git {' '.join(args[:2])} failed: {' '.join(detail[-3:]) or result.code}"
+    return GitError(msg)
+
+
 class GitRepo:
     """The repository at the root of a workspace."""
 
@@ -121,10 +128,23 @@ class GitRepo:
         result = _Result(process.returncode or 0, out.decode(errors="replace"),
                          err.decode(errors="replace"))
         if check and result.code != 0:
-            detail = (result.err.strip() or result.out.strip()).splitlines()
-            msg = f"git {' '.join(args[:2])} failed: {' '.join(detail[-3:]) or result.code}"
-            raise GitError(msg)
+            raise _failed(args, result)
         return result
+
+    async def _head(self) -> str | None:
+        """The checked-out branch ("" when HEAD is detached) when the workspace is the top of
+        a repository of its own that has a commit, in one git call; None otherwise (no
+        ``.git``, a directory inside an outer repository, no commit yet), when ``ensure``
+        looks again the longer way."""
+        if not (self.workspace.root / ".git").exists():
+            return None
+        result = await self._git("rev-parse", "--show-cdup", "--abbrev-ref", "HEAD",
+                                 check=False)
+        lines = result.out.split("\n")
+        if result.code != 0 or len(lines) < 2 or lines[0].strip():
+            return None
+        name = lines[1].strip()
+        return "" if name == "HEAD" else name
 
     async def _has_repo(self) -> bool:
         if not (self.workspace.root / ".git").exists():
@@ -150,14 +170,18 @@ class GitRepo:
                 overwrite uncommitted changes).
         """
         check_branch_name(branch)
-        if not await self._has_repo():
-            await self._git("init", "--quiet", f"--initial-branch={MAIN}")
-            exclude = self.workspace.root / ".git" / "info" / "exclude"
-            exclude.parent.mkdir(parents=True, exist_ok=True)
-            exclude.write_text(_EXCLUDES, encoding="utf-8")
-            await self._git("commit", "--quiet", "--allow-empty", "-m", "Start the workspace")
-            _log.info("created a git repository in %s", self.workspace.root)
-        if await self.current_branch() == branch:
+        current = await self._head()  # a run's usual case: one git call, and done
+        if current is None:
+            if not await self._has_repo():
+                await self._git("init", "--quiet", f"--initial-branch={MAIN}")
+                exclude = self.workspace.root / ".git" / "info" / "exclude"
+                exclude.parent.mkdir(parents=True, exist_ok=True)
+                exclude.write_text(_EXCLUDES, encoding="utf-8")
+                await self._git("commit", "--quiet", "--allow-empty", "-m",
+                                "Start the workspace")
+                _log.info("created a git repository in %s", self.workspace.root)
+            current = await self.current_branch()
+        if current == branch:
             return
         if await self._branch_exists(branch):
             await self._git("checkout", "--quiet", branch)
@@ -189,10 +213,13 @@ class GitRepo:
             msg = "a commit needs a message"
             raise GitError(msg)
         await self._git("add", "--all")
-        staged = await self._git("diff", "--cached", "--quiet", check=False)
-        if staged.code == 0:
-            return None
-        await self._git("commit", "--quiet", "--no-verify", "-m", message)
+        args = ("commit", "--quiet", "--no-verify", "-m", message)
+        committed = await self._git(*args, check=False)
+        if committed.code != 0:  # nothing staged, or a failure: the index says which
+            staged = await self._git("diff", "--cached", "--quiet", check=False)
+            if staged.code == 0:
+                return None
+            raise _failed(args, committed)
         return (await self._git("rev-parse", "HEAD")).out.strip()
 
     async def changed_files(self, since: str = MAIN) -> list[str]:

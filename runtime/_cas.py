@@ -14,6 +14,8 @@ from nats.js.kv import KeyValue
 from core.errors import BrokerError, StoreConflictError
 
 KV_TIMEOUT_S = 5.0
+NO_RESPONDERS_WAIT_S = 0.1
+"""Seconds between two reads of a bucket no server serves yet (``read_entry``)."""
 MAX_CAS_ATTEMPTS = 8
 CAS_BACKOFF_S = 0.002
 """After the n-th lost compare-and-set, wait a random 0 to ``CAS_BACKOFF_S * 2**n`` seconds
@@ -24,18 +26,33 @@ again: at most about 0.5 s over all attempts."""
 async def read_entry(kv: KeyValue, key: str, *, what: str) -> tuple[bytes | None, int | None]:
     """The value and revision of ``key``; ``(None, None)`` when it does not exist.
 
+    A direct get answered "no responders" is asked again (every ``NO_RESPONDERS_WAIT_S``)
+    until ``KV_TIMEOUT_S``: no server serves the bucket's reads yet, as happens in a cluster
+    just after the bucket was made or while its stream elects a leader (found on a 3-node
+    cluster: ``switchboard up`` stopped when the artifact index, created a moment before,
+    answered so).
+
     Raises:
         BrokerError: the bucket does not answer within 5 s.
     """
-    try:
-        async with asyncio.timeout(KV_TIMEOUT_S):
-            entry = await kv.get(key)
-    except nats.js.errors.KeyNotFoundError:
-        return None, None
-    except (TimeoutError, nats.errors.Error) as exc:
-        msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
-        raise BrokerError(msg) from exc
-    return entry.value or None, entry.revision
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KV_TIMEOUT_S
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None, None
+        except nats.errors.NoRespondersError as exc:
+            if loop.time() + NO_RESPONDERS_WAIT_S < deadline:
+                await asyncio.sleep(NO_RESPONDERS_WAIT_S)
+                continue
+            msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
+            raise BrokerError(msg) from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
+            raise BrokerError(msg) from exc
+        return entry.value or None, entry.revision
 
 
 async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None], bytes], *,

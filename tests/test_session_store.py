@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import nats
+import pytest
 
 from protocol import HistoryEntry, SessionState
 from runtime import SessionStore
@@ -66,5 +67,44 @@ async def test_an_update_after_a_kept_read_skips_its_read_and_a_stale_one_loses_
         reads = 0
         await store.update("s1", add("third"))  # nothing kept: reads as before
         assert reads == 1
+    finally:
+        await nc.close()
+
+
+async def test_a_bucket_no_server_serves_yet_is_read_once_it_is_served(nats_url: str) -> None:
+    """A direct get answered "no responders" (the bucket's stream not served yet, as in a
+    cluster just after it was made) is asked again until it is served, within the read's
+    bound; one never served is a BrokerError after the bound."""
+    from nats.js.kv import KeyValue
+
+    from core.errors import BrokerError
+    from runtime._cas import KV_TIMEOUT_S, read_entry
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        early = KeyValue(name="TEST_LATE", stream="KV_TEST_LATE", pre="$KV.TEST_LATE.", js=js,
+                         direct=True)
+
+        async def make_it() -> None:
+            await asyncio.sleep(0.5)
+            kv = await kv_bucket(js, "TEST_LATE")
+            await kv.put("k", b"there")
+
+        loop = asyncio.get_running_loop()
+        maker = asyncio.create_task(make_it())
+        started = loop.time()
+        got = await read_entry(early, "k", what="late bucket")  # no BrokerError: it waited
+        assert loop.time() - started >= 0.4
+        await maker
+        # Read as soon as the bucket was served: the key is there, or not put yet.
+        assert got in {(b"there", 1), (None, None)}
+        assert await read_entry(early, "k", what="late bucket") == (b"there", 1)
+        never = KeyValue(name="TEST_NEVER", stream="KV_TEST_NEVER", pre="$KV.TEST_NEVER.",
+                         js=js, direct=True)
+        started = loop.time()
+        with pytest.raises(BrokerError):
+            await read_entry(never, "k", what="missing bucket")
+        assert loop.time() - started <= KV_TIMEOUT_S + 1
     finally:
         await nc.close()

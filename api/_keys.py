@@ -111,7 +111,7 @@ class KeyRing:
     """The keys the API takes, found by their digest.
 
     Raises:
-        ApiConfigError: no key at all, two keys with one name or one digest.
+        ApiConfigError: no key at all, or two keys with one name.
     """
 
     def __init__(self, keys: dict[str, ApiKey]) -> None:
@@ -143,19 +143,44 @@ class KeyRing:
             ApiConfigError: the file cannot be read or is not valid (the message says where),
                 or there is no key at all.
         """
-        keys: dict[str, ApiKey] = {}
+        found: list[tuple[str, ApiKey]] = []
         if token.strip():
-            keys[digest(token.strip())] = ApiKey(name=DEFAULT_NAME, scopes=frozenset(Scope))
+            found.append((digest(token.strip()),
+                          ApiKey(name=DEFAULT_NAME, scopes=frozenset(Scope))))
         if keys_file is not None:
-            for sha, key in _read(keys_file).items():
-                if sha in keys:
-                    msg = f"{keys_file}: key {key.name} has the digest of another key"
-                    raise ApiConfigError(msg)
-                keys[sha] = key
+            found += _read(keys_file)
+        keys: dict[str, ApiKey] = {}
+        for sha, key in found:
+            if sha in keys:
+                msg = f"API key {key.name} has the digest of key {keys[sha].name}"
+                raise ApiConfigError(msg)
+            keys[sha] = key
         return cls(keys)
 
 
-def _read(path: Path) -> dict[str, ApiKey]:
+def _checked(name: str, rate: str | None, runs_per_day: int | None, where: str
+             ) -> limits.RateLimitItem | None:
+    """An entry's name and limits checked (``where`` names it in the message), its rate
+    parsed (None: no rate).
+
+    Raises:
+        ApiConfigError: a bad name, rate or runs per day.
+    """
+    if not _NAME.match(name):
+        msg = f"{where}: a name is 1-32 of a-z 0-9 _ - (starting with a letter or digit)"
+        raise ApiConfigError(msg)
+    if runs_per_day is not None and runs_per_day < 0:
+        msg = f"{where}: runs_per_day must be 0 or more"
+        raise ApiConfigError(msg)
+    return _rate(rate, where) if rate else None
+
+
+def _read(path: Path) -> list[tuple[str, ApiKey]]:
+    """The keys of the keys file ``path``, each with its digest.
+
+    Raises:
+        ApiConfigError: it cannot be read, is not YAML, or an entry is not valid.
+    """
     where = str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -169,25 +194,16 @@ def _read(path: Path) -> dict[str, ApiKey]:
     except msgspec.ValidationError as exc:
         msg = f"SB_API_KEYS_FILE {where}: {exc}"
         raise ApiConfigError(msg) from exc
-    keys: dict[str, ApiKey] = {}
+    keys: list[tuple[str, ApiKey]] = []
     for entry in parsed.keys:
         at = f"{where}: key {entry.name!r}"
-        if not _NAME.match(entry.name):
-            msg = f"{at}: a name is 1-32 of a-z 0-9 _ - (starting with a letter or digit)"
-            raise ApiConfigError(msg)
+        rate = _checked(entry.name, entry.rate, entry.runs_per_day, at)
         sha = entry.sha256.strip().lower()
         if not _DIGEST.match(sha):
             msg = f"{at}: sha256 must be 64 hex digits (`switchboard api key {entry.name}`)"
             raise ApiConfigError(msg)
-        if sha in keys:
-            msg = f"{at} has the digest of key {keys[sha].name}"
-            raise ApiConfigError(msg)
-        if entry.runs_per_day is not None and entry.runs_per_day < 0:
-            msg = f"{at}: runs_per_day must be 0 or more"
-            raise ApiConfigError(msg)
-        keys[sha] = ApiKey(name=entry.name, scopes=frozenset(entry.scopes),
-                           rate=_rate(entry.rate, at) if entry.rate else None,
-                           runs_per_day=entry.runs_per_day)
+        keys.append((sha, ApiKey(name=entry.name, scopes=frozenset(entry.scopes), rate=rate,
+                                 runs_per_day=entry.runs_per_day)))
     return keys
 
 
@@ -197,13 +213,9 @@ def key_entry(name: str, key: str, scopes: frozenset[Scope], rate: str | None,
     ``switchboard api key`` prints it.
 
     Raises:
-        ApiConfigError: a bad name or rate.
+        ApiConfigError: a bad name, rate or runs per day.
     """
-    if not _NAME.match(name):
-        msg = f"key name {name!r}: 1-32 of a-z 0-9 _ - (starting with a letter or digit)"
-        raise ApiConfigError(msg)
-    if rate:
-        _rate(rate, f"key {name}")
+    _checked(name, rate, runs_per_day, f"key {name!r}")
     entry: dict[str, object] = {"name": name, "sha256": digest(key),
                                 "scopes": sorted(str(s) for s in scopes)}
     if rate:

@@ -109,8 +109,8 @@ def cmd_key(args: argparse.Namespace, settings: Settings, topology: Topology | N
     except ValueError:
         say(f"❌ --scopes takes {', '.join(Scope)}, not {args.scopes!r}")
         return EXIT_CONFIG
-    if not scopes or (args.runs_per_day is not None and args.runs_per_day < 0):
-        say("❌ a key needs one scope at least, and --runs-per-day 0 or more")
+    if not scopes:
+        say("❌ a key needs one scope at least (--scopes)")
         return EXIT_CONFIG
     key = new_key()
     try:

@@ -14,6 +14,7 @@ from api._openapi_console import SCHEMAS as CONSOLE_SCHEMAS
 from api._openapi_console import console_paths
 from api._openapi_ops import SCHEMAS as OPS_SCHEMAS
 from api._openapi_ops import ops_paths
+from api._openapi_parts import REF, error_answers, json_answer, ref
 from api._openapi_runs import IDEMPOTENCY_KEY, list_runs_operation, runs_paths
 from api._openapi_runs import SCHEMAS as RUNS_SCHEMAS
 from api._schema import (
@@ -28,17 +29,6 @@ from api._schema import (
     StopAccepted,
 )
 from api._sse_frames import ID_PATTERN, RETRY_MS
-
-_REF = "#/components/schemas/{name}"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF.format(name=name)}
-
-
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": _ref(name)}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -57,7 +47,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
              413: "The body is larger than the API accepts",
              415: "The body is not sent as `Content-Type: application/json`",
              503: "NATS or the actors do not answer"}
-    answers = {str(s): _json("ErrorBody", texts[s]) for s in statuses}
+    answers = error_answers(texts, *statuses)
     if 401 in statuses:
         answers["401"]["headers"] = {"WWW-Authenticate": {
             "description": "The scheme to use: `Bearer realm=\"switchboard\"` (RFC 6750)",
@@ -95,10 +85,11 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "gets a POST signed per Standard Webhooks when the run ends.",
             "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": _ref("RunRequest")}}},
-            "responses": {"202": {**_json("RunAccepted", "Accepted: the run is queued (or, "
-                                          "for a repeated Idempotency-Key, the first "
-                                          "request's run as it is now)"),
+                "application/json": {"schema": ref("RunRequest")}}},
+            "responses": {"202": {**json_answer("RunAccepted",
+                                                "Accepted: the run is queued (or, for a "
+                                                "repeated Idempotency-Key, the first "
+                                                "request's run as it is now)"),
                                   "headers": {"Idempotent-Replayed": {
                                       "description": "`true` when the answer is an earlier "
                                       "request's run", "schema": {"type": "string"}}}},
@@ -107,7 +98,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
         "/v1/runs/{run_id}": {"get": {
             "operationId": "getRun", "summary": "A run's status and result",
             "parameters": [_RUN_ID],
-            "responses": {"200": _json("RunView", "The run"), **_errors(401, 404, 503)}}},
+            "responses": {"200": json_answer("RunView", "The run"), **_errors(401, 404, 503)}}},
         "/v1/runs/{run_id}/events": {"get": {
             "operationId": "runEvents", "summary": "A run's progress and execution events",
             "description": "Server-Sent Events from the run's start until it ends (a late "
@@ -132,7 +123,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "description": "A run still waiting for its session is aborted at once; a running "
             "agentic loop stops before its next turn. A one-turn answer cannot be cut short.",
             "parameters": [_RUN_ID],
-            "responses": {"202": _json("StopAccepted", "The stop is under way"),
+            "responses": {"202": json_answer("StopAccepted", "The stop is under way"),
                           **_errors(401, 404, 409, 503)}}},
         "/v1/runs/{run_id}/terminate": {"post": {
             "operationId": "terminateRun", "summary": "End a run now",
@@ -142,7 +133,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "actors lost, which `stop` would wait on for ever. A paused run is answered, "
             "not terminated.",
             "parameters": [_RUN_ID],
-            "responses": {"202": _json("StopAccepted", "The run is aborted"),
+            "responses": {"202": json_answer("StopAccepted", "The run is aborted"),
                           **_errors(401, 404, 409, 503)}}},
         "/v1/runs/{run_id}/retry": {"post": {
             "operationId": "retryRun", "summary": "Send a failed run again",
@@ -151,7 +142,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
             "checkpoint, not from the start; a one-turn answer is made anew. `retries` "
             "counts the retries. Any other run is 409 `not_retryable`.",
             "parameters": [_RUN_ID],
-            "responses": {"202": {**_json("RunAccepted", "The run is queued again"),
+            "responses": {"202": {**json_answer("RunAccepted", "The run is queued again"),
                                   "headers": {"Location": {
                                       "description": "The run's URL",
                                       "schema": {"type": "string"}}}},
@@ -167,8 +158,9 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
                 "description": "The run's `approval.approval_id` (16 hex digits).",
                 "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}],
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": _ref("DecisionRequest")}}},
-            "responses": {"202": _json("DecisionAccepted", "The run goes on with the decision"),
+                "application/json": {"schema": ref("DecisionRequest")}}},
+            "responses": {"202": json_answer("DecisionAccepted",
+                                             "The run goes on with the decision"),
                           **_errors(400, 401, 403, 404, 409, 415, 503)}}},
         "/v1/runs/{run_id}/files/{path}": {"get": {
             "operationId": "getRunFile", "summary": "A file of the run's workspace",
@@ -186,7 +178,7 @@ def _paths(max_body_bytes: int) -> dict[str, Any]:
         "/healthz": {"get": {
             "operationId": "health", "summary": "Each role's consumer state (no token needed)",
             "security": [],
-            "responses": {"200": _json("Health", "NATS answers"), **_errors(503)}}},
+            "responses": {"200": json_answer("Health", "NATS answers"), **_errors(503)}}},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {
@@ -201,7 +193,7 @@ def openapi_document(max_body_bytes: int, roles: tuple[str, ...] = ()) -> bytes:
     _, components = msgspec.json.schema_components(
         [RunRequest, RunAccepted, RunView, StopAccepted, DecisionRequest, DecisionAccepted,
          ErrorBody, Health, *OPS_SCHEMAS, *RUNS_SCHEMAS,
-         *CONSOLE_SCHEMAS], ref_template=_REF)
+         *CONSOLE_SCHEMAS], ref_template=REF)
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard HTTP API", "version": "1",
@@ -240,8 +232,8 @@ def _with_key_errors(paths: dict[str, Any]) -> dict[str, Any]:
                 answers["403"] = {**answers["403"],
                                   "description": f"{answers['403']['description']}; {scope}"}
             else:
-                answers["403"] = _json("ErrorBody", scope[0].upper() + scope[1:])
-            answers["429"] = {**_json(
+                answers["403"] = json_answer("ErrorBody", scope[0].upper() + scope[1:])
+            answers["429"] = {**json_answer(
                 "ErrorBody", "`rate_limited`: the API key's rate is spent; "
                 "`quota_exceeded`: its runs of the day (UTC) are"),
                 "headers": {"Retry-After": {"description": "Seconds until a request may "

@@ -8,24 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from api._analytics import DEFAULT_SINCE, SINCE_PATTERN
+from api._openapi_parts import error_answers, json_answer
 from api._schema_console import AnalyticsReport, RoleLoads
 
 SCHEMAS = (RoleLoads, AnalyticsReport)
 """The component schemas the entries below refer to."""
-_REF = "#/components/schemas/{name}"
 _ERRORS = {400: "`since` is not a number of minutes, hours or days",
            401: "No or a wrong bearer token",
            503: "NATS or JetStream do not answer (or the events file is held by another "
                 "process)"}
 
 
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json("ErrorBody", _ERRORS[s]) for s in statuses}
 
 
 def console_paths() -> dict[str, Any]:
@@ -36,8 +29,8 @@ def console_paths() -> dict[str, Any]:
             "description": "Every actor role's durable consumer as JetStream reports it: "
             "tasks not yet delivered (`lag`), held, redelivered, and replicas free for work; "
             "`scale` names the role with the largest lag, the one to give more replicas.",
-            "responses": {"200": _json("RoleLoads", "Every role, in the topology's order"),
-                          **_errors(401, 503)}}},
+            "responses": {"200": json_answer("RoleLoads", "Every role, in the topology's order"),
+                          **error_answers(_ERRORS, 401, 503)}}},
         "/v1/analytics/report": {"get": {
             "operationId": "analyticsReport", "summary": "The events report",
             "description": "Brings the API's DuckDB copy of the execution events up to date "
@@ -50,6 +43,6 @@ def console_paths() -> dict[str, Any]:
                 "description": f"The window: minutes, hours or days back (`30m`, `24h`, "
                 f"`7d`; default `{DEFAULT_SINCE}`).",
                 "schema": {"type": "string", "pattern": SINCE_PATTERN}}],
-            "responses": {"200": _json("AnalyticsReport", "The report's sections"),
-                          **_errors(400, 401, 503)}}},
+            "responses": {"200": json_answer("AnalyticsReport", "The report's sections"),
+                          **error_answers(_ERRORS, 400, 401, 503)}}},
     }

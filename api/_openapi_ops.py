@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api._openapi_parts import error_answers, json_answer, ref
 from api._ops_schema import (
     MAX_SEQ,
     DeadLetterList,
@@ -16,7 +17,6 @@ from api._ops_schema import (
 
 SCHEMAS = (Readiness, DeadLetterList, DeadLetterSummary, DeadLetterView, DeadLetterReplayed)
 """The component schemas the entries below refer to."""
-_REF = "#/components/schemas/{name}"
 _ERRORS = {400: "A query parameter is not valid",
            401: "No or a wrong bearer token",
            404: "No such dead letter",
@@ -24,13 +24,6 @@ _ERRORS = {400: "A query parameter is not valid",
            503: "NATS or JetStream do not answer"}
 
 
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json("ErrorBody", _ERRORS[s]) for s in statuses}
 
 
 _SEQ = {"name": "seq", "in": "path", "required": True,
@@ -49,12 +42,12 @@ def ops_paths(roles: tuple[str, ...] = ()) -> dict[str, Any]:
             "description": "200 when every actor role has a replica asking for work (a pull "
             "request waiting on its consumer), 503 with the roles that have none.",
             "security": [],
-            "responses": {"200": _json("Readiness", "Every role has a replica ready"),
+            "responses": {"200": json_answer("Readiness", "Every role has a replica ready"),
                           "503": {"description": "A role has no replica ready (`Readiness`), "
                                   "or NATS does not answer (`ErrorBody`)", "content": {
                                       "application/json": {"schema": {"oneOf": [
-                                          {"$ref": _REF.format(name="Readiness")},
-                                          {"$ref": _REF.format(name="ErrorBody")}]}}}}}}},
+                                          ref("Readiness"),
+                                          ref("ErrorBody")]}}}}}}},
         "/metrics": {"get": {
             "operationId": "metrics", "summary": "Prometheus metrics (bearer token)",
             "description": "The Prometheus text exposition format: HTTP requests of this API "
@@ -63,7 +56,8 @@ def ops_paths(roles: tuple[str, ...] = ()) -> dict[str, Any]:
             "role's consumer lag, held and redelivered tasks and replicas ready, and the dead "
             "letters stored, read at each scrape.",
             "responses": {"200": {"description": "The metrics", "content": {
-                "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 503)}}},
+                "text/plain": {"schema": {"type": "string"}}}},
+                **error_answers(_ERRORS, 401, 503)}}},
         "/v1/dead-letters": {"get": {
             "operationId": "listDeadLetters", "summary": "Dead letters, oldest first",
             "parameters": [
@@ -77,25 +71,25 @@ def ops_paths(roles: tuple[str, ...] = ()) -> dict[str, Any]:
                 {"name": "limit", "in": "query", "required": False,
                  "description": "At most this many (default 100).",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
-            "responses": {"200": _json("DeadLetterList", "A page of dead letters"),
-                          **_errors(400, 401, 503)}}},
+            "responses": {"200": json_answer("DeadLetterList", "A page of dead letters"),
+                          **error_answers(_ERRORS, 400, 401, 503)}}},
         "/v1/dead-letters/{seq}": {
             "get": {
                 "operationId": "getDeadLetter", "summary": "One dead letter, with its bytes",
                 "parameters": [_SEQ],
-                "responses": {"200": _json("DeadLetterView", "The dead letter"),
-                              **_errors(401, 404, 503)}},
+                "responses": {"200": json_answer("DeadLetterView", "The dead letter"),
+                              **error_answers(_ERRORS, 401, 404, 503)}},
             "delete": {
                 "operationId": "discardDeadLetter", "summary": "Remove a dead letter for good",
                 "parameters": [_SEQ],
-                "responses": {"200": _json("DeadLetterSummary", "The letter removed"),
-                              **_errors(401, 404, 503)}}},
+                "responses": {"200": json_answer("DeadLetterSummary", "The letter removed"),
+                              **error_answers(_ERRORS, 401, 404, 503)}}},
         "/v1/dead-letters/{seq}/replay": {"post": {
             "operationId": "replayDeadLetter", "summary": "Send a dead letter's task again",
             "description": "Publishes the original bytes and headers to the original task "
             "subject as a new message, then removes the letter. A SEQUENTIAL run goes on from "
             "its checkpoint; a task that fails again is dead-lettered again (a new `seq`).",
             "parameters": [_SEQ],
-            "responses": {"202": _json("DeadLetterReplayed", "The task is queued again"),
-                          **_errors(401, 404, 409, 503)}}},
+            "responses": {"202": json_answer("DeadLetterReplayed", "The task is queued again"),
+                          **error_answers(_ERRORS, 401, 404, 409, 503)}}},
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from api._index import CURSOR_PATTERN
+from api._openapi_parts import error_answers, json_answer
 from api._query import MAX_WAIT_S
 from api._query_routes import DEFAULT_LIMIT, DEFAULT_WAIT_S, MAX_LIMIT
 from api._schema import RunStatus
@@ -15,7 +16,6 @@ from api._schema_query import RunPage, RunSummary, SessionView
 
 SCHEMAS = (RunPage, RunSummary, SessionView)
 """The component schemas the entries below refer to."""
-_REF = "#/components/schemas/{name}"
 _ERRORS = {400: "A query parameter is not valid (or the cursor is not one of this API)",
            401: "No or a wrong bearer token",
            404: "No such run or session",
@@ -31,13 +31,6 @@ IDEMPOTENCY_KEY = {
                "pattern": "^[\\x21-\\x7e]{1,255}$"}}
 
 
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json("ErrorBody", _ERRORS[s]) for s in statuses}
 
 
 def _query(name: str, description: str, schema: dict[str, Any], *,
@@ -87,8 +80,8 @@ def list_runs_operation() -> dict[str, Any]:
         "answered lists as `done`, as `GET /v1/runs/{run_id}` has it.",
         "parameters": [_query("session", "Keep the runs of this session.", _TOKEN),
                        *_FILTERS],
-        "responses": {"200": _json("RunPage", "A page of runs"),
-                      **_errors(400, 401, 503)}}
+        "responses": {"200": json_answer("RunPage", "A page of runs"),
+                      **error_answers(_ERRORS, 400, 401, 503)}}
 
 
 def runs_paths() -> dict[str, Any]:
@@ -103,19 +96,19 @@ def runs_paths() -> dict[str, Any]:
                 "timeout_s", f"Seconds to wait at most, 0-{MAX_WAIT_S:g} (default "
                 f"{DEFAULT_WAIT_S:g}; 0 answers at once).",
                 {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S})],
-            "responses": {"200": _json("RunView", "The run (ended, or still going on)"),
-                          **_errors(400, 401, 404, 503)}}},
+            "responses": {"200": json_answer("RunView", "The run (ended, or still going on)"),
+                          **error_answers(_ERRORS, 400, 401, 404, 503)}}},
         "/v1/sessions/{session}": {"get": {
             "operationId": "getSession", "summary": "A session's state",
             "description": "The run the session works on, the runs waiting for it, and its "
             "newest run (its last status).",
             "parameters": [_SESSION],
-            "responses": {"200": _json("SessionView", "The session"),
-                          **_errors(401, 404, 503)}}},
+            "responses": {"200": json_answer("SessionView", "The session"),
+                          **error_answers(_ERRORS, 401, 404, 503)}}},
         "/v1/sessions/{session}/runs": {"get": {
             "operationId": "sessionRuns", "summary": "A session's runs, newest first",
             "description": "The session's history: as `GET /v1/runs?session=`.",
             "parameters": [_SESSION, *_FILTERS],
-            "responses": {"200": _json("RunPage", "A page of the session's runs"),
-                          **_errors(400, 401, 404, 503)}}},
+            "responses": {"200": json_answer("RunPage", "A page of the session's runs"),
+                          **error_answers(_ERRORS, 400, 401, 404, 503)}}},
     }

@@ -4,9 +4,10 @@ streamed call of the same answer, in one run (issue 22, item 1).
 ``switchboard up`` with the repository's topology, every tier on a simulated OpenAI-compatible
 model served over HTTP (``bench._sse_server`` in its own process: ``CHUNKS`` content chunks
 over ``DELAY_S``), the router's model on (the server answers a router's request with a route,
-``bench._sse_server.ROUTE``). So each "hello" is the classifier (one streamed router call) →
-the researcher (one streamed answer) → Reply: two calls, both on the direct path, as with a
-real OpenAI-compatible provider.
+``bench._sse_server.ROUTE``). So each "hello" is the classifier (the router's call: no one
+reads its text as it grows, so it asks for one answer, ``stream`` left out, which the server
+sends after the same ``DELAY_S``) → the researcher (one streamed answer, ``CHUNKS`` chunks) →
+Reply: two calls, both on the direct path, as with a real OpenAI-compatible provider.
 
 Rounds (``Timing``): a closed loop of ``IN_FLIGHT`` conversations (each its own session and
 person) for a window after a warm-up, the deployment's idle CPU (its rate over an idle window
@@ -296,8 +297,8 @@ def request_cpu_table(rows: list[dict[str, Any]]) -> str:
     mine = [r for r in rows if r["scenario"] == SCENARIO]
     if not mine:
         return ""
-    lines = ["== One SIMPLE request's CPU (two streamed calls, "
-             f"{CHUNKS} chunks each) beside one raw streamed call =="]
+    lines = ["== One SIMPLE request's CPU (the router's call, one answer; the answer, "
+             f"{CHUNKS} chunks streamed) beside one raw streamed call =="]
     for r in sorted((r for r in mine if r["metric"] == "cpu_ms_per_request"),
                     key=lambda r: -r["value"]):
         lines.append(f"{r['label']:>24}  {r['value']:7.3f} ms")

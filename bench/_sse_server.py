@@ -11,7 +11,9 @@ once, content chunk ``i`` (0-based) at ``(i + 1) × delay / chunks`` after the r
 and ``data: [DONE]`` (https://platform.openai.com/docs/api-reference/chat). With ``tools`` in
 the request, two parallel tool calls in as many argument fragments instead, all at once. A
 router's request (its system message asks for the ``"respond"`` field) is answered with a
-route (``ROUTE``: SIMPLE, researcher) cut in as many content chunks.
+route (``ROUTE``: SIMPLE, researcher) cut in as many content chunks. A request without
+``"stream": true`` waits the whole delay and gets the same answer as one chat completion
+object (https://platform.openai.com/docs/api-reference/chat/object).
 
 A simulated model with seconds of latency holds thousands of streams open at once: the
 listen backlog is raised to 4,096 so a burst of connections is not dropped (aiohttp's default
@@ -100,6 +102,25 @@ def _chunk_count(body: dict[str, object], default: int) -> int:
     return int(match.group(0)) if match else default
 
 
+def _completion(body: dict[str, object], chunks: int) -> dict[str, object]:
+    """The whole answer of a request without ``stream``: what the chunks would have held."""
+    usage = {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}
+    if body.get("tools"):
+        calls = [{"id": f"call_{index}", "type": "function",
+                  "function": {"name": "write_file",
+                               "arguments": '{"a": ' + '"x' * (chunks - 1) + '"}'}}
+                 for index in (0, 1)]
+        message: dict[str, object] = {"role": "assistant", "content": None,
+                                      "tool_calls": calls}
+        finish = "tool_calls"
+    else:
+        message = {"role": "assistant", "content": "".join(_pieces(body, chunks))}
+        finish = "stop"
+    return {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1,
+            "model": "bench-model", "usage": usage,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}]}
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     arrived = loop.time()
@@ -108,6 +129,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     chunks = _chunk_count(body, options.chunks)
     delay = float(body.get("sim_delay_s", options.delay_s))
+    if not body.get("stream"):
+        stats.open += 1
+        stats.peak = max(stats.peak, stats.open)
+        try:
+            await asyncio.sleep(max(0.0, arrived + delay - loop.time()))
+        finally:
+            stats.open -= 1
+            stats.served += 1
+        return web.json_response(_completion(body, chunks))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     stats.open += 1
     stats.peak = max(stats.peak, stats.open)

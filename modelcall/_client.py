@@ -1,9 +1,10 @@
-"""Every model call goes through here, streamed, with translated errors, by one of three paths:
+"""Every model call goes through here, with translated errors, by one of three paths:
 
 - the offline model (and any registered custom provider with a ``direct`` method) is called
   in-process, without litellm's custom-provider wrapper (2-3 ms a call, docs/measurements.md);
-- OpenAI-compatible providers are streamed directly (``modelcall._direct``), litellm
-  resolving the provider, endpoint, key and price;
+- OpenAI-compatible providers are called directly (``modelcall._direct``: streamed when an
+  ``on_text`` listens, else one answer), litellm resolving the provider, endpoint, key and
+  price;
 - everything else, and any model with ``transport: litellm``, through ``litellm.acompletion``.
 
 The three give the same ``ModelReply`` and raise the same errors (``tests/test_modelcall_paths.py``
@@ -128,13 +129,14 @@ def _schema_support(model: str) -> bool:
 def _call_kwargs(
     spec: ModelSpec, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
     timeout_s: float, response_format: dict[str, Any] | None = None, max_tokens: int = 0,
+    *, stream: bool = True,
 ) -> dict[str, Any]:
     limit = _token_limit(spec, max_tokens)
     kwargs: dict[str, Any] = {
         "model": spec.name,
         "messages": messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": stream,
+        "stream_options": {"include_usage": True} if stream else None,
         "timeout": timeout_s,
         "tools": tools or None,
         "api_base": spec.api_base,
@@ -170,8 +172,10 @@ async def complete(
     response_format: dict[str, Any] | None = None,
     max_tokens: int = 0,
 ) -> ModelReply:
-    """Call a model with streaming, by the path of the module docstring (in-process for the
-    offline model, direct for OpenAI-compatible providers, else ``litellm.acompletion``).
+    """Call a model, by the path of the module docstring (in-process for the offline model,
+    direct for OpenAI-compatible providers, else ``litellm.acompletion``): streamed, except
+    on the direct path when no ``on_text`` listens, where one ``stream: false`` answer costs
+    a fraction of the chunks' CPU (``modelcall._direct.answer``).
 
     Args:
         spec: the model; ``spec.params`` are passed to the provider as they are (litellm's
@@ -256,9 +260,14 @@ class _Direct:
         del limit  # bounded by ``complete``
         body = _direct.request_body(self._route, spec, messages, tools=tools,
                                     max_tokens=_token_limit(spec, max_tokens),
-                                    response_format=response_format)
-        return await _stream_direct(_providers.load_litellm(), self._route, spec, messages,
-                                    body, on_text)
+                                    response_format=response_format,
+                                    stream=on_text is not None)
+        litellm = _providers.load_litellm()
+        if on_text is None:  # no one reads the text as it grows: one answer, not chunks
+            fold = Fold()
+            await _direct.answer(self._route, spec, body, fold)
+            return fold.reply(_usage(litellm, spec, messages, fold))
+        return await _stream_direct(litellm, self._route, spec, messages, body, on_text)
 
 
 class _Litellm:
@@ -268,8 +277,9 @@ class _Litellm:
                    tools: list[dict[str, Any]] | None, on_text: OnText | None,
                    response_format: dict[str, Any] | None, max_tokens: int,
                    limit: float) -> ModelReply:
-        kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens)
-        return await _stream(_providers.load_litellm(), spec, kwargs, on_text)
+        kwargs = _call_kwargs(spec, messages, tools, limit, response_format, max_tokens,
+                              stream=on_text is not None)
+        return await _call_litellm(_providers.load_litellm(), spec, kwargs, on_text)
 
 
 _LITELLM = _Litellm()
@@ -297,7 +307,7 @@ def transport_for(spec: ModelSpec) -> Transport:
 
 async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
                          messages: list[dict[str, Any]], body: bytes,
-                         on_text: OnText | None) -> ModelReply:
+                         on_text: OnText) -> ModelReply:
     fold = Fold()
     guarded = _guarded(on_text)
 
@@ -305,7 +315,7 @@ async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
         if guarded is not None:
             await guarded(fold.text)
 
-    await _direct.stream(route, spec, body, fold, on_chunk if guarded is not None else None)
+    await _direct.stream(route, spec, body, fold, on_chunk)
     return fold.reply(_usage(litellm, spec, messages, fold))
 
 
@@ -384,13 +394,16 @@ def _guarded(on_text: OnText | None) -> OnText | None:
     return guarded
 
 
-async def _stream(
+async def _call_litellm(
     litellm: ModuleType, spec: ModelSpec, kwargs: dict[str, Any], on_text: OnText | None,
 ) -> ModelReply:
     if provider_of(spec.name) in LOCAL_SERVER_PROVIDERS and spec.name not in _mapped_local:
         await asyncio.to_thread(_map_local_model, litellm, spec.name)
     response = await litellm.acompletion(**kwargs)
     fold = Fold()
+    if not kwargs["stream"]:  # one ModelResponse, read as the direct path reads one answer
+        fold.add_completion(response.model_dump())
+        return fold.reply(_usage(litellm, spec, kwargs["messages"], fold))
     guarded = _guarded(on_text)
     async for chunk in response:
         if fold.add_litellm(chunk) and guarded is not None:

@@ -136,10 +136,13 @@ def _resolve(spec: ModelSpec, key: str | None) -> DirectRoute | None:
 
 def request_body(route: DirectRoute, spec: ModelSpec, messages: list[dict[str, Any]], *,
                  tools: list[dict[str, Any]] | None, max_tokens: int | None,
-                 response_format: dict[str, Any] | None) -> bytes:
-    """The JSON body of a streamed chat completion, as litellm's openai path builds it."""
-    body: dict[str, Any] = {"model": route.model_id, "messages": messages, "stream": True,
-                            "stream_options": {"include_usage": True}}
+                 response_format: dict[str, Any] | None, stream: bool = True) -> bytes:
+    """The JSON body of a chat completion, as litellm's openai path builds it: streamed
+    (with the usage chunk asked for) or, ``stream=False``, answered in one JSON object (the
+    API's default, so the field is left out, as litellm leaves it)."""
+    body: dict[str, Any] = {"model": route.model_id, "messages": messages}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
     if tools:
         body["tools"] = tools
     if spec.temperature is not None:
@@ -221,6 +224,40 @@ async def stream(route: DirectRoute, spec: ModelSpec, body: bytes, fold: Fold,
         detail = clipped(str(exc) or type(exc).__name__, spec)
         raise model_error(spec, "connection", detail,
                           where=spec.api_base or route.url) from exc
+
+
+async def answer(route: DirectRoute, spec: ModelSpec, body: bytes, fold: Fold) -> None:
+    """POST ``body`` (a ``stream: false`` request) and fold the one JSON answer
+    (https://platform.openai.com/docs/api-reference/chat/object) into ``fold``.
+
+    For calls no one listens to as they grow (the router's, the planner's): a streamed
+    answer costs a wake-up, a socket read and a parse per chunk, one answer costs one
+    (``bench/README.md#one-requests-cpu``: a fifth of a SIMPLE request's actor CPU).
+
+    Raises:
+        ModelError: an HTTP error status, a connection failure, an answer that is not a
+            JSON object or holds an ``error``, translated as on the streamed path.
+    """
+    try:
+        async with _sessions.get().post(route.url, data=body, headers=route.headers) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise from_http(spec, resp.status, raw)
+    except aiohttp.ClientError as exc:
+        detail = clipped(str(exc) or type(exc).__name__, spec)
+        raise model_error(spec, "connection", detail,
+                          where=spec.api_base or route.url) from exc
+    try:
+        completion = _decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: bad UTF-8 is the latter
+        msg = f"model {spec.name!r} failed: its answer is not JSON ({exc})"
+        raise ModelUnavailableError(msg, model=spec.name) from exc
+    if not isinstance(completion, dict):
+        msg = f"model {spec.name!r} failed: its answer is JSON but not an object"
+        raise ModelUnavailableError(msg, model=spec.name)
+    if completion.get("error"):
+        raise model_error(spec, "server", clipped(error_message(completion["error"]), spec))
+    fold.add_completion(completion)
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:

@@ -64,6 +64,18 @@ class Fold:
             return True
         return False
 
+    def add_completion(self, completion: dict[str, Any]) -> None:
+        """Fold in a whole answer (a ``stream: false`` call's chat completion object,
+        https://platform.openai.com/docs/api-reference/chat/object): its first choice's
+        ``message`` read as one chunk's ``delta`` (a tool call without an ``index`` takes
+        its position), its usage and finish reason."""
+        choices = completion.get("choices") or [{}]
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message")
+        self.add({"usage": completion.get("usage"),
+                  "choices": [{"finish_reason": choice.get("finish_reason"),
+                               "delta": message if isinstance(message, dict) else {}}]})
+
     def add_litellm(self, chunk: Any) -> bool:
         """Fold one of litellm's streamed chunk objects in (its attributes as the keys of
         ``add``; usage counts it leaves out are 0); True when the text grew."""

@@ -1,8 +1,9 @@
-"""The two model-call paths give the same result: every stream below goes
+"""The two model-call paths give the same result: every answer below goes
 through the direct path (``modelcall._direct``, the default for OpenAI-compatible providers)
 and through ``litellm.acompletion`` (``transport: litellm``) against the same local
-OpenAI-compatible server, and the replies — text, tool calls, reasoning, usage, cost, finish
-reason — or the errors — class and cause — are compared."""
+OpenAI-compatible server, streamed (a caller listens with ``on_text``) and as one answer (no
+one listens: ``stream: false``), and the replies — text, tool calls, reasoning, usage, cost,
+finish reason — or the errors — class and cause — are compared."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def _shape(reply: Any) -> tuple[Any, ...]:
             usage.prompt_tokens, usage.completion_tokens, round(usage.cost_usd, 12), usage.calls)
 
 
-async def _both(server: OpenAIStandin, answer: Answer, **call: Any) -> list[Any]:
+async def _both(server: OpenAIStandin, answer: Answer, *, streamed: bool = True,
+                **call: Any) -> list[Any]:
     server.brain = lambda request: answer
     results = []
     for transport in ("auto", "litellm"):
@@ -66,7 +68,8 @@ async def _both(server: OpenAIStandin, answer: Answer, **call: Any) -> list[Any]
             texts.append(text)
 
         results.append((await complete(_spec(server, transport, **call.pop("spec", {})),
-                                       HELLO, on_text=on_text, **call), texts))
+                                       HELLO, on_text=on_text if streamed else None, **call),
+                        texts))
     return results
 
 
@@ -89,6 +92,23 @@ async def test_the_same_stream_gives_the_same_reply(server: OpenAIStandin, case:
     assert direct_texts[-1] == via_litellm.text == litellm_texts[-1] or not direct.text
     agents = [r.headers.get("User-Agent", "") for r in server.requests[-2:]]
     assert "OpenAI" not in agents[0] and "OpenAI" in agents[1], agents  # two different paths
+    assert all(r.body["stream"] is True for r in server.requests[-2:])
+
+
+@pytest.mark.parametrize("case", sorted(_answers()))
+async def test_one_answer_unstreamed_is_the_streamed_reply(server: OpenAIStandin,
+                                                          case: str) -> None:
+    """A call no one listens to asks for one answer (``stream: false``) on both paths, and
+    gets the reply the streamed call gets."""
+    answer = _answers()[case]
+    tools = TOOL_SCHEMAS if case == "tool_calls" else None
+    (streamed, _), _ = await _both(server, answer, tools=tools)
+    (direct, direct_texts), (via_litellm, litellm_texts) = await _both(
+        server, answer, streamed=False, tools=tools)
+    assert [r.body.get("stream") for r in server.requests[-2:]] == [None, None]
+    assert [r.status for r in server.requests[-2:]] == [200, 200]  # both validated
+    assert _shape(direct) == _shape(via_litellm) == _shape(streamed)
+    assert direct_texts == litellm_texts == []
 
 
 async def test_a_token_limit_stops_both_the_same_way(server: OpenAIStandin) -> None:
@@ -115,24 +135,35 @@ def _faults() -> dict[str, tuple[Answer, type[ModelError], str]]:
     }
 
 
+async def _listen(text: str) -> None:
+    del text
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "one-answer"])
 @pytest.mark.parametrize("case", sorted(_faults()))
-async def test_the_same_failure_gives_the_same_error(server: OpenAIStandin, case: str) -> None:
+async def test_the_same_failure_gives_the_same_error(server: OpenAIStandin, case: str,
+                                                     streamed: bool) -> None:
     answer, expected, cause = _faults()[case]
+    if case == "mid-stream" and not streamed:  # an answer in one piece breaks as a 500
+        cause = "failed or is unavailable"
     server.brain = lambda request: answer
     for transport in ("auto", "litellm"):
         with pytest.raises(expected) as caught:
-            await complete(_spec(server, transport), HELLO, timeout_s=15)
+            await complete(_spec(server, transport), HELLO, timeout_s=15,
+                           on_text=_listen if streamed else None)
         message = str(caught.value)
         assert cause in message and "openai/gpt-4o-mini" in message, (transport, message)
         assert DEFAULT_KEY not in message
         assert caught.value.fallback_helps is (expected is not ModelRejectedError)
 
 
-async def test_a_slow_answer_times_out_on_both(server: OpenAIStandin) -> None:
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "one-answer"])
+async def test_a_slow_answer_times_out_on_both(server: OpenAIStandin, streamed: bool) -> None:
     server.brain = lambda request: Answer("late").after(10)
     for transport in ("auto", "litellm"):
         with pytest.raises(ModelTimeoutError, match="0.4 s"):
-            await complete(_spec(server, transport), HELLO, timeout_s=0.4)
+            await complete(_spec(server, transport), HELLO, timeout_s=0.4,
+                           on_text=_listen if streamed else None)
 
 
 async def test_the_direct_path_sends_what_litellm_sends(server: OpenAIStandin) -> None:
@@ -144,14 +175,17 @@ async def test_the_direct_path_sends_what_litellm_sends(server: OpenAIStandin) -
 
     server.brain = brain
     fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
-    for transport in ("auto", "litellm"):
-        await complete(_spec(server, transport, temperature=0.3, params={"seed": 7}), HELLO,
-                       tools=TOOL_SCHEMAS, response_format=fmt, max_tokens=50)
-    direct, via_litellm = seen
-    for key in ("model", "messages", "stream", "stream_options", "tools", "temperature",
-                "seed", "response_format", "max_tokens"):
-        assert direct.get(key) == via_litellm.get(key), key
-    assert [r.status for r in server.requests[-2:]] == [200, 200]  # both validated
+    for on_text in (_listen, None):
+        for transport in ("auto", "litellm"):
+            await complete(_spec(server, transport, temperature=0.3, params={"seed": 7}),
+                           HELLO, tools=TOOL_SCHEMAS, response_format=fmt, max_tokens=50,
+                           on_text=on_text)
+        assert [r.status for r in server.requests[-2:]] == [200, 200]  # both validated
+    for direct, via_litellm in (seen[0:2], seen[2:4]):
+        for key in ("model", "messages", "stream", "stream_options", "tools", "temperature",
+                    "seed", "response_format", "max_tokens"):
+            assert direct.get(key) == via_litellm.get(key), key
+    assert [body.get("stream") for body in seen] == [True, True, None, None]
 
 
 async def test_a_model_without_a_compatible_endpoint_goes_through_litellm(
@@ -172,8 +206,8 @@ async def test_the_direct_path_keeps_its_connection_for_the_next_call(
     a new one)."""
     server.brain = lambda request: Answer(PROSE)
     server.chunk_delay_s = 0.01  # the body's end comes after [DONE], as from a real server
-    for _ in range(3):
-        reply = await complete(_spec(server, "auto"), HELLO)
+    for on_text in (_listen, _listen, None, _listen):
+        reply = await complete(_spec(server, "auto"), HELLO, on_text=on_text)
         assert reply.text == PROSE
-    peers = {r.peer for r in server.requests[-3:]}
+    peers = {r.peer for r in server.requests[-4:]}
     assert len(peers) == 1 and "" not in peers, peers

@@ -12,6 +12,7 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from core.errors import BrokerError, StoreConflictError
+from runtime._kv import Bucket, NoRespondersError
 
 KV_TIMEOUT_S = 5.0
 NO_RESPONDERS_WAIT_S = 0.1
@@ -23,8 +24,10 @@ CAS_BACKOFF_S = 0.002
 again: at most about 0.5 s over all attempts."""
 
 
-async def read_entry(kv: KeyValue, key: str, *, what: str) -> tuple[bytes | None, int | None]:
-    """The value and revision of ``key``; ``(None, None)`` when it does not exist.
+async def read_entry(kv: KeyValue | Bucket, key: str, *, what: str
+                     ) -> tuple[bytes | None, int | None]:
+    """The value and revision of ``key``; ``(None, None)`` when it does not exist (a
+    ``Bucket`` gives a deleted key's revision: ``(None, revision)``).
 
     A direct get answered "no responders" is asked again (every ``NO_RESPONDERS_WAIT_S``)
     until ``KV_TIMEOUT_S``: no server serves the bucket's reads yet, as happens in a cluster
@@ -37,6 +40,18 @@ async def read_entry(kv: KeyValue, key: str, *, what: str) -> tuple[bytes | None
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + KV_TIMEOUT_S
+    while isinstance(kv, Bucket):
+        try:
+            return await kv.get(key, timeout_s=max(0.001, deadline - loop.time()))
+        except NoRespondersError as exc:
+            if loop.time() + NO_RESPONDERS_WAIT_S < deadline:
+                await asyncio.sleep(NO_RESPONDERS_WAIT_S)
+                continue
+            msg = f"{what} did not answer for {key}: {exc}"
+            raise BrokerError(msg) from exc
+        except BrokerError as exc:
+            msg = f"{what} did not answer for {key}: {exc}"
+            raise BrokerError(msg) from exc
     while True:
         try:
             async with asyncio.timeout_at(deadline):
@@ -55,7 +70,7 @@ async def read_entry(kv: KeyValue, key: str, *, what: str) -> tuple[bytes | None
         return entry.value or None, entry.revision
 
 
-async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None], bytes], *,
+async def compare_and_set(kv: KeyValue | Bucket, key: str, change: Callable[[bytes | None], bytes], *,
                           what: str, known: tuple[bytes | None, int | None] | None = None
                           ) -> tuple[bytes, int]:
     """Store ``change(current value)`` under ``key`` if nobody wrote it meanwhile; else read
@@ -86,6 +101,15 @@ async def compare_and_set(kv: KeyValue, key: str, change: Callable[[bytes | None
         else:
             value, revision = await read_entry(kv, key, what=what)
         data = change(value)
+        if isinstance(kv, Bucket):
+            try:
+                stored = await kv.put_if(key, data, revision, timeout_s=KV_TIMEOUT_S)
+            except BrokerError as exc:
+                msg = f"{what} could not store {key}: {exc}"
+                raise BrokerError(msg) from exc
+            if stored is None:
+                continue
+            return data, stored
         try:
             async with asyncio.timeout(KV_TIMEOUT_S):
                 if revision is None:

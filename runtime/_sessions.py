@@ -12,6 +12,7 @@ from nats.js.kv import KeyValue
 
 from protocol import SessionState, encoder, session_decoder
 from runtime._cas import compare_and_set, read_entry
+from runtime._kv import Bucket
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class SessionStore:
     reads. Reads always go to the bucket.
     """
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue | Bucket) -> None:
         self._kv = kv
         self._recent: OrderedDict[str, tuple[bytes | None, int | None, float]] = OrderedDict()
 

@@ -126,6 +126,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+@dataclass
+class Measured:
+    """One measured run of a load: what came back, the CPU seconds each process used, and
+    the redeliveries (None: no broker)."""
+
+    result: LoopResult
+    cpu_used_s: dict[str, float]
+    redeliveries: int | None
+
+
+def merged(rounds: list[Measured]) -> Measured:
+    """Several rounds of one load as one: counts, wall time, CPU and redeliveries added,
+    latencies pooled."""
+    result = LoopResult()
+    cpu: dict[str, float] = {}
+    redelivered: int | None = 0
+    for r in rounds:
+        result.finished += r.result.finished
+        result.lost += r.result.lost
+        result.duplicates += r.result.duplicates
+        result.errors += r.result.errors
+        result.wall_s += r.result.wall_s
+        result.latency_ms += r.result.latency_ms
+        for name, used in r.cpu_used_s.items():
+            cpu[name] = cpu.get(name, 0.0) + used
+        redelivered = (None if redelivered is None or r.redeliveries is None
+                       else redelivered + r.redeliveries)
+    return Measured(result, cpu, redelivered)
+
+
 def pipeline_figures(flow: str, load: Load, result: LoopResult, *, redeliveries: int | None,
                      cpu_used_s: dict[str, float], actors: list[str],
                      params: dict[str, Any]) -> list[Figure]:

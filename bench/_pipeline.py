@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from bench._loop import (
     Answers,
     Load,
     LoopResult,
+    Measured,
     closed_loop,
     pipeline_figures,
 )
@@ -175,10 +176,11 @@ def cpu_of(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu for name, pid in pids.items() if (cpu := cpu_seconds(pid)) is not None}
 
 
-async def measure(flow: str, client: PipelineClient, load: Load, pids: dict[str, int],
-                  actors: list[str], params: dict[str, Any]) -> list[Figure]:
-    """Warm up, then run ``load`` and return its figures (``bench._loop.pipeline_figures``)."""
-    if load.warmup:
+async def measure_once(client: PipelineClient, load: Load, pids: dict[str, int], *,
+                       warm: bool = True) -> Measured:
+    """Warm up (``warm`` and ``load.warmup``), then run ``load``: what came back, CPU, and
+    redeliveries."""
+    if warm and load.warmup:
         await client.run(load, warmup=True)
     before = await counts(client.nc, client.names)
     cpu0 = cpu_of(pids)
@@ -186,8 +188,15 @@ async def measure(flow: str, client: PipelineClient, load: Load, pids: dict[str,
     cpu1 = cpu_of(pids)
     after = await counts(client.nc, client.names)
     used = {name: cpu1[name] - cpu0.get(name, cpu1[name]) for name in cpu1}
-    return pipeline_figures(flow, load, result, redeliveries=redeliveries(before, after),
-                            cpu_used_s=used, actors=actors, params=params)
+    return Measured(result, used, redeliveries(before, after))
+
+
+async def measure(flow: str, client: PipelineClient, load: Load, pids: dict[str, int],
+                  actors: list[str], params: dict[str, Any]) -> list[Figure]:
+    """Warm up, then run ``load`` and return its figures (``bench._loop.pipeline_figures``)."""
+    got = await measure_once(client, load, pids)
+    return pipeline_figures(flow, load, got.result, redeliveries=got.redeliveries,
+                            cpu_used_s=got.cpu_used_s, actors=actors, params=params)
 
 
 def labelled_pids(hops: list[int], server_pid: int | None) -> dict[str, int]:
@@ -203,9 +212,18 @@ def _thin_argv(url: str, names: Names, hop: int) -> list[str]:
     return ["-m", "bench._thin", "actor", str(hop), "--url", url, "--prefix", names.prefix]
 
 
-async def run_thin_loads(workdir: Path, loads: list[Load]) -> list[Figure]:
-    """The thin layer (``bench._thin``) on its own bench nats-server: provision, start the
-    five hop processes, run ``loads``, stop everything."""
+RunLoad = Callable[[Load, bool], Awaitable[Measured]]
+"""``run(load, warm)``: one measured run of ``load`` on a pipeline that is up (``warm``:
+send its warm-up first)."""
+THIN_ACTORS = [f"hop{i}" for i in range(1, HOPS + 1)]
+"""The thin layer's actor labels (``labelled_pids``)."""
+
+
+@contextlib.asynccontextmanager
+async def thin_pipeline(workdir: Path) -> AsyncIterator[RunLoad]:
+    """The thin layer (``bench._thin``) on its own bench nats-server, provisioned, its five
+    hop processes started; yields ``run(load, warm)`` (``measure_once``); stops everything
+    on leaving."""
     import nats
 
     from bench._system import bench_nats
@@ -223,11 +241,11 @@ async def run_thin_loads(workdir: Path, loads: list[Load]) -> list[Figure]:
                 client = PipelineClient(nc, names)
                 await client.start()
                 pids = labelled_pids(hops, server.pid)
-                params = {"limit": LIMIT, "events_per_step": 1, "batch": 32}
-                figures: list[Figure] = []
-                for load in loads:
-                    figures += await measure("thin5", client, load, pids,
-                                             [f"hop{i}" for i in range(1, HOPS + 1)], params)
-                return figures
+
+                async def run(load: Load, warm: bool) -> Measured:
+                    return await measure_once(client, load, pids, warm=warm)
+
+                yield run
         finally:
             await nc.close()
+

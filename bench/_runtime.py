@@ -1,6 +1,8 @@
 """The ``runtime`` scenario: Switchboard's runtime alone on a 5-hop durable pipeline, beside the
-floor (the thin layer, ``bench._thin``) and the peers (``bench._peers``), in that order, each on a
-nats-server of its own.
+floor (the thin layer, ``bench._thin``) and the peers (``bench._peers``), each on a nats-server of
+its own. The thin layer and the runtime are both up at once and take turns: each load is cut
+into ``rounds`` parts run by one, then the other (``_interleaved``), so a machine that is
+slower in one minute than in the next slows both alike; the peers run after them.
 
 Five bench-only actors (``bench._runtime_actors``), each its own OS process started by the real
 ``Supervisor`` (fork server, ``run_actor``), against a bench nats-server on 127.0.0.1. A closed
@@ -25,7 +27,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,14 @@ from bench._loop import (
     Answers,
     Load,
     LoopResult,
+    Measured,
     closed_loop,
     loads,
+    merged,
     percentile,
     pipeline_figures,
 )
+from bench._pipeline import THIN_ACTORS, RunLoad, thin_pipeline
 from bench._procs import cpu_seconds
 from bench._runtime_actors import BENCH_ACTORS, ROLES
 from bench._store import Figure
@@ -161,9 +166,9 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu for name, pid in pids.items() if (cpu := cpu_seconds(pid)) is not None}
 
 
-async def _measure(client: Client5, load: Load, pids: dict[str, int],
-                   base: dict[str, Any]) -> list[Figure]:
-    if load.warmup:
+async def _measure_once(client: Client5, load: Load, pids: dict[str, int], *,
+                        warm: bool) -> Measured:
+    if warm and load.warmup:
         await client.run(min(load.in_flight, 64), load.warmup, load.budget_s)
     before = await consumer_counts(client.nc, client.subjects.prefix, list(ROLES))
     cpu0 = _cpu(pids)
@@ -171,12 +176,13 @@ async def _measure(client: Client5, load: Load, pids: dict[str, int],
     cpu1 = _cpu(pids)
     after = await consumer_counts(client.nc, client.subjects.prefix, list(ROLES))
     used = {name: cpu1[name] - cpu0.get(name, cpu1[name]) for name in cpu1}
-    return pipeline_figures("runtime5", load, result,
-                            redeliveries=redeliveries(before, after), cpu_used_s=used,
-                            actors=list(ROLES), params={"events_per_step": 1, **base})
+    return Measured(result, used, redeliveries(before, after))
 
 
-async def _run(workdir: Path, quick: bool) -> list[Figure]:
+@contextlib.asynccontextmanager
+async def runtime_pipeline(workdir: Path) -> AsyncIterator[RunLoad]:
+    """The five bench actors under the real supervisor on their own bench nats-server;
+    yields ``run(load, warm)``; stops everything on leaving."""
     topology = bench_topology()
     subjects = topology.subjects
     with bench_nats(workdir) as server, supervised(topology, server.url, workdir / "data") as sup:
@@ -190,13 +196,57 @@ async def _run(workdir: Path, quick: bool) -> list[Figure]:
             if server.pid is not None:
                 pids[NATS_SERVER] = server.pid
             pids[BENCH_CLIENT] = os.getpid()
-            base = {"max_in_flight": MAX_IN_FLIGHT}
-            figures: list[Figure] = []
-            for load in loads(quick):
-                figures += await _measure(client, load, pids, base)
-            return figures
+
+            async def run(load: Load, warm: bool) -> Measured:
+                return await _measure_once(client, load, pids, warm=warm)
+
+            yield run
         finally:
             await nc.close()
+
+
+def rounds(quick: bool) -> int:
+    """How many alternating rounds each load is cut into (the thin layer's, then the
+    runtime's, in turn), so both see the machine as it is in the same minute."""
+    return 3 if quick else 4
+
+
+async def _interleaved(workdir: Path, quick: bool) -> list[Figure]:
+    """Each load cut into ``rounds`` parts, run by the thin layer and the runtime in turn,
+    both deployments up the whole time; each flow's figures from its rounds together, and
+    the ratio of each pair of rounds kept beside the ratio of the totals."""
+    from bench._thin import LIMIT
+
+    count = rounds(quick)
+    figures: list[Figure] = []
+    async with thin_pipeline(workdir / "thin") as thin, \
+            runtime_pipeline(workdir / "runtime") as runtime:
+        for load in loads(quick):
+            part = Load(load.in_flight, max(1, load.requests // count), load.warmup,
+                        load.budget_s / count)
+            thin_rounds: list[Measured] = []
+            runtime_rounds: list[Measured] = []
+            for index in range(count):
+                thin_rounds.append(await thin(part, index == 0))
+                runtime_rounds.append(await runtime(part, index == 0))
+            pairs = [_tasks_per_s(r) / _tasks_per_s(t)
+                     for t, r in zip(thin_rounds, runtime_rounds, strict=True)
+                     if _tasks_per_s(t)]
+            for flow, got, actors, params in (
+                    ("thin5", merged(thin_rounds), THIN_ACTORS,
+                     {"limit": LIMIT, "events_per_step": 1, "batch": 32}),
+                    ("runtime5", merged(runtime_rounds), list(ROLES),
+                     {"max_in_flight": MAX_IN_FLIGHT, "events_per_step": 1})):
+                figures += pipeline_figures(
+                    flow, load, got.result, redeliveries=got.redeliveries,
+                    cpu_used_s=got.cpu_used_s, actors=actors,
+                    params={**params, "rounds": count, "round_ratios": pairs})
+    return figures
+
+
+def _tasks_per_s(measured: Measured) -> float:
+    result = measured.result
+    return result.finished / result.wall_s if result.wall_s else 0.0
 
 
 def _value(figures: list[Figure], flow: str, in_flight: int | None, metric: str,
@@ -222,14 +272,17 @@ def ratios_to_thin(figures: list[Figure]) -> list[Figure]:
         metric = "ratio_to_thin" if f.metric == "tasks_per_s" else "latency_p50_ratio_to_thin"
         out.append(Figure(scenario=SCENARIO, flow="runtime5", in_flight=f.in_flight,
                           replicas=1, delay_s=0.0, metric=metric, value=f.value / thin,
-                          unit="ratio", params={"runtime": f.value, "thin": thin}))
+                          unit="ratio", params={"runtime": f.value, "thin": thin,
+                                                "round_ratios": f.params.get("round_ratios")}))
     for r in out:
         runtime_cpu = _value(figures, "runtime5", r.in_flight, "cpu_per_step", ACTORS_MEAN)
         thin_cpu = _value(figures, "thin5", r.in_flight, "cpu_per_step", ACTORS_MEAN)
-        _log.info("runtime ÷ thin at %d in flight: %s %.2f (%.4g / %.4g); CPU µs per step "
-                  "%s / %s", r.in_flight,
+        rounds_ = r.params.get("round_ratios") or []
+        _log.info("runtime ÷ thin at %d in flight: %s %.2f (%.4g / %.4g; rounds %s); CPU µs "
+                  "per step %s / %s", r.in_flight,
                   "tasks/s" if r.metric == "ratio_to_thin" else "p50 latency", r.value,
                   r.params["runtime"], r.params["thin"],
+                  " ".join(f"{x:.2f}" for x in rounds_) or "-",
                   f"{runtime_cpu:.0f}" if runtime_cpu is not None else "-",
                   f"{thin_cpu:.0f}" if thin_cpu is not None else "-")
     return out
@@ -260,12 +313,10 @@ def run_runtime(workdir: Path, *, quick: bool) -> list[Figure]:
     nats-server of its own; return all their figures and the runtime's ratios to the thin
     layer (see the module docstring)."""
     from bench._peers import run_peers
-    from bench._pipeline import run_thin_loads
 
     workdir.mkdir(parents=True, exist_ok=True)
-    figures = _event_loop(run_thin_loads(workdir / "thin", loads(quick)))
+    figures = _event_loop(_interleaved(workdir, quick))
     _log_load(figures, "thin5")
-    figures += _event_loop(_run(workdir / "runtime", quick))
     _log_load(figures, "runtime5")
     figures += ratios_to_thin(figures)
     peers = run_peers(workdir / "peers", quick=quick)

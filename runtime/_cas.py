@@ -12,7 +12,7 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from core.errors import BrokerError, StoreConflictError
-from runtime._kv import Bucket, NoRespondersError
+from runtime._kv import Bucket, _Unserved
 
 KV_TIMEOUT_S = 5.0
 NO_RESPONDERS_WAIT_S = 0.1
@@ -43,7 +43,7 @@ async def read_entry(kv: KeyValue | Bucket, key: str, *, what: str
     while isinstance(kv, Bucket):
         try:
             return await kv.get(key, timeout_s=max(0.001, deadline - loop.time()))
-        except NoRespondersError as exc:
+        except _Unserved as exc:
             if loop.time() + NO_RESPONDERS_WAIT_S < deadline:
                 await asyncio.sleep(NO_RESPONDERS_WAIT_S)
                 continue
@@ -70,8 +70,9 @@ async def read_entry(kv: KeyValue | Bucket, key: str, *, what: str
         return entry.value or None, entry.revision
 
 
-async def compare_and_set(kv: KeyValue | Bucket, key: str, change: Callable[[bytes | None], bytes], *,
-                          what: str, known: tuple[bytes | None, int | None] | None = None
+async def compare_and_set(kv: KeyValue | Bucket, key: str,
+                          change: Callable[[bytes | None], bytes], *, what: str,
+                          known: tuple[bytes | None, int | None] | None = None
                           ) -> tuple[bytes, int]:
     """Store ``change(current value)`` under ``key`` if nobody wrote it meanwhile; else read
     again and retry (up to 8 attempts, jittered backoff between them).

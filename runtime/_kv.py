@@ -42,7 +42,7 @@ WRONG_LAST_SEQUENCE = 10071
 last (``JSStreamWrongLastSequenceErrF`` in nats-server's ``errors.json``)."""
 
 
-class NoRespondersError(BrokerError):
+class _Unserved(BrokerError):
     """No server answers for the bucket's stream (yet): a ``503`` status."""
 
 
@@ -137,7 +137,7 @@ class Bucket:
         delete marker's revision).
 
         Raises:
-            NoRespondersError: no server answers for the bucket (yet).
+            _Unserved: no server answers for the bucket (yet).
             BrokerError: no answer within ``timeout_s`` seconds, or an error status.
         """
         payload = _encode({"last_by_subj": f"$KV.{self.name}.{key}"})
@@ -149,7 +149,7 @@ class Bucket:
             return None, None
         if status == "503":
             msg = f"no server answers for bucket {self.name}"
-            raise NoRespondersError(msg)
+            raise _Unserved(msg)
         if status is not None or "Nats-Sequence" not in headers:
             msg = (f"bucket {self.name} answered status {status} reading {key} "
                    f"{headers.get('Description', '')}".rstrip())
@@ -166,14 +166,14 @@ class Bucket:
 
         Raises:
             BrokerError: no answer within ``timeout_s`` seconds, or the server refused it
-                for another reason (``NoRespondersError``: no stream stores the bucket now).
+                for another reason (``_Unserved``: no stream stores the bucket now).
         """
         headers = {"Nats-Expected-Last-Subject-Sequence": str(last or 0)}
         answer = await self.requests.request(f"$KV.{self.name}.{key}", value, headers,
                                              timeout_s=timeout_s)
         status = answer.headers.get("Status") if answer.headers else None
         if status is not None and not answer.data:
-            error_type = NoRespondersError if status == "503" else BrokerError
+            error_type = _Unserved if status == "503" else BrokerError
             msg = f"bucket {self.name} answered status {status} writing {key}"
             raise error_type(msg)
         try:

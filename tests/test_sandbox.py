@@ -233,6 +233,35 @@ async def test_a_program_filling_the_disk_is_stopped_while_it_runs(
     assert 16 < chunks < 16 + 120  # stopped within about a second (50 files a second at most)
 
 
+async def test_a_runs_git_commands_walk_the_workspace_once_a_second_not_each(
+        mechanism: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a program starts, a measurement of the workspace at most a second old is
+    reused (a run's git commands start several a second); the end of a command measures
+    again, so a command that filled the workspace is seen by the next check."""
+    walks: list[Path] = []
+    real = sandbox_module.workspace_bytes
+
+    def counted(root: Path) -> int:
+        walks.append(root)
+        return real(root)
+
+    monkeypatch.setattr(sandbox_module, "workspace_bytes", counted)
+    workspace = Workspace.for_session(tmp_path, "walks")
+    git = GitRepo(workspace, policy=ToolPolicy(sandbox=mechanism))
+    await git.ensure("switchboard/walks")
+    (workspace.root / "a.txt").write_text("hello\n")
+    await git.commit_all("a file")
+    assert len(walks) <= 2, walks  # 4 git commands within about a second
+    policy = ToolPolicy(sandbox=mechanism, workspace_bytes=1 << 20)
+    filled = await run_tool(workspace, _call(
+        "run_command", command="python -c \"open('big', 'wb').write(b'1' * (2 << 20))\""),
+        policy)
+    assert filled.is_error and refusal_kind(filled) == "workspace_full"
+    refused = await run_tool(workspace, _call("run_command", command="echo ran-it"), policy)
+    assert refused.is_error and refusal_kind(refused) == "workspace_full"
+    assert "ran-it" not in refused.content
+
+
 async def test_git_config_planted_by_the_model_runs_inside_the_sandbox(
         mechanism: str, data_dir: Path) -> None:
     """A clean filter in ``.git/config`` (as a model's command could write) runs when we

@@ -85,6 +85,10 @@ def test_the_offline_model_is_called_without_importing_litellm() -> None:
     assert preload_modules(topology) == PRELOAD
     tiers = {**topology.tiers, 3: [ModelSpec(name="openai/gpt-4o")]}
     assert preload_modules(topology.model_copy(update={"tiers": tiers})) == PRELOAD_LITELLM
+    # A custom provider's module is imported once, by the fork server, before the rest.
+    custom = topology.model_copy(update={"providers": {**topology.providers,
+                                                       "sim": "bench._sim_model:SimLLM"}})
+    assert preload_modules(custom) == ("bench._sim_model", *PRELOAD)
 
 
 async def test_streaming_text_arrives_in_pieces() -> None:

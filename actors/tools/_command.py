@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePath
 from typing import NamedTuple
 
-from actors.tools import _mechanism, _sandbox, _seatbelt, _seccomp, _spare
+from actors.tools import _child, _mechanism, _sandbox, _seatbelt, _seccomp, _spare
 from artifacts import Workspace
 from core.config import ToolPolicy
 from core.errors import SandboxUnavailableError, ToolError, ToolRefusedError
@@ -107,7 +107,7 @@ class _Capture:
 class Started(NamedTuple):
     """A sandboxed program that has started, and what to do once it has ended."""
 
-    process: asyncio.subprocess.Process
+    process: _child.Process
     finish: Callable[[], Awaitable[bool]]
     """End what is left of it (its pids cgroup); True when it hit the process bound."""
 
@@ -190,7 +190,7 @@ async def _from_spare(mechanism: _sandbox.Mechanism, workspace: Workspace, argv:
     return Started(spare.process, spare.finish)
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
+def _kill_group(process: _child.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -226,7 +226,7 @@ async def _recent_bytes(root: Path) -> int:
 
 
 async def _watch_quota(workspace: Workspace, quota: int,
-                       process: asyncio.subprocess.Process) -> int:
+                       process: _child.Process) -> int:
     """While a command runs, measure the workspace every ``QUOTA_CHECK_S``; once it holds more
     than ``quota`` bytes, kill the command's process group and return the size (cancelled
     when the command ends first). A program filling the disk is stopped within about a

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from actors.tools import _pids, _seccomp
+from actors.tools import _child, _pids, _seccomp
 from actors.tools._sandbox import (
     JOIN_CGROUP,
     SH,
@@ -50,7 +50,7 @@ _REFILL_PAUSE_S = 1.0
 class Spare:
     """One launcher waiting for its command (see the module docstring)."""
 
-    def __init__(self, mechanism: Mechanism, process: asyncio.subprocess.Process,
+    def __init__(self, mechanism: Mechanism, process: _child.Process,
                  cgroup: _pids.PidsCgroup | None, options_fd: int, seccomp_fd: int) -> None:
         self.mechanism = mechanism
         self.process = process
@@ -127,11 +127,9 @@ async def make(mechanism: Mechanism, program: str, *, merge_stderr: bool,
     prefix = [SH, "-c", JOIN_CGROUP, str(cgroup.path / "cgroup.procs")] if cgroup else []
     argv = [*prefix, *spare_argv(mechanism, program, read)]
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, cwd="/", env={},
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        process = await _child.start(  # not forked from the actor: _child
+            argv, cwd="/", env={}, stdin=_child.PIPE if stdin else _child.DEVNULL,
+            stdout=_child.PIPE, stderr=_child.STDOUT if merge_stderr else _child.PIPE,
             start_new_session=True, pass_fds=(read, seccomp_fd))
     except BaseException:
         os.close(write)

@@ -73,9 +73,20 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float | None:
 
 
 def still_same(pid: int, started: int) -> bool:
-    """Whether ``pid`` is alive and is the process that started at ``started``."""
+    """Whether ``pid`` is alive and is the process that started at ``started`` (a zombie, which
+    has exited and waits only for its parent to reap it, is not alive: the fork server of a
+    ``switchboard up`` that has gone is reaped by init, here up to 2 s later)."""
     stat = _stat(pid)
-    return stat is not None and stat[1] == started
+    return stat is not None and stat[1] == started and _state(pid) != "Z"
+
+
+def _state(pid: int) -> str:
+    """The one-letter state of ``pid`` (``R``, ``S``, ``Z``...; "" when it is gone)."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return ""
+    return text[text.rfind(")") + 2 :].split(maxsplit=1)[0]
 
 
 def command(pid: int) -> str:

@@ -81,6 +81,16 @@ def loads(quick: bool) -> list[Load]:
     return [Load(1, 2000, 100, 60), Load(64, 30000, 2000, 60), Load(256, 40000, 3000, 60)]
 
 
+def peer_loads(quick: bool) -> list[Load]:
+    """The peers' loads: ``loads``, a third of the tasks with ``--quick`` (the peers are two
+    to four times slower than the runtime, no target is theirs, and at a third their
+    tasks/s moves less than from run to run: 2026-12-08)."""
+    if not quick:
+        return loads(quick)
+    return [Load(load.in_flight, max(load.in_flight, load.requests // 3),
+                 load.warmup // 3, load.budget_s) for load in loads(quick)]
+
+
 @dataclass
 class LoopResult:
     """One load's outcome: tasks finished and lost (unanswered in time), duplicated and

@@ -22,7 +22,7 @@ from autogen_core import (
     message_handler,
 )
 
-from bench._loop import HOPS, SETTLE_S, Answers, closed_loop, loads, pipeline_figures
+from bench._loop import HOPS, SETTLE_S, Answers, closed_loop, peer_loads, pipeline_figures
 from bench._procs import cpu_seconds
 from bench._store import Figure
 
@@ -94,7 +94,7 @@ async def autogen_loads(quick: bool) -> list[Figure]:
     runtime.start()
     figures: list[Figure] = []
     try:
-        for load in loads(quick):
+        for load in peer_loads(quick):
             if load.warmup:
                 await closed_loop(client.one, min(load.in_flight, 64), load.warmup,
                                   load.budget_s)

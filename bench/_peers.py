@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._loop import HOPS, loads
+from bench._loop import HOPS, peer_loads
 from bench._store import Figure
 from bench._thin import LIMIT, Event, Names, Reply, Task
 
@@ -146,7 +146,7 @@ async def run_faststream_loads(workdir: Path, quick: bool) -> list[Figure]:
                 pids = labelled_pids(hops, server.pid)
                 params = {"batch": FF_BATCH, "events_per_step": 1, "max_ack_pending": 2 * LIMIT}
                 figures: list[Figure] = []
-                for load in loads(quick):
+                for load in peer_loads(quick):
                     figures += await measure("faststream5", client, load, pids,
                                              [f"hop{i}" for i in range(1, HOPS + 1)], params)
                 return figures

@@ -134,10 +134,13 @@ def _concurrency(r: _Rows) -> list[_Line]:
     ratio = rate / bound if rate is not None and bound else None
     p99 = r.value("concurrency", "overhead_p99", in_flight=2000)
     kib = r.value("concurrency", "pss_kib_per_conversation", in_flight=2000, label="from 0")
+    # The machine's speed in the same run (issue 22): the thin layer's tasks/s at 64 in flight.
+    thin = r.value("runtime", "tasks_per_s", flow="thin5", in_flight=64)
+    machine = f", thin layer {_fmt(thin, '{:.0f}')}/s" if thin is not None else ""
     return [
         _Line("4", f"2,000 conversations, 5 s model: tasks/s (÷ bound {_fmt(ratio)})", rate,
               "tasks/s", "≥ 0.95 × N / 5 s", _ok(ratio, lambda x: x >= 0.95),
-              f"bound {_fmt(bound, '{:.0f}')}"),
+              f"bound {_fmt(bound, '{:.0f}')}{machine}"),
         _Line("4", "orchestration added at p99, 2,000 conversations", p99, "ms", "≤ 100",
               _ok(p99, lambda x: x <= 100)),
         _Line("4", "PSS growth per active conversation", kib, "KiB", "≤ 50",

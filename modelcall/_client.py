@@ -173,9 +173,10 @@ async def complete(
     max_tokens: int = 0,
 ) -> ModelReply:
     """Call a model, by the path of the module docstring (in-process for the offline model,
-    direct for OpenAI-compatible providers, else ``litellm.acompletion``): streamed, except
-    on the direct path when no ``on_text`` listens, where one ``stream: false`` answer costs
-    a fraction of the chunks' CPU (``modelcall._direct.answer``).
+    direct for OpenAI-compatible providers, else ``litellm.acompletion``): streamed when an
+    ``on_text`` listens, else asked for one answer (``stream`` left out) on the direct and
+    the litellm path, which costs a fraction of the chunks' CPU
+    (``modelcall._direct.answer``).
 
     Args:
         spec: the model; ``spec.params`` are passed to the provider as they are (litellm's

@@ -40,9 +40,9 @@ async def read_entry(kv: KeyValue | Bucket, key: str, *, what: str
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + KV_TIMEOUT_S
-    while isinstance(kv, Bucket):
+    while True:
         try:
-            return await kv.get(key, timeout_s=max(0.001, deadline - loop.time()))
+            return await _get_once(kv, key, max(0.001, deadline - loop.time()))
         except _Unserved as exc:
             if loop.time() + NO_RESPONDERS_WAIT_S < deadline:
                 await asyncio.sleep(NO_RESPONDERS_WAIT_S)
@@ -52,22 +52,28 @@ async def read_entry(kv: KeyValue | Bucket, key: str, *, what: str
         except BrokerError as exc:
             msg = f"{what} did not answer for {key}: {exc}"
             raise BrokerError(msg) from exc
-    while True:
-        try:
-            async with asyncio.timeout_at(deadline):
-                entry = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            return None, None
-        except nats.errors.NoRespondersError as exc:
-            if loop.time() + NO_RESPONDERS_WAIT_S < deadline:
-                await asyncio.sleep(NO_RESPONDERS_WAIT_S)
-                continue
-            msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
-            raise BrokerError(msg) from exc
-        except (TimeoutError, nats.errors.Error) as exc:
-            msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
-            raise BrokerError(msg) from exc
-        return entry.value or None, entry.revision
+
+
+async def _get_once(kv: KeyValue | Bucket, key: str, timeout_s: float
+                    ) -> tuple[bytes | None, int | None]:
+    """One read of ``key`` from either kind of bucket (``read_entry``'s value and revision).
+
+    Raises:
+        _Unserved: "no responders" (no server serves the bucket's reads yet).
+        BrokerError: no answer within ``timeout_s`` seconds, or another failure.
+    """
+    if isinstance(kv, Bucket):
+        return await kv.get(key, timeout_s=timeout_s)
+    try:
+        async with asyncio.timeout(timeout_s):
+            entry = await kv.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None, None
+    except nats.errors.NoRespondersError as exc:
+        raise _Unserved(str(exc) or type(exc).__name__) from exc
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise BrokerError(str(exc) or type(exc).__name__) from exc
+    return entry.value or None, entry.revision
 
 
 async def compare_and_set(kv: KeyValue | Bucket, key: str,
@@ -102,27 +108,34 @@ async def compare_and_set(kv: KeyValue | Bucket, key: str,
         else:
             value, revision = await read_entry(kv, key, what=what)
         data = change(value)
-        if isinstance(kv, Bucket):
-            try:
-                stored = await kv.put_if(key, data, revision, timeout_s=KV_TIMEOUT_S)
-            except BrokerError as exc:
-                msg = f"{what} could not store {key}: {exc}"
-                raise BrokerError(msg) from exc
-            if stored is None:
-                continue
-            return data, stored
         try:
-            async with asyncio.timeout(KV_TIMEOUT_S):
-                if revision is None:
-                    stored = await kv.create(key, data)
-                else:
-                    stored = await kv.update(key, data, last=revision)
-            return data, stored
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError,
-                nats.js.errors.BadRequestError):
-            continue
-        except (TimeoutError, nats.errors.Error) as exc:
-            msg = f"{what} did not answer for {key}: {exc or type(exc).__name__}"
+            stored = await _put_once(kv, key, data, revision)
+        except BrokerError as exc:
+            msg = f"{what} did not answer for {key}: {exc}"
             raise BrokerError(msg) from exc
+        if stored is not None:
+            return data, stored
     msg = f"{what} {key}: {MAX_CAS_ATTEMPTS} concurrent writers in a row, giving up"
     raise StoreConflictError(msg)
+
+
+async def _put_once(kv: KeyValue | Bucket, key: str, data: bytes, revision: int | None
+                    ) -> int | None:
+    """Store ``data`` under ``key`` if ``revision`` is still its last (None: if it has none),
+    in either kind of bucket; the new revision, or None when another writer came first.
+
+    Raises:
+        BrokerError: no answer within ``KV_TIMEOUT_S``, or another failure.
+    """
+    if isinstance(kv, Bucket):
+        return await kv.put_if(key, data, revision, timeout_s=KV_TIMEOUT_S)
+    try:
+        async with asyncio.timeout(KV_TIMEOUT_S):
+            if revision is None:
+                return await kv.create(key, data)
+            return await kv.update(key, data, last=revision)
+    except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError,
+            nats.js.errors.BadRequestError):
+        return None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise BrokerError(str(exc) or type(exc).__name__) from exc

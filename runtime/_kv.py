@@ -1,6 +1,6 @@
 """A KV bucket read and written on the hot path with as little client work as the protocol
-allows: a direct get and a compare-and-set publish, each a request on one reply inbox shared
-by the process, settled through a dict entry (``Requests``).
+allows: a direct get and a compare-and-set publish, each asked on the reply inbox of the
+process's ``Publisher`` and settled through a dict entry (``Publisher.ask``).
 
 nats-py's ``KeyValue.get`` and ``update`` go through ``Client.request``: a future and an
 ``asyncio.wait_for`` per call, and for a get a ``JetStreamManager.get_msg`` that decodes the
@@ -24,18 +24,12 @@ nats-io/nats-architecture-and-design):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
 from dataclasses import dataclass
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from core.errors import BrokerError
+from runtime._publish import Publisher
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's ``err_code`` for a publish whose expected last subject sequence was not the
@@ -55,80 +49,17 @@ _ack_decoder = msgspec.json.Decoder(_PubAck)
 _encode = msgspec.json.encode
 
 
-class Requests:
-    """Requests whose answers arrive on one reply inbox (``<inbox>.<token>``) of ``nc``.
-
-    Args:
-        nc: a connected client.
-    """
-
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
-        self._prefix = ""
-        self._counter = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
-        self._sub: Subscription | None = None
-
-    async def start(self) -> None:
-        """Subscribe the reply inbox."""
-        inbox = self._nc.new_inbox()
-        self._prefix = inbox + "."
-        self._sub = await self._nc.subscribe(inbox + ".*", cb=self._on_answer)
-
-    async def stop(self) -> None:
-        """Unsubscribe; requests still waiting fail with ``BrokerError``."""
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(BrokerError("the connection's requests are stopping"))
-        if self._sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._sub.unsubscribe()
-
-    async def request(self, subject: str, payload: bytes, headers: dict[str, str] | None,
-                      *, timeout_s: float) -> Msg:
-        """Publish with a reply subject and wait for the one answer.
-
-        Raises:
-            BrokerError: no answer within ``timeout_s`` seconds, or the publish failed.
-        """
-        if self._sub is None:
-            msg = "Requests.start was not called"
-            raise RuntimeError(msg)
-        token = str(next(self._counter))
-        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
-        try:
-            await self._nc.publish(subject, payload, reply=self._prefix + token,
-                                   headers=headers)
-            async with asyncio.timeout(timeout_s):
-                return await future
-        except TimeoutError as exc:
-            msg = f"{subject} did not answer within {timeout_s:g} s"
-            raise BrokerError(msg) from exc
-        except nats.errors.Error as exc:
-            msg = f"request to {subject} failed: {exc or type(exc).__name__}"
-            raise BrokerError(msg) from exc
-        finally:
-            self._waiting.pop(token, None)
-
-    async def _on_answer(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix):], None)
-        if future is not None and not future.done():
-            future.set_result(msg)
-
-
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """The KV bucket ``name``, read by direct get and written by compare-and-set over
-    ``requests`` (the module docstring has the protocol). The bucket must allow direct gets
+    """The KV bucket ``name``, read by direct get and written by compare-and-set through
+    ``publisher`` (the module docstring has the protocol). The bucket must allow direct gets
     (``runtime.bus.kv_bucket`` makes them so).
 
     ``runtime.read_entry`` and ``runtime.compare_and_set`` take a Bucket where they take a
     nats-py ``KeyValue``.
     """
 
-    requests: Requests
+    publisher: Publisher
     name: str
 
     async def get(self, key: str, *, timeout_s: float) -> tuple[bytes | None, int | None]:
@@ -141,7 +72,7 @@ class Bucket:
             BrokerError: no answer within ``timeout_s`` seconds, or an error status.
         """
         payload = _encode({"last_by_subj": f"$KV.{self.name}.{key}"})
-        answer = await self.requests.request(f"$JS.API.DIRECT.GET.KV_{self.name}", payload,
+        answer = await self.publisher.ask(f"$JS.API.DIRECT.GET.KV_{self.name}", payload,
                                              None, timeout_s=timeout_s)
         headers = answer.headers or {}
         status = headers.get("Status")
@@ -169,7 +100,7 @@ class Bucket:
                 for another reason (``_Unserved``: no stream stores the bucket now).
         """
         headers = {"Nats-Expected-Last-Subject-Sequence": str(last or 0)}
-        answer = await self.requests.request(f"$KV.{self.name}.{key}", value, headers,
+        answer = await self.publisher.ask(f"$KV.{self.name}.{key}", value, headers,
                                              timeout_s=timeout_s)
         status = answer.headers.get("Status") if answer.headers else None
         if status is not None and not answer.data:

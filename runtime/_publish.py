@@ -4,7 +4,8 @@
 ``PubAck`` per message; here a publish is a counter, a dict entry and a callback, and one
 sweeper task fails entries older than their timeout (about 10 µs of CPU less per publish,
 profiled in the bench's ``runtime`` scenario; docs/measurements.md: "publish with a dedicated reply
-inbox and a callback instead of a future per message").
+inbox and a callback instead of a future per message"). ``ask`` uses the same inbox for a
+request whose answer its caller reads itself (the KV reads and writes of ``runtime._kv``).
 
 A publish ack is a JSON ``PubAck`` (``{"stream": ..., "seq": ...}``) or an ``{"error": ...}``
 object; a publish no stream stores is answered by a ``503`` status message (no responders).
@@ -60,6 +61,7 @@ class Publisher:
         self._prefix = ""
         self._counter = itertools.count(1)
         self._waiting: dict[str, tuple[float, str, Settled]] = {}
+        self._asked: dict[str, asyncio.Future[Msg]] = {}
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._after: Callable[[], Awaitable[None]] | None = None
@@ -90,6 +92,10 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         self._fail_all("the actor is stopping")
+        asked, self._asked = self._asked, {}
+        for future in asked.values():
+            if not future.done():
+                future.set_exception(BrokerError("the actor is stopping"))
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()
@@ -130,11 +136,43 @@ class Publisher:
         if error is not None:
             raise error
 
+    async def ask(self, subject: str, payload: bytes, headers: dict[str, str] | None, *,
+                  timeout_s: float) -> Msg:
+        """Publish with a reply subject on this publisher's inbox and return the one answer,
+        whatever it is (a PubAck, a direct get's message, a status): for a caller that reads
+        it itself (``runtime._kv.Bucket``).
+
+        Raises:
+            BrokerError: no answer within ``timeout_s`` seconds, or the publish failed.
+        """
+        if self._sub is None:
+            msg = "Publisher.start was not called"
+            raise RuntimeError(msg)
+        token = str(next(self._counter))
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._asked[token] = future
+        try:
+            await self._nc.publish(subject, payload, reply=self._prefix + token,
+                                   headers=headers)
+            async with asyncio.timeout(timeout_s):
+                return await future
+        except TimeoutError as exc:
+            msg = f"{subject} did not answer within {timeout_s:g} s"
+            raise BrokerError(msg) from exc
+        except nats.errors.Error as exc:
+            msg = f"request to {subject} failed: {exc or type(exc).__name__}"
+            raise BrokerError(msg) from exc
+        finally:
+            self._asked.pop(token, None)
+
     async def _on_ack(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix):]
         entry = self._waiting.pop(token, None)
         if entry is None:
-            return  # answered after its timeout: already reported as failed
+            asked = self._asked.pop(token, None)
+            if asked is not None and not asked.done():
+                asked.set_result(msg)
+            return  # else answered after its timeout: already reported as failed
         _deadline, subject, settled = entry
         settled(_error_of(msg, subject))
         if self._after is not None:

@@ -15,7 +15,7 @@ from core.config import Settings, Topology
 from protocol import ActorId
 from runtime._actor import Actor, Closeable, Services
 from runtime._dispatch import Dispatcher
-from runtime._kv import Bucket, Requests
+from runtime._kv import Bucket
 from runtime._publish import Publisher
 from runtime._pull import PullConsumer
 from runtime._sessions import SessionStore
@@ -118,17 +118,14 @@ async def open_services(stack: contextlib.AsyncExitStack, nc: Client, *, setting
     publisher = Publisher(nc, timeout_s=PUBLISH_TIMEOUT_S)
     await publisher.start()
     stack.push_async_callback(publisher.stop)
-    requests = Requests(nc)  # the hot path's KV reads and writes (runtime._kv)
-    await requests.start()
-    stack.push_async_callback(requests.stop)
     for bucket in (subjects.sessions_bucket, subjects.users_bucket):
         await kv_bucket(js, bucket)  # created when missing
     return Services(
-        nc=nc, js=js, sessions=SessionStore(Bucket(requests, subjects.sessions_bucket)),
+        nc=nc, js=js, sessions=SessionStore(Bucket(publisher, subjects.sessions_bucket)),
         topology=topology, settings=settings, subjects=subjects,
         runs=await kv_bucket(js, subjects.runs_bucket),
         checkpoints=await kv_bucket(js, subjects.checkpoints_bucket),
-        users=SessionStore(Bucket(requests, subjects.users_bucket)),
+        users=SessionStore(Bucket(publisher, subjects.users_bucket)),
         artifacts=artifacts, publisher=publisher,
     )
 

@@ -16,7 +16,8 @@ from nats.js.kv import KeyValue
 
 from protocol import HistoryEntry, SessionState
 from runtime import SessionStore
-from runtime._kv import Bucket, Requests
+from runtime._kv import Bucket
+from runtime._publish import Publisher
 from runtime.bus import kv_bucket
 
 KINDS = ["nats-py", "bucket"]
@@ -38,9 +39,9 @@ async def _bucket(nc: Client, name: str, kind: str, *, create: bool = True) -> A
         await kv_bucket(js, name)
     if kind == "nats-py":
         return KeyValue(name=name, stream=f"KV_{name}", pre=f"$KV.{name}.", js=js, direct=True)
-    requests = Requests(nc)
-    await requests.start()
-    return Bucket(requests, name)
+    publisher = Publisher(nc)
+    await publisher.start()
+    return Bucket(publisher, name)
 
 
 @pytest.mark.parametrize("kind", KINDS)

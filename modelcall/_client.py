@@ -32,8 +32,8 @@ from modelcall import _direct, _providers
 from modelcall._direct import spec_key
 from modelcall._errors import provider_of, translate_litellm
 from modelcall._reply import Fold, ModelReply
+from modelcall._usage import LOCAL_SERVER_PROVIDERS, usage_of
 from modelcall._vision import fit_messages
-from protocol import Usage
 
 _log = logging.getLogger(__name__)
 
@@ -63,16 +63,6 @@ def needs_litellm(models: Iterable[str], providers: Mapping[str, str]) -> bool:
     (litellm resolves every real provider's endpoint, key and price)."""
     return any(provider_of(model) not in providers for model in models)
 
-
-LOCAL_SERVER_PROVIDERS = frozenset({"ollama", "ollama_chat"})
-"""Providers whose model information litellm reads from the model's own server with a
-blocking HTTP call (``POST /api/show``, ``litellm/llms/ollama/common_utils.py``) for a model
-its map does not know: with litellm 1.97, 5 on a model's first call and 2 on every later
-one (the Responses-API bridge check, twice, then the cost and logging of the answer).
-``_map_local_model`` puts each such model in litellm's map once per process, so litellm
-asks once. Their models run locally, so cost nothing, and take a JSON schema as ``format``
-(Ollama 0.5 and later: https://ollama.com/blog/structured-outputs; litellm maps a
-``json_schema`` ``response_format`` onto it)."""
 
 _mapped_local: set[str] = set()
 """Models of ``LOCAL_SERVER_PROVIDERS`` in litellm's map (already, or put there)."""
@@ -267,7 +257,7 @@ class _Direct:
         if on_text is None:  # no one reads the text as it grows: one answer, not chunks
             fold = Fold()
             await _direct.answer(self._route, spec, body, fold)
-            return fold.reply(_usage(litellm, spec, messages, fold))
+            return fold.reply(usage_of(litellm, spec, messages, fold))
         return await _stream_direct(litellm, self._route, spec, messages, body, on_text)
 
 
@@ -317,7 +307,7 @@ async def _stream_direct(litellm: ModuleType, route: Any, spec: ModelSpec,
             await guarded(fold.text)
 
     await _direct.stream(route, spec, body, fold, on_chunk)
-    return fold.reply(_usage(litellm, spec, messages, fold))
+    return fold.reply(usage_of(litellm, spec, messages, fold))
 
 
 async def _bounded(spec: ModelSpec, limit: float, call: Awaitable[T]) -> T:
@@ -404,59 +394,9 @@ async def _call_litellm(
     fold = Fold()
     if not kwargs["stream"]:  # one ModelResponse, read as the direct path reads one answer
         fold.add_completion(response.model_dump())
-        return fold.reply(_usage(litellm, spec, kwargs["messages"], fold))
+        return fold.reply(usage_of(litellm, spec, kwargs["messages"], fold))
     guarded = _guarded(on_text)
     async for chunk in response:
         if fold.add_litellm(chunk) and guarded is not None:
             await guarded(fold.text)
-    return fold.reply(_usage(litellm, spec, kwargs["messages"], fold))
-
-
-def _usage(litellm: ModuleType, spec: ModelSpec, messages: list[dict[str, Any]],
-           fold: Fold) -> Usage:
-    """Tokens from the stream's usage chunk, else counted locally; cost where litellm knows
-    the model's price."""
-    if fold.usage is not None:
-        prompt = int(fold.usage.get("prompt_tokens") or 0)
-        completion = int(fold.usage.get("completion_tokens") or 0)
-    else:
-        prompt, completion = _count_tokens(litellm, spec.name, messages, fold.text)
-    return Usage(model=spec.name, prompt_tokens=prompt, completion_tokens=completion,
-                 cost_usd=_cost(litellm, spec.name, prompt, completion), calls=1)
-
-
-def _count_tokens(litellm: ModuleType, model: str, messages: list[dict[str, Any]],
-                  text: str) -> tuple[int, int]:
-    try:
-        return (int(litellm.token_counter(model=model, messages=messages)),
-                int(litellm.token_counter(model=model, text=text)) if text else 0)
-    except Exception:  # a tokenizer problem must not fail the call
-        _log.debug("token_counter failed for %s; estimating", model, exc_info=True)
-        chars = sum(len(str(m.get("content") or "")) for m in messages)
-        return chars // 4 + 1, len(text) // 4
-
-
-def _cost(litellm: ModuleType, model: str, prompt: int, completion: int) -> float:
-    """US dollars for the tokens, by litellm's bundled price map (``litellm.get_model_info``,
-    per-token input and output prices, looked up once per model); 0.0 for unpriced models and
-    local ones (``LOCAL_SERVER_PROVIDERS``)."""
-    input_price, output_price = _prices(litellm, model)
-    return input_price * prompt + output_price * completion
-
-
-_price_cache: dict[str, tuple[float, float]] = {}
-
-
-def _prices(litellm: ModuleType, model: str) -> tuple[float, float]:
-    if model not in _price_cache:
-        prices = (0.0, 0.0)
-        provider = provider_of(model)
-        if provider not in _providers.registered and provider not in LOCAL_SERVER_PROVIDERS:
-            try:
-                info = litellm.get_model_info(model=model)
-                prices = (float(info.get("input_cost_per_token") or 0.0),
-                          float(info.get("output_cost_per_token") or 0.0))
-            except Exception:  # litellm raises many kinds for unpriced models
-                _log.debug("no price for %s", model)
-        _price_cache[model] = prices
-    return _price_cache[model]
+    return fold.reply(usage_of(litellm, spec, kwargs["messages"], fold))

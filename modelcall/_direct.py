@@ -2,7 +2,7 @@
 
 litellm stays the one place that knows providers: ``litellm.get_llm_provider`` maps a model
 name to its provider, model id and endpoint, ``litellm.utils.get_api_key`` finds its key,
-``litellm.cost_per_token`` prices it (``modelcall._client._cost``). What litellm's own
+``litellm.cost_per_token`` prices it (``modelcall._usage.cost``). What litellm's own
 streaming path costs per call and per chunk (pydantic objects per chunk, the openai SDK, its
 logging: 13-16 ms of CPU for a 20-chunk answer, docs/measurements.md) is replaced by one aiohttp
 request and a msgspec decode per Server-Sent Event (about 0.4-0.6 ms). The wire format is the

@@ -116,7 +116,8 @@ class Child:
         self._popen.kill()
 
     def close(self) -> None:
-        """Stop watching (the loop is closing); the program itself is left as it is."""
+        """Stop watching its exit (its start failed half-way); the program itself is left as
+        it is."""
         if self._pidfd >= 0:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._pidfd)

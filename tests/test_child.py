@@ -5,8 +5,10 @@ reaped (no zombie is left), under asyncio's loop and under uvloop (the actors' l
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -70,3 +72,49 @@ def test_a_program_that_cannot_start_is_an_oserror() -> None:
                                stdin=_child.DEVNULL, stdout=_child.PIPE, stderr=_child.PIPE)
 
     _run("uvloop", main)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_childs_pipes_are_closed_once_so_no_other_threads_descriptor_is_closed(
+        loop: str) -> None:
+    """uvloop's pipe transports close their descriptor and then the file object handed to
+    them, which closes the same number again (MagicStack/uvloop#763): a descriptor another
+    thread opened in between (a workspace walk's directory, an exporter's socket) was closed
+    under it, and a later program's output never reached its end (a git command timed out).
+    A thread here opens pipes all along and checks each stays open until it closes it."""
+    stolen: list[str] = []
+    stop = threading.Event()
+
+    def open_pipes() -> None:
+        while not stop.is_set():
+            read, write = os.pipe()
+            try:
+                os.write(write, b"x")
+                if os.read(read, 1) != b"x":
+                    stolen.append("read back something else")
+            except OSError as exc:
+                stolen.append(f"{exc.__class__.__name__} {exc.errno}")
+            for fd in (read, write):
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    stolen.append(f"close: {exc.errno}")
+
+    async def main() -> None:
+        thread = threading.Thread(target=open_pipes, daemon=True)
+        thread.start()
+        try:
+            for n in range(200):
+                child = await _child.start(["true"], cwd="/", env={}, stdin=_child.PIPE,
+                                           stdout=_child.PIPE, stderr=_child.PIPE)
+                async with asyncio.timeout(10):
+                    await child.communicate()
+                del child
+                if n % 20 == 0:  # file objects left to the collector are closed too
+                    gc.collect()
+        finally:
+            stop.set()
+            thread.join(10)
+
+    _run(loop, main)
+    assert stolen == []

@@ -125,16 +125,70 @@ class Child:
             self._pidfd = -1
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes]) -> asyncio.StreamReader:
+def _owns_closing(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s pipe transports close the descriptor themselves and then close the
+    file object too (uvloop: MagicStack/uvloop#763, open as of 0.23), rather than only through
+    the file object (asyncio's ``_UnixReadPipeTransport``)."""
+    return type(loop).__module__.startswith("uvloop")
+
+
+def _pipe_end(loop: asyncio.AbstractEventLoop, fd: int, mode: str) -> IO[bytes]:
+    """The file object a pipe transport is given for ``fd``, so that ``fd`` is closed exactly
+    once: by the transport under uvloop, through the file object under asyncio.
+
+    A second close of the same number closes whatever another thread opened in between (a
+    workspace walk's directory, an exporter's socket); a later program's output then never
+    reached its end and its git command timed out (``tests/test_child.py``)."""
+    return open(fd, mode, buffering=0, closefd=not _owns_closing(loop))
+
+
+async def _reader(loop: asyncio.AbstractEventLoop, fd: int
+                  ) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
     reader = asyncio.StreamReader(loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    return reader
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), _pipe_end(loop, fd, "rb"))
+    return reader, transport
 
 
-async def _writer(loop: asyncio.AbstractEventLoop, pipe: IO[bytes]) -> asyncio.StreamWriter:
+async def _writer(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamWriter:
     transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), loop=loop), pipe)
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), loop=loop),
+        _pipe_end(loop, fd, "wb"))
     return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+class _Pipes:
+    """The pipes of one start: the program's ends (closed here once it has started) and ours
+    (each owned by its transport once connected)."""
+
+    def __init__(self) -> None:
+        self.ours: dict[str, int] = {}
+        self.theirs: list[int] = []
+
+    def end(self, name: str, spec: int, *, we_read: bool) -> int:
+        """What the program gets for stream ``name``: ``spec`` itself unless it is ``PIPE``,
+        else its end of a new pipe."""
+        if spec != PIPE:
+            return spec
+        read, write = os.pipe()
+        ours, theirs = (read, write) if we_read else (write, read)
+        self.ours[name] = ours
+        self.theirs.append(theirs)
+        return theirs
+
+    def take(self, name: str) -> int | None:
+        """Our end of ``name``'s pipe, no longer closed by ``close_ours``."""
+        return self.ours.pop(name, None)
+
+    def close_theirs(self) -> None:
+        for fd in self.theirs:
+            os.close(fd)
+        self.theirs.clear()
+
+    def close_ours(self) -> None:
+        for fd in self.ours.values():
+            os.close(fd)
+        self.ours.clear()
 
 
 async def start(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], stdin: int,
@@ -142,6 +196,9 @@ async def start(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], stdin:
                 start_new_session: bool = True) -> Process:
     """Start ``argv`` (the arguments of ``asyncio.create_subprocess_exec`` the tools use:
     ``PIPE``, ``DEVNULL`` or ``STDOUT`` for the streams).
+
+    The pipes are made here rather than by ``Popen``, so that no file object of ``Popen``'s
+    closes a descriptor a transport owns (``_pipe_end``).
 
     Raises:
         OSError: the program could not be started.
@@ -151,43 +208,54 @@ async def start(argv: Sequence[str], *, cwd: str, env: Mapping[str, str], stdin:
                                stderr=stderr, pass_fds=pass_fds,
                                start_new_session=start_new_session)
     loop = asyncio.get_running_loop()
-    # A vfork and an exec: 0.5 ms, less than handing it to a thread (module docstring).
-    popen = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=stdin,  # noqa: ASYNC220
-                             stdout=stdout,
-                             stderr=stderr, pass_fds=tuple(pass_fds),
-                             start_new_session=start_new_session)
+    pipes = _Pipes()
+    try:
+        ends = (pipes.end("stdin", stdin, we_read=False),
+                pipes.end("stdout", stdout, we_read=True),
+                pipes.end("stderr", stderr, we_read=True))
+        # A vfork and an exec: 0.5 ms, less than handing it to a thread (module docstring).
+        popen = subprocess.Popen(list(argv), cwd=cwd, env=dict(env),  # noqa: ASYNC220
+                                 stdin=ends[0], stdout=ends[1], stderr=ends[2],
+                                 pass_fds=tuple(pass_fds),
+                                 start_new_session=start_new_session)
+    except BaseException:
+        pipes.close_ours()
+        raise
+    finally:
+        pipes.close_theirs()
     try:
         pidfd = os.pidfd_open(popen.pid)
     except OSError:  # a kernel without pidfds: reap it the way asyncio would have
         popen.kill()
         popen.wait()
-        _close_pipes(popen)
+        pipes.close_ours()
         return await _fallback(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
                                stderr=stderr, pass_fds=pass_fds,
                                start_new_session=start_new_session)
     child = Child(popen, pidfd)
+    transports: list[asyncio.BaseTransport] = []
     try:
         child._watch(loop)
-        if popen.stdin is not None:
-            child.stdin = await _writer(loop, popen.stdin)
-        if popen.stdout is not None:
-            child.stdout = await _reader(loop, popen.stdout)
-        if popen.stderr is not None:
-            child.stderr = await _reader(loop, popen.stderr)
+        # Once handed to its transport, an end is the transport's to close, even when
+        # connecting fails (uvloop may have closed it already).
+        if (fd := pipes.take("stdin")) is not None:
+            child.stdin = await _writer(loop, fd)
+            transports.append(child.stdin.transport)
+        if (fd := pipes.take("stdout")) is not None:
+            child.stdout, transport = await _reader(loop, fd)
+            transports.append(transport)
+        if (fd := pipes.take("stderr")) is not None:
+            child.stderr, transport = await _reader(loop, fd)
+            transports.append(transport)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             popen.kill()
         child.close()
-        _close_pipes(popen)
+        for transport in transports:
+            transport.close()
+        pipes.close_ours()
         raise
     return child
-
-
-def _close_pipes(popen: subprocess.Popen[bytes]) -> None:
-    for pipe in (popen.stdin, popen.stdout, popen.stderr):
-        if pipe is not None:
-            with contextlib.suppress(OSError):
-                pipe.close()
 
 
 async def _fallback(argv: Sequence[str], **options: Any) -> Process:

@@ -124,7 +124,7 @@ class Dispatcher:
     """Settles every delivery of one actor replica (see the module docstring).
 
     A delivery's handler runs as a named task of its own, in the delivery's own
-    ``contextvars`` context (its span is current there; see ``_begin`` for why never inline
+    ``contextvars`` context (its span is current there; see ``_run`` for why never inline
     in the pull subscription's callback). The delivery is acked once the handler returned and
     JetStream confirmed everything it published; acks (and the ``handled`` events) go out from
     the PubAck callback that completed them (``Publisher.after_settling``), or from one task
@@ -196,18 +196,19 @@ class Dispatcher:
             return
         delivery = _Delivery(self, msg, message, session, step, deliveries, seq, started, done)
         self._open[id(delivery)] = delivery
-        delivery.context.run(self._begin, delivery)
+        self._spawn(self._run(delivery), step, delivery.context, eager=True)
 
-    def _begin(self, d: _Delivery) -> None:
-        """Runs in the delivery's own context: the span, then the handler in a task of its
-        own.
+    async def _run(self, d: _Delivery) -> None:
+        """The delivery's own task, in the delivery's own context: its span, then its handler.
 
         Never run a handler's first step inline in the subscription's callback: whatever it
         starts there belongs to the subscription's task (``asyncio.current_task()``), so an
         ``asyncio.timeout`` entered in that step, when it fires, cancels nats-py's message
         loop of the pull inbox, and the actor receives nothing more (found by
         ``tests/test_faults.py``: a KV call that timed out in a broker restart). On Python
-        3.12+ the task starts eagerly: the first step still runs at once, as the task."""
+        3.12+ the task starts eagerly: the first step still runs at once, as the task (which
+        enters the delivery's context itself: the span is begun here, in the task, and not
+        in a ``Context.run`` around its creation, where entering it again fails)."""
         d.trace = begin_delivery(self._role, d.step, d.msg.headers, d.session, self._subject)
         handler = self._handlers.get(type(d.message))
         if handler is None:
@@ -217,12 +218,8 @@ class Dispatcher:
         ctx = MessageContext(actor=self.actor, session=d.session, stream_seq=d.seq,
                              deliveries=d.deliveries, confirmations=d, request_id=d.request)
         d.ctx = ctx
-        coro = typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
-        self._spawn(self._run(d, coro), d.step, d.context, eager=True)
-
-    async def _run(self, d: _Delivery, coro: Coroutine[Any, Any, None]) -> None:
         try:
-            await coro
+            await typing.cast(Coroutine[Any, Any, None], handler(d.message, ctx))
         except asyncio.CancelledError:
             self._close(d)  # abandoned at shutdown: JetStream redelivers it after ack_wait
             raise

@@ -116,11 +116,13 @@ def write_topology(path: Path, *, delay_s: float = 0.0,
 @contextlib.contextmanager
 def bench_nats(workdir: Path) -> Iterator[EmbeddedNats]:
     """A nats-server with JetStream on a free 127.0.0.1 port and a temp store, stopped after;
-    under ``SCHED_BATCH`` as ``switchboard up`` runs it, unless ``SB_NATS_SCHED_BATCH=0``."""
+    under ``SCHED_BATCH`` and Go's memory limit as ``switchboard up`` runs it, unless
+    ``SB_NATS_SCHED_BATCH=0`` or ``SB_NATS_MEMORY_LIMIT=off``."""
     from core.config import Settings
 
-    server = EmbeddedNats(workdir / "nats",
-                          batch_scheduling=Settings().nats_sched_batch).start()
+    settings = Settings()
+    server = EmbeddedNats(workdir / "nats", batch_scheduling=settings.nats_sched_batch,
+                          memory_limit=settings.nats_memory_limit).start()
     try:
         yield server
     finally:

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     nats_sched_batch: bool = True
     """Run the embedded nats-server under Linux's ``SCHED_BATCH`` policy (``switchboard.embedded``:
     20-30 % more tasks/s on a busy 2-core machine); ``SB_NATS_SCHED_BATCH=0`` turns it off."""
+    nats_memory_limit: str = Field(default="96MiB", pattern=r"^(off|[0-9]+(B|KiB|MiB|GiB|TiB)?)$")
+    """Go's soft memory limit of the embedded nats-server (``GOMEMLIMIT``, Go's syntax:
+    https://pkg.go.dev/runtime#hdr-Environment_Variables; ``switchboard.embedded``);
+    ``SB_NATS_MEMORY_LIMIT=off`` leaves Go's default (none, or the environment's own)."""
     log_level: str = "INFO"
     log_json: bool = False
     model: str | None = None

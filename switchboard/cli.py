@@ -122,6 +122,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings, topology: Topology) -> 
             return EXIT_CONFIG
         server = EmbeddedNats(data_dir / "nats", port=port,
                               batch_scheduling=settings.nats_sched_batch,
+                              memory_limit=settings.nats_memory_limit,
                               config=_server_config(settings)).start()
         url = server.url
         url_file.write_text(url + "\n", encoding="utf-8")

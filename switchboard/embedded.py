@@ -11,6 +11,17 @@ actor waits or on the other core. Measured in the bench's ``runtime`` scenario o
 (``bench/README.md``): involuntary context switches of the actors fall from 0.17-0.27 to 0.02
 a step, their CPU per step by 6-9 µs, the server's CPU per task by 20-25 %, tasks/s rise by
 20-30 %. Nothing changes when a core is idle (the server's thread takes it at once).
+
+The server runs under Go's soft memory limit (``GOMEMLIMIT``, ``Settings.nats_memory_limit``;
+https://pkg.go.dev/runtime#hdr-Environment_Variables): near it Go's garbage collector runs
+sooner and its scavenger hands freed memory back to the OS. Without one the server's heap
+grows to twice what it holds alive before a collection and keeps freed pages for minutes.
+Measured in the bench's ``concurrency`` scenario at 2,000 conversations on 2 cores
+(``bench/README.md#targets-issue-22``): 137 MiB without a limit, 88 MiB under 96 MiB (the
+default) at the same CPU; under 64 MiB, about what it then holds alive, 62 MiB but 0.59 cores
+instead of 0.24 spent collecting. The limit is soft: a server that holds more alive goes on,
+collecting more often (Go caps that at about half its CPU); ``docs/operations.md`` says when
+to raise it.
 """
 
 from __future__ import annotations
@@ -123,6 +134,8 @@ class EmbeddedNats:
             see the module docstring).
         config: a server configuration file (``-c``: accounts, users, TLS; ``switchboard
             nats-config`` writes one); the arguments above override what it says.
+        memory_limit: Go's soft memory limit (``GOMEMLIMIT``, for example ``64MiB``; see the
+            module docstring); None or ``off``: the environment's, if any.
 
     Use as a context manager or call ``start`` / ``stop``.
     """
@@ -132,6 +145,7 @@ class EmbeddedNats:
         extra_args: Sequence[str] = (),
         batch_scheduling: bool = True,
         config: Path | None = None,
+        memory_limit: str | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.config = config
@@ -142,6 +156,7 @@ class EmbeddedNats:
         self._log_path = self.store_dir / "nats-server.log"
         self.extra_args = tuple(extra_args)
         self.batch_scheduling = batch_scheduling and hasattr(os, "SCHED_BATCH")
+        self.memory_limit = None if memory_limit in (None, "off") else memory_limit
 
     @property
     def url(self) -> str:
@@ -170,9 +185,11 @@ class EmbeddedNats:
         if self.batch_scheduling:
             args = [sys.executable, "-I", "-S", "-c", _EXEC_AS_BATCH, *args]
         _log.info("starting nats-server on %s (store %s)", self.url, self.store_dir)
+        env = None if self.memory_limit is None else {**os.environ,
+                                                       "GOMEMLIMIT": self.memory_limit}
         self._proc = subprocess.Popen(  # fixed argv, no shell
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=True, env=env,
         )
         deadline = time.monotonic() + timeout_s
         health = f"http://{self.host}:{self.monitor_port}/healthz"

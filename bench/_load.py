@@ -150,7 +150,8 @@ class LoadGenerator:
             self._result.trouble[f"{event.actor}/{event.kind}"] += 1
 
     async def run(self, text: str, *, requests: int, in_flight: int, until: Until = "reply",
-                  timeout_s: float = 60.0, budget_s: float = 120.0) -> LoadResult:
+                  timeout_s: float = 60.0, budget_s: float = 120.0,
+                  settle_s: float = SETTLE_S) -> LoadResult:
         """Send ``requests`` copies of ``text`` with ``in_flight`` workers.
 
         Args:
@@ -160,6 +161,8 @@ class LoadGenerator:
             until: what finishes a request (see the module docstring).
             timeout_s: a request unfinished this long after its send counts as lost.
             budget_s: no request is sent after this many seconds.
+            settle_s: seconds to wait after the last request finished, for a Reply that
+                comes twice to be counted (0 for a warm-up, whose counts are not kept).
 
         Returns:
             The result of this run only (counters start at zero).
@@ -177,7 +180,7 @@ class LoadGenerator:
                 await self._one(text, until, timeout_s, last_finish)
 
         await asyncio.gather(*(worker() for _ in range(max(1, in_flight))))
-        await asyncio.sleep(SETTLE_S)
+        await asyncio.sleep(settle_s)
         result = self._result
         result.wall_s = last_finish[0] - started
         return result

@@ -1,6 +1,7 @@
 """The actor runtime: base actor, JetStream dispatch (ack / nak / term / dead-letter), pull
 consumer, session store, compare-and-set on KV keys, tracing, and the loop that runs one replica."""
 
+from runtime import _headers
 from runtime._actor import Actor, MessageContext, Services, handler
 from runtime._addressing import request_of, session_of, waiting_request
 from runtime._cas import compare_and_set, read_entry
@@ -18,6 +19,8 @@ from runtime._tracing import (
     setup_tracing,
     shutdown_tracing,
 )
+
+_headers.install()  # nats-py's header parser without its per-character generator
 
 __all__ = [
     "Actor",

@@ -25,15 +25,21 @@ class ProcessMemory:
     rss_kb: int
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of ``pid``, or None when it is gone."""
+def _fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (``man 5 proc``: index 0 is
+    field 3, the state), or None when ``pid`` is gone."""
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may contain spaces.
-    fields = text[text.rfind(")") + 2 :].split()
-    return int(fields[1]), int(fields[19])
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of ``pid``, or None when it is gone."""
+    fields = _fields(pid)
+    return None if fields is None else (int(fields[1]), int(fields[19]))
 
 
 def process_tree(root: int) -> dict[int, int]:
@@ -64,11 +70,9 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float | None:
     """User plus system CPU time ``pid`` has used so far, in seconds (None: it is gone); with
     ``children``, also that of its children that ended and were waited for (``cutime`` +
     ``cstime``: the git commands a role actor runs). From ``/proc/PID/stat`` (``man 5 proc``)."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
+    fields = _fields(pid)
+    if fields is None:
         return None
-    fields = text[text.rfind(")") + 2 :].split()
     return sum(int(f) for f in fields[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
 
 
@@ -76,17 +80,8 @@ def still_same(pid: int, started: int) -> bool:
     """Whether ``pid`` is alive and is the process that started at ``started`` (a zombie, which
     has exited and waits only for its parent to reap it, is not alive: the fork server of a
     ``switchboard up`` that has gone is reaped by init, here up to 2 s later)."""
-    stat = _stat(pid)
-    return stat is not None and stat[1] == started and _state(pid) != "Z"
-
-
-def _state(pid: int) -> str:
-    """The one-letter state of ``pid`` (``R``, ``S``, ``Z``...; "" when it is gone)."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return ""
-    return text[text.rfind(")") + 2 :].split(maxsplit=1)[0]
+    fields = _fields(pid)
+    return fields is not None and int(fields[19]) == started and fields[0] != "Z"
 
 
 def command(pid: int) -> str:
